@@ -1,0 +1,94 @@
+// Plain-text rendering for the CLI: aligned tables, the status view, and a small YAML emitter for JSON data
+// (enough for Gateway records; strings are JSON-quoted, which YAML reads as-is).
+import type { StatusReply } from "../../shared/protocol";
+
+export function table(header: string[], rows: string[][], indent = ""): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) => indent + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}
+
+const age = (ms: number | null) => (ms === null ? "never" : ms < 10_000 ? `${ms}ms` : `${Math.round(ms / 1000)}s`);
+
+export function renderStatus(st: StatusReply): string {
+  const out: string[] = [];
+  out.push(`coordinator ${st.coordinator} (active since ${new Date(st.activeSince).toISOString()})`);
+  out.push("");
+  out.push(
+    table(
+      ["DOMAIN", "GATEWAY", "TERM", "REPLICAS", "ACTIVE", "PROBLEM"],
+      st.domains.map((d) => [
+        d.domain,
+        d.solo ? `${d.gateway} (solo)` : d.gateway,
+        String(d.term),
+        `proxy=${d.replicas.proxy} tunnel=${d.replicas.tunnel}`,
+        d.active.length ? [...new Set(d.active.map((a) => a.nodeName))].map((n) => `${n}(${d.active.filter((a) => a.nodeName === n).map((a) => a.type).join(",")})`).join(" ") : "-",
+        d.problem ?? "",
+      ]),
+    ),
+  );
+  for (const d of st.domains) {
+    out.push("");
+    out.push(`${d.domain} / ${d.gateway}  term ${d.term}`);
+    out.push(
+      table(
+        ["CANDIDATE", "TYPES", "HEALTH", "ACTING", "LAST HEARTBEAT"],
+        d.candidates.map((c) => [
+          c.node,
+          c.types.join(",") || "-",
+          c.healthy ? "healthy" : c.draining ? "draining" : !c.datapathOk && c.lastHeartbeatAgeMs !== null ? "datapath-down" : "unhealthy",
+          c.actingActive.join(",") || "standby",
+          age(c.lastHeartbeatAgeMs),
+        ]),
+        "  ",
+      ),
+    );
+    out.push(
+      table(
+        ["NODE", "INTERNAL-IP", "READY", "LAST HEARTBEAT"],
+        d.nodes.map((n) => [n.node, n.internalIP || "-", n.ready ? "yes" : "no", age(n.lastHeartbeatAgeMs)]),
+        "  ",
+      ),
+    );
+  }
+  if (st.truncated) out.push("\n(truncated: ask for one domain with --domain)");
+  return out.join("\n");
+}
+
+const PLAIN = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
+const RESERVED = /^(true|false|null|yes|no|on|off|~)$/i;
+
+function scalar(v: unknown): string {
+  if (v === null || v === undefined) return "null";
+  if (typeof v === "string") return PLAIN.test(v) && !RESERVED.test(v) ? v : JSON.stringify(v);
+  return String(v);
+}
+
+export function toYaml(value: unknown, indent = ""): string {
+  if (Array.isArray(value)) {
+    if (value.length === 0) return "[]";
+    return value
+      .map((item) => {
+        if (item !== null && typeof item === "object" && !Array.isArray(item) && Object.keys(item).length) {
+          const body = toYaml(item, indent + "  ");
+          return `${indent}- ${body.slice(indent.length + 2)}`;
+        }
+        return `${indent}- ${toYaml(item, indent + "  ").trimStart()}`;
+      })
+      .join("\n");
+  }
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    if (entries.length === 0) return "{}";
+    return entries
+      .map(([k, v]) => {
+        const key = PLAIN.test(k) ? k : JSON.stringify(k);
+        if (v !== null && typeof v === "object" && (Array.isArray(v) ? v.length : Object.keys(v).length)) {
+          return `${indent}${key}:\n${toYaml(v, indent + "  ")}`;
+        }
+        return `${indent}${key}: ${toYaml(v, indent + "  ").trimStart()}`;
+      })
+      .join("\n");
+  }
+  return indent + scalar(value);
+}

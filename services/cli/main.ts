@@ -1,0 +1,100 @@
+// `raven`: the operator's command line. Talks to the hub: status from the active coordinator, Gateway records
+// from KV. Every failure is one clear line (mesh down, no coordinator, bad file) and a non-zero exit.
+import { readFileSync } from "node:fs";
+import { parseFlags } from "../../shared/args";
+import { ConfigError, MeshUnavailableError, describeError } from "../../shared/errors";
+import { parseGatewayManifest } from "../../shared/gateway";
+import { applyGateway, listGateways } from "../../shared/gateway-store";
+import { bindBuckets, connectOnce, openBuckets, type NatsConnection } from "../../shared/nats";
+import { runMain } from "../../shared/process";
+import { decodeAs, encode, subjects } from "../../shared/protocol";
+import { renderStatus, toYaml } from "./format";
+
+const HELP = `usage: raven <command> [options]
+
+Commands:
+  status [--domain D] [-o table|json]   domains, active endpoints, term, candidates' health and last
+                                        heartbeat, nodes (asks the active coordinator)
+  gateways [-o yaml|json]               print the Gateway records (raven.openyurt.io/v1beta1 shape)
+  gateways apply -f FILE                create or update Gateways from a JSON file (one object or a list);
+                                        the coordinator elects for them at once
+
+Options:
+  --nats URL     hub NATS URL (default: $RAVEN_NATS or nats://127.0.0.1:4222)
+  -h, --help     this help
+`;
+
+async function withMesh<T>(url: string, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  const nc = await connectOnce(url, "raven-cli");
+  try {
+    return await fn(nc);
+  } finally {
+    await nc.close();
+  }
+}
+
+runMain(async () => {
+  const [command, ...rest] = process.argv.slice(2);
+  if (!command || command === "-h" || command === "--help" || command === "help") {
+    process.stdout.write(HELP);
+    return;
+  }
+  const natsDefault = process.env.RAVEN_NATS ?? "nats://127.0.0.1:4222";
+  switch (command) {
+    case "status": {
+      const parsed = parseFlags(rest, "raven status [--domain D] [-o table|json]", "Fleet status from the active coordinator.", {
+        nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
+        domain: { type: "string", help: "only this domain" },
+        output: { type: "string", short: "o", default: "table", help: "table or json" },
+      });
+      if (!parsed) return;
+      const { flags } = parsed;
+      if (flags.output !== "table" && flags.output !== "json") throw new ConfigError("--output", `must be table or json, got ${flags.output}`);
+      const st = await withMesh(flags.nats!, async (nc) => {
+        try {
+          const reply = await nc.request(subjects.status(), encode("status.request", flags.domain ? { domain: flags.domain } : {}), { timeout: 2_000 });
+          return decodeAs(reply.data, "status.reply");
+        } catch (err) {
+          throw new MeshUnavailableError(`no active coordinator answered on ${flags.nats} (${describeError(err)}); is the fleet running?`);
+        }
+      });
+      process.stdout.write((flags.output === "json" ? JSON.stringify(st, null, 2) : renderStatus(st)) + "\n");
+      return;
+    }
+    case "gateways": {
+      const apply = rest[0] === "apply";
+      const parsed = parseFlags(apply ? rest.slice(1) : rest, apply ? "raven gateways apply -f FILE" : "raven gateways [-o yaml|json]", "Gateway records in the hub's KV.", {
+        nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
+        output: { type: "string", short: "o", default: "yaml", help: "yaml or json" },
+        file: { type: "string", short: "f", help: "with apply: JSON file with a Gateway or a list of Gateways" },
+      });
+      if (!parsed) return;
+      const { flags } = parsed;
+      if (apply) {
+        if (!flags.file) throw new ConfigError("-f", "a file is required");
+        let raw: unknown;
+        try {
+          raw = JSON.parse(readFileSync(flags.file, "utf8"));
+        } catch (err) {
+          throw new ConfigError("-f", `cannot read ${flags.file}: ${describeError(err)}`);
+        }
+        const list = (Array.isArray(raw) ? raw : [raw]).map((g, i) => parseGatewayManifest(g, `${flags.file}[${i}]`));
+        await withMesh(flags.nats!, async (nc) => {
+          const buckets = await openBuckets(nc);
+          for (const gw of list) process.stdout.write(`gateway ${gw.metadata.name} ${await applyGateway(buckets.gateways, gw)}\n`);
+        });
+        return;
+      }
+      if (flags.output !== "yaml" && flags.output !== "json") throw new ConfigError("--output", `must be yaml or json, got ${flags.output}`);
+      const gws = await withMesh(flags.nats!, async (nc) => {
+        const buckets = await bindBuckets(nc);
+        return listGateways(buckets.gateways, (key, err) => process.stderr.write(`warning: skipping record ${key}: ${describeError(err)}\n`));
+      });
+      if (flags.output === "json") process.stdout.write(JSON.stringify({ apiVersion: "v1", kind: "List", items: gws }, null, 2) + "\n");
+      else process.stdout.write(gws.map((g) => toYaml(g)).join("\n---\n") + "\n");
+      return;
+    }
+    default:
+      throw new ConfigError("command", `unknown command ${JSON.stringify(command)}\n\n${HELP}`);
+  }
+});

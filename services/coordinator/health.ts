@@ -1,0 +1,123 @@
+// HealthTracker: the heartbeat hot path, kept out of the statecharts. Records every heartbeat in plain maps
+// (no allocation per heartbeat once a candidate is known) and, on each sweep, reports only the candidates
+// whose health flipped, which the coordinator turns into one HEALTH event per affected DomainActor.
+//
+// Health of a gateway candidate = heard within deadAfterMs, at least riseCount consecutive heartbeats since
+// it was last unhealthy (hysteresis against flapping), not draining, and its own data path OK.
+import type { EndpointType } from "../../shared/gateway";
+import type { GatewayHeartbeat, NodeHeartbeat } from "../../shared/protocol";
+
+export type CandidateHealth = {
+  node: string;
+  domain: string;
+  lastSeenAt: number;
+  seq: number;
+  sentAt: number;
+  streak: number;
+  term: number;
+  draining: boolean;
+  datapathOk: boolean;
+  acting: EndpointType[];
+  /** Heard within deadAfterMs: its lease may still be running. */
+  alive: boolean;
+  healthy: boolean;
+};
+
+export type NodeLiveness = { node: string; domain: string; lastSeenAt: number; ready: boolean; seq: number };
+
+export type HealthSettings = Readonly<{ deadAfterMs: number; riseCount: number; nodeDeadAfterMs: number }>;
+
+export class HealthTracker {
+  readonly candidates = new Map<string, CandidateHealth>();
+  readonly nodes = new Map<string, NodeLiveness>();
+  private readonly startedAt: number;
+  private flipped = new Set<string>();
+
+  constructor(
+    private readonly settings: HealthSettings,
+    now: number,
+  ) {
+    this.startedAt = now;
+  }
+
+  /** True once heartbeats have been watched for a whole dead-after window: before that, absence means nothing. */
+  warm(now: number): boolean {
+    return now - this.startedAt >= this.settings.deadAfterMs;
+  }
+
+  /** Records a gateway heartbeat; returns the candidate's record. */
+  gateway(hb: GatewayHeartbeat, now: number): CandidateHealth {
+    let c = this.candidates.get(hb.node);
+    if (!c) {
+      c = {
+        node: hb.node,
+        domain: hb.domain,
+        lastSeenAt: now,
+        seq: hb.seq,
+        sentAt: hb.sentAt,
+        streak: 0,
+        term: hb.term,
+        draining: hb.draining,
+        datapathOk: hb.datapathOk,
+        acting: hb.active,
+        alive: false,
+        healthy: false,
+      };
+      this.candidates.set(hb.node, c);
+    }
+    const gap = now - c.lastSeenAt > this.settings.deadAfterMs;
+    const restarted = hb.seq < c.seq;
+    c.streak = gap || restarted ? 1 : c.streak + 1;
+    c.lastSeenAt = now;
+    c.domain = hb.domain;
+    c.seq = hb.seq;
+    c.sentAt = hb.sentAt;
+    c.term = hb.term;
+    c.draining = hb.draining;
+    c.datapathOk = hb.datapathOk;
+    c.acting = hb.active;
+    this.evaluate(c, now);
+    return c;
+  }
+
+  node(hb: NodeHeartbeat, now: number): void {
+    const n = this.nodes.get(hb.node);
+    if (n) {
+      n.lastSeenAt = now;
+      n.ready = hb.ready;
+      n.seq = hb.seq;
+      n.domain = hb.domain;
+    } else {
+      this.nodes.set(hb.node, { node: hb.node, domain: hb.domain, lastSeenAt: now, ready: hb.ready, seq: hb.seq });
+    }
+  }
+
+  nodeReady(name: string, now: number): boolean {
+    const n = this.nodes.get(name);
+    return !!n && n.ready && now - n.lastSeenAt < this.settings.nodeDeadAfterMs;
+  }
+
+  private evaluate(c: CandidateHealth, now: number): void {
+    const alive = now - c.lastSeenAt < this.settings.deadAfterMs;
+    const healthy = alive && c.streak >= this.settings.riseCount && !c.draining && c.datapathOk;
+    if (healthy !== c.healthy || alive !== c.alive) {
+      c.healthy = healthy;
+      c.alive = alive;
+      this.flipped.add(c.node);
+    }
+  }
+
+  /** Expires silent candidates and returns the names of every candidate whose health flipped since last sweep. */
+  sweep(now: number): Set<string> {
+    for (const c of this.candidates.values()) {
+      if (c.alive && now - c.lastSeenAt >= this.settings.deadAfterMs) this.evaluate(c, now);
+    }
+    const out = this.flipped;
+    this.flipped = new Set();
+    return out;
+  }
+
+  isHealthy(node: string): boolean {
+    return this.candidates.get(node)?.healthy ?? false;
+  }
+}

@@ -1,0 +1,176 @@
+// Inventory: the coordinator's in-memory view of the hub's KV (Gateway records and node facts), kept current
+// by KV watches, plus the partition into election units computed from it. Both coordinator replicas keep it
+// warm, so a standby that takes over decides from the same facts at once. Watches are restarted whenever
+// they end (hub restart); a record that does not parse is counted and skipped, never fatal.
+import type { KV, KvWatchEntry } from "@nats-io/kv";
+import type { Clock, TimerHandle } from "../../shared/clock";
+import { computeUnits, endpointOwners, placeNode, type NodeFacts, type Partition, type Placement } from "../../shared/domains";
+import { describeError } from "../../shared/errors";
+import { parseGatewayRecord, type Gateway } from "../../shared/gateway";
+import type { HubBuckets } from "../../shared/nats";
+import { encodeJson, textDecoder } from "../../shared/nats";
+import type { Logger } from "../../shared/log";
+import { counters } from "../../shared/metrics";
+import type { Versioned } from "../../shared/kv";
+import { isObjectName } from "../../shared/protocol";
+
+export type NodeRecord = NodeFacts & { domain: string; registeredAt: number };
+
+export type InventoryChange = {
+  /** The partition into units changed (units added/removed, membership or candidates changed). */
+  partition: boolean;
+  /** Record keys whose stored value changed. */
+  records: string[];
+};
+
+function parseNodeRecord(raw: unknown, key: string): NodeRecord {
+  const r = raw as Partial<NodeRecord> | null;
+  if (!r || typeof r !== "object" || !isObjectName(r.name) || r.name !== key || typeof r.domain !== "string") {
+    throw new Error(`node record ${key} is malformed`);
+  }
+  return {
+    name: r.name,
+    labels: (r.labels ?? {}) as Record<string, string>,
+    internalIP: String(r.internalIP ?? ""),
+    ...(r.podCIDR ? { podCIDR: String(r.podCIDR) } : {}),
+    domain: r.domain,
+    registeredAt: Number(r.registeredAt ?? 0),
+  };
+}
+
+export class Inventory {
+  readonly gateways = new Map<string, Versioned<Gateway>>();
+  readonly nodes = new Map<string, NodeRecord>();
+  partition: Partition = { units: new Map(), unitOfNode: new Map() };
+  /** Candidate node -> the unit key it is a candidate of. */
+  readonly candidateUnit = new Map<string, string>();
+  private stopped = false;
+  private recomputeTimer: TimerHandle | null = null;
+  private pendingRecords = new Set<string>();
+  private pendingPartition = false;
+  private watchers: { stop(): void }[] = [];
+
+  constructor(
+    private readonly buckets: HubBuckets,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly onChange: (change: InventoryChange) => void,
+    private readonly debounceMs = 20,
+  ) {}
+
+  start(): void {
+    void this.watchLoop(this.buckets.gateways, (e) => this.applyGateway(e), "gateways");
+    void this.watchLoop(this.buckets.nodes, (e) => this.applyNode(e), "nodes");
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const w of this.watchers) w.stop();
+    if (this.recomputeTimer) this.clock.clearTimeout(this.recomputeTimer);
+  }
+
+  private async watchLoop(kv: KV, apply: (e: KvWatchEntry) => void, what: string): Promise<void> {
+    while (!this.stopped) {
+      try {
+        const iter = await kv.watch();
+        this.watchers.push(iter);
+        for await (const entry of iter) {
+          if (this.stopped) break;
+          apply(entry);
+        }
+      } catch (err) {
+        if (!this.stopped) this.log.warn({ err: describeError(err), bucket: what }, "KV watch failed; restarting");
+      }
+      if (!this.stopped) await new Promise((r) => this.clock.setTimeout(() => r(undefined), 250));
+    }
+  }
+
+  private applyGateway(entry: KvWatchEntry): void {
+    const key = entry.key;
+    const prev = this.gateways.get(key);
+    if (prev && prev.revision >= entry.revision) return;
+    if (entry.operation !== "PUT") {
+      this.gateways.delete(key);
+      this.markChanged(key, true);
+      return;
+    }
+    try {
+      const gw = parseGatewayRecord(JSON.parse(textDecoder.decode(entry.value)), key);
+      const specChanged = !prev?.value || JSON.stringify(prev.value.spec) !== JSON.stringify(gw.spec);
+      this.gateways.set(key, { value: gw, revision: entry.revision });
+      this.markChanged(key, specChanged && key.startsWith("gw."));
+    } catch (err) {
+      counters.inc("raven_records_rejected_total", { bucket: "gateways" });
+      this.log.warn({ key, err: describeError(err) }, "skipping malformed Gateway record");
+    }
+  }
+
+  private applyNode(entry: KvWatchEntry): void {
+    if (entry.operation !== "PUT") {
+      if (this.nodes.delete(entry.key)) this.markChanged(null, true);
+      return;
+    }
+    try {
+      const rec = parseNodeRecord(JSON.parse(textDecoder.decode(entry.value)), entry.key);
+      const prev = this.nodes.get(rec.name);
+      this.nodes.set(rec.name, rec);
+      const membershipChanged =
+        !prev || prev.domain !== rec.domain || JSON.stringify(prev.labels) !== JSON.stringify(rec.labels) || prev.internalIP !== rec.internalIP || prev.podCIDR !== rec.podCIDR;
+      if (membershipChanged) this.markChanged(null, true);
+    } catch (err) {
+      counters.inc("raven_records_rejected_total", { bucket: "nodes" });
+      this.log.warn({ key: entry.key, err: describeError(err) }, "skipping malformed node record");
+    }
+  }
+
+  private markChanged(recordKey: string | null, partition: boolean): void {
+    if (recordKey) this.pendingRecords.add(recordKey);
+    if (partition) this.pendingPartition = true;
+    if (this.recomputeTimer) return;
+    this.recomputeTimer = this.clock.setTimeout(() => this.flush(), this.debounceMs);
+  }
+
+  /** Applies pending changes now (also used by tests). */
+  flush(): void {
+    this.recomputeTimer = null;
+    const partitionChanged = this.pendingPartition;
+    if (partitionChanged) this.recompute();
+    const records = [...this.pendingRecords];
+    this.pendingRecords.clear();
+    this.pendingPartition = false;
+    this.onChange({ partition: partitionChanged, records });
+  }
+
+  private userGateways(): Gateway[] {
+    const out: Gateway[] = [];
+    for (const [key, v] of this.gateways) if (key.startsWith("gw.") && v.value) out.push(v.value);
+    return out;
+  }
+
+  private recompute(): void {
+    this.partition = computeUnits(this.userGateways(), [...this.nodes.values()]);
+    this.candidateUnit.clear();
+    for (const unit of this.partition.units.values()) for (const c of unit.candidates) this.candidateUnit.set(c, unit.key);
+  }
+
+  /** Where a node registering now belongs, without waiting for the debounced recompute. */
+  place(node: Pick<NodeFacts, "name" | "labels">): Placement {
+    const gws = this.userGateways();
+    return placeNode(node, new Set(gws.map((g) => g.metadata.name)), endpointOwners(gws));
+  }
+
+  /** Stores a node's facts unless they are already stored as they are. */
+  async putNode(rec: NodeRecord): Promise<void> {
+    const prev = this.nodes.get(rec.name);
+    if (
+      prev &&
+      prev.domain === rec.domain &&
+      prev.internalIP === rec.internalIP &&
+      prev.podCIDR === rec.podCIDR &&
+      JSON.stringify(prev.labels) === JSON.stringify(rec.labels)
+    ) {
+      return;
+    }
+    await this.buckets.nodes.put(rec.name, encodeJson(rec));
+  }
+}

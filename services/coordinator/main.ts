@@ -1,0 +1,40 @@
+// Coordinator process: connects to the hub, opens the KV buckets, runs CoordinatorService until signalled.
+import { parseFlags } from "../../shared/args";
+import { systemClock } from "../../shared/clock";
+import { loadConfigFile } from "../../shared/config";
+import { describeError } from "../../shared/errors";
+import { createLogger } from "../../shared/log";
+import { connectDaemon, openBuckets } from "../../shared/nats";
+import { instanceId, onShutdown, runMain } from "../../shared/process";
+import { CoordinatorService } from "./coordinator";
+
+runMain(async () => {
+  const parsed = parseFlags(process.argv.slice(2), "coordinator [options]", "Raven coordinator: inventory, domains and fenced gateway election (active + standby by KV lease).", {
+    nats: { type: "string", default: "nats://127.0.0.1:4222", help: "hub NATS URL(s), comma-separated" },
+    name: { type: "string", default: "coordinator", help: "replica name (an instance suffix is added)" },
+    config: { type: "string", help: "Raven config JSON (timings)" },
+  });
+  if (!parsed) return;
+  const { flags } = parsed;
+  const config = loadConfigFile(flags.config);
+  const id = instanceId(flags.name ?? "coordinator");
+  const log = createLogger({ service: "coordinator", actor: id });
+  const nc = await connectDaemon(flags.nats!, id);
+  let buckets;
+  for (;;) {
+    try {
+      buckets = await openBuckets(nc);
+      break;
+    } catch (err) {
+      log.warn({ err: describeError(err) }, "KV not ready; retrying");
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  const service = new CoordinatorService({ nc, buckets, id, timings: config.timings, clock: systemClock, log });
+  await service.start();
+  log.info({ nats: flags.nats }, "coordinator started");
+  onShutdown(async () => {
+    await service.stop();
+    await nc.drain().catch(() => nc.close());
+  });
+});

@@ -1,0 +1,250 @@
+// The fleet launcher (the embedded default): from a topology, it starts the hub, one leaf per edge domain,
+// the coordinator replicas and every node and gateway actor as processes on this machine, seeds the Gateway
+// records, and waits until every domain has its active gateways. Processes are supervised (restarted after
+// restartDelayMs when they die), so a chaos test only has to kill. `stop()` stops everything it started.
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { defaultTimings, type Timings } from "../../shared/config";
+import { domainOf } from "../../shared/domains";
+import { describeError } from "../../shared/errors";
+import { applyGateway } from "../../shared/gateway-store";
+import { connectOnce, openBuckets, type NatsConnection } from "../../shared/nats";
+import { decodeAs, encode, subjects, type StatusReply } from "../../shared/protocol";
+import { partitionOf, type Topology } from "../../shared/topology";
+import { buildEntrypoints, REPO_ROOT, type Entrypoint } from "./build";
+import { hubConfig, leafConfig } from "./nats-config";
+import { freePorts, ManagedProc, reapStale, waitForPort, writePidFile, type ProcEvent, type ProcSpec } from "./procs";
+
+export type FleetOptions = Readonly<{
+  runDir: string;
+  /** Hub client port; 0 picks free ports for everything (tests). */
+  hubPort?: number;
+  timings?: Partial<Timings>;
+  coordinators?: number;
+  /** Delay before a dead actor process is restarted; undefined disables restarts. */
+  restartDelayMs?: number;
+  /** Leave the hub's JetStream store from an earlier run in place (default: start empty). */
+  keepState?: boolean;
+  logLevel?: string;
+  progress?: (line: string) => void;
+  onProcEvent?: (e: ProcEvent) => void;
+}>;
+
+export type ActorInfo = Readonly<{ name: string; node: string; domain: string; gateway?: string }>;
+
+export class Fleet {
+  readonly procs = new Map<string, ManagedProc>();
+  hubUrl = "";
+  hubLeafPort = 0;
+  readonly leafUrls = new Map<string, string>();
+  /** Gateway actor process name -> what it is. */
+  readonly gatewayActors = new Map<string, ActorInfo>();
+  readonly nodeActors = new Map<string, ActorInfo>();
+  private readonly runDir: string;
+  private readonly pidFile: string;
+  private lastStatusError = "";
+
+  constructor(
+    readonly topology: Topology,
+    private readonly options: FleetOptions,
+  ) {
+    this.runDir = resolve(options.runDir);
+    this.pidFile = join(this.runDir, "pids.json");
+  }
+
+  private progress(line: string): void {
+    this.options.progress?.(line);
+  }
+
+  /** Domains that get a leaf: every domain but the cloud one (whose Gateway is exposed). */
+  edgeDomains(): string[] {
+    const { units } = partitionOf(this.topology);
+    const cloud = new Set<string>();
+    for (const gw of this.topology.gateways) {
+      const unit = units.get(`gw.${gw.metadata.name}`);
+      if (gw.spec.exposeType !== "" && unit?.domain) cloud.add(unit.domain);
+    }
+    const all = new Set(this.topology.nodes.map((n) => domainOf(n)));
+    return [...all].filter((d) => !cloud.has(d)).sort();
+  }
+
+  natsUrlFor(domain: string): string {
+    return this.leafUrls.get(domain) ?? this.hubUrl;
+  }
+
+  async start(): Promise<void> {
+    const { options } = this;
+    rmSync(join(this.runDir, "logs"), { recursive: true, force: true });
+    mkdirSync(join(this.runDir, "logs"), { recursive: true });
+    const reaped = reapStale(this.pidFile, this.runDir);
+    if (reaped) this.progress(`reaped ${reaped} process(es) left by an earlier run in ${this.runDir}`);
+    const timings: Timings = { ...defaultTimings, ...options.timings };
+    const configFile = join(this.runDir, "raven.json");
+    writeFileSync(configFile, JSON.stringify({ timings }, null, 2));
+
+    const edges = this.edgeDomains();
+    const ports = options.hubPort ? [] : await freePorts(2 + edges.length);
+    const hubPort = options.hubPort || ports[0]!;
+    this.hubLeafPort = options.hubPort ? options.hubPort + 3200 : ports[1]!;
+    const leafPorts = edges.map((_, i) => (options.hubPort ? options.hubPort + 100 + i : ports[2 + i]!));
+
+    this.progress(`[1/5] building actor bundles`);
+    const bundles = await buildEntrypoints();
+
+    // Hub
+    const storeDir = join(this.runDir, "jetstream");
+    if (!options.keepState) rmSync(storeDir, { recursive: true, force: true });
+    const hubConf = join(this.runDir, "hub.conf");
+    writeFileSync(hubConf, hubConfig({ configDir: this.runDir, baseConf: join(REPO_ROOT, "nats.conf"), ports: { client: hubPort, leafnode: this.hubLeafPort }, storeDir }));
+    this.hubUrl = `nats://127.0.0.1:${hubPort}`;
+    this.add({ name: "hub", kind: "hub", command: "nats-server", args: ["-c", hubConf], logFile: this.logFile("hub") });
+    this.procs.get("hub")!.start();
+    await waitForPort(hubPort, 10_000);
+    this.progress(`[2/5] hub ready on ${this.hubUrl} (leafnodes on ${this.hubLeafPort})`);
+
+    // Leaves
+    edges.forEach((domain, i) => {
+      const conf = join(this.runDir, `leaf-${domain}.conf`);
+      writeFileSync(conf, leafConfig({ domain, port: leafPorts[i]!, hubLeafnodePort: this.hubLeafPort }));
+      this.leafUrls.set(domain, `nats://127.0.0.1:${leafPorts[i]}`);
+      this.add({ name: `leaf-${domain}`, kind: "leaf", command: "nats-server", args: ["-c", conf], logFile: this.logFile(`leaf-${domain}`) });
+      this.procs.get(`leaf-${domain}`)!.start();
+    });
+    await Promise.all(leafPorts.map((p) => waitForPort(p, 10_000)));
+    this.progress(`[3/5] ${edges.length} leaf server(s) ready: ${edges.map((d) => `${d}=${this.leafUrls.get(d)}`).join(" ")}`);
+
+    // Gateway records
+    await this.seedGateways();
+
+    // Coordinators, nodes and gateway candidates
+    const node = (entry: Entrypoint, args: string[]) => ({ command: process.execPath, args: ["--enable-source-maps", bundles[entry], ...args, "--config", configFile] });
+    const env = { RAVEN_LOG_LEVEL: options.logLevel ?? "info" };
+    const restartDelayMs = options.restartDelayMs;
+    for (let i = 1; i <= (options.coordinators ?? 2); i++) {
+      const name = `coordinator-${i}`;
+      this.add({ name, kind: "coordinator", ...node("coordinator", ["--nats", this.hubUrl, "--name", name]), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
+    }
+    const { units } = partitionOf(this.topology);
+    for (const n of this.topology.nodes) {
+      const domain = domainOf(n);
+      const name = `node-${n.name}`;
+      const args = ["--nats", this.natsUrlFor(domain), "--node", n.name, "--labels", JSON.stringify(n.labels), "--internal-ip", n.internalIP];
+      if (n.podCIDR) args.push("--pod-cidr", n.podCIDR);
+      this.add({ name, kind: "node", ...node("node-actor", args), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
+      this.nodeActors.set(name, { name, node: n.name, domain });
+    }
+    for (const unit of units.values()) {
+      for (const c of unit.candidates) {
+        const facts = this.topology.nodes.find((n) => n.name === c)!;
+        const domain = domainOf(facts);
+        const name = `gateway-${c}`;
+        const args = ["--nats", this.natsUrlFor(domain), "--node", c, "--domain", domain, "--gateway", unit.name];
+        this.add({ name, kind: "gateway", ...node("gateway-actor", args), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
+        this.gatewayActors.set(name, { name, node: c, domain, gateway: unit.name });
+      }
+    }
+    // Coordinators first: on a small machine, 30 processes starting at once compete for the CPU, and nothing
+    // can register before a coordinator holds the lease.
+    const coordinators = [...this.procs.values()].filter((p) => p.spec.kind === "coordinator");
+    for (const p of coordinators) p.start();
+    writePidFile(this.pidFile, this.procs.values());
+    await this.waitCoordinator(30_000);
+    for (const p of this.procs.values()) p.start();
+    writePidFile(this.pidFile, this.procs.values());
+    this.progress(`[4/5] coordinator active; started ${this.nodeActors.size} node actors and ${this.gatewayActors.size} gateway candidates`);
+
+    await this.waitElected(60_000);
+    this.progress(`[5/5] every domain has its active gateways; logs in ${join(this.runDir, "logs")}`);
+  }
+
+  private add(spec: ProcSpec): void {
+    this.procs.set(spec.name, new ManagedProc(spec, (e) => this.options.onProcEvent?.(e)));
+  }
+
+  private logFile(name: string): string {
+    return join(this.runDir, "logs", `${name}.log`);
+  }
+
+  private async seedGateways(): Promise<void> {
+    const nc = await this.connect();
+    try {
+      const buckets = await openBuckets(nc);
+      const results = await Promise.all(this.topology.gateways.map((g) => applyGateway(buckets.gateways, g)));
+      this.progress(`      Gateway records: ${this.topology.gateways.map((g, i) => `${g.metadata.name} ${results[i]}`).join(", ")}`);
+    } finally {
+      await nc.close();
+    }
+  }
+
+  connect(): Promise<NatsConnection> {
+    return connectOnce(this.hubUrl, "raven-fleet", 5_000);
+  }
+
+  /** Asks the active coordinator for the fleet status (null when none answers in time). */
+  async status(nc: NatsConnection, timeoutMs = 1_000): Promise<StatusReply | null> {
+    try {
+      const reply = await nc.request(subjects.status(), encode("status.request", {}), { timeout: timeoutMs });
+      return decodeAs(reply.data, "status.reply");
+    } catch (err) {
+      this.lastStatusError = describeError(err);
+      return null;
+    }
+  }
+
+  private async waitCoordinator(timeoutMs: number): Promise<void> {
+    const nc = await this.connect();
+    const deadline = Date.now() + timeoutMs;
+    try {
+      while (Date.now() < deadline) {
+        if (await this.status(nc)) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      await nc.close();
+    }
+    throw new Error(`no coordinator became active within ${timeoutMs} ms (${this.lastStatusError}); see ${join(this.runDir, "logs")}`);
+  }
+
+  /** Resolves when every unit with candidates has every wanted replica active and every node is ready. */
+  async waitElected(timeoutMs: number): Promise<StatusReply> {
+    const nc = await this.connect();
+    const deadline = Date.now() + timeoutMs;
+    const expectedUnits = partitionOf(this.topology).units.size;
+    let last = "no coordinator answered yet";
+    let reported = Date.now();
+    try {
+      while (Date.now() < deadline) {
+        if (Date.now() - reported > 2_000) {
+          this.progress(`      waiting: ${last} (${this.lastStatusError})`);
+          reported = Date.now();
+        }
+        const st = await this.status(nc);
+        if (st) {
+          const missing = st.domains.filter((d) => d.active.length === 0 || d.nodes.some((n) => !n.ready));
+          const nodes = st.domains.reduce((sum, d) => sum + d.nodes.length, 0);
+          if (st.domains.length >= expectedUnits && nodes >= this.topology.nodes.length && missing.length === 0) return st;
+          last = `${st.domains.length}/${expectedUnits} units known; waiting for ${missing.map((d) => d.gateway).join(", ") || "registrations"}`;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await nc.close();
+    }
+    throw new Error(`fleet not ready after ${timeoutMs} ms: ${last}`);
+  }
+
+  kill(name: string, signal: NodeJS.Signals = "SIGKILL"): number | undefined {
+    const p = this.procs.get(name);
+    if (!p) throw new Error(`no process named ${name}`);
+    return p.kill(signal);
+  }
+
+  async stop(): Promise<void> {
+    // Actors first (they drain), then leaves, then the hub.
+    const order = (k: string) => (k === "hub" ? 2 : k === "leaf" ? 1 : 0);
+    for (const tier of [0, 1, 2]) {
+      await Promise.all([...this.procs.values()].filter((p) => order(p.spec.kind) === tier).map((p) => p.stop(4_000).catch((err) => this.progress(`stop ${p.spec.name}: ${describeError(err)}`))));
+    }
+    writePidFile(this.pidFile, []);
+  }
+}

@@ -1,0 +1,64 @@
+// `npm run fleet`: starts the demo fleet from a topology file and keeps it running until Ctrl-C, which stops
+// everything it started. Shows progress while starting, then the status table, then process events.
+import { join } from "node:path";
+import { parseFlags, parseJsonFlag } from "../../shared/args";
+import { parseTimings } from "../../shared/config";
+import { loadTopology } from "../../shared/topology";
+import { runMain } from "../../shared/process";
+import { renderStatus } from "../cli/format";
+import { REPO_ROOT } from "./build";
+import { Fleet } from "./fleet";
+
+runMain(async () => {
+  const parsed = parseFlags(process.argv.slice(2), "npm run fleet -- [options]", "Start a Raven fleet on this machine: hub, one leaf per edge domain, 2 coordinators, node and gateway actors.", {
+    topology: { type: "string", default: join(REPO_ROOT, "topology.json"), help: "topology file (nodes with labels, Gateway manifests)" },
+    "run-dir": { type: "string", default: join(REPO_ROOT, ".raven", "fleet"), help: "config, JetStream store, pid file and logs" },
+    port: { type: "string", default: "4222", help: "hub client port (leafnodes on port+3200, leaves from port+100); 0 picks free ports" },
+    timings: { type: "string", help: "timing overrides as JSON, e.g. {\"gatewayHeartbeatMs\":50}" },
+    "keep-state": { type: "boolean", default: false, help: "keep the hub's KV from the previous run" },
+    "no-restart": { type: "boolean", default: false, help: "do not restart actor processes that die" },
+  });
+  if (!parsed) return;
+  const { flags } = parsed;
+  const topology = loadTopology(flags.topology!);
+  const port = Number(flags.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535 - 3200) throw new Error(`--port: ${flags.port} is not a usable port`);
+  const timings = parseTimings(parseJsonFlag(flags.timings, "timings"));
+  const t0 = Date.now();
+  const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s`;
+  const fleet = new Fleet(topology, {
+    runDir: flags["run-dir"]!,
+    hubPort: port,
+    timings,
+    keepState: flags["keep-state"],
+    ...(flags["no-restart"] ? {} : { restartDelayMs: 1_000 }),
+    progress: (line) => process.stdout.write(`${stamp()} ${line}\n`),
+    onProcEvent: (e) => {
+      if (e.type === "exit") process.stdout.write(`${stamp()} process ${e.name} exited (${e.signal ?? `code ${e.code}`})\n`);
+    },
+  });
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`\n${stamp()} stopping the fleet...\n`);
+    await fleet.stop();
+    process.stdout.write(`${stamp()} stopped.\n`);
+    process.exit(0);
+  };
+  process.on("SIGINT", stop);
+  process.on("SIGTERM", stop);
+  try {
+    await fleet.start();
+  } catch (err) {
+    await fleet.stop();
+    throw err;
+  }
+  const nc = await fleet.connect();
+  const st = await fleet.status(nc);
+  await nc.close();
+  if (st) process.stdout.write(`\n${renderStatus(st)}\n`);
+  process.stdout.write(
+    `\nFleet running. Try:\n  RAVEN_NATS=${fleet.hubUrl} bin/raven status\n  RAVEN_NATS=${fleet.hubUrl} bin/raven gateways -o yaml\nCtrl-C stops everything.\n`,
+  );
+});

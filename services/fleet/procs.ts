@@ -1,0 +1,156 @@
+// Child processes of a fleet: spawned with their output appended to a log file, supervised (restarted after
+// a delay when they die, like a kubelet would), stopped by PID. A pid file lets the next run reap what a
+// crashed launcher left behind — only processes whose command line names this run directory.
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, openSync, readFileSync, writeFileSync, closeSync } from "node:fs";
+import { createConnection } from "node:net";
+
+export type ProcKind = "hub" | "leaf" | "coordinator" | "node" | "gateway";
+
+export type ProcSpec = Readonly<{
+  name: string;
+  kind: ProcKind;
+  command: string;
+  args: string[];
+  logFile: string;
+  env?: Record<string, string>;
+  /** Restart after this delay when it exits unexpectedly; undefined = never. */
+  restartDelayMs?: number;
+}>;
+
+export type ProcEvent = { type: "exit"; name: string; code: number | null; signal: string | null } | { type: "start"; name: string; pid: number };
+
+export class ManagedProc {
+  child: ChildProcess | null = null;
+  restarts = 0;
+  private restartTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly spec: ProcSpec,
+    private readonly onEvent: (e: ProcEvent) => void,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child?.exitCode === null && this.child.signalCode === null ? this.child.pid : undefined;
+  }
+
+  get running(): boolean {
+    return this.pid !== undefined;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.stopping = false;
+    const fd = openSync(this.spec.logFile, "a");
+    const child = spawn(this.spec.command, this.spec.args, {
+      stdio: ["pipe", fd, fd],
+      env: { ...process.env, ...this.spec.env, RAVEN_EXIT_WITH_PARENT: "1" },
+    });
+    closeSync(fd);
+    this.child = child;
+    this.exited = new Promise((resolve) => {
+      child.once("exit", (code, signal) => {
+        this.onEvent({ type: "exit", name: this.spec.name, code, signal });
+        resolve();
+        if (!this.stopping && this.spec.restartDelayMs !== undefined) {
+          this.restartTimer = setTimeout(() => {
+            this.restartTimer = null;
+            if (!this.stopping) {
+              this.restarts++;
+              this.start();
+            }
+          }, this.spec.restartDelayMs);
+        }
+      });
+    });
+    child.once("error", () => {}); // reported through "exit"
+    if (child.pid) this.onEvent({ type: "start", name: this.spec.name, pid: child.pid });
+  }
+
+  /** Sends a signal without stopping supervision: a killed process is restarted after restartDelayMs. */
+  kill(signal: NodeJS.Signals = "SIGKILL"): number | undefined {
+    const pid = this.pid;
+    if (pid !== undefined) this.child!.kill(signal);
+    return pid;
+  }
+
+  waitExit(): Promise<void> {
+    return this.exited;
+  }
+
+  /** Stops for good: SIGTERM, then SIGKILL after graceMs. */
+  async stop(graceMs = 5_000): Promise<void> {
+    this.stopping = true;
+    if (this.restartTimer) clearTimeout(this.restartTimer);
+    if (!this.running) return;
+    this.child!.kill("SIGTERM");
+    const timer = setTimeout(() => this.child?.kill("SIGKILL"), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+export function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const sock = createConnection({ host: "127.0.0.1", port }, () => {
+        sock.destroy();
+        resolve();
+      });
+      sock.once("error", () => {
+        sock.destroy();
+        if (Date.now() > deadline) reject(new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`));
+        else setTimeout(attempt, 25);
+      });
+    };
+    attempt();
+  });
+}
+
+/** Ports the OS just handed out as free; they are released before use, so collisions are unlikely, not impossible. */
+export async function freePorts(count: number): Promise<number[]> {
+  const { createServer } = await import("node:net");
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => new Promise<import("node:net").Server>((resolve) => {
+      const s = createServer();
+      s.listen(0, "127.0.0.1", () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as import("node:net").AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+type PidEntry = { pid: number; name: string };
+
+export function writePidFile(file: string, procs: Iterable<ManagedProc>): void {
+  const entries: PidEntry[] = [];
+  for (const p of procs) if (p.pid) entries.push({ pid: p.pid, name: p.spec.name });
+  writeFileSync(file, JSON.stringify(entries));
+}
+
+/** Kills what a previous launcher of this run directory left running (only processes whose command line names it). */
+export function reapStale(file: string, marker: string): number {
+  if (!existsSync(file)) return 0;
+  let reaped = 0;
+  try {
+    const entries = JSON.parse(readFileSync(file, "utf8")) as PidEntry[];
+    for (const e of entries) {
+      try {
+        const cmdline = readFileSync(`/proc/${e.pid}/cmdline`, "utf8");
+        if (cmdline.includes(marker)) {
+          process.kill(e.pid, "SIGKILL");
+          reaped++;
+        }
+      } catch {
+        // gone already
+      }
+    }
+  } catch {
+    // unreadable pid file: nothing to reap
+  }
+  return reaped;
+}

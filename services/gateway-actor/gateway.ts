@@ -1,0 +1,147 @@
+// GatewayActorService: one gateway candidate on the mesh. Publishes its heartbeat (with what it is acting
+// active for, its term and data-path health) every gatewayHeartbeatMs and at once on every role change;
+// feeds assignments for its Gateway into the GatewayActor statechart, turning the coordinator's
+// acknowledgements into a lease measured on this process's own monotonic clock.
+import { createActor, type Actor } from "xstate";
+import type { Subscription } from "@nats-io/transport-node";
+import { actingTypes, gatewayMachine, type GatewayRole } from "../../statecharts";
+import type { Clock, TimerHandle } from "../../shared/clock";
+import type { Timings } from "../../shared/config";
+import { describeError } from "../../shared/errors";
+import type { EndpointType } from "../../shared/gateway";
+import type { Logger } from "../../shared/log";
+import { counters } from "../../shared/metrics";
+import type { NatsConnection } from "../../shared/nats";
+import { encode, subjects, tryDecode, type Assignment } from "../../shared/protocol";
+
+export type DatapathProbe = () => { ok: boolean; detail?: string };
+
+export type GatewayActorOptions = Readonly<{
+  nc: NatsConnection;
+  node: string;
+  domain: string;
+  /** The Gateway record this candidate serves (its own node name when solo). */
+  gateway: string;
+  timings: Timings;
+  clock: Clock;
+  log: Logger;
+  datapath?: DatapathProbe;
+}>;
+
+const SENT_RING = 256;
+
+export class GatewayActorService {
+  readonly actor: Actor<typeof gatewayMachine>;
+  private seq = 0;
+  /** Monotonic send time of recent heartbeats, by seq modulo SENT_RING. */
+  private readonly sentAt = new Float64Array(SENT_RING);
+  private readonly sentSeq = new Int32Array(SENT_RING).fill(-1);
+  private readonly timers: TimerHandle[] = [];
+  private sub: Subscription | null = null;
+  private log: Logger;
+
+  constructor(private readonly opts: GatewayActorOptions) {
+    this.log = opts.log;
+    this.actor = createActor(gatewayMachine, { input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs } });
+  }
+
+  get role(): GatewayRole {
+    return this.actor.getSnapshot().value as GatewayRole;
+  }
+
+  acting(now = this.opts.clock.now()): EndpointType[] {
+    return actingTypes(this.actor.getSnapshot(), now);
+  }
+
+  start(): void {
+    const { nc, clock, timings, domain } = this.opts;
+    this.actor.on("roleChanged", (e) => {
+      this.log = this.opts.log.child({ term: e.term });
+      this.log.info({ role: e.role, activeTypes: e.activeTypes }, "gateway role");
+      this.heartbeat();
+    });
+    this.actor.on("staleAssignment", () => counters.inc("raven_stale_assignments_total"));
+    this.actor.subscribe({ error: (err) => this.log.fatal({ err: describeError(err) }, "gateway statechart failed") });
+    this.actor.start();
+
+    this.sub = nc.subscribe(subjects.assignment(domain));
+    void (async () => {
+      for await (const m of this.sub!) this.onAssignment(m.data);
+    })();
+    this.timers.push(clock.setInterval(() => this.heartbeat(), timings.gatewayHeartbeatMs));
+    this.timers.push(clock.setInterval(() => this.actor.send({ type: "TICK", now: clock.now() }), timings.sweepMs));
+  }
+
+  private onAssignment(data: Uint8Array): void {
+    const msg = tryDecode(data, (err) => this.log.debug({ err: err.message }, "dropped malformed assignment"));
+    if (!msg) return;
+    if (msg.type !== "assignment") {
+      counters.inc("raven_messages_rejected_total", { reason: "WRONG_TYPE" });
+      return;
+    }
+    const a: Assignment = msg.body;
+    if (a.gateway !== this.opts.gateway || a.domain !== this.opts.domain) return;
+    const now = this.opts.clock.now();
+    const activeTypes = a.active.filter((e) => e.nodeName === this.opts.node).map((e) => e.type);
+    const ack = a.acks.find((x) => x.nodeName === this.opts.node);
+    let leaseUntil: number | null = null;
+    if (ack && this.sentSeq[ack.seq % SENT_RING] === ack.seq) {
+      leaseUntil = this.sentAt[ack.seq % SENT_RING]! + a.leaseMs;
+    }
+    this.actor.send({ type: "ASSIGNMENT", gateway: a.gateway, term: a.term, activeTypes, leaseUntil, now });
+  }
+
+  /** Publishes a heartbeat now (also called on every role change). */
+  heartbeat(): void {
+    const { clock, nc, node, domain } = this.opts;
+    const now = clock.now();
+    this.actor.send({ type: "TICK", now });
+    const snap = this.actor.getSnapshot();
+    const probe = this.opts.datapath?.() ?? { ok: true };
+    const seq = ++this.seq;
+    this.sentAt[seq % SENT_RING] = now;
+    this.sentSeq[seq % SENT_RING] = seq;
+    const active = actingTypes(snap, now);
+    const body = {
+      node,
+      domain,
+      gateway: this.opts.gateway,
+      seq,
+      sentAt: clock.wallMs(),
+      term: snap.context.term,
+      active,
+      leaseLeftMs: active.length > 0 ? Math.min(60_000, Math.ceil(snap.context.leaseUntil - now)) : 0,
+      draining: snap.value === "draining" || snap.value === "stopped",
+      datapathOk: probe.ok,
+      ...(probe.detail ? { detail: probe.detail } : {}),
+    };
+    try {
+      nc.publish(subjects.gatewayHeartbeat(domain, node), encode("gw.hb", body));
+    } catch (err) {
+      counters.inc("raven_publish_errors_total");
+      this.log.warn({ err: describeError(err) }, "heartbeat not published");
+    }
+  }
+
+  /** Graceful stop: an active drains until a successor is elected (or drainTimeoutMs); a standby stops at once. */
+  async drain(): Promise<void> {
+    const { clock } = this.opts;
+    this.actor.send({ type: "DRAIN", now: clock.now() });
+    this.heartbeat();
+    await new Promise<void>((resolve) => {
+      const check = clock.setInterval(() => {
+        if (this.role === "stopped") {
+          clock.clearInterval(check);
+          resolve();
+        }
+      }, 10);
+    });
+    this.heartbeat();
+  }
+
+  stop(): void {
+    for (const t of this.timers) this.opts.clock.clearInterval(t);
+    this.sub?.unsubscribe();
+    this.actor.stop();
+  }
+}

@@ -1,0 +1,133 @@
+// Typed errors: one class per failure mode, each with a stable `code`. Errors that cross NATS travel as
+// `{ code, message }` (see protocol/messages.ts) and are rebuilt on receipt with `errorFromWire`.
+
+export const ErrorCode = {
+  Config: "CONFIG",
+  Topology: "TOPOLOGY",
+  Malformed: "MALFORMED",
+  UnknownVersion: "UNKNOWN_VERSION",
+  UnknownType: "UNKNOWN_TYPE",
+  Oversized: "OVERSIZED",
+  InvalidMessage: "INVALID_MESSAGE",
+  InvalidSubjectToken: "INVALID_SUBJECT_TOKEN",
+  MeshUnavailable: "MESH_UNAVAILABLE",
+  CasConflict: "CAS_CONFLICT",
+  NotFound: "NOT_FOUND",
+  NotLeader: "NOT_LEADER",
+  Rejected: "REJECTED",
+  Internal: "INTERNAL",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class RavenError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = "RavenError";
+  }
+}
+
+/** A configuration value is missing or wrong; the message names the key. */
+export class ConfigError extends RavenError {
+  constructor(readonly key: string, message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.Config, `config ${key}: ${message}`, options);
+    this.name = "ConfigError";
+  }
+}
+
+/** The topology file does not describe a valid fleet. */
+export class TopologyError extends RavenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.Topology, message, options);
+    this.name = "TopologyError";
+  }
+}
+
+/** Bytes that are not a msgpack envelope. */
+export class MalformedMessageError extends RavenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.Malformed, message, options);
+    this.name = "MalformedMessageError";
+  }
+}
+
+export class UnknownVersionError extends RavenError {
+  constructor(readonly version: unknown) {
+    super(ErrorCode.UnknownVersion, `unknown protocol version ${JSON.stringify(version)}`);
+    this.name = "UnknownVersionError";
+  }
+}
+
+export class UnknownTypeError extends RavenError {
+  constructor(readonly type: unknown) {
+    super(ErrorCode.UnknownType, `unknown message type ${JSON.stringify(type)}`);
+    this.name = "UnknownTypeError";
+  }
+}
+
+export class OversizedMessageError extends RavenError {
+  constructor(readonly size: number, readonly limit: number) {
+    super(ErrorCode.Oversized, `message of ${size} bytes exceeds the ${limit}-byte limit`);
+    this.name = "OversizedMessageError";
+  }
+}
+
+/** A well-formed envelope whose body does not match its type; the message names the field. */
+export class InvalidMessageError extends RavenError {
+  constructor(message: string) {
+    super(ErrorCode.InvalidMessage, message);
+    this.name = "InvalidMessageError";
+  }
+}
+
+export class InvalidSubjectTokenError extends RavenError {
+  constructor(readonly what: string, readonly token: unknown) {
+    super(ErrorCode.InvalidSubjectToken, `invalid ${what} ${JSON.stringify(token)} for a NATS subject`);
+    this.name = "InvalidSubjectTokenError";
+  }
+}
+
+export class MeshUnavailableError extends RavenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.MeshUnavailable, message, options);
+    this.name = "MeshUnavailableError";
+  }
+}
+
+/** A compare-and-swap write lost against a newer revision. */
+export class CasConflictError extends RavenError {
+  constructor(readonly key: string, options?: { cause?: unknown }) {
+    super(ErrorCode.CasConflict, `compare-and-swap on ${key} lost to a newer revision`, options);
+    this.name = "CasConflictError";
+  }
+}
+
+/** A remote peer answered with an error. */
+export class RemoteError extends RavenError {
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
+    this.name = "RemoteError";
+  }
+}
+
+const knownCodes = new Set<string>(Object.values(ErrorCode));
+
+export function errorToWire(err: unknown): { code: ErrorCode; message: string } {
+  if (err instanceof RavenError) return { code: err.code, message: err.message };
+  return { code: ErrorCode.Internal, message: err instanceof Error ? err.message : String(err) };
+}
+
+export function errorFromWire(wire: { code: string; message: string }): RemoteError {
+  const code = knownCodes.has(wire.code) ? (wire.code as ErrorCode) : ErrorCode.Internal;
+  return new RemoteError(code, wire.message);
+}
+
+export function assertNever(value: never, what = "value"): never {
+  throw new RavenError(ErrorCode.Internal, `unexpected ${what}: ${JSON.stringify(value)}`);
+}
+
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.cause ? `${err.message} (${describeError(err.cause)})` : err.message;
+  return String(err);
+}

@@ -1,0 +1,29 @@
+export { PROTOCOL_VERSION, SUPPORTED_VERSIONS, MAX_MESSAGE_BYTES } from "./version";
+export {
+  subjects,
+  SUBJECT_PREFIX,
+  domainToken,
+  nameToken,
+  tokenToName,
+  isDomainName,
+  isObjectName,
+  domainOfSubject,
+} from "./subjects";
+export { messageSchemas } from "./messages";
+export type {
+  Message,
+  MessageType,
+  MessageBody,
+  NodeRegister,
+  NodeRegistered,
+  NodeHeartbeat,
+  GatewayHeartbeat,
+  Assignment,
+  WireError,
+  StatusRequest,
+  StatusReply,
+  DomainStatus,
+  CandidateStatus,
+  EndpointRef,
+} from "./messages";
+export { encode, decode, decodeAs, tryDecode, REJECTED_COUNTER } from "./codec";

@@ -1,0 +1,142 @@
+// Wire message types. Every message travels in the envelope `{ v: PROTOCOL_VERSION, type, body }` (codec.ts).
+// Wire types are kept apart from domain types (shared/gateway.ts): they are what peers agree on, validated
+// field by field on receipt.
+//
+//   node.register    node -> coordinator, request. Facts of the node. Reply: node.registered | error.
+//   node.registered  coordinator -> node. The Gateway (or solo role) its domain belongs to.
+//   node.hb          node heartbeat, every nodeHeartbeatMs. `seq` grows per process start.
+//   gw.hb            gateway candidate heartbeat, every gatewayHeartbeatMs and at once on a role change.
+//                    `active` lists the endpoint types it is *acting* active for right now (lease valid, term
+//                    current) — what an independent observer counts for split brain. `datapathOk` is its own
+//                    data-path health verdict; `leaseLeftMs` how much longer it may act without a new
+//                    acknowledgement, so an observer can check that no two leases ever overlap.
+//   assignment       coordinator -> a domain's candidates. The domain's Gateway term and active endpoints;
+//                    `acks` name the newest heartbeat seq received from candidates, from which each active
+//                    computes its lease (sentAt of that heartbeat + leaseMs). Published on every change, as an
+//                    acknowledgement of each active's heartbeat, and every resyncMs.
+//   error            reply to a request that failed: `{ code, message }`.
+//   status.request / status.reply   CLI <-> active coordinator.
+import { isDomainName, isObjectName } from "./subjects";
+import { arr, bool, int, literal, nullable, obj, opt, record, str, type Infer, type Schema } from "./schema";
+
+const domain = str({ check: isDomainName, what: "a domain name (DNS label)" });
+const name = str({ check: isObjectName, what: "a DNS subdomain name", max: 253 });
+const ms = int(0);
+const seq = int(0);
+const endpointType = literal("proxy", "tunnel");
+
+const nodeRegister = obj({
+  node: name,
+  domain,
+  labels: record(str({ max: 253 }), 64),
+  internalIP: str({ max: 64 }),
+  podCIDR: opt(str({ max: 64 })),
+  startedAt: ms,
+});
+
+const nodeRegistered = obj({
+  node: name,
+  domain,
+  /** The Gateway serving the node's domain, or null when the node is solo (its own gateway). */
+  gateway: nullable(name),
+  solo: bool,
+});
+
+const nodeHeartbeat = obj({ node: name, domain, seq, ready: bool, sentAt: ms });
+
+const gatewayHeartbeat = obj({
+  node: name,
+  domain,
+  /** The Gateway record this candidate serves. */
+  gateway: name,
+  seq,
+  sentAt: ms,
+  /** The highest term this candidate has seen. */
+  term: int(0),
+  active: arr(endpointType, 2),
+  /** How long it may still act active without a new acknowledgement (0 when not active). */
+  leaseLeftMs: int(0, 60_000),
+  draining: bool,
+  datapathOk: bool,
+  detail: opt(str({ max: 256 })),
+});
+
+const endpointRef = obj({ nodeName: name, type: endpointType });
+const ack = obj({ nodeName: name, seq });
+
+const assignment = obj({
+  domain,
+  /** The Gateway record's name; for a solo node, the node's own name. */
+  gateway: name,
+  term: int(0),
+  active: arr(endpointRef, 64),
+  acks: arr(ack, 64),
+  leaseMs: int(1, 60_000),
+  coordinator: str({ max: 128 }),
+  issuedAt: ms,
+});
+
+const error = obj({ code: str({ max: 64 }), message: str({ max: 4096 }) });
+
+const statusRequest = obj({ domain: opt(domain) });
+
+const candidateStatus = obj({
+  node: name,
+  types: arr(endpointType, 2),
+  healthy: bool,
+  draining: bool,
+  datapathOk: bool,
+  actingActive: arr(endpointType, 2),
+  lastHeartbeatAgeMs: nullable(ms),
+});
+const nodeStatus = obj({
+  node: name,
+  internalIP: str({ max: 64 }),
+  ready: bool,
+  lastHeartbeatAgeMs: nullable(ms),
+});
+const domainStatus = obj({
+  domain,
+  gateway: name,
+  solo: bool,
+  term: int(0),
+  replicas: obj({ proxy: int(0, 64), tunnel: int(0, 64) }),
+  active: arr(endpointRef, 64),
+  candidates: arr(candidateStatus, 256),
+  nodes: arr(nodeStatus, 100_000),
+  problem: opt(str({ max: 512 })),
+});
+const statusReply = obj({
+  coordinator: str({ max: 128 }),
+  activeSince: ms,
+  domains: arr(domainStatus, 100_000),
+  truncated: bool,
+});
+
+export const messageSchemas = {
+  "node.register": nodeRegister,
+  "node.registered": nodeRegistered,
+  "node.hb": nodeHeartbeat,
+  "gw.hb": gatewayHeartbeat,
+  assignment,
+  error,
+  "status.request": statusRequest,
+  "status.reply": statusReply,
+} as const satisfies Record<string, Schema<unknown>>;
+
+export type MessageType = keyof typeof messageSchemas;
+export type MessageBody<T extends MessageType> = Infer<(typeof messageSchemas)[T]>;
+/** A decoded message: a discriminated union keyed on `type`. */
+export type Message = { [T in MessageType]: { type: T; body: MessageBody<T> } }[MessageType];
+
+export type NodeRegister = MessageBody<"node.register">;
+export type NodeRegistered = MessageBody<"node.registered">;
+export type NodeHeartbeat = MessageBody<"node.hb">;
+export type GatewayHeartbeat = MessageBody<"gw.hb">;
+export type Assignment = MessageBody<"assignment">;
+export type WireError = MessageBody<"error">;
+export type StatusRequest = MessageBody<"status.request">;
+export type StatusReply = MessageBody<"status.reply">;
+export type DomainStatus = StatusReply["domains"][number];
+export type CandidateStatus = DomainStatus["candidates"][number];
+export type EndpointRef = Assignment["active"][number];

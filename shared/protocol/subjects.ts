@@ -1,0 +1,65 @@
+// Subject builders. Every subject an edge actor publishes or subscribes to carries its domain right after
+// the prefix (`raven.d.<domain>.…`), so a domain's leaf credentials can later be locked to `raven.d.<domain>.>`
+// with plain NATS permissions. Every token is validated: a name that could break out of its token (dots,
+// wildcards, spaces) is an InvalidSubjectTokenError, never a wrong subject.
+//
+//   raven.d.<domain>.node.<node>.register   node -> coordinator (request/reply)
+//   raven.d.<domain>.node.<node>.hb         node heartbeat
+//   raven.d.<domain>.gw.<node>.hb           gateway candidate heartbeat
+//   raven.d.<domain>.assign                 coordinator -> the domain's gateway candidates (and observers)
+//   raven.ctl.status                        CLI -> active coordinator (cloud side only)
+import { InvalidSubjectTokenError } from "../errors";
+
+export const SUBJECT_PREFIX = "raven";
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+/** A domain (node pool) name: a DNS-1123 label. */
+export function isDomainName(name: unknown): name is string {
+  return typeof name === "string" && DNS_LABEL.test(name);
+}
+
+/** A node or Gateway name: a DNS-1123 subdomain, as in Kubernetes. */
+export function isObjectName(name: unknown): name is string {
+  return typeof name === "string" && DNS_SUBDOMAIN.test(name) && !name.includes("..");
+}
+
+export function domainToken(domain: unknown): string {
+  if (!isDomainName(domain)) throw new InvalidSubjectTokenError("domain", domain);
+  return domain;
+}
+
+/** Node names may contain dots; they become `_`, which a valid name never contains, so the map is one-to-one. */
+export function nameToken(name: unknown, what = "node name"): string {
+  if (!isObjectName(name)) throw new InvalidSubjectTokenError(what, name);
+  return name.replaceAll(".", "_");
+}
+
+export function tokenToName(token: string): string {
+  return token.replaceAll("_", ".");
+}
+
+export const subjects = {
+  nodeRegister: (domain: string, node: string) =>
+    `${SUBJECT_PREFIX}.d.${domainToken(domain)}.node.${nameToken(node)}.register`,
+  nodeHeartbeat: (domain: string, node: string) =>
+    `${SUBJECT_PREFIX}.d.${domainToken(domain)}.node.${nameToken(node)}.hb`,
+  gatewayHeartbeat: (domain: string, node: string) =>
+    `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.hb`,
+  assignment: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.assign`,
+  status: () => `${SUBJECT_PREFIX}.ctl.status`,
+  /** Wildcards for the cloud side, which serves every domain. */
+  allNodeRegisters: () => `${SUBJECT_PREFIX}.d.*.node.*.register`,
+  allNodeHeartbeats: () => `${SUBJECT_PREFIX}.d.*.node.*.hb`,
+  allGatewayHeartbeats: () => `${SUBJECT_PREFIX}.d.*.gw.*.hb`,
+  allAssignments: () => `${SUBJECT_PREFIX}.d.*.assign`,
+  /** Everything one domain's leaf may carry: the permission a later step locks each leaf to. */
+  domainScope: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.>`,
+} as const;
+
+/** The domain token of a `raven.d.<domain>.…` subject, or undefined. */
+export function domainOfSubject(subject: string): string | undefined {
+  const parts = subject.split(".");
+  return parts[0] === SUBJECT_PREFIX && parts[1] === "d" && parts[2] ? parts[2] : undefined;
+}

@@ -1,0 +1,8 @@
+// PROTOCOL_VERSION — bump when a message changes shape in a way an older peer would misread.
+// History:
+//   1 (2026-11): node register/heartbeat, gateway heartbeat with data-path health, assignments with acks
+//                and lease, errors, status request/reply.
+export const PROTOCOL_VERSION = 1;
+export const SUPPORTED_VERSIONS: readonly number[] = [1];
+/** Control messages are small; anything larger is refused before it is decoded. */
+export const MAX_MESSAGE_BYTES = 256 * 1024;

@@ -1,0 +1,233 @@
+// DomainActor: election and failover for one unit (a Gateway record and its domain, or a solo node).
+// Pure: it reads the record and candidate health from events, decides with `electActive`, and writes through
+// the invoked `writeRecord` actor (compare-and-swap on the KV revision, provided by the coordinator service).
+// The term grows by one on every change of the active endpoints and never otherwise. A lost CAS reloads the
+// record and decides again. Heartbeats never reach this machine: the coordinator's HealthTracker turns them
+// into a HEALTH event only when the set of healthy candidates changes.
+//
+// Retries use an `after` delay derived from the attempt count; the actor is never persisted (its state is
+// the KV record), so no deadline needs to survive a snapshot.
+import { assign, emit, fromPromise, setup } from "xstate";
+import {
+  emptyStatus,
+  replicasOf,
+  soloGateway,
+  type Gateway,
+  type NodeInfo,
+} from "../shared/gateway";
+import { electActive, sameEndpoints, shortfall } from "./election";
+
+export type DomainInput = Readonly<{ key: string; name: string; solo: boolean; retryMs: number; handoverMs: number }>;
+
+export type DomainContext = {
+  key: string;
+  name: string;
+  solo: boolean;
+  retryMs: number;
+  handoverMs: number;
+  record: Gateway | null;
+  /** KV revision of `record`; 0 when the key does not exist. */
+  revision: number;
+  healthy: string[];
+  /** Candidates heard within gatewayDeadAfterMs (healthy or not): their leases may still run. */
+  alive: string[];
+  /** False until the coordinator has watched heartbeats long enough to judge (no election on a cold view). */
+  healthKnown: boolean;
+  members: NodeInfo[] | null;
+  attempt: number;
+  lastError: string | null;
+};
+
+export type DomainEvent =
+  | { type: "HEALTH"; healthy: string[]; alive: string[] }
+  | { type: "RECORD"; record: Gateway | null; revision: number }
+  | { type: "MEMBERS"; nodes: NodeInfo[] }
+  | { type: "RESYNC" };
+
+export type DomainEmitted = { type: "assignment"; key: string; record: Gateway; revision: number };
+
+export type LoadOutput = { record: Gateway | null; revision: number };
+export type WriteInput = { key: string; record: Gateway; revision: number; handover: boolean };
+export type WriteOutput = { record: Gateway; revision: number; handover: boolean };
+
+/** A write the unit needs now: the record to store and whether it only removes a live active (phase one of a handover). */
+export type Plan = { record: Gateway; handover: boolean };
+
+const epKey = (e: { nodeName: string; type: string }) => `${e.type}/${e.nodeName}`;
+
+/**
+ * What the unit should store now, or null when the stored record is right (pure).
+ *
+ * A newcomer may be added in the same write that removes an active only if that active is silent (not heard
+ * for gatewayDeadAfterMs), because then its lease has certainly run out. An active that is still alive —
+ * draining, data path failing, or removed from the spec — is removed first (phase one, term + 1); the
+ * newcomers follow after `handoverMs`, when its lease is over, so no two actives overlap even in a planned
+ * handover.
+ */
+export function plan(ctx: DomainContext): Plan | null {
+  if (!ctx.healthKnown) return null;
+  const base = ctx.record ?? (ctx.solo ? soloGateway(ctx.name) : null);
+  if (!base) return null;
+  const status = base.status ?? emptyStatus();
+  const replicas = replicasOf(base.spec);
+  const elected = electActive({
+    endpoints: base.spec.endpoints,
+    replicas,
+    healthy: new Set(ctx.healthy),
+    current: status.activeEndpoints,
+  });
+  const electedKeys = new Set(elected.map(epKey));
+  const currentKeys = new Set(status.activeEndpoints.map(epKey));
+  const alive = new Set(ctx.alive);
+  const adds = elected.some((e) => !currentKeys.has(epKey(e)));
+  const removedAlive = status.activeEndpoints.some((e) => !electedKeys.has(epKey(e)) && alive.has(e.nodeName));
+  const handover = adds && removedAlive;
+  const active = handover ? status.activeEndpoints.filter((e) => electedKeys.has(epKey(e))) : elected;
+  const problem = handover ? "handing over from a live gateway" : shortfall(active, replicas, base.spec.endpoints);
+  const activeChanged = !sameEndpoints(active, status.activeEndpoints);
+  const nodes = ctx.members ?? status.nodes;
+  const nodesChanged = JSON.stringify(nodes) !== JSON.stringify(status.nodes);
+  if (!activeChanged && problem === status.problem && !nodesChanged && ctx.record !== null) return null;
+  return {
+    handover,
+    record: {
+      ...base,
+      status: {
+        nodes,
+        activeEndpoints: activeChanged ? active : status.activeEndpoints,
+        term: activeChanged ? status.term + 1 : status.term,
+        ...(problem ? { problem } : {}),
+      },
+    },
+  };
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export const domainMachine = setup({
+  types: {
+    context: {} as DomainContext,
+    events: {} as DomainEvent,
+    input: {} as DomainInput,
+    emitted: {} as DomainEmitted,
+  },
+  actors: {
+    loadRecord: fromPromise<LoadOutput, { key: string }>(async () => {
+      throw new Error("loadRecord not provided");
+    }),
+    writeRecord: fromPromise<WriteOutput, WriteInput>(async () => {
+      throw new Error("writeRecord not provided");
+    }),
+  },
+  guards: {
+    needsWrite: ({ context }) => plan(context) !== null,
+    wroteHandover: ({ event }) => (event as unknown as { output?: WriteOutput }).output?.handover === true,
+    isNewer: ({ context, event }) => event.type === "RECORD" && event.revision > context.revision,
+    isConflict: ({ event }) =>
+      (event as { error?: { name?: string } }).error?.name === "CasConflictError",
+    hasRecord: ({ context }) => context.record !== null,
+  },
+  actions: {
+    storeHealth: assign({
+      healthy: ({ event }) => (event.type === "HEALTH" ? [...event.healthy].sort() : []),
+      alive: ({ event }) => (event.type === "HEALTH" ? [...event.alive].sort() : []),
+      healthKnown: true,
+    }),
+    storeRecord: assign(({ event }) =>
+      event.type === "RECORD" ? { record: event.record, revision: event.revision } : {},
+    ),
+    storeMembers: assign({ members: ({ event }) => (event.type === "MEMBERS" ? event.nodes : null) }),
+    storeLoaded: assign(({ event }) => {
+      const out = (event as unknown as { output: LoadOutput }).output;
+      return { record: out.record, revision: out.revision, attempt: 0, lastError: null };
+    }),
+    storeWritten: assign(({ event }) => {
+      const out = (event as unknown as { output: WriteOutput }).output;
+      return { record: out.record, revision: out.revision, attempt: 0, lastError: null };
+    }),
+    storeFailure: assign(({ context, event }) => ({
+      attempt: context.attempt + 1,
+      lastError: errorMessage((event as { error?: unknown }).error),
+    })),
+    emitAssignment: emit(({ context }) => ({
+      type: "assignment" as const,
+      key: context.key,
+      record: context.record!,
+      revision: context.revision,
+    })),
+  },
+  delays: {
+    handoverDelay: ({ context }) => context.handoverMs,
+    retryDelay: ({ context }) => Math.min(context.retryMs * 2 ** Math.max(0, context.attempt - 1), context.retryMs * 10),
+  },
+}).createMachine({
+  id: "domain",
+  context: ({ input }) => ({
+    key: input.key,
+    name: input.name,
+    solo: input.solo,
+    retryMs: input.retryMs,
+    handoverMs: input.handoverMs,
+    record: null,
+    revision: 0,
+    healthy: [],
+    alive: [],
+    healthKnown: false,
+    members: null,
+    attempt: 0,
+    lastError: null,
+  }),
+  initial: "loading",
+  on: {
+    HEALTH: { actions: "storeHealth" },
+    MEMBERS: { actions: "storeMembers" },
+    RECORD: { guard: "isNewer", actions: "storeRecord" },
+  },
+  states: {
+    loading: {
+      invoke: {
+        src: "loadRecord",
+        input: ({ context }) => ({ key: context.key }),
+        onDone: { target: "deciding", actions: "storeLoaded" },
+        onError: { target: "backoff", actions: "storeFailure" },
+      },
+    },
+    deciding: {
+      always: [{ guard: "needsWrite", target: "writing" }, { target: "steady" }],
+    },
+    steady: {
+      on: {
+        HEALTH: { target: "deciding", actions: "storeHealth" },
+        MEMBERS: { target: "deciding", actions: "storeMembers" },
+        RECORD: { guard: "isNewer", target: "deciding", actions: "storeRecord" },
+        RESYNC: { guard: "hasRecord", actions: "emitAssignment" },
+      },
+    },
+    writing: {
+      invoke: {
+        src: "writeRecord",
+        input: ({ context }) => {
+          const p = plan(context)!;
+          return { key: context.key, record: p.record, revision: context.revision, handover: p.handover };
+        },
+        onDone: [
+          { guard: "wroteHandover", target: "handover", actions: ["storeWritten", "emitAssignment"] },
+          { target: "deciding", actions: ["storeWritten", "emitAssignment"] },
+        ],
+        onError: [
+          { guard: "isConflict", target: "loading", actions: "storeFailure" },
+          { target: "backoff", actions: "storeFailure" },
+        ],
+      },
+    },
+    // Phase two of a handover waits until the removed active's lease has run out.
+    handover: {
+      after: { handoverDelay: { target: "deciding" } },
+    },
+    backoff: {
+      after: { retryDelay: { target: "loading" } },
+    },
+  },
+});

@@ -1,0 +1,10 @@
+export { electActive, sameEndpoints, shortfall } from "./election";
+export { domainMachine, plan } from "./domain";
+export { gatewayMachine, actingTypes } from "./gateway";
+export { nodeMachine } from "./node";
+export { coordinatorMachine } from "./coordinator";
+export type { ElectionInput } from "./election";
+export type { Plan, DomainContext, DomainEvent, DomainEmitted, DomainInput, LoadOutput, WriteInput, WriteOutput } from "./domain";
+export type { GatewayContext, GatewayEvent, GatewayEmitted, GatewayInput, GatewayRole } from "./gateway";
+export type { NodeContext, NodeEvent, NodeInput, Registration } from "./node";
+export type { CoordinatorContext, CoordinatorEvent, CoordinatorInput, UnitRef } from "./coordinator";

@@ -1,0 +1,79 @@
+// NodeActor: a node's membership — registering → registered ⇄ disconnected, with backoff on refusal.
+// Registration is the invoked `register` actor (a request to the coordinator, provided by the service); the
+// heartbeat itself is a plain timer in the service that runs while this machine is `registered` (the hot
+// path stays out of the statechart). A re-registration after every reconnect makes the inventory
+// level-triggered: whatever the coordinator lost, the node tells it again.
+import { assign, fromPromise, setup } from "xstate";
+
+export type NodeInput = Readonly<{ node: string; domain: string; retryMs: number }>;
+
+export type Registration = { gateway: string | null; solo: boolean };
+
+export type NodeContext = {
+  node: string;
+  domain: string;
+  retryMs: number;
+  registration: Registration | null;
+  attempt: number;
+  lastError: string | null;
+};
+
+export type NodeEvent = { type: "DISCONNECTED" } | { type: "CONNECTED" } | { type: "REREGISTER" };
+
+export const nodeMachine = setup({
+  types: {
+    context: {} as NodeContext,
+    events: {} as NodeEvent,
+    input: {} as NodeInput,
+  },
+  actors: {
+    register: fromPromise<Registration, { node: string; domain: string }>(async () => {
+      throw new Error("register not provided");
+    }),
+  },
+  actions: {
+    storeRegistration: assign(({ event }) => ({
+      registration: (event as unknown as { output: Registration }).output,
+      attempt: 0,
+      lastError: null,
+    })),
+    storeFailure: assign(({ context, event }) => {
+      const err = (event as { error?: unknown }).error;
+      return { attempt: context.attempt + 1, lastError: err instanceof Error ? err.message : String(err) };
+    }),
+  },
+  delays: {
+    retryDelay: ({ context }) => Math.min(context.retryMs * 2 ** Math.max(0, context.attempt - 1), context.retryMs * 10),
+  },
+}).createMachine({
+  id: "node",
+  context: ({ input }) => ({
+    node: input.node,
+    domain: input.domain,
+    retryMs: input.retryMs,
+    registration: null,
+    attempt: 0,
+    lastError: null,
+  }),
+  initial: "registering",
+  on: { DISCONNECTED: ".disconnected" },
+  states: {
+    registering: {
+      invoke: {
+        src: "register",
+        input: ({ context }) => ({ node: context.node, domain: context.domain }),
+        onDone: { target: "registered", actions: "storeRegistration" },
+        onError: { target: "backoff", actions: "storeFailure" },
+      },
+    },
+    registered: {
+      on: { REREGISTER: "registering" },
+    },
+    backoff: {
+      after: { retryDelay: "registering" },
+    },
+    disconnected: {
+      on: { CONNECTED: "registering" },
+    },
+  },
+});

@@ -1,0 +1,13 @@
+import { defineConfig } from "vitest/config";
+
+// Unit tests run in parallel; integration and chaos tests start real nats-server processes and fleets, so
+// each file runs alone (one fork at a time) to keep timings on a 2-core machine meaningful.
+export default defineConfig({
+  test: {
+    include: ["test/**/*.test.ts"],
+    testTimeout: 30_000,
+    hookTimeout: 60_000,
+    fileParallelism: false,
+    pool: "forks",
+  },
+});
