@@ -1,0 +1,95 @@
+// Test fleets: a real fleet (real nats-server hub and leaves, real actor processes) in a fresh temporary run
+// directory on free ports, with an observer attached. `stop()` stops every process the fleet started and
+// removes the directory; tests call it in afterAll so a failing test leaves nothing running.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Timings } from "../../shared/config";
+import type { StatusReply } from "../../shared/protocol";
+import { loadTopology, parseTopology, type Topology } from "../../shared/topology";
+import { REPO_ROOT } from "../../services/fleet/build";
+import { Fleet } from "../../services/fleet/fleet";
+import { FleetObserver } from "../../services/fleet/observer";
+
+export type TestFleet = { fleet: Fleet; observer: FleetObserver; runDir: string; stop(): Promise<void> };
+
+export function defaultTopology(): Topology {
+  return loadTopology(join(REPO_ROOT, "topology.json"));
+}
+
+/** cloud (2 candidates), edge-a (2 candidates + 1 node), a solo node: 7 actor processes. */
+export function smallTopology(): Topology {
+  const node = (name: string, pool: string, ip: string, gw?: string) => ({
+    name,
+    labels: { "apps.openyurt.io/nodepool": pool, ...(gw ? { "raven.openyurt.io/gateway": gw } : {}) },
+    internalIP: ip,
+  });
+  const gateway = (name: string, nodes: string[], exposeType = "") => ({
+    metadata: { name },
+    spec: { exposeType, endpoints: nodes.flatMap((n) => [{ nodeName: n, type: "proxy" }, { nodeName: n, type: "tunnel" }]) },
+  });
+  return parseTopology({
+    name: "small",
+    nodes: [
+      node("c-gw-1", "cloud", "10.0.0.1", "gw-c"),
+      node("c-gw-2", "cloud", "10.0.0.2", "gw-c"),
+      node("a-gw-1", "edge-a", "192.168.0.1", "gw-a"),
+      node("a-gw-2", "edge-a", "192.168.0.2", "gw-a"),
+      node("a-node-1", "edge-a", "192.168.0.3", "gw-a"),
+      node("solo-1", "edge-s", "192.168.0.1"),
+    ],
+    gateways: [gateway("gw-c", ["c-gw-1", "c-gw-2"], "PublicIP"), gateway("gw-a", ["a-gw-1", "a-gw-2"])],
+  });
+}
+
+export async function startTestFleet(topology: Topology, opts: { timings?: Partial<Timings>; restartDelayMs?: number } = {}): Promise<TestFleet> {
+  const runDir = mkdtempSync(join(tmpdir(), "raven-test-"));
+  const fleet = new Fleet(topology, {
+    runDir,
+    hubPort: 0,
+    ...(opts.timings ? { timings: opts.timings } : {}),
+    restartDelayMs: opts.restartDelayMs ?? 1_000,
+    progress: (l) => process.env.RAVEN_TEST_VERBOSE && console.log(l),
+  });
+  let observer: FleetObserver | null = null;
+  const stop = async () => {
+    await observer?.stop().catch(() => {});
+    await fleet.stop();
+    if (!process.env.RAVEN_KEEP_RUN_DIR) rmSync(runDir, { recursive: true, force: true });
+  };
+  try {
+    await fleet.start();
+    observer = await FleetObserver.start(fleet.hubUrl);
+  } catch (err) {
+    await stop();
+    throw new Error(`fleet did not start (logs were in ${runDir}): ${(err as Error).message}`);
+  }
+  return { fleet, observer, runDir, stop };
+}
+
+export async function fleetStatus(fleet: Fleet, timeoutMs = 1_000): Promise<StatusReply | null> {
+  const nc = await fleet.connect();
+  try {
+    return await fleet.status(nc, timeoutMs);
+  } finally {
+    await nc.close();
+  }
+}
+
+/** Polls until `check` returns a value (not undefined/false) or the time is up. */
+export async function eventually<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false> | T | undefined | false, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ""}`);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
