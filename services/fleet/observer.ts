@@ -97,33 +97,40 @@ export class FleetObserver {
 
   /** Every moment at which a Gateway had more candidates acting active for a type than `replicas(gateway, type)`. */
   violations(replicas: (gateway: string, type: EndpointType) => number): Violation[] {
-    const groups = new Map<string, Claim[]>();
-    for (const c of this.claims) {
-      const k = `${c.gateway}\u0000${c.type}`;
-      groups.set(k, [...(groups.get(k) ?? []), c]);
-    }
-    const out: Violation[] = [];
-    for (const claims of groups.values()) {
-      const { gateway, type } = claims[0]!;
-      const limit = replicas(gateway, type);
-      const edges = claims.flatMap((c) => [
-        { at: c.start, d: 1, c },
-        { at: c.end, d: -1, c },
-      ]);
-      // Ends before starts at the same instant: touching intervals do not overlap.
-      edges.sort((a, b) => a.at - b.at || a.d - b.d);
-      const activeNow = new Set<Claim>();
-      for (const e of edges) {
-        if (e.d < 0) activeNow.delete(e.c);
-        else activeNow.add(e.c);
-        if (activeNow.size > limit) out.push({ gateway, type, at: e.at, nodes: [...activeNow].map((c) => c.node), replicas: limit });
-      }
-    }
-    return out;
+    return findViolations(this.claims, replicas);
   }
 
   async stop(): Promise<void> {
     for (const s of this.subs) s.unsubscribe();
     await this.nc.close();
   }
+}
+
+/** Sweeps claims per Gateway and type; reports each instant where more than `replicas` claims overlap. */
+export function findViolations(claims: readonly Claim[], replicas: (gateway: string, type: EndpointType) => number): Violation[] {
+  const groups = new Map<string, Claim[]>();
+  for (const c of claims) {
+    const k = `${c.gateway}\u0000${c.type}`;
+    const list = groups.get(k);
+    if (list) list.push(c);
+    else groups.set(k, [c]);
+  }
+  const out: Violation[] = [];
+  for (const group of groups.values()) {
+    const { gateway, type } = group[0]!;
+    const limit = replicas(gateway, type);
+    const edges = group.flatMap((c) => [
+      { at: c.start, d: 1, c },
+      { at: c.end, d: -1, c },
+    ]);
+    // Ends before starts at the same instant: touching intervals do not overlap.
+    edges.sort((a, b) => a.at - b.at || a.d - b.d);
+    const activeNow = new Set<Claim>();
+    for (const e of edges) {
+      if (e.d < 0) activeNow.delete(e.c);
+      else activeNow.add(e.c);
+      if (activeNow.size > limit) out.push({ gateway, type, at: e.at, nodes: [...activeNow].map((c) => c.node), replicas: limit });
+    }
+  }
+  return out;
 }
