@@ -7,4 +7,4 @@ export type { ElectionInput } from "./election";
 export type { Plan, DomainContext, DomainEvent, DomainEmitted, DomainInput, LoadOutput, WriteInput, WriteOutput } from "./domain";
 export type { GatewayContext, GatewayEvent, GatewayEmitted, GatewayInput, GatewayRole } from "./gateway";
 export type { NodeContext, NodeEvent, NodeInput, Registration } from "./node";
-export type { CoordinatorContext, CoordinatorEvent, CoordinatorInput, UnitRef } from "./coordinator";
+export type { CoordinatorContext, CoordinatorEvent, CoordinatorInput } from "./coordinator";

@@ -8,9 +8,9 @@
 // Acknowledgements are the gateways' leases: a heartbeat from a candidate is acknowledged (an assignment
 // naming its seq) only while it is healthy, active in its unit's record, and the unit is not mid-write, so
 // a candidate about to be replaced never gets its lease extended.
-import { createActor, fromCallback, fromPromise, type Actor, type ActorRefFrom } from "xstate";
+import { createActor, fromCallback, fromPromise, type Actor } from "xstate";
 import type { Subscription } from "@nats-io/transport-node";
-import { coordinatorMachine, domainMachine, type UnitRef, type WriteInput } from "../../statecharts";
+import { coordinatorMachine, domainMachine, type DomainEvent, type WriteInput } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
 import type { Timings } from "../../shared/config";
 import { domainOf, domainProblem, type Unit } from "../../shared/domains";
@@ -34,6 +34,7 @@ import {
 import { HealthTracker } from "./health";
 import { Inventory } from "./inventory";
 import { CoordinatorLease } from "./lease";
+import { SlicedQueue } from "./work-queue";
 
 export type CoordinatorOptions = Readonly<{
   nc: NatsConnection;
@@ -44,9 +45,11 @@ export type CoordinatorOptions = Readonly<{
   log: Logger;
 }>;
 
-type DomainRef = ActorRefFrom<typeof domainMachine>;
+type DomainActor = Actor<typeof domainMachine>;
 
 const MAX_CONCURRENT_REGISTRATIONS = 64;
+/** Longest stretch of DomainActor work between two turns of the event loop. */
+const WORK_SLICE_MS = 10;
 /** A sweep this late means the event loop stalled. */
 const STALL_MS = 50;
 
@@ -61,10 +64,15 @@ export class CoordinatorService {
   readonly inventory: Inventory;
   readonly lease: CoordinatorLease;
   private actor: Actor<typeof coordinatorMachine> | null = null;
+  /** One DomainActor per unit, exactly while this coordinator is active. */
+  private readonly domains = new Map<string, DomainActor>();
+  private readonly work: SlicedQueue;
+  private readonly domainLogic: typeof domainMachine;
   private readonly subs: Subscription[] = [];
   private readonly timers: TimerHandle[] = [];
-  private readonly listening = new WeakSet<object>();
   private warmAnnounced = false;
+  private readonly memberSignature = new Map<string, string>();
+  private readonly membersDirty = new Set<string>();
   private lastSweepAt = 0;
   private registrationsInFlight = 0;
   private stopped = false;
@@ -82,14 +90,25 @@ export class CoordinatorService {
       clock,
       log,
     );
+    this.work = new SlicedQueue(WORK_SLICE_MS, (err) => log.error({ err: describeError(err) }, "domain actor task failed"));
+    this.domainLogic = domainMachine.provide({
+      actors: {
+        loadRecord: fromPromise(({ input }) =>
+          readJson(buckets.gateways, input.key, (raw) => parseGatewayRecord(raw, input.key)).then((v) => ({ record: v.value, revision: v.revision })),
+        ),
+        writeRecord: fromPromise(({ input }) => this.writeRecord(input)),
+      },
+    });
     this.inventory = new Inventory(buckets, clock, log, (change) => {
       if (change.partition) {
-        this.sendUnits();
-        this.sendMembers();
+        this.reconcileDomains();
+        this.markMembers();
       }
       for (const key of change.records) {
-        const v = this.inventory.gateways.get(key);
-        this.domain(key)?.send({ type: "RECORD", record: v?.value ?? null, revision: v?.revision ?? 0 });
+        this.sendDomain(key, () => {
+          const v = this.inventory.gateways.get(key);
+          return { type: "RECORD", record: v?.value ?? null, revision: v?.revision ?? 0 };
+        });
       }
     });
   }
@@ -129,21 +148,11 @@ export class CoordinatorService {
             clock.clearInterval(check);
           };
         }),
-        domain: domainMachine.provide({
-          actors: {
-            loadRecord: fromPromise(({ input }) => readJson(this.opts.buckets.gateways, input.key, (raw) => parseGatewayRecord(raw, input.key)).then((v) => ({ record: v.value, revision: v.revision }))),
-            writeRecord: fromPromise(({ input }) => this.writeRecord(input)),
-          },
-        }),
       },
     });
-    this.actor = createActor(machine, {
-      input: { id: this.opts.id, retryMs: timings.retryMs, handoverMs: timings.gatewayFenceMs + timings.sweepMs },
-    });
+    this.actor = createActor(machine, { input: { id: this.opts.id, retryMs: timings.retryMs } });
     this.actor.subscribe({
-      next: (snap) => {
-        if (snap.value === "active") this.attachDomains();
-      },
+      next: () => this.reconcileDomains(),
       error: (err) => {
         this.opts.log.fatal({ err: describeError(err) }, "coordinator statechart failed");
         throw err;
@@ -164,6 +173,7 @@ export class CoordinatorService {
     this.stopped = true;
     for (const t of this.timers) this.opts.clock.clearInterval(t);
     this.actor?.send({ type: "STOP" });
+    this.reconcileDomains();
     await this.lease.release();
     this.inventory.stop();
     for (const s of this.subs) s.unsubscribe();
@@ -171,19 +181,25 @@ export class CoordinatorService {
 
   // --- messages ----------------------------------------------------------------------------------------------
 
+  /**
+   * Handlers are synchronous and run as nats.js parses each socket read. That is deliberate for this
+   * firehose (tens of thousands of heartbeats a second): the acknowledgements published while handling one
+   * read leave in a single socket write, where an async-iterator loop would yield between messages and
+   * flush (one write syscall) per acknowledgement. Nothing here awaits.
+   */
   private listen(subject: string, handle: (m: { subject: string; data: Uint8Array; respond(d: Uint8Array): boolean }) => void): void {
-    const sub = this.opts.nc.subscribe(subject);
-    this.subs.push(sub);
-    void (async () => {
-      for await (const m of sub) {
+    const sub = this.opts.nc.subscribe(subject, {
+      callback: (err, m) => {
+        if (err) return;
         try {
           handle(m);
-        } catch (err) {
+        } catch (e) {
           counters.inc("raven_handler_errors_total", { subject });
-          this.opts.log.error({ err: describeError(err), subject: m.subject }, "message handler failed");
+          this.opts.log.error({ err: describeError(e), subject: m.subject }, "message handler failed");
         }
-      }
-    })();
+      },
+    });
+    this.subs.push(sub);
   }
 
   private decodeOn<T extends MessageType>(subject: string, data: Uint8Array, type: T): MessageBody<T> | undefined {
@@ -284,41 +300,74 @@ export class CoordinatorService {
 
   // --- domain actors -----------------------------------------------------------------------------------------
 
-  private domain(key: string): DomainRef | undefined {
-    return this.actor?.getSnapshot().children[key] as DomainRef | undefined;
+  private domain(key: string): DomainActor | undefined {
+    return this.domains.get(key);
   }
 
-  private unitRefs(): UnitRef[] {
-    return [...this.inventory.partition.units.values()].map((u) => ({ key: u.key, name: u.name, solo: u.solo }));
+  /**
+   * Every bulk event for a DomainActor goes through the sliced queue, so bursts never block the loop. The
+   * event is built when it is delivered, from the facts as they are then (level-triggered), so an event that
+   * waited in the queue can never carry older facts than one sent directly meanwhile.
+   */
+  private sendDomain(key: string, event: () => DomainEvent | undefined): void {
+    if (!this.domains.has(key)) return;
+    this.work.push(() => {
+      const e = event();
+      if (e) this.domains.get(key)?.send(e);
+    });
   }
 
-  private sendUnits(): void {
-    this.actor?.send({ type: "UNITS", units: this.unitRefs() });
-    this.attachDomains();
-  }
-
-  /** Wires every newly spawned DomainActor: its assignments go out on the mesh; it learns health and members. */
-  private attachDomains(): void {
-    const children = this.actor?.getSnapshot().children ?? {};
-    for (const [key, child] of Object.entries(children)) {
-      if (!child || this.listening.has(child)) continue;
-      this.listening.add(child);
-      const ref = child as DomainRef;
-      ref.on("assignment", (e) => {
-        this.publishAssignment(this.inventory.partition.units.get(e.key), e.record, this.acksFor(e.record));
+  /** While active: one DomainActor per unit (created through the queue); otherwise none. */
+  private reconcileDomains(): void {
+    const active = this.actor?.getSnapshot().value === "active" && !this.stopped;
+    const wanted = active ? this.inventory.partition.units : new Map<string, Unit>();
+    for (const [key, ref] of this.domains) {
+      if (wanted.has(key)) continue;
+      ref.stop();
+      this.domains.delete(key);
+    }
+    for (const unit of wanted.values()) {
+      if (this.domains.has(unit.key)) continue;
+      const ref = createActor(this.domainLogic, {
+        input: { key: unit.key, name: unit.name, solo: unit.solo, retryMs: this.opts.timings.retryMs, handoverMs: this.opts.timings.gatewayFenceMs + this.opts.timings.sweepMs },
       });
-      ref.subscribe({ error: (err) => this.opts.log.error({ unit: key, err: describeError(err) }, "domain actor failed") });
-      const unit = this.inventory.partition.units.get(key);
-      if (unit) ref.send({ type: "MEMBERS", nodes: this.membersOf(unit) });
-      if (unit && this.warmAnnounced) ref.send(this.healthEvent(unit));
+      this.domains.set(unit.key, ref);
+      this.work.push(() => {
+        if (this.domains.get(unit.key) !== ref) return; // stopped before it started
+        ref.on("assignment", (e) => this.publishAssignment(this.inventory.partition.units.get(e.key), e.record, this.acksFor(e.record)));
+        ref.subscribe({ error: (err) => this.opts.log.error({ unit: unit.key, err: describeError(err) }, "domain actor failed") });
+        ref.start();
+        const current = this.inventory.partition.units.get(unit.key);
+        if (current) {
+          ref.send({ type: "MEMBERS", nodes: this.membersOf(current) });
+          if (this.warmAnnounced) ref.send(this.healthEvent(current));
+        }
+      });
     }
   }
 
-  /** Membership may change with any partition change; the DomainActor writes only when it differs. */
-  private sendMembers(): void {
+  /**
+   * Marks the units whose membership changed; their MEMBERS go out on the next resync tick, so a burst of
+   * registrations costs each unit at most one status write per resyncMs.
+   */
+  private markMembers(): void {
     for (const unit of this.inventory.partition.units.values()) {
-      this.domain(unit.key)?.send({ type: "MEMBERS", nodes: this.membersOf(unit) });
+      const sig = unit.nodes.map((n) => `${n}=${this.inventory.nodes.get(n)?.internalIP ?? ""}/${this.inventory.nodes.get(n)?.podCIDR ?? ""}`).join(",");
+      if (this.memberSignature.get(unit.key) !== sig) {
+        this.memberSignature.set(unit.key, sig);
+        this.membersDirty.add(unit.key);
+      }
     }
+  }
+
+  private flushMembers(): void {
+    for (const key of this.membersDirty) {
+      this.sendDomain(key, () => {
+        const unit = this.inventory.partition.units.get(key);
+        return unit && { type: "MEMBERS", nodes: this.membersOf(unit) };
+      });
+    }
+    this.membersDirty.clear();
   }
 
   private membersOf(unit: Unit) {
@@ -326,6 +375,11 @@ export class CoordinatorService {
       const rec = this.inventory.nodes.get(n);
       return { nodeName: n, privateIP: rec?.internalIP ?? "", subnets: rec?.podCIDR ? [rec.podCIDR] : [] };
     });
+  }
+
+  private healthOf(key: string) {
+    const unit = this.inventory.partition.units.get(key);
+    return unit && this.healthEvent(unit);
   }
 
   private healthEvent(unit: Unit) {
@@ -353,7 +407,7 @@ export class CoordinatorService {
     if (!this.tracker.warm(now)) return;
     if (!this.warmAnnounced) {
       this.warmAnnounced = true;
-      for (const unit of this.inventory.partition.units.values()) this.domain(unit.key)?.send(this.healthEvent(unit));
+      for (const key of this.domains.keys()) this.sendDomain(key, () => this.healthOf(key));
       return;
     }
     const touched = new Set<string>();
@@ -363,13 +417,15 @@ export class CoordinatorService {
     }
     for (const key of touched) {
       const unit = this.inventory.partition.units.get(key);
+      // Health flips are what failover waits on: they go straight to the actor, ahead of queued bulk work.
       if (unit) this.domain(key)?.send(this.healthEvent(unit));
     }
   }
 
   private resync(): void {
     if (!this.isActive) return;
-    for (const unit of this.inventory.partition.units.values()) this.domain(unit.key)?.send({ type: "RESYNC" });
+    this.flushMembers();
+    for (const key of this.domains.keys()) this.sendDomain(key, () => ({ type: "RESYNC" }));
   }
 
   // --- I/O -----------------------------------------------------------------------------------------------------

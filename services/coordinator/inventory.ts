@@ -49,6 +49,8 @@ export class Inventory {
   private pendingRecords = new Set<string>();
   private pendingPartition = false;
   private watchers: { stop(): void }[] = [];
+  /** Gateway names and endpoint owners for `place`, rebuilt after any Gateway spec change. */
+  private placementIndex: { names: Set<string>; owners: Map<string, string> } | null = null;
 
   constructor(
     private readonly buckets: HubBuckets,
@@ -91,6 +93,7 @@ export class Inventory {
     if (prev && prev.revision >= entry.revision) return;
     if (entry.operation !== "PUT") {
       this.gateways.delete(key);
+      this.placementIndex = null;
       this.markChanged(key, true);
       return;
     }
@@ -98,6 +101,7 @@ export class Inventory {
       const gw = parseGatewayRecord(JSON.parse(textDecoder.decode(entry.value)), key);
       const specChanged = !prev?.value || JSON.stringify(prev.value.spec) !== JSON.stringify(gw.spec);
       this.gateways.set(key, { value: gw, revision: entry.revision });
+      if (specChanged) this.placementIndex = null;
       this.markChanged(key, specChanged && key.startsWith("gw."));
     } catch (err) {
       counters.inc("raven_records_rejected_total", { bucket: "gateways" });
@@ -155,8 +159,11 @@ export class Inventory {
 
   /** Where a node registering now belongs, without waiting for the debounced recompute. */
   place(node: Pick<NodeFacts, "name" | "labels">): Placement {
-    const gws = this.userGateways();
-    return placeNode(node, new Set(gws.map((g) => g.metadata.name)), endpointOwners(gws));
+    if (!this.placementIndex) {
+      const gws = this.userGateways();
+      this.placementIndex = { names: new Set(gws.map((g) => g.metadata.name)), owners: endpointOwners(gws) };
+    }
+    return placeNode(node, this.placementIndex.names, this.placementIndex.owners);
   }
 
   /** Stores a node's facts unless they are already stored as they are. */

@@ -20,10 +20,13 @@ runMain(async () => {
   const id = instanceId(flags.name ?? "coordinator");
   const log = createLogger({ service: "coordinator", actor: id });
   const nc = await connectDaemon(flags.nats!, id);
+  // KV traffic (lease renewals, record writes) on a connection of its own, so it never queues behind the
+  // heartbeat firehose in either direction.
+  const kvConn = await connectDaemon(flags.nats!, `${id}/kv`);
   let buckets;
   for (;;) {
     try {
-      buckets = await openBuckets(nc);
+      buckets = await openBuckets(kvConn);
       break;
     } catch (err) {
       log.warn({ err: describeError(err) }, "KV not ready; retrying");
@@ -36,5 +39,6 @@ runMain(async () => {
   onShutdown(async () => {
     await service.stop();
     await nc.drain().catch(() => nc.close());
+    await kvConn.drain().catch(() => kvConn.close());
   });
 });

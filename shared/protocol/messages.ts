@@ -1,4 +1,6 @@
-// Wire message types. Every message travels in the envelope `{ v: PROTOCOL_VERSION, type, body }` (codec.ts).
+// Wire message types. Every message travels as a msgpack array `[PROTOCOL_VERSION, type, ...fields]`, the
+// body's top-level fields in the order they are declared below (codec.ts): the order IS the layout, so a
+// field is only ever appended, never moved. Nested values are msgpack maps.
 // Wire types are kept apart from domain types (shared/gateway.ts): they are what peers agree on, validated
 // field by field on receipt.
 //
@@ -17,7 +19,7 @@
 //   error            reply to a request that failed: `{ code, message }`.
 //   status.request / status.reply   CLI <-> active coordinator.
 import { isDomainName, isObjectName } from "./subjects";
-import { arr, bool, int, literal, nullable, obj, opt, record, str, type Infer, type Schema } from "./schema";
+import { arr, bool, int, literal, nullable, obj, opt, record, str, type Infer, type ObjSchema } from "./schema";
 
 const domain = str({ check: isDomainName, what: "a domain name (DNS label)" });
 const name = str({ check: isObjectName, what: "a DNS subdomain name", max: 253 });
@@ -122,7 +124,7 @@ export const messageSchemas = {
   error,
   "status.request": statusRequest,
   "status.reply": statusReply,
-} as const satisfies Record<string, Schema<unknown>>;
+} as const satisfies Record<string, ObjSchema<unknown>>;
 
 export type MessageType = keyof typeof messageSchemas;
 export type MessageBody<T extends MessageType> = Infer<(typeof messageSchemas)[T]>;

@@ -1,24 +1,52 @@
 // A small validator combinator set for wire messages: each schema checks an unknown value and returns it
-// typed, or throws InvalidMessageError naming the path of the first bad field. Kept here rather than pulling
-// in a schema library: the wire types are few and flat.
+// typed, or throws InvalidMessageError naming the path of the first bad field ("gw.hb.active[0]: expected
+// ..."). Kept here rather than pulling in a schema library: the wire types are few and flat.
+//
+// The happy path allocates nothing for paths: a combinator passes only its own key or index down, and the
+// full path is assembled from segments while a FieldError travels up — only when something is wrong.
 import { InvalidMessageError } from "../errors";
 
-export type Schema<T> = (value: unknown, path: string) => T;
+type Segment = string | number;
+export type Schema<T> = (value: unknown, path: Segment) => T;
 export type Infer<S> = S extends Schema<infer T> ? T : never;
 
-function fail(path: string, expected: string, value: unknown): never {
-  const shown = value === undefined ? "nothing" : JSON.stringify(value)?.slice(0, 60) ?? typeof value;
-  throw new InvalidMessageError(`${path}: expected ${expected}, got ${shown}`);
+function formatPath(segments: readonly Segment[]): string {
+  return segments.map((s, i) => (typeof s === "number" ? `[${s}]` : i === 0 ? s : `.${s}`)).join("");
+}
+
+/** An InvalidMessageError that knows the path of the bad field, as segments. */
+export class FieldError extends InvalidMessageError {
+  constructor(
+    readonly segments: readonly Segment[],
+    readonly detail: string,
+  ) {
+    super(`${formatPath(segments)}: ${detail}`);
+    this.name = "InvalidMessageError";
+  }
+}
+
+function fail(path: Segment, expected: string, value: unknown): never {
+  const shown = value === undefined ? "nothing" : (JSON.stringify(value)?.slice(0, 60) ?? typeof value);
+  throw new FieldError([path], `expected ${expected}, got ${shown}`);
+}
+
+/** Runs a child schema; a FieldError from it gets this level's segment in front. */
+function within<T>(path: Segment, run: () => T): T {
+  try {
+    return run();
+  } catch (err) {
+    if (err instanceof FieldError) throw new FieldError([path, ...err.segments], err.detail);
+    throw err;
+  }
 }
 
 export const str =
   (opts: { max?: number; pattern?: RegExp; check?: (s: string) => boolean; what?: string } = {}): Schema<string> =>
   (v, path) => {
-    const what = opts.what ?? "a string";
-    if (typeof v !== "string") return fail(path, what, v);
-    if (v.length > (opts.max ?? 1024)) return fail(path, `${what} of at most ${opts.max ?? 1024} chars`, v);
-    if (opts.pattern && !opts.pattern.test(v)) return fail(path, what, v);
-    if (opts.check && !opts.check(v)) return fail(path, what, v);
+    const max = opts.max ?? 1024;
+    if (typeof v !== "string" || v.length > max || (opts.pattern && !opts.pattern.test(v)) || (opts.check && !opts.check(v))) {
+      return fail(path, `${opts.what ?? "a string"} of at most ${max} chars`, v);
+    }
     return v;
   };
 
@@ -43,7 +71,16 @@ export const arr =
   (v, path) => {
     if (!Array.isArray(v)) return fail(path, "an array", v);
     if (v.length > max) return fail(path, `an array of at most ${max} items`, v.length);
-    return v.map((x, i) => item(x, `${path}[${i}]`));
+    const out: T[] = new Array(v.length);
+    for (let i = 0; i < v.length; i++) {
+      try {
+        out[i] = item(v[i], i);
+      } catch (err) {
+        if (err instanceof FieldError) throw new FieldError([path, ...err.segments], err.detail);
+        throw err;
+      }
+    }
+    return out;
   };
 
 export const opt =
@@ -63,7 +100,7 @@ export const record =
     const entries = Object.entries(v);
     if (entries.length > max) return fail(path, `a map of at most ${max} entries`, entries.length);
     const out: Record<string, T> = {};
-    for (const [k, x] of entries) out[k] = value(x, `${path}.${k}`);
+    for (const [k, x] of entries) out[k] = within(path, () => value(x, k));
     return out;
   };
 
@@ -72,16 +109,29 @@ type FromShape<S extends Shape> = { [K in keyof S as undefined extends Infer<S[K
   [K in keyof S as undefined extends Infer<S[K]> ? K : never]?: Infer<S[K]>;
 };
 
+/** An object schema that also knows its field order (the positional wire layout, see codec.ts). */
+export type ObjSchema<T> = Schema<T> & { readonly fields: readonly string[] };
+
 /** An object with exactly these fields (unknown fields are dropped, so newer peers may add optional ones). */
-export const obj =
-  <S extends Shape>(shape: S): Schema<FromShape<S>> =>
-  (v, path) => {
+export const obj = <S extends Shape>(shape: S): ObjSchema<FromShape<S>> => {
+  const fields = Object.keys(shape);
+  const validators = fields.map((k) => shape[k]!);
+  const schema = (v: unknown, path: Segment) => {
     if (typeof v !== "object" || v === null || Array.isArray(v)) return fail(path, "an object", v);
     const src = v as Record<string, unknown>;
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(shape)) {
-      const parsed = shape[key]!(src[key], `${path}.${key}`);
+    for (let i = 0; i < fields.length; i++) {
+      const key = fields[i]!;
+      let parsed: unknown;
+      try {
+        parsed = validators[i]!(src[key], key);
+      } catch (err) {
+        if (err instanceof FieldError) throw new FieldError([path, ...err.segments], err.detail);
+        throw err;
+      }
       if (parsed !== undefined) out[key] = parsed;
     }
     return out as FromShape<S>;
   };
+  return Object.assign(schema, { fields });
+};

@@ -1,0 +1,149 @@
+// Realistic wire bodies for every message type, shared by the codec and fuzz tests. `Fixtures` is a mapped
+// type over MessageType, so adding a message type without a fixture here is a type error.
+import { Packr, Unpackr } from "msgpackr";
+import { PROTOCOL_VERSION, encode, messageSchemas, type MessageBody, type MessageType } from "../../../shared/protocol";
+
+export type Fixtures = { [T in MessageType]: MessageBody<T> };
+
+export const messageTypes = Object.keys(messageSchemas) as MessageType[];
+
+const T0 = 1_767_225_600_000; // 2026-01-01T00:00:00.000Z
+
+/** Every field filled in, optional ones included. */
+export const fullBodies: Fixtures = {
+  "node.register": {
+    node: "factory-a-node-1",
+    domain: "factory-a",
+    labels: { "apps.openyurt.io/nodepool": "factory-a", "raven.openyurt.io/gateway": "gw-factory-a" },
+    internalIP: "192.168.1.13",
+    podCIDR: "10.244.18.0/24",
+    startedAt: T0,
+  },
+  "node.registered": { node: "factory-a-node-1", domain: "factory-a", gateway: "gw-factory-a", solo: false },
+  "node.hb": { node: "factory-a-node-1", domain: "factory-a", seq: 42, ready: true, sentAt: T0 + 42_000 },
+  "gw.hb": {
+    node: "factory-a-gw-1",
+    domain: "factory-a",
+    gateway: "gw-factory-a",
+    seq: 1_234,
+    sentAt: T0 + 123_400,
+    term: 3,
+    active: ["proxy", "tunnel"],
+    leaseLeftMs: 180,
+    draining: false,
+    datapathOk: true,
+    detail: "tunnel up, 3 peers",
+  },
+  assignment: {
+    domain: "factory-a",
+    gateway: "gw-factory-a",
+    term: 3,
+    active: [
+      { nodeName: "factory-a-gw-1", type: "proxy" },
+      { nodeName: "factory-a-gw-1", type: "tunnel" },
+    ],
+    acks: [
+      { nodeName: "factory-a-gw-1", seq: 1_234 },
+      { nodeName: "factory-a-gw-2", seq: 877 },
+    ],
+    leaseMs: 250,
+    coordinator: "coordinator-0",
+    issuedAt: T0 + 123_410,
+  },
+  error: { code: "NOT_LEADER", message: "coordinator-1 is standby; the active coordinator is coordinator-0" },
+  "status.request": { domain: "factory-a" },
+  "status.reply": {
+    coordinator: "coordinator-0",
+    activeSince: T0,
+    truncated: false,
+    domains: [
+      {
+        domain: "factory-a",
+        gateway: "gw-factory-a",
+        solo: false,
+        term: 3,
+        replicas: { proxy: 1, tunnel: 1 },
+        active: [{ nodeName: "factory-a-gw-1", type: "proxy" }],
+        candidates: [
+          {
+            node: "factory-a-gw-1",
+            types: ["proxy", "tunnel"],
+            healthy: true,
+            draining: false,
+            datapathOk: true,
+            actingActive: ["proxy"],
+            lastHeartbeatAgeMs: 40,
+          },
+          {
+            node: "factory-a-gw-2",
+            types: ["proxy", "tunnel"],
+            healthy: false,
+            draining: false,
+            datapathOk: true,
+            actingActive: [],
+            lastHeartbeatAgeMs: null,
+          },
+        ],
+        nodes: [{ node: "factory-a-node-1", internalIP: "192.168.1.13", ready: true, lastHeartbeatAgeMs: 900 }],
+        problem: "tunnel replica unfilled",
+      },
+    ],
+  },
+};
+
+/** Smallest valid bodies: optional fields left out, nullable ones null, lists empty. */
+export const minimalBodies: Fixtures = {
+  "node.register": { node: "kiosk-1", domain: "kiosk", labels: {}, internalIP: "192.168.1.11", startedAt: 0 },
+  "node.registered": { node: "kiosk-1", domain: "kiosk", gateway: null, solo: true },
+  "node.hb": { node: "kiosk-1", domain: "kiosk", seq: 0, ready: false, sentAt: 0 },
+  "gw.hb": {
+    node: "kiosk-1",
+    domain: "kiosk",
+    gateway: "kiosk-1",
+    seq: 0,
+    sentAt: 0,
+    term: 0,
+    active: [],
+    leaseLeftMs: 0,
+    draining: true,
+    datapathOk: false,
+  },
+  assignment: {
+    domain: "kiosk",
+    gateway: "kiosk-1",
+    term: 0,
+    active: [],
+    acks: [],
+    leaseMs: 1,
+    coordinator: "",
+    issuedAt: 0,
+  },
+  error: { code: "", message: "" },
+  "status.request": {},
+  "status.reply": { coordinator: "c", activeSince: 0, domains: [], truncated: true },
+};
+
+// --- raw frames -----------------------------------------------------------------------------------------------
+// Tests that feed the codec hand-made (often broken) frames build them here, in the layout `encode` itself
+// produces, detected at load: a map `{ v, type, body }`, or a positional array `[v, type, ...fields]` whose
+// field order is the schema's `fields`. The codec's own bytes stay the reference either way.
+
+export const rawPackr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, int64AsType: "number" });
+
+export const LAYOUT: "map" | "array" = Array.isArray(
+  new Unpackr({ mapsAsObjects: true }).unpack(encode("status.request", {})),
+)
+  ? "array"
+  : "map";
+
+/** The JS value of a frame; `body` fields are placed by name (map) or by the schema's field order (array). */
+export function frameValue(v: unknown, type: unknown, body: unknown): unknown {
+  if (LAYOUT === "map") return { v, type, body };
+  const schema = (messageSchemas as Record<string, { fields?: readonly string[] }>)[String(type)];
+  const src = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  const fields = schema?.fields ?? Object.keys(src);
+  return [v, type, ...fields.map((f) => src[f] ?? null)];
+}
+
+export const frame = (type: unknown, body: unknown, v: unknown = PROTOCOL_VERSION): Uint8Array =>
+  rawPackr.pack(frameValue(v, type, body));
