@@ -66,7 +66,7 @@ export class ManualClock implements Clock {
   }
   setTimeout(fn: () => void, ms: number): TimerHandle {
     const id = this.seq++;
-    this.timers.set(id, { at: this.t + ms, fn });
+    this.timers.set(id, { at: this.t + Math.max(0, ms), fn });
     return { id };
   }
   clearTimeout(handle: TimerHandle): void {
@@ -74,7 +74,7 @@ export class ManualClock implements Clock {
   }
   setInterval(fn: () => void, ms: number): TimerHandle {
     const id = this.seq++;
-    this.timers.set(id, { at: this.t + ms, fn, every: Math.max(1, ms) });
+    this.timers.set(id, { at: this.t + Math.max(1, ms), fn, every: Math.max(1, ms) });
     return { id };
   }
   clearInterval(handle: TimerHandle): void {
@@ -93,7 +93,7 @@ export class ManualClock implements Clock {
       }
       if (nextId < 0) break;
       const timer = this.timers.get(nextId)!;
-      this.t = timer.at;
+      this.t = Math.max(this.t, timer.at);
       if (timer.every) timer.at += timer.every;
       else this.timers.delete(nextId);
       timer.fn();

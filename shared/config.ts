@@ -65,7 +65,7 @@ export function parseTimings(raw: unknown, path = "timings"): Timings {
   }
   const obj = raw as Record<string, unknown>;
   for (const key of Object.keys(obj)) {
-    if (!(key in defaultTimings)) throw new ConfigError(`${path}.${key}`, "is not a known setting");
+    if (!Object.hasOwn(defaultTimings, key)) throw new ConfigError(`${path}.${key}`, "is not a known setting");
   }
   const t = Object.fromEntries(
     (Object.keys(defaultTimings) as (keyof Timings)[]).map((k) => [k, positiveInt(obj, k, path)]),
@@ -90,7 +90,7 @@ export function parseConfig(raw: unknown, path = "config"): RavenConfig {
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new ConfigError(path, "must be an object");
   const obj = raw as Record<string, unknown>;
   for (const key of Object.keys(obj)) {
-    if (key !== "timings") throw new ConfigError(key, "is not a known setting");
+    if (key !== "timings") throw new ConfigError(`${path}.${key}`, "is not a known setting");
   }
   return Object.freeze({ timings: parseTimings(obj.timings) });
 }
@@ -109,5 +109,10 @@ export function loadConfigFile(file: string | undefined): RavenConfig {
   } catch (err) {
     throw new ConfigError("--config", `${file} is not JSON: ${describeError(err)}`);
   }
-  return parseConfig(raw);
+  try {
+    return parseConfig(raw);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(err.key, `${err.message.replace(/^config [^:]+: /, "")} (in ${file})`);
+    throw err;
+  }
 }

@@ -59,7 +59,7 @@ export function placeNode(
   const label = node.labels[LABEL_GATEWAY] ?? endpointOwner.get(node.name);
   if (label !== undefined && gatewayNames.has(label)) return { key: gatewayKey(label), name: label, solo: false };
   const placement: Placement = { key: soloKey(node.name), name: node.name, solo: true };
-  if (label !== undefined) placement.problem = `label ${LABEL_GATEWAY}=${label} names no Gateway; the node is its own gateway`;
+  if (label !== undefined) placement.problem = `node ${node.name}: label ${LABEL_GATEWAY}=${label} names no Gateway; the node is its own gateway`;
   return placement;
 }
 

@@ -108,6 +108,7 @@ function parseReplicas(raw: unknown, where: string, max: number, dflt: number): 
 function parsePortList(raw: unknown, where: string): string | undefined {
   if (raw === undefined) return undefined;
   need(typeof raw === "string" && /^\d{1,5}(,\d{1,5})*$/.test(raw), where, 'must be a comma-separated port list like "10250,9100"');
+  for (const port of raw.split(",")) need(Number(port) >= 1 && Number(port) <= 65535, where, `port ${port} is outside 1..65535`);
   return raw;
 }
 

@@ -3,7 +3,7 @@
 // labels exactly as they would in Kubernetes.
 import { readFileSync } from "node:fs";
 import { TopologyError, describeError } from "./errors";
-import { parseGatewayManifest, type Gateway } from "./gateway";
+import { LABEL_GATEWAY, parseGatewayManifest, type Gateway } from "./gateway";
 import { computeUnits, domainProblem, type NodeFacts, type Partition } from "./domains";
 import { isObjectName } from "./protocol/subjects";
 
@@ -22,7 +22,7 @@ function parseNode(raw: unknown, i: number): NodeFacts {
   const r = raw as Record<string, unknown>;
   if (!isObjectName(r.name)) throw new TopologyError(`${where}.name: must be a node name, got ${JSON.stringify(r.name)}`);
   const labels = r.labels ?? {};
-  if (typeof labels !== "object" || labels === null || !Object.values(labels).every((v) => typeof v === "string")) {
+  if (typeof labels !== "object" || labels === null || Array.isArray(labels) || !Object.values(labels).every((v) => typeof v === "string")) {
     throw new TopologyError(`node ${r.name}: labels must map strings to strings`);
   }
   if (!isIPv4(r.internalIP)) throw new TopologyError(`node ${r.name}: internalIP must be an IPv4 address, got ${JSON.stringify(r.internalIP)}`);
@@ -53,6 +53,7 @@ export function parseTopology(raw: unknown): Topology {
     nodeNames.add(n.name);
   }
   const gwNames = new Set<string>();
+  const owner = new Map<string, string>();
   for (const g of gateways) {
     if (gwNames.has(g.metadata.name)) throw new TopologyError(`gateway ${g.metadata.name} is listed twice`);
     gwNames.add(g.metadata.name);
@@ -60,6 +61,18 @@ export function parseTopology(raw: unknown): Topology {
       if (!nodeNames.has(ep.nodeName)) {
         throw new TopologyError(`gateway ${g.metadata.name}: endpoint node ${ep.nodeName} is not in nodes`);
       }
+      const other = owner.get(ep.nodeName);
+      if (other !== undefined && other !== g.metadata.name) {
+        throw new TopologyError(`node ${ep.nodeName} is an endpoint of both gateway ${other} and gateway ${g.metadata.name}`);
+      }
+      owner.set(ep.nodeName, g.metadata.name);
+    }
+  }
+  for (const n of nodes) {
+    const label = n.labels[LABEL_GATEWAY];
+    const own = owner.get(n.name);
+    if (label !== undefined && own !== undefined && label !== own) {
+      throw new TopologyError(`node ${n.name} is an endpoint of gateway ${own} but labelled ${LABEL_GATEWAY}=${label}`);
     }
   }
   const partition = computeUnits(gateways, nodes);

@@ -81,9 +81,11 @@ export function plan(ctx: DomainContext): Plan | null {
   const alive = new Set(ctx.alive);
   const adds = elected.some((e) => !currentKeys.has(epKey(e)));
   const removedAlive = status.activeEndpoints.some((e) => !electedKeys.has(epKey(e)) && alive.has(e.nodeName));
-  const handover = adds && removedAlive;
+  // Any write that removes a live active waits handoverMs before the next one, even if no successor is
+  // ready yet: one may become healthy a moment later, while the removed active's lease still runs.
+  const handover = removedAlive;
   const active = handover ? status.activeEndpoints.filter((e) => electedKeys.has(epKey(e))) : elected;
-  const problem = handover ? "handing over from a live gateway" : shortfall(active, replicas, base.spec.endpoints);
+  const problem = handover && adds ? "handing over from a live gateway" : shortfall(active, replicas, base.spec.endpoints);
   const activeChanged = !sameEndpoints(active, status.activeEndpoints);
   const nodes = ctx.members ?? status.nodes;
   const nodesChanged = JSON.stringify(nodes) !== JSON.stringify(status.nodes);

@@ -65,9 +65,11 @@ export class HealthTracker {
       };
       this.candidates.set(hb.node, c);
     }
-    const gap = now - c.lastSeenAt > this.settings.deadAfterMs;
+    // Same boundary as the sweep: silent for deadAfterMs is dead, and a dead candidate rises from one.
+    const gap = now - c.lastSeenAt >= this.settings.deadAfterMs;
     const restarted = hb.seq < c.seq;
-    c.streak = gap || restarted ? 1 : c.streak + 1;
+    // A failing data path breaks the streak too, so a path failing every other heartbeat never counts as healthy.
+    c.streak = !hb.datapathOk ? 0 : gap || restarted ? 1 : c.streak + 1;
     c.lastSeenAt = now;
     c.domain = hb.domain;
     c.seq = hb.seq;

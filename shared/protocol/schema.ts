@@ -25,8 +25,23 @@ export class FieldError extends InvalidMessageError {
   }
 }
 
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  try {
+    return JSON.stringify(value, (_k, v) => (typeof v === "bigint" ? `${v}n` : v))?.slice(0, 60) ?? typeof value;
+  } catch {
+    return typeof value;
+  }
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> => {
+  if (typeof v !== "object" || v === null) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+};
+
 function fail(path: Segment, expected: string, value: unknown): never {
-  const shown = value === undefined ? "nothing" : (JSON.stringify(value)?.slice(0, 60) ?? typeof value);
+  const shown = show(value);
   throw new FieldError([path], `expected ${expected}, got ${shown}`);
 }
 
@@ -96,7 +111,7 @@ export const nullable =
 export const record =
   <T>(value: Schema<T>, max = 256): Schema<Record<string, T>> =>
   (v, path) => {
-    if (typeof v !== "object" || v === null || Array.isArray(v)) return fail(path, "a map", v);
+    if (!isPlainObject(v)) return fail(path, "a map", v);
     const entries = Object.entries(v);
     if (entries.length > max) return fail(path, `a map of at most ${max} entries`, entries.length);
     const out: Record<string, T> = {};
@@ -117,8 +132,8 @@ export const obj = <S extends Shape>(shape: S): ObjSchema<FromShape<S>> => {
   const fields = Object.keys(shape);
   const validators = fields.map((k) => shape[k]!);
   const schema = (v: unknown, path: Segment) => {
-    if (typeof v !== "object" || v === null || Array.isArray(v)) return fail(path, "an object", v);
-    const src = v as Record<string, unknown>;
+    if (!isPlainObject(v)) return fail(path, "an object", v);
+    const src = v;
     const out: Record<string, unknown> = {};
     for (let i = 0; i < fields.length; i++) {
       const key = fields[i]!;

@@ -13,7 +13,7 @@ import { InvalidSubjectTokenError } from "../errors";
 export const SUBJECT_PREFIX = "raven";
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const DNS_SUBDOMAIN_PART = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** A domain (node pool) name: a DNS-1123 label. */
 export function isDomainName(name: unknown): name is string {
@@ -22,7 +22,7 @@ export function isDomainName(name: unknown): name is string {
 
 /** A node or Gateway name: a DNS-1123 subdomain, as in Kubernetes. */
 export function isObjectName(name: unknown): name is string {
-  return typeof name === "string" && DNS_SUBDOMAIN.test(name) && !name.includes("..");
+  return typeof name === "string" && name.length <= 253 && name.split(".").every((part) => DNS_SUBDOMAIN_PART.test(part));
 }
 
 export function domainToken(domain: unknown): string {

@@ -106,7 +106,7 @@ describe("computeUnits", () => {
     const unit = p.units.get("solo.stray")!;
     expect(unit.solo).toBe(true);
     expect(unit.domain).toBe("a");
-    expect(unit.problem).toBe(`label ${LABEL_GATEWAY}=gw-gone names no Gateway; the node is its own gateway`);
+    expect(unit.problem).toBe(`node stray: label ${LABEL_GATEWAY}=gw-gone names no Gateway; the node is its own gateway`);
     expectPlacementAgrees([], nodes, p);
   });
 

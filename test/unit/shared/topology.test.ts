@@ -200,7 +200,7 @@ describe("parseTopology refuses, naming the culprit", () => {
   it("a label naming a Gateway that does not exist", () => {
     const t = base();
     t.nodes.push(node("stray", "edge", "gw-missing"));
-    expect(topologyError(t)).toBe("label raven.openyurt.io/gateway=gw-missing names no Gateway; the node is its own gateway");
+    expect(topologyError(t)).toBe("node stray: label raven.openyurt.io/gateway=gw-missing names no Gateway; the node is its own gateway");
   });
 
   it("a Gateway that serves no node", () => {
@@ -216,7 +216,7 @@ describe("parseTopology refuses, naming the culprit", () => {
   });
 
   // parseNode checks `typeof labels !== "object"`, which an array passes; Object.values(["edge"]) are strings.
-  it.fails("labels given as a list (BUG: accepted as a map)", () => {
+  it("labels given as a list", () => {
     const t = base();
     t.nodes[2] = { ...node("loner", undefined), labels: ["edge"] as unknown as Record<string, string> };
     expect(topologyError(t)).toContain("node loner: labels");
@@ -253,5 +253,23 @@ describe("isIPv4", () => {
   it("accepts dotted quads in range only", () => {
     for (const ok of ["0.0.0.0", "10.0.0.11", "192.168.1.255", "255.255.255.255"]) expect(isIPv4(ok), ok).toBe(true);
     for (const bad of ["256.1.1.1", "1.1.1", "1.1.1.1.", "1.1.1.a", "", null, 1]) expect(isIPv4(bad), String(bad)).toBe(false);
+  });
+});
+
+describe("parseTopology refuses ambiguous Gateway membership", () => {
+  const raw = (gateways: unknown[], labels: Record<string, string> = {}) => ({
+    nodes: [{ name: "n1", labels: { "apps.openyurt.io/nodepool": "p", ...labels }, internalIP: "10.0.0.1" }],
+    gateways,
+  });
+  const gw = (name: string) => ({ metadata: { name }, spec: { endpoints: [{ nodeName: "n1", type: "proxy" }] } });
+
+  it("a node that is an endpoint of two Gateways", () => {
+    expect(() => parseTopology(raw([gw("gw-1"), gw("gw-2")]))).toThrow("node n1 is an endpoint of both gateway gw-1 and gateway gw-2");
+  });
+
+  it("a node labelled for one Gateway but an endpoint of another", () => {
+    expect(() => parseTopology(raw([gw("gw-1"), { metadata: { name: "gw-2" } }], { "raven.openyurt.io/gateway": "gw-2" }))).toThrow(
+      "node n1 is an endpoint of gateway gw-1 but labelled raven.openyurt.io/gateway=gw-2",
+    );
   });
 });

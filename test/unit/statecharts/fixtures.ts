@@ -1,0 +1,99 @@
+// Builders and helpers shared by the statechart unit tests (not a test file itself: vitest only collects
+// *.test.ts). Kept tiny so each test reads on its own.
+import type { EventObject, Snapshot } from "xstate";
+import { toDirectedGraph, type StatePath } from "xstate/graph";
+import {
+  DEFAULT_PORT,
+  GATEWAY_API_VERSION,
+  type Endpoint,
+  type EndpointType,
+  type Gateway,
+  type NodeInfo,
+} from "../../../shared/gateway";
+
+export const ep = (nodeName: string, type: EndpointType = "proxy"): Endpoint => ({
+  nodeName,
+  type,
+  port: DEFAULT_PORT[type],
+  underNAT: false,
+});
+
+/** Both endpoint types for each node, in the order given. */
+export const both = (...names: string[]): Endpoint[] => names.flatMap((n) => [ep(n, "proxy"), ep(n, "tunnel")]);
+
+export const keys = (eps: readonly Endpoint[]): string[] => eps.map((e) => `${e.type}/${e.nodeName}`);
+
+export type GatewayOpts = {
+  endpoints: Endpoint[];
+  proxy?: number;
+  tunnel?: number;
+  active?: Endpoint[];
+  term?: number;
+  nodes?: NodeInfo[];
+  problem?: string;
+};
+
+export function gateway(name: string, o: GatewayOpts): Gateway {
+  return {
+    apiVersion: GATEWAY_API_VERSION,
+    kind: "Gateway",
+    metadata: { name },
+    spec: {
+      proxyConfig: { replicas: o.proxy ?? 1 },
+      tunnelConfig: { replicas: o.tunnel ?? 1 },
+      endpoints: o.endpoints,
+      exposeType: "",
+    },
+    status: {
+      nodes: o.nodes ?? [],
+      activeEndpoints: o.active ?? [],
+      term: o.term ?? 0,
+      ...(o.problem ? { problem: o.problem } : {}),
+    },
+  };
+}
+
+type ActionLike = { type: string; params?: unknown };
+
+/** The events emitted (`emit(...)`) by a list of executable actions, in order. */
+export function emitted<T>(actions: readonly ActionLike[]): T[] {
+  return actions.filter((a) => a.type === "xstate.emit").map((a) => (a.params as { event: T }).event);
+}
+
+/** `src`/`id`/`input` of the actors a transition spawns (invocations included). */
+export function spawned(actions: readonly ActionLike[]): { src: unknown; id: string; input: unknown }[] {
+  return actions
+    .filter((a) => a.type === "xstate.spawnChild")
+    .map((a) => a.params as { src: unknown; id: string; input: unknown });
+}
+
+/** Ids of the children a transition stops. */
+export function stoppedChildren(actions: readonly ActionLike[]): string[] {
+  return actions
+    .filter((a) => a.type === "xstate.stopChild")
+    .map((a) => {
+      const p = a.params as { id?: string; actorRef?: { id: string } };
+      return p.actorRef?.id ?? p.id ?? "";
+    });
+}
+
+/** Delays scheduled by `after` (delayed raises) in a list of actions. */
+export function delays(actions: readonly ActionLike[]): number[] {
+  return actions
+    .filter((a) => a.type === "xstate.raise" && typeof (a.params as { delay?: unknown }).delay === "number")
+    .map((a) => (a.params as { delay: number }).delay);
+}
+
+/** Top-level state names a machine declares, read from its directed graph. */
+export function declaredStates(machine: Parameters<typeof toDirectedGraph>[0]): string[] {
+  return toDirectedGraph(machine).children.map((c) => c.stateNode.key).sort();
+}
+
+/** Distinct top-level values of the end states of a set of graph paths. */
+export function reachedStates<S extends Snapshot<unknown>, E extends EventObject>(paths: StatePath<S, E>[]): string[] {
+  return [...new Set(paths.map((p) => String((p.state as unknown as { value: unknown }).value)))].sort();
+}
+
+/** Serializes Error values by name and message so that two different errors make two different graph edges. */
+export const serializeEvent = (e: EventObject): string =>
+  JSON.stringify(e, (_k, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v));
