@@ -14,7 +14,7 @@ import { coordinatorMachine, domainMachine, type DomainEvent, type WriteInput } 
 import type { Clock, TimerHandle } from "../../shared/clock";
 import type { Timings } from "../../shared/config";
 import { domainOf, domainProblem, type Unit } from "../../shared/domains";
-import { InvalidMessageError, RavenError, describeError, errorToWire } from "../../shared/errors";
+import { CasConflictError, InvalidMessageError, RavenError, describeError, errorToWire } from "../../shared/errors";
 import { parseGatewayRecord, type Gateway } from "../../shared/gateway";
 import { casPut, readJson } from "../../shared/kv";
 import type { Logger } from "../../shared/log";
@@ -50,6 +50,10 @@ type DomainActor = Actor<typeof domainMachine>;
 const MAX_CONCURRENT_REGISTRATIONS = 64;
 /** Longest stretch of DomainActor work between two turns of the event loop. */
 const WORK_SLICE_MS = 10;
+/** Event-loop utilisation above which the coordinator judges no one (it may not have read their heartbeats). */
+const SATURATED = 0.97;
+/** Above this, registrations are shed (the node retries): heartbeats come first. */
+const BUSY_FOR_REGISTRATIONS = 0.8;
 /** A sweep this late means the event loop stalled. */
 const STALL_MS = 50;
 
@@ -71,9 +75,13 @@ export class CoordinatorService {
   private readonly subs: Subscription[] = [];
   private readonly timers: TimerHandle[] = [];
   private warmAnnounced = false;
-  private readonly memberSignature = new Map<string, string>();
   private readonly membersDirty = new Set<string>();
+  /** Units whose next load must read KV (their last compare-and-swap lost). */
+  private readonly readFresh = new Set<string>();
   private lastSweepAt = 0;
+  private lastElu = performance.eventLoopUtilization();
+  /** Event-loop utilisation over the last sweep interval. */
+  private loopBusy = 0;
   private registrationsInFlight = 0;
   private stopped = false;
 
@@ -93,17 +101,21 @@ export class CoordinatorService {
     this.work = new SlicedQueue(WORK_SLICE_MS, (err) => log.error({ err: describeError(err) }, "domain actor task failed"));
     this.domainLogic = domainMachine.provide({
       actors: {
-        loadRecord: fromPromise(({ input }) =>
-          readJson(buckets.gateways, input.key, (raw) => parseGatewayRecord(raw, input.key)).then((v) => ({ record: v.value, revision: v.revision })),
-        ),
+        // The inventory's watch already holds every record: a takeover of 1,000 units costs no KV reads.
+        // After a lost compare-and-swap the watch may lag behind the winner, so that reload goes to KV.
+        loadRecord: fromPromise(async ({ input }) => {
+          const warm = this.inventory.gateways.get(input.key);
+          if (warm && !this.readFresh.delete(input.key)) return { record: warm.value, revision: warm.revision };
+          const v = await readJson(buckets.gateways, input.key, (raw) => parseGatewayRecord(raw, input.key));
+          return { record: v.value, revision: v.revision };
+        }),
         writeRecord: fromPromise(({ input }) => this.writeRecord(input)),
       },
     });
     this.inventory = new Inventory(buckets, clock, log, (change) => {
-      if (change.partition) {
-        this.reconcileDomains();
-        this.markMembers();
-      }
+      if (change.partition) this.reconcileDomains();
+      const dirty = change.gatewaysChanged ? this.inventory.partition.units.keys() : change.membersOf;
+      for (const key of dirty) this.membersDirty.add(key);
       for (const key of change.records) {
         this.sendDomain(key, () => {
           const v = this.inventory.gateways.get(key);
@@ -266,7 +278,7 @@ export class CoordinatorService {
     if (domainOf({ name: reg.node, labels: reg.labels }) !== reg.domain) {
       return reply(new InvalidMessageError(`node ${reg.node} registers in domain ${reg.domain} but its labels place it in ${domainOf({ name: reg.node, labels: reg.labels })}`));
     }
-    if (this.registrationsInFlight >= MAX_CONCURRENT_REGISTRATIONS) {
+    if (this.registrationsInFlight >= MAX_CONCURRENT_REGISTRATIONS || this.loopBusy > BUSY_FOR_REGISTRATIONS) {
       counters.inc("raven_registrations_shed_total");
       return; // the node retries with backoff
     }
@@ -347,19 +359,9 @@ export class CoordinatorService {
   }
 
   /**
-   * Marks the units whose membership changed; their MEMBERS go out on the next resync tick, so a burst of
-   * registrations costs each unit at most one status write per resyncMs.
+   * Units whose membership changed get their MEMBERS on the next resync tick, so a burst of registrations
+   * costs each unit at most one status write per resyncMs.
    */
-  private markMembers(): void {
-    for (const unit of this.inventory.partition.units.values()) {
-      const sig = unit.nodes.map((n) => `${n}=${this.inventory.nodes.get(n)?.internalIP ?? ""}/${this.inventory.nodes.get(n)?.podCIDR ?? ""}`).join(",");
-      if (this.memberSignature.get(unit.key) !== sig) {
-        this.memberSignature.set(unit.key, sig);
-        this.membersDirty.add(unit.key);
-      }
-    }
-  }
-
   private flushMembers(): void {
     for (const key of this.membersDirty) {
       this.sendDomain(key, () => {
@@ -399,7 +401,12 @@ export class CoordinatorService {
     // arrive are still unread. Judge nobody this round; the next sweep runs after they are processed.
     const late = now - this.lastSweepAt - this.opts.timings.sweepMs;
     this.lastSweepAt = now;
-    if (late > STALL_MS) {
+    // Likewise when the loop was saturated since the last sweep: heartbeats may be waiting unread in the
+    // socket. An overloaded coordinator must not fail gateways over for its own slowness.
+    const elu = performance.eventLoopUtilization(this.lastElu);
+    this.lastElu = performance.eventLoopUtilization();
+    this.loopBusy = elu.utilization;
+    if (late > STALL_MS || elu.utilization > SATURATED) {
       counters.inc("raven_sweeps_deferred_total");
       return;
     }
@@ -433,7 +440,13 @@ export class CoordinatorService {
   private async writeRecord(input: WriteInput) {
     if (!this.lease.valid()) throw new RavenError("NOT_LEADER", "coordinator lease is not valid; not writing");
     const before = this.domain(input.key)?.getSnapshot().context.record?.status.term ?? 0;
-    const revision = await casPut(this.opts.buckets.gateways, input.key, input.record, input.revision);
+    let revision: number;
+    try {
+      revision = await casPut(this.opts.buckets.gateways, input.key, input.record, input.revision);
+    } catch (err) {
+      if (err instanceof CasConflictError) this.readFresh.add(input.key);
+      throw err;
+    }
     counters.inc("raven_record_writes_total");
     if (input.record.status.term !== before) {
       counters.inc("raven_elections_total");

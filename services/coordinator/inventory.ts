@@ -21,6 +21,10 @@ export type InventoryChange = {
   partition: boolean;
   /** Record keys whose stored value changed. */
   records: string[];
+  /** Units whose member nodes (or their facts) may have changed. */
+  membersOf: Set<string>;
+  /** A Gateway spec was added, changed or removed: membership of any unit may have moved. */
+  gatewaysChanged: boolean;
 };
 
 function parseNodeRecord(raw: unknown, key: string): NodeRecord {
@@ -48,6 +52,11 @@ export class Inventory {
   private recomputeTimer: TimerHandle | null = null;
   private pendingRecords = new Set<string>();
   private pendingPartition = false;
+  private pendingNodes = new Set<string>();
+  private pendingGateways = false;
+  /** How long the last partition recompute took: the debounce grows with it, so a burst of registrations
+   * into a large inventory costs a bounded share of the CPU. */
+  private lastRecomputeMs = 0;
   private watchers: { stop(): void }[] = [];
   /** Gateway names and endpoint owners for `place`, rebuilt after any Gateway spec change. */
   private placementIndex: { names: Set<string>; owners: Map<string, string> } | null = null;
@@ -94,6 +103,7 @@ export class Inventory {
     if (entry.operation !== "PUT") {
       this.gateways.delete(key);
       this.placementIndex = null;
+      this.pendingGateways = true;
       this.markChanged(key, true);
       return;
     }
@@ -101,7 +111,10 @@ export class Inventory {
       const gw = parseGatewayRecord(JSON.parse(textDecoder.decode(entry.value)), key);
       const specChanged = !prev?.value || JSON.stringify(prev.value.spec) !== JSON.stringify(gw.spec);
       this.gateways.set(key, { value: gw, revision: entry.revision });
-      if (specChanged) this.placementIndex = null;
+      if (specChanged) {
+        this.placementIndex = null;
+        this.pendingGateways = true;
+      }
       this.markChanged(key, specChanged && key.startsWith("gw."));
     } catch (err) {
       counters.inc("raven_records_rejected_total", { bucket: "gateways" });
@@ -111,7 +124,10 @@ export class Inventory {
 
   private applyNode(entry: KvWatchEntry): void {
     if (entry.operation !== "PUT") {
-      if (this.nodes.delete(entry.key)) this.markChanged(null, true);
+      if (this.nodes.delete(entry.key)) {
+        this.pendingNodes.add(entry.key);
+        this.markChanged(null, true);
+      }
       return;
     }
     try {
@@ -120,7 +136,10 @@ export class Inventory {
       this.nodes.set(rec.name, rec);
       const membershipChanged =
         !prev || prev.domain !== rec.domain || JSON.stringify(prev.labels) !== JSON.stringify(rec.labels) || prev.internalIP !== rec.internalIP || prev.podCIDR !== rec.podCIDR;
-      if (membershipChanged) this.markChanged(null, true);
+      if (membershipChanged) {
+        this.pendingNodes.add(rec.name);
+        this.markChanged(null, true);
+      }
     } catch (err) {
       counters.inc("raven_records_rejected_total", { bucket: "nodes" });
       this.log.warn({ key: entry.key, err: describeError(err) }, "skipping malformed node record");
@@ -131,18 +150,34 @@ export class Inventory {
     if (recordKey) this.pendingRecords.add(recordKey);
     if (partition) this.pendingPartition = true;
     if (this.recomputeTimer) return;
-    this.recomputeTimer = this.clock.setTimeout(() => this.flush(), this.debounceMs);
+    this.recomputeTimer = this.clock.setTimeout(() => this.flush(), Math.max(this.debounceMs, 10 * this.lastRecomputeMs));
   }
 
   /** Applies pending changes now (also used by tests). */
   flush(): void {
     this.recomputeTimer = null;
     const partitionChanged = this.pendingPartition;
-    if (partitionChanged) this.recompute();
+    const membersOf = new Set<string>();
+    for (const n of this.pendingNodes) {
+      const before = this.partition.unitOfNode.get(n);
+      if (before) membersOf.add(before);
+    }
+    if (partitionChanged) {
+      const t0 = performance.now();
+      this.recompute();
+      this.lastRecomputeMs = performance.now() - t0;
+    }
+    for (const n of this.pendingNodes) {
+      const after = this.partition.unitOfNode.get(n);
+      if (after) membersOf.add(after);
+    }
     const records = [...this.pendingRecords];
     this.pendingRecords.clear();
+    this.pendingNodes.clear();
     this.pendingPartition = false;
-    this.onChange({ partition: partitionChanged, records });
+    const gatewaysChanged = this.pendingGateways;
+    this.pendingGateways = false;
+    this.onChange({ partition: partitionChanged, records, membersOf, gatewaysChanged });
   }
 
   private userGateways(): Gateway[] {
