@@ -128,6 +128,8 @@ export function assertNever(value: never, what = "value"): never {
 }
 
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return err.cause ? `${err.message} (${describeError(err.cause)})` : err.message;
-  return String(err);
+  if (!(err instanceof Error)) return String(err);
+  if (!err.cause) return err.message;
+  const cause = describeError(err.cause);
+  return err.message.includes(cause) ? err.message : `${err.message} (${cause})`;
 }

@@ -6,14 +6,14 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defaultTimings, type Timings } from "../../shared/config";
 import { domainOf } from "../../shared/domains";
-import { describeError } from "../../shared/errors";
+import { MeshUnavailableError, describeError } from "../../shared/errors";
 import { applyGateway } from "../../shared/gateway-store";
 import { connectOnce, openBuckets, type NatsConnection } from "../../shared/nats";
 import { decodeAs, encode, subjects, type StatusReply } from "../../shared/protocol";
 import { partitionOf, type Topology } from "../../shared/topology";
 import { buildEntrypoints, REPO_ROOT, type Entrypoint } from "./build";
 import { hubConfig, leafConfig } from "./nats-config";
-import { freePorts, ManagedProc, reapStale, waitForPort, writePidFile, type ProcEvent, type ProcSpec } from "./procs";
+import { assertPortsFree, freePorts, ManagedProc, reapStale, waitForPort, writePidFile, type ProcEvent, type ProcSpec } from "./procs";
 
 export type FleetOptions = Readonly<{
   runDir: string;
@@ -87,6 +87,7 @@ export class Fleet {
     const hubPort = options.hubPort || ports[0]!;
     this.hubLeafPort = options.hubPort ? options.hubPort + 3200 : ports[1]!;
     const leafPorts = edges.map((_, i) => (options.hubPort ? options.hubPort + 100 + i : ports[2 + i]!));
+    if (options.hubPort) await assertPortsFree([hubPort, this.hubLeafPort, ...leafPorts]);
 
     this.progress(`[1/5] building actor bundles`);
     const bundles = await buildEntrypoints();
@@ -202,7 +203,7 @@ export class Fleet {
     } finally {
       await nc.close();
     }
-    throw new Error(`no coordinator became active within ${timeoutMs} ms (${this.lastStatusError}); see ${join(this.runDir, "logs")}`);
+    throw new MeshUnavailableError(`no coordinator became active within ${timeoutMs} ms (${this.lastStatusError}); see ${join(this.runDir, "logs")}`);
   }
 
   /** Resolves when every unit with candidates has every wanted replica active and every node is ready. */
@@ -230,7 +231,7 @@ export class Fleet {
     } finally {
       await nc.close();
     }
-    throw new Error(`fleet not ready after ${timeoutMs} ms: ${last}`);
+    throw new MeshUnavailableError(`fleet not ready after ${timeoutMs} ms: ${last}; see ${join(this.runDir, "logs")}`);
   }
 
   kill(name: string, signal: NodeJS.Signals = "SIGKILL"): number | undefined {

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, openSync, readFileSync, writeFileSync, closeSync } from "node:fs";
 import { createConnection } from "node:net";
+import { ConfigError } from "../../shared/errors";
 
 export type ProcKind = "hub" | "leaf" | "coordinator" | "node" | "gateway";
 
@@ -122,6 +123,18 @@ export async function freePorts(count: number): Promise<number[]> {
   const ports = servers.map((s) => (s.address() as import("node:net").AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
+}
+
+/** Throws a clear error naming the port when something already listens there. */
+export async function assertPortsFree(ports: number[]): Promise<void> {
+  const { createServer } = await import("node:net");
+  for (const port of ports) {
+    await new Promise<void>((resolve, reject) => {
+      const s = createServer();
+      s.once("error", () => reject(new ConfigError("--port", `port ${port} on 127.0.0.1 is in use (another fleet or nats-server?); stop it, or pass --port 0 for free ports`)));
+      s.listen(port, "127.0.0.1", () => s.close(() => resolve()));
+    });
+  }
 }
 
 type PidEntry = { pid: number; name: string };
