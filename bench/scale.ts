@@ -32,6 +32,7 @@ runMain(async () => {
   const steadyMs = Number(parsed.flags["steady-ms"]);
   const runDir = mkdtempSync(join(tmpdir(), "raven-scale-"));
   const children: ChildProcess[] = [];
+  let coordinatorProc: ChildProcess | null = null;
   const spawnLogged = (name: string, cmd: string, args: string[]) => {
     const fd = openSync(join(runDir, `${name}.log`), "a");
     const child = spawn(cmd, args, { stdio: ["ignore", name === "loadgen" ? "pipe" : fd, fd] });
@@ -39,7 +40,8 @@ runMain(async () => {
     return child;
   };
   const cleanup = () => {
-    for (const c of children) c.kill(process.env.RAVEN_NODE_ARGS ? "SIGINT" : "SIGKILL");
+    // With RAVEN_NODE_ARGS (e.g. --cpu-prof) the coordinator gets SIGINT so that it can write its profile.
+    for (const c of children) c.kill(process.env.RAVEN_NODE_ARGS && c === coordinatorProc ? "SIGINT" : "SIGKILL");
     if (process.env.RAVEN_KEEP_RUN_DIR) console.log(`run directory kept: ${runDir}`);
     else rmSync(runDir, { recursive: true, force: true });
   };
@@ -118,7 +120,7 @@ runMain(async () => {
     await new Promise((r) => setTimeout(r, 1_000));
     console.log(`load generator heartbeating for ${D * 2} candidates and ${D * N} nodes; starting the coordinator`);
     startedAt = performance.now();
-    const coordinator = spawnLogged("coordinator", process.execPath, [...(process.env.RAVEN_NODE_ARGS?.split(" ").filter(Boolean) ?? []), bundles.coordinator, "--nats", url, "--config", configFile]);
+    const coordinator = (coordinatorProc = spawnLogged("coordinator", process.execPath, [...(process.env.RAVEN_NODE_ARGS?.split(" ").filter(Boolean) ?? []), bundles.coordinator, "--nats", url, "--config", configFile]));
     const deadline = performance.now() + 120_000;
     let lastReport = performance.now();
     while ((elected.size < D || !registrationsDone) && performance.now() < deadline) {

@@ -241,10 +241,15 @@ export class Fleet {
   }
 
   async stop(): Promise<void> {
-    // Actors first (they drain), then leaves, then the hub.
-    const order = (k: string) => (k === "hub" ? 2 : k === "leaf" ? 1 : 0);
-    for (const tier of [0, 1, 2]) {
-      await Promise.all([...this.procs.values()].filter((p) => order(p.spec.kind) === tier).map((p) => p.stop(4_000).catch((err) => this.progress(`stop ${p.spec.name}: ${describeError(err)}`))));
+    // Gateway and node actors first (an active gateway drains while the coordinators can still hand over),
+    // then the coordinators, then the leaves, then the hub.
+    const tiers: ProcSpec["kind"][][] = [["gateway", "node"], ["coordinator"], ["leaf"], ["hub"]];
+    for (const kinds of tiers) {
+      await Promise.all(
+        [...this.procs.values()]
+          .filter((p) => kinds.includes(p.spec.kind))
+          .map((p) => p.stop(6_000).catch((err) => this.progress(`stop ${p.spec.name}: ${describeError(err)}`))),
+      );
     }
     writePidFile(this.pidFile, []);
   }
