@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseFlags } from "../shared/args";
+import { ConfigError } from "../shared/errors";
 import { listGateways } from "../shared/gateway-store";
 import { openBuckets } from "../shared/nats";
 import { runMain } from "../shared/process";
@@ -29,7 +30,7 @@ runMain(async () => {
   });
   if (!parsed) return;
   const kills = Number(parsed.flags.kills);
-  if (!Number.isInteger(kills) || kills < 1) throw new Error(`--kills must be a positive integer, got ${parsed.flags.kills}`);
+  if (!Number.isInteger(kills) || kills < 1) throw new ConfigError("--kills", `must be a positive integer, got ${parsed.flags.kills}`);
   let rand = Number(parsed.flags.seed ?? Date.now() % 1_000_000);
   console.log(`seed ${rand}`);
   const random = () => ((rand = (rand * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
@@ -55,9 +56,12 @@ runMain(async () => {
       }
     };
     const multi = topology.gateways.filter((g) => new Set(g.spec.endpoints.map((e) => e.nodeName)).size >= 2).map((g) => g.metadata.name);
+    if (multi.length === 0) throw new ConfigError("--topology", "has no Gateway with two or more candidates to fail over");
     const samples: number[] = [];
     let failures = 0;
+    const deadline = Date.now() + kills * 20_000;
     while (samples.length + failures < kills) {
+      if (Date.now() > deadline) throw new Error(`gave up after ${samples.length + failures} kills: no Gateway had two healthy candidates`);
       // Kill in a Gateway whose both candidates are healthy right now (the other was restarted and rose).
       const st = await status();
       const ready = (st?.domains ?? []).filter((d) => multi.includes(d.gateway) && d.active.length > 0 && d.candidates.every((c) => c.healthy)).map((d) => d.gateway);

@@ -3,11 +3,12 @@
 // candidates at the rate and with the detection settings bench:failover uses). Measures the time until every
 // domain has its active gateways (cold election), then the coordinator's steady-state CPU and peak RSS.
 // Last line: scale nodes=N domains=D coordinator_cpu_pct=C rss_mb=M cold_elect_ms=E
-import { mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { spawn, type ChildProcess } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseFlags } from "../shared/args";
+import { ConfigError } from "../shared/errors";
 import { defaultTimings } from "../shared/config";
 import { parseGatewayManifest } from "../shared/gateway";
 import { applyGateway } from "../shared/gateway-store";
@@ -27,15 +28,21 @@ runMain(async () => {
     "steady-ms": { type: "string", default: "20000", help: "steady-state measurement window" },
   });
   if (!parsed) return;
-  const D = Number(parsed.flags.domains);
-  const N = Number(parsed.flags["nodes-per-domain"]);
-  const steadyMs = Number(parsed.flags["steady-ms"]);
+  const positive = (name: string, min: number) => {
+    const v = Number(parsed.flags[name as keyof typeof parsed.flags]);
+    if (!Number.isInteger(v) || v < min) throw new ConfigError(`--${name}`, `must be an integer >= ${min}, got ${parsed.flags[name as keyof typeof parsed.flags]}`);
+    return v;
+  };
+  const D = positive("domains", 1);
+  const N = positive("nodes-per-domain", 2);
+  const steadyMs = positive("steady-ms", 1000);
   const runDir = mkdtempSync(join(tmpdir(), "raven-scale-"));
   const children: ChildProcess[] = [];
   let coordinatorProc: ChildProcess | null = null;
   const spawnLogged = (name: string, cmd: string, args: string[]) => {
     const fd = openSync(join(runDir, `${name}.log`), "a");
     const child = spawn(cmd, args, { stdio: ["ignore", name === "loadgen" ? "pipe" : fd, fd] });
+    closeSync(fd);
     children.push(child);
     return child;
   };

@@ -103,6 +103,14 @@ export class CasConflictError extends RavenError {
   }
 }
 
+/** This coordinator does not hold the lease (any more): it must not write. */
+export class NotLeaderError extends RavenError {
+  constructor(message: string) {
+    super(ErrorCode.NotLeader, message);
+    this.name = "NotLeaderError";
+  }
+}
+
 /** A remote peer answered with an error. */
 export class RemoteError extends RavenError {
   constructor(code: ErrorCode, message: string) {

@@ -17,6 +17,7 @@ export {
   InvalidSubjectTokenError,
   MeshUnavailableError,
   CasConflictError,
+  NotLeaderError,
   RemoteError,
   errorToWire,
   errorFromWire,

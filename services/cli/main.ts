@@ -5,7 +5,7 @@ import { parseFlags } from "../../shared/args";
 import { ConfigError, MeshUnavailableError, describeError } from "../../shared/errors";
 import { parseGatewayManifest } from "../../shared/gateway";
 import { applyGateway, listGateways } from "../../shared/gateway-store";
-import { bindBuckets, connectOnce, openBuckets, type NatsConnection } from "../../shared/nats";
+import { bindBuckets, connectOnce, type NatsConnection } from "../../shared/nats";
 import { runMain } from "../../shared/process";
 import { decodeAs, encode, subjects } from "../../shared/protocol";
 import { renderStatus, toYaml } from "./format";
@@ -80,7 +80,7 @@ runMain(async () => {
         }
         const list = (Array.isArray(raw) ? raw : [raw]).map((g, i) => parseGatewayManifest(g, `${flags.file}[${i}]`));
         await withMesh(flags.nats!, async (nc) => {
-          const buckets = await openBuckets(nc);
+          const buckets = await bindBuckets(nc);
           for (const gw of list) process.stdout.write(`gateway ${gw.metadata.name} ${await applyGateway(buckets.gateways, gw)}\n`);
         });
         return;

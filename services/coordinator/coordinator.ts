@@ -14,13 +14,14 @@ import { coordinatorMachine, domainMachine, type DomainEvent, type WriteInput } 
 import type { Clock, TimerHandle } from "../../shared/clock";
 import type { Timings } from "../../shared/config";
 import { domainOf, domainProblem, type Unit } from "../../shared/domains";
-import { CasConflictError, InvalidMessageError, RavenError, describeError, errorToWire } from "../../shared/errors";
+import { CasConflictError, InvalidMessageError, NotLeaderError, describeError, errorToWire } from "../../shared/errors";
 import { parseGatewayRecord, type Gateway } from "../../shared/gateway";
 import { casPut, readJson } from "../../shared/kv";
 import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
 import type { HubBuckets, NatsConnection } from "../../shared/nats";
 import {
+  REJECTED_COUNTER,
   encode,
   nameToken,
   subjects,
@@ -76,6 +77,7 @@ export class CoordinatorService {
   private readonly timers: TimerHandle[] = [];
   private warmAnnounced = false;
   private readonly membersDirty = new Set<string>();
+  private readonly candidateSignature = new Map<string, string>();
   /** Units whose next load must read KV (their last compare-and-swap lost). */
   private readonly readFresh = new Set<string>();
   private lastSweepAt = 0;
@@ -113,7 +115,10 @@ export class CoordinatorService {
       },
     });
     this.inventory = new Inventory(buckets, clock, log, (change) => {
-      if (change.partition) this.reconcileDomains();
+      if (change.partition) {
+        this.reconcileDomains();
+        this.refreshCandidates();
+      }
       const dirty = change.gatewaysChanged ? this.inventory.partition.units.keys() : change.membersOf;
       for (const key of dirty) this.membersDirty.add(key);
       for (const key of change.records) {
@@ -162,7 +167,7 @@ export class CoordinatorService {
         }),
       },
     });
-    this.actor = createActor(machine, { input: { id: this.opts.id, retryMs: timings.retryMs } });
+    this.actor = createActor(machine, { clock, input: { id: this.opts.id, retryMs: timings.retryMs } });
     this.actor.subscribe({
       next: () => this.reconcileDomains(),
       error: (err) => {
@@ -218,7 +223,7 @@ export class CoordinatorService {
     const msg = tryDecode(data, (err) => this.opts.log.debug({ subject, err: err.message }, "dropped malformed message"));
     if (!msg) return undefined;
     if (msg.type !== type) {
-      counters.inc("raven_messages_rejected_total", { reason: "WRONG_TYPE" });
+      counters.inc(REJECTED_COUNTER, { reason: "WRONG_TYPE" });
       return undefined;
     }
     return msg.body as MessageBody<T>;
@@ -228,7 +233,7 @@ export class CoordinatorService {
     const hb = this.decodeOn(subject, data, "gw.hb");
     if (!hb) return;
     if (!subjectMatches(subject, hb.domain, hb.node)) {
-      counters.inc("raven_messages_rejected_total", { reason: "SUBJECT_MISMATCH" });
+      counters.inc(REJECTED_COUNTER, { reason: "SUBJECT_MISMATCH" });
       return;
     }
     const now = this.opts.clock.now();
@@ -242,13 +247,17 @@ export class CoordinatorService {
     }
     const unit = this.inventory.partition.units.get(key);
     if (unit?.domain !== undefined && unit.domain !== hb.domain) {
-      counters.inc("raven_messages_rejected_total", { reason: "WRONG_DOMAIN" });
+      counters.inc(REJECTED_COUNTER, { reason: "WRONG_DOMAIN" });
       return;
     }
     const ref = this.domain(key);
     const snap = ref?.getSnapshot();
     const record = snap?.context.record;
     if (!snap || !record || snap.value === "writing") return;
+    if (hb.gateway !== unit?.name) {
+      counters.inc("raven_heartbeats_wrong_gateway_total");
+      return;
+    }
     const assigned = record.status.activeEndpoints.some((e) => e.nodeName === hb.node);
     const ackable = assigned && c.healthy;
     const confused = hb.term !== record.status.term || (hb.active.length > 0 && !assigned);
@@ -261,7 +270,7 @@ export class CoordinatorService {
     const hb = this.decodeOn(subject, data, "node.hb");
     if (!hb) return;
     if (!subjectMatches(subject, hb.domain, hb.node)) {
-      counters.inc("raven_messages_rejected_total", { reason: "SUBJECT_MISMATCH" });
+      counters.inc(REJECTED_COUNTER, { reason: "SUBJECT_MISMATCH" });
       return;
     }
     this.tracker.node(hb, this.opts.clock.now());
@@ -300,6 +309,7 @@ export class CoordinatorService {
         },
         (err) => reply(err),
       )
+      .catch((err) => this.opts.log.warn({ node: reg.node, err: describeError(err) }, "registration reply failed"))
       .finally(() => this.registrationsInFlight--);
   }
 
@@ -341,6 +351,7 @@ export class CoordinatorService {
     for (const unit of wanted.values()) {
       if (this.domains.has(unit.key)) continue;
       const ref = createActor(this.domainLogic, {
+        clock: this.opts.clock,
         input: { key: unit.key, name: unit.name, solo: unit.solo, retryMs: this.opts.timings.retryMs, handoverMs: this.opts.timings.gatewayFenceMs + this.opts.timings.sweepMs },
       });
       this.domains.set(unit.key, ref);
@@ -362,6 +373,16 @@ export class CoordinatorService {
    * Units whose membership changed get their MEMBERS on the next resync tick, so a burst of registrations
    * costs each unit at most one status write per resyncMs.
    */
+  /** A unit whose candidate list changed must re-decide with its current health (no flip will tell it). */
+  private refreshCandidates(): void {
+    for (const unit of this.inventory.partition.units.values()) {
+      const sig = unit.candidates.join(",");
+      if (this.candidateSignature.get(unit.key) === sig) continue;
+      this.candidateSignature.set(unit.key, sig);
+      if (this.warmAnnounced) this.sendDomain(unit.key, () => this.healthOf(unit.key));
+    }
+  }
+
   private flushMembers(): void {
     for (const key of this.membersDirty) {
       this.sendDomain(key, () => {
@@ -389,7 +410,8 @@ export class CoordinatorService {
     const alive: string[] = [];
     for (const c of unit.candidates) {
       const h = this.tracker.candidates.get(c);
-      if (h?.healthy) healthy.push(c);
+      // A candidate serving another Gateway (stale --gateway, moved label) would be elected and never act.
+      if (h?.healthy && h.gateway === unit.name) healthy.push(c);
       if (h?.alive) alive.push(c);
     }
     return { type: "HEALTH" as const, healthy, alive };
@@ -438,7 +460,7 @@ export class CoordinatorService {
   // --- I/O -----------------------------------------------------------------------------------------------------
 
   private async writeRecord(input: WriteInput) {
-    if (!this.lease.valid()) throw new RavenError("NOT_LEADER", "coordinator lease is not valid; not writing");
+    if (!this.lease.valid()) throw new NotLeaderError("coordinator lease is not valid; not writing");
     const before = this.domain(input.key)?.getSnapshot().context.record?.status.term ?? 0;
     let revision: number;
     try {
@@ -536,7 +558,7 @@ export class CoordinatorService {
         }),
       };
       const problem = unit.problem ?? record?.status.problem;
-      if (problem) ds.problem = problem;
+      if (problem) ds.problem = problem.length > 512 ? `${problem.slice(0, 509)}...` : problem;
       budget -= 200 + 120 * (ds.nodes.length + ds.candidates.length);
       if (budget < 0) {
         truncated = true;

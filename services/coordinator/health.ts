@@ -10,6 +10,8 @@ import type { GatewayHeartbeat, NodeHeartbeat } from "../../shared/protocol";
 export type CandidateHealth = {
   node: string;
   domain: string;
+  /** The Gateway the candidate says it serves; it counts as healthy only for that unit. */
+  gateway: string;
   lastSeenAt: number;
   seq: number;
   sentAt: number;
@@ -52,6 +54,7 @@ export class HealthTracker {
       c = {
         node: hb.node,
         domain: hb.domain,
+        gateway: hb.gateway,
         lastSeenAt: now,
         seq: hb.seq,
         sentAt: hb.sentAt,
@@ -72,6 +75,7 @@ export class HealthTracker {
     c.streak = !hb.datapathOk ? 0 : gap || restarted ? 1 : c.streak + 1;
     c.lastSeenAt = now;
     c.domain = hb.domain;
+    c.gateway = hb.gateway;
     c.seq = hb.seq;
     c.sentAt = hb.sentAt;
     c.term = hb.term;

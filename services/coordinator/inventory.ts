@@ -85,9 +85,13 @@ export class Inventory {
       try {
         const iter = await kv.watch();
         this.watchers.push(iter);
-        for await (const entry of iter) {
-          if (this.stopped) break;
-          apply(entry);
+        try {
+          for await (const entry of iter) {
+            if (this.stopped) break;
+            apply(entry);
+          }
+        } finally {
+          this.watchers.splice(this.watchers.indexOf(iter), 1);
         }
       } catch (err) {
         if (!this.stopped) this.log.warn({ err: describeError(err), bucket: what }, "KV watch failed; restarting");

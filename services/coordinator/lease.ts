@@ -90,6 +90,16 @@ export class CoordinatorLease {
       return true;
     } catch (err) {
       if (err instanceof CasConflictError) {
+        // A renewal that timed out here may still have been applied: if the key is ours, adopt its revision.
+        try {
+          const entry = await this.kv.get(LEASE_KEY);
+          if (entry?.operation === "PUT" && (entry.json<LeaseValue>().holder === this.id)) {
+            this.revision = entry.revision;
+            return this.valid();
+          }
+        } catch {
+          // unreadable: treat as lost
+        }
         this.validUntil = -Infinity;
         return false;
       }

@@ -4,7 +4,7 @@
 // restartDelayMs when they die), so a chaos test only has to kill. `stop()` stops everything it started.
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { defaultTimings, type Timings } from "../../shared/config";
+import { defaultTimings, parseTimings, type Timings } from "../../shared/config";
 import { domainOf } from "../../shared/domains";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
 import { applyGateway } from "../../shared/gateway-store";
@@ -78,7 +78,7 @@ export class Fleet {
     mkdirSync(join(this.runDir, "logs"), { recursive: true });
     const reaped = reapStale(this.pidFile, this.runDir);
     if (reaped) this.progress(`reaped ${reaped} process(es) left by an earlier run in ${this.runDir}`);
-    const timings: Timings = { ...defaultTimings, ...options.timings };
+    const timings: Timings = parseTimings({ ...defaultTimings, ...options.timings });
     const configFile = join(this.runDir, "raven.json");
     writeFileSync(configFile, JSON.stringify({ timings }, null, 2));
 
@@ -99,8 +99,11 @@ export class Fleet {
     writeFileSync(hubConf, hubConfig({ configDir: this.runDir, baseConf: join(REPO_ROOT, "nats.conf"), ports: { client: hubPort, leafnode: this.hubLeafPort }, storeDir }));
     this.hubUrl = `nats://127.0.0.1:${hubPort}`;
     this.add({ name: "hub", kind: "hub", command: "nats-server", args: ["-c", hubConf], logFile: this.logFile("hub") });
-    this.procs.get("hub")!.start();
-    await waitForPort(hubPort, 10_000);
+    const hub = this.procs.get("hub")!;
+    hub.start();
+    await waitForPort(hubPort, 10_000).catch((err) => {
+      throw new MeshUnavailableError(`the hub did not start: ${hub.spawnError ?? describeError(err)}; see ${this.logFile("hub")}`);
+    });
     this.progress(`[2/5] hub ready on ${this.hubUrl} (leafnodes on ${this.hubLeafPort})`);
 
     // Leaves

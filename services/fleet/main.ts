@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import { parseFlags, parseJsonFlag } from "../../shared/args";
 import { parseTimings } from "../../shared/config";
+import { ConfigError } from "../../shared/errors";
 import { loadTopology } from "../../shared/topology";
 import { runMain } from "../../shared/process";
 import { renderStatus } from "../cli/format";
@@ -22,7 +23,7 @@ runMain(async () => {
   const { flags } = parsed;
   const topology = loadTopology(flags.topology!);
   const port = Number(flags.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535 - 3200) throw new Error(`--port: ${flags.port} is not a usable port`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535 - 3200) throw new ConfigError("--port", `${flags.port} is not a usable port (0..${65535 - 3200})`);
   const timings = parseTimings(parseJsonFlag(flags.timings, "timings"));
   const t0 = Date.now();
   const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s`;

@@ -24,6 +24,8 @@ export type ProcEvent = { type: "exit"; name: string; code: number | null; signa
 export class ManagedProc {
   child: ChildProcess | null = null;
   restarts = 0;
+  /** Why the last spawn failed (e.g. the command is not on PATH), if it did. */
+  spawnError: string | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private stopping = false;
   private exited: Promise<void> = Promise.resolve();
@@ -66,7 +68,11 @@ export class ManagedProc {
         }
       });
     });
-    child.once("error", () => {}); // reported through "exit"
+    child.once("error", (err) => {
+      // ENOENT and the like: no "exit" follows, so report it here.
+      this.spawnError = `${this.spec.command}: ${err.message}`;
+      this.onEvent({ type: "exit", name: this.spec.name, code: null, signal: this.spawnError });
+    });
     if (child.pid) this.onEvent({ type: "start", name: this.spec.name, pid: child.pid });
   }
 

@@ -12,7 +12,7 @@ import type { EndpointType } from "../../shared/gateway";
 import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
 import type { NatsConnection } from "../../shared/nats";
-import { encode, subjects, tryDecode, type Assignment } from "../../shared/protocol";
+import { REJECTED_COUNTER, encode, subjects, tryDecode, type Assignment } from "../../shared/protocol";
 
 export type DatapathProbe = () => { ok: boolean; detail?: string };
 
@@ -42,7 +42,7 @@ export class GatewayActorService {
 
   constructor(private readonly opts: GatewayActorOptions) {
     this.log = opts.log;
-    this.actor = createActor(gatewayMachine, { input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs } });
+    this.actor = createActor(gatewayMachine, { clock: opts.clock, input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs } });
   }
 
   get role(): GatewayRole {
@@ -76,7 +76,7 @@ export class GatewayActorService {
     const msg = tryDecode(data, (err) => this.log.debug({ err: err.message }, "dropped malformed assignment"));
     if (!msg) return;
     if (msg.type !== "assignment") {
-      counters.inc("raven_messages_rejected_total", { reason: "WRONG_TYPE" });
+      counters.inc(REJECTED_COUNTER, { reason: "WRONG_TYPE" });
       return;
     }
     const a: Assignment = msg.body;

@@ -55,7 +55,7 @@ export class NodeActorService {
         }),
       },
     });
-    this.actor = createActor(machine, { input: { node: facts.name, domain, retryMs: opts.timings.retryMs } });
+    this.actor = createActor(machine, { clock: opts.clock, input: { node: facts.name, domain, retryMs: opts.timings.retryMs } });
   }
 
   start(): void {

@@ -1,6 +1,7 @@
 // Election and failover against a real fleet: real nats-server hub and leaves, real actor processes.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectOnce } from "../../shared/nats";
+import { applyGateway } from "../../shared/gateway-store";
+import { connectOnce, openBuckets } from "../../shared/nats";
 import { decode, encode, subjects } from "../../shared/protocol";
 import { eventually, fleetStatus, sleep, smallTopology, startTestFleet, type TestFleet } from "../helpers/fleet";
 
@@ -69,6 +70,24 @@ describe("election on a real mesh", () => {
     await exited;
     expect(proc.child?.exitCode).toBe(0);
     expect(t.observer.violations(replicas)).toEqual([]);
+  });
+
+  it("elects at once for a Gateway spec applied at runtime (replicas 1 -> 2)", async () => {
+    await eventually("both gw-a candidates healthy", 15_000, async () => {
+      const st = await fleetStatus(t.fleet);
+      return st?.domains.find((d) => d.gateway === "gw-a")?.candidates.every((c) => c.healthy);
+    });
+    const gw = smallTopology().gateways.find((g) => g.metadata.name === "gw-a")!;
+    const nc = await t.fleet.connect();
+    try {
+      expect(await applyGateway((await openBuckets(nc)).gateways, { ...gw, spec: { ...gw.spec, proxyConfig: { replicas: 2 } } })).toBe("updated");
+    } finally {
+      await nc.close();
+    }
+    const after = await t.observer.waitFor((a) => a.gateway === "gw-a" && a.active.filter((e) => e.type === "proxy").length === 2, 5_000, "two proxy actives");
+    expect(new Set(after.active.filter((e) => e.type === "proxy").map((e) => e.nodeName))).toEqual(new Set(["a-gw-1", "a-gw-2"]));
+    expect(after.active.filter((e) => e.type === "tunnel")).toHaveLength(1);
+    expect(t.observer.violations((g, type) => (g === "gw-a" && type === "proxy" ? 2 : 1))).toEqual([]);
   });
 
   it("refuses bad input with a clear error and keeps running", async () => {
