@@ -11,7 +11,6 @@ import { ConfigError } from "../shared/errors";
 import { listGateways } from "../shared/gateway-store";
 import { openBuckets } from "../shared/nats";
 import { runMain } from "../shared/process";
-import { decodeAs, encode, subjects } from "../shared/protocol";
 import { loadTopology } from "../shared/topology";
 import { REPO_ROOT } from "../services/fleet/build";
 import { Fleet } from "../services/fleet/fleet";
@@ -48,13 +47,7 @@ runMain(async () => {
     await fleet.start();
     observer = await FleetObserver.start(fleet.hubUrl);
     const nc = await fleet.connect();
-    const status = async () => {
-      try {
-        return decodeAs((await nc.request(subjects.status(), encode("status.request", {}), { timeout: 1_000 })).data, "status.reply");
-      } catch {
-        return null;
-      }
-    };
+    const status = () => fleet.status(nc);
     const multi = topology.gateways.filter((g) => new Set(g.spec.endpoints.map((e) => e.nodeName)).size >= 2).map((g) => g.metadata.name);
     if (multi.length === 0) throw new ConfigError("--topology", "has no Gateway with two or more candidates to fail over");
     const samples: number[] = [];

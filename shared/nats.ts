@@ -6,6 +6,7 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import { MeshUnavailableError, describeError } from "./errors";
+import { decodeAs, encode, subjects, type StatusReply } from "./protocol";
 
 export type { NatsConnection, KV };
 
@@ -72,6 +73,20 @@ export async function bindBuckets(nc: NatsConnection, timeoutMs = 2_000): Promis
       cause: err,
     });
   }
+}
+
+/**
+ * Asks the active coordinator for the fleet status. A reply that does not decode is a typed error of its
+ * own (version skew, oversized reply); no answer in time is a MeshUnavailableError.
+ */
+export async function requestStatus(nc: NatsConnection, opts: { domain?: string; timeoutMs?: number } = {}): Promise<StatusReply> {
+  let reply;
+  try {
+    reply = await nc.request(subjects.status(), encode("status.request", opts.domain ? { domain: opts.domain } : {}), { timeout: opts.timeoutMs ?? 2_000 });
+  } catch (err) {
+    throw new MeshUnavailableError(`no active coordinator answered (${describeError(err)}); is the fleet running?`, { cause: err });
+  }
+  return decodeAs(reply.data, "status.reply");
 }
 
 export const textEncoder = new TextEncoder();

@@ -2,12 +2,12 @@
 // from KV. Every failure is one clear line (mesh down, no coordinator, bad file) and a non-zero exit.
 import { readFileSync } from "node:fs";
 import { parseFlags } from "../../shared/args";
-import { ConfigError, MeshUnavailableError, describeError } from "../../shared/errors";
+import { ConfigError, describeError } from "../../shared/errors";
 import { parseGatewayManifest } from "../../shared/gateway";
 import { applyGateway, listGateways } from "../../shared/gateway-store";
-import { bindBuckets, connectOnce, type NatsConnection } from "../../shared/nats";
+import { bindBuckets, connectOnce, requestStatus, type NatsConnection } from "../../shared/nats";
 import { runMain } from "../../shared/process";
-import { decodeAs, encode, subjects } from "../../shared/protocol";
+import { isDomainName } from "../../shared/protocol";
 import { renderStatus, toYaml } from "./format";
 
 const HELP = `usage: raven <command> [options]
@@ -50,14 +50,9 @@ runMain(async () => {
       if (!parsed) return;
       const { flags } = parsed;
       if (flags.output !== "table" && flags.output !== "json") throw new ConfigError("--output", `must be table or json, got ${flags.output}`);
-      const st = await withMesh(flags.nats!, async (nc) => {
-        try {
-          const reply = await nc.request(subjects.status(), encode("status.request", flags.domain ? { domain: flags.domain } : {}), { timeout: 2_000 });
-          return decodeAs(reply.data, "status.reply");
-        } catch (err) {
-          throw new MeshUnavailableError(`no active coordinator answered on ${flags.nats} (${describeError(err)}); is the fleet running?`);
-        }
-      });
+      if (flags.domain !== undefined && !isDomainName(flags.domain)) throw new ConfigError("--domain", `${JSON.stringify(flags.domain)} is not a domain name (DNS label)`);
+      const st = await withMesh(flags.nats!, (nc) => requestStatus(nc, flags.domain ? { domain: flags.domain } : {}));
+      if (flags.domain && st.domains.length === 0) throw new ConfigError("--domain", `no domain ${flags.domain} in this fleet`);
       process.stdout.write((flags.output === "json" ? JSON.stringify(st, null, 2) : renderStatus(st)) + "\n");
       return;
     }

@@ -27,7 +27,6 @@ import {
   subjects,
   tryDecode,
   type Assignment,
-  type DomainStatus,
   type MessageBody,
   type MessageType,
   type StatusReply,
@@ -35,6 +34,7 @@ import {
 import { HealthTracker } from "./health";
 import { Inventory } from "./inventory";
 import { CoordinatorLease } from "./lease";
+import { buildStatus } from "./status";
 import { SlicedQueue } from "./work-queue";
 
 export type CoordinatorOptions = Readonly<{
@@ -518,54 +518,16 @@ export class CoordinatorService {
   // --- status --------------------------------------------------------------------------------------------------
 
   status(domainFilter?: string): StatusReply {
-    const now = this.opts.clock.now();
-    const age = (t: number | undefined) => (t === undefined ? null : Math.max(0, Math.round(now - t)));
-    const domains: DomainStatus[] = [];
-    let budget = 200_000; // keep the reply under the message size limit
-    let truncated = false;
-    const units = [...this.inventory.partition.units.values()].sort((a, b) => ((a.domain ?? "") + a.key).localeCompare((b.domain ?? "") + b.key));
-    for (const unit of units) {
-      if (!unit.domain || (domainFilter && unit.domain !== domainFilter)) continue;
-      const record = this.domain(unit.key)?.getSnapshot().context.record ?? this.inventory.gateways.get(unit.key)?.value ?? null;
-      const spec = record?.spec;
-      const ds: DomainStatus = {
-        domain: unit.domain,
-        gateway: unit.name,
-        solo: unit.solo,
-        term: record?.status.term ?? 0,
-        replicas: { proxy: spec?.proxyConfig.replicas ?? 0, tunnel: spec?.tunnelConfig.replicas ?? 0 },
-        active: (record?.status.activeEndpoints ?? []).map((e) => ({ nodeName: e.nodeName, type: e.type })),
-        candidates: unit.candidates.map((c) => {
-          const h = this.tracker.candidates.get(c);
-          return {
-            node: c,
-            types: [...new Set((spec?.endpoints ?? []).filter((e) => e.nodeName === c).map((e) => e.type))],
-            healthy: h?.healthy ?? false,
-            draining: h?.draining ?? false,
-            datapathOk: h?.datapathOk ?? false,
-            actingActive: h && now - h.lastSeenAt < this.opts.timings.gatewayDeadAfterMs ? h.acting : [],
-            lastHeartbeatAgeMs: age(h?.lastSeenAt),
-          };
-        }),
-        nodes: unit.nodes.map((n) => {
-          const live = this.tracker.nodes.get(n);
-          return {
-            node: n,
-            internalIP: this.inventory.nodes.get(n)?.internalIP ?? "",
-            ready: this.tracker.nodeReady(n, now),
-            lastHeartbeatAgeMs: age(live?.lastSeenAt),
-          };
-        }),
-      };
-      const problem = unit.problem ?? record?.status.problem;
-      if (problem) ds.problem = problem.length > 512 ? `${problem.slice(0, 509)}...` : problem;
-      budget -= 200 + 120 * (ds.nodes.length + ds.candidates.length);
-      if (budget < 0) {
-        truncated = true;
-        break;
-      }
-      domains.push(ds);
-    }
-    return { coordinator: this.opts.id, activeSince: this.lease.heldSince(), domains, truncated };
+    return buildStatus({
+      coordinator: this.opts.id,
+      activeSince: this.lease.heldSince(),
+      units: this.inventory.partition.units.values(),
+      record: (key) => this.domain(key)?.getSnapshot().context.record ?? this.inventory.gateways.get(key)?.value ?? null,
+      nodeIP: (name) => this.inventory.nodes.get(name)?.internalIP ?? "",
+      tracker: this.tracker,
+      now: this.opts.clock.now(),
+      deadAfterMs: this.opts.timings.gatewayDeadAfterMs,
+      ...(domainFilter ? { domainFilter } : {}),
+    });
   }
 }

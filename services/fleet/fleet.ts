@@ -6,10 +6,11 @@ import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defaultTimings, parseTimings, type Timings } from "../../shared/config";
 import { domainOf } from "../../shared/domains";
+import { gatewayKey } from "../../shared/gateway";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
 import { applyGateway } from "../../shared/gateway-store";
-import { connectOnce, openBuckets, type NatsConnection } from "../../shared/nats";
-import { decodeAs, encode, subjects, type StatusReply } from "../../shared/protocol";
+import { connectOnce, openBuckets, requestStatus, type NatsConnection } from "../../shared/nats";
+import type { StatusReply } from "../../shared/protocol";
 import { partitionOf, type Topology } from "../../shared/topology";
 import { buildEntrypoints, REPO_ROOT, type Entrypoint } from "./build";
 import { hubConfig, leafConfig } from "./nats-config";
@@ -61,7 +62,7 @@ export class Fleet {
     const { units } = partitionOf(this.topology);
     const cloud = new Set<string>();
     for (const gw of this.topology.gateways) {
-      const unit = units.get(`gw.${gw.metadata.name}`);
+      const unit = units.get(gatewayKey(gw.metadata.name));
       if (gw.spec.exposeType !== "" && unit?.domain) cloud.add(unit.domain);
     }
     const all = new Set(this.topology.nodes.map((n) => domainOf(n)));
@@ -187,8 +188,7 @@ export class Fleet {
   /** Asks the active coordinator for the fleet status (null when none answers in time). */
   async status(nc: NatsConnection, timeoutMs = 1_000): Promise<StatusReply | null> {
     try {
-      const reply = await nc.request(subjects.status(), encode("status.request", {}), { timeout: timeoutMs });
-      return decodeAs(reply.data, "status.reply");
+      return await requestStatus(nc, { timeoutMs });
     } catch (err) {
       this.lastStatusError = describeError(err);
       return null;
