@@ -16,6 +16,7 @@ import {
   type NodeInfo,
 } from "../shared/gateway";
 import { electActive, sameEndpoints, shortfall } from "./election";
+import { backoffMs, errorMessage } from "./retry";
 
 export type DomainInput = Readonly<{ key: string; name: string; solo: boolean; retryMs: number; handoverMs: number }>;
 
@@ -104,10 +105,6 @@ export function plan(ctx: DomainContext): Plan | null {
   };
 }
 
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
 export const domainMachine = setup({
   types: {
     context: {} as DomainContext,
@@ -162,7 +159,7 @@ export const domainMachine = setup({
   },
   delays: {
     handoverDelay: ({ context }) => context.handoverMs,
-    retryDelay: ({ context }) => Math.min(context.retryMs * 2 ** Math.max(0, context.attempt - 1), context.retryMs * 10),
+    retryDelay: ({ context }) => backoffMs(context.retryMs, context.attempt),
   },
 }).createMachine({
   id: "domain",

@@ -3,6 +3,7 @@ export { domainMachine, plan } from "./domain";
 export { gatewayMachine, actingTypes } from "./gateway";
 export { nodeMachine } from "./node";
 export { coordinatorMachine } from "./coordinator";
+export { backoffMs, errorMessage } from "./retry";
 export type { ElectionInput } from "./election";
 export type { Plan, DomainContext, DomainEvent, DomainEmitted, DomainInput, LoadOutput, WriteInput, WriteOutput } from "./domain";
 export type { GatewayContext, GatewayEvent, GatewayEmitted, GatewayInput, GatewayRole } from "./gateway";

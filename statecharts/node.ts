@@ -4,6 +4,7 @@
 // path stays out of the statechart). A re-registration after every reconnect makes the inventory
 // level-triggered: whatever the coordinator lost, the node tells it again.
 import { assign, fromPromise, setup } from "xstate";
+import { backoffMs, errorMessage } from "./retry";
 
 export type NodeInput = Readonly<{ node: string; domain: string; retryMs: number }>;
 
@@ -37,13 +38,13 @@ export const nodeMachine = setup({
       attempt: 0,
       lastError: null,
     })),
-    storeFailure: assign(({ context, event }) => {
-      const err = (event as { error?: unknown }).error;
-      return { attempt: context.attempt + 1, lastError: err instanceof Error ? err.message : String(err) };
-    }),
+    storeFailure: assign(({ context, event }) => ({
+      attempt: context.attempt + 1,
+      lastError: errorMessage((event as { error?: unknown }).error),
+    })),
   },
   delays: {
-    retryDelay: ({ context }) => Math.min(context.retryMs * 2 ** Math.max(0, context.attempt - 1), context.retryMs * 10),
+    retryDelay: ({ context }) => backoffMs(context.retryMs, context.attempt),
   },
 }).createMachine({
   id: "node",

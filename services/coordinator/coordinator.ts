@@ -229,13 +229,16 @@ export class CoordinatorService {
     return msg.body as MessageBody<T>;
   }
 
+  /** A body that names another domain or node than its subject is refused (and counted): no spoofing across domains. */
+  private fromItsSubject(subject: string, body: { domain: string; node: string }): boolean {
+    if (subjectMatches(subject, body.domain, body.node)) return true;
+    counters.inc(REJECTED_COUNTER, { reason: "SUBJECT_MISMATCH" });
+    return false;
+  }
+
   private onGatewayHeartbeat(subject: string, data: Uint8Array): void {
     const hb = this.decodeOn(subject, data, "gw.hb");
-    if (!hb) return;
-    if (!subjectMatches(subject, hb.domain, hb.node)) {
-      counters.inc(REJECTED_COUNTER, { reason: "SUBJECT_MISMATCH" });
-      return;
-    }
+    if (!hb || !this.fromItsSubject(subject, hb)) return;
     const now = this.opts.clock.now();
     const c = this.tracker.gateway(hb, now);
     counters.inc("raven_gateway_heartbeats_total");
@@ -268,11 +271,7 @@ export class CoordinatorService {
 
   private onNodeHeartbeat(subject: string, data: Uint8Array): void {
     const hb = this.decodeOn(subject, data, "node.hb");
-    if (!hb) return;
-    if (!subjectMatches(subject, hb.domain, hb.node)) {
-      counters.inc(REJECTED_COUNTER, { reason: "SUBJECT_MISMATCH" });
-      return;
-    }
+    if (!hb || !this.fromItsSubject(subject, hb)) return;
     this.tracker.node(hb, this.opts.clock.now());
   }
 
