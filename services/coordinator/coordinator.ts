@@ -44,6 +44,8 @@ export type CoordinatorOptions = Readonly<{
   timings: Timings;
   clock: Clock;
   log: Logger;
+  /** A statechart failed: the process can no longer be trusted to decide; the entrypoint exits. */
+  onFatal: (err: unknown) => void;
 }>;
 
 type DomainActor = Actor<typeof domainMachine>;
@@ -54,7 +56,7 @@ const WORK_SLICE_MS = 10;
 /** Event-loop utilisation above which the coordinator judges no one (it may not have read their heartbeats). */
 const SATURATED = 0.97;
 /** Above this, registrations are shed (the node retries): heartbeats come first. */
-const BUSY_FOR_REGISTRATIONS = 0.8;
+const BUSY_FOR_REGISTRATIONS = 0.9;
 /** A sweep this late means the event loop stalled. */
 const STALL_MS = 50;
 
@@ -82,7 +84,7 @@ export class CoordinatorService {
   private readonly readFresh = new Set<string>();
   private lastSweepAt = 0;
   private lastElu = performance.eventLoopUtilization();
-  /** Event-loop utilisation over the last sweep interval. */
+  /** Event-loop utilisation, smoothed over about half a second. */
   private loopBusy = 0;
   private registrationsInFlight = 0;
   private stopped = false;
@@ -172,7 +174,7 @@ export class CoordinatorService {
       next: () => this.reconcileDomains(),
       error: (err) => {
         this.opts.log.fatal({ err: describeError(err) }, "coordinator statechart failed");
-        throw err;
+        this.opts.onFatal(err);
       },
     });
     let lastValue: unknown = "standby";
@@ -286,7 +288,10 @@ export class CoordinatorService {
     if (domainOf({ name: reg.node, labels: reg.labels }) !== reg.domain) {
       return reply(new InvalidMessageError(`node ${reg.node} registers in domain ${reg.domain} but its labels place it in ${domainOf({ name: reg.node, labels: reg.labels })}`));
     }
-    if (this.registrationsInFlight >= MAX_CONCURRENT_REGISTRATIONS || this.loopBusy > BUSY_FOR_REGISTRATIONS) {
+    // Elections first: while DomainActor work is queued (a takeover, a burst of health changes), registrations
+    // wait; so does everything when the loop is busy. The node retries with backoff.
+    const electionsPending = this.work.length > 0 || !this.warmAnnounced;
+    if (this.registrationsInFlight >= MAX_CONCURRENT_REGISTRATIONS || electionsPending || this.loopBusy > BUSY_FOR_REGISTRATIONS) {
       counters.inc("raven_registrations_shed_total");
       return; // the node retries with backoff
     }
@@ -426,7 +431,8 @@ export class CoordinatorService {
     // socket. An overloaded coordinator must not fail gateways over for its own slowness.
     const elu = performance.eventLoopUtilization(this.lastElu);
     this.lastElu = performance.eventLoopUtilization();
-    this.loopBusy = elu.utilization;
+    // Smoothed over ~0.5 s for shedding registrations: one busy sweep window must not stall them.
+    this.loopBusy = 0.96 * this.loopBusy + 0.04 * elu.utilization;
     if (late > STALL_MS || elu.utilization > SATURATED) {
       counters.inc("raven_sweeps_deferred_total");
       return;
@@ -451,6 +457,7 @@ export class CoordinatorService {
   }
 
   private resync(): void {
+    this.tracker.prune(this.opts.clock.now(), (node) => this.inventory.candidateUnit.has(node) || this.inventory.nodes.has(node));
     if (!this.isActive) return;
     this.flushMembers();
     for (const key of this.domains.keys()) this.sendDomain(key, () => ({ type: "RESYNC" }));

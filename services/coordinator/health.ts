@@ -123,6 +123,15 @@ export class HealthTracker {
     return out;
   }
 
+  /**
+   * Forgets names that are not in the inventory and have been silent for a long while (decommissioned or
+   * spoofed: any client of a leaf can publish a heartbeat), so the maps cannot grow without bound.
+   */
+  prune(now: number, known: (node: string) => boolean, silentMs = 60_000): void {
+    for (const [name, c] of this.candidates) if (now - c.lastSeenAt > silentMs && !known(name)) this.candidates.delete(name);
+    for (const [name, n] of this.nodes) if (now - n.lastSeenAt > silentMs && !known(name)) this.nodes.delete(name);
+  }
+
   isHealthy(node: string): boolean {
     return this.candidates.get(node)?.healthy ?? false;
   }

@@ -33,7 +33,7 @@ runMain(async () => {
       await new Promise((r) => setTimeout(r, 500));
     }
   }
-  const service = new CoordinatorService({ nc, buckets, id, timings: config.timings, clock: systemClock, log });
+  const service = new CoordinatorService({ nc, buckets, id, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
   await service.start();
   log.info({ nats: flags.nats }, "coordinator started");
   onShutdown(async () => {

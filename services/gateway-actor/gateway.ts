@@ -26,6 +26,8 @@ export type GatewayActorOptions = Readonly<{
   clock: Clock;
   log: Logger;
   datapath?: DatapathProbe;
+  /** The statechart failed: heartbeats must stop (the entrypoint exits), or it could be elected and never act. */
+  onFatal: (err: unknown) => void;
 }>;
 
 const SENT_RING = 256;
@@ -61,7 +63,12 @@ export class GatewayActorService {
       this.heartbeat();
     });
     this.actor.on("staleAssignment", () => counters.inc("raven_stale_assignments_total"));
-    this.actor.subscribe({ error: (err) => this.log.fatal({ err: describeError(err) }, "gateway statechart failed") });
+    this.actor.subscribe({
+      error: (err) => {
+        this.log.fatal({ err: describeError(err) }, "gateway statechart failed");
+        this.opts.onFatal(err);
+      },
+    });
     this.actor.start();
 
     this.sub = nc.subscribe(subjects.assignment(domain));

@@ -28,7 +28,7 @@ runMain(async () => {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ service: "gateway-actor", actor: `gateway/${node}`, node, domain, gateway });
   const nc = await connectDaemon(flags.nats!, `gateway-actor/${node}`);
-  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log });
+  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
   service.start();
   log.info({ nats: flags.nats }, "gateway actor started");
   onShutdown(async () => {

@@ -37,7 +37,7 @@ runMain(async () => {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ service: "node-actor", actor: `node/${name}`, node: name, domain });
   const nc = await connectDaemon(flags.nats!, `node-actor/${name}`);
-  const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log });
+  const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
   service.start();
   onShutdown(async () => {
     service.stop();

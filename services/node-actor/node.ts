@@ -21,6 +21,8 @@ export type NodeActorOptions = Readonly<{
   log: Logger;
   /** The node's own readiness (kubelet-like); true by default. */
   ready?: () => boolean;
+  /** The statechart failed: the entrypoint exits so that a supervisor restarts the node actor. */
+  onFatal: (err: unknown) => void;
 }>;
 
 export class NodeActorService {
@@ -68,7 +70,10 @@ export class NodeActorService {
         log.info({ state: snap.value, registration: snap.context.registration, error: snap.context.lastError ?? undefined }, "node state");
         if (snap.value === "registered") this.heartbeat();
       },
-      error: (err) => log.fatal({ err: describeError(err) }, "node statechart failed"),
+      error: (err) => {
+        log.fatal({ err: describeError(err) }, "node statechart failed");
+        this.opts.onFatal(err);
+      },
     });
     this.actor.start();
     this.timer = clock.setInterval(() => this.heartbeat(), timings.nodeHeartbeatMs);

@@ -212,3 +212,16 @@ describe("HealthTracker: warm and nodes", () => {
     expect(h.sweep(0)).toEqual(new Set());
   });
 });
+
+describe("HealthTracker: pruning", () => {
+  it("forgets unknown names silent for longer than the window, keeps known and recent ones", () => {
+    const h = new HealthTracker(settings, 0);
+    h.gateway(gwHb(1, { node: "spoofed" }), 0);
+    h.gateway(gwHb(1, { node: "known" }), 0);
+    h.gateway(gwHb(1, { node: "recent" }), 50_000);
+    h.node(nodeHb(1, true, "ghost"), 0);
+    h.prune(61_000, (n) => n === "known", 60_000);
+    expect([...h.candidates.keys()].sort()).toEqual(["known", "recent"]);
+    expect(h.nodes.has("ghost")).toBe(false);
+  });
+});
