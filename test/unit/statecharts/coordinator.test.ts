@@ -14,7 +14,7 @@ import {
 } from "xstate";
 import { getShortestPaths } from "xstate/graph";
 import { coordinatorMachine, type CoordinatorEvent } from "../../../statecharts/coordinator";
-import { declaredStates, delays, reachedStates, serializeEvent, spawned, stoppedChildren } from "./fixtures";
+import { declaredEdges, declaredStates, takenEdges, delays, reachedStates, serializeEvent, spawned, stoppedChildren } from "./fixtures";
 
 type Snap = SnapshotFrom<typeof coordinatorMachine>;
 const input = { id: "coord-1", retryMs: 100 };
@@ -194,6 +194,10 @@ describe("Coordinator graph", () => {
   let paths: ReturnType<typeof getShortestPaths<typeof machine>> = [];
   beforeAll(() => {
     paths = getShortestPaths(machine, { input, events, serializeEvent });
+  });
+
+  it("takes every declared transition on some path", () => {
+    expect(takenEdges(machine, paths, events)).toEqual(declaredEdges(machine));
   });
 
   it("reaches every declared state, and only those", () => {

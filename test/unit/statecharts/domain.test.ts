@@ -8,7 +8,7 @@ import type { LoadOutput, WriteInput, WriteOutput } from "../../../statecharts/d
 import { CasConflictError } from "../../../shared/errors";
 import { LABEL_SOLO, type Gateway } from "../../../shared/gateway";
 import { runDomain, settle, type HarnessOptions } from "./domain-harness";
-import { both, declaredStates, delays, emitted, ep, gateway, keys, reachedStates, serializeEvent, spawned } from "./fixtures";
+import { both, declaredEdges, declaredStates, takenEdges, delays, emitted, ep, gateway, keys, reachedStates, serializeEvent, spawned } from "./fixtures";
 
 type Snap = SnapshotFrom<typeof domainMachine>;
 const input = { key: "gw.g", name: "g", solo: false, retryMs: 100, handoverMs: 500 };
@@ -375,6 +375,12 @@ describe("DomainActor graph", () => {
         return JSON.stringify({ v: s.value, healthKnown, healthy, alive, r: r && keys(r.status.activeEndpoints), m: !!members, f: attempt > 0 });
       },
     });
+  });
+
+  it("takes every declared transition on some path", () => {
+    const declared = declaredEdges(machine);
+    expect(declared.length).toBeGreaterThan(10);
+    expect(takenEdges(machine, paths, events)).toEqual(declared);
   });
 
   it("reaches every declared state at rest except the transient `deciding`", () => {

@@ -97,3 +97,37 @@ export function reachedStates<S extends Snapshot<unknown>, E extends EventObject
 /** Serializes Error values by name and message so that two different errors make two different graph edges. */
 export const serializeEvent = (e: EventObject): string =>
   JSON.stringify(e, (_k, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v));
+
+type TransitionLike = { source: { key: string }; target?: readonly { key: string }[] | undefined; eventType: string; guard?: unknown };
+type GraphMachine = Parameters<typeof toDirectedGraph>[0] & {
+  getTransitionData(snapshot: never, event: never): TransitionLike[];
+};
+
+/** One declared transition: source state, event, guard, target state. */
+export function edgeKey(t: TransitionLike): string {
+  const guard = typeof t.guard === "string" ? t.guard : ((t.guard as { type?: string } | undefined)?.type ?? "");
+  return `${t.source.key} --${t.eventType}${guard ? `[${guard}]` : ""}--> ${t.target?.[0]?.key ?? t.source.key}`;
+}
+
+/** Every transition the machine declares that an event can take (eventless `always` ones excluded). */
+export function declaredEdges(machine: GraphMachine): string[] {
+  const g = toDirectedGraph(machine);
+  const all = [...g.edges, ...g.children.flatMap((c) => c.edges)];
+  return [...new Set(all.map((e) => e.transition as unknown as TransitionLike).filter((t) => t.eventType !== "").map(edgeKey))].sort();
+}
+
+/** Every transition taken when each event is sent in each state the paths reach. */
+export function takenEdges<S extends Snapshot<unknown>, E extends EventObject>(
+  machine: GraphMachine,
+  paths: StatePath<S, E>[],
+  events: readonly E[] | ((state: S) => readonly E[]),
+): string[] {
+  const taken = new Set<string>();
+  for (const p of paths) {
+    for (const snap of [p.state, ...p.steps.map((s) => s.state)]) {
+      const list = typeof events === "function" ? events(snap) : events;
+      for (const e of list) for (const t of machine.getTransitionData(snap as never, e as never)) taken.add(edgeKey(t));
+    }
+  }
+  return [...taken].sort();
+}

@@ -10,7 +10,7 @@ import {
   type GatewayEvent,
 } from "../../../statecharts/gateway";
 import type { EndpointType } from "../../../shared/gateway";
-import { declaredStates, emitted, reachedStates } from "./fixtures";
+import { declaredEdges, declaredStates, takenEdges, emitted, reachedStates } from "./fixtures";
 
 type Snap = SnapshotFrom<typeof gatewayMachine>;
 const input = { node: "n1", drainTimeoutMs: 1_000 };
@@ -246,6 +246,10 @@ describe("GatewayActor: graph", () => {
   let paths: ReturnType<typeof getShortestPaths<typeof gatewayMachine>> = [];
   beforeAll(() => {
     paths = getShortestPaths(gatewayMachine, { input, events });
+  });
+
+  it("takes every declared transition on some path", () => {
+    expect(takenEdges(gatewayMachine, paths, events)).toEqual(declaredEdges(gatewayMachine));
   });
 
   it("reaches every declared state, and only those", () => {

@@ -12,7 +12,7 @@ import {
 } from "xstate";
 import { getShortestPaths } from "xstate/graph";
 import { nodeMachine, type NodeEvent, type Registration } from "../../../statecharts/node";
-import { declaredStates, delays, reachedStates, serializeEvent, spawned, stoppedChildren } from "./fixtures";
+import { declaredEdges, declaredStates, takenEdges, delays, reachedStates, serializeEvent, spawned, stoppedChildren } from "./fixtures";
 
 type Snap = SnapshotFrom<typeof nodeMachine>;
 const input = { node: "n1", domain: "pool-a", retryMs: 100 };
@@ -194,5 +194,7 @@ describe("NodeActor graph", () => {
     });
     expect(declaredStates(nodeMachine)).toEqual(["backoff", "disconnected", "registered", "registering"]);
     expect(reachedStates(paths)).toEqual(declaredStates(nodeMachine));
+    // Every declared transition, not just every state, is taken from some reached state.
+    expect(takenEdges(machine, paths, events)).toEqual(declaredEdges(machine));
   });
 });
