@@ -18,7 +18,15 @@ import {
 import { electActive, sameEndpoints, shortfall } from "./election";
 import { backoffMs, errorMessage } from "./retry";
 
-export type DomainInput = Readonly<{ key: string; name: string; solo: boolean; retryMs: number; handoverMs: number }>;
+export type DomainInput = Readonly<{
+  key: string;
+  name: string;
+  solo: boolean;
+  retryMs: number;
+  handoverMs: number;
+  /** Write the loaded record once before anything else (see `stamped`); the coordinator always asks for it. */
+  stampFirst?: boolean;
+}>;
 
 export type DomainContext = {
   key: string;
@@ -34,6 +42,12 @@ export type DomainContext = {
   alive: string[];
   /** False until the coordinator has watched heartbeats long enough to judge (no election on a cold view). */
   healthKnown: boolean;
+  /**
+   * True once this actor has written the record itself. Until then the record may be older than a write of
+   * a previous coordinator still in flight; the first write (a compare-and-swap, even of an unchanged record)
+   * proves it is current and makes any such write fail. The coordinator acknowledges no heartbeat before.
+   */
+  stamped: boolean;
   members: NodeInfo[] | null;
   attempt: number;
   lastError: string | null;
@@ -66,7 +80,7 @@ const epKey = (e: { nodeName: string; type: string }) => `${e.type}/${e.nodeName
  * handover.
  */
 export function plan(ctx: DomainContext): Plan | null {
-  if (!ctx.healthKnown) return null;
+  if (!ctx.healthKnown) return ctx.record && !ctx.stamped ? { record: ctx.record, handover: false } : null;
   const base = ctx.record ?? (ctx.solo ? soloGateway(ctx.name) : null);
   if (!base) return null;
   const status = base.status ?? emptyStatus();
@@ -90,7 +104,7 @@ export function plan(ctx: DomainContext): Plan | null {
   const activeChanged = !sameEndpoints(active, status.activeEndpoints);
   const nodes = ctx.members ?? status.nodes;
   const nodesChanged = JSON.stringify(nodes) !== JSON.stringify(status.nodes);
-  if (!activeChanged && problem === status.problem && !nodesChanged && ctx.record !== null) return null;
+  if (!activeChanged && problem === status.problem && !nodesChanged && ctx.record !== null && ctx.stamped) return null;
   return {
     handover,
     record: {
@@ -144,7 +158,7 @@ export const domainMachine = setup({
     }),
     storeWritten: assign(({ event }) => {
       const out = (event as unknown as { output: WriteOutput }).output;
-      return { record: out.record, revision: out.revision, attempt: 0, lastError: null };
+      return { record: out.record, revision: out.revision, attempt: 0, lastError: null, stamped: true };
     }),
     storeFailure: assign(({ context, event }) => ({
       attempt: context.attempt + 1,
@@ -174,6 +188,7 @@ export const domainMachine = setup({
     healthy: [],
     alive: [],
     healthKnown: false,
+    stamped: !input.stampFirst,
     members: null,
     attempt: 0,
     lastError: null,

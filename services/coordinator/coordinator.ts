@@ -7,7 +7,9 @@
 //
 // Acknowledgements are the gateways' leases: a heartbeat from a candidate is acknowledged (an assignment
 // naming its seq) only while it is healthy, active in its unit's record, and the unit is not mid-write, so
-// a candidate about to be replaced never gets its lease extended.
+// a candidate about to be replaced never gets its lease extended; and only after this coordinator's
+// DomainActor has written the record once (a write of a deposed coordinator still in flight then fails
+// its compare-and-swap instead of landing behind an acknowledgement based on an older record).
 import { createActor, fromCallback, fromPromise, type Actor } from "xstate";
 import type { Subscription } from "@nats-io/transport-node";
 import { coordinatorMachine, domainMachine, type DomainEvent, type WriteInput } from "../../statecharts";
@@ -258,7 +260,7 @@ export class CoordinatorService {
     const ref = this.domain(key);
     const snap = ref?.getSnapshot();
     const record = snap?.context.record;
-    if (!snap || !record || snap.value === "writing") return;
+    if (!snap || !record || snap.value === "writing" || !snap.context.stamped) return;
     if (hb.gateway !== unit?.name) {
       counters.inc("raven_heartbeats_wrong_gateway_total");
       return;
@@ -356,7 +358,14 @@ export class CoordinatorService {
       if (this.domains.has(unit.key)) continue;
       const ref = createActor(this.domainLogic, {
         clock: this.opts.clock,
-        input: { key: unit.key, name: unit.name, solo: unit.solo, retryMs: this.opts.timings.retryMs, handoverMs: this.opts.timings.gatewayFenceMs + this.opts.timings.sweepMs },
+        input: {
+          key: unit.key,
+          name: unit.name,
+          solo: unit.solo,
+          retryMs: this.opts.timings.retryMs,
+          handoverMs: this.opts.timings.gatewayFenceMs + this.opts.timings.sweepMs,
+          stampFirst: true,
+        },
       });
       this.domains.set(unit.key, ref);
       this.work.push(() => {

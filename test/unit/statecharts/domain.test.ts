@@ -29,7 +29,7 @@ const record = (o: Partial<Parameters<typeof gateway>[1]> = {}) =>
   gateway("g", { endpoints: [ep("a"), ep("b")], tunnel: 0, active: [ep("a")], term: 1, ...o });
 
 const ctx = (over: Partial<DomainContext>): DomainContext => ({
-  ...{ ...input, record: null, revision: 0, healthy: [], alive: [], healthKnown: true, members: null, attempt: 0, lastError: null },
+  ...{ ...input, record: null, revision: 0, healthy: [], alive: [], healthKnown: true, stamped: true, members: null, attempt: 0, lastError: null },
   ...over,
 });
 
@@ -335,6 +335,38 @@ describe("DomainActor on a SimulatedClock", () => {
     h.clock.increment(490);
     await settle();
     expect(h.writes.map((w) => keys(w.record.status.activeEndpoints)).at(-1)).toEqual(["proxy/b"]);
+    h.actor.stop();
+  });
+});
+
+describe("DomainActor with stampFirst (as the coordinator runs it)", () => {
+  it("plan: an unstamped loaded record is written back unchanged, even before HEALTH", () => {
+    const rec = record();
+    expect(plan(ctx({ record: rec, revision: 4, healthKnown: false, stamped: false }))).toEqual({ record: rec, handover: false });
+    expect(plan(ctx({ record: rec, revision: 4, healthKnown: false, stamped: true }))).toBeNull();
+  });
+
+  it("writes the loaded record once with CAS on its revision, then only when something changes", async () => {
+    const h = runDomain({ ...input, stampFirst: true }, { load: () => ({ record: record(), revision: 7 }) });
+    await waitFor(h.actor, (s) => s.matches("steady") && s.context.stamped);
+    expect(h.writes).toHaveLength(1);
+    expect(h.writes[0]!.revision).toBe(7);
+    expect(h.writes[0]!.record.status).toEqual(record().status);
+    h.actor.send(health(["a"]));
+    await settle();
+    expect(h.writes).toHaveLength(1);
+    expect(h.actor.getSnapshot().context.record!.status.term).toBe(1);
+    h.actor.stop();
+  });
+
+  it("stays unstamped after a lost compare-and-swap until its reload is written", async () => {
+    const h = runDomain({ ...input, stampFirst: true }, {
+      load: (n) => ({ record: record(), revision: n === 0 ? 7 : 8 }),
+      write: (_w, n) => (n === 0 ? new CasConflictError("gw.g") : null),
+    });
+    await waitFor(h.actor, (s) => s.matches("steady") && s.context.stamped);
+    expect(h.writes.map((w) => w.revision)).toEqual([7, 8]);
+    expect(h.loads()).toBe(2);
     h.actor.stop();
   });
 });
