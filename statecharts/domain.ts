@@ -80,7 +80,8 @@ const epKey = (e: { nodeName: string; type: string }) => `${e.type}/${e.nodeName
  * handover.
  */
 export function plan(ctx: DomainContext): Plan | null {
-  if (!ctx.healthKnown) return ctx.record && !ctx.stamped ? { record: ctx.record, handover: false } : null;
+  // Unstamped, the first write waits for health too: it is usually an election anyway, which stamps.
+  if (!ctx.healthKnown) return null;
   const base = ctx.record ?? (ctx.solo ? soloGateway(ctx.name) : null);
   if (!base) return null;
   const status = base.status ?? emptyStatus();

@@ -25,7 +25,7 @@ import type { HubBuckets, NatsConnection } from "../../shared/nats";
 import {
   REJECTED_COUNTER,
   encode,
-  nameToken,
+  subjectMatches,
   subjects,
   tryDecode,
   type Assignment,
@@ -62,11 +62,7 @@ const BUSY_FOR_REGISTRATIONS = 0.9;
 /** A sweep this late means the event loop stalled. */
 const STALL_MS = 50;
 
-/** Checks that a message's body names the same domain and node as the subject it came on. */
-function subjectMatches(subject: string, domain: string, node: string): boolean {
-  const parts = subject.split(".");
-  return parts[2] === domain && parts[4] === nameToken(node);
-}
+
 
 export class CoordinatorService {
   readonly tracker: HealthTracker;

@@ -8,6 +8,7 @@ export {
   isDomainName,
   isObjectName,
   domainOfSubject,
+  subjectMatches,
 } from "./subjects";
 export { messageSchemas } from "./messages";
 export type {

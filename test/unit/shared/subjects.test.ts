@@ -7,6 +7,7 @@ import {
   isDomainName,
   isObjectName,
   nameToken,
+  subjectMatches,
   subjects,
   tokenToName,
 } from "../../../shared/protocol";
@@ -217,5 +218,35 @@ describe("domainOfSubject", () => {
     for (const s of ["raven.ctl.status", "raven.d", "raven.d.", "raven", "", "other.d.x.assign", "RAVEN.d.x.assign", "raven.dd.x"]) {
       expect(domainOfSubject(s), s).toBeUndefined();
     }
+  });
+});
+
+describe("subjectMatches (allocation-free check of a body against its subject)", () => {
+  const reference = (subject: string, domain: string, node: string) => {
+    const parts = subject.split(".");
+    return parts[2] === domain && parts[4] === nameToken(node);
+  };
+  it("agrees with the split-based definition on matching and near-miss subjects", () => {
+    const names = ["a", "n-1", "n.1", "node-1.example", "gw", "gw-1x", "ab"];
+    const domains = ["a", "factory-a", "factory-ab", "b"];
+    let checked = 0;
+    for (const d of domains) {
+      for (const n of names) {
+        for (const subject of [subjects.gatewayHeartbeat(d, n), subjects.nodeHeartbeat(d, n), subjects.nodeRegister(d, n)]) {
+          for (const d2 of domains) {
+            for (const n2 of names) {
+              expect(subjectMatches(subject, d2, n2), `${subject} vs ${d2}/${n2}`).toBe(reference(subject, d2, n2));
+              checked++;
+            }
+          }
+        }
+      }
+    }
+    expect(checked).toBe(4 * 7 * 3 * 4 * 7);
+  });
+
+  it("refuses truncated subjects", () => {
+    expect(subjectMatches("raven.d.a", "a", "n")).toBe(false);
+    expect(subjectMatches("raven.d.a.gw", "a", "n")).toBe(false);
   });
 });

@@ -340,19 +340,23 @@ describe("DomainActor on a SimulatedClock", () => {
 });
 
 describe("DomainActor with stampFirst (as the coordinator runs it)", () => {
-  it("plan: an unstamped loaded record is written back unchanged, even before HEALTH", () => {
+  it("plan: an unstamped record that needs no change is written back unchanged once health is known", () => {
     const rec = record();
-    expect(plan(ctx({ record: rec, revision: 4, healthKnown: false, stamped: false }))).toEqual({ record: rec, handover: false });
-    expect(plan(ctx({ record: rec, revision: 4, healthKnown: false, stamped: true }))).toBeNull();
+    expect(plan(ctx({ record: rec, revision: 4, healthy: ["a"], alive: ["a"], stamped: false }))).toEqual({ record: rec, handover: false });
+    expect(plan(ctx({ record: rec, revision: 4, healthy: ["a"], alive: ["a"], stamped: true }))).toBeNull();
+    expect(plan(ctx({ record: rec, revision: 4, healthKnown: false, stamped: false }))).toBeNull();
   });
 
   it("writes the loaded record once with CAS on its revision, then only when something changes", async () => {
     const h = runDomain({ ...input, stampFirst: true }, { load: () => ({ record: record(), revision: 7 }) });
+    await waitFor(h.actor, (s) => s.matches("steady"));
+    expect(h.writes).toHaveLength(0);
+    h.actor.send(health(["a"]));
     await waitFor(h.actor, (s) => s.matches("steady") && s.context.stamped);
     expect(h.writes).toHaveLength(1);
     expect(h.writes[0]!.revision).toBe(7);
     expect(h.writes[0]!.record.status).toEqual(record().status);
-    h.actor.send(health(["a"]));
+    h.actor.send(health(["a", "b"]));
     await settle();
     expect(h.writes).toHaveLength(1);
     expect(h.actor.getSnapshot().context.record!.status.term).toBe(1);
@@ -364,6 +368,7 @@ describe("DomainActor with stampFirst (as the coordinator runs it)", () => {
       load: (n) => ({ record: record(), revision: n === 0 ? 7 : 8 }),
       write: (_w, n) => (n === 0 ? new CasConflictError("gw.g") : null),
     });
+    h.actor.send(health(["a"]));
     await waitFor(h.actor, (s) => s.matches("steady") && s.context.stamped);
     expect(h.writes.map((w) => w.revision)).toEqual([7, 8]);
     expect(h.loads()).toBe(2);
