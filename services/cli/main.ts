@@ -1,6 +1,7 @@
 // `raven`: the operator's command line. Talks to the hub: status from the active coordinator, Gateway records
 // from KV. Every failure is one clear line (mesh down, no coordinator, bad file) and a non-zero exit.
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseFlags } from "../../shared/args";
 import { ConfigError, describeError } from "../../shared/errors";
 import { parseGatewayManifest } from "../../shared/gateway";
@@ -8,6 +9,7 @@ import { applyGateway, listGateways } from "../../shared/gateway-store";
 import { bindBuckets, connectOnce, requestStatus, type NatsConnection } from "../../shared/nats";
 import { runMain } from "../../shared/process";
 import { isDomainName } from "../../shared/protocol";
+import { DIAGRAM_FORMATS, EXTENSION, MACHINES, diagramsReadme, render, type DiagramFormat, type MachineName } from "./diagrams";
 import { renderStatus, toYaml } from "./format";
 
 const HELP = `usage: raven <command> [options]
@@ -18,6 +20,9 @@ Commands:
   gateways [-o yaml|json]               print the Gateway records (raven.openyurt.io/v1beta1 shape)
   gateways apply -f FILE                create or update Gateways from a JSON file (one object or a list);
                                         the coordinator elects for them at once
+  statecharts export --format mermaid|dot [--out DIR]
+                                        every machine's diagram, drawn from the code (stdout, or one
+                                        file per machine plus a Mermaid README in DIR)
 
 Options:
   --nats URL     hub NATS URL (default: $RAVEN_NATS or nats://127.0.0.1:4222)
@@ -87,6 +92,26 @@ runMain(async () => {
       });
       if (flags.output === "json") process.stdout.write(JSON.stringify({ apiVersion: "v1", kind: "List", items: gws }, null, 2) + "\n");
       else process.stdout.write(gws.map((g) => toYaml(g)).join("\n---\n") + "\n");
+      return;
+    }
+    case "statecharts": {
+      if (rest[0] !== "export") throw new ConfigError("statecharts", `the subcommand is export, got ${JSON.stringify(rest[0] ?? "")}`);
+      const parsed = parseFlags(rest.slice(1), "raven statecharts export --format mermaid|dot [--out DIR]", "Diagrams of every machine, drawn from the definitions in statecharts/.", {
+        format: { type: "string", default: "mermaid", help: "mermaid or dot" },
+        out: { type: "string", help: "directory to write <machine>.<mmd|dot> and README.md into (default: stdout)" },
+      });
+      if (!parsed) return;
+      const format = parsed.flags.format as DiagramFormat;
+      if (!DIAGRAM_FORMATS.includes(format)) throw new ConfigError("--format", `must be ${DIAGRAM_FORMATS.join(" or ")}, got ${parsed.flags.format}`);
+      const names = Object.keys(MACHINES) as MachineName[];
+      if (!parsed.flags.out) {
+        process.stdout.write(names.map((n) => render(n, format)).join("\n"));
+        return;
+      }
+      mkdirSync(parsed.flags.out, { recursive: true });
+      for (const n of names) writeFileSync(join(parsed.flags.out, `${n}.${EXTENSION[format]}`), render(n, format));
+      writeFileSync(join(parsed.flags.out, "README.md"), diagramsReadme());
+      process.stdout.write(`wrote ${names.length} ${format} diagrams and README.md to ${parsed.flags.out}\n`);
       return;
     }
     default:
