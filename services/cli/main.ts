@@ -20,7 +20,7 @@ Commands:
   gateways [-o yaml|json]               print the Gateway records (raven.openyurt.io/v1beta1 shape)
   gateways apply -f FILE                create or update Gateways from a JSON file (one object or a list);
                                         the coordinator elects for them at once
-  statecharts export --format mermaid|dot [--out DIR]
+  statecharts export --format mermaid|dot|svg [--out DIR]
                                         every machine's diagram, drawn from the code (stdout, or one
                                         file per machine plus a Mermaid README in DIR)
 
@@ -96,20 +96,20 @@ runMain(async () => {
     }
     case "statecharts": {
       if (rest[0] !== "export") throw new ConfigError("statecharts", `the subcommand is export, got ${JSON.stringify(rest[0] ?? "")}`);
-      const parsed = parseFlags(rest.slice(1), "raven statecharts export --format mermaid|dot [--out DIR]", "Diagrams of every machine, drawn from the definitions in statecharts/.", {
-        format: { type: "string", default: "mermaid", help: "mermaid or dot" },
-        out: { type: "string", help: "directory to write <machine>.<mmd|dot> and README.md into (default: stdout)" },
+      const parsed = parseFlags(rest.slice(1), "raven statecharts export --format mermaid|dot|svg [--out DIR]", "Diagrams of every machine, drawn from the definitions in statecharts/.", {
+        format: { type: "string", default: "mermaid", help: "mermaid, dot or svg (laid out with elkjs)" },
+        out: { type: "string", help: "directory to write <machine>.<mmd|dot|svg> and README.md into (default: stdout)" },
       });
       if (!parsed) return;
       const format = parsed.flags.format as DiagramFormat;
       if (!DIAGRAM_FORMATS.includes(format)) throw new ConfigError("--format", `must be ${DIAGRAM_FORMATS.join(" or ")}, got ${parsed.flags.format}`);
       const names = Object.keys(MACHINES) as MachineName[];
       if (!parsed.flags.out) {
-        process.stdout.write(names.map((n) => render(n, format)).join("\n"));
+        process.stdout.write((await Promise.all(names.map((n) => render(n, format)))).join("\n"));
         return;
       }
       mkdirSync(parsed.flags.out, { recursive: true });
-      for (const n of names) writeFileSync(join(parsed.flags.out, `${n}.${EXTENSION[format]}`), render(n, format));
+      for (const n of names) writeFileSync(join(parsed.flags.out, `${n}.${EXTENSION[format]}`), await render(n, format));
       writeFileSync(join(parsed.flags.out, "README.md"), diagramsReadme());
       process.stdout.write(`wrote ${names.length} ${format} diagrams and README.md to ${parsed.flags.out}\n`);
       return;

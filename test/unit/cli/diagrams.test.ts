@@ -1,6 +1,6 @@
 // The committed diagrams under docs/statecharts must be exactly what the machines draw today: change a
 // machine, and this fails until `bin/raven statecharts export --format mermaid|dot --out docs/statecharts`
-// is run again.
+// is run again (for each of mermaid, dot and svg).
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -13,8 +13,8 @@ const names = Object.keys(MACHINES) as MachineName[];
 describe("statechart diagrams", () => {
   for (const name of names) {
     for (const format of DIAGRAM_FORMATS) {
-      it(`docs/statecharts/${name}.${EXTENSION[format]} matches the ${name} machine`, () => {
-        expect(readFileSync(join(DOCS, `${name}.${EXTENSION[format]}`), "utf8")).toBe(render(name, format));
+      it(`docs/statecharts/${name}.${EXTENSION[format]} matches the ${name} machine`, async () => {
+        expect(readFileSync(join(DOCS, `${name}.${EXTENSION[format]}`), "utf8")).toBe(await render(name, format));
       });
     }
   }
@@ -23,8 +23,14 @@ describe("statechart diagrams", () => {
     expect(readFileSync(join(DOCS, "README.md"), "utf8")).toBe(diagramsReadme());
   });
 
-  it("the project README shows the gateway diagram as generated", () => {
-    expect(readFileSync(join(REPO_ROOT, "README.md"), "utf8")).toContain("```mermaid\n" + render("gateway", "mermaid"));
+  it("the project README shows the gateway diagram as generated", async () => {
+    expect(readFileSync(join(REPO_ROOT, "README.md"), "utf8")).toContain("```mermaid\n" + (await render("gateway", "mermaid")));
+  });
+
+  it("the SVG draws every state of the machine", async () => {
+    const svg = await render("domain", "svg");
+    for (const s of describeMachine("domain").states) expect(svg).toContain(`data-state="${s}"`);
+    expect(svg.match(/class="edge"/g)?.length).toBeGreaterThanOrEqual(describeMachine("domain").edges.length);
   });
 
   it("draws every state and every transition of the machine", () => {
