@@ -24,6 +24,10 @@ runMain(async () => {
   const N = Number(flags["nodes-per-domain"]);
   const nc = await connect({ servers: flags.nats!, maxReconnectAttempts: -1, name: "raven-loadgen" });
   const say = (o: object) => process.stdout.write(JSON.stringify(o) + "\n");
+  // Never outlive the benchmark that started it: exit when reparented (the bench died) or its pipe breaks.
+  const parent = process.ppid;
+  setInterval(() => process.ppid !== parent && process.exit(0), 500).unref();
+  process.stdout.on("error", () => process.exit(0));
 
   // Like a gateway actor: obey the highest term seen per Gateway, act active while named in it.
   const active = new Map<string, { term: number; nodes: Set<string> }>();

@@ -41,7 +41,11 @@ runMain(async () => {
   let coordinatorProc: ChildProcess | null = null;
   const spawnLogged = (name: string, cmd: string, args: string[]) => {
     const fd = openSync(join(runDir, `${name}.log`), "a");
-    const child = spawn(cmd, args, { stdio: ["ignore", name === "loadgen" ? "pipe" : fd, fd] });
+    // Node children get a stdin pipe and RAVEN_EXIT_WITH_PARENT, so they stop if this process dies.
+    const child = spawn(cmd, args, {
+      stdio: [name === "hub" ? "ignore" : "pipe", name === "loadgen" ? "pipe" : fd, fd],
+      env: { ...process.env, RAVEN_EXIT_WITH_PARENT: "1" },
+    });
     closeSync(fd);
     children.push(child);
     return child;
