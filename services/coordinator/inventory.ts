@@ -42,6 +42,17 @@ function parseNodeRecord(raw: unknown, key: string): NodeRecord {
   };
 }
 
+/** The facts that place a node and describe it in its Gateway's status (registeredAt aside). */
+function sameFacts(a: NodeRecord | undefined, b: NodeRecord): boolean {
+  return (
+    !!a &&
+    a.domain === b.domain &&
+    a.internalIP === b.internalIP &&
+    a.podCIDR === b.podCIDR &&
+    JSON.stringify(a.labels) === JSON.stringify(b.labels)
+  );
+}
+
 export class Inventory {
   readonly gateways = new Map<string, Versioned<Gateway>>();
   readonly nodes = new Map<string, NodeRecord>();
@@ -138,9 +149,7 @@ export class Inventory {
       const rec = parseNodeRecord(JSON.parse(textDecoder.decode(entry.value)), entry.key);
       const prev = this.nodes.get(rec.name);
       this.nodes.set(rec.name, rec);
-      const membershipChanged =
-        !prev || prev.domain !== rec.domain || JSON.stringify(prev.labels) !== JSON.stringify(rec.labels) || prev.internalIP !== rec.internalIP || prev.podCIDR !== rec.podCIDR;
-      if (membershipChanged) {
+      if (!sameFacts(prev, rec)) {
         this.pendingNodes.add(rec.name);
         this.markChanged(null, true);
       }
@@ -207,16 +216,7 @@ export class Inventory {
 
   /** Stores a node's facts unless they are already stored as they are. */
   async putNode(rec: NodeRecord): Promise<void> {
-    const prev = this.nodes.get(rec.name);
-    if (
-      prev &&
-      prev.domain === rec.domain &&
-      prev.internalIP === rec.internalIP &&
-      prev.podCIDR === rec.podCIDR &&
-      JSON.stringify(prev.labels) === JSON.stringify(rec.labels)
-    ) {
-      return;
-    }
+    if (sameFacts(this.nodes.get(rec.name), rec)) return;
     await this.buckets.nodes.put(rec.name, encodeJson(rec));
   }
 }
