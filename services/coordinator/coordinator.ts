@@ -378,10 +378,6 @@ export class CoordinatorService {
     }
   }
 
-  /**
-   * Units whose membership changed get their MEMBERS on the next resync tick, so a burst of registrations
-   * costs each unit at most one status write per resyncMs.
-   */
   /** A unit whose candidate list changed must re-decide with its current health (no flip will tell it). */
   private refreshCandidates(): void {
     for (const unit of this.inventory.partition.units.values()) {
@@ -392,6 +388,10 @@ export class CoordinatorService {
     }
   }
 
+  /**
+   * Units whose membership changed get their MEMBERS on the next resync tick, so a burst of registrations
+   * costs each unit at most one status write per resyncMs.
+   */
   private flushMembers(): void {
     for (const key of this.membersDirty) {
       this.sendDomain(key, () => {
