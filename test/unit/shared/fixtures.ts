@@ -1,7 +1,7 @@
 // Realistic wire bodies for every message type, shared by the codec and fuzz tests. `Fixtures` is a mapped
 // type over MessageType, so adding a message type without a fixture here is a type error.
-import { Packr, Unpackr } from "msgpackr";
-import { PROTOCOL_VERSION, encode, messageSchemas, type MessageBody, type MessageType } from "../../../shared/protocol";
+import { Packr } from "msgpackr";
+import { PROTOCOL_VERSION, messageSchemas, type MessageBody, type MessageType } from "../../../shared/protocol";
 
 export type Fixtures = { [T in MessageType]: MessageBody<T> };
 
@@ -124,21 +124,13 @@ export const minimalBodies: Fixtures = {
 };
 
 // --- raw frames -----------------------------------------------------------------------------------------------
-// Tests that feed the codec hand-made (often broken) frames build them here, in the layout `encode` itself
-// produces, detected at load: a map `{ v, type, body }`, or a positional array `[v, type, ...fields]` whose
-// field order is the schema's `fields`. The codec's own bytes stay the reference either way.
+// Tests that feed the codec hand-made (often broken) frames build them here, in the codec's layout: a
+// positional array `[v, type, ...fields]` whose field order is the schema's `fields`.
 
 export const rawPackr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true, int64AsType: "number" });
 
-export const LAYOUT: "map" | "array" = Array.isArray(
-  new Unpackr({ mapsAsObjects: true }).unpack(encode("status.request", {})),
-)
-  ? "array"
-  : "map";
-
-/** The JS value of a frame; `body` fields are placed by name (map) or by the schema's field order (array). */
+/** The JS value of a frame; `body` fields are placed in the schema's field order. */
 export function frameValue(v: unknown, type: unknown, body: unknown): unknown {
-  if (LAYOUT === "map") return { v, type, body };
   const schema = (messageSchemas as Record<string, { fields?: readonly string[] }>)[String(type)];
   const src = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
   const fields = schema?.fields ?? Object.keys(src);
