@@ -3,7 +3,8 @@
 // sshd this benchmark starts and stops), (c) the Raven proxy (HTTP CONNECT node:port, then raw bytes).
 // Per path: bulk MB/s (1 MB = 1e6 bytes) into a sink that confirms the byte count, p50/p99 of 64-byte round
 // trips on one kept-alive connection, and connections/s (dial, one round trip, close).
-// Figures on stdout as they come, progress on stderr.
+// The ssh path uses OpenSSH's default cipher unless --ssh-cipher names one. Figures on stdout as they come,
+// progress on stderr.
 // Last line: proxy mbps=X ssh_mbps=Y ratio_vs_ssh=R rtt_p50_us=A ssh_rtt_p50_us=B conn_per_s=C
 // (X, A, C of the Raven path; "nan" when it was not measured).
 import { parseFlags } from "../shared/args";
@@ -28,7 +29,7 @@ import {
   type PathResult,
   type Targets,
 } from "./proxy-lib";
-import { reverseTunnel, startSshd } from "./sshd";
+import { reverseTunnel, startSshd, tunnelCipher } from "./sshd";
 
 // =========================================================================================================
 // RAVEN PATH HOOK — filled in with the Raven proxy. Start whatever the path needs (fleet, proxy, an agent next
@@ -78,6 +79,7 @@ runMain(async () => {
     "rtt-warmup": { type: "string", help: "round trips before the counted ones (default: 1000; 200 with --quick)" },
     "conn-seconds": { type: "string", help: "seconds of connection-rate measurement per path (default: 3; 1 with --quick)" },
     concurrency: { type: "string", default: "8", help: "connections in flight during the connection-rate measurement" },
+    "ssh-cipher": { type: "string", help: "ssh -c for the tunnels, e.g. aes128-gcm@openssh.com (default: OpenSSH's own choice)" },
     quick: { type: "boolean", default: false, help: "smoke test: small defaults, allows --bytes below 1GiB" },
   });
   if (!parsed) return;
@@ -93,6 +95,9 @@ runMain(async () => {
     concurrency: integerFlag(flags.concurrency!, "--concurrency", 1),
   };
 
+  const tunnelOpts = flags["ssh-cipher"] ? { cipher: flags["ssh-cipher"] } : {};
+  const cipher = tunnelCipher(tunnelOpts); // a cipher ssh does not know fails here, before any measurement
+
   // Everything started here is stopped by these, newest first, once: at the end, on error, on SIGINT/SIGTERM.
   const stoppers: Array<() => Promise<void>> = [];
   const stopAll = once(async () => {
@@ -107,11 +112,12 @@ runMain(async () => {
 
     const direct = await measurePath("direct", directDialers(targets), opts);
 
+    consoleReporter.figure(`ssh: cipher ${cipher}${tunnelOpts.cipher ? "" : " (OpenSSH's default)"}`);
     consoleReporter.progress("ssh: starting a private sshd on 127.0.0.1 and two ssh -R tunnels (sink, echo)");
     const sshd = await startSshd();
     const stopSsh = once(() => sshd.stop());
     stoppers.push(stopSsh);
-    const [sinkTunnel, echoTunnel] = [await reverseTunnel(sshd, targets.sinkPort), await reverseTunnel(sshd, targets.echoPort)];
+    const [sinkTunnel, echoTunnel] = [await reverseTunnel(sshd, targets.sinkPort, tunnelOpts), await reverseTunnel(sshd, targets.echoPort, tunnelOpts)];
     const ssh = await measurePath("ssh", { sink: tcpDialer("127.0.0.1", sinkTunnel.port), echo: tcpDialer("127.0.0.1", echoTunnel.port) }, opts);
     await stopSsh(); // its tunnels too; nothing of ssh competes for the CPU while the next path runs
 

@@ -212,12 +212,26 @@ const sshdTunnels = new WeakMap<Sshd, Set<Tunnel>>();
 
 // ---- ssh -R -------------------------------------------------------------------------------------------
 
+export type TunnelOptions = Readonly<{ /** `ssh -c`; absent = OpenSSH's default choice. */ cipher?: string }>;
+
+/**
+ * The cipher a tunnel will use: the first of the client's list (client and server are the same OpenSSH, so
+ * the server accepts it). Throws SshStartError for a cipher ssh does not know.
+ */
+export function tunnelCipher(opts: TunnelOptions = {}): string {
+  if (!onPath("ssh")) throw new SshMissingError("ssh", "openssh-client");
+  const r = spawnSync("ssh", ["-F", "/dev/null", ...(opts.cipher ? ["-c", opts.cipher] : []), "-G", "127.0.0.1"], { encoding: "utf8" });
+  const line = /^ciphers (\S+)$/m.exec(r.stdout ?? "")?.[1];
+  if (r.status !== 0 || !line) throw new SshStartError(`ssh -c ${opts.cipher ?? "(default)"}: ${(r.stderr || r.error?.message || "no cipher list").trim()}`);
+  return line.split(",")[0]!;
+}
+
 /**
  * `ssh -N -R 127.0.0.1:<free>:127.0.0.1:<targetPort>` into `sshd` with its client key: connections to the
  * returned port (on the sshd side) come out of the ssh client at 127.0.0.1:targetPort. Resolves once the
  * forwarded port accepts.
  */
-export async function reverseTunnel(sshd: Sshd, targetPort: number): Promise<Tunnel> {
+export async function reverseTunnel(sshd: Sshd, targetPort: number, opts: TunnelOptions = {}): Promise<Tunnel> {
   const tunnels = sshdTunnels.get(sshd);
   if (!tunnels) throw new SshStartError("reverseTunnel: this sshd was not started by startSshd or is stopped");
   const [port] = await freePorts(1);
@@ -234,6 +248,7 @@ export async function reverseTunnel(sshd: Sshd, targetPort: number): Promise<Tun
     "-o", "ExitOnForwardFailure=yes",
     "-o", "BatchMode=yes",
     "-o", "LogLevel=ERROR",
+    ...(opts.cipher ? ["-c", opts.cipher] : []),
     "-R", `127.0.0.1:${port}:127.0.0.1:${targetPort}`,
     `${sshd.user}@127.0.0.1`,
   ];

@@ -21,7 +21,7 @@ import {
   tcpDialer,
   type Targets,
 } from "../../bench/proxy-lib";
-import { SSHD_PATH, reverseTunnel, startSshd } from "../../bench/sshd";
+import { SSHD_PATH, SshStartError, reverseTunnel, startSshd, tunnelCipher } from "../../bench/sshd";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const listen = (server: Server) => new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as { port: number }).port)));
@@ -226,13 +226,16 @@ if (sshdMissing) console.warn(`skipping the ssh -R test: ${SSHD_PATH} is not ins
 
 describe("sshd + ssh -R", () => {
   it.skipIf(sshdMissing)(
-    sshdMissing ? `carries bytes through a reverse tunnel — SKIPPED: ${SSHD_PATH} missing, install openssh-server` : "carries bytes through a reverse tunnel, and stop() ends every process",
+    sshdMissing ? `carries bytes through a reverse tunnel — SKIPPED: ${SSHD_PATH} missing, install openssh-server` : "carries bytes through reverse tunnels (default and chosen cipher), and stop() ends every process",
     async () => {
       const sshd = await startSshd();
       let pids: number[] = [sshd.pid];
       try {
         const sinkTunnel = await reverseTunnel(sshd, targets.sinkPort);
-        const echoTunnel = await reverseTunnel(sshd, targets.echoPort);
+        const gcm = { cipher: "aes128-gcm@openssh.com" };
+        expect(tunnelCipher(gcm)).toBe(gcm.cipher);
+        expect(() => tunnelCipher({ cipher: "no-such-cipher" })).toThrow(SshStartError);
+        const echoTunnel = await reverseTunnel(sshd, targets.echoPort, gcm);
         pids = [sshd.pid, sinkTunnel.pid, echoTunnel.pid];
         expect(await measureBulk(tcpDialer("127.0.0.1", sinkTunnel.port), 8 * MIB)).toBeGreaterThan(0);
         const rtt = await measureRtt(tcpDialer("127.0.0.1", echoTunnel.port), 200, 20);
