@@ -38,7 +38,9 @@ import { reverseTunnel, startSshd, tunnelCipher } from "./sshd";
 //   sink: connectViaDialer(proxyHost, proxyPort, `${node}:${targets.sinkPort}`)
 //   echo: connectViaDialer(proxyHost, proxyPort, `${node}:${targets.echoPort}`)
 // The sink replies only after the client half-closes, so the path must carry a half-close end to end.
-// stop() must stop everything it started (by PID). Return null when the path is not available.
+// stop() must stop everything it started (by PID); if ravenPath itself fails, it cleans up before throwing.
+// Return null when the path is not available. Two dialers, not one: bulk goes to the sink, RTT and
+// connection rate to the echo server.
 // =========================================================================================================
 async function ravenPath(targets: Targets): Promise<{ dial: PathDialers; stop(): Promise<void> } | null> {
   void targets;
