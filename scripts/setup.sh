@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Installs what Raven needs on a fresh Debian machine with Node 20 (run as root): nats-server from Debian's
-# package when it is missing, and the npm dependencies from the lock file. Idempotent.
+# package when it is missing, iproute2, openssh-server (bench:proxy's reference path is a private sshd with
+# ssh -R) and openssl, and the npm dependencies from the lock file. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive

@@ -1,0 +1,146 @@
+// bench:proxy — data-path figures of three ways to reach a port behind an edge, in one run, against the same
+// in-process targets on loopback: (a) direct TCP, (b) an OpenSSH reverse tunnel (`ssh -R` through a private
+// sshd this benchmark starts and stops), (c) the Raven proxy (HTTP CONNECT node:port, then raw bytes).
+// Per path: bulk MB/s (1 MB = 1e6 bytes) into a sink that confirms the byte count, p50/p99 of 64-byte round
+// trips on one kept-alive connection, and connections/s (dial, one round trip, close).
+// The ssh path uses OpenSSH's default cipher unless --ssh-cipher names one. Figures on stdout as they come,
+// progress on stderr.
+// Last line: proxy mbps=X ssh_mbps=Y ratio_vs_ssh=R rtt_p50_us=A ssh_rtt_p50_us=B conn_per_s=C
+// (X, A, C of the Raven path; "nan" when it was not measured).
+import { parseFlags } from "../shared/args";
+import { ConfigError } from "../shared/errors";
+import { runMain } from "../shared/process";
+import {
+  GIB,
+  MIB,
+  consoleReporter,
+  directDialers,
+  fmt,
+  formatBytes,
+  formatPathResult,
+  formatRatios,
+  measurePath,
+  notMeasured,
+  ratio,
+  startTargets,
+  tcpDialer,
+  type MeasureOptions,
+  type PathDialers,
+  type PathResult,
+  type Targets,
+} from "./proxy-lib";
+import { reverseTunnel, startSshd, tunnelCipher } from "./sshd";
+
+// =========================================================================================================
+// RAVEN PATH HOOK — filled in with the Raven proxy. Start whatever the path needs (fleet, proxy, an agent next
+// to `targets`, or targets of its own, e.g. with startTargetsProcess({ prefix: ["ip", "netns", "exec", ns] })),
+// and return dialers that go through the proxy, e.g.
+//   sink: connectViaDialer(proxyHost, proxyPort, `${node}:${targets.sinkPort}`)
+//   echo: connectViaDialer(proxyHost, proxyPort, `${node}:${targets.echoPort}`)
+// The sink replies only after the client half-closes, so the path must carry a half-close end to end.
+// stop() must stop everything it started (by PID); if ravenPath itself fails, it cleans up before throwing.
+// Return null when the path is not available. Two dialers, not one: bulk goes to the sink, RTT and
+// connection rate to the echo server.
+// =========================================================================================================
+async function ravenPath(targets: Targets): Promise<{ dial: PathDialers; stop(): Promise<void> } | null> {
+  void targets;
+  return null;
+}
+
+/** "1073741824", "1GiB", "64MiB", "512KiB" -> bytes. */
+function parseBytes(text: string, key: string): number {
+  const m = /^(\d+)\s*(KiB|MiB|GiB)?$/i.exec(text.trim());
+  const unit = { kib: 1024, mib: MIB, gib: GIB }[(m?.[2] ?? "").toLowerCase() as "kib" | "mib" | "gib"] ?? 1;
+  const v = m ? Number(m[1]) * unit : NaN;
+  if (!Number.isSafeInteger(v) || v <= 0) throw new ConfigError(key, `must be a byte count like 1073741824, 1GiB or 64MiB, got ${JSON.stringify(text)}`);
+  return v;
+}
+
+function integerFlag(text: string, key: string, min: number): number {
+  const v = Number(text);
+  if (!Number.isInteger(v) || v < min) throw new ConfigError(key, `must be an integer >= ${min}, got ${JSON.stringify(text)}`);
+  return v;
+}
+
+function secondsFlag(text: string, key: string): number {
+  const v = Number(text);
+  if (!(v > 0) || !Number.isFinite(v)) throw new ConfigError(key, `must be a positive number of seconds, got ${JSON.stringify(text)}`);
+  return v;
+}
+
+/** Runs `stop` at most once, however many times it is called. */
+function once(stop: () => Promise<void>): () => Promise<void> {
+  let p: Promise<void> | null = null;
+  return () => (p ??= stop());
+}
+
+runMain(async () => {
+  const parsed = parseFlags(process.argv.slice(2), "npm run bench:proxy -- [options]", "Throughput, RTT and connection rate: direct TCP, ssh -R, and the Raven proxy.", {
+    bytes: { type: "string", help: "bulk bytes per path, >= 1GiB unless --quick (default: 1GiB; 64MiB with --quick)" },
+    "rtt-samples": { type: "string", help: "64-byte round trips per path (default: 20000; 2000 with --quick)" },
+    "rtt-warmup": { type: "string", help: "round trips before the counted ones (default: 1000; 200 with --quick)" },
+    "conn-seconds": { type: "string", help: "seconds of connection-rate measurement per path (default: 3; 1 with --quick)" },
+    concurrency: { type: "string", default: "8", help: "connections in flight during the connection-rate measurement" },
+    "ssh-cipher": { type: "string", help: "ssh -c for the tunnels, e.g. aes128-gcm@openssh.com (default: OpenSSH's own choice)" },
+    quick: { type: "boolean", default: false, help: "smoke test: small defaults, allows --bytes below 1GiB" },
+  });
+  if (!parsed) return;
+  const { flags } = parsed;
+  const quick = flags.quick === true;
+  const bulkBytes = parseBytes(flags.bytes ?? (quick ? "64MiB" : "1GiB"), "--bytes");
+  if (bulkBytes < GIB && !quick) throw new ConfigError("--bytes", `must be at least 1GiB for a real run (got ${formatBytes(bulkBytes)}); pass --quick for a smoke test`);
+  const opts: MeasureOptions = {
+    bulkBytes,
+    rttSamples: integerFlag(flags["rtt-samples"] ?? (quick ? "2000" : "20000"), "--rtt-samples", 1),
+    rttWarmup: integerFlag(flags["rtt-warmup"] ?? (quick ? "200" : "1000"), "--rtt-warmup", 0),
+    connMs: secondsFlag(flags["conn-seconds"] ?? (quick ? "1" : "3"), "--conn-seconds") * 1000,
+    concurrency: integerFlag(flags.concurrency!, "--concurrency", 1),
+  };
+
+  const tunnelOpts = flags["ssh-cipher"] ? { cipher: flags["ssh-cipher"] } : {};
+  const cipher = tunnelCipher(tunnelOpts); // a cipher ssh does not know fails here, before any measurement
+
+  // Everything started here is stopped by these, newest first, once: at the end, on error, on SIGINT/SIGTERM.
+  const stoppers: Array<() => Promise<void>> = [];
+  const stopAll = once(async () => {
+    for (const stop of stoppers.reverse()) await stop().catch((err) => consoleReporter.progress(`cleanup: ${(err as Error).message}`));
+  });
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) process.once(signal, () => void stopAll().finally(() => process.exit(code)));
+
+  try {
+    const targets = await startTargets();
+    stoppers.push(once(() => targets.close()));
+    consoleReporter.progress(`targets on ${targets.host}: sink ${targets.sinkPort}, echo ${targets.echoPort}; bulk ${formatBytes(opts.bulkBytes)}, ${opts.rttSamples} round trips, ${opts.connMs / 1000} s of connections x ${opts.concurrency}`);
+
+    const direct = await measurePath("direct", directDialers(targets), opts);
+
+    consoleReporter.figure(`ssh: cipher ${cipher}${tunnelOpts.cipher ? "" : " (OpenSSH's default)"}`);
+    consoleReporter.progress("ssh: starting a private sshd on 127.0.0.1 and two ssh -R tunnels (sink, echo)");
+    const sshd = await startSshd();
+    const stopSsh = once(() => sshd.stop());
+    stoppers.push(stopSsh);
+    const [sinkTunnel, echoTunnel] = [await reverseTunnel(sshd, targets.sinkPort, tunnelOpts), await reverseTunnel(sshd, targets.echoPort, tunnelOpts)];
+    const ssh = await measurePath("ssh", { sink: tcpDialer("127.0.0.1", sinkTunnel.port), echo: tcpDialer("127.0.0.1", echoTunnel.port) }, opts);
+    await stopSsh(); // its tunnels too; nothing of ssh competes for the CPU while the next path runs
+
+    let raven: PathResult = notMeasured("raven");
+    const path = await ravenPath(targets);
+    if (path) {
+      const stopRaven = once(() => path.stop());
+      stoppers.push(stopRaven);
+      raven = await measurePath("raven", path.dial, opts);
+      await stopRaven();
+    } else consoleReporter.figure("raven path: not measured");
+
+    for (const r of [direct, ssh, raven]) consoleReporter.figure(formatPathResult(r));
+    consoleReporter.figure(formatRatios(ssh, direct));
+    consoleReporter.figure(formatRatios(raven, ssh));
+    consoleReporter.figure(formatRatios(raven, direct));
+    consoleReporter.figure(
+      `proxy mbps=${fmt(raven.bulkMBps, 1)} ssh_mbps=${fmt(ssh.bulkMBps, 1)} ratio_vs_ssh=${fmt(ratio(raven.bulkMBps, ssh.bulkMBps), 2)}` +
+        ` rtt_p50_us=${fmt(raven.rtt.p50_us)} ssh_rtt_p50_us=${fmt(ssh.rtt.p50_us)} conn_per_s=${fmt(raven.connPerS)}`,
+    );
+  } finally {
+    await stopAll();
+  }
+});
