@@ -19,6 +19,8 @@ export {
   CasConflictError,
   NotLeaderError,
   RemoteError,
+  NetnsError,
+  PkiError,
   errorToWire,
   errorFromWire,
   assertNever,
