@@ -15,6 +15,8 @@ export const ErrorCode = {
   NotFound: "NOT_FOUND",
   NotLeader: "NOT_LEADER",
   Rejected: "REJECTED",
+  Netns: "NETNS",
+  Pki: "PKI",
   Internal: "INTERNAL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -116,6 +118,29 @@ export class RemoteError extends RavenError {
   constructor(code: ErrorCode, message: string) {
     super(code, message);
     this.name = "RemoteError";
+  }
+}
+
+/**
+ * Building or tearing down the fleet's network namespaces failed. A bad plan input names the input; a failed
+ * `ip` command carries its argv and ip's stderr (both also in the message).
+ */
+export class NetnsError extends RavenError {
+  readonly command: readonly string[] | undefined;
+  readonly stderr: string | undefined;
+  constructor(message: string, options?: { cause?: unknown; command?: readonly string[]; stderr?: string }) {
+    super(ErrorCode.Netns, message, options);
+    this.name = "NetnsError";
+    this.command = options?.command;
+    this.stderr = options?.stderr;
+  }
+}
+
+/** The fleet's keys, certificates or secret are missing or unusable; `file` names the one at fault. */
+export class PkiError extends RavenError {
+  constructor(readonly file: string, message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.Pki, `${file}: ${message}`, options);
+    this.name = "PkiError";
   }
 }
 

@@ -19,6 +19,8 @@ export {
   CasConflictError,
   NotLeaderError,
   RemoteError,
+  NetnsError,
+  PkiError,
   errorToWire,
   errorFromWire,
   assertNever,
@@ -48,6 +50,7 @@ export { casPut, readJson, readAll } from "./kv";
 export { createLogger, silentLogger } from "./log";
 export { Counters, counters } from "./metrics";
 export { Buckets, JETSTREAM_DOMAIN, connectDaemon, connectOnce, openBuckets, bindBuckets } from "./nats";
+export { ensurePki, loadPki, pkiFiles, domainToken, verifyDomainToken } from "./pki";
 export { parseTopology, loadTopology, partitionOf, gatewayCandidates, isIPv4 } from "./topology";
 export type { Clock, TimerHandle } from "./clock";
 export type { RavenConfig, Timings } from "./config";
@@ -57,4 +60,5 @@ export type { ApplyResult } from "./gateway-store";
 export type { Versioned } from "./kv";
 export type { Logger } from "./log";
 export type { HubBuckets, NatsConnection, KV } from "./nats";
+export type { KeyPair, LoadedPki, PkiFiles } from "./pki";
 export type { Topology } from "./topology";
