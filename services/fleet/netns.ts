@@ -19,7 +19,8 @@ import { join } from "node:path";
 import { NetnsError } from "../../shared/errors";
 import { assertNetnsPrefix, netnsCommands, ownsLink, ownsNs, pickSubnetIndex, usedSubnetIndexes, type NetnsPlan } from "./netns-plan";
 
-export * from "./netns-plan";
+export { planNetns, netnsCommands, nsName, bridgeName, hostVethName, ownsLink, ownsNs, isNetnsPrefix, usedSubnetIndexes, pickSubnetIndex } from "./netns-plan";
+export type { NetnsPlan, NetnsInput, NetnsNodeInput, DomainNetns, IpCommand } from "./netns-plan";
 
 export const DEFAULT_MARKER_DIR = "/run/raven-netns";
 export type NetnsOptions = Readonly<{ markerDir?: string }>;
