@@ -3,8 +3,8 @@
 //
 // Guarantees:
 // - createNetns is all-or-nothing: it refuses a prefix that already has namespaces/links or a subnet already
-//   in use, and on any failed command removes everything of the prefix before throwing a NetnsError that
-//   carries the command and ip's stderr.
+//   in use (checked before and after building, against concurrent runs), and on any failed command removes
+//   everything of the prefix before throwing a NetnsError that carries the command and ip's stderr.
 // - Ownership: a marker file <markerDir>/<prefix>.pid (the creating pid) is written *before* anything is
 //   created and removed *after* everything is gone, so every live prefix has a marker. Teardown and reaping
 //   only ever touch namespaces `<prefix>-*` and root links `<prefix>br` / `<prefix>h<N>`.
@@ -19,7 +19,8 @@ import { join } from "node:path";
 import { NetnsError } from "../../shared/errors";
 import { assertNetnsPrefix, netnsCommands, ownsLink, ownsNs, pickSubnetIndex, usedSubnetIndexes, type NetnsPlan } from "./netns-plan";
 
-export * from "./netns-plan";
+export { planNetns, netnsCommands, nsName, bridgeName, hostVethName, ownsLink, ownsNs, isNetnsPrefix, usedSubnetIndexes, pickSubnetIndex } from "./netns-plan";
+export type { NetnsPlan, NetnsInput, NetnsNodeInput, DomainNetns, IpCommand } from "./netns-plan";
 
 export const DEFAULT_MARKER_DIR = "/run/raven-netns";
 export type NetnsOptions = Readonly<{ markerDir?: string }>;
@@ -117,6 +118,12 @@ export async function createNetns(plan: NetnsPlan, options: NetnsOptions = {}): 
       }
       const hint = r.missingBinary ? " (is iproute2 installed?)" : "";
       throw new NetnsError(`ip ${cmd.argv.join(" ")} failed${hint}: ${r.stderr}`, { command: ["ip", ...cmd.argv], stderr: r.stderr });
+    }
+    // A concurrent run may have taken the same subnet between the check above and our bridge address: then
+    // both of us fail here (and roll back) rather than share a subnet with ambiguous routes.
+    const others = (await ipJson(["addr", "show"])).filter((l) => (l as { ifname?: unknown }).ifname !== plan.bridge);
+    if (usedSubnetIndexes(others).has(plan.subnetIndex)) {
+      throw new NetnsError(`subnet ${plan.subnet} was taken by another interface while ${prefix} was being built; retry with a new subnetIndex`);
     }
   } catch (err) {
     try {
