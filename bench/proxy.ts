@@ -22,29 +22,84 @@ import {
   measurePath,
   notMeasured,
   ratio,
-  startTargets,
+  connectViaDialer,
+  startTargetsProcess,
   tcpDialer,
+  type TargetsProcess,
   type MeasureOptions,
   type PathDialers,
   type PathResult,
-  type Targets,
 } from "./proxy-lib";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseTopology, type Topology } from "../shared/topology";
+import { Fleet } from "../services/fleet/fleet";
+import { nsExec } from "../services/fleet/netns";
 import { reverseTunnel, startSshd, tunnelCipher } from "./sshd";
 
-// =========================================================================================================
-// RAVEN PATH HOOK — filled in with the Raven proxy. Start whatever the path needs (fleet, proxy, an agent next
-// to `targets`, or targets of its own, e.g. with startTargetsProcess({ prefix: ["ip", "netns", "exec", ns] })),
-// and return dialers that go through the proxy, e.g.
-//   sink: connectViaDialer(proxyHost, proxyPort, `${node}:${targets.sinkPort}`)
-//   echo: connectViaDialer(proxyHost, proxyPort, `${node}:${targets.echoPort}`)
-// The sink replies only after the client half-closes, so the path must carry a half-close end to end.
-// stop() must stop everything it started (by PID); if ravenPath itself fails, it cleans up before throwing.
-// Return null when the path is not available. Two dialers, not one: bulk goes to the sink, RTT and
-// connection rate to the echo server.
-// =========================================================================================================
-async function ravenPath(targets: Targets): Promise<{ dial: PathDialers; stop(): Promise<void> } | null> {
-  void targets;
-  return null;
+// The Raven path: a fleet of its own (cloud + one edge domain, two candidates each), in network namespaces
+// when run as root (the edge's InternalIP exists only inside its namespace) or on loopback otherwise; the
+// bench's targets run as a process on the edge node's InternalIP, and every connection goes
+// client -> CONNECT on the active cloud gateway -> TLS channel dialed out by the active edge gateway -> target.
+const SINK_PORT = 10255;
+const ECHO_PORT = 9445;
+
+function benchTopology(loopback: boolean): Topology {
+  const node = (name: string, pool: string, ip: string, gw: string) => ({
+    name,
+    labels: { "apps.openyurt.io/nodepool": pool, "raven.openyurt.io/gateway": gw },
+    internalIP: loopback ? ip.replace(/^10\.0\./, "127.0.") : ip,
+  });
+  const gateway = (name: string, nodes: string[], exposeType: string) => ({
+    metadata: { name },
+    spec: { exposeType, endpoints: nodes.flatMap((n) => [{ nodeName: n, type: "proxy" }, { nodeName: n, type: "tunnel" }]) },
+  });
+  return parseTopology({
+    name: "bench-proxy",
+    nodes: [
+      node("cloud-gw-1", "cloud", "10.0.1.11", "gw-cloud"),
+      node("cloud-gw-2", "cloud", "10.0.1.12", "gw-cloud"),
+      node("edge-gw-1", "edge", "10.0.2.11", "gw-edge"),
+      node("edge-gw-2", "edge", "10.0.2.12", "gw-edge"),
+      node("edge-node-1", "edge", "10.0.2.13", "gw-edge"),
+    ],
+    gateways: [gateway("gw-cloud", ["cloud-gw-1", "cloud-gw-2"], "PublicIP"), gateway("gw-edge", ["edge-gw-1", "edge-gw-2"], "")],
+  });
+}
+
+async function ravenPath(): Promise<{ dial: PathDialers; stop(): Promise<void> } | null> {
+  const netns = process.getuid?.() === 0;
+  const topology = benchTopology(!netns);
+  const target = topology.nodes.find((n) => n.name === "edge-node-1")!;
+  const runDir = mkdtempSync(join(tmpdir(), "raven-bench-proxy-"));
+  const fleet = new Fleet(topology, { runDir, hubPort: 0, proxy: true, netns, demoTargets: false, logLevel: "warn", progress: (l) => consoleReporter.progress(`raven: ${l.trim()}`) });
+  let targets: TargetsProcess | null = null;
+  const stop = async () => {
+    await targets?.stop();
+    await fleet.stop();
+    rmSync(runDir, { recursive: true, force: true });
+  };
+  try {
+    await fleet.start();
+    const ns = fleet.namespaceOf("edge");
+    targets = await startTargetsProcess({ host: target.internalIP, sinkPort: SINK_PORT, echoPort: ECHO_PORT, ...(ns ? { prefix: nsExec(ns, []) } : {}) });
+    const nc = await fleet.connect();
+    const st = await fleet.status(nc);
+    await nc.close();
+    const cloud = st?.domains.find((d) => d.gateway === "gw-cloud")?.active.find((a) => a.type === "proxy")?.nodeName;
+    const door = cloud ? fleet.proxyListen(cloud) : undefined;
+    if (!door) throw new Error("the bench fleet has no active cloud proxy gateway");
+    consoleReporter.progress(`raven: ${netns ? "network namespaces" : "loopback"}; front door ${door.host}:${door.frontPort} on ${cloud}; target ${target.name} (${target.internalIP})`);
+    const dial = {
+      sink: connectViaDialer(door.host, door.frontPort, `${target.name}:${SINK_PORT}`),
+      echo: connectViaDialer(door.host, door.frontPort, `${target.name}:${ECHO_PORT}`),
+    };
+    return { dial, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }
 
 /** "1073741824", "1GiB", "64MiB", "512KiB" -> bytes. */
@@ -108,8 +163,9 @@ runMain(async () => {
   for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) process.once(signal, () => void stopAll().finally(() => process.exit(code)));
 
   try {
-    const targets = await startTargets();
-    stoppers.push(once(() => targets.close()));
+    // Targets in a process of their own for every path, as the Raven path's must be (inside the edge domain).
+    const targets = await startTargetsProcess();
+    stoppers.push(once(() => targets.stop()));
     consoleReporter.progress(`targets on ${targets.host}: sink ${targets.sinkPort}, echo ${targets.echoPort}; bulk ${formatBytes(opts.bulkBytes)}, ${opts.rttSamples} round trips, ${opts.connMs / 1000} s of connections x ${opts.concurrency}`);
 
     const direct = await measurePath("direct", directDialers(targets), opts);
@@ -124,7 +180,7 @@ runMain(async () => {
     await stopSsh(); // its tunnels too; nothing of ssh competes for the CPU while the next path runs
 
     let raven: PathResult = notMeasured("raven");
-    const path = await ravenPath(targets);
+    const path = await ravenPath();
     if (path) {
       const stopRaven = once(() => path.stop());
       stoppers.push(stopRaven);

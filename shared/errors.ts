@@ -18,6 +18,16 @@ export const ErrorCode = {
   Netns: "NETNS",
   Pki: "PKI",
   Internal: "INTERNAL",
+  // Proxy channels (ChannelError).
+  BadTarget: "BAD_TARGET",
+  Forbidden: "FORBIDDEN",
+  NoGateway: "NO_GATEWAY",
+  StaleTerm: "STALE_TERM",
+  DialFailed: "DIAL_FAILED",
+  Unauthorized: "UNAUTHORIZED",
+  Timeout: "TIMEOUT",
+  Closed: "CLOSED",
+  Protocol: "PROTOCOL",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -110,6 +120,26 @@ export class NotLeaderError extends RavenError {
   constructor(message: string) {
     super(ErrorCode.NotLeader, message);
     this.name = "NotLeaderError";
+  }
+}
+
+export type ChannelErrorCode =
+  | typeof ErrorCode.BadTarget
+  | typeof ErrorCode.Forbidden
+  | typeof ErrorCode.NotFound
+  | typeof ErrorCode.NoGateway
+  | typeof ErrorCode.StaleTerm
+  | typeof ErrorCode.DialFailed
+  | typeof ErrorCode.Unauthorized
+  | typeof ErrorCode.Timeout
+  | typeof ErrorCode.Closed
+  | typeof ErrorCode.Protocol;
+
+/** A proxy channel could not be opened or broke; `code` says why and maps to an HTTP status at the front door. */
+export class ChannelError extends RavenError {
+  constructor(code: ChannelErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = "ChannelError";
   }
 }
 

@@ -66,6 +66,17 @@ export function replicasOf(spec: GatewaySpec): Record<EndpointType, number> {
   return { proxy: spec.proxyConfig.replicas, tunnel: spec.tunnelConfig.replicas };
 }
 
+/** Raven's default proxy ports when a Gateway names none: kubelet read-only and 9445 over HTTP, kubelet and
+ * node-exporter over HTTPS. */
+export const DEFAULT_PROXY_HTTP_PORTS = "10255,9445";
+export const DEFAULT_PROXY_HTTPS_PORTS = "10250,9100";
+
+/** The node ports the proxy may reach through this Gateway: its proxyHTTPPort and proxyHTTPSPort lists. */
+export function proxyPortsOf(spec: GatewaySpec): number[] {
+  const lists = [spec.proxyConfig.proxyHTTPPort ?? DEFAULT_PROXY_HTTP_PORTS, spec.proxyConfig.proxyHTTPSPort ?? DEFAULT_PROXY_HTTPS_PORTS];
+  return [...new Set(lists.flatMap((l) => l.split(",").map(Number)))].sort((a, b) => a - b);
+}
+
 export function isSolo(gw: Gateway): boolean {
   return gw.metadata.labels?.[LABEL_SOLO] === "true";
 }

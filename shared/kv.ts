@@ -1,8 +1,10 @@
 // KV record access with compare-and-swap. Every durable write in Raven is `casPut`: it succeeds only if the
 // key is still at the revision the writer read (0 = never written), so two writers can never silently
 // overwrite each other; the loser gets a CasConflictError, reads again and decides again.
-import type { KV } from "@nats-io/kv";
-import { CasConflictError } from "./errors";
+import type { KV, KvWatchEntry } from "@nats-io/kv";
+import type { Clock } from "./clock";
+import type { Logger } from "./log";
+import { CasConflictError, describeError } from "./errors";
 import { encodeJson, textDecoder } from "./nats";
 
 /** A stored value with its revision. `value` is null for a missing or deleted key (revision still counts). */
@@ -52,4 +54,36 @@ export async function readAll<T>(
     }),
   );
   return out;
+}
+
+/**
+ * Follows every change of a bucket (current values first) until `stop()`, restarting the watch 250 ms after
+ * it ends or fails (a hub restart ends it). `apply` runs synchronously per entry, in order.
+ */
+export function watchBucket(kv: KV, apply: (e: KvWatchEntry) => void, opts: { clock: Clock; log: Logger; what: string }): { stop(): void } {
+  let stopped = false;
+  let current: { stop(): void } | null = null;
+  void (async () => {
+    while (!stopped) {
+      try {
+        const iter = await kv.watch();
+        current = iter;
+        if (stopped) iter.stop();
+        for await (const entry of iter) {
+          if (stopped) break;
+          apply(entry);
+        }
+      } catch (err) {
+        if (!stopped) opts.log.warn({ err: describeError(err), bucket: opts.what }, "KV watch failed; restarting");
+      }
+      current = null;
+      if (!stopped) await new Promise((r) => opts.clock.setTimeout(() => r(undefined), 250));
+    }
+  })();
+  return {
+    stop() {
+      stopped = true;
+      current?.stop();
+    },
+  };
 }

@@ -9,3 +9,5 @@ export type { Plan, DomainContext, DomainEvent, DomainEmitted, DomainInput, Load
 export type { GatewayContext, GatewayEvent, GatewayEmitted, GatewayInput, GatewayRole } from "./gateway";
 export type { NodeContext, NodeEvent, NodeInput, Registration } from "./node";
 export type { CoordinatorContext, CoordinatorEvent, CoordinatorInput } from "./coordinator";
+export { tunnelMachine, wantsDials } from "./tunnel";
+export type { TunnelContext, TunnelEvent, TunnelEmitted, TunnelInput, TunnelState } from "./tunnel";

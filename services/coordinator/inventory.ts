@@ -2,7 +2,7 @@
 // by KV watches, plus the partition into election units computed from it. Both coordinator replicas keep it
 // warm, so a standby that takes over decides from the same facts at once. Watches are restarted whenever
 // they end (hub restart); a record that does not parse is counted and skipped, never fatal.
-import type { KV, KvWatchEntry } from "@nats-io/kv";
+import type { KvWatchEntry } from "@nats-io/kv";
 import type { Clock, TimerHandle } from "../../shared/clock";
 import { computeUnits, endpointOwners, placeNode, type NodeFacts, type Partition, type Placement } from "../../shared/domains";
 import { describeError } from "../../shared/errors";
@@ -11,10 +11,10 @@ import type { HubBuckets } from "../../shared/nats";
 import { encodeJson, textDecoder } from "../../shared/nats";
 import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
-import type { Versioned } from "../../shared/kv";
+import { watchBucket, type Versioned } from "../../shared/kv";
+import { parseNodeRecord, type NodeRecord } from "../../shared/node-record";
 import { isObjectName } from "../../shared/protocol";
 
-export type NodeRecord = NodeFacts & { domain: string; registeredAt: number };
 
 export type InventoryChange = {
   /** The partition into units changed (units added/removed, membership or candidates changed). */
@@ -26,21 +26,6 @@ export type InventoryChange = {
   /** A Gateway spec was added, changed or removed: membership of any unit may have moved. */
   gatewaysChanged: boolean;
 };
-
-function parseNodeRecord(raw: unknown, key: string): NodeRecord {
-  const r = raw as Partial<NodeRecord> | null;
-  if (!r || typeof r !== "object" || !isObjectName(r.name) || r.name !== key || typeof r.domain !== "string") {
-    throw new Error(`node record ${key} is malformed`);
-  }
-  return {
-    name: r.name,
-    labels: (r.labels ?? {}) as Record<string, string>,
-    internalIP: String(r.internalIP ?? ""),
-    ...(r.podCIDR ? { podCIDR: String(r.podCIDR) } : {}),
-    domain: r.domain,
-    registeredAt: Number(r.registeredAt ?? 0),
-  };
-}
 
 /** The facts that place a node and describe it in its Gateway's status (registeredAt aside). */
 function sameFacts(a: NodeRecord | undefined, b: NodeRecord): boolean {
@@ -81,34 +66,15 @@ export class Inventory {
   ) {}
 
   start(): void {
-    void this.watchLoop(this.buckets.gateways, (e) => this.applyGateway(e), "gateways");
-    void this.watchLoop(this.buckets.nodes, (e) => this.applyNode(e), "nodes");
+    const opts = { clock: this.clock, log: this.log };
+    this.watchers.push(watchBucket(this.buckets.gateways, (e) => this.applyGateway(e), { ...opts, what: "gateways" }));
+    this.watchers.push(watchBucket(this.buckets.nodes, (e) => this.applyNode(e), { ...opts, what: "nodes" }));
   }
 
   stop(): void {
     this.stopped = true;
     for (const w of this.watchers) w.stop();
     if (this.recomputeTimer) this.clock.clearTimeout(this.recomputeTimer);
-  }
-
-  private async watchLoop(kv: KV, apply: (e: KvWatchEntry) => void, what: string): Promise<void> {
-    while (!this.stopped) {
-      try {
-        const iter = await kv.watch();
-        this.watchers.push(iter);
-        try {
-          for await (const entry of iter) {
-            if (this.stopped) break;
-            apply(entry);
-          }
-        } finally {
-          this.watchers.splice(this.watchers.indexOf(iter), 1);
-        }
-      } catch (err) {
-        if (!this.stopped) this.log.warn({ err: describeError(err), bucket: what }, "KV watch failed; restarting");
-      }
-      if (!this.stopped) await new Promise((r) => this.clock.setTimeout(() => r(undefined), 250));
-    }
   }
 
   private applyGateway(entry: KvWatchEntry): void {

@@ -12,6 +12,8 @@ export const ENTRYPOINTS = {
   coordinator: "services/coordinator/main.ts",
   "gateway-actor": "services/gateway-actor/main.ts",
   "node-actor": "services/node-actor/main.ts",
+  // The gateway's proxy thread, loaded by the gateway-actor bundle from next to it.
+  "proxy-worker": "services/gateway-actor/proxy/worker.ts",
 } as const;
 export type Entrypoint = keyof typeof ENTRYPOINTS;
 

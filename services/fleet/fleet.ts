@@ -2,17 +2,20 @@
 // the coordinator replicas and every node and gateway actor as processes on this machine, seeds the Gateway
 // records, and waits until every domain has its active gateways. Processes are supervised (restarted after
 // restartDelayMs when they die), so a chaos test only has to kill. `stop()` stops everything it started.
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defaultTimings, parseTimings, type Timings } from "../../shared/config";
 import { domainOf } from "../../shared/domains";
-import { gatewayKey } from "../../shared/gateway";
+import { gatewayKey, proxyPortsOf } from "../../shared/gateway";
+import { ensurePki } from "../../shared/pki";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
 import { applyGateway } from "../../shared/gateway-store";
 import { connectOnce, openBuckets, requestStatus, type NatsConnection } from "../../shared/nats";
 import type { StatusReply } from "../../shared/protocol";
 import { partitionOf, type Topology } from "../../shared/topology";
 import { buildEntrypoints, REPO_ROOT, type Entrypoint } from "./build";
+import { DEMO_TLS_PORTS, planProxy, writeDomainPki, type ProxyListen, type ProxyPlan } from "./dataplane";
+import { createNetns, destroyNetns, findFreeSubnetIndex, newNetnsPrefix, nsExec, planNetns, reapStaleNetns, type NetnsPlan } from "./netns";
 import { hubConfig, leafConfig } from "./nats-config";
 import { assertPortsFree, freePorts, ManagedProc, reapStale, waitForPort, writePidFile, type ProcEvent, type ProcSpec } from "./procs";
 
@@ -29,6 +32,12 @@ export type FleetOptions = Readonly<{
   logLevel?: string;
   progress?: (line: string) => void;
   onProcEvent?: (e: ProcEvent) => void;
+  /** Proxy mode: PKI, cloud front doors, edge channels, and a demo target server (kubelet stand-in) per node. */
+  proxy?: boolean;
+  /** Put every domain in its own network namespace (root only), so InternalIPs really collide. Implies proxy. */
+  netns?: boolean;
+  /** In proxy mode, run the demo target server (kubelet stand-in) on every node (default true). */
+  demoTargets?: boolean;
 }>;
 
 export type ActorInfo = Readonly<{ name: string; node: string; domain: string; gateway?: string }>;
@@ -44,6 +53,8 @@ export class Fleet {
   private readonly runDir: string;
   private readonly pidFile: string;
   private lastStatusError = "";
+  netns: NetnsPlan | null = null;
+  proxyPlan: ProxyPlan | null = null;
 
   constructor(
     readonly topology: Topology,
@@ -69,6 +80,21 @@ export class Fleet {
     return [...all].filter((d) => !cloud.has(d)).sort();
   }
 
+  /** Every domain, the cloud's included. */
+  allDomains(): string[] {
+    return [...new Set(this.topology.nodes.map((n) => domainOf(n)))].sort();
+  }
+
+  /** Where a cloud candidate's proxy listens (proxy mode only). */
+  proxyListen(node: string): ProxyListen | undefined {
+    return this.proxyPlan?.cloud.get(node);
+  }
+
+  /** The namespace a domain's processes run in (netns mode only). */
+  namespaceOf(domain: string): string | undefined {
+    return this.netns?.domains.find((d) => d.domain === domain)?.ns;
+  }
+
   natsUrlFor(domain: string): string {
     return this.leafUrls.get(domain) ?? this.hubUrl;
   }
@@ -83,7 +109,10 @@ export class Fleet {
     const configFile = join(this.runDir, "raven.json");
     writeFileSync(configFile, JSON.stringify({ timings }, null, 2));
 
-    const edges = this.edgeDomains();
+    if (options.netns) await this.setupNetns();
+    // In namespaces the cloud domain needs a leaf too: its actors cannot reach the hub's loopback listener.
+    const edges = this.netns ? this.allDomains() : this.edgeDomains();
+    const leafHost = this.netns?.hostIP ?? "127.0.0.1";
     const ports = options.hubPort ? [] : await freePorts(2 + edges.length);
     const hubPort = options.hubPort || ports[0]!;
     this.hubLeafPort = options.hubPort ? options.hubPort + 3200 : ports[1]!;
@@ -110,19 +139,25 @@ export class Fleet {
     // Leaves
     edges.forEach((domain, i) => {
       const conf = join(this.runDir, `leaf-${domain}.conf`);
-      writeFileSync(conf, leafConfig({ domain, port: leafPorts[i]!, hubLeafnodePort: this.hubLeafPort }));
-      this.leafUrls.set(domain, `nats://127.0.0.1:${leafPorts[i]}`);
+      writeFileSync(conf, leafConfig({ domain, port: leafPorts[i]!, hubLeafnodePort: this.hubLeafPort, host: leafHost }));
+      this.leafUrls.set(domain, `nats://${leafHost}:${leafPorts[i]}`);
       this.add({ name: `leaf-${domain}`, kind: "leaf", command: "nats-server", args: ["-c", conf], logFile: this.logFile(`leaf-${domain}`) });
       this.procs.get(`leaf-${domain}`)!.start();
     });
-    await Promise.all(leafPorts.map((p) => waitForPort(p, 10_000)));
+    await Promise.all(leafPorts.map((p) => waitForPort(p, 10_000, leafHost)));
     this.progress(`[3/5] ${edges.length} leaf server(s) ready: ${edges.map((d) => `${d}=${this.leafUrls.get(d)}`).join(" ")}`);
 
-    // Gateway records
+    // Gateway records (in proxy mode with the cloud endpoints' addresses filled in)
+    const pkiDirs = options.proxy || options.netns ? await this.setupProxy() : null;
     await this.seedGateways();
 
     // Coordinators, nodes and gateway candidates
-    const node = (entry: Entrypoint, args: string[]) => ({ command: process.execPath, args: ["--enable-source-maps", bundles[entry], ...args, "--config", configFile] });
+    const node = (entry: Entrypoint, args: string[], domain?: string) => {
+      const argv = [process.execPath, "--enable-source-maps", bundles[entry], ...args, "--config", configFile];
+      const ns = domain ? this.namespaceOf(domain) : undefined;
+      const [command, ...rest] = ns ? nsExec(ns, argv) : argv;
+      return { command: command!, args: rest };
+    };
     const env = { RAVEN_LOG_LEVEL: options.logLevel ?? "info" };
     const restartDelayMs = options.restartDelayMs;
     for (let i = 1; i <= (options.coordinators ?? 2); i++) {
@@ -135,7 +170,12 @@ export class Fleet {
       const name = `node-${n.name}`;
       const args = ["--nats", this.natsUrlFor(domain), "--node", n.name, "--labels", JSON.stringify(n.labels), "--internal-ip", n.internalIP];
       if (n.podCIDR) args.push("--pod-cidr", n.podCIDR);
-      this.add({ name, kind: "node", ...node("node-actor", args), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
+      if (pkiDirs && options.demoTargets !== false) {
+        const ports = this.nodePorts(n.name);
+        const tls = ports.filter((p) => DEMO_TLS_PORTS.includes(p));
+        args.push("--target-http-ports", ports.filter((p) => !tls.includes(p)).join(","), "--target-https-ports", tls.join(","), "--target-tls-dir", pkiDirs.get(domain)!);
+      }
+      this.add({ name, kind: "node", ...node("node-actor", args, domain), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
       this.nodeActors.set(name, { name, node: n.name, domain });
     }
     for (const unit of units.values()) {
@@ -144,7 +184,13 @@ export class Fleet {
         const domain = domainOf(facts);
         const name = `gateway-${c}`;
         const args = ["--nats", this.natsUrlFor(domain), "--node", c, "--domain", domain, "--gateway", unit.name];
-        this.add({ name, kind: "gateway", ...node("gateway-actor", args), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
+        if (pkiDirs) args.push("--proxy-pki", pkiDirs.get(domain)!);
+        const listen = this.proxyListen(c);
+        if (listen) {
+          const names = [...listen.namePorts].map(([target, port]) => (target === port ? `${target}` : `${target}=${port}`)).join(",");
+          args.push("--proxy-bind", listen.host, "--proxy-port", `${listen.dataPort}`, "--proxy-front-port", `${listen.frontPort}`, "--proxy-name-ports", names);
+        }
+        this.add({ name, kind: "gateway", ...node("gateway-actor", args, domain), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
         this.gatewayActors.set(name, { name, node: c, domain, gateway: unit.name });
       }
     }
@@ -162,6 +208,46 @@ export class Fleet {
     this.progress(`[5/5] every domain has its active gateways; logs in ${join(this.runDir, "logs")}`);
   }
 
+  private async setupNetns(): Promise<void> {
+    const reaped = await reapStaleNetns();
+    if (reaped.length > 0) this.progress(`      removed the network namespaces of ${reaped.length} earlier run(s) that did not clean up: ${reaped.join(", ")}`);
+    const { units } = partitionOf(this.topology);
+    const candidates = new Set([...units.values()].flatMap((u) => u.candidates));
+    const domains = this.allDomains().map((domain) => ({
+      domain,
+      nodes: this.topology.nodes.filter((n) => domainOf(n) === domain).map((n) => ({ name: n.name, internalIP: n.internalIP, candidate: candidates.has(n.name) })),
+    }));
+    const plan = planNetns({ prefix: newNetnsPrefix(), subnetIndex: await findFreeSubnetIndex(), domains });
+    await createNetns(plan);
+    this.netns = plan;
+    this.progress(`      ${domains.length} network namespaces (${plan.domains.map((d) => d.ns).join(", ")}) on underlay ${plan.subnet}`);
+  }
+
+  /** PKI, per-domain secrets and the cloud listeners; returns each domain's PKI directory. */
+  private async setupProxy(): Promise<Map<string, string>> {
+    const root = join(this.runDir, "pki");
+    const pki = await ensurePki(root);
+    const secret = readFileSync(pki.secret, "utf8").trim();
+    const hostOf = (node: string) => {
+      const d = this.netns?.domains.find((x) => node in x.underlayIPs);
+      return d ? d.underlayIPs[node]! : "127.0.0.1";
+    };
+    this.proxyPlan = await planProxy(this.topology, hostOf, this.netns ? null : freePorts);
+    const cloudDomains = new Set<string>();
+    for (const c of this.proxyPlan.cloud.keys()) cloudDomains.add(domainOf(this.topology.nodes.find((n) => n.name === c)!));
+    const dirs = new Map<string, string>();
+    for (const d of this.allDomains()) dirs.set(d, writeDomainPki(pki, secret, root, d, cloudDomains.has(d), (f) => readFileSync(f)));
+    return dirs;
+  }
+
+  /** The node ports a node's demo target serves: its Gateway's proxy ports (Raven's defaults when solo). */
+  private nodePorts(node: string): number[] {
+    const { units, unitOfNode } = partitionOf(this.topology);
+    const unit = units.get(unitOfNode.get(node) ?? "");
+    const gw = this.topology.gateways.find((g) => unit && gatewayKey(g.metadata.name) === unit.key);
+    return proxyPortsOf(gw?.spec ?? { proxyConfig: { replicas: 1 }, tunnelConfig: { replicas: 1 }, endpoints: [], exposeType: "" });
+  }
+
   private add(spec: ProcSpec): void {
     this.procs.set(spec.name, new ManagedProc(spec, (e) => this.options.onProcEvent?.(e)));
   }
@@ -174,8 +260,9 @@ export class Fleet {
     const nc = await this.connect();
     try {
       const buckets = await openBuckets(nc);
-      const results = await Promise.all(this.topology.gateways.map((g) => applyGateway(buckets.gateways, g)));
-      this.progress(`      Gateway records: ${this.topology.gateways.map((g, i) => `${g.metadata.name} ${results[i]}`).join(", ")}`);
+      const gateways = (this.proxyPlan?.topology ?? this.topology).gateways;
+      const results = await Promise.all(gateways.map((g) => applyGateway(buckets.gateways, g)));
+      this.progress(`      Gateway records: ${gateways.map((g, i) => `${g.metadata.name} ${results[i]}`).join(", ")}`);
     } finally {
       await nc.close();
     }
@@ -255,5 +342,9 @@ export class Fleet {
       );
     }
     writePidFile(this.pidFile, []);
+    if (this.netns) {
+      await destroyNetns(this.netns.prefix);
+      this.netns = null;
+    }
   }
 }

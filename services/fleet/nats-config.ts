@@ -17,11 +17,13 @@ export function hubConfig(opts: { configDir: string; baseConf: string; ports: Hu
   ].join("\n");
 }
 
-export function leafConfig(opts: { domain: string; port: number; hubLeafnodePort: number }): string {
+/** `host` is where the domain's actors reach their leaf: loopback, or the underlay bridge address when the
+ * domain lives in its own network namespace. */
+export function leafConfig(opts: { domain: string; port: number; hubLeafnodePort: number; host?: string }): string {
   return [
     `# Leaf server of edge domain ${opts.domain}: its actors connect here only; it dials out to the hub.`,
     `server_name: raven-leaf-${opts.domain}`,
-    `listen: 127.0.0.1:${opts.port}`,
+    `listen: ${opts.host ?? "127.0.0.1"}:${opts.port}`,
     `ping_interval: "5s"`,
     `ping_max: 2`,
     `leafnodes {`,

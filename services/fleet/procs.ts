@@ -99,17 +99,17 @@ export class ManagedProc {
   }
 }
 
-export function waitForPort(port: number, timeoutMs: number): Promise<void> {
+export function waitForPort(port: number, timeoutMs: number, host = "127.0.0.1"): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   return new Promise((resolve, reject) => {
     const attempt = () => {
-      const sock = createConnection({ host: "127.0.0.1", port }, () => {
+      const sock = createConnection({ host, port }, () => {
         sock.destroy();
         resolve();
       });
       sock.once("error", () => {
         sock.destroy();
-        if (Date.now() > deadline) reject(new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`));
+        if (Date.now() > deadline) reject(new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`));
         else setTimeout(attempt, 25);
       });
     };

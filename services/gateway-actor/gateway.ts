@@ -13,6 +13,7 @@ import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
 import type { NatsConnection } from "../../shared/nats";
 import { REJECTED_COUNTER, encode, subjects, tryDecode, type Assignment } from "../../shared/protocol";
+import type { ProxyHost } from "./proxy";
 
 export type DatapathProbe = () => { ok: boolean; detail?: string };
 
@@ -26,6 +27,8 @@ export type GatewayActorOptions = Readonly<{
   clock: Clock;
   log: Logger;
   datapath?: DatapathProbe;
+  /** Proxy mode (channels, front doors on a cloud candidate) on its own thread; absent: control plane only. */
+  proxy?: ProxyHost;
   /** The statechart failed: heartbeats must stop (the entrypoint exits), or it could be elected and never act. */
   onFatal: (err: unknown) => void;
 }>;
@@ -62,6 +65,7 @@ export class GatewayActorService {
       this.log.info({ role: e.role, activeTypes: e.activeTypes }, "gateway role");
       this.heartbeat();
     });
+
     this.actor.on("staleAssignment", () => counters.inc("raven_stale_assignments_total"));
     this.actor.subscribe({
       error: (err) => {
@@ -122,6 +126,7 @@ export class GatewayActorService {
       datapathOk: probe.ok,
       ...(probe.detail ? { detail: probe.detail } : {}),
     };
+    this.opts.proxy?.role(active.includes("proxy"), snap.context.term, Math.max(0, snap.context.leaseUntil - now));
     try {
       nc.publish(subjects.gatewayHeartbeat(domain, node), encode("gw.hb", body));
     } catch (err) {

@@ -2,12 +2,34 @@
 import { parseFlags, requireFlag } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
-import { ConfigError } from "../../shared/errors";
+import { ConfigError, describeError } from "../../shared/errors";
 import { createLogger } from "../../shared/log";
 import { connectDaemon } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName, isObjectName } from "../../shared/protocol";
 import { GatewayActorService } from "./gateway";
+import { ProxyHost, defaultProxyConfig, type ProxyConfig } from "./proxy";
+
+function portFlag(value: string | undefined, key: string): number {
+  const n = Number(value);
+  if (!/^\d{1,5}$/.test(value ?? "") || n > 65535) throw new ConfigError(`--${key}`, `${JSON.stringify(value)} is not a port number`);
+  return n;
+}
+
+function parseProxyFlags(flags: Record<string, string | boolean | undefined>): ProxyConfig {
+  const namePorts = new Map<number, number>();
+  for (const item of String(flags["proxy-name-ports"] ?? "").split(",").filter(Boolean)) {
+    const [target, listen = target] = item.split("=");
+    namePorts.set(portFlag(target, "proxy-name-ports"), portFlag(listen, "proxy-name-ports"));
+  }
+  return {
+    ...defaultProxyConfig(String(flags["proxy-pki"])),
+    bindHost: String(flags["proxy-bind"]),
+    dataPort: portFlag(flags["proxy-port"] as string, "proxy-port"),
+    frontPort: portFlag(flags["proxy-front-port"] as string, "proxy-front-port"),
+    namePorts,
+  };
+}
 
 runMain(async () => {
   const parsed = parseFlags(process.argv.slice(2), "gateway-actor --node NAME --domain POOL --gateway GW [options]", "Raven gateway candidate: heartbeats, fenced standby/active role.", {
@@ -16,6 +38,11 @@ runMain(async () => {
     domain: { type: "string", help: "network domain (node pool)" },
     gateway: { type: "string", help: "Gateway record this candidate serves (the node name when solo)" },
     config: { type: "string", help: "Raven config JSON (timings)" },
+    "proxy-pki": { type: "string", help: "enable proxy mode: directory with ca.crt, and proxy.key/proxy.crt/secret (cloud) or token (edge)" },
+    "proxy-bind": { type: "string", default: "0.0.0.0", help: "cloud: address the proxy listeners bind" },
+    "proxy-port": { type: "string", default: "10262", help: "cloud: port edge gateways dial in to" },
+    "proxy-front-port": { type: "string", default: "10264", help: "cloud: HTTP proxy port (CONNECT and absolute URLs)" },
+    "proxy-name-ports": { type: "string", default: "", help: 'cloud: name-routed node ports (DNS mode), e.g. "10250,10255" or "10250=20250" to listen elsewhere' },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -28,12 +55,30 @@ runMain(async () => {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ service: "gateway-actor", actor: `gateway/${node}`, node, domain, gateway });
   const nc = await connectDaemon(flags.nats!, `gateway-actor/${node}`);
-  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
+  const proxy = flags["proxy-pki"]
+    ? new ProxyHost({
+        // Bundled: the worker bundle sits next to this one; from source (tsx): the worker's TypeScript.
+        workerUrl: import.meta.url.endsWith(".mjs") ? new URL("./proxy-worker.mjs", import.meta.url) : new URL("./proxy/worker.ts", import.meta.url),
+        nats: flags.nats!,
+        node,
+        domain,
+        gateway,
+        config: parseProxyFlags(flags),
+        log,
+        logBindings: { service: "gateway-actor", actor: `gateway/${node}`, node, domain, gateway },
+        onFatal: (err) => {
+          log.fatal({ err: describeError(err) }, "proxy thread failed");
+          process.exit(1);
+        },
+      })
+    : undefined;
+  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, proxy, onFatal: () => process.exit(1) });
   service.start();
   log.info({ nats: flags.nats }, "gateway actor started");
   onShutdown(async () => {
     await service.drain();
     service.stop();
+    await proxy?.stop();
     await nc.drain().catch(() => nc.close());
   }, config.timings.drainTimeoutMs + 2_000);
 });

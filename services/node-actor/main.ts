@@ -1,4 +1,6 @@
 // Node-actor process: registers the node and heartbeats, connected only to its own domain's NATS server.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { parseFlags, parseJsonFlag, requireFlag } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
@@ -10,6 +12,30 @@ import { onShutdown, runMain } from "../../shared/process";
 import { isObjectName } from "../../shared/protocol";
 import { isIPv4 } from "../../shared/topology";
 import { NodeActorService } from "./node";
+import { startTargetServer } from "./target-server";
+
+function portList(value: string | undefined, key: string): number[] {
+  const ports = (value ?? "").split(",").filter(Boolean).map(Number);
+  for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new ConfigError(`--${key}`, `${JSON.stringify(value)} is not a comma-separated port list`);
+  return ports;
+}
+
+/** The demo's kubelet stand-in, when asked for: something real for the proxy to reach on this node. */
+async function startDemoTarget(node: string, host: string, flags: Record<string, string | boolean | undefined>) {
+  const httpPorts = portList(flags["target-http-ports"] as string, "target-http-ports");
+  const httpsPorts = portList(flags["target-https-ports"] as string, "target-https-ports");
+  if (httpPorts.length + httpsPorts.length === 0) return null;
+  let tls: { key: Buffer; cert: Buffer } | undefined;
+  if (httpsPorts.length > 0) {
+    const dir = requireFlag(flags["target-tls-dir"] as string | undefined, "target-tls-dir");
+    try {
+      tls = { key: readFileSync(join(dir, "kubelet.key")), cert: readFileSync(join(dir, "kubelet.crt")) };
+    } catch (err) {
+      throw new ConfigError("--target-tls-dir", `cannot read kubelet.key/kubelet.crt in ${dir}: ${(err as Error).message}`);
+    }
+  }
+  return startTargetServer({ node, host, httpPorts, httpsPorts, ...(tls ? { tls } : {}) });
+}
 
 runMain(async () => {
   const parsed = parseFlags(process.argv.slice(2), "node-actor --node NAME --internal-ip IP [options]", "Raven node actor: registration and heartbeat.", {
@@ -19,6 +45,9 @@ runMain(async () => {
     "internal-ip": { type: "string", help: "the node's InternalIP" },
     "pod-cidr": { type: "string", help: "the node's podCIDR" },
     config: { type: "string", help: "Raven config JSON (timings)" },
+    "target-http-ports": { type: "string", default: "", help: "demo: serve a kubelet stand-in (answers with the node name) on these ports of the InternalIP" },
+    "target-https-ports": { type: "string", default: "", help: "demo: the same over TLS (kubelet.crt/kubelet.key from --target-tls-dir)" },
+    "target-tls-dir": { type: "string", help: "demo: directory with kubelet.crt and kubelet.key" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -39,7 +68,10 @@ runMain(async () => {
   const nc = await connectDaemon(flags.nats!, `node-actor/${name}`);
   const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
   service.start();
+  const target = await startDemoTarget(name, internalIP, flags);
+  if (target) log.info({ ports: target.ports }, "demo target serving");
   onShutdown(async () => {
+    await target?.close();
     service.stop();
     await nc.drain().catch(() => nc.close());
   });

@@ -26,5 +26,7 @@ export type {
   DomainStatus,
   CandidateStatus,
   EndpointRef,
+  ChanHello,
+  ChanOpen,
 } from "./messages";
 export { encode, decode, decodeAs, tryDecode, REJECTED_COUNTER } from "./codec";

@@ -18,6 +18,16 @@
 //                    acknowledgement of each active's heartbeat, and every resyncMs.
 //   error            reply to a request that failed: `{ code, message }`.
 //   status.request / status.reply   CLI <-> active coordinator.
+//
+// Data-plane handshake (proxy channels). These travel not on the mesh but as length-prefixed frames at the
+// start of a TLS connection the edge gateway dials out to the cloud gateway (services/gateway-actor/proxy);
+// after `chan.opened` the connection carries the channel's bytes, raw.
+//   chan.hello       edge -> cloud, first frame: who dials (domain, node, Gateway, term) and the domain's
+//                    token, an HMAC of the fleet secret that only this domain's gateways hold.
+//   chan.welcome     cloud -> edge: the connection is accepted as a spare channel of that domain.
+//   chan.open        cloud -> edge: make this spare a channel to `node:port`, under the domain's `term` as the
+//                    cloud knows it. The edge refuses a term older than its own (fencing) with an error.
+//   chan.opened      edge -> cloud: the target answered; raw bytes follow in both directions.
 import { isDomainName, isObjectName } from "./subjects";
 import { arr, bool, int, literal, nullable, obj, opt, record, str, type Infer, type ObjSchema } from "./schema";
 
@@ -115,6 +125,11 @@ const statusReply = obj({
   truncated: bool,
 });
 
+const chanHello = obj({ domain, node: name, gateway: name, term: int(0), token: str({ max: 128 }) });
+const chanWelcome = obj({ node: name });
+const chanOpen = obj({ id: str({ max: 64 }), node: name, port: int(1, 65_535), term: int(0) });
+const chanOpened = obj({ id: str({ max: 64 }) });
+
 export const messageSchemas = {
   "node.register": nodeRegister,
   "node.registered": nodeRegistered,
@@ -124,6 +139,10 @@ export const messageSchemas = {
   error,
   "status.request": statusRequest,
   "status.reply": statusReply,
+  "chan.hello": chanHello,
+  "chan.welcome": chanWelcome,
+  "chan.open": chanOpen,
+  "chan.opened": chanOpened,
 } as const satisfies Record<string, ObjSchema<unknown>>;
 
 export type MessageType = keyof typeof messageSchemas;
@@ -142,3 +161,5 @@ export type StatusReply = MessageBody<"status.reply">;
 export type DomainStatus = StatusReply["domains"][number];
 export type CandidateStatus = DomainStatus["candidates"][number];
 export type EndpointRef = Assignment["active"][number];
+export type ChanHello = MessageBody<"chan.hello">;
+export type ChanOpen = MessageBody<"chan.open">;

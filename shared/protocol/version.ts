@@ -2,6 +2,7 @@
 // History:
 //   1 (2026-11): node register/heartbeat, gateway heartbeat with data-path health, assignments with acks
 //                and lease, errors, status request/reply.
+//                Later in 1 (additive, new types only): chan.hello/welcome/open/opened for proxy channels.
 export const PROTOCOL_VERSION = 1;
 export const SUPPORTED_VERSIONS: readonly number[] = [1];
 /** Control messages are small; anything larger is refused before it is decoded. */

@@ -17,13 +17,15 @@ export function defaultTopology(): Topology {
   return loadTopology(join(REPO_ROOT, "topology.json"));
 }
 
-/** cloud (2 candidates), edge-a (2 candidates + 1 node), a solo node: 7 actor processes. */
-export function smallTopology(): Topology {
+/** cloud (2 candidates), edge-a (2 candidates + 1 node), a solo node: 7 actor processes. With `loopback`,
+ * InternalIPs are distinct 127.x addresses, so proxy mode can run without network namespaces. */
+export function smallTopology(loopback = false): Topology {
   const node = (name: string, pool: string, ip: string, gw?: string) => ({
     name,
     labels: { "apps.openyurt.io/nodepool": pool, ...(gw ? { "raven.openyurt.io/gateway": gw } : {}) },
     internalIP: ip,
   });
+  const ip = (usual: string, lo: string) => (loopback ? lo : usual);
   const gateway = (name: string, nodes: string[], exposeType = "") => ({
     metadata: { name },
     spec: { exposeType, endpoints: nodes.flatMap((n) => [{ nodeName: n, type: "proxy" }, { nodeName: n, type: "tunnel" }]) },
@@ -31,24 +33,29 @@ export function smallTopology(): Topology {
   return parseTopology({
     name: "small",
     nodes: [
-      node("c-gw-1", "cloud", "10.0.0.1", "gw-c"),
-      node("c-gw-2", "cloud", "10.0.0.2", "gw-c"),
-      node("a-gw-1", "edge-a", "192.168.0.1", "gw-a"),
-      node("a-gw-2", "edge-a", "192.168.0.2", "gw-a"),
-      node("a-node-1", "edge-a", "192.168.0.3", "gw-a"),
-      node("solo-1", "edge-s", "192.168.0.1"),
+      node("c-gw-1", "cloud", ip("10.0.0.1", "127.0.1.1"), "gw-c"),
+      node("c-gw-2", "cloud", ip("10.0.0.2", "127.0.1.2"), "gw-c"),
+      node("a-gw-1", "edge-a", ip("192.168.0.1", "127.0.2.1"), "gw-a"),
+      node("a-gw-2", "edge-a", ip("192.168.0.2", "127.0.2.2"), "gw-a"),
+      node("a-node-1", "edge-a", ip("192.168.0.3", "127.0.2.3"), "gw-a"),
+      node("solo-1", "edge-s", ip("192.168.0.1", "127.0.3.1")),
     ],
     gateways: [gateway("gw-c", ["c-gw-1", "c-gw-2"], "PublicIP"), gateway("gw-a", ["a-gw-1", "a-gw-2"])],
   });
 }
 
-export async function startTestFleet(topology: Topology, opts: { timings?: Partial<Timings>; restartDelayMs?: number } = {}): Promise<TestFleet> {
+export async function startTestFleet(
+  topology: Topology,
+  opts: { timings?: Partial<Timings>; restartDelayMs?: number; proxy?: boolean; netns?: boolean } = {},
+): Promise<TestFleet> {
   const runDir = mkdtempSync(join(tmpdir(), "raven-test-"));
   const fleet = new Fleet(topology, {
     runDir,
     hubPort: 0,
     ...(opts.timings ? { timings: opts.timings } : {}),
     restartDelayMs: opts.restartDelayMs ?? 1_000,
+    ...(opts.proxy ? { proxy: true } : {}),
+    ...(opts.netns ? { netns: true } : {}),
     progress: (l) => process.env.RAVEN_TEST_VERBOSE && console.log(l),
   });
   let observer: FleetObserver | null = null;

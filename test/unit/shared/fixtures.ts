@@ -89,6 +89,10 @@ export const fullBodies: Fixtures = {
       },
     ],
   },
+  "chan.hello": { domain: "factory-a", node: "factory-a-gw-1", gateway: "gw-factory-a", term: 7, token: "9f".repeat(32) },
+  "chan.welcome": { node: "cloud-gw-1" },
+  "chan.open": { id: "c-1f", node: "factory-a-node-1", port: 10250, term: 7 },
+  "chan.opened": { id: "c-1f" },
 };
 
 /** Smallest valid bodies: optional fields left out, nullable ones null, lists empty. */
@@ -121,6 +125,10 @@ export const minimalBodies: Fixtures = {
   error: { code: "", message: "" },
   "status.request": {},
   "status.reply": { coordinator: "c", activeSince: 0, domains: [], truncated: true },
+  "chan.hello": { domain: "kiosk", node: "kiosk-1", gateway: "kiosk-1", term: 0, token: "" },
+  "chan.welcome": { node: "c" },
+  "chan.open": { id: "", node: "kiosk-1", port: 1, term: 0 },
+  "chan.opened": { id: "" },
 };
 
 // --- raw frames -----------------------------------------------------------------------------------------------

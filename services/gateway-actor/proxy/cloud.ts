@@ -1,0 +1,285 @@
+// CloudProxy: the cloud side of proxy mode. Edge gateways dial in (TLS, pinned fleet CA) and leave spare
+// connections here; `openChannel(node, port)` resolves the node through the Directory, checks what may be
+// reached (node names only, the Gateway's proxy ports), takes a spare from the domain's *active* gateway and
+// turns it into a channel with `chan.open` carrying the domain's term. The edge refuses a stale term; a
+// channel whose edge gateway stops being active is closed at once (the record's change arrives by KV watch,
+// ~0.3 s after a gateway dies; a SIGKILLed gateway's sockets reset even sooner), so nothing hangs on a dead
+// gateway. Nodes of the cloud's own domain are dialed directly.
+// Spares are accepted only while this candidate is active: an edge never parks connections on a standby.
+import { isIP, type Socket } from "node:net";
+import tls from "node:tls";
+import type { Clock } from "../../../shared/clock";
+import { ChannelError, describeError, errorFromWire, errorToWire } from "../../../shared/errors";
+import type { Logger } from "../../../shared/log";
+import { counters } from "../../../shared/metrics";
+import { verifyDomainToken } from "../../../shared/pki";
+import { isObjectName } from "../../../shared/protocol";
+import { ChannelTable, newChannelId } from "./channels";
+import { activeProxyNodes, proxyPortsOf, type Directory, type NodeRoute } from "./directory";
+import { dialTcp } from "./edge";
+import { frame, readFrame } from "./frames";
+import { splice } from "./splice";
+
+export type CloudProxyOptions = Readonly<{
+  node: string;
+  domain: string;
+  directory: Directory;
+  /** Certificate and key the edges verify against the fleet CA. */
+  key: Buffer;
+  cert: Buffer;
+  /** Fleet secret the domain tokens are derived from. */
+  secret: string;
+  listen: { host: string; port: number };
+  /** How long an open waits for a spare of the target domain's active gateway (failover window). */
+  openTimeoutMs: number;
+  dialTimeoutMs: number;
+  clock: Clock;
+  log: Logger;
+  role: () => { proxy: boolean; term: number };
+}>;
+
+type Spare = { socket: tls.TLSSocket; node: string; domain: string; retire: () => void };
+type Waiter = { domain: string; nodes: readonly string[]; resolve: (s: Spare | null) => void };
+
+export type Channel = { socket: Socket; route: NodeRoute; id: string; port: number; via: string };
+
+export class CloudProxy {
+  private server: tls.Server | null = null;
+  /** domain -> spares, oldest first. */
+  private readonly pools = new Map<string, Spare[]>();
+  private readonly waiters = new Set<Waiter>();
+  readonly channels = new ChannelTable("cloud");
+  private unwatch: (() => void) | null = null;
+
+  constructor(private readonly opts: CloudProxyOptions) {}
+
+  async start(): Promise<void> {
+    const { opts } = this;
+    this.server = tls.createServer({ key: opts.key, cert: opts.cert, allowHalfOpen: true }, (s) => void this.accept(s));
+    this.server.on("tlsClientError", () => counters.inc("raven_proxy_tls_errors_total"));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once("error", reject);
+      this.server!.listen(opts.listen.port, opts.listen.host, () => resolve());
+    });
+    this.unwatch = opts.directory.onChange(() => this.prune());
+  }
+
+  get address(): { host: string; port: number } {
+    const a = this.server?.address();
+    return typeof a === "object" && a ? { host: a.address, port: a.port } : { host: "", port: 0 };
+  }
+
+  stop(): void {
+    this.unwatch?.();
+    this.server?.close();
+    this.dropWhere(() => true);
+    this.channels.closeWhere(() => true);
+    for (const w of this.waiters) w.resolve(null);
+    this.waiters.clear();
+  }
+
+  /** Closes spares and channels of gateways that are no longer active for their domain, or all when we are not. */
+  prune(): void {
+    const role = this.opts.role();
+    const stillActive = (domain: string, via: string): boolean => {
+      if (!role.proxy) return false;
+      if (domain === this.opts.domain) return true;
+      return this.activeOf(domain).includes(via);
+    };
+    this.dropWhere((s) => !stillActive(s.domain, s.node));
+    const n = this.channels.closeWhere((c) => !stillActive(c.domain, c.via));
+    if (n > 0) this.opts.log.info({ channels: n }, "closed channels through gateways that are no longer active");
+  }
+
+  /** Opens a channel to node:port, or throws a ChannelError that says why not. */
+  async openChannel(node: string, port: number): Promise<Channel> {
+    const { opts } = this;
+    if (isIP(node) || node.startsWith("[")) {
+      throw new ChannelError("BAD_TARGET", `IP literal targets are refused (${node}): ask for a node by name; IPs are ambiguous across domains`);
+    }
+    if (!isObjectName(node)) throw new ChannelError("BAD_TARGET", `${JSON.stringify(node)} is not a node name`);
+    if (!opts.role().proxy) throw new ChannelError("NO_GATEWAY", `${opts.node} is not the active cloud proxy gateway`);
+    const route = opts.directory.route(node);
+    if (!route) throw new ChannelError("NOT_FOUND", `unknown node ${node}: no node of that name is registered`);
+    const gw = route.gateway;
+    if (!gw) throw new ChannelError("NO_GATEWAY", `node ${node} (domain ${route.domain}) is not placed in any Gateway yet`);
+    const ports = proxyPortsOf(gw.spec);
+    if (!ports.includes(port)) {
+      throw new ChannelError("FORBIDDEN", `port ${port} is not a proxy port of Gateway ${gw.metadata.name} (allowed: ${ports.join(", ")})`);
+    }
+    const id = newChannelId(opts.node);
+    if (route.domain === opts.domain) {
+      const socket = await dialTcp(route.internalIP, port, opts.dialTimeoutMs);
+      return { socket, route, id, port, via: opts.node };
+    }
+    const deadline = opts.clock.now() + opts.openTimeoutMs;
+    for (;;) {
+      const actives = this.activeOf(route.domain);
+      const term = opts.directory.route(node)?.gateway?.status.term ?? gw.status.term;
+      if (actives.length === 0) {
+        const problem = gw.status.problem ? `: ${gw.status.problem}` : "";
+        throw new ChannelError("NO_GATEWAY", `domain ${route.domain} has no active proxy gateway (Gateway ${gw.metadata.name}, term ${term}${problem})`);
+      }
+      const spare = await this.takeSpare(route.domain, actives, deadline - opts.clock.now());
+      if (!spare) {
+        throw new ChannelError(
+          "NO_GATEWAY",
+          `no connection from ${route.domain}'s active gateway ${actives.join(", ")} (term ${term}) within ${opts.openTimeoutMs} ms`,
+        );
+      }
+      try {
+        const socket = await this.open(spare, { id, node, port, term });
+        return { socket, route, id, port, via: spare.node };
+      } catch (err) {
+        // A stale term means the record moved on while the spare waited: try the next one while time is left.
+        if (!(err instanceof ChannelError && err.code === "STALE_TERM" && opts.clock.now() < deadline)) throw err;
+      }
+    }
+  }
+
+  /** Splices a client socket with an open channel and tracks it until both ends close. */
+  attach(client: Socket, ch: Channel): void {
+    this.channels.add(this.infoOf(ch), [client, ch.socket], this.opts.clock.now());
+    splice(client, ch.socket, (err) => this.channels.closed(ch.id, err));
+  }
+
+  /** Tracks a channel used directly as a client connection (the forward proxy's keep-alive agent). */
+  track(ch: Channel): void {
+    this.channels.add(this.infoOf(ch), [ch.socket], this.opts.clock.now());
+    ch.socket.once("close", (hadError) => this.channels.closed(ch.id, hadError ? new Error("channel broke") : undefined));
+  }
+
+  spareCount(domain?: string): number {
+    if (domain) return this.pools.get(domain)?.length ?? 0;
+    let n = 0;
+    for (const p of this.pools.values()) n += p.length;
+    return n;
+  }
+
+  private infoOf(ch: Channel) {
+    return { id: ch.id, domain: ch.route.domain, via: ch.via, target: ch.route.node, port: ch.port, term: ch.route.gateway?.status.term ?? 0 };
+  }
+
+  private activeOf(domain: string): string[] {
+    // Every record serving the domain names the same active set; look it up through any node of the domain.
+    for (const n of this.opts.directory.allNodes()) {
+      if (n.domain !== domain) continue;
+      const gw = this.opts.directory.route(n.name)?.gateway;
+      if (gw) return activeProxyNodes(gw);
+    }
+    return [];
+  }
+
+  private async open(spare: Spare, req: { id: string; node: string; port: number; term: number }): Promise<Socket> {
+    const { socket } = spare;
+    socket.write(frame("chan.open", req));
+    let got;
+    try {
+      got = await readFrame(socket, this.opts.dialTimeoutMs + 1_000, `open ${req.node}:${req.port} via ${spare.node}`);
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+    if (got.msg.type === "error") {
+      socket.destroy();
+      const remote = errorFromWire(got.msg.body);
+      throw new ChannelError(remote.code as ConstructorParameters<typeof ChannelError>[0], `${spare.node}: ${remote.message}`);
+    }
+    if (got.msg.type !== "chan.opened") {
+      socket.destroy();
+      throw new ChannelError("PROTOCOL", `${spare.node} answered chan.open with ${got.msg.type}`);
+    }
+    if (got.rest.length > 0) socket.unshift(got.rest);
+    return socket;
+  }
+
+  private takeSpare(domain: string, actives: readonly string[], waitMs: number): Promise<Spare | null> {
+    const pool = this.pools.get(domain) ?? [];
+    const i = pool.findIndex((s) => actives.includes(s.node));
+    if (i >= 0) {
+      const spare = pool.splice(i, 1)[0]!;
+      spare.retire();
+      return Promise.resolve(spare);
+    }
+    if (waitMs <= 0) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const timer = this.opts.clock.setTimeout(() => {
+        this.waiters.delete(waiter);
+        resolve(null);
+      }, waitMs);
+      const waiter: Waiter = {
+        domain,
+        nodes: actives,
+        resolve: (s) => {
+          this.opts.clock.clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve(s);
+        },
+      };
+      this.waiters.add(waiter);
+    });
+  }
+
+  private async accept(socket: tls.TLSSocket): Promise<void> {
+    const { opts } = this;
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    socket.on("error", () => socket.destroy());
+    let hello;
+    try {
+      const got = await readFrame(socket, 5_000, "hello from an edge gateway");
+      if (got.msg.type !== "chan.hello") throw new ChannelError("PROTOCOL", `expected chan.hello, got ${got.msg.type}`);
+      hello = got.msg.body;
+    } catch (err) {
+      counters.inc("raven_proxy_rejected_peers_total", { reason: "PROTOCOL" });
+      opts.log.info({ err: describeError(err) }, "refused a proxy peer");
+      return void socket.destroy();
+    }
+    const refuse = (err: ChannelError) => {
+      counters.inc("raven_proxy_rejected_peers_total", { reason: err.code });
+      opts.log.warn({ peer: hello.node, domain: hello.domain, err: err.message }, "refused a proxy peer");
+      socket.end(frame("error", errorToWire(err)));
+    };
+    if (!verifyDomainToken(opts.secret, hello.domain, hello.token)) {
+      return refuse(new ChannelError("UNAUTHORIZED", `the token does not belong to domain ${hello.domain}`));
+    }
+    if (!opts.role().proxy) return refuse(new ChannelError("STALE_TERM", `${opts.node} is not the active cloud proxy gateway`));
+    // An idle spare says nothing until we open it; a close (or stray bytes) drops it from the pool. Taking
+    // it from the pool calls `retire`, which removes these listeners.
+    const drop = () => this.dropWhere((s) => s === spare);
+    const spare: Spare = {
+      socket,
+      node: hello.node,
+      domain: hello.domain,
+      retire: () => {
+        socket.off("close", drop);
+        socket.off("data", drop);
+        socket.pause();
+      },
+    };
+    socket.once("close", drop);
+    socket.once("data", drop);
+    socket.write(frame("chan.welcome", { node: opts.node }));
+    for (const w of this.waiters) {
+      if (w.domain === spare.domain && w.nodes.includes(spare.node)) {
+        spare.retire();
+        return w.resolve(spare);
+      }
+    }
+    const pool = this.pools.get(spare.domain) ?? [];
+    pool.push(spare);
+    this.pools.set(spare.domain, pool);
+  }
+
+  private dropWhere(pred: (s: Spare) => boolean): void {
+    for (const [domain, pool] of this.pools) {
+      const keep = pool.filter((s) => {
+        if (!pred(s)) return true;
+        s.socket.destroy();
+        return false;
+      });
+      if (keep.length === 0) this.pools.delete(domain);
+      else this.pools.set(domain, keep);
+    }
+  }
+}

@@ -1,0 +1,130 @@
+// The name map a gateway routes by: node -> domain, InternalIP and the Gateway record that serves it (its
+// active proxy endpoints, term and proxy ports), kept current by watching the hub's `raven_gateways` and
+// `raven_nodes` buckets. The cloud gateway uses it to send a channel to the right domain; an edge gateway to
+// resolve a name to an IP inside its own domain only (IPs collide across domains) and to find the cloud
+// gateways it must dial. Level-triggered: `onChange` fires after any update; readers look the state up.
+import type { KvWatchEntry } from "@nats-io/kv";
+import type { Clock } from "../../../shared/clock";
+import { describeError } from "../../../shared/errors";
+import { keyOfGateway, parseGatewayRecord, proxyPortsOf, type Endpoint, type Gateway } from "../../../shared/gateway";
+import { watchBucket } from "../../../shared/kv";
+import type { Logger } from "../../../shared/log";
+import { counters } from "../../../shared/metrics";
+import type { HubBuckets } from "../../../shared/nats";
+import { textDecoder } from "../../../shared/nats";
+import { parseNodeRecord, type NodeRecord } from "../../../shared/node-record";
+
+export type NodeRoute = Readonly<{
+  node: string;
+  domain: string;
+  internalIP: string;
+  /** The record serving the node's domain, when the coordinator has placed the node in one. */
+  gateway: Gateway | null;
+}>;
+
+export type ProxyPeer = Readonly<{ node: string; gateway: string; host: string; port: number; term: number }>;
+
+export class Directory {
+  private readonly records = new Map<string, { gw: Gateway; revision: number }>();
+  private readonly nodes = new Map<string, NodeRecord>();
+  /** Node name -> key of the record whose status lists it. */
+  private readonly recordOfNode = new Map<string, string>();
+  private readonly watchers: { stop(): void }[] = [];
+  private readonly listeners = new Set<() => void>();
+
+  constructor(
+    private readonly buckets: Pick<HubBuckets, "gateways" | "nodes">,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    const opts = { clock: this.clock, log: this.log };
+    this.watchers.push(watchBucket(this.buckets.gateways, (e) => this.applyRecord(e), { ...opts, what: "gateways" }));
+    this.watchers.push(watchBucket(this.buckets.nodes, (e) => this.applyNode(e), { ...opts, what: "nodes" }));
+  }
+
+  stop(): void {
+    for (const w of this.watchers) w.stop();
+    this.listeners.clear();
+  }
+
+  onChange(fn: () => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  route(node: string): NodeRoute | undefined {
+    const facts = this.nodes.get(node);
+    if (!facts) return undefined;
+    const key = this.recordOfNode.get(node);
+    return { node, domain: facts.domain, internalIP: facts.internalIP, gateway: (key && this.records.get(key)?.gw) || null };
+  }
+
+  record(key: string): Gateway | undefined {
+    return this.records.get(key)?.gw;
+  }
+
+  allNodes(): IterableIterator<NodeRecord> {
+    return this.nodes.values();
+  }
+
+  /** Active proxy endpoints of exposed (cloud) Gateways with the address edges dial: publicIP:publicPort,
+   * else the node's InternalIP and the endpoint port. */
+  cloudPeers(): ProxyPeer[] {
+    const out: ProxyPeer[] = [];
+    for (const { gw } of this.records.values()) {
+      if (gw.spec.exposeType === "") continue;
+      for (const ep of gw.status.activeEndpoints) {
+        if (ep.type !== "proxy") continue;
+        const host = ep.publicIP ?? this.nodes.get(ep.nodeName)?.internalIP;
+        if (host) out.push({ node: ep.nodeName, gateway: gw.metadata.name, host, port: ep.publicPort ?? ep.port, term: gw.status.term });
+      }
+    }
+    return out;
+  }
+
+  private applyRecord(entry: KvWatchEntry): void {
+    const prev = this.records.get(entry.key);
+    if (prev && prev.revision >= entry.revision) return;
+    if (prev) for (const n of prev.gw.status.nodes) if (this.recordOfNode.get(n.nodeName) === entry.key) this.recordOfNode.delete(n.nodeName);
+    if (entry.operation !== "PUT") {
+      this.records.delete(entry.key);
+    } else {
+      try {
+        const gw = parseGatewayRecord(JSON.parse(textDecoder.decode(entry.value)), entry.key);
+        this.records.set(entry.key, { gw, revision: entry.revision });
+        for (const n of gw.status.nodes) this.recordOfNode.set(n.nodeName, keyOfGateway(gw));
+      } catch (err) {
+        this.records.delete(entry.key);
+        counters.inc("raven_records_rejected_total", { bucket: "gateways" });
+        this.log.warn({ key: entry.key, err: describeError(err) }, "skipped a Gateway record that does not parse");
+      }
+    }
+    this.changed();
+  }
+
+  private applyNode(entry: KvWatchEntry): void {
+    if (entry.operation !== "PUT") {
+      this.nodes.delete(entry.key);
+    } else {
+      try {
+        this.nodes.set(entry.key, parseNodeRecord(JSON.parse(textDecoder.decode(entry.value)), entry.key));
+      } catch (err) {
+        counters.inc("raven_records_rejected_total", { bucket: "nodes" });
+        this.log.warn({ key: entry.key, err: describeError(err) }, "skipped a node record that does not parse");
+        return;
+      }
+    }
+    this.changed();
+  }
+
+  private changed(): void {
+    for (const fn of this.listeners) fn();
+  }
+}
+
+export const activeProxyNodes = (gw: Gateway): string[] =>
+  gw.status.activeEndpoints.filter((e: Endpoint) => e.type === "proxy").map((e) => e.nodeName);
+
+export { proxyPortsOf };

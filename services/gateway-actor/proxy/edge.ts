@@ -1,0 +1,245 @@
+// EdgeProxy: the edge side of proxy mode. While this candidate acts active for its Gateway's proxy endpoint,
+// it keeps `spares` TLS connections dialed out to every active cloud gateway (edges need no inbound port),
+// one TunnelActor per cloud peer deciding when to dial and when to back off. The cloud turns a spare into a
+// channel with `chan.open`; the edge checks the term (fencing: an open carrying a term older than ours is
+// refused), that the target is a node of *this* domain and the port one of the Gateway's proxy ports, dials
+// the node's InternalIP here — inside the domain, where colliding IPs are unambiguous — answers `chan.opened`
+// and splices the two sockets. When the role goes (lease lost, term moved on, draining), every spare and
+// every channel is closed at once.
+import net from "node:net";
+import tls from "node:tls";
+import { createActor, type Actor } from "xstate";
+import { tunnelMachine, wantsDials, type TunnelState } from "../../../statecharts";
+import type { Clock } from "../../../shared/clock";
+import { ChannelError, describeError, errorToWire } from "../../../shared/errors";
+import type { Logger } from "../../../shared/log";
+import { counters } from "../../../shared/metrics";
+import type { ChanOpen } from "../../../shared/protocol";
+import { ChannelTable } from "./channels";
+import { activeProxyNodes, proxyPortsOf, type Directory, type ProxyPeer } from "./directory";
+import { frame, readFrame } from "./frames";
+import { splice } from "./splice";
+
+export type EdgeProxyOptions = Readonly<{
+  node: string;
+  domain: string;
+  gateway: string;
+  directory: Directory;
+  /** The fleet CA that signed the cloud gateways' certificate (pinned). */
+  ca: Buffer;
+  /** This domain's token (HMAC of the fleet secret), proving to the cloud which domain dials. */
+  token: string;
+  /** Spare connections kept per cloud peer. */
+  spares: number;
+  dialTimeoutMs: number;
+  retryMs: number;
+  clock: Clock;
+  log: Logger;
+  /** Whether this candidate may serve channels right now, and under which term. */
+  role: () => { proxy: boolean; term: number };
+}>;
+
+type Peer = {
+  key: string;
+  info: ProxyPeer;
+  actor: Actor<typeof tunnelMachine>;
+  spares: Set<tls.TLSSocket>;
+  dialing: number;
+  /** The last TLS session ticket from this peer: resuming skips the certificate work of a full handshake. */
+  session: Buffer | undefined;
+};
+
+export const PROXY_SERVERNAME = "raven-proxy";
+
+export class EdgeProxy {
+  private readonly peers = new Map<string, Peer>();
+  readonly channels = new ChannelTable("edge");
+  private stopped = false;
+
+  constructor(private readonly opts: EdgeProxyOptions) {}
+
+  /** Level-triggered: reconciles peers and spares with the role and the directory. Cheap; call often. */
+  update(): void {
+    if (this.stopped) return;
+    const role = this.opts.role();
+    const wanted = role.proxy ? this.opts.directory.cloudPeers() : [];
+    const wantedKeys = new Set(wanted.map(peerKey));
+    for (const [key, peer] of this.peers) if (!wantedKeys.has(key)) this.dropPeer(peer, role.proxy ? "peer no longer active" : "not active");
+    if (!role.proxy) {
+      const n = this.channels.closeWhere(() => true);
+      if (n > 0) this.opts.log.info({ channels: n }, "closed channels: this gateway is no longer active");
+    }
+    const now = this.opts.clock.now();
+    for (const info of wanted) {
+      const key = peerKey(info);
+      let peer = this.peers.get(key);
+      if (!peer) peer = this.addPeer(key, info);
+      peer.actor.send({ type: "TICK", now });
+      const state = peer.actor.getSnapshot().value as TunnelState;
+      if (!wantsDials(state)) continue;
+      while (peer.spares.size + peer.dialing < this.opts.spares) this.dial(peer);
+    }
+  }
+
+  tunnels(): { peer: string; state: TunnelState; spares: number }[] {
+    return [...this.peers.values()].map((p) => ({ peer: p.info.node, state: p.actor.getSnapshot().value as TunnelState, spares: p.spares.size }));
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const peer of this.peers.values()) this.dropPeer(peer, "stopping");
+    this.channels.closeWhere(() => true);
+  }
+
+  private addPeer(key: string, info: ProxyPeer): Peer {
+    const actor = createActor(tunnelMachine, { input: { peer: info.node, retryMs: this.opts.retryMs } });
+    actor.on("tunnelState", (e) => this.opts.log.info({ peer: e.peer, state: e.state, err: e.error ?? undefined }, "proxy tunnel"));
+    actor.subscribe({ error: (err) => this.opts.log.error({ err: describeError(err), peer: info.node }, "tunnel statechart failed") });
+    actor.start();
+    const peer: Peer = { key, info, actor, spares: new Set(), dialing: 0, session: undefined };
+    this.peers.set(key, peer);
+    return peer;
+  }
+
+  private dropPeer(peer: Peer, why: string): void {
+    this.peers.delete(peer.key);
+    peer.actor.send({ type: "CLOSE" });
+    peer.actor.stop();
+    for (const s of peer.spares) s.destroy();
+    peer.spares.clear();
+    this.opts.log.debug({ peer: peer.info.node, why }, "dropped proxy peer");
+  }
+
+  private live(peer: Peer): boolean {
+    return this.peers.get(peer.key) === peer;
+  }
+
+  private dial(peer: Peer): void {
+    const { opts } = this;
+    peer.dialing++;
+    let settled = false;
+    // allowHalfOpen is honoured by tls.connect (it builds the TLSSocket with it) but missing from its types.
+    const socket = tls.connect({
+      host: peer.info.host,
+      port: peer.info.port,
+      ca: opts.ca,
+      servername: PROXY_SERVERNAME,
+      allowHalfOpen: true,
+      ...(peer.session ? { session: peer.session } : {}),
+    } as tls.ConnectionOptions);
+    socket.once("session", (session: Buffer) => (peer.session = session));
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 10_000);
+    /** Ends the dial once: with an error (the TunnelActor hears it) or, without one, as a welcomed spare. */
+    const settle = (err?: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      peer.dialing--;
+      if (!err) return;
+      socket.destroy();
+      if (!this.live(peer)) return;
+      counters.inc("raven_proxy_dial_failures_total");
+      peer.actor.send({ type: "DIAL_FAILED", error: describeError(err), now: opts.clock.now() });
+    };
+    const timer = setTimeout(
+      () => settle(new ChannelError("TIMEOUT", `no welcome from ${peer.info.node} at ${peer.info.host}:${peer.info.port} within ${opts.dialTimeoutMs} ms`)),
+      opts.dialTimeoutMs,
+    );
+    socket.on("error", settle); // after the welcome, later errors belong to awaitOpen / splice; settle ignores them
+    socket.once("secureConnect", async () => {
+      socket.write(frame("chan.hello", { domain: opts.domain, node: opts.node, gateway: opts.gateway, term: opts.role().term, token: opts.token }));
+      try {
+        const { msg, rest } = await readFrame(socket, opts.dialTimeoutMs, `hello to ${peer.info.node}`);
+        if (msg.type === "error") throw new ChannelError("UNAUTHORIZED", `${peer.info.node} refused this gateway: ${msg.body.message}`);
+        if (msg.type !== "chan.welcome") throw new ChannelError("PROTOCOL", `${peer.info.node} answered the hello with ${msg.type}`);
+        // A cloud with opens waiting sends chan.open right behind the welcome, often in the same segment.
+        if (rest.length > 0) socket.unshift(rest);
+      } catch (err) {
+        return settle(err);
+      }
+      if (settled) return; // timed out meanwhile
+      settle();
+      if (!this.live(peer)) return void socket.destroy();
+      peer.spares.add(socket);
+      peer.actor.send({ type: "SPARE_UP" });
+      void this.awaitOpen(peer, socket);
+    });
+  }
+
+  /** An idle spare waits for the cloud's `chan.open`; anything else (or a close) retires it. */
+  private async awaitOpen(peer: Peer, socket: tls.TLSSocket): Promise<void> {
+    let open: ChanOpen;
+    let rest: Buffer;
+    try {
+      const got = await readFrame(socket, 0, `spare to ${peer.info.node}`);
+      if (got.msg.type !== "chan.open") throw new ChannelError("PROTOCOL", `expected chan.open, got ${got.msg.type}`);
+      open = got.msg.body;
+      rest = got.rest;
+    } catch {
+      socket.destroy();
+      if (peer.spares.delete(socket) && this.live(peer)) peer.actor.send({ type: "SPARE_GONE" });
+      return;
+    }
+    if (peer.spares.delete(socket) && this.live(peer)) peer.actor.send({ type: "SPARE_GONE" });
+    this.update(); // top the pool up at once: the next request should not wait for a handshake
+    try {
+      const target = await this.dialTarget(open);
+      socket.write(frame("chan.opened", { id: open.id }));
+      if (rest.length > 0) target.write(rest);
+      const info = { id: open.id, domain: this.opts.domain, via: this.opts.node, target: open.node, port: open.port, term: open.term };
+      this.channels.add(info, [socket, target], this.opts.clock.now());
+      splice(socket, target, (err) => this.channels.closed(open.id, err));
+    } catch (err) {
+      const wire = errorToWire(err);
+      counters.inc("raven_channel_errors_total", { side: "edge", reason: wire.code });
+      this.opts.log.info({ target: `${open.node}:${open.port}`, code: wire.code, err: wire.message }, "channel refused");
+      socket.end(frame("error", wire));
+    }
+  }
+
+  /** Fencing and authorization of an open, then the dial inside this domain. */
+  private dialTarget(open: ChanOpen): Promise<net.Socket> {
+    const { opts } = this;
+    const role = opts.role();
+    if (!role.proxy) return Promise.reject(new ChannelError("STALE_TERM", `${opts.node} is not the active proxy gateway of ${opts.domain}`));
+    if (open.term < role.term) {
+      return Promise.reject(new ChannelError("STALE_TERM", `channel for term ${open.term} refused: ${opts.domain} is at term ${role.term}`));
+    }
+    const route = opts.directory.route(open.node);
+    if (!route || route.domain !== opts.domain) {
+      return Promise.reject(new ChannelError("NOT_FOUND", `node ${open.node} is not a node of domain ${opts.domain}`));
+    }
+    const gw = route.gateway;
+    if (!gw || !activeProxyNodes(gw).includes(opts.node)) {
+      return Promise.reject(new ChannelError("STALE_TERM", `${opts.node} is not an active proxy endpoint of the record serving ${open.node}`));
+    }
+    const ports = proxyPortsOf(gw.spec);
+    if (!ports.includes(open.port)) {
+      return Promise.reject(new ChannelError("FORBIDDEN", `port ${open.port} is not a proxy port of Gateway ${gw.metadata.name} (allowed: ${ports.join(", ")})`));
+    }
+    return dialTcp(route.internalIP, open.port, opts.dialTimeoutMs);
+  }
+}
+
+const peerKey = (p: ProxyPeer) => `${p.node}@${p.host}:${p.port}`;
+
+/** A TCP connection to host:port, or a DIAL_FAILED ChannelError naming the address. */
+export function dialTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new ChannelError("DIAL_FAILED", `dial ${host}:${port}: no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.once("connect", () => {
+      clearTimeout(timer);
+      s.removeAllListeners("error");
+      resolve(s);
+    });
+    s.once("error", (err) => {
+      clearTimeout(timer);
+      reject(new ChannelError("DIAL_FAILED", `dial ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }));
+    });
+  });
+}

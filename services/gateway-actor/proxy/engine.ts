@@ -1,0 +1,198 @@
+// ProxyEngine: proxy mode for one gateway candidate, level-triggered from the GatewayActor's role and the
+// Directory. A candidate of an exposed (cloud) Gateway runs CloudProxy — the edge-facing TLS listener always,
+// the front doors (HTTP proxy, name-routed ports) only while it acts active; any other candidate runs
+// EdgeProxy, which holds spares and serves channels only while it acts active. Which side a candidate is on
+// is read from its own Gateway record, so it follows `raven gateways apply`.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Clock } from "../../../shared/clock";
+import { ConfigError, describeError } from "../../../shared/errors";
+import { gatewayKey, soloKey, type Gateway } from "../../../shared/gateway";
+import type { Logger } from "../../../shared/log";
+import { bindBuckets, type NatsConnection } from "../../../shared/nats";
+import { CloudProxy } from "./cloud";
+import { Directory } from "./directory";
+import { EdgeProxy } from "./edge";
+import { NameRoutedListener, ProxyFrontDoor } from "./front";
+
+export type ProxyConfig = Readonly<{
+  /** Directory with ca.crt, plus proxy.key/proxy.crt/secret on cloud candidates or `token` on edge ones. */
+  pkiDir: string;
+  /** Address the cloud listeners bind (edge-facing data port and front doors). */
+  bindHost: string;
+  dataPort: number;
+  frontPort: number;
+  /** Name-routed listeners: node port -> the port it listens on here. Empty: none. */
+  namePorts: ReadonlyMap<number, number>;
+  spares: number;
+  openTimeoutMs: number;
+  dialTimeoutMs: number;
+  retryMs: number;
+}>;
+
+export const defaultProxyConfig = (pkiDir: string): ProxyConfig => ({
+  pkiDir,
+  bindHost: "0.0.0.0",
+  dataPort: 10262,
+  frontPort: 10264,
+  namePorts: new Map(),
+  spares: 4,
+  openTimeoutMs: 2_000,
+  dialTimeoutMs: 2_000,
+  retryMs: 200,
+});
+
+export type ProxyEngineOptions = Readonly<{
+  nc: NatsConnection;
+  node: string;
+  domain: string;
+  gateway: string;
+  config: ProxyConfig;
+  clock: Clock;
+  log: Logger;
+  role: () => { proxy: boolean; term: number };
+}>;
+
+function readPki(dir: string, file: string): Buffer {
+  try {
+    return readFileSync(join(dir, file));
+  } catch (err) {
+    throw new ConfigError("--proxy-pki", `cannot read ${join(dir, file)}: ${describeError(err)}`, { cause: err });
+  }
+}
+
+export class ProxyEngine {
+  directory: Directory | null = null;
+  cloud: CloudProxy | null = null;
+  edge: EdgeProxy | null = null;
+  private doors: { front: ProxyFrontDoor; names: NameRoutedListener[] } | null = null;
+  private doorsPending = false;
+  private stopped = false;
+
+  constructor(private readonly opts: ProxyEngineOptions) {}
+
+  async start(): Promise<void> {
+    const { opts } = this;
+    readPki(opts.config.pkiDir, "ca.crt"); // fail at start, with the path, rather than on first use
+    for (;;) {
+      try {
+        const buckets = await bindBuckets(opts.nc, 2_000);
+        this.directory = new Directory(buckets, opts.clock, opts.log);
+        break;
+      } catch (err) {
+        if (this.stopped) return;
+        opts.log.warn({ err: describeError(err) }, "proxy: KV not reachable yet; retrying");
+        await new Promise((r) => opts.clock.setTimeout(() => r(undefined), 500));
+      }
+    }
+    this.directory.onChange(() => this.update());
+    this.directory.start();
+  }
+
+  ownRecord(): Gateway | undefined {
+    const d = this.directory;
+    if (!d) return undefined;
+    return d.record(gatewayKey(this.opts.gateway)) ?? (this.opts.gateway === this.opts.node ? d.record(soloKey(this.opts.node)) : undefined);
+  }
+
+  /** Level-triggered reconcile; cheap, called on every role change, heartbeat and directory change. */
+  update(): void {
+    if (this.stopped || !this.directory) return;
+    const own = this.ownRecord();
+    if (!own) return;
+    try {
+      if (own.spec.exposeType !== "") this.updateCloud();
+      else this.updateEdge();
+    } catch (err) {
+      this.opts.log.error({ err: describeError(err) }, "proxy engine update failed");
+    }
+  }
+
+  private updateCloud(): void {
+    const { opts } = this;
+    const cfg = opts.config;
+    if (!this.cloud) {
+      this.cloud = new CloudProxy({
+        node: opts.node,
+        domain: opts.domain,
+        directory: this.directory!,
+        key: readPki(cfg.pkiDir, "proxy.key"),
+        cert: readPki(cfg.pkiDir, "proxy.crt"),
+        secret: readPki(cfg.pkiDir, "secret").toString("utf8").trim(),
+        listen: { host: cfg.bindHost, port: cfg.dataPort },
+        openTimeoutMs: cfg.openTimeoutMs,
+        dialTimeoutMs: cfg.dialTimeoutMs,
+        clock: opts.clock,
+        log: opts.log.child({ part: "proxy-cloud" }),
+        role: opts.role,
+      });
+      this.cloud.start().then(
+        () => opts.log.info({ listen: this.cloud?.address }, "proxy: edge-facing listener up"),
+        (err) => opts.log.error({ err: describeError(err) }, "proxy: edge-facing listener failed"),
+      );
+    }
+    const active = opts.role().proxy;
+    if (active && !this.doors && !this.doorsPending) void this.openDoors();
+    if (!active && this.doors) this.closeDoors();
+    this.cloud.prune();
+  }
+
+  private async openDoors(): Promise<void> {
+    const { opts } = this;
+    const cfg = opts.config;
+    this.doorsPending = true;
+    const front = new ProxyFrontDoor(this.cloud!, opts.log.child({ part: "proxy-front" }));
+    const names = [...cfg.namePorts].map(([target]) => new NameRoutedListener(this.cloud!, target, opts.log.child({ part: "proxy-names" })));
+    try {
+      const frontPort = await front.listen(cfg.bindHost, cfg.frontPort);
+      const ports = await Promise.all(names.map((n) => n.listen(cfg.bindHost, cfg.namePorts.get(n.targetPort)!)));
+      this.doors = { front, names };
+      opts.log.info({ host: cfg.bindHost, frontPort, namePorts: ports }, "proxy: front doors open");
+    } catch (err) {
+      front.close();
+      for (const n of names) n.close();
+      opts.log.error({ err: describeError(err) }, "proxy: front doors failed to open; retrying on the next update");
+    } finally {
+      this.doorsPending = false;
+    }
+    if (!opts.role().proxy || this.stopped) this.closeDoors();
+  }
+
+  private closeDoors(): void {
+    if (!this.doors) return;
+    this.doors.front.close();
+    for (const n of this.doors.names) n.close();
+    this.doors = null;
+    this.opts.log.info("proxy: front doors closed");
+  }
+
+  private updateEdge(): void {
+    const { opts } = this;
+    if (!this.edge) {
+      const cfg = opts.config;
+      this.edge = new EdgeProxy({
+        node: opts.node,
+        domain: opts.domain,
+        gateway: opts.gateway,
+        directory: this.directory!,
+        ca: readPki(cfg.pkiDir, "ca.crt"),
+        token: readPki(cfg.pkiDir, "token").toString("utf8").trim(),
+        spares: cfg.spares,
+        dialTimeoutMs: cfg.dialTimeoutMs,
+        retryMs: cfg.retryMs,
+        clock: opts.clock,
+        log: opts.log.child({ part: "proxy-edge" }),
+        role: opts.role,
+      });
+    }
+    this.edge.update();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.closeDoors();
+    this.edge?.stop();
+    this.cloud?.stop();
+    this.directory?.stop();
+  }
+}

@@ -1,0 +1,61 @@
+// The main thread's handle on the proxy thread (worker.ts): starts it, forwards the gateway's role and lease
+// on every heartbeat and role change (a few bytes, no waiting), and stops it. The worker runs the bundle
+// next to the gateway-actor bundle, or the TypeScript source under tsx.
+import { Worker } from "node:worker_threads";
+import type { Logger } from "../../../shared/log";
+import type { ProxyConfig } from "./engine";
+import type { FromWorker, ToWorker, WorkerInit } from "./worker";
+
+export type ProxyHostOptions = Readonly<{
+  workerUrl: URL;
+  nats: string;
+  node: string;
+  domain: string;
+  gateway: string;
+  config: ProxyConfig;
+  log: Logger;
+  logBindings: Record<string, string>;
+  onFatal: (err: Error) => void;
+}>;
+
+export class ProxyHost {
+  private readonly worker: Worker;
+  private stopped = false;
+
+  constructor(private readonly opts: ProxyHostOptions) {
+    const data: WorkerInit = {
+      nats: opts.nats,
+      node: opts.node,
+      domain: opts.domain,
+      gateway: opts.gateway,
+      config: { ...opts.config, namePorts: [...opts.config.namePorts] },
+      logBindings: opts.logBindings,
+    };
+    const isTs = opts.workerUrl.pathname.endsWith(".ts");
+    this.worker = new Worker(opts.workerUrl, { workerData: data, ...(isTs ? { execArgv: ["--import", "tsx"] } : {}) });
+    this.worker.on("message", (m: FromWorker) => {
+      if (m.type === "fatal") opts.onFatal(new Error(`proxy thread: ${m.error}`));
+    });
+    this.worker.on("error", (err) => opts.onFatal(err));
+    this.worker.on("exit", (code) => {
+      if (!this.stopped) opts.onFatal(new Error(`proxy thread exited with code ${code}`));
+    });
+  }
+
+  role(proxy: boolean, term: number, leaseLeftMs: number): void {
+    if (this.stopped) return;
+    this.worker.postMessage({ type: "role", proxy, term, leaseLeftMs } satisfies ToWorker);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const done = new Promise<void>((resolve) => {
+      this.worker.on("message", (m: FromWorker) => m.type === "stopped" && resolve());
+      this.worker.once("exit", () => resolve());
+    });
+    this.worker.postMessage({ type: "stop" } satisfies ToWorker);
+    await Promise.race([done, new Promise((r) => setTimeout(r, 2_000))]);
+    await this.worker.terminate();
+  }
+}
