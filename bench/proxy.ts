@@ -68,12 +68,14 @@ function benchTopology(loopback: boolean): Topology {
   });
 }
 
-async function ravenPath(): Promise<{ dial: PathDialers; stop(): Promise<void> } | null> {
-  const netns = process.getuid?.() === 0;
+let noNetns = false;
+
+async function ravenPath(transport: "tls" | "tcp"): Promise<{ dial: PathDialers; stop(): Promise<void> } | null> {
+  const netns = process.getuid?.() === 0 && !noNetns;
   const topology = benchTopology(!netns);
   const target = topology.nodes.find((n) => n.name === "edge-node-1")!;
   const runDir = mkdtempSync(join(tmpdir(), "raven-bench-proxy-"));
-  const fleet = new Fleet(topology, { runDir, hubPort: 0, proxy: true, netns, demoTargets: false, logLevel: "warn", progress: (l) => consoleReporter.progress(`raven: ${l.trim()}`) });
+  const fleet = new Fleet(topology, { runDir, hubPort: 0, proxy: true, netns, demoTargets: false, proxyTransport: transport, logLevel: "warn", progress: (l) => consoleReporter.progress(`raven: ${l.trim()}`) });
   let targets: TargetsProcess | null = null;
   const stop = async () => {
     await targets?.stop();
@@ -95,6 +97,17 @@ async function ravenPath(): Promise<{ dial: PathDialers; stop(): Promise<void> }
       sink: connectViaDialer(door.host, door.frontPort, `${target.name}:${SINK_PORT}`),
       echo: connectViaDialer(door.host, door.frontPort, `${target.name}:${ECHO_PORT}`),
     };
+    // Elected is not yet connected: the edge gateway dials its channels out once it sees the cloud's record.
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        (await dial.echo()).destroy();
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     return { dial, stop };
   } catch (err) {
     await stop();
@@ -138,10 +151,13 @@ runMain(async () => {
     concurrency: { type: "string", default: "8", help: "connections in flight during the connection-rate measurement" },
     "ssh-cipher": { type: "string", help: "ssh -c for the tunnels, e.g. aes128-gcm@openssh.com (default: OpenSSH's own choice)" },
     quick: { type: "boolean", default: false, help: "smoke test: small defaults, allows --bytes below 1GiB" },
+    "no-netns": { type: "boolean", default: false, help: "run the Raven path's fleet on loopback even as root" },
+    "skip-tcp": { type: "boolean", default: false, help: "do not measure the Raven path with plain-TCP channels (only the default, TLS)" },
   });
   if (!parsed) return;
   const { flags } = parsed;
   const quick = flags.quick === true;
+  noNetns = flags["no-netns"] === true;
   const bulkBytes = parseBytes(flags.bytes ?? (quick ? "64MiB" : "1GiB"), "--bytes");
   if (bulkBytes < GIB && !quick) throw new ConfigError("--bytes", `must be at least 1GiB for a real run (got ${formatBytes(bulkBytes)}); pass --quick for a smoke test`);
   const opts: MeasureOptions = {
@@ -179,16 +195,22 @@ runMain(async () => {
     const ssh = await measurePath("ssh", { sink: tcpDialer("127.0.0.1", sinkTunnel.port), echo: tcpDialer("127.0.0.1", echoTunnel.port) }, opts);
     await stopSsh(); // its tunnels too; nothing of ssh competes for the CPU while the next path runs
 
-    let raven: PathResult = notMeasured("raven");
-    const path = await ravenPath();
-    if (path) {
+    // The default channel transport (TLS) is what the last line reports; plain TCP between the gateways is
+    // measured too, for underlays that are already private or encrypted.
+    const measureRaven = async (transport: "tls" | "tcp", label: string): Promise<PathResult> => {
+      const path = await ravenPath(transport);
+      if (!path) return notMeasured(label);
       const stopRaven = once(() => path.stop());
       stoppers.push(stopRaven);
-      raven = await measurePath("raven", path.dial, opts);
+      const result = await measurePath(label, path.dial, opts);
       await stopRaven();
-    } else consoleReporter.figure("raven path: not measured");
+      return result;
+    };
+    const raven = await measureRaven("tls", "raven");
+    const ravenTcp = flags["skip-tcp"] ? notMeasured("raven-tcp") : await measureRaven("tcp", "raven-tcp");
 
-    for (const r of [direct, ssh, raven]) consoleReporter.figure(formatPathResult(r));
+    for (const r of [direct, ssh, raven, ravenTcp]) consoleReporter.figure(formatPathResult(r));
+    consoleReporter.figure(formatRatios(ravenTcp, ssh));
     consoleReporter.figure(formatRatios(ssh, direct));
     consoleReporter.figure(formatRatios(raven, ssh));
     consoleReporter.figure(formatRatios(raven, direct));

@@ -36,6 +36,8 @@ export type FleetOptions = Readonly<{
   proxy?: boolean;
   /** Put every domain in its own network namespace (root only), so InternalIPs really collide. Implies proxy. */
   netns?: boolean;
+  /** Channel transport between gateways (default "tls"). */
+  proxyTransport?: "tls" | "tcp";
   /** In proxy mode, run the demo target server (kubelet stand-in) on every node (default true). */
   demoTargets?: boolean;
 }>;
@@ -184,7 +186,7 @@ export class Fleet {
         const domain = domainOf(facts);
         const name = `gateway-${c}`;
         const args = ["--nats", this.natsUrlFor(domain), "--node", c, "--domain", domain, "--gateway", unit.name];
-        if (pkiDirs) args.push("--proxy-pki", pkiDirs.get(domain)!);
+        if (pkiDirs) args.push("--proxy-pki", pkiDirs.get(domain)!, "--proxy-transport", options.proxyTransport ?? "tls");
         const listen = this.proxyListen(c);
         if (listen) {
           const names = [...listen.namePorts].map(([target, port]) => (target === port ? `${target}` : `${target}=${port}`)).join(",");

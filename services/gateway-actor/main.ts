@@ -8,7 +8,7 @@ import { connectDaemon } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName, isObjectName } from "../../shared/protocol";
 import { GatewayActorService } from "./gateway";
-import { ProxyHost, defaultProxyConfig, type ProxyConfig } from "./proxy";
+import { ProxyHost, defaultProxyConfig, type ChannelTransport, type ProxyConfig } from "./proxy";
 
 function portFlag(value: string | undefined, key: string): number {
   const n = Number(value);
@@ -28,7 +28,13 @@ function parseProxyFlags(flags: Record<string, string | boolean | undefined>): P
     dataPort: portFlag(flags["proxy-port"] as string, "proxy-port"),
     frontPort: portFlag(flags["proxy-front-port"] as string, "proxy-front-port"),
     namePorts,
+    transport: parseTransport(flags["proxy-transport"]),
   };
+}
+
+function parseTransport(value: unknown): ChannelTransport {
+  if (value === "tls" || value === "tcp") return value;
+  throw new ConfigError("--proxy-transport", `must be "tls" or "tcp", got ${JSON.stringify(value)}`);
 }
 
 runMain(async () => {
@@ -42,6 +48,7 @@ runMain(async () => {
     "proxy-bind": { type: "string", default: "0.0.0.0", help: "cloud: address the proxy listeners bind" },
     "proxy-port": { type: "string", default: "10262", help: "cloud: port edge gateways dial in to" },
     "proxy-front-port": { type: "string", default: "10264", help: "cloud: HTTP proxy port (CONNECT and absolute URLs)" },
+    "proxy-transport": { type: "string", default: "tls", help: 'channels between gateways: "tls", or "tcp" where the underlay is already private/encrypted (both ends must agree)' },
     "proxy-name-ports": { type: "string", default: "", help: 'cloud: name-routed node ports (DNS mode), e.g. "10250,10255" or "10250=20250" to listen elsewhere' },
   });
   if (!parsed) return;

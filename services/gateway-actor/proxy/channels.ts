@@ -15,6 +15,10 @@ export type ChannelInfo = Readonly<{
   term: number;
 }>;
 
+/** How a channel crosses between gateways: TLS with the pinned fleet CA, or plain TCP for an underlay that is
+ * already private or encrypted (tunnel mode's IPsec, a VPN), where TLS would only cost throughput. */
+export type ChannelTransport = "tls" | "tcp";
+
 type Entry = { info: ChannelInfo; sockets: Socket[]; openedAt: number };
 
 let nextId = 0;

@@ -6,7 +6,7 @@
 // ~0.3 s after a gateway dies; a SIGKILLed gateway's sockets reset even sooner), so nothing hangs on a dead
 // gateway. Nodes of the cloud's own domain are dialed directly.
 // Spares are accepted only while this candidate is active: an edge never parks connections on a standby.
-import { isIP, type Socket } from "node:net";
+import net, { isIP, type Socket } from "node:net";
 import tls from "node:tls";
 import type { Clock } from "../../../shared/clock";
 import { ChannelError, describeError, errorFromWire, errorToWire } from "../../../shared/errors";
@@ -14,7 +14,7 @@ import type { Logger } from "../../../shared/log";
 import { counters } from "../../../shared/metrics";
 import { verifyDomainToken } from "../../../shared/pki";
 import { isObjectName } from "../../../shared/protocol";
-import { ChannelTable, newChannelId } from "./channels";
+import { ChannelTable, newChannelId, type ChannelTransport } from "./channels";
 import { activeProxyNodes, proxyPortsOf, type Directory, type NodeRoute } from "./directory";
 import { dialTcp } from "./edge";
 import { frame, readFrame } from "./frames";
@@ -27,6 +27,7 @@ export type CloudProxyOptions = Readonly<{
   /** Certificate and key the edges verify against the fleet CA. */
   key: Buffer;
   cert: Buffer;
+  transport: ChannelTransport;
   /** Fleet secret the domain tokens are derived from. */
   secret: string;
   listen: { host: string; port: number };
@@ -38,13 +39,13 @@ export type CloudProxyOptions = Readonly<{
   role: () => { proxy: boolean; term: number };
 }>;
 
-type Spare = { socket: tls.TLSSocket; node: string; domain: string; retire: () => void };
+type Spare = { socket: Socket; node: string; domain: string; retire: () => void };
 type Waiter = { domain: string; nodes: readonly string[]; resolve: (s: Spare | null) => void };
 
 export type Channel = { socket: Socket; route: NodeRoute; id: string; port: number; via: string };
 
 export class CloudProxy {
-  private server: tls.Server | null = null;
+  private server: net.Server | null = null;
   /** domain -> spares, oldest first. */
   private readonly pools = new Map<string, Spare[]>();
   private readonly waiters = new Set<Waiter>();
@@ -55,8 +56,13 @@ export class CloudProxy {
 
   async start(): Promise<void> {
     const { opts } = this;
-    this.server = tls.createServer({ key: opts.key, cert: opts.cert, allowHalfOpen: true }, (s) => void this.accept(s));
-    this.server.on("tlsClientError", () => counters.inc("raven_proxy_tls_errors_total"));
+    const accept = (s: Socket) => void this.accept(s);
+    if (opts.transport === "tcp") {
+      this.server = net.createServer({ allowHalfOpen: true }, accept);
+    } else {
+      this.server = tls.createServer({ key: opts.key, cert: opts.cert, allowHalfOpen: true }, accept);
+      this.server.on("tlsClientError", () => counters.inc("raven_proxy_tls_errors_total"));
+    }
     await new Promise<void>((resolve, reject) => {
       this.server!.once("error", reject);
       this.server!.listen(opts.listen.port, opts.listen.host, () => resolve());
@@ -220,7 +226,7 @@ export class CloudProxy {
     });
   }
 
-  private async accept(socket: tls.TLSSocket): Promise<void> {
+  private async accept(socket: Socket): Promise<void> {
     const { opts } = this;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);

@@ -15,7 +15,7 @@ import { ChannelError, describeError, errorToWire } from "../../../shared/errors
 import type { Logger } from "../../../shared/log";
 import { counters } from "../../../shared/metrics";
 import type { ChanOpen } from "../../../shared/protocol";
-import { ChannelTable } from "./channels";
+import { ChannelTable, type ChannelTransport } from "./channels";
 import { activeProxyNodes, proxyPortsOf, type Directory, type ProxyPeer } from "./directory";
 import { frame, readFrame } from "./frames";
 import { splice } from "./splice";
@@ -27,6 +27,8 @@ export type EdgeProxyOptions = Readonly<{
   directory: Directory;
   /** The fleet CA that signed the cloud gateways' certificate (pinned). */
   ca: Buffer;
+  /** "tls" (default), or "tcp" for an underlay that is already private or encrypted (see ProxyConfig). */
+  transport: ChannelTransport;
   /** This domain's token (HMAC of the fleet secret), proving to the cloud which domain dials. */
   token: string;
   /** Spare connections kept per cloud peer. */
@@ -43,7 +45,7 @@ type Peer = {
   key: string;
   info: ProxyPeer;
   actor: Actor<typeof tunnelMachine>;
-  spares: Set<tls.TLSSocket>;
+  spares: Set<net.Socket>;
   dialing: number;
   /** The last TLS session ticket from this peer: resuming skips the certificate work of a full handshake. */
   session: Buffer | undefined;
@@ -118,16 +120,14 @@ export class EdgeProxy {
     const { opts } = this;
     peer.dialing++;
     let settled = false;
+    const target = { host: peer.info.host, port: peer.info.port, allowHalfOpen: true };
     // allowHalfOpen is honoured by tls.connect (it builds the TLSSocket with it) but missing from its types.
-    const socket = tls.connect({
-      host: peer.info.host,
-      port: peer.info.port,
-      ca: opts.ca,
-      servername: PROXY_SERVERNAME,
-      allowHalfOpen: true,
-      ...(peer.session ? { session: peer.session } : {}),
-    } as tls.ConnectionOptions);
+    const socket =
+      opts.transport === "tcp"
+        ? net.connect(target)
+        : tls.connect({ ...target, ca: opts.ca, servername: PROXY_SERVERNAME, ...(peer.session ? { session: peer.session } : {}) } as tls.ConnectionOptions);
     socket.once("session", (session: Buffer) => (peer.session = session));
+    const ready = opts.transport === "tcp" ? "connect" : "secureConnect";
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
     /** Ends the dial once: with an error (the TunnelActor hears it) or, without one, as a welcomed spare. */
@@ -147,7 +147,7 @@ export class EdgeProxy {
       opts.dialTimeoutMs,
     );
     socket.on("error", settle); // after the welcome, later errors belong to awaitOpen / splice; settle ignores them
-    socket.once("secureConnect", async () => {
+    socket.once(ready, async () => {
       socket.write(frame("chan.hello", { domain: opts.domain, node: opts.node, gateway: opts.gateway, term: opts.role().term, token: opts.token }));
       try {
         const { msg, rest } = await readFrame(socket, opts.dialTimeoutMs, `hello to ${peer.info.node}`);
@@ -168,7 +168,7 @@ export class EdgeProxy {
   }
 
   /** An idle spare waits for the cloud's `chan.open`; anything else (or a close) retires it. */
-  private async awaitOpen(peer: Peer, socket: tls.TLSSocket): Promise<void> {
+  private async awaitOpen(peer: Peer, socket: net.Socket): Promise<void> {
     let open: ChanOpen;
     let rest: Buffer;
     try {

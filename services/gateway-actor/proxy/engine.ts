@@ -10,6 +10,7 @@ import { ConfigError, describeError } from "../../../shared/errors";
 import { gatewayKey, soloKey, type Gateway } from "../../../shared/gateway";
 import type { Logger } from "../../../shared/log";
 import { bindBuckets, type NatsConnection } from "../../../shared/nats";
+import type { ChannelTransport } from "./channels";
 import { CloudProxy } from "./cloud";
 import { Directory } from "./directory";
 import { EdgeProxy } from "./edge";
@@ -25,6 +26,8 @@ export type ProxyConfig = Readonly<{
   /** Name-routed listeners: node port -> the port it listens on here. Empty: none. */
   namePorts: ReadonlyMap<number, number>;
   spares: number;
+  /** Channel transport between gateways; "tcp" only where the underlay is already private or encrypted. */
+  transport: ChannelTransport;
   openTimeoutMs: number;
   dialTimeoutMs: number;
   retryMs: number;
@@ -37,6 +40,7 @@ export const defaultProxyConfig = (pkiDir: string): ProxyConfig => ({
   frontPort: 10264,
   namePorts: new Map(),
   spares: 4,
+  transport: "tls",
   openTimeoutMs: 2_000,
   dialTimeoutMs: 2_000,
   retryMs: 200,
@@ -119,6 +123,7 @@ export class ProxyEngine {
         key: readPki(cfg.pkiDir, "proxy.key"),
         cert: readPki(cfg.pkiDir, "proxy.crt"),
         secret: readPki(cfg.pkiDir, "secret").toString("utf8").trim(),
+        transport: cfg.transport,
         listen: { host: cfg.bindHost, port: cfg.dataPort },
         openTimeoutMs: cfg.openTimeoutMs,
         dialTimeoutMs: cfg.dialTimeoutMs,
@@ -176,6 +181,7 @@ export class ProxyEngine {
         gateway: opts.gateway,
         directory: this.directory!,
         ca: readPki(cfg.pkiDir, "ca.crt"),
+        transport: cfg.transport,
         token: readPki(cfg.pkiDir, "token").toString("utf8").trim(),
         spares: cfg.spares,
         dialTimeoutMs: cfg.dialTimeoutMs,

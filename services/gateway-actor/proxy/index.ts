@@ -7,3 +7,4 @@ export { ProxyFrontDoor, NameRoutedListener, httpStatusOf, parseTarget } from ".
 export { sniff } from "./sniff";
 export type { ProxyConfig, ProxyEngineOptions } from "./engine";
 export type { NodeRoute, ProxyPeer } from "./directory";
+export type { ChannelTransport } from "./channels";

@@ -24,7 +24,7 @@ export type WorkerInit = Readonly<{
   logBindings: Record<string, string>;
 }>;
 
-const DATA_PLANE_NICE = 5;
+const DATA_PLANE_NICE = Number(process.env.RAVEN_NICE ?? 5);
 
 export type ToWorker = { type: "role"; proxy: boolean; term: number; leaseLeftMs: number } | { type: "stop" };
 export type FromWorker = { type: "stopped" } | { type: "fatal"; error: string };
