@@ -26,5 +26,8 @@ export type {
   DomainStatus,
   CandidateStatus,
   EndpointRef,
+  InspectViewer,
+  InspectBatch,
+  InspectEntry,
 } from "./messages";
 export { encode, decode, decodeAs, tryDecode, REJECTED_COUNTER } from "./codec";

@@ -89,6 +89,27 @@ export const fullBodies: Fixtures = {
       },
     ],
   },
+  "inspect.viewer": { viewer: "ui-1234-ab12cd", sentAt: T0, ttlMs: 3_000 },
+  "inspect.batch": {
+    source: "gateway/factory-a-gw-1",
+    domain: "factory-a",
+    seq: 17,
+    dropped: 2,
+    sync: false,
+    entries: [
+      {
+        actor: "gateway/factory-a-gw-1",
+        machine: "gateway",
+        at: T0,
+        event: "ASSIGNMENT",
+        state: "active",
+        changed: true,
+        term: 4,
+        payload: '{"type":"ASSIGNMENT","gateway":"gw-factory-a","term":4}',
+        context: '{"node":"factory-a-gw-1","term":4}',
+      },
+    ],
+  },
 };
 
 /** Smallest valid bodies: optional fields left out, nullable ones null, lists empty. */
@@ -121,6 +142,8 @@ export const minimalBodies: Fixtures = {
   error: { code: "", message: "" },
   "status.request": {},
   "status.reply": { coordinator: "c", activeSince: 0, domains: [], truncated: true },
+  "inspect.viewer": { viewer: "v", sentAt: 0, ttlMs: 100 },
+  "inspect.batch": { source: "s", seq: 0, dropped: 0, sync: true, entries: [] },
 };
 
 // --- raw frames -----------------------------------------------------------------------------------------------
