@@ -11,6 +11,7 @@
 // DomainActor has written the record once (a write of a deposed coordinator still in flight then fails
 // its compare-and-swap instead of landing behind an acknowledgement based on an older record).
 import { createActor, fromCallback, fromPromise, type Actor } from "xstate";
+import type { MeshInspectorHandle } from "../../shared/inspect";
 import type { Subscription } from "@nats-io/transport-node";
 import { coordinatorMachine, domainMachine, type DomainEvent, type WriteInput } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
@@ -48,6 +49,8 @@ export type CoordinatorOptions = Readonly<{
   log: Logger;
   /** A statechart failed: the process can no longer be trusted to decide; the entrypoint exits. */
   onFatal: (err: unknown) => void;
+  /** Inspection for `raven ui`: the coordinator statechart as itself, each DomainActor as domain/<unit name>. */
+  inspector?: MeshInspectorHandle;
 }>;
 
 type DomainActor = Actor<typeof domainMachine>;
@@ -167,7 +170,8 @@ export class CoordinatorService {
         }),
       },
     });
-    this.actor = createActor(machine, { clock, input: { id: this.opts.id, retryMs: timings.retryMs } });
+    const inspect = this.opts.inspector?.inspect;
+    this.actor = createActor(machine, { clock, input: { id: this.opts.id, retryMs: timings.retryMs }, ...(inspect ? { inspect } : {}) });
     this.actor.subscribe({
       next: () => this.reconcileDomains(),
       error: (err) => {
@@ -354,6 +358,7 @@ export class CoordinatorService {
       if (this.domains.has(unit.key)) continue;
       const ref = createActor(this.domainLogic, {
         clock: this.opts.clock,
+        ...(this.opts.inspector ? { inspect: this.opts.inspector.observer(`domain/${unit.name}`) } : {}),
         input: {
           key: unit.key,
           name: unit.name,

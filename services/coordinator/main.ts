@@ -3,6 +3,7 @@ import { parseFlags } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
 import { describeError } from "../../shared/errors";
+import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
 import { connectDaemon, openBuckets } from "../../shared/nats";
 import { instanceId, onShutdown, runMain } from "../../shared/process";
@@ -33,11 +34,13 @@ runMain(async () => {
       await new Promise((r) => setTimeout(r, 500));
     }
   }
-  const service = new CoordinatorService({ nc, buckets, id, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
+  const inspector = createMeshInspector(nc, { actorSource: `coordinator/${id}` });
+  const service = new CoordinatorService({ nc, buckets, id, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
   await service.start();
   log.info({ nats: flags.nats }, "coordinator started");
   onShutdown(async () => {
     await service.stop();
+    inspector.stop();
     await nc.drain().catch(() => nc.close());
     await kvConn.drain().catch(() => kvConn.close());
   });

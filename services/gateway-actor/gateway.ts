@@ -2,7 +2,7 @@
 // active for, its term and data-path health) every gatewayHeartbeatMs and at once on every role change;
 // feeds assignments for its Gateway into the GatewayActor statechart, turning the coordinator's
 // acknowledgements into a lease measured on this process's own monotonic clock.
-import { createActor, type Actor } from "xstate";
+import { createActor, type Actor, type InspectionEvent } from "xstate";
 import type { Subscription } from "@nats-io/transport-node";
 import { actingTypes, gatewayMachine, type GatewayRole } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
@@ -28,6 +28,8 @@ export type GatewayActorOptions = Readonly<{
   datapath?: DatapathProbe;
   /** The statechart failed: heartbeats must stop (the entrypoint exits), or it could be elected and never act. */
   onFatal: (err: unknown) => void;
+  /** Inspection observer (shared/inspect.ts), for `raven ui`. */
+  inspect?: (event: InspectionEvent) => void;
 }>;
 
 const SENT_RING = 256;
@@ -44,7 +46,7 @@ export class GatewayActorService {
 
   constructor(private readonly opts: GatewayActorOptions) {
     this.log = opts.log;
-    this.actor = createActor(gatewayMachine, { clock: opts.clock, input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs } });
+    this.actor = createActor(gatewayMachine, { clock: opts.clock, input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs }, ...(opts.inspect ? { inspect: opts.inspect } : {}) });
   }
 
   get role(): GatewayRole {

@@ -3,6 +3,7 @@ import { parseFlags, requireFlag } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
 import { ConfigError } from "../../shared/errors";
+import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
 import { connectDaemon } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
@@ -28,12 +29,14 @@ runMain(async () => {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ service: "gateway-actor", actor: `gateway/${node}`, node, domain, gateway });
   const nc = await connectDaemon(flags.nats!, `gateway-actor/${node}`);
-  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
+  const inspector = createMeshInspector(nc, { actorSource: `gateway/${node}`, domain });
+  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspect: inspector.inspect });
   service.start();
   log.info({ nats: flags.nats }, "gateway actor started");
   onShutdown(async () => {
     await service.drain();
     service.stop();
+    inspector.stop();
     await nc.drain().catch(() => nc.close());
   }, config.timings.drainTimeoutMs + 2_000);
 });

@@ -4,6 +4,7 @@ import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
 import { domainOf, domainProblem } from "../../shared/domains";
 import { ConfigError } from "../../shared/errors";
+import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
 import { connectDaemon } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
@@ -37,10 +38,12 @@ runMain(async () => {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ service: "node-actor", actor: `node/${name}`, node: name, domain });
   const nc = await connectDaemon(flags.nats!, `node-actor/${name}`);
-  const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
+  const inspector = createMeshInspector(nc, { actorSource: `node/${name}`, domain });
+  const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspect: inspector.inspect });
   service.start();
   onShutdown(async () => {
     service.stop();
+    inspector.stop();
     await nc.drain().catch(() => nc.close());
   });
 });

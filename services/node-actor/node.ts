@@ -1,7 +1,7 @@
 // NodeActorService: a node's membership on the mesh. The NodeActor statechart registers (request to the
 // coordinator, retried with backoff) and re-registers after every reconnect; while it is `registered`, a
 // plain timer publishes the node heartbeat.
-import { createActor, fromPromise, type Actor } from "xstate";
+import { createActor, fromPromise, type Actor, type InspectionEvent } from "xstate";
 import { nodeMachine, type Registration } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
 import type { Timings } from "../../shared/config";
@@ -23,6 +23,8 @@ export type NodeActorOptions = Readonly<{
   ready?: () => boolean;
   /** The statechart failed: the entrypoint exits so that a supervisor restarts the node actor. */
   onFatal: (err: unknown) => void;
+  /** Inspection observer (shared/inspect.ts), for `raven ui`. */
+  inspect?: (event: InspectionEvent) => void;
 }>;
 
 export class NodeActorService {
@@ -57,7 +59,7 @@ export class NodeActorService {
         }),
       },
     });
-    this.actor = createActor(machine, { clock: opts.clock, input: { node: facts.name, domain, retryMs: opts.timings.retryMs } });
+    this.actor = createActor(machine, { clock: opts.clock, input: { node: facts.name, domain, retryMs: opts.timings.retryMs }, ...(opts.inspect ? { inspect: opts.inspect } : {}) });
   }
 
   start(): void {
