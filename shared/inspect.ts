@@ -6,7 +6,8 @@
 //   domain's raven.d.<domain>.inspect.viewer). Without a live announcement (`ttlMs`, ~3 s) the observer
 //   returns after one boolean test; no timer runs, nothing is serialized.
 // - Sampling. Hot events (TICK by default: the GatewayActor gets one every sweep and on every heartbeat) are
-//   published only when they changed the state value or the term.
+//   published only when they changed the state value or the term; so are ASSIGNMENT (re-sent as every
+//   heartbeat's acknowledgement) and RESYNC.
 // - Bounds. Entries wait in a buffer of `maxBuffer` (oldest dropped first, counted in
 //   raven_inspect_dropped_total and reported in the next batch's `dropped`); every `flushMs` at most
 //   `maxBatchesPerFlush` batches of `maxBatch` entries are published. Publishing never waits.
@@ -39,7 +40,9 @@ export const defaultInspectorSettings: InspectorSettings = {
   maxBuffer: 2_000,
   maxBatch: 64,
   maxBatchesPerFlush: 8,
-  quietEvents: new Set(["TICK"]),
+  // TICK: every sweep and heartbeat; ASSIGNMENT: the coordinator re-sends it as each heartbeat's
+  // acknowledgement (a lease renewal); RESYNC: every resyncMs per DomainActor. Shown when they change something.
+  quietEvents: new Set(["TICK", "ASSIGNMENT", "RESYNC"]),
 };
 
 export type MeshInspectorOptions = Readonly<{
@@ -207,9 +210,10 @@ export class MeshInspector {
     const state = stateString(snap.value);
     const term = termOf(snap.context);
     const prev = this.last.get(actorId);
-    const changed = !prev || prev.state !== state;
-    if (!sync && !changed && prev.term === term && this.settings.quietEvents.has(event.type)) return null;
+    const changed = prev !== undefined && prev.state !== state;
     this.last.set(actorId, { state, term });
+    // A quiet event before the actor's first report (the sync follows within flushMs) is only remembered.
+    if (!sync && (!prev || (!changed && prev.term === term)) && this.settings.quietEvents.has(event.type)) return null;
     const payload = sync ? undefined : json(event, 256);
     const context = json(snap.context, 1024);
     const machine = (ref as { logic?: { id?: unknown } }).logic?.id;
