@@ -148,7 +148,8 @@ function renderTopology(latest) {
       let role;
       if (replay) role = ge ? stateName(ge.state) : "unknown";
       else if (d.active.some((a) => a.nodeName === c.node)) role = "active";
-      else if (c.lastHeartbeatAgeMs === null || !c.healthy) role = c.lastHeartbeatAgeMs !== null && c.lastHeartbeatAgeMs < 1000 ? "standby" : "down";
+      // Unhealthy and silent for longer than a few heartbeats: gone (a just-restarted one rises as standby).
+      else if (!c.healthy && (c.lastHeartbeatAgeMs === null || c.lastHeartbeatAgeMs > 500)) role = "down";
       else role = ge && stateName(ge.state) === "draining" ? "draining" : "standby";
       roles.set(c.node, role);
       if (replay && ge?.term !== null && ge?.term !== undefined) replayTerm = Math.max(replayTerm ?? 0, ge.term);
