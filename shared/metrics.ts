@@ -104,6 +104,12 @@ export function enableProcessMetrics(): void {
 
 // --- Prometheus-typed metrics ---------------------------------------------------------------------------------
 
+/** The gateway-actor's role and term gauges, on every role change. */
+export function reportGatewayRole(labels: { domain: string; gateway: string; node: string }, role: string, term: number): void {
+  metrics.gatewayTerm.set(labels, term);
+  for (const r of ["standby", "active", "draining", "stopped"]) metrics.gatewayRole.set({ ...labels, role: r }, r === role ? 1 : 0);
+}
+
 export const metrics = {
   /** The highest term a gateway candidate has seen (gateway-actor). */
   gatewayTerm: new Gauge({ name: "raven_gateway_term", help: "Highest term this gateway candidate has seen", labelNames: ["domain", "gateway", "node"], registers: [registry] }),

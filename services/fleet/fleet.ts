@@ -122,7 +122,9 @@ export class Fleet {
     await this.seedGateways();
 
     // Coordinators, nodes and gateway candidates
-    const node = (entry: Entrypoint, args: string[]) => ({ command: process.execPath, args: ["--enable-source-maps", bundles[entry], ...args, "--config", configFile] });
+    // Every actor process serves Prometheus /metrics on a port of its own (see `metricsPorts`).
+    const metricsPorts = await freePorts((options.coordinators ?? 2) + this.topology.nodes.length + [...partitionOf(this.topology).units.values()].reduce((n, u) => n + u.candidates.length, 0));
+    const node = (entry: Entrypoint, args: string[]) => ({ command: process.execPath, args: ["--enable-source-maps", bundles[entry], ...args, "--config", configFile, "--metrics-port", String(metricsPorts.pop() ?? 0)] });
     const env = { RAVEN_LOG_LEVEL: options.logLevel ?? "info" };
     const restartDelayMs = options.restartDelayMs;
     for (let i = 1; i <= (options.coordinators ?? 2); i++) {

@@ -10,7 +10,7 @@ import type { Timings } from "../../shared/config";
 import { describeError } from "../../shared/errors";
 import type { EndpointType } from "../../shared/gateway";
 import type { Logger } from "../../shared/log";
-import { counters } from "../../shared/metrics";
+import { counters, reportGatewayRole } from "../../shared/metrics";
 import type { NatsConnection } from "../../shared/nats";
 import { REJECTED_COUNTER, encode, subjects, tryDecode, type Assignment } from "../../shared/protocol";
 
@@ -62,6 +62,7 @@ export class GatewayActorService {
     this.actor.on("roleChanged", (e) => {
       this.log = this.opts.log.child({ term: e.term });
       this.log.info({ role: e.role, activeTypes: e.activeTypes }, "gateway role");
+      reportGatewayRole({ domain: this.opts.domain, gateway: this.opts.gateway, node: this.opts.node }, e.role, e.term);
       this.heartbeat();
     });
     this.actor.on("staleAssignment", () => counters.inc("raven_stale_assignments_total"));

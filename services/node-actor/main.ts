@@ -6,6 +6,7 @@ import { domainOf, domainProblem } from "../../shared/domains";
 import { ConfigError } from "../../shared/errors";
 import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
+import { metricsPortOf, startMetricsServer } from "../../shared/metrics-server";
 import { connectDaemon } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isObjectName } from "../../shared/protocol";
@@ -20,6 +21,7 @@ runMain(async () => {
     "internal-ip": { type: "string", help: "the node's InternalIP" },
     "pod-cidr": { type: "string", help: "the node's podCIDR" },
     config: { type: "string", help: "Raven config JSON (timings)" },
+    "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -38,12 +40,16 @@ runMain(async () => {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ service: "node-actor", actor: `node/${name}`, node: name, domain });
   const nc = await connectDaemon(flags.nats!, `node-actor/${name}`);
+  const metricsPort = metricsPortOf(flags["metrics-port"]);
+  const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;
+  if (metrics) log.info({ metrics: metrics.url }, "serving metrics");
   const inspector = createMeshInspector(nc, { actorSource: `node/${name}`, domain });
   const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspect: inspector.inspect });
   service.start();
   onShutdown(async () => {
     service.stop();
     inspector.stop();
+    await metrics?.close();
     await nc.drain().catch(() => nc.close());
   });
 });
