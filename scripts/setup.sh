@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs what Raven needs on a fresh Debian machine with Node 20 (run as root): nats-server from Debian's
-# package when it is missing, and the npm dependencies from the lock file. Idempotent.
+# Installs what Raven needs on a fresh Debian machine with Node 20 (run as root): nats-server (and chromium,
+# for the browser test) from Debian's packages when they are missing, and the npm dependencies from the lock file. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+# Headless Chromium for the `raven ui` browser test (test/e2e), driven by playwright-core.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive

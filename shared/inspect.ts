@@ -3,8 +3,12 @@
 // a replayable timeline. Costs nearly nothing while nobody watches:
 //
 // - Presence. A viewer announces itself every ~1 s (inspect.viewer on raven.ctl.inspect.viewer and on each
-//   domain's raven.d.<domain>.inspect.viewer). Without a live announcement (`ttlMs`, ~3 s) the observer
-//   returns after one boolean test; no timer runs, nothing is serialized.
+//   domain's raven.d.<domain>.inspect.viewer). Without a live announcement (`ttlMs`, ~3 s) nothing runs:
+//   actors registered with `attach` have no inspection observer at all (xstate then skips building
+//   inspection events), no timer runs, nothing is serialized. `attach` is what the services use: an
+//   observer passed as `createActor(m, { inspect })` stays subscribed for the actor's life and, even though
+//   it returns after one boolean test, costs the actor ~3.5 µs per event in xstate itself (measured by
+//   bench/inspect-overhead.ts: 22 % of the heartbeat path's throughput), so it is only for tests and tools.
 // - Sampling. Hot events (TICK by default: the GatewayActor gets one every sweep and on every heartbeat) are
 //   published only when they changed the state value or the term; so are ASSIGNMENT (re-sent as every
 //   heartbeat's acknowledgement) and RESYNC.
@@ -58,6 +62,14 @@ export type MeshInspectorOptions = Readonly<{
 }>;
 
 type Inspect = (event: InspectionEvent) => void;
+/** What `attach` needs of an xstate actor: its system's dynamic inspection subscription. */
+export type InspectableActor = {
+  getSnapshot(): unknown;
+  readonly sessionId: string;
+  readonly system: { inspect(observer: Inspect): { unsubscribe(): void } };
+};
+/** The part of an inspector a service needs: register its actors. */
+export type ActorInspector = { attach(actor: InspectableActor, actorId?: string): void };
 type AnyActorRef = { getSnapshot(): unknown; readonly sessionId: string };
 type Last = { state: string; term: number | null };
 
@@ -92,6 +104,8 @@ export class MeshInspector {
   private viewing = false;
   private readonly viewers = new Map<string, number>();
   private readonly actors = new Map<string, AnyActorRef>();
+  /** Actors registered with `attach`, and their inspection subscription while viewed. */
+  private readonly attached = new Map<string, { actor: InspectableActor; sub: { unsubscribe(): void } | null }>();
   private readonly last = new Map<string, Last>();
   private buffer: InspectEntry[] = [];
   private syncPending = false;
@@ -127,6 +141,21 @@ export class MeshInspector {
     };
   }
 
+  /**
+   * Registers an actor (named `actorId`, default: the source) for inspection at no cost while unviewed: its
+   * observer is subscribed to the actor's system only while some viewer is present. Re-attaching an id
+   * replaces the previous actor (a DomainActor recreated after a takeover).
+   */
+  attach(actor: InspectableActor, actorId: string = this.opts.source): void {
+    try {
+      this.attached.get(actorId)?.sub?.unsubscribe();
+      this.actors.set(actorId, actor);
+      this.attached.set(actorId, { actor, sub: this.viewing ? actor.system.inspect(this.observer(actorId)) : null });
+    } catch {
+      counters.inc(INSPECT_ERRORS);
+    }
+  }
+
   /** Feeds a presence message (inspect.viewer); bad input is counted by the codec and dropped. */
   onPresence(data: Uint8Array): void {
     try {
@@ -138,6 +167,7 @@ export class MeshInspector {
       if (!this.viewing && !this.stopped) {
         this.viewing = true;
         this.timer = this.clock.setInterval(() => this.flush(), this.settings.flushMs);
+        for (const [id, a] of this.attached) a.sub ??= a.actor.system.inspect(this.observer(id));
       }
     } catch {
       counters.inc(INSPECT_ERRORS);
@@ -169,6 +199,10 @@ export class MeshInspector {
 
   private unview(): void {
     this.viewing = false;
+    for (const a of this.attached.values()) {
+      a.sub?.unsubscribe();
+      a.sub = null;
+    }
     if (this.timer) this.clock.clearInterval(this.timer);
     this.timer = null;
     this.viewers.clear();
@@ -184,6 +218,8 @@ export class MeshInspector {
       const snap = ref.getSnapshot() as { status?: string };
       if (snap.status === "stopped") {
         this.actors.delete(id);
+        this.attached.get(id)?.sub?.unsubscribe();
+        this.attached.delete(id);
         continue;
       }
       const e = this.entry(id, ref, { type: "sync" }, snap, true);
@@ -255,7 +291,9 @@ type Mesh = {
 };
 
 export type MeshInspectorHandle = Readonly<{
-  /** The observer for the process's own actor: `createActor(machine, { inspect })`. */
+  /** Registers an actor, observed only while viewed (what services use; see the header). */
+  attach(actor: InspectableActor, actorId?: string): void;
+  /** The observer for the process's own actor: `createActor(machine, { inspect })` (always subscribed). */
   inspect: Inspect;
   /** An observer for another actor of this process (the coordinator's DomainActors). */
   observer(actorId: string): Inspect;
@@ -295,6 +333,7 @@ export function createMeshInspector(
   });
   const sub = nc.subscribe(presence, { callback: (err, m) => !err && inspector.onPresence(m.data) });
   return {
+    attach: (actor, actorId) => inspector.attach(actor, actorId),
     inspect: inspector.inspect,
     observer: (id) => inspector.observer(id),
     inspector,

@@ -11,7 +11,7 @@
 // DomainActor has written the record once (a write of a deposed coordinator still in flight then fails
 // its compare-and-swap instead of landing behind an acknowledgement based on an older record).
 import { createActor, fromCallback, fromPromise, type Actor } from "xstate";
-import type { MeshInspectorHandle } from "../../shared/inspect";
+import type { ActorInspector } from "../../shared/inspect";
 import type { Subscription } from "@nats-io/transport-node";
 import { coordinatorMachine, domainMachine, type DomainEvent, type WriteInput } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
@@ -50,7 +50,7 @@ export type CoordinatorOptions = Readonly<{
   /** A statechart failed: the process can no longer be trusted to decide; the entrypoint exits. */
   onFatal: (err: unknown) => void;
   /** Inspection for `raven ui`: the coordinator statechart as itself, each DomainActor as domain/<unit name>. */
-  inspector?: MeshInspectorHandle;
+  inspector?: ActorInspector;
 }>;
 
 type DomainActor = Actor<typeof domainMachine>;
@@ -172,8 +172,8 @@ export class CoordinatorService {
         }),
       },
     });
-    const inspect = this.opts.inspector?.inspect;
-    this.actor = createActor(machine, { clock, input: { id: this.opts.id, retryMs: timings.retryMs }, ...(inspect ? { inspect } : {}) });
+    this.actor = createActor(machine, { clock, input: { id: this.opts.id, retryMs: timings.retryMs } });
+    this.opts.inspector?.attach(this.actor);
     this.actor.subscribe({
       next: () => this.reconcileDomains(),
       error: (err) => {
@@ -360,7 +360,6 @@ export class CoordinatorService {
       if (this.domains.has(unit.key)) continue;
       const ref = createActor(this.domainLogic, {
         clock: this.opts.clock,
-        ...(this.opts.inspector ? { inspect: this.opts.inspector.observer(`domain/${unit.name}`) } : {}),
         input: {
           key: unit.key,
           name: unit.name,
@@ -371,6 +370,7 @@ export class CoordinatorService {
         },
       });
       this.domains.set(unit.key, ref);
+      this.opts.inspector?.attach(ref, `domain/${unit.name}`);
       this.work.push(() => {
         if (this.domains.get(unit.key) !== ref) return; // stopped before it started
         ref.on("assignment", (e) => this.publishAssignment(this.inventory.partition.units.get(e.key), e.record, this.acksFor(e.record)));

@@ -2,10 +2,11 @@
 // active for, its term and data-path health) every gatewayHeartbeatMs and at once on every role change;
 // feeds assignments for its Gateway into the GatewayActor statechart, turning the coordinator's
 // acknowledgements into a lease measured on this process's own monotonic clock.
-import { createActor, type Actor, type InspectionEvent } from "xstate";
+import { createActor, type Actor } from "xstate";
 import type { Subscription } from "@nats-io/transport-node";
 import { actingTypes, gatewayMachine, type GatewayRole } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
+import type { ActorInspector } from "../../shared/inspect";
 import type { Timings } from "../../shared/config";
 import { describeError } from "../../shared/errors";
 import type { EndpointType } from "../../shared/gateway";
@@ -28,8 +29,8 @@ export type GatewayActorOptions = Readonly<{
   datapath?: DatapathProbe;
   /** The statechart failed: heartbeats must stop (the entrypoint exits), or it could be elected and never act. */
   onFatal: (err: unknown) => void;
-  /** Inspection observer (shared/inspect.ts), for `raven ui`. */
-  inspect?: (event: InspectionEvent) => void;
+  /** Mesh inspection (shared/inspect.ts), for `raven ui`. */
+  inspector?: ActorInspector;
 }>;
 
 const SENT_RING = 256;
@@ -46,7 +47,8 @@ export class GatewayActorService {
 
   constructor(private readonly opts: GatewayActorOptions) {
     this.log = opts.log;
-    this.actor = createActor(gatewayMachine, { clock: opts.clock, input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs }, ...(opts.inspect ? { inspect: opts.inspect } : {}) });
+    this.actor = createActor(gatewayMachine, { clock: opts.clock, input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs } });
+    opts.inspector?.attach(this.actor);
   }
 
   get role(): GatewayRole {

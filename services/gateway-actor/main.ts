@@ -33,7 +33,7 @@ runMain(async () => {
   const metricsPort = metricsPortOf(flags["metrics-port"]);
   const nc = await connectDaemon(flags.nats!, `gateway-actor/${node}`);
   const inspector = createMeshInspector(nc, { actorSource: `gateway/${node}`, domain });
-  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspect: inspector.inspect });
+  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
   service.start();
   log.info({ nats: flags.nats }, "gateway actor started");
   const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;

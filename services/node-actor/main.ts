@@ -44,7 +44,7 @@ runMain(async () => {
   const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;
   if (metrics) log.info({ metrics: metrics.url }, "serving metrics");
   const inspector = createMeshInspector(nc, { actorSource: `node/${name}`, domain });
-  const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspect: inspector.inspect });
+  const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
   service.start();
   onShutdown(async () => {
     service.stop();

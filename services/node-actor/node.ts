@@ -1,9 +1,10 @@
 // NodeActorService: a node's membership on the mesh. The NodeActor statechart registers (request to the
 // coordinator, retried with backoff) and re-registers after every reconnect; while it is `registered`, a
 // plain timer publishes the node heartbeat.
-import { createActor, fromPromise, type Actor, type InspectionEvent } from "xstate";
+import { createActor, fromPromise, type Actor } from "xstate";
 import { nodeMachine, type Registration } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
+import type { ActorInspector } from "../../shared/inspect";
 import type { Timings } from "../../shared/config";
 import type { NodeFacts } from "../../shared/domains";
 import { MeshUnavailableError, describeError, errorFromWire } from "../../shared/errors";
@@ -23,8 +24,8 @@ export type NodeActorOptions = Readonly<{
   ready?: () => boolean;
   /** The statechart failed: the entrypoint exits so that a supervisor restarts the node actor. */
   onFatal: (err: unknown) => void;
-  /** Inspection observer (shared/inspect.ts), for `raven ui`. */
-  inspect?: (event: InspectionEvent) => void;
+  /** Mesh inspection (shared/inspect.ts), for `raven ui`. */
+  inspector?: ActorInspector;
 }>;
 
 export class NodeActorService {
@@ -59,7 +60,8 @@ export class NodeActorService {
         }),
       },
     });
-    this.actor = createActor(machine, { clock: opts.clock, input: { node: facts.name, domain, retryMs: opts.timings.retryMs }, ...(opts.inspect ? { inspect: opts.inspect } : {}) });
+    this.actor = createActor(machine, { clock: opts.clock, input: { node: facts.name, domain, retryMs: opts.timings.retryMs } });
+    opts.inspector?.attach(this.actor);
   }
 
   start(): void {

@@ -140,6 +140,34 @@ describe("MeshInspector", () => {
     expect(sent.filter((s) => s.sync).at(-1)!.entries.map((e) => e.actor)).toEqual(["node/n1"]);
   });
 
+  it("attach: no inspection observer on the actor until a viewer is present, none after it left", () => {
+    const clock = new ManualClock();
+    const sent: InspectBatch[] = [];
+    const inspector = new MeshInspector({ source: "gateway/g1", domain: "edge-a", subject: "x", clock, publish: (_s, d) => sent.push(decodeAs(d, "inspect.batch")) });
+    const actor = createActor(gatewayMachine, { input: { node: "g1", drainTimeoutMs: 1_000 } });
+    let observers = 0;
+    const inspect = actor.system.inspect.bind(actor.system);
+    actor.system.inspect = (o) => {
+      observers++;
+      const sub = inspect(o);
+      return { unsubscribe: () => { observers--; sub.unsubscribe(); } };
+    };
+    inspector.attach(actor);
+    actor.start();
+    expect(observers).toBe(0);
+    inspector.onPresence(encode("inspect.viewer", { viewer: "v", sentAt: 0, ttlMs: 1_000 }));
+    expect(observers).toBe(1);
+    actor.send(assign(2, true, 0));
+    clock.advance(100);
+    expect(sent.flatMap((b) => b.entries).map((e) => `${e.event}:${e.state}:${e.term}`)).toEqual(["sync:active:2"]);
+    actor.send({ type: "TICK", now: 1_000 });
+    clock.advance(100);
+    expect(sent.flatMap((b) => b.entries).at(-1)).toMatchObject({ event: "TICK", state: "standby", changed: true });
+    clock.advance(1_000);
+    expect(inspector.isViewed).toBe(false);
+    expect(observers).toBe(0);
+  });
+
   it("createMeshInspector subscribes to its domain's presence subject and publishes under raven.d.<domain>", () => {
     const subs: string[] = [];
     const pubs: string[] = [];
