@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what Raven needs on a fresh Debian machine with Node 20 (run as root): nats-server from Debian's
-# package when it is missing, iproute2, openssh-server (bench:proxy's reference path is a private sshd with
-# ssh -R) and openssl, and the npm dependencies from the lock file. Idempotent.
+# Installs what Raven needs on a fresh Debian machine with Node 20 (run as root), from Debian's packages when
+# missing: nats-server, iproute2, openssh-server (bench:proxy's reference path is a private sshd with ssh -R),
+# openssl (the fleet's PKI) and chromium (the `raven ui` browser test); then the npm dependencies from the
+# lock file. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ command -v nats-server >/dev/null 2>&1 || need_apt+=(nats-server)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 [ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# Headless Chromium for the `raven ui` browser test (test/e2e), driven by playwright-core.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive

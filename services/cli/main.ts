@@ -6,11 +6,12 @@ import { parseFlags } from "../../shared/args";
 import { ConfigError, describeError } from "../../shared/errors";
 import { parseGatewayManifest } from "../../shared/gateway";
 import { applyGateway, listGateways } from "../../shared/gateway-store";
-import { bindBuckets, connectOnce, requestStatus, type NatsConnection } from "../../shared/nats";
-import { runMain } from "../../shared/process";
+import { bindBuckets, connectDaemon, connectOnce, requestStatus, type NatsConnection } from "../../shared/nats";
+import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName } from "../../shared/protocol";
 import { DIAGRAM_FORMATS, EXTENSION, MACHINES, diagramsReadme, render, type DiagramFormat, type MachineName } from "./diagrams";
 import { renderStatus, toYaml } from "./format";
+import { startUiServer } from "../ui/server";
 
 const HELP = `usage: raven <command> [options]
 
@@ -23,6 +24,8 @@ Commands:
   statecharts export --format mermaid|dot|svg [--out DIR]
                                         every machine's diagram, drawn from the code (stdout, or one
                                         file per machine plus a Mermaid README in DIR)
+  ui [--port 8080] [--host 127.0.0.1]   the live statechart debugger: topology, statecharts, event logs,
+                                        timeline, in a browser (served by Raven itself, works offline)
 
 Options:
   --nats URL     hub NATS URL (default: $RAVEN_NATS or nats://127.0.0.1:4222)
@@ -112,6 +115,26 @@ runMain(async () => {
       for (const n of names) writeFileSync(join(parsed.flags.out, `${n}.${EXTENSION[format]}`), await render(n, format));
       writeFileSync(join(parsed.flags.out, "README.md"), diagramsReadme());
       process.stdout.write(`wrote ${names.length} ${format} diagrams and README.md to ${parsed.flags.out}\n`);
+      return;
+    }
+    case "ui": {
+      const parsed = parseFlags(rest, "raven ui [--port 8080] [--host 127.0.0.1] [--nats URL]", "The live statechart debugger: watch every actor of the fleet in a browser (no CDN, works offline).", {
+        nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
+        port: { type: "string", default: "8080", help: "HTTP port (0 picks a free one)" },
+        host: { type: "string", default: "127.0.0.1", help: "address to listen on (0.0.0.0 for every interface)" },
+      });
+      if (!parsed) return;
+      const port = Number(parsed.flags.port);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError("--port", `${parsed.flags.port} is not a port`);
+      await (await connectOnce(parsed.flags.nats!, "raven-ui-probe")).close(); // a clear error when the mesh is not there
+      const nc = await connectDaemon(parsed.flags.nats!, "raven-ui");
+      const ui = await startUiServer({ nc, port, host: parsed.flags.host! });
+      process.stdout.write(`raven ui: open ${ui.url} (fleet at ${parsed.flags.nats}); Ctrl-C stops\n`);
+      onShutdown(async () => {
+        await ui.close();
+        await nc.close();
+      });
+      await new Promise(() => {}); // serves until signalled
       return;
     }
     default:

@@ -11,6 +11,7 @@
 // DomainActor has written the record once (a write of a deposed coordinator still in flight then fails
 // its compare-and-swap instead of landing behind an acknowledgement based on an older record).
 import { createActor, fromCallback, fromPromise, type Actor } from "xstate";
+import type { ActorInspector } from "../../shared/inspect";
 import type { Subscription } from "@nats-io/transport-node";
 import { coordinatorMachine, domainMachine, type DomainEvent, type WriteInput } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
@@ -20,7 +21,7 @@ import { CasConflictError, InvalidMessageError, NotLeaderError, describeError, e
 import { parseGatewayRecord, type Gateway } from "../../shared/gateway";
 import { casPut, readJson } from "../../shared/kv";
 import type { Logger } from "../../shared/log";
-import { counters } from "../../shared/metrics";
+import { counters, metrics } from "../../shared/metrics";
 import type { HubBuckets, NatsConnection } from "../../shared/nats";
 import {
   REJECTED_COUNTER,
@@ -48,6 +49,8 @@ export type CoordinatorOptions = Readonly<{
   log: Logger;
   /** A statechart failed: the process can no longer be trusted to decide; the entrypoint exits. */
   onFatal: (err: unknown) => void;
+  /** Inspection for `raven ui`: the coordinator statechart as itself, each DomainActor as domain/<unit name>. */
+  inspector?: ActorInspector;
 }>;
 
 type DomainActor = Actor<typeof domainMachine>;
@@ -80,6 +83,8 @@ export class CoordinatorService {
   private readonly candidateSignature = new Map<string, string>();
   /** Units whose next load must read KV (their last compare-and-swap lost). */
   private readonly readFresh = new Set<string>();
+  /** When a unit's candidate health last changed without a new term yet: the start of its election latency. */
+  private readonly healthChangedAt = new Map<string, number>();
   private lastSweepAt = 0;
   private lastElu = performance.eventLoopUtilization();
   /** Event-loop utilisation, smoothed over about half a second. */
@@ -168,6 +173,7 @@ export class CoordinatorService {
       },
     });
     this.actor = createActor(machine, { clock, input: { id: this.opts.id, retryMs: timings.retryMs } });
+    this.opts.inspector?.attach(this.actor);
     this.actor.subscribe({
       next: () => this.reconcileDomains(),
       error: (err) => {
@@ -364,10 +370,11 @@ export class CoordinatorService {
         },
       });
       this.domains.set(unit.key, ref);
+      this.opts.inspector?.attach(ref, `domain/${unit.name}`);
       this.work.push(() => {
         if (this.domains.get(unit.key) !== ref) return; // stopped before it started
         ref.on("assignment", (e) => this.publishAssignment(this.inventory.partition.units.get(e.key), e.record, this.acksFor(e.record)));
-        ref.subscribe({ error: (err) => this.opts.log.error({ unit: unit.key, err: describeError(err) }, "domain actor failed") });
+        ref.subscribe({ error: (err) => this.opts.log.error({ unit: unit.key, domain: unit.domain ?? null, err: describeError(err) }, "domain actor failed") });
         ref.start();
         const current = this.inventory.partition.units.get(unit.key);
         if (current) {
@@ -453,6 +460,11 @@ export class CoordinatorService {
     for (const node of flipped) {
       const key = this.inventory.candidateUnit.get(node);
       if (key) touched.add(key);
+      // The first flip of a burst starts the clock; one that led to no new term is forgotten after 2 s.
+      const since = key ? this.healthChangedAt.get(key) : undefined;
+      if (key && (since === undefined || now - since > 2_000)) this.healthChangedAt.set(key, now);
+      const c = this.tracker.candidates.get(node);
+      if (c && !c.healthy && !c.alive) counters.inc("raven_heartbeats_missed_total", { domain: c.domain });
     }
     for (const key of touched) {
       const unit = this.inventory.partition.units.get(key);
@@ -483,9 +495,11 @@ export class CoordinatorService {
     counters.inc("raven_record_writes_total");
     if (input.record.status.term !== before) {
       counters.inc("raven_elections_total");
+      this.measureElection(input, before);
       this.opts.log.info(
         {
           unit: input.key,
+          domain: this.inventory.partition.units.get(input.key)?.domain ?? null,
           term: input.record.status.term,
           active: input.record.status.activeEndpoints.map((e) => `${e.type}/${e.nodeName}`),
           problem: input.record.status.problem,
@@ -494,6 +508,21 @@ export class CoordinatorService {
       );
     }
     return { record: input.record, revision, handover: input.handover };
+  }
+
+  /** Failovers (a term that removed an active), election latency since the health change, the unit's term. */
+  private measureElection(input: WriteInput, termBefore: number): void {
+    const unit = this.inventory.partition.units.get(input.key);
+    const domain = unit?.domain ?? "";
+    metrics.domainTerm.set({ domain, gateway: input.record.metadata.name }, input.record.status.term);
+    const prev = this.domain(input.key)?.getSnapshot().context.record?.status.activeEndpoints ?? [];
+    const now = input.record.status.activeEndpoints.map((e) => e.nodeName);
+    if (termBefore > 0 && prev.some((e) => !now.includes(e.nodeName))) counters.inc("raven_failovers_total", { domain });
+    const since = this.healthChangedAt.get(input.key);
+    if (since !== undefined) {
+      metrics.electionLatency.observe({ domain }, Math.max(0, this.opts.clock.now() - since) / 1000);
+      this.healthChangedAt.delete(input.key);
+    }
   }
 
   private acksFor(record: Gateway): Assignment["acks"] {

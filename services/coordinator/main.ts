@@ -3,7 +3,9 @@ import { parseFlags } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
 import { describeError } from "../../shared/errors";
+import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
+import { metricsPortOf, startMetricsServer } from "../../shared/metrics-server";
 import { connectDaemon, openBuckets } from "../../shared/nats";
 import { instanceId, onShutdown, runMain } from "../../shared/process";
 import { CoordinatorService } from "./coordinator";
@@ -13,6 +15,7 @@ runMain(async () => {
     nats: { type: "string", default: "nats://127.0.0.1:4222", help: "hub NATS URL(s), comma-separated" },
     name: { type: "string", default: "coordinator", help: "replica name (an instance suffix is added)" },
     config: { type: "string", help: "Raven config JSON (timings)" },
+    "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -33,11 +36,17 @@ runMain(async () => {
       await new Promise((r) => setTimeout(r, 500));
     }
   }
-  const service = new CoordinatorService({ nc, buckets, id, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
+  const inspector = createMeshInspector(nc, { actorSource: `coordinator/${id}` });
+  const service = new CoordinatorService({ nc, buckets, id, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
   await service.start();
   log.info({ nats: flags.nats }, "coordinator started");
+  const metricsPort = metricsPortOf(flags["metrics-port"]);
+  const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;
+  if (metrics) log.info({ metrics: metrics.url }, "serving metrics");
   onShutdown(async () => {
     await service.stop();
+    inspector.stop();
+    await metrics?.close();
     await nc.drain().catch(() => nc.close());
     await kvConn.drain().catch(() => kvConn.close());
   });

@@ -154,8 +154,11 @@ export class Fleet {
     await this.seedGateways();
 
     // Coordinators, nodes and gateway candidates
+    // Every actor process serves Prometheus /metrics on a port of its own (see `metricsPorts`); in a domain's
+    // namespace that port is on the namespace's own addresses.
+    const metricsPorts = await freePorts((options.coordinators ?? 2) + this.topology.nodes.length + [...partitionOf(this.topology).units.values()].reduce((n, u) => n + u.candidates.length, 0));
     const node = (entry: Entrypoint, args: string[], domain?: string) => {
-      const argv = [process.execPath, "--enable-source-maps", bundles[entry], ...args, "--config", configFile];
+      const argv = [process.execPath, "--enable-source-maps", bundles[entry], ...args, "--config", configFile, "--metrics-port", String(metricsPorts.pop() ?? 0)];
       const ns = domain ? this.namespaceOf(domain) : undefined;
       const [command, ...rest] = ns ? nsExec(ns, argv) : argv;
       return { command: command!, args: rest };

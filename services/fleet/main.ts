@@ -60,6 +60,8 @@ runMain(async () => {
   await nc.close();
   if (st) process.stdout.write(`\n${renderStatus(st)}\n`);
   process.stdout.write(
-    `\nFleet running. Try:\n  RAVEN_NATS=${fleet.hubUrl} bin/raven status\n  RAVEN_NATS=${fleet.hubUrl} bin/raven gateways -o yaml\nCtrl-C stops everything.\n`,
+    `\nFleet running. Try:\n  RAVEN_NATS=${fleet.hubUrl} bin/raven status\n  RAVEN_NATS=${fleet.hubUrl} bin/raven gateways -o yaml\n` +
+      `  RAVEN_NATS=${fleet.hubUrl} bin/raven ui --port 8080     then open http://127.0.0.1:8080/ (the live statechart debugger)\n` +
+      `Every actor serves Prometheus metrics: see "serving metrics" in .raven/fleet/logs/*.log.\nCtrl-C stops everything.\n`,
   );
 });

@@ -6,11 +6,12 @@ import { createActor, type Actor } from "xstate";
 import type { Subscription } from "@nats-io/transport-node";
 import { actingTypes, gatewayMachine, type GatewayRole } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
+import type { ActorInspector } from "../../shared/inspect";
 import type { Timings } from "../../shared/config";
 import { describeError } from "../../shared/errors";
 import type { EndpointType } from "../../shared/gateway";
 import type { Logger } from "../../shared/log";
-import { counters } from "../../shared/metrics";
+import { counters, reportGatewayRole } from "../../shared/metrics";
 import type { NatsConnection } from "../../shared/nats";
 import { REJECTED_COUNTER, encode, subjects, tryDecode, type Assignment } from "../../shared/protocol";
 import type { ProxyHost } from "./proxy";
@@ -31,6 +32,8 @@ export type GatewayActorOptions = Readonly<{
   proxy?: ProxyHost;
   /** The statechart failed: heartbeats must stop (the entrypoint exits), or it could be elected and never act. */
   onFatal: (err: unknown) => void;
+  /** Mesh inspection (shared/inspect.ts), for `raven ui`. */
+  inspector?: ActorInspector;
 }>;
 
 const SENT_RING = 256;
@@ -48,6 +51,7 @@ export class GatewayActorService {
   constructor(private readonly opts: GatewayActorOptions) {
     this.log = opts.log;
     this.actor = createActor(gatewayMachine, { clock: opts.clock, input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs } });
+    opts.inspector?.attach(this.actor);
   }
 
   get role(): GatewayRole {
@@ -63,6 +67,7 @@ export class GatewayActorService {
     this.actor.on("roleChanged", (e) => {
       this.log = this.opts.log.child({ term: e.term });
       this.log.info({ role: e.role, activeTypes: e.activeTypes }, "gateway role");
+      reportGatewayRole({ domain: this.opts.domain, gateway: this.opts.gateway, node: this.opts.node }, e.role, e.term);
       this.heartbeat();
     });
 

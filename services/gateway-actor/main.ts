@@ -3,7 +3,9 @@ import { parseFlags, requireFlag } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
 import { ConfigError, describeError } from "../../shared/errors";
+import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
+import { metricsPortOf, startMetricsServer } from "../../shared/metrics-server";
 import { connectDaemon } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName, isObjectName } from "../../shared/protocol";
@@ -50,6 +52,7 @@ runMain(async () => {
     "proxy-front-port": { type: "string", default: "10264", help: "cloud: HTTP proxy port (CONNECT and absolute URLs)" },
     "proxy-transport": { type: "string", default: "tls", help: 'channels between gateways: "tls", or "tcp" where the underlay is already private/encrypted (both ends must agree)' },
     "proxy-name-ports": { type: "string", default: "", help: 'cloud: name-routed node ports (DNS mode), e.g. "10250,10255" or "10250=20250" to listen elsewhere' },
+    "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -60,7 +63,8 @@ runMain(async () => {
   if (!isDomainName(domain)) throw new ConfigError("--domain", `${JSON.stringify(domain)} is not a DNS label`);
   if (!isObjectName(gateway)) throw new ConfigError("--gateway", `${JSON.stringify(gateway)} is not a valid name`);
   const config = loadConfigFile(flags.config);
-  const log = createLogger({ service: "gateway-actor", actor: `gateway/${node}`, node, domain, gateway });
+  const log = createLogger({ service: "gateway-actor", actor: `gateway/${node}`, node, domain, gateway }, { term: () => service.actor.getSnapshot().context.term });
+  const metricsPort = metricsPortOf(flags["metrics-port"]);
   const nc = await connectDaemon(flags.nats!, `gateway-actor/${node}`);
   const proxy = flags["proxy-pki"]
     ? new ProxyHost({
@@ -79,13 +83,18 @@ runMain(async () => {
         },
       })
     : undefined;
-  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, proxy, onFatal: () => process.exit(1) });
+  const inspector = createMeshInspector(nc, { actorSource: `gateway/${node}`, domain });
+  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, proxy, onFatal: () => process.exit(1), inspector });
   service.start();
   log.info({ nats: flags.nats }, "gateway actor started");
+  const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;
+  if (metrics) log.info({ metrics: metrics.url }, "serving metrics");
   onShutdown(async () => {
     await service.drain();
     service.stop();
     await proxy?.stop();
+    inspector.stop();
+    await metrics?.close();
     await nc.drain().catch(() => nc.close());
   }, config.timings.drainTimeoutMs + 2_000);
 });

@@ -6,7 +6,9 @@ import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
 import { domainOf, domainProblem } from "../../shared/domains";
 import { ConfigError } from "../../shared/errors";
+import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
+import { metricsPortOf, startMetricsServer } from "../../shared/metrics-server";
 import { connectDaemon } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isObjectName } from "../../shared/protocol";
@@ -48,6 +50,7 @@ runMain(async () => {
     "target-http-ports": { type: "string", default: "", help: "demo: serve a kubelet stand-in (answers with the node name) on these ports of the InternalIP" },
     "target-https-ports": { type: "string", default: "", help: "demo: the same over TLS (kubelet.crt/kubelet.key from --target-tls-dir)" },
     "target-tls-dir": { type: "string", help: "demo: directory with kubelet.crt and kubelet.key" },
+    "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -66,13 +69,19 @@ runMain(async () => {
   const config = loadConfigFile(flags.config);
   const log = createLogger({ service: "node-actor", actor: `node/${name}`, node: name, domain });
   const nc = await connectDaemon(flags.nats!, `node-actor/${name}`);
-  const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1) });
+  const metricsPort = metricsPortOf(flags["metrics-port"]);
+  const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;
+  if (metrics) log.info({ metrics: metrics.url }, "serving metrics");
+  const inspector = createMeshInspector(nc, { actorSource: `node/${name}`, domain });
+  const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
   service.start();
   const target = await startDemoTarget(name, internalIP, flags);
   if (target) log.info({ ports: target.ports }, "demo target serving");
   onShutdown(async () => {
     await target?.close();
     service.stop();
+    inspector.stop();
+    await metrics?.close();
     await nc.drain().catch(() => nc.close());
   });
 });

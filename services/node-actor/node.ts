@@ -4,6 +4,7 @@
 import { createActor, fromPromise, type Actor } from "xstate";
 import { nodeMachine, type Registration } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
+import type { ActorInspector } from "../../shared/inspect";
 import type { Timings } from "../../shared/config";
 import type { NodeFacts } from "../../shared/domains";
 import { MeshUnavailableError, describeError, errorFromWire } from "../../shared/errors";
@@ -23,6 +24,8 @@ export type NodeActorOptions = Readonly<{
   ready?: () => boolean;
   /** The statechart failed: the entrypoint exits so that a supervisor restarts the node actor. */
   onFatal: (err: unknown) => void;
+  /** Mesh inspection (shared/inspect.ts), for `raven ui`. */
+  inspector?: ActorInspector;
 }>;
 
 export class NodeActorService {
@@ -58,6 +61,7 @@ export class NodeActorService {
       },
     });
     this.actor = createActor(machine, { clock: opts.clock, input: { node: facts.name, domain, retryMs: opts.timings.retryMs } });
+    opts.inspector?.attach(this.actor);
   }
 
   start(): void {

@@ -28,5 +28,8 @@ export type {
   EndpointRef,
   ChanHello,
   ChanOpen,
+  InspectViewer,
+  InspectBatch,
+  InspectEntry,
 } from "./messages";
 export { encode, decode, decodeAs, tryDecode, REJECTED_COUNTER } from "./codec";

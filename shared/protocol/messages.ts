@@ -28,6 +28,12 @@
 //   chan.open        cloud -> edge: make this spare a channel to `node:port`, under the domain's `term` as the
 //                    cloud knows it. The edge refuses a term older than its own (fencing) with an error.
 //   chan.opened      edge -> cloud: the target answered; raw bytes follow in both directions.
+//   inspect.viewer   a statechart viewer's presence, every ~1 s; actor processes publish inspection batches
+//                    only while some viewer announced itself within `ttlMs`.
+//   inspect.batch    an actor process's inspection entries: one per event an actor processed (hot events
+//                    that changed neither state nor term are left out), or the current state of every
+//                    actor (`sync`, on a new viewer). `dropped` counts entries lost to the bounded buffer
+//                    since the previous batch; `seq` grows per process start.
 import { isDomainName, isObjectName } from "./subjects";
 import { arr, bool, int, literal, nullable, obj, opt, record, str, type Infer, type ObjSchema } from "./schema";
 
@@ -129,6 +135,35 @@ const chanHello = obj({ domain, node: name, gateway: name, term: int(0), token: 
 const chanWelcome = obj({ node: name });
 const chanOpen = obj({ id: str({ max: 64 }), node: name, port: int(1, 65_535), term: int(0) });
 const chanOpened = obj({ id: str({ max: 64 }) });
+const inspectViewer = obj({ viewer: str({ max: 128 }), sentAt: ms, ttlMs: int(100, 60_000) });
+
+const inspectEntry = obj({
+  /** The actor: `<kind>/<name>`, e.g. gateway/a-gw-1, domain/gw-a, coordinator/coordinator-1-…. */
+  actor: str({ max: 256 }),
+  /** The machine's id (gateway, domain, node, coordinator): which statechart to draw. */
+  machine: str({ max: 64 }),
+  /** Wall-clock ms when the actor processed the event. */
+  at: ms,
+  /** The event's type (`sync` for a state report without an event). */
+  event: str({ max: 128 }),
+  /** The state value after the event (JSON for a nested value). */
+  state: str({ max: 256 }),
+  changed: bool,
+  term: nullable(int(0)),
+  /** The event, JSON, cut at 256 characters. */
+  payload: opt(str({ max: 256 })),
+  /** The context after the event, JSON, cut at 1024 characters. */
+  context: opt(str({ max: 1024 })),
+});
+
+const inspectBatch = obj({
+  source: str({ max: 256 }),
+  domain: opt(domain),
+  seq,
+  dropped: int(0),
+  sync: bool,
+  entries: arr(inspectEntry, 128),
+});
 
 export const messageSchemas = {
   "node.register": nodeRegister,
@@ -143,6 +178,8 @@ export const messageSchemas = {
   "chan.welcome": chanWelcome,
   "chan.open": chanOpen,
   "chan.opened": chanOpened,
+  "inspect.viewer": inspectViewer,
+  "inspect.batch": inspectBatch,
 } as const satisfies Record<string, ObjSchema<unknown>>;
 
 export type MessageType = keyof typeof messageSchemas;
@@ -163,3 +200,6 @@ export type CandidateStatus = DomainStatus["candidates"][number];
 export type EndpointRef = Assignment["active"][number];
 export type ChanHello = MessageBody<"chan.hello">;
 export type ChanOpen = MessageBody<"chan.open">;
+export type InspectViewer = MessageBody<"inspect.viewer">;
+export type InspectBatch = MessageBody<"inspect.batch">;
+export type InspectEntry = InspectBatch["entries"][number];

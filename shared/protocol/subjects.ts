@@ -8,6 +8,11 @@
 //   raven.d.<domain>.gw.<node>.hb           gateway candidate heartbeat
 //   raven.d.<domain>.assign                 coordinator -> the domain's gateway candidates (and observers)
 //   raven.ctl.status                        CLI -> active coordinator (cloud side only)
+//   raven.d.<domain>.inspect.viewer         a statechart viewer announces itself to the domain's actors (~1/s)
+//   raven.d.<domain>.gw.<node>.inspect      a gateway candidate's inspection batches (only while viewed)
+//   raven.d.<domain>.node.<node>.inspect    a node actor's inspection batches (only while viewed)
+//   raven.ctl.inspect.viewer                a viewer announces itself to the coordinators
+//   raven.ctl.coord.<id>.inspect            a coordinator's inspection batches (its statechart, DomainActors)
 import { InvalidSubjectTokenError } from "../errors";
 
 export const SUBJECT_PREFIX = "raven";
@@ -50,11 +55,18 @@ export const subjects = {
     `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.hb`,
   assignment: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.assign`,
   status: () => `${SUBJECT_PREFIX}.ctl.status`,
+  inspectViewer: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.inspect.viewer`,
+  gatewayInspect: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.inspect`,
+  nodeInspect: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.node.${nameToken(node)}.inspect`,
+  controlInspectViewer: () => `${SUBJECT_PREFIX}.ctl.inspect.viewer`,
+  coordinatorInspect: (id: string) => `${SUBJECT_PREFIX}.ctl.coord.${nameToken(id, "coordinator id")}.inspect`,
   /** Wildcards for the cloud side, which serves every domain. */
   allNodeRegisters: () => `${SUBJECT_PREFIX}.d.*.node.*.register`,
   allNodeHeartbeats: () => `${SUBJECT_PREFIX}.d.*.node.*.hb`,
   allGatewayHeartbeats: () => `${SUBJECT_PREFIX}.d.*.gw.*.hb`,
   allAssignments: () => `${SUBJECT_PREFIX}.d.*.assign`,
+  allEdgeInspect: () => `${SUBJECT_PREFIX}.d.*.*.*.inspect`,
+  allCoordinatorInspect: () => `${SUBJECT_PREFIX}.ctl.coord.*.inspect`,
   /** Everything one domain's leaf may carry: the permission a later step locks each leaf to. */
   domainScope: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.>`,
 } as const;

@@ -93,6 +93,27 @@ export const fullBodies: Fixtures = {
   "chan.welcome": { node: "cloud-gw-1" },
   "chan.open": { id: "c-1f", node: "factory-a-node-1", port: 10250, term: 7 },
   "chan.opened": { id: "c-1f" },
+  "inspect.viewer": { viewer: "ui-1234-ab12cd", sentAt: T0, ttlMs: 3_000 },
+  "inspect.batch": {
+    source: "gateway/factory-a-gw-1",
+    domain: "factory-a",
+    seq: 17,
+    dropped: 2,
+    sync: false,
+    entries: [
+      {
+        actor: "gateway/factory-a-gw-1",
+        machine: "gateway",
+        at: T0,
+        event: "ASSIGNMENT",
+        state: "active",
+        changed: true,
+        term: 4,
+        payload: '{"type":"ASSIGNMENT","gateway":"gw-factory-a","term":4}',
+        context: '{"node":"factory-a-gw-1","term":4}',
+      },
+    ],
+  },
 };
 
 /** Smallest valid bodies: optional fields left out, nullable ones null, lists empty. */
@@ -129,6 +150,8 @@ export const minimalBodies: Fixtures = {
   "chan.welcome": { node: "c" },
   "chan.open": { id: "", node: "kiosk-1", port: 1, term: 0 },
   "chan.opened": { id: "" },
+  "inspect.viewer": { viewer: "v", sentAt: 0, ttlMs: 100 },
+  "inspect.batch": { source: "s", seq: 0, dropped: 0, sync: true, entries: [] },
 };
 
 // --- raw frames -----------------------------------------------------------------------------------------------

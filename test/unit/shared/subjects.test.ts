@@ -250,3 +250,32 @@ describe("subjectMatches (allocation-free check of a body against its subject)",
     expect(subjectMatches("raven.d.a.gw", "a", "n")).toBe(false);
   });
 });
+
+describe("inspection subjects", () => {
+  it("keep edge actors under raven.d.<domain> and match the viewer's wildcards", () => {
+    const matches = (pattern: string, subject: string) => {
+      const p = pattern.split(".");
+      const s = subject.split(".");
+      return p.length === s.length && p.every((t, i) => t === "*" || t === s[i]);
+    };
+    expect(subjects.gatewayInspect("edge-a", "a-gw.1")).toBe("raven.d.edge-a.gw.a-gw_1.inspect");
+    expect(subjects.nodeInspect("edge-a", "n1")).toBe("raven.d.edge-a.node.n1.inspect");
+    expect(subjects.inspectViewer("edge-a")).toBe("raven.d.edge-a.inspect.viewer");
+    for (const s of [subjects.gatewayInspect("edge-a", "g"), subjects.nodeInspect("edge-a", "n"), subjects.inspectViewer("edge-a")]) {
+      expect(domainOfSubject(s)).toBe("edge-a");
+    }
+    expect(matches(subjects.allEdgeInspect(), subjects.gatewayInspect("edge-a", "g"))).toBe(true);
+    expect(matches(subjects.allEdgeInspect(), subjects.nodeInspect("edge-a", "n"))).toBe(true);
+    expect(matches(subjects.allEdgeInspect(), subjects.inspectViewer("edge-a"))).toBe(false);
+    expect(matches(subjects.allCoordinatorInspect(), subjects.coordinatorInspect("coordinator-1-42-ab12cd"))).toBe(true);
+    expect(subjects.controlInspectViewer()).toBe("raven.ctl.inspect.viewer");
+  });
+
+  it("refuse tokens that could escape their position", () => {
+    for (const bad of ["*", ">", "a b", "A"]) {
+      expect(() => subjects.gatewayInspect("edge-a", bad)).toThrow(InvalidSubjectTokenError);
+      expect(() => subjects.inspectViewer(bad)).toThrow(InvalidSubjectTokenError);
+      expect(() => subjects.coordinatorInspect(bad)).toThrow(InvalidSubjectTokenError);
+    }
+  });
+});
