@@ -11,6 +11,8 @@ import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName } from "../../shared/protocol";
 import { DIAGRAM_FORMATS, EXTENSION, MACHINES, diagramsReadme, render, type DiagramFormat, type MachineName } from "./diagrams";
 import { renderStatus, toYaml } from "./format";
+import { defaultProxyAddress, hostsFile } from "./hosts";
+import { isIP } from "node:net";
 import { startUiServer } from "../ui/server";
 
 const HELP = `usage: raven <command> [options]
@@ -24,6 +26,9 @@ Commands:
   statecharts export --format mermaid|dot|svg [--out DIR]
                                         every machine's diagram, drawn from the code (stdout, or one
                                         file per machine plus a Mermaid README in DIR)
+  hosts [--address IP]                  hosts file mapping every edge node name to the proxy (DNS mode,
+                                        OpenYurt's edge-tunnel-nodes); default address: the active cloud
+                                        proxy endpoint's publicIP
   ui [--port 8080] [--host 127.0.0.1]   the live statechart debugger: topology, statecharts, event logs,
                                         timeline, in a browser (served by Raven itself, works offline)
 
@@ -115,6 +120,19 @@ runMain(async () => {
       for (const n of names) writeFileSync(join(parsed.flags.out, `${n}.${EXTENSION[format]}`), await render(n, format));
       writeFileSync(join(parsed.flags.out, "README.md"), diagramsReadme());
       process.stdout.write(`wrote ${names.length} ${format} diagrams and README.md to ${parsed.flags.out}\n`);
+      return;
+    }
+    case "hosts": {
+      const parsed = parseFlags(rest, "raven hosts [--address IP]", "Hosts file for DNS mode: every edge node name -> the proxy.", {
+        nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
+        address: { type: "string", help: "the proxy address to map names to (default: the active cloud proxy endpoint's publicIP)" },
+      });
+      if (!parsed) return;
+      const records = await withMesh(parsed.flags.nats!, async (nc) => listGateways((await bindBuckets(nc)).gateways));
+      const address = parsed.flags.address ?? defaultProxyAddress(records);
+      if (!address) throw new ConfigError("--address", "no active cloud proxy endpoint with a publicIP in the Gateway records; pass --address");
+      if (!isIP(address)) throw new ConfigError("--address", `${JSON.stringify(address)} is not an IP address`);
+      process.stdout.write(hostsFile(records, address));
       return;
     }
     case "ui": {
