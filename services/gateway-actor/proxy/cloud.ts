@@ -40,7 +40,10 @@ export type CloudProxyOptions = Readonly<{
 }>;
 
 type Spare = { socket: Socket; node: string; domain: string; retire: () => void };
-type Waiter = { domain: string; nodes: readonly string[]; resolve: (s: Spare | null) => void };
+/** What a waiting open gets: a spare, "changed" (the domain's active gateway changed: look again), or null
+ * (time is up). */
+type Waited = Spare | "changed" | null;
+type Waiter = { domain: string; nodes: readonly string[]; resolve: (s: Waited) => void };
 
 export type Channel = { socket: Socket; route: NodeRoute; id: string; port: number; via: string };
 
@@ -95,6 +98,11 @@ export class CloudProxy {
     this.dropWhere((s) => !stillActive(s.domain, s.node));
     const n = this.channels.closeWhere((c) => !stillActive(c.domain, c.via));
     if (n > 0) this.opts.log.info({ channels: n }, "closed channels through gateways that are no longer active");
+    // Opens waiting for a failed-over domain's spares wait for the new active's instead, without losing time.
+    for (const w of [...this.waiters]) {
+      const now = this.activeOf(w.domain);
+      if (now.length !== w.nodes.length || now.some((x) => !w.nodes.includes(x))) w.resolve("changed");
+    }
   }
 
   /** Opens a channel to node:port, or throws a ChannelError that says why not. */
@@ -127,6 +135,7 @@ export class CloudProxy {
         throw new ChannelError("NO_GATEWAY", `domain ${route.domain} has no active proxy gateway (Gateway ${gw.metadata.name}, term ${term}${problem})`);
       }
       const spare = await this.takeSpare(route.domain, actives, deadline - opts.clock.now());
+      if (spare === "changed") continue;
       if (!spare) {
         throw new ChannelError(
           "NO_GATEWAY",
@@ -137,8 +146,10 @@ export class CloudProxy {
         const socket = await this.open(spare, { id, node, port, term });
         return { socket, route, id, port, via: spare.node };
       } catch (err) {
-        // A stale term means the record moved on while the spare waited: try the next one while time is left.
-        if (!(err instanceof ChannelError && err.code === "STALE_TERM" && opts.clock.now() < deadline)) throw err;
+        // A stale term means the record moved on while the spare waited, a closed spare that its gateway died
+        // (its reset not yet seen): neither is the target's fault, so try the next spare while time is left.
+        const retry = err instanceof ChannelError && (err.code === "STALE_TERM" || err.code === "CLOSED");
+        if (!retry || opts.clock.now() >= deadline) throw err;
       }
     }
   }
@@ -199,7 +210,7 @@ export class CloudProxy {
     return socket;
   }
 
-  private takeSpare(domain: string, actives: readonly string[], waitMs: number): Promise<Spare | null> {
+  private takeSpare(domain: string, actives: readonly string[], waitMs: number): Promise<Waited> {
     const pool = this.pools.get(domain) ?? [];
     const i = pool.findIndex((s) => actives.includes(s.node));
     if (i >= 0) {
@@ -259,12 +270,16 @@ export class CloudProxy {
       domain: hello.domain,
       retire: () => {
         socket.off("close", drop);
+        socket.off("end", drop);
         socket.off("data", drop);
         socket.pause();
       },
     };
     socket.once("close", drop);
+    socket.once("end", drop);
     socket.once("data", drop);
+    // Flowing while idle, so that a dead gateway's FIN or reset is seen now, not when a request takes the spare.
+    socket.resume();
     socket.write(frame("chan.welcome", { node: opts.node }));
     for (const w of this.waiters) {
       if (w.domain === spare.domain && w.nodes.includes(spare.node)) {
