@@ -85,7 +85,8 @@ runMain(async () => {
   const stop = async () => {
     await observer?.stop().catch(() => {});
     await fleet.stop();
-    rmSync(runDir, { recursive: true, force: true });
+    if (process.env.RAVEN_KEEP_RUN_DIR) console.log(`run directory kept: ${runDir}`);
+    else rmSync(runDir, { recursive: true, force: true });
   };
   process.on("SIGINT", () => void stop().then(() => process.exit(130)));
   try {
@@ -95,6 +96,16 @@ runMain(async () => {
     const status = () => fleet.status(nc);
     const multi = topology.gateways.filter((g) => new Set(g.spec.endpoints.map((e) => e.nodeName)).size >= 2).map((g) => g.metadata.name);
     if (multi.length === 0) throw new ConfigError("--topology", "has no Gateway with two or more candidates to fail over");
+    // Elected is not yet serving: before the first kill, every edge domain answers through the proxy once.
+    if (proxyMode) {
+      const st0 = await status();
+      const door0 = st0 ? activeDoor(fleet, st0) : undefined;
+      for (const gw of topology.gateways.filter((g) => !exposed.has(g.metadata.name))) {
+        const eps = new Set(gw.spec.endpoints.map((e) => e.nodeName));
+        const node = topology.nodes.find((n) => n.labels[LABEL_GATEWAY] === gw.metadata.name && !eps.has(n.name));
+        if (door0 && node && (await firstProxiedAnswer(door0, node.name, performance.now())) === null) throw new Error(`${node.name} never answered through the proxy`);
+      }
+    }
     const samples: number[] = [];
     let failures = 0;
     const deadline = Date.now() + kills * 20_000;
@@ -129,7 +140,7 @@ runMain(async () => {
         const proxyMs = probe ? await probe : null;
         if (proxyMs !== null) proxySamples.push(proxyMs);
         const viaProxy = proxyMs !== null ? `; ${target!.name} through the proxy after ${proxyMs.toFixed(0)} ms` : "";
-        console.log(`kill ${samples.length + failures}/${kills}: ${gateway} ${victim} -> ${after.active[0]!.nodeName} term ${after.term} in ${ms.toFixed(0)} ms${viaProxy}`);
+        console.log(`kill ${samples.length + failures}/${kills}: ${gateway} ${victim} -> ${after.active[0]!.nodeName} term ${after.term} in ${ms.toFixed(0)} ms${viaProxy} (killed at ${new Date(Date.now() - (performance.now() - killedAt)).toISOString()})`);
       } catch (err) {
         failures++;
         console.log(`kill ${samples.length + failures}/${kills}: ${gateway} ${victim}: ${(err as Error).message}`);

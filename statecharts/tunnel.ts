@@ -49,6 +49,7 @@ export const tunnelMachine = setup({
       const failures = context.failures + 1;
       return { failures, lastError: event.error, retryAt: event.now + backoffMs(context.retryMs, failures) };
     }),
+    noteError: assign({ lastError: ({ event }) => (event.type === "DIAL_FAILED" ? event.error : null) }),
     report: emit(({ context }, params: { state: TunnelState }) => ({
       type: "tunnelState" as const,
       state: params.state,
@@ -92,7 +93,8 @@ export const tunnelMachine = setup({
       on: {
         SPARE_UP: { target: "up", actions: "spareUp" },
         SPARE_GONE: { actions: "spareGone" },
-        DIAL_FAILED: { actions: "dialFailed" },
+        // The other dials of the round that failed report too: one round counts once toward the backoff.
+        DIAL_FAILED: { actions: "noteError" },
         TICK: { guard: "retryDue", target: "connecting" },
       },
     },

@@ -113,7 +113,7 @@ export class GatewayActorService {
     const now = clock.now();
     this.actor.send({ type: "TICK", now });
     const snap = this.actor.getSnapshot();
-    const probe = this.opts.datapath?.() ?? { ok: true };
+    const probe = this.opts.datapath?.() ?? this.opts.proxy?.probe() ?? { ok: true };
     const seq = ++this.seq;
     this.sentAt[seq % SENT_RING] = now;
     this.sentSeq[seq % SENT_RING] = seq;

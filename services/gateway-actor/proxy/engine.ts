@@ -55,6 +55,9 @@ export type ProxyEngineOptions = Readonly<{
   clock: Clock;
   log: Logger;
   role: () => { proxy: boolean; term: number };
+  /** Called once, when this side of the proxy can serve: its own record is known and, on a cloud
+   * candidate, the edge-facing listener is up. */
+  onReady?: () => void;
 }>;
 
 function readPki(dir: string, file: string): Buffer {
@@ -72,8 +75,15 @@ export class ProxyEngine {
   private doors: { front: ProxyFrontDoor; names: NameRoutedListener[] } | null = null;
   private doorsPending = false;
   private stopped = false;
+  private isReady = false;
 
   constructor(private readonly opts: ProxyEngineOptions) {}
+
+  private ready(): void {
+    if (this.isReady) return;
+    this.isReady = true;
+    this.opts.onReady?.();
+  }
 
   async start(): Promise<void> {
     const { opts } = this;
@@ -132,7 +142,10 @@ export class ProxyEngine {
         role: opts.role,
       });
       this.cloud.start().then(
-        () => opts.log.info({ listen: this.cloud?.address }, "proxy: edge-facing listener up"),
+        () => {
+          opts.log.info({ listen: this.cloud?.address }, "proxy: edge-facing listener up");
+          this.ready();
+        },
         (err) => opts.log.error({ err: describeError(err) }, "proxy: edge-facing listener failed"),
       );
     }
@@ -192,6 +205,7 @@ export class ProxyEngine {
       });
     }
     this.edge.update();
+    this.ready();
   }
 
   stop(): void {

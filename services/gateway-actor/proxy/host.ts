@@ -21,6 +21,9 @@ export type ProxyHostOptions = Readonly<{
 export class ProxyHost {
   private readonly worker: Worker;
   private stopped = false;
+  /** The proxy thread can serve (see ProxyEngine's onReady); until then the gateway reports its data path
+   * as not ready, so the coordinator does not elect it while another candidate can serve. */
+  ready = false;
 
   constructor(private readonly opts: ProxyHostOptions) {
     const data: WorkerInit = {
@@ -34,12 +37,18 @@ export class ProxyHost {
     const isTs = opts.workerUrl.pathname.endsWith(".ts");
     this.worker = new Worker(opts.workerUrl, { workerData: data, ...(isTs ? { execArgv: ["--import", "tsx"] } : {}) });
     this.worker.on("message", (m: FromWorker) => {
+      if (m.type === "ready") this.ready = true;
       if (m.type === "fatal") opts.onFatal(new Error(`proxy thread: ${m.error}`));
     });
     this.worker.on("error", (err) => opts.onFatal(err));
     this.worker.on("exit", (code) => {
       if (!this.stopped) opts.onFatal(new Error(`proxy thread exited with code ${code}`));
     });
+  }
+
+  /** The gateway's data-path verdict for its heartbeat. */
+  probe(): { ok: boolean; detail?: string } {
+    return this.ready ? { ok: true } : { ok: false, detail: "proxy starting" };
   }
 
   role(proxy: boolean, term: number, leaseLeftMs: number): void {

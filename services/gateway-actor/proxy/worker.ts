@@ -27,7 +27,7 @@ export type WorkerInit = Readonly<{
 const DATA_PLANE_NICE = Number(process.env.RAVEN_NICE ?? 5);
 
 export type ToWorker = { type: "role"; proxy: boolean; term: number; leaseLeftMs: number } | { type: "stop" };
-export type FromWorker = { type: "stopped" } | { type: "fatal"; error: string };
+export type FromWorker = { type: "ready" } | { type: "stopped" } | { type: "fatal"; error: string };
 
 const init = workerData as WorkerInit;
 
@@ -57,6 +57,7 @@ async function main(): Promise<void> {
       for (let m = receiveMessageOnPort(parentPort!); m; m = receiveMessageOnPort(parentPort!)) onMessage(m.message as ToWorker);
       return { proxy: role.proxy && systemClock.now() < role.until, term: role.term };
     },
+    onReady: () => parentPort!.postMessage({ type: "ready" } satisfies FromWorker),
   });
   let lastProxy = false;
   function onMessage(m: ToWorker): void {

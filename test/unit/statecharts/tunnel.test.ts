@@ -47,7 +47,11 @@ describe("TunnelActor", () => {
     expect(again.value).toBe("connecting");
     expect(out.map((e) => e.state)).toEqual(["connecting"]);
     const [b2] = run(failed(1_000), tick(1_100), failed(1_200));
-    expect(b2.context.retryAt).toBe(1_400); // second failure: 2 x retryMs
+    expect(b2.context.retryAt).toBe(1_400); // second failed round: 2 x retryMs
+    // Four dials of one round failing together count as one failed round.
+    const [round] = run(failed(1_000), failed(1_001), failed(1_002), failed(1_003));
+    expect(round.context.failures).toBe(1);
+    expect(round.context.retryAt).toBe(1_100);
   });
 
   it("a failed dial while spares remain degrades (no dialing) until the retry is due", () => {
