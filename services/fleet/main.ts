@@ -18,6 +18,7 @@ runMain(async () => {
     timings: { type: "string", help: "timing overrides as JSON, e.g. {\"gatewayHeartbeatMs\":50}" },
     "keep-state": { type: "boolean", default: false, help: "keep the hub's KV from the previous run" },
     "no-restart": { type: "boolean", default: false, help: "do not restart actor processes that die" },
+    "no-netns": { type: "boolean", default: false, help: "as root, still run everything on loopback (no network namespaces, no proxy)" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -25,6 +26,8 @@ runMain(async () => {
   const port = Number(flags.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535 - 3200) throw new ConfigError("--port", `${flags.port} is not a usable port (0..${65535 - 3200})`);
   const timings = parseTimings(parseJsonFlag(flags.timings, "timings"));
+  const netns = process.getuid?.() === 0 && !flags["no-netns"];
+  if (!netns) process.stdout.write("proxy mode is off: it needs network namespaces, so run as root (without --no-netns)\n");
   const t0 = Date.now();
   const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s`;
   const fleet = new Fleet(topology, {
@@ -33,6 +36,8 @@ runMain(async () => {
     timings,
     keepState: flags["keep-state"],
     ...(flags["no-restart"] ? {} : { restartDelayMs: 1_000 }),
+    // As root, every domain gets its own network namespace (InternalIPs really collide) and proxy mode runs.
+    ...(netns ? { netns: true } : {}),
     progress: (line) => process.stdout.write(`${stamp()} ${line}\n`),
     onProcEvent: (e) => {
       if (e.type === "exit") process.stdout.write(`${stamp()} process ${e.name} exited (${e.signal ?? `code ${e.code}`})\n`);
@@ -59,6 +64,17 @@ runMain(async () => {
   const st = await fleet.status(nc);
   await nc.close();
   if (st) process.stdout.write(`\n${renderStatus(st)}\n`);
+  const cloud = st?.domains.flatMap((d) => d.active.filter((a) => a.type === "proxy").map((a) => fleet.proxyListen(a.nodeName))).find((l) => l);
+  if (cloud) {
+    const proxy = `http://${cloud.host}:${cloud.frontPort}`;
+    process.stdout.write(
+      `\nProxy: the active cloud gateway listens on ${cloud.host} (HTTP proxy ${cloud.frontPort}; node ports ${[...cloud.namePorts.keys()].join(", ")} by name). Try:\n` +
+        `  curl -p -x ${proxy} http://factory-a-node-1:10255/name      CONNECT, by node name\n` +
+        `  curl -x ${proxy} http://shop-b-node-1:9100/metrics         forward proxy (Prometheus proxy_url)\n` +
+        `  curl -k -p -x ${proxy} https://kiosk-1:10250/name           TLS end to end, to the solo node\n` +
+        `  RAVEN_NATS=${fleet.hubUrl} bin/raven hosts                    DNS mode: node names -> ${cloud.host}\n`,
+    );
+  }
   process.stdout.write(
     `\nFleet running. Try:\n  RAVEN_NATS=${fleet.hubUrl} bin/raven status\n  RAVEN_NATS=${fleet.hubUrl} bin/raven gateways -o yaml\n` +
       `  RAVEN_NATS=${fleet.hubUrl} bin/raven ui --port 8080     then open http://127.0.0.1:8080/ (the live statechart debugger)\n` +
