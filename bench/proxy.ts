@@ -36,6 +36,8 @@ import { join } from "node:path";
 import { parseTopology, type Topology } from "../shared/topology";
 import { Fleet } from "../services/fleet/fleet";
 import { nsExec } from "../services/fleet/netns";
+import { startUiServer, type UiServer } from "../services/ui/server";
+import { connectDaemon, type NatsConnection } from "../shared/nats";
 import { reverseTunnel, startSshd, tunnelCipher } from "./sshd";
 
 // The Raven path: a fleet of its own (cloud + one edge domain, two candidates each), in network namespaces
@@ -69,6 +71,7 @@ function benchTopology(loopback: boolean): Topology {
 }
 
 let noNetns = false;
+let withViewer = false;
 
 async function ravenPath(transport: "tls" | "tcp"): Promise<{ dial: PathDialers; stop(): Promise<void> } | null> {
   const netns = process.getuid?.() === 0 && !noNetns;
@@ -77,13 +80,22 @@ async function ravenPath(transport: "tls" | "tcp"): Promise<{ dial: PathDialers;
   const runDir = mkdtempSync(join(tmpdir(), "raven-bench-proxy-"));
   const fleet = new Fleet(topology, { runDir, hubPort: 0, proxy: true, netns, demoTargets: false, proxyTransport: transport, logLevel: "warn", progress: (l) => consoleReporter.progress(`raven: ${l.trim()}`) });
   let targets: TargetsProcess | null = null;
+  let viewer: { ui: UiServer; nc: NatsConnection } | null = null;
   const stop = async () => {
+    await viewer?.ui.close();
+    await viewer?.nc.close();
     await targets?.stop();
     await fleet.stop();
     rmSync(runDir, { recursive: true, force: true });
   };
   try {
     await fleet.start();
+    if (withViewer) {
+      // A statechart viewer attached to this fleet: every actor process publishes its inspection events.
+      const nc = await connectDaemon(fleet.hubUrl, "bench-viewer");
+      viewer = { nc, ui: await startUiServer({ nc, port: 0, host: "127.0.0.1" }) };
+      consoleReporter.progress(`raven: statechart viewer attached (${viewer.ui.url})`);
+    }
     const ns = fleet.namespaceOf("edge");
     targets = await startTargetsProcess({ host: target.internalIP, sinkPort: SINK_PORT, echoPort: ECHO_PORT, ...(ns ? { prefix: nsExec(ns, []) } : {}) });
     const nc = await fleet.connect();
@@ -151,6 +163,7 @@ runMain(async () => {
     concurrency: { type: "string", default: "8", help: "connections in flight during the connection-rate measurement" },
     "ssh-cipher": { type: "string", help: "ssh -c for the tunnels, e.g. aes128-gcm@openssh.com (default: OpenSSH's own choice)" },
     quick: { type: "boolean", default: false, help: "smoke test: small defaults, allows --bytes below 1GiB" },
+    "with-viewer": { type: "boolean", default: false, help: "attach a statechart viewer (raven ui) to the Raven path's fleet while measuring" },
     "no-netns": { type: "boolean", default: false, help: "run the Raven path's fleet on loopback even as root" },
     "skip-tcp": { type: "boolean", default: false, help: "do not measure the Raven path with plain-TCP channels (only the default, TLS)" },
   });
@@ -158,6 +171,7 @@ runMain(async () => {
   const { flags } = parsed;
   const quick = flags.quick === true;
   noNetns = flags["no-netns"] === true;
+  withViewer = flags["with-viewer"] === true;
   const bulkBytes = parseBytes(flags.bytes ?? (quick ? "64MiB" : "1GiB"), "--bytes");
   if (bulkBytes < GIB && !quick) throw new ConfigError("--bytes", `must be at least 1GiB for a real run (got ${formatBytes(bulkBytes)}); pass --quick for a smoke test`);
   const opts: MeasureOptions = {

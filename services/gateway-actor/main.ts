@@ -10,6 +10,7 @@ import { connectDaemon } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName, isObjectName } from "../../shared/protocol";
 import { GatewayActorService } from "./gateway";
+import { proxyReporter } from "./proxy-report";
 import { ProxyHost, defaultProxyConfig, type ChannelTransport, type ProxyConfig } from "./proxy";
 
 function portFlag(value: string | undefined, key: string): number {
@@ -81,6 +82,7 @@ runMain(async () => {
           log.fatal({ err: describeError(err) }, "proxy thread failed");
           process.exit(1);
         },
+        onStats: proxyReporter(nc, node, domain, log),
       })
     : undefined;
   const inspector = createMeshInspector(nc, { actorSource: `gateway/${node}`, domain });

@@ -8,11 +8,16 @@ import type { Subscription } from "@nats-io/transport-node";
 import type { Clock, TimerHandle } from "../../shared/clock";
 import { describeError } from "../../shared/errors";
 import { requestStatus, type NatsConnection } from "../../shared/nats";
-import { encode, subjects, tryDecode, type InspectEntry, type StatusReply } from "../../shared/protocol";
+import { encode, subjects, tryDecode, type GatewayProxy, type InspectEntry, type StatusReply } from "../../shared/protocol";
+
+const PROXY_REPORT_TTL_MS = 3_500;
 
 export type RecordedEntry = InspectEntry & { seq: number; source: string; domain?: string };
 
-export type Topology = { status: StatusReply | null; error: string | null; at: number };
+/** A gateway's latest proxy report (peer links, channels), with when it arrived. */
+export type ProxyReport = GatewayProxy & { receivedAt: number };
+
+export type Topology = { status: StatusReply | null; error: string | null; at: number; proxies: Record<string, ProxyReport> };
 
 export type RecorderUpdate = { type: "inspect"; entries: RecordedEntry[] } | { type: "topology"; topology: Topology };
 
@@ -36,7 +41,9 @@ export class InspectRecorder {
   private readonly timers: TimerHandle[] = [];
   private readonly listeners = new Set<(u: RecorderUpdate) => void>();
   private polling = false;
-  topology: Topology = { status: null, error: "no status yet", at: 0 };
+  topology: Topology = { status: null, error: "no status yet", at: 0, proxies: {} };
+  /** Gateway node -> its latest proxy report; reports older than a few seconds are dropped (gateway gone). */
+  private readonly proxies = new Map<string, ProxyReport>();
   /** Entries dropped from the front of the history (the timeline starts after them). */
   droppedHistory = 0;
   /** Entries publishers reported they dropped (their buffers overflowed). */
@@ -49,6 +56,15 @@ export class InspectRecorder {
     for (const subject of [subjects.allEdgeInspect(), subjects.allCoordinatorInspect()]) {
       this.subs.push(nc.subscribe(subject, { callback: (err, m) => void (err || this.onBatch(m.data)) }));
     }
+    this.subs.push(
+      nc.subscribe(subjects.allGatewayProxy(), {
+        callback: (err, m) => {
+          if (err) return;
+          const msg = tryDecode(m.data);
+          if (msg?.type === "gw.proxy") this.proxies.set(msg.body.node, { ...msg.body, receivedAt: this.opts.clock.wallMs() });
+        },
+      }),
+    );
     this.announce();
     void this.poll();
     this.timers.push(clock.setInterval(() => this.announce(), this.opts.presenceEveryMs ?? 1_000));
@@ -105,10 +121,13 @@ export class InspectRecorder {
     if (this.polling) return;
     this.polling = true;
     const hadDomains = new Set((this.topology.status?.domains ?? []).map((d) => d.domain));
+    const now = this.opts.clock.wallMs();
+    for (const [node, r] of this.proxies) if (now - r.receivedAt > PROXY_REPORT_TTL_MS) this.proxies.delete(node);
+    const proxies = Object.fromEntries(this.proxies);
     try {
-      this.topology = { status: await requestStatus(this.opts.nc, { timeoutMs: 1_500 }), error: null, at: this.opts.clock.wallMs() };
+      this.topology = { status: await requestStatus(this.opts.nc, { timeoutMs: 1_500 }), error: null, at: this.opts.clock.wallMs(), proxies };
     } catch (err) {
-      this.topology = { status: this.topology.status, error: describeError(err), at: this.opts.clock.wallMs() };
+      this.topology = { status: this.topology.status, error: describeError(err), at: this.opts.clock.wallMs(), proxies };
     } finally {
       this.polling = false;
     }

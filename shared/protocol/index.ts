@@ -28,6 +28,7 @@ export type {
   EndpointRef,
   ChanHello,
   ChanOpen,
+  GatewayProxy,
   InspectViewer,
   InspectBatch,
   InspectEntry,

@@ -28,6 +28,8 @@
 //   chan.open        cloud -> edge: make this spare a channel to `node:port`, under the domain's `term` as the
 //                    cloud knows it. The edge refuses a term older than its own (fencing) with an error.
 //   chan.opened      edge -> cloud: the target answered; raw bytes follow in both directions.
+//   gw.proxy         a gateway's proxy, every second while it runs: its peer links (TunnelActor state and
+//                    spare connections) and channel totals, for the statechart debugger and operators.
 //   inspect.viewer   a statechart viewer's presence, every ~1 s; actor processes publish inspection batches
 //                    only while some viewer announced itself within `ttlMs`.
 //   inspect.batch    an actor process's inspection entries: one per event an actor processed (hot events
@@ -135,6 +137,19 @@ const chanHello = obj({ domain, node: name, gateway: name, term: int(0), token: 
 const chanWelcome = obj({ node: name });
 const chanOpen = obj({ id: str({ max: 64 }), node: name, port: int(1, 65_535), term: int(0) });
 const chanOpened = obj({ id: str({ max: 64 }) });
+const proxyTunnel = obj({ peer: name, state: str({ max: 32 }), spares: int(0) });
+const gatewayProxy = obj({
+  node: name,
+  domain,
+  side: literal("cloud", "edge"),
+  tunnels: arr(proxyTunnel, 1024),
+  channelsOpen: int(0),
+  channelsOpened: int(0),
+  bytesIn: int(0),
+  bytesOut: int(0),
+  errors: int(0),
+  sentAt: ms,
+});
 const inspectViewer = obj({ viewer: str({ max: 128 }), sentAt: ms, ttlMs: int(100, 60_000) });
 
 const inspectEntry = obj({
@@ -178,6 +193,7 @@ export const messageSchemas = {
   "chan.welcome": chanWelcome,
   "chan.open": chanOpen,
   "chan.opened": chanOpened,
+  "gw.proxy": gatewayProxy,
   "inspect.viewer": inspectViewer,
   "inspect.batch": inspectBatch,
 } as const satisfies Record<string, ObjSchema<unknown>>;
@@ -200,6 +216,7 @@ export type CandidateStatus = DomainStatus["candidates"][number];
 export type EndpointRef = Assignment["active"][number];
 export type ChanHello = MessageBody<"chan.hello">;
 export type ChanOpen = MessageBody<"chan.open">;
+export type GatewayProxy = MessageBody<"gw.proxy">;
 export type InspectViewer = MessageBody<"inspect.viewer">;
 export type InspectBatch = MessageBody<"inspect.batch">;
 export type InspectEntry = InspectBatch["entries"][number];

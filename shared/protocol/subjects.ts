@@ -11,6 +11,7 @@
 //   raven.d.<domain>.inspect.viewer         a statechart viewer announces itself to the domain's actors (~1/s)
 //   raven.d.<domain>.gw.<node>.inspect      a gateway candidate's inspection batches (only while viewed)
 //   raven.d.<domain>.node.<node>.inspect    a node actor's inspection batches (only while viewed)
+//   raven.d.<domain>.gw.<node>.proxy        a gateway's proxy links and channel totals (every second)
 //   raven.ctl.inspect.viewer                a viewer announces itself to the coordinators
 //   raven.ctl.coord.<id>.inspect            a coordinator's inspection batches (its statechart, DomainActors)
 import { InvalidSubjectTokenError } from "../errors";
@@ -58,6 +59,8 @@ export const subjects = {
   inspectViewer: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.inspect.viewer`,
   gatewayInspect: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.inspect`,
   nodeInspect: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.node.${nameToken(node)}.inspect`,
+  gatewayProxy: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.proxy`,
+  allGatewayProxy: () => `${SUBJECT_PREFIX}.d.*.gw.*.proxy`,
   controlInspectViewer: () => `${SUBJECT_PREFIX}.ctl.inspect.viewer`,
   coordinatorInspect: (id: string) => `${SUBJECT_PREFIX}.ctl.coord.${nameToken(id, "coordinator id")}.inspect`,
   /** Wildcards for the cloud side, which serves every domain. */

@@ -166,6 +166,13 @@ export class CloudProxy {
     ch.socket.once("close", (hadError) => this.channels.closed(ch.id, hadError ? new Error("channel broke") : undefined));
   }
 
+  /** Edge gateways with spares parked here, as peer links ("up" while they have spares). */
+  peers(): { peer: string; state: string; spares: number }[] {
+    const byNode = new Map<string, number>();
+    for (const pool of this.pools.values()) for (const s of pool) byNode.set(s.node, (byNode.get(s.node) ?? 0) + 1);
+    return [...byNode].sort().map(([peer, spares]) => ({ peer, state: "up", spares }));
+  }
+
   spareCount(domain?: string): number {
     if (domain) return this.pools.get(domain)?.length ?? 0;
     let n = 0;

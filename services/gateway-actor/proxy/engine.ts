@@ -9,6 +9,7 @@ import type { Clock } from "../../../shared/clock";
 import { ConfigError, describeError } from "../../../shared/errors";
 import { gatewayKey, soloKey, type Gateway } from "../../../shared/gateway";
 import type { Logger } from "../../../shared/log";
+import { counters } from "../../../shared/metrics";
 import { bindBuckets, type NatsConnection } from "../../../shared/nats";
 import type { ChannelTransport } from "./channels";
 import { CloudProxy } from "./cloud";
@@ -45,6 +46,28 @@ export const defaultProxyConfig = (pkiDir: string): ProxyConfig => ({
   dialTimeoutMs: 2_000,
   retryMs: 200,
 });
+
+export type ProxyStats = {
+  side: "cloud" | "edge";
+  tunnels: { peer: string; state: string; spares: number }[];
+  channelsOpen: number;
+  channelsOpened: number;
+  bytesIn: number;
+  bytesOut: number;
+  errors: number;
+};
+
+/** This thread's channel counters (the proxy thread has its own, apart from the main thread's). */
+function channelTotals(): Pick<ProxyStats, "channelsOpened" | "bytesIn" | "bytesOut" | "errors"> {
+  let bytesIn = 0;
+  let bytesOut = 0;
+  for (const e of counters.entries()) {
+    if (e.name !== "raven_channel_bytes_total") continue;
+    if (e.labels.direction === "in") bytesIn += e.value;
+    else bytesOut += e.value;
+  }
+  return { channelsOpened: counters.total("raven_channels_opened_total"), bytesIn, bytesOut, errors: counters.total("raven_channel_errors_total") };
+}
 
 export type ProxyEngineOptions = Readonly<{
   nc: NatsConnection;
@@ -101,6 +124,17 @@ export class ProxyEngine {
     }
     this.directory.onChange(() => this.update());
     this.directory.start();
+  }
+
+  /** What the proxy is doing, for the gateway's `gw.proxy` report: its peer links and channel totals. */
+  stats(): ProxyStats | null {
+    if (this.edge) {
+      return { side: "edge", tunnels: this.edge.tunnels(), channelsOpen: this.edge.channels.size, ...channelTotals() };
+    }
+    if (this.cloud) {
+      return { side: "cloud", tunnels: this.cloud.peers(), channelsOpen: this.cloud.channels.size, ...channelTotals() };
+    }
+    return null;
   }
 
   ownRecord(): Gateway | undefined {

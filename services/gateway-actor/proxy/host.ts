@@ -3,7 +3,7 @@
 // next to the gateway-actor bundle, or the TypeScript source under tsx.
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../../../shared/log";
-import type { ProxyConfig } from "./engine";
+import type { ProxyConfig, ProxyStats } from "./engine";
 import type { FromWorker, ToWorker, WorkerInit } from "./worker";
 
 export type ProxyHostOptions = Readonly<{
@@ -16,6 +16,8 @@ export type ProxyHostOptions = Readonly<{
   log: Logger;
   logBindings: Record<string, string>;
   onFatal: (err: Error) => void;
+  /** The proxy thread's report, every second. */
+  onStats?: (stats: ProxyStats) => void;
 }>;
 
 export class ProxyHost {
@@ -38,6 +40,7 @@ export class ProxyHost {
     this.worker = new Worker(opts.workerUrl, { workerData: data, ...(isTs ? { execArgv: ["--import", "tsx"] } : {}) });
     this.worker.on("message", (m: FromWorker) => {
       if (m.type === "ready") this.ready = true;
+      if (m.type === "stats") opts.onStats?.(m.stats);
       if (m.type === "fatal") opts.onFatal(new Error(`proxy thread: ${m.error}`));
     });
     this.worker.on("error", (err) => opts.onFatal(err));

@@ -5,6 +5,6 @@ export { EdgeProxy, dialTcp } from "./edge";
 export { Directory } from "./directory";
 export { ProxyFrontDoor, NameRoutedListener, httpStatusOf, parseTarget } from "./front";
 export { sniff } from "./sniff";
-export type { ProxyConfig, ProxyEngineOptions } from "./engine";
+export type { ProxyConfig, ProxyEngineOptions, ProxyStats } from "./engine";
 export type { NodeRoute, ProxyPeer } from "./directory";
 export type { ChannelTransport } from "./channels";

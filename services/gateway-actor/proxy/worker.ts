@@ -13,7 +13,7 @@ import { systemClock } from "../../../shared/clock";
 import { describeError } from "../../../shared/errors";
 import { createLogger } from "../../../shared/log";
 import { connectDaemon } from "../../../shared/nats";
-import { ProxyEngine, type ProxyConfig } from "./engine";
+import { ProxyEngine, type ProxyConfig, type ProxyStats } from "./engine";
 
 export type WorkerInit = Readonly<{
   nats: string;
@@ -24,10 +24,11 @@ export type WorkerInit = Readonly<{
   logBindings: Record<string, string>;
 }>;
 
+const STATS_EVERY_MS = 1_000;
 const DATA_PLANE_NICE = Number(process.env.RAVEN_NICE ?? 5);
 
 export type ToWorker = { type: "role"; proxy: boolean; term: number; leaseLeftMs: number } | { type: "stop" };
-export type FromWorker = { type: "ready" } | { type: "stopped" } | { type: "fatal"; error: string };
+export type FromWorker = { type: "ready" } | { type: "stats"; stats: ProxyStats } | { type: "stopped" } | { type: "fatal"; error: string };
 
 const init = workerData as WorkerInit;
 
@@ -73,6 +74,10 @@ async function main(): Promise<void> {
   parentPort!.on("message", onMessage);
   // Level-triggered: also re-check on a timer, so a lease running out here takes effect without a message.
   setInterval(() => engine.update(), 50).unref();
+  setInterval(() => {
+    const stats = engine.stats();
+    if (stats) parentPort!.postMessage({ type: "stats", stats } satisfies FromWorker);
+  }, STATS_EVERY_MS).unref();
   await engine.start();
 }
 

@@ -177,6 +177,16 @@ function renderTopology(latest) {
           `<span class="role" data-role="${esc(role)}">${esc(role)}</span><span class="age">${replay ? "" : esc(ageText(c.lastHeartbeatAgeMs))}</span>` +
           `<span class="pill" title="GatewayActor state, term">${ge ? `${esc(stateName(ge.state))} t${esc(ge.term ?? "-")}` : "—"}</span></div>`,
       );
+      const px = replay ? null : t.proxies?.[c.node];
+      if (px && (px.tunnels.length > 0 || px.channelsOpen > 0)) {
+        // The proxy's peer links (TunnelActors) and channels, from the gateway's own report.
+        const links = px.tunnels.map((l) => `<span class="tunnel" data-peer="${esc(l.peer)}" data-state="${esc(l.state)}">⇄ ${esc(l.peer)} ${esc(l.state)} · ${esc(l.spares)} spare</span>`);
+        html.push(
+          `<div class="row proxy" data-node="${esc(c.node)}" title="proxy: peer links and channels">` +
+            `<span></span><span class="muted">${links.join(" ") || "no peer links"}</span>` +
+            `<span class="role" data-field="channels">${esc(px.channelsOpen)} ch</span><span class="age">${esc(bytesText(px.bytesIn + px.bytesOut))}</span><span></span></div>`,
+        );
+      }
     }
     for (const n of d.nodes) {
       const actor = `node/${n.node}`;
@@ -191,6 +201,13 @@ function renderTopology(latest) {
     html.push(`</div></div>`);
   }
   setHtml($("#domains"), html.join(""));
+}
+
+function bytesText(n) {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${n} B`;
 }
 
 function renderCoordinators(latest) {

@@ -93,6 +93,18 @@ export const fullBodies: Fixtures = {
   "chan.welcome": { node: "cloud-gw-1" },
   "chan.open": { id: "c-1f", node: "factory-a-node-1", port: 10250, term: 7 },
   "chan.opened": { id: "c-1f" },
+  "gw.proxy": {
+    node: "factory-a-gw-1",
+    domain: "factory-a",
+    side: "edge",
+    tunnels: [{ peer: "cloud-gw-1", state: "up", spares: 4 }],
+    channelsOpen: 12,
+    channelsOpened: 3_400,
+    bytesIn: 1_073_741_824,
+    bytesOut: 52_000,
+    errors: 1,
+    sentAt: T0,
+  },
   "inspect.viewer": { viewer: "ui-1234-ab12cd", sentAt: T0, ttlMs: 3_000 },
   "inspect.batch": {
     source: "gateway/factory-a-gw-1",
@@ -150,6 +162,7 @@ export const minimalBodies: Fixtures = {
   "chan.welcome": { node: "c" },
   "chan.open": { id: "", node: "kiosk-1", port: 1, term: 0 },
   "chan.opened": { id: "" },
+  "gw.proxy": { node: "c", domain: "cloud", side: "cloud", tunnels: [], channelsOpen: 0, channelsOpened: 0, bytesIn: 0, bytesOut: 0, errors: 0, sentAt: 0 },
   "inspect.viewer": { viewer: "v", sentAt: 0, ttlMs: 100 },
   "inspect.batch": { source: "s", seq: 0, dropped: 0, sync: true, entries: [] },
 };

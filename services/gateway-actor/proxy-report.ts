@@ -1,0 +1,28 @@
+// The proxy thread's report, handled on the main thread every second: published on the mesh as `gw.proxy`
+// (the statechart debugger shows each gateway's peer links and channels) and mirrored into this process's
+// Prometheus metrics, whose registry lives on the main thread (the proxy thread's counters are its own).
+import { describeError } from "../../shared/errors";
+import type { Logger } from "../../shared/log";
+import { metrics } from "../../shared/metrics";
+import type { NatsConnection } from "../../shared/nats";
+import { encode, subjects } from "../../shared/protocol";
+import type { ProxyStats } from "./proxy";
+
+const TUNNEL_STATES = ["connecting", "up", "degraded", "backoff", "closed"] as const;
+
+export function proxyReporter(nc: NatsConnection, node: string, domain: string, log: Logger): (stats: ProxyStats) => void {
+  let last = { bytesIn: 0, bytesOut: 0, errors: 0 };
+  return (stats) => {
+    metrics.channelsOpen.set(stats.channelsOpen);
+    for (const state of TUNNEL_STATES) metrics.tunnelState.set({ state }, stats.tunnels.filter((t) => t.state === state).length);
+    metrics.channelBytes.inc({ direction: "in" }, Math.max(0, stats.bytesIn - last.bytesIn));
+    metrics.channelBytes.inc({ direction: "out" }, Math.max(0, stats.bytesOut - last.bytesOut));
+    metrics.channelErrors.inc({ reason: "any" }, Math.max(0, stats.errors - last.errors));
+    last = { bytesIn: stats.bytesIn, bytesOut: stats.bytesOut, errors: stats.errors };
+    try {
+      nc.publish(subjects.gatewayProxy(domain, node), encode("gw.proxy", { node, domain, ...stats, sentAt: Date.now() }));
+    } catch (err) {
+      log.warn({ err: describeError(err) }, "proxy report not published");
+    }
+  };
+}
