@@ -240,7 +240,9 @@ export function connectVia(proxyHost: string, proxyPort: number, target: string,
         }
         const statusLine = head.subarray(0, head.indexOf("\r\n")).toString("latin1");
         if (!/^HTTP\/1\.[01] 200(?: |$)/.test(statusLine)) {
-          fail(new ProxyConnectError(target, statusLine, `CONNECT ${target} via ${via} refused: ${statusLine}`));
+          // The proxy's reason, when it sent one in the body, is part of the message.
+          const reason = head.subarray(end + HEADER_END.length).toString("utf8").trim().slice(0, 300);
+          fail(new ProxyConnectError(target, statusLine, `CONNECT ${target} via ${via} refused: ${statusLine}${reason ? ` ${reason}` : ""}`));
           return;
         }
         settled = true;

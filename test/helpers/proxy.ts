@@ -4,6 +4,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import http from "node:http";
 import net from "node:net";
+import { connectVia as libConnectVia } from "../../bench/proxy-lib";
 import { maskedFrame } from "./ws-client";
 
 export type CurlResult = { code: number; status: number; body: string; stderr: string };
@@ -19,39 +20,9 @@ export function curl(args: string[], timeoutMs = 10_000): Promise<CurlResult> {
   });
 }
 
-/** HTTP CONNECT through a proxy; resolves with the tunnelled socket, or rejects with the status line and body. */
+/** HTTP CONNECT through a proxy (bench/proxy-lib's client); rejects with the status line and the reason. */
 export function connectVia(proxy: { host: string; port: number }, target: string, timeoutMs = 5_000): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(proxy.port, proxy.host);
-    s.setNoDelay(true);
-    let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error(`CONNECT ${target}: no answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onData = (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      const end = buf.indexOf("\r\n\r\n");
-      if (end < 0) return;
-      s.off("data", onData);
-      s.pause();
-      clearTimeout(timer);
-      const head = buf.subarray(0, end).toString();
-      if (!/^HTTP\/1\.1 200/.test(head)) {
-        s.destroy();
-        return reject(new Error(`CONNECT ${target}: ${head.split("\r\n")[0]} ${buf.subarray(end + 4).toString().trim()}`));
-      }
-      const rest = buf.subarray(end + 4);
-      if (rest.length > 0) s.unshift(rest);
-      resolve(s);
-    };
-    s.on("data", onData);
-    s.once("error", (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    s.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
-  });
+  return libConnectVia(proxy.host, proxy.port, target, timeoutMs);
 }
 
 /** One HTTP/1.1 request on an already connected socket (a tunnel); resolves with status and body. */

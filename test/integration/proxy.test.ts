@@ -5,6 +5,7 @@ import { expect, it } from "vitest";
 import { InspectRecorder } from "../../services/ui/recorder";
 import { systemClock } from "../../shared/clock";
 import { eventually, fleetStatus, smallTopology, startTestFleet, type TestFleet } from "../helpers/fleet";
+import { curl } from "../helpers/proxy";
 import { proxySuite } from "./proxy-suite";
 
 let t: TestFleet;
@@ -30,13 +31,16 @@ describe("proxy mode on loopback", () => {
       const activeOf = (gw: string) => st!.domains.find((d) => d.gateway === gw)!.active.find((a) => a.type === "proxy")!.nodeName;
       const cloud = activeOf("gw-c");
       const edge = activeOf("gw-a");
-      const reports = await eventually("proxy reports from both active gateways", 10_000, () => {
+      const door = t.fleet.proxyListen(cloud)!;
+      const answer = await curl(["-p", "-x", `http://${door.host}:${door.frontPort}`, "http://a-node-1:10255/name"]);
+      expect(answer.body.trim()).toBe("a-node-1");
+      const reports = await eventually("proxy reports from both active gateways, counting the channel", 10_000, () => {
         const p = recorder.topology.proxies;
-        return p[edge]?.tunnels.some((l) => l.peer === cloud && l.state === "up") && p[cloud]?.tunnels.some((l) => l.peer === edge) ? p : undefined;
+        const linked = p[edge]?.tunnels.some((l) => l.peer === cloud && l.state === "up") && p[cloud]?.tunnels.some((l) => l.peer === edge);
+        return linked && p[cloud]!.channelsOpened > 0 && p[edge]!.channelsOpened > 0 ? p : undefined;
       });
       expect(reports[edge]!.side).toBe("edge");
       expect(reports[cloud]!.side).toBe("cloud");
-      expect(reports[cloud]!.channelsOpened).toBeGreaterThan(0); // the suite above opened many
     } finally {
       recorder.stop();
       await nc.close();
