@@ -4,6 +4,7 @@
 // stream read while it flows, TLS passed through by SNI.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import net from "node:net";
 import tls from "node:tls";
 import { expect, it } from "vitest";
 import type { Topology } from "../../shared/topology";
@@ -14,7 +15,7 @@ export type Door = { host: string; frontPort: number; namePorts: ReadonlyMap<num
 
 /** The active cloud gateway's front doors, read from the fleet status. */
 export async function activeDoor(t: TestFleet, cloudGateway: string): Promise<Door> {
-  return eventually(`an active ${cloudGateway} proxy`, 10_000, async () => {
+  return eventually(`an active ${cloudGateway} proxy`, 20_000, async () => {
     const st = await fleetStatus(t.fleet, 500);
     const node = st?.domains.find((d) => d.gateway === cloudGateway)?.active.find((a) => a.type === "proxy")?.nodeName;
     const listen = node ? t.fleet.proxyListen(node) : undefined;
@@ -93,6 +94,25 @@ export function proxySuite(ctx: SuiteContext): void {
       expect(await ws.next()).toBe(msg);
     }
     ws.close();
+  });
+
+  it("carries a SPDY/3.1 upgrade (kubectl exec/port-forward) through the forward proxy, bytes both ways", async () => {
+    const door = await activeDoor(ctx.t(), ctx.cloudGateway);
+    const sock = net.connect(door.frontPort, door.host);
+    sock.write(
+      `POST http://${ctx.edgeNode}:10255/exec/default/pod/c?command=sh HTTP/1.1\r\nHost: ${ctx.edgeNode}:10255\r\n` +
+        `Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`,
+    );
+    let got = "";
+    sock.setEncoding("latin1");
+    sock.on("data", (c: string) => (got += c));
+    await eventually("101 Switching Protocols", 5_000, () => got.includes("\r\n\r\n"));
+    expect(got).toMatch(/^HTTP\/1\.1 101/);
+    expect(got).toContain("X-Stream-Protocol-Version: v4.channel.k8s.io");
+    got = "";
+    sock.write(Buffer.from("\x80\x03\x00\x01spdy frame bytes", "latin1"));
+    await eventually("the bytes echoed back", 5_000, () => got === "\x80\x03\x00\x01spdy frame bytes");
+    sock.destroy();
   });
 
   it("delivers a chunked stream as it flows (logs -f), not at the end", async () => {
