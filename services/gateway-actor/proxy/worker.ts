@@ -41,8 +41,8 @@ try {
 } catch {
   // Not permitted here (a container may forbid it): the thread split alone still isolates the event loops.
 }
-const log = createLogger({ ...init.logBindings, thread: "proxy" });
 let role = { proxy: false, term: 0, until: 0 };
+const log = createLogger({ ...init.logBindings, thread: "proxy" }, { term: () => role.term });
 
 async function main(): Promise<void> {
   const nc = await connectDaemon(init.nats, `gateway-proxy/${init.node}`);
