@@ -14,6 +14,7 @@ type Entry = { peer: VpnPeer; key: string; state: PeerState; saId: string | null
 export class FakeVpnDriver implements VpnDriver {
   readonly name: string;
   readonly overheadBytes: number;
+  readonly tunnelDev: string | null;
   /** Every desired state passed to apply (including ones that failed), in order. */
   readonly applied: VpnDesired[] = [];
   /** Peers (re)established by apply, in order: one entry per new SA. */
@@ -24,9 +25,10 @@ export class FakeVpnDriver implements VpnDriver {
   private readonly peerErrors = new Map<string, string>();
   private sa = 0;
 
-  constructor(options: Readonly<{ name?: string; overheadBytes?: number }> = {}) {
+  constructor(options: Readonly<{ name?: string; overheadBytes?: number; tunnelDev?: string | null }> = {}) {
     this.name = options.name ?? "fake";
     this.overheadBytes = options.overheadBytes ?? 0;
+    this.tunnelDev = options.tunnelDev ?? null;
   }
 
   /** The next apply throws `error` (default: a RavenError) and changes nothing. */

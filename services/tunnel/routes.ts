@@ -56,11 +56,10 @@ export type RouteInput = Readonly<{
   /** VpnDriver.overheadBytes of the tunnel between gateways. */
   vpnOverheadBytes: number;
   /**
-   * Gateway only: a device to route remote pod CIDRs into (WireGuard's). Leave out when the VPN driver
-   * installs its own routes (strongSwan: kernel-libipsec routes into its TUN in table 220, kernel ESP uses
-   * policies).
+   * Gateway only: VpnDriver.tunnelDev, the device remote pod CIDRs are routed into (kernel-libipsec's TUN,
+   * WireGuard's interface). Null or left out when the VPN catches the traffic by itself (kernel XFRM policies).
    */
-  tunnelDev?: string;
+  tunnelDev?: string | null;
   vxlan?: Readonly<{ name?: string; vni?: number; port?: number }>;
 }>;
 
@@ -122,7 +121,8 @@ export function computeRoutes(input: RouteInput): RouteDesired {
   if (!IFNAME.test(name)) throw new TunnelError(`routes: vxlan name ${JSON.stringify(name)} is not an interface name`);
   if (!Number.isInteger(vni) || vni < 1 || vni > 0xffffff) throw new TunnelError(`routes: vxlan vni ${vni} must be 1..16777215`);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TunnelError(`routes: vxlan port ${port} must be 1..65535`);
-  if (input.tunnelDev !== undefined && (role !== RouteRole.Gateway || !IFNAME.test(input.tunnelDev))) {
+  const tunnelDev = input.tunnelDev ?? undefined;
+  if (tunnelDev !== undefined && (role !== RouteRole.Gateway || !IFNAME.test(tunnelDev))) {
     throw new TunnelError(`routes: tunnelDev ${JSON.stringify(input.tunnelDev)} is only for a gateway and must be an interface name`);
   }
 
@@ -152,7 +152,7 @@ export function computeRoutes(input: RouteInput): RouteDesired {
   } else {
     peers = [...nodes.keys()].filter((ip) => ip !== localIP).sort(byIp).map(member);
     for (const p of peers) for (const dst of nodes.get(p.lanIP)!) routes.push({ dst, dev: name, via: p.address, mtu: vxlanMtu });
-    if (input.tunnelDev !== undefined) for (const dst of remote) routes.push({ dst, dev: input.tunnelDev, via: null, mtu: underlayMtu - vpnOverheadBytes });
+    if (tunnelDev !== undefined) for (const dst of remote) routes.push({ dst, dev: tunnelDev, via: null, mtu: pathMtu });
   }
   const byAddress = new Map<string, string>([[self.address, localIP]]);
   for (const p of peers) {

@@ -22,8 +22,6 @@ export type CharonConfInput = Readonly<{
   logFile: string;
   /** Userspace ESP on a TUN device (kernel-libipsec) instead of the kernel's XFRM ESP. */
   libipsec: boolean;
-  /** MTU of the kernel-libipsec TUN device (underlay MTU minus the ESP-in-UDP overhead). */
-  tunMtu: number;
   ikePort: number;
   natPort: number;
 }>;
@@ -45,7 +43,6 @@ export function renderStrongswanConf(c: CharonConfInput): string {
     "    vici {",
     `      socket = unix://${c.viciSocket}`,
     "    }",
-    ...(c.libipsec ? ["    kernel-libipsec {", `      mtu = ${c.tunMtu}`, "    }"] : []),
     "  }",
     "  filelog {",
     "    raven {",

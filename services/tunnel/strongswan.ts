@@ -1,6 +1,6 @@
 // The strongSwan VpnDriver: one private charon per gateway, configured through swanctl over that charon's own
 // vici socket. IKEv2 + PSK, ESP in UDP 4500; kernel ESP where the kernel has it, else kernel-libipsec
-// (userspace ESP on a TUN device `ipsec0`, which also installs the routes to it in table 220).
+// (userspace ESP on a TUN device `ipsec0`, with routes to it in table 220 that charon installs itself).
 //
 // Guarantees:
 // - Several drivers coexist on one machine: each charon runs in the caller's network namespace (`ip netns
@@ -12,6 +12,10 @@
 //   loaded and charon is alive nothing is reloaded; a peer is (re)initiated only when it has no IKE SA at all
 //   and this side initiates. Peers whose connection changed are re-keyed; removed peers are terminated and
 //   unloaded. Errors of one peer land in its status (lastError), not in an exception.
+// - kernel-libipsec installs a route per outbound policy and refuses a CHILD_SA whose local subnet holds no
+//   address of this host ("error installing route with policy"), which is the normal case for a gateway
+//   (the pods of the other nodes live elsewhere). So the driver puts each local subnet's network address
+//   (never a pod's: IPAM starts at .1) as a /32 on `lo`, labelled `lo:raven`, and removes them again.
 // - The PSK is read from `pskFile` on every apply (a rotation is a change). The file must exist, be private
 //   (no group/other permissions) and hold at least 16 bytes; there is no built-in default.
 // - cleanup() stops charon by its PID (TERM, then KILL after a grace period) and removes stateDir.
@@ -21,7 +25,8 @@ import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, re
 import { connect } from "node:net";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { CommandError, MissingDependencyError, PkiError, TunnelError, describeError } from "../../shared/errors";
-import { execInNs, execRunner, type Runner } from "./exec";
+import { intToIp, parseCidr } from "./cidr";
+import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
 import { IPSEC_OVERHEAD_BYTES } from "./routes";
 import { parseListSas, renderConnection, renderStrongswanConf, renderSwanctlConf, type IkeSaInfo } from "./strongswan-conf";
 import { PeerState, initiates, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
@@ -31,6 +36,9 @@ export const DEFAULT_CHARON = "/usr/lib/ipsec/charon";
 export const DEFAULT_SWANCTL = "/usr/sbin/swanctl";
 export const LIBIPSEC_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so";
 export const MIN_PSK_BYTES = 16;
+const ANCHOR_LABEL = "lo:raven";
+/** strongSwan 5.9's kernel-libipsec TUN MTU (TUN_DEFAULT_MTU), not configurable. */
+export const LIBIPSEC_TUN_MTU = 1400;
 
 export type EspMode = "kernel" | "libipsec" | "auto";
 
@@ -111,8 +119,15 @@ type Charon = { child: ChildProcess; exited: Promise<void>; exitInfo: string | n
 
 export class StrongSwanDriver implements VpnDriver {
   readonly name: string;
-  readonly overheadBytes = IPSEC_OVERHEAD_BYTES;
+  /**
+   * What the tunnel costs on this underlay: IPSEC_OVERHEAD_BYTES with kernel ESP; with kernel-libipsec at
+   * least underlayMtu - 1400, because strongSwan 5.9 creates its TUN with a fixed MTU of 1400 (no option;
+   * raising it by hand breaks libipsec's reads, lowering it works and is done when the underlay is smaller).
+   */
+  readonly overheadBytes: number;
   readonly libipsec: boolean;
+  /** Null: charon routes remote subnets itself (kernel-libipsec: into its TUN, table 220; kernel ESP: policies). */
+  readonly tunnelDev = null;
   /** Times apply reloaded charon's configuration / initiated a peer (for tests and metrics: churn). */
   reloads = 0;
   initiations = 0;
@@ -123,6 +138,8 @@ export class StrongSwanDriver implements VpnDriver {
   private loaded: { conf: string; peers: Map<string, { peer: VpnPeer; section: string }> } | null = null;
   private readonly peerErrors = new Map<string, string>();
   private desired: readonly VpnPeer[] = [];
+  /** Whether `lo:raven` addresses may exist (so cleanup touches the namespace only when it must). */
+  private anchored = false;
 
   constructor(options: StrongSwanOptions) {
     if (!isAbsolute(options.stateDir)) throw new TunnelError(`strongswan: stateDir ${JSON.stringify(options.stateDir)} must be absolute`);
@@ -146,6 +163,8 @@ export class StrongSwanDriver implements VpnDriver {
       swanctlPath: options.swanctlPath ?? DEFAULT_SWANCTL,
     };
     this.run = options.runner ?? execRunner;
+    const innerMtu = this.o.underlayMtu - IPSEC_OVERHEAD_BYTES;
+    this.overheadBytes = this.libipsec ? this.o.underlayMtu - Math.min(LIBIPSEC_TUN_MTU, innerMtu) : IPSEC_OVERHEAD_BYTES;
   }
 
   private get files() {
@@ -167,14 +186,19 @@ export class StrongSwanDriver implements VpnDriver {
     checkStrongSwanInstalled({ charon: this.o.charonPath, swanctl: this.o.swanctlPath, libipsec: this.libipsec });
     const psk = readPsk(this.o.pskFile);
     await this.ensureCharon();
+    if (this.libipsec) {
+      this.anchored = true;
+      await this.ensureAnchors(desired.peers.flatMap((p) => p.localSubnets));
+    }
     const peers = [...desired.peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.desired = peers;
     const conf = renderSwanctlConf(peers, psk);
     const before = this.loaded?.peers ?? new Map<string, { peer: VpnPeer; section: string }>();
     if (this.loaded?.conf !== conf) {
       writePrivate(this.files.swanctl, conf);
+      // Secrets first, so that a connection never meets a peer without its key; both unload what is gone.
+      await this.swanctlOk("--load-creds", "--noprompt", "--file", this.files.swanctl);
       await this.swanctlOk("--load-conns", "--file", this.files.swanctl);
-      await this.swanctlOk("--load-shared", "--file", this.files.swanctl);
       this.reloads++;
       const now = new Map(peers.map((p) => [p.name, { peer: p, section: renderConnection(p) }]));
       // Gone peers and changed peers lose their SAs (the changed ones are initiated again below).
@@ -206,6 +230,7 @@ export class StrongSwanDriver implements VpnDriver {
 
   async cleanup(): Promise<void> {
     await this.stopCharon();
+    if (this.anchored) await this.ensureAnchors([]);
     this.loaded = null;
     this.desired = [];
     this.peerErrors.clear();
@@ -260,6 +285,18 @@ export class StrongSwanDriver implements VpnDriver {
     await this.run(this.swanctl("--terminate", "--ike", name, "--force", "--timeout", "2"));
   }
 
+  /** Makes the `lo:raven` /32 addresses equal the network addresses of `subnets` (see the header). */
+  private async ensureAnchors(subnets: readonly string[]): Promise<void> {
+    const want = new Set(subnets.map((c) => `${intToIp(parseCidr(c).start)}/32`));
+    const out = await runOk(this.run, inNs(this.o.netns, "ip", "-j", "addr", "show", "dev", "lo"));
+    const infos = ((JSON.parse(out || "[]") as { addr_info?: { family?: string; local?: string; prefixlen?: number; label?: string }[] }[])[0]?.addr_info ?? [])
+      .filter((a) => a.family === "inet" && a.label === ANCHOR_LABEL);
+    const have = new Set(infos.map((a) => `${a.local}/${a.prefixlen}`));
+    for (const a of want) if (!have.has(a)) await runOk(this.run, inNs(this.o.netns, "ip", "addr", "add", a, "dev", "lo", "label", ANCHOR_LABEL));
+    for (const a of have) if (!want.has(a)) await runOk(this.run, inNs(this.o.netns, "ip", "addr", "del", a, "dev", "lo"));
+    if (want.size === 0) this.anchored = false;
+  }
+
   private async ensureCharon(): Promise<void> {
     if (this.charon && this.charon.exitInfo === null) return;
     this.loaded = null;
@@ -273,7 +310,6 @@ export class StrongSwanDriver implements VpnDriver {
         viciSocket: f.vici,
         logFile: f.log,
         libipsec: this.libipsec,
-        tunMtu: this.o.underlayMtu - IPSEC_OVERHEAD_BYTES,
         ikePort: this.o.ikePort,
         natPort: this.o.natPort,
       }),
@@ -308,12 +344,15 @@ export class StrongSwanDriver implements VpnDriver {
       }
       await new Promise((r) => setTimeout(r, 20));
     }
+    const tunMtu = this.o.underlayMtu - this.overheadBytes;
+    if (this.libipsec && tunMtu < LIBIPSEC_TUN_MTU) await runOk(this.run, inNs(this.o.netns, "ip", "link", "set", "ipsec0", "mtu", String(tunMtu)));
   }
 
-  private logTail(): string {
+  /** The last `n` lines of charon's log, for diagnostics ("(empty)" when there is none). */
+  logTail(n = 3): string {
     for (const f of [this.files.log, join(this.o.stateDir, "charon.stdout")]) {
       try {
-        const t = lastLines(readFileSync(f, "utf8"));
+        const t = lastLines(readFileSync(f, "utf8"), n);
         if (t) return t;
       } catch {
         // not written
@@ -331,8 +370,6 @@ export class StrongSwanDriver implements VpnDriver {
     if ((await Promise.race([c.exited, timer])) === "timeout") {
       c.child.kill("SIGKILL");
       await c.exited;
-      // A killed charon leaves its policy-routing rule behind (the TUN device and its routes die with it).
-      if (this.libipsec) await this.run(execInNs(this.o.netns, ["ip", "rule", "del", "table", "220"]));
     }
   }
 }

@@ -54,6 +54,11 @@ export interface VpnDriver {
   readonly name: string;
   /** Bytes the tunnel adds to every packet, worst case (see routes.ts for the arithmetic). */
   readonly overheadBytes: number;
+  /**
+   * The device remote pod CIDRs must be routed into (kernel-libipsec's TUN, WireGuard's interface), or null
+   * when the driver catches the traffic itself (kernel XFRM policies). The route driver installs the routes.
+   */
+  readonly tunnelDev: string | null;
   apply(desired: VpnDesired): Promise<VpnStatus>;
   status(): Promise<VpnStatus>;
   cleanup(): Promise<void>;
