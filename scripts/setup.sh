@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Raven needs on a fresh Debian machine with Node 20 (run as root), from Debian's packages when
 # missing: nats-server, iproute2, openssh-server (bench:proxy's reference path is a private sshd with ssh -R),
-# openssl (the fleet's PKI) and chromium (the `raven ui` browser test); then the npm dependencies from the
-# lock file. Idempotent.
+# openssl (the fleet's PKI), chromium (the `raven ui` browser test), strongSwan (tunnel mode's IPsec between
+# gateways, with kernel-libipsec for kernels without ESP) and ping (the tunnel test); then the npm
+# dependencies from the lock file. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,12 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # Headless Chromium for the `raven ui` browser test (test/e2e), driven by playwright-core.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# Tunnel mode: charon + swanctl, kernel-libipsec (userspace ESP where the kernel has none), the crypto plugins.
+[ -x /usr/lib/ipsec/charon ] || need_apt+=(strongswan-charon)
+[ -x /usr/sbin/swanctl ] || need_apt+=(strongswan-swanctl)
+[ -f /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need_apt+=(libcharon-extra-plugins)
+[ -f /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need_apt+=(libstrongswan-standard-plugins)
+command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
@@ -23,6 +30,12 @@ fi
 # holding the ports (harmless where systemd is not running).
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nats-server 2>/dev/null; then
   systemctl stop nats-server || true
+fi
+# Likewise strongSwan's packages pull in a system IKE daemon (strongswan-starter); Raven runs one charon per
+# gateway in the gateway's namespace, so keep the system one off.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet strongswan-starter 2>/dev/null; then
+  systemctl stop strongswan-starter || true
+  systemctl disable strongswan-starter 2>/dev/null || true
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')

@@ -17,6 +17,9 @@ export const ErrorCode = {
   Rejected: "REJECTED",
   Netns: "NETNS",
   Pki: "PKI",
+  Tunnel: "TUNNEL",
+  Command: "COMMAND",
+  MissingDependency: "MISSING_DEPENDENCY",
   Internal: "INTERNAL",
   // Proxy channels (ChannelError).
   BadTarget: "BAD_TARGET",
@@ -171,6 +174,36 @@ export class PkiError extends RavenError {
   constructor(readonly file: string, message: string, options?: { cause?: unknown }) {
     super(ErrorCode.Pki, `${file}: ${message}`, options);
     this.name = "PkiError";
+  }
+}
+
+/** A tunnel-mode input (VPN peers, pod CIDRs, route facts) is invalid; the message names the field. */
+export class TunnelError extends RavenError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(ErrorCode.Tunnel, message, options);
+    this.name = "TunnelError";
+  }
+}
+
+/** An external command (ip, bridge, swanctl, charon) failed; carries its argv and stderr (also in the message). */
+export class CommandError extends RavenError {
+  readonly command: readonly string[];
+  readonly stderr: string;
+  readonly exitCode: number | null;
+  constructor(command: readonly string[], stderr: string, exitCode: number | null, options?: { cause?: unknown }) {
+    super(ErrorCode.Command, `${command.join(" ")} failed${exitCode === null ? "" : ` (exit ${exitCode})`}: ${stderr.trim() || "no output"}`, options);
+    this.name = "CommandError";
+    this.command = command;
+    this.stderr = stderr;
+    this.exitCode = exitCode;
+  }
+}
+
+/** A binary or plugin Raven needs is not installed; the message names the file and the packages that bring it. */
+export class MissingDependencyError extends RavenError {
+  constructor(readonly path: string, readonly packages: readonly string[], what: string) {
+    super(ErrorCode.MissingDependency, `${what}: ${path} not found; install the Debian packages ${packages.join(" ")} (scripts/setup.sh does)`);
+    this.name = "MissingDependencyError";
   }
 }
 

@@ -1,0 +1,38 @@
+// services/tunnel: tunnel mode's data-path drivers — the VPN between gateways (strongSwan, a fake) behind one
+// desired-state interface, and the VXLAN/route driver inside each domain, with the pure route computation.
+export { PeerState, initiates, validateVpnDesired } from "./vpn-driver";
+export type { VpnPeer, VpnDesired, VpnPeerStatus, VpnStatus, VpnDriver } from "./vpn-driver";
+export { FakeVpnDriver } from "./fake-vpn";
+export {
+  StrongSwanDriver,
+  STRONGSWAN_PACKAGES,
+  DEFAULT_CHARON,
+  DEFAULT_SWANCTL,
+  MIN_PSK_BYTES,
+  ensurePskFile,
+  readPsk,
+  kernelHasEsp,
+  checkStrongSwanInstalled,
+} from "./strongswan";
+export type { StrongSwanOptions, EspMode } from "./strongswan";
+export { renderStrongswanConf, renderSwanctlConf, renderConnection, parseListSas, parseViciPretty, IKE_PROPOSALS, ESP_PROPOSALS } from "./strongswan-conf";
+export type { IkeSaInfo, ChildSaInfo, CharonConfInput } from "./strongswan-conf";
+export {
+  computeRoutes,
+  checkPodCidrOverlap,
+  vxlanAddress,
+  vxlanMac,
+  RouteRole,
+  VXLAN_OVERHEAD_BYTES,
+  IPSEC_OVERHEAD_BYTES,
+  WIREGUARD_OVERHEAD_BYTES,
+  DEFAULT_VXLAN,
+  RAVEN_ROUTE_PROTO,
+} from "./routes";
+export type { RouteInput, RouteDesired, RouteEntry, VxlanDesired, VxlanPeer, DomainNodeFacts, DomainPodCidrs } from "./routes";
+export { IpRouteDriver } from "./ip-route";
+export type { IpRouteDriverOptions } from "./ip-route";
+export { parseCidr, cidrsOverlap, cidrContains } from "./cidr";
+export type { Cidr } from "./cidr";
+export { execRunner } from "./exec";
+export type { Runner, CommandResult, RunOptions } from "./exec";

@@ -1,0 +1,405 @@
+// The strongSwan VpnDriver: one private charon per gateway, configured through swanctl over that charon's own
+// vici socket. IKEv2 + PSK, ESP in UDP 4500; kernel ESP where the kernel has it, else kernel-libipsec
+// (userspace ESP on a TUN device `ipsec0`, with routes to it in table 220 that charon installs itself).
+//
+// Guarantees:
+// - Several drivers coexist on one machine: each charon runs in the caller's network namespace (`ip netns
+//   exec`), in its own mount namespace with a private tmpfs on /run (charon's pid file is compiled in as
+//   /run/charon.pid), with its own strongswan.conf (STRONGSWAN_CONF) and vici socket in `stateDir`.
+// - charon is started with a parent-death signal (setpriv --pdeathsig): if the owning process dies without
+//   cleanup(), charon goes with it rather than holding the namespace and the ports.
+// - apply is idempotent: swanctl.conf is rendered from the desired peers and the PSK; when it equals what is
+//   loaded and charon is alive nothing is reloaded; a peer is (re)initiated only when it has no IKE SA at all
+//   and this side initiates. Peers whose connection changed are re-keyed; removed peers are terminated and
+//   unloaded. Errors of one peer land in its status (lastError), not in an exception.
+// - kernel-libipsec installs a route per outbound policy and refuses a CHILD_SA whose local subnet holds no
+//   address of this host ("error installing route with policy"), which is the normal case for a gateway
+//   (the pods of the other nodes live elsewhere). So the driver puts each local subnet's network address
+//   (never a pod's: IPAM starts at .1) as a /32 on `lo`, labelled `lo:raven`, and removes them again.
+// - The PSK is read from `pskFile` on every apply (a rotation is a change). The file must exist, be private
+//   (no group/other permissions) and hold at least 16 bytes; there is no built-in default.
+// - cleanup() stops charon by its PID (TERM, then KILL after a grace period) and removes stateDir.
+import { spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { dirname, isAbsolute, join, resolve } from "node:path";
+import { CommandError, MissingDependencyError, PkiError, TunnelError, describeError } from "../../shared/errors";
+import { intToIp, parseCidr } from "./cidr";
+import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
+import { IPSEC_OVERHEAD_BYTES } from "./routes";
+import { parseListSas, renderConnection, renderStrongswanConf, renderSwanctlConf, type IkeSaInfo } from "./strongswan-conf";
+import { PeerState, initiates, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
+
+export const STRONGSWAN_PACKAGES = ["strongswan-charon", "strongswan-swanctl", "libcharon-extra-plugins", "libstrongswan-standard-plugins"] as const;
+export const DEFAULT_CHARON = "/usr/lib/ipsec/charon";
+export const DEFAULT_SWANCTL = "/usr/sbin/swanctl";
+export const LIBIPSEC_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so";
+export const MIN_PSK_BYTES = 16;
+const ANCHOR_LABEL = "lo:raven";
+/** strongSwan 5.9's kernel-libipsec TUN MTU (TUN_DEFAULT_MTU), not configurable. */
+export const LIBIPSEC_TUN_MTU = 1400;
+
+export type EspMode = "kernel" | "libipsec" | "auto";
+
+export type StrongSwanOptions = Readonly<{
+  /** Absolute directory owned by this driver (created 0700, removed by cleanup). Not under /run: charon's /run is private. */
+  stateDir: string;
+  /** File holding the pre-shared key (see ensurePskFile). */
+  pskFile: string;
+  /** Network namespace charon runs in; the current one when left out. */
+  netns?: string;
+  name?: string;
+  /** "auto" (default): kernel ESP when the kernel has it (esp4), else kernel-libipsec. */
+  esp?: EspMode;
+  /** MTU of the underlay; kernel-libipsec's TUN gets underlayMtu - IPSEC_OVERHEAD_BYTES. Default 1500. */
+  underlayMtu?: number;
+  ikePort?: number;
+  natPort?: number;
+  /** How long apply waits for one initiation before reporting the peer as connecting. Default 5 s. */
+  initiateTimeoutSec?: number;
+  /** How long to wait for charon's vici socket after start. Default 10 s. */
+  startTimeoutMs?: number;
+  charonPath?: string;
+  swanctlPath?: string;
+  runner?: Runner;
+}>;
+
+/** Creates `file` with 32 random bytes (hex, mode 0600) unless it exists; returns the path. Setup calls this. */
+export function ensurePskFile(file: string): string {
+  if (existsSync(file)) return file;
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+  return file;
+}
+
+/** Reads and checks the PSK; throws PkiError naming the file when it is missing, readable by others or short. */
+export function readPsk(file: string): Buffer {
+  let st;
+  try {
+    st = statSync(file);
+  } catch (err) {
+    throw new PkiError(file, "the tunnel pre-shared key file is missing (setup creates it; there is no default key)", { cause: err });
+  }
+  if ((st.mode & 0o077) !== 0) throw new PkiError(file, `the pre-shared key must not be readable by group or others (mode ${(st.mode & 0o777).toString(8)}; chmod 600)`);
+  const psk = Buffer.from(readFileSync(file, "utf8").trim(), "utf8");
+  if (psk.length < MIN_PSK_BYTES) throw new PkiError(file, `the pre-shared key is ${psk.length} bytes; at least ${MIN_PSK_BYTES} are required`);
+  return psk;
+}
+
+/** Whether this kernel has XFRM ESP for IPv4 (module loaded, built in, or installed). */
+export function kernelHasEsp(): boolean {
+  if (existsSync("/sys/module/esp4")) return true;
+  try {
+    const release = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+    for (const f of ["modules.builtin", "modules.dep"]) {
+      const p = join("/lib/modules", release, f);
+      if (existsSync(p) && /(^|\/)esp4\.ko/m.test(readFileSync(p, "utf8"))) return true;
+    }
+  } catch {
+    // no module information: assume no kernel ESP
+  }
+  return false;
+}
+
+/** Throws MissingDependencyError naming the Debian packages when charon, swanctl or (if needed) libipsec are missing. */
+export function checkStrongSwanInstalled(paths: Readonly<{ charon?: string; swanctl?: string; libipsec?: boolean }> = {}): void {
+  const charon = paths.charon ?? DEFAULT_CHARON;
+  const swanctl = paths.swanctl ?? DEFAULT_SWANCTL;
+  if (!existsSync(charon)) throw new MissingDependencyError(charon, STRONGSWAN_PACKAGES, "strongSwan's IKE daemon is not installed");
+  if (!existsSync(swanctl)) throw new MissingDependencyError(swanctl, STRONGSWAN_PACKAGES, "strongSwan's swanctl is not installed");
+  if (paths.libipsec && !existsSync(LIBIPSEC_PLUGIN)) {
+    throw new MissingDependencyError(LIBIPSEC_PLUGIN, STRONGSWAN_PACKAGES, "this kernel has no ESP, and strongSwan's kernel-libipsec plugin is not installed");
+  }
+}
+
+type Charon = { child: ChildProcess; exited: Promise<void>; exitInfo: string | null };
+
+export class StrongSwanDriver implements VpnDriver {
+  readonly name: string;
+  /**
+   * What the tunnel costs on this underlay: IPSEC_OVERHEAD_BYTES with kernel ESP; with kernel-libipsec at
+   * least underlayMtu - 1400, because strongSwan 5.9 creates its TUN with a fixed MTU of 1400 (no option;
+   * raising it by hand breaks libipsec's reads, lowering it works and is done when the underlay is smaller).
+   */
+  readonly overheadBytes: number;
+  readonly libipsec: boolean;
+  /** Null: charon routes remote subnets itself (kernel-libipsec: into its TUN, table 220; kernel ESP: policies). */
+  readonly tunnelDev = null;
+  /** Times apply reloaded charon's configuration / initiated a peer (for tests and metrics: churn). */
+  reloads = 0;
+  initiations = 0;
+  private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "runner">> & { netns: string | undefined };
+  private readonly run: Runner;
+  private charon: Charon | null = null;
+  /** swanctl.conf as last loaded into the running charon, and the per-peer sections in it. */
+  private loaded: { conf: string; peers: Map<string, { peer: VpnPeer; section: string }> } | null = null;
+  private readonly peerErrors = new Map<string, string>();
+  private desired: readonly VpnPeer[] = [];
+  /** Whether `lo:raven` addresses may exist (so cleanup touches the namespace only when it must). */
+  private anchored = false;
+
+  constructor(options: StrongSwanOptions) {
+    if (!isAbsolute(options.stateDir)) throw new TunnelError(`strongswan: stateDir ${JSON.stringify(options.stateDir)} must be absolute`);
+    const stateDir = resolve(options.stateDir);
+    if (stateDir === "/run" || stateDir.startsWith("/run/") || stateDir.startsWith("/var/run/")) {
+      throw new TunnelError(`strongswan: stateDir ${stateDir} is under /run, which each charon replaces with a private tmpfs; pick another directory`);
+    }
+    this.name = options.name ?? "strongswan";
+    const esp = options.esp ?? "auto";
+    this.libipsec = esp === "libipsec" || (esp === "auto" && !kernelHasEsp());
+    this.o = {
+      stateDir,
+      pskFile: options.pskFile,
+      netns: options.netns,
+      underlayMtu: options.underlayMtu ?? 1500,
+      ikePort: options.ikePort ?? 500,
+      natPort: options.natPort ?? 4500,
+      initiateTimeoutSec: options.initiateTimeoutSec ?? 5,
+      startTimeoutMs: options.startTimeoutMs ?? 10_000,
+      charonPath: options.charonPath ?? DEFAULT_CHARON,
+      swanctlPath: options.swanctlPath ?? DEFAULT_SWANCTL,
+    };
+    this.run = options.runner ?? execRunner;
+    const innerMtu = this.o.underlayMtu - IPSEC_OVERHEAD_BYTES;
+    this.overheadBytes = this.libipsec ? this.o.underlayMtu - Math.min(LIBIPSEC_TUN_MTU, innerMtu) : IPSEC_OVERHEAD_BYTES;
+  }
+
+  private get files() {
+    const d = this.o.stateDir;
+    return { conf: join(d, "strongswan.conf"), swanctl: join(d, "swanctl.conf"), vici: join(d, "charon.vici"), log: join(d, "charon.log") };
+  }
+
+  /** The PID of the running charon, if any. */
+  get pid(): number | undefined {
+    return this.charon && this.charon.exitInfo === null ? this.charon.child.pid : undefined;
+  }
+
+  private swanctl(...args: string[]): string[] {
+    return [this.o.swanctlPath, ...args, "--uri", `unix://${this.files.vici}`];
+  }
+
+  async apply(desired: VpnDesired): Promise<VpnStatus> {
+    validateVpnDesired(desired);
+    checkStrongSwanInstalled({ charon: this.o.charonPath, swanctl: this.o.swanctlPath, libipsec: this.libipsec });
+    const psk = readPsk(this.o.pskFile);
+    await this.ensureCharon();
+    if (this.libipsec) {
+      this.anchored = true;
+      await this.ensureAnchors(desired.peers.flatMap((p) => p.localSubnets));
+    }
+    const peers = [...desired.peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    this.desired = peers;
+    const conf = renderSwanctlConf(peers, psk);
+    const before = this.loaded?.peers ?? new Map<string, { peer: VpnPeer; section: string }>();
+    if (this.loaded?.conf !== conf) {
+      writePrivate(this.files.swanctl, conf);
+      // Secrets first, so that a connection never meets a peer without its key; both unload what is gone.
+      await this.swanctlOk("--load-creds", "--noprompt", "--file", this.files.swanctl);
+      await this.swanctlOk("--load-conns", "--file", this.files.swanctl);
+      this.reloads++;
+      const now = new Map(peers.map((p) => [p.name, { peer: p, section: renderConnection(p) }]));
+      // Gone peers and changed peers lose their SAs (the changed ones are initiated again below).
+      for (const [name, old] of before) {
+        const next = now.get(name);
+        if (!next || next.section !== old.section) await this.terminate(name);
+        if (!next) this.peerErrors.delete(name);
+      }
+      this.loaded = { conf, peers: now };
+    }
+    let sas = await this.listSas();
+    let initiated = false;
+    for (const p of peers) {
+      if (!initiates(p) || sas.some((s) => s.name === p.name)) continue;
+      await this.initiate(p.name);
+      initiated = true;
+    }
+    if (initiated) sas = await this.listSas();
+    return this.statusFrom(sas);
+  }
+
+  async status(): Promise<VpnStatus> {
+    if (!this.charon || this.charon.exitInfo !== null) {
+      const why = this.charon?.exitInfo ?? "charon is not running";
+      return { driver: this.name, peers: this.desired.map((p) => peerStatus(p.name, PeerState.Down, null, why)) };
+    }
+    return this.statusFrom(await this.listSas());
+  }
+
+  async cleanup(): Promise<void> {
+    await this.stopCharon();
+    if (this.anchored) await this.ensureAnchors([]);
+    this.loaded = null;
+    this.desired = [];
+    this.peerErrors.clear();
+    rmSync(this.o.stateDir, { recursive: true, force: true });
+  }
+
+  private statusFrom(sas: readonly IkeSaInfo[]): VpnStatus {
+    const peers = this.desired.map((p): VpnPeerStatus => {
+      const mine = sas.filter((s) => s.name === p.name);
+      const up = mine.find((s) => s.state === "ESTABLISHED" && s.children.some((c) => c.name === p.name && c.state === "INSTALLED"));
+      if (up) {
+        this.peerErrors.delete(p.name);
+        const children = up.children.filter((c) => c.name === p.name && c.state === "INSTALLED");
+        return {
+          name: p.name,
+          state: PeerState.Up,
+          saId: `${up.uniqueId}/${children.map((c) => c.uniqueId).join(",")}`,
+          bytesIn: children.reduce((s, c) => s + c.bytesIn, 0),
+          bytesOut: children.reduce((s, c) => s + c.bytesOut, 0),
+          lastError: null,
+        };
+      }
+      const err = this.peerErrors.get(p.name) ?? null;
+      if (mine.length > 0 || initiates(p)) return peerStatus(p.name, PeerState.Connecting, null, err);
+      return peerStatus(p.name, PeerState.Down, null, err ?? "waiting for the peer to initiate");
+    });
+    return { driver: this.name, peers };
+  }
+
+  private async listSas(): Promise<IkeSaInfo[]> {
+    const r = await this.run(this.swanctl("--list-sas", "--pretty", "--noblock"));
+    if (r.code !== 0) throw new CommandError(this.swanctl("--list-sas"), r.stderr || r.stdout, r.code);
+    return parseListSas(r.stdout);
+  }
+
+  private async swanctlOk(...args: string[]): Promise<void> {
+    const argv = this.swanctl(...args);
+    const r = await this.run(argv);
+    if (r.code !== 0) throw new CommandError(argv, tail(r.stderr || r.stdout), r.code);
+  }
+
+  private async initiate(name: string): Promise<void> {
+    this.initiations++;
+    const argv = this.swanctl("--initiate", "--ike", name, "--child", name, "--timeout", String(this.o.initiateTimeoutSec));
+    const r = await this.run(argv, { timeoutMs: (this.o.initiateTimeoutSec + 5) * 1000 });
+    if (r.code === 0) this.peerErrors.delete(name);
+    else this.peerErrors.set(name, `initiate failed: ${lastLines(r.stdout + r.stderr)}`);
+  }
+
+  private async terminate(name: string): Promise<void> {
+    // Nothing to terminate is fine; anything else is logged in the peer's status by the next list.
+    await this.run(this.swanctl("--terminate", "--ike", name, "--force", "--timeout", "2"));
+  }
+
+  /** Makes the `lo:raven` /32 addresses equal the network addresses of `subnets` (see the header). */
+  private async ensureAnchors(subnets: readonly string[]): Promise<void> {
+    const want = new Set(subnets.map((c) => `${intToIp(parseCidr(c).start)}/32`));
+    const out = await runOk(this.run, inNs(this.o.netns, "ip", "-j", "addr", "show", "dev", "lo"));
+    const infos = ((JSON.parse(out || "[]") as { addr_info?: { family?: string; local?: string; prefixlen?: number; label?: string }[] }[])[0]?.addr_info ?? [])
+      .filter((a) => a.family === "inet" && a.label === ANCHOR_LABEL);
+    const have = new Set(infos.map((a) => `${a.local}/${a.prefixlen}`));
+    for (const a of want) if (!have.has(a)) await runOk(this.run, inNs(this.o.netns, "ip", "addr", "add", a, "dev", "lo", "label", ANCHOR_LABEL));
+    for (const a of have) if (!want.has(a)) await runOk(this.run, inNs(this.o.netns, "ip", "addr", "del", a, "dev", "lo"));
+    if (want.size === 0) this.anchored = false;
+  }
+
+  private async ensureCharon(): Promise<void> {
+    if (this.charon && this.charon.exitInfo === null) return;
+    this.loaded = null;
+    const f = this.files;
+    mkdirSync(this.o.stateDir, { recursive: true, mode: 0o700 });
+    chmodSync(this.o.stateDir, 0o700);
+    rmSync(f.vici, { force: true });
+    writePrivate(
+      f.conf,
+      renderStrongswanConf({
+        viciSocket: f.vici,
+        logFile: f.log,
+        libipsec: this.libipsec,
+        ikePort: this.o.ikePort,
+        natPort: this.o.natPort,
+      }),
+    );
+    // exec chain, no fork: ip netns exec -> setpriv -> unshare -> sh -> charon keep one PID, so child.pid is charon's.
+    const argv = execInNs(this.o.netns, [
+      "setpriv", "--pdeathsig", "TERM",
+      "unshare", "--mount", "--propagation", "private",
+      "sh", "-c", 'mount -t tmpfs -o mode=0755,size=16m raven-charon /run && exec "$0"', this.o.charonPath,
+    ]);
+    const out = openSync(join(this.o.stateDir, "charon.stdout"), "a", 0o600);
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", out, out], env: { ...process.env, STRONGSWAN_CONF: f.conf } });
+    closeSync(out);
+    const charon: Charon = { child, exitInfo: null, exited: Promise.resolve() };
+    charon.exited = new Promise((res) => {
+      child.once("exit", (code, signal) => {
+        charon.exitInfo = `charon exited (${signal ?? `code ${code}`})`;
+        res();
+      });
+      child.once("error", (err) => {
+        charon.exitInfo = `charon could not start: ${describeError(err)}`;
+        res();
+      });
+    });
+    this.charon = charon;
+    const deadline = Date.now() + this.o.startTimeoutMs;
+    while (!(await canConnect(f.vici))) {
+      if (charon.exitInfo !== null || Date.now() > deadline) {
+        const why = charon.exitInfo ?? `vici socket ${f.vici} not ready after ${this.o.startTimeoutMs} ms`;
+        await this.stopCharon();
+        throw new TunnelError(`strongswan: ${why}; log: ${this.logTail()}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const tunMtu = this.o.underlayMtu - this.overheadBytes;
+    if (this.libipsec && tunMtu < LIBIPSEC_TUN_MTU) await runOk(this.run, inNs(this.o.netns, "ip", "link", "set", "ipsec0", "mtu", String(tunMtu)));
+  }
+
+  /** The last `n` lines of charon's log, for diagnostics ("(empty)" when there is none). */
+  logTail(n = 3): string {
+    for (const f of [this.files.log, join(this.o.stateDir, "charon.stdout")]) {
+      try {
+        const t = lastLines(readFileSync(f, "utf8"), n);
+        if (t) return t;
+      } catch {
+        // not written
+      }
+    }
+    return "(empty)";
+  }
+
+  private async stopCharon(): Promise<void> {
+    const c = this.charon;
+    this.charon = null;
+    if (!c || c.exitInfo !== null) return;
+    c.child.kill("SIGTERM");
+    const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 3_000).unref());
+    if ((await Promise.race([c.exited, timer])) === "timeout") {
+      c.child.kill("SIGKILL");
+      await c.exited;
+    }
+  }
+}
+
+function peerStatus(name: string, state: PeerState, saId: string | null, lastError: string | null): VpnPeerStatus {
+  return { name, state, saId, bytesIn: null, bytesOut: null, lastError };
+}
+
+function writePrivate(file: string, text: string): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, text, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+function canConnect(path: string): Promise<boolean> {
+  if (!existsSync(path)) return Promise.resolve(false);
+  return new Promise((res) => {
+    const s = connect(path);
+    s.once("connect", () => {
+      s.destroy();
+      res(true);
+    });
+    s.once("error", () => res(false));
+  });
+}
+
+function lastLines(text: string, n = 3): string {
+  return text.trim().split("\n").filter((l) => !/^plugin '.*': failed to load/.test(l)).slice(-n).join(" | ");
+}
+
+function tail(text: string): string {
+  return lastLines(text, 5);
+}
