@@ -118,16 +118,28 @@ export function waitForPort(port: number, timeoutMs: number, host = "127.0.0.1")
 }
 
 /** Ports the OS just handed out as free; they are released before use, so collisions are unlikely, not impossible. */
+/** Ports this process has handed out: a later call never returns them again, even though they were free
+ * (released) in between — a fleet asks several times (NATS, proxy listeners, metrics) before anything binds. */
+const handedOut = new Set<number>();
+
 export async function freePorts(count: number): Promise<number[]> {
   const { createServer } = await import("node:net");
-  const servers = await Promise.all(
-    Array.from({ length: count }, () => new Promise<import("node:net").Server>((resolve) => {
+  const bind = () =>
+    new Promise<import("node:net").Server>((resolve) => {
       const s = createServer();
       s.listen(0, "127.0.0.1", () => resolve(s));
-    })),
-  );
-  const ports = servers.map((s) => (s.address() as import("node:net").AddressInfo).port);
+    });
+  const portOf = (s: import("node:net").Server) => (s.address() as import("node:net").AddressInfo).port;
+  // Every server stays open until the end, so the kernel cannot offer a port twice within this call.
+  const servers = await Promise.all(Array.from({ length: count }, bind));
+  const ports = servers.map(portOf).filter((p) => !handedOut.has(p));
+  while (ports.length < count) {
+    const s = await bind();
+    servers.push(s);
+    if (!handedOut.has(portOf(s))) ports.push(portOf(s));
+  }
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  for (const p of ports) handedOut.add(p);
   return ports;
 }
 
