@@ -15,7 +15,7 @@ import { counters } from "../../../shared/metrics";
 import { verifyDomainToken } from "../../../shared/pki";
 import { isObjectName } from "../../../shared/protocol";
 import { ChannelTable, newChannelId, type ChannelTransport } from "./channels";
-import { activeProxyNodes, proxyPortsOf, type Directory, type NodeRoute } from "./directory";
+import { proxyPortsOf, type Directory, type NodeRoute } from "./directory";
 import { dialTcp } from "./edge";
 import { frame, readFrame } from "./frames";
 import { splice } from "./splice";
@@ -173,25 +173,12 @@ export class CloudProxy {
     return [...byNode].sort().map(([peer, spares]) => ({ peer, state: "up", spares }));
   }
 
-  spareCount(domain?: string): number {
-    if (domain) return this.pools.get(domain)?.length ?? 0;
-    let n = 0;
-    for (const p of this.pools.values()) n += p.length;
-    return n;
-  }
-
   private infoOf(ch: Channel) {
     return { id: ch.id, domain: ch.route.domain, via: ch.via, target: ch.route.node, port: ch.port, term: ch.route.gateway?.status.term ?? 0 };
   }
 
-  private activeOf(domain: string): string[] {
-    // Every record serving the domain names the same active set; look it up through any node of the domain.
-    for (const n of this.opts.directory.allNodes()) {
-      if (n.domain !== domain) continue;
-      const gw = this.opts.directory.route(n.name)?.gateway;
-      if (gw) return activeProxyNodes(gw);
-    }
-    return [];
+  private activeOf(domain: string): readonly string[] {
+    return this.opts.directory.activeProxyOf(domain);
   }
 
   private async open(spare: Spare, req: { id: string; node: string; port: number; term: number }): Promise<Socket> {

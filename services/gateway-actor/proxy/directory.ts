@@ -3,6 +3,8 @@
 // `raven_nodes` buckets. The cloud gateway uses it to send a channel to the right domain; an edge gateway to
 // resolve a name to an IP inside its own domain only (IPs collide across domains) and to find the cloud
 // gateways it must dial. Level-triggered: `onChange` fires after any update; readers look the state up.
+// What is derived from the whole map (each domain's active proxy gateways, the cloud peers) is built once
+// after a change, on first use, not on every lookup: opens, prunes and the 50 ms reconcile all ask for it.
 import type { KvWatchEntry } from "@nats-io/kv";
 import type { Clock } from "../../../shared/clock";
 import { describeError } from "../../../shared/errors";
@@ -31,6 +33,7 @@ export class Directory {
   private readonly recordOfNode = new Map<string, string>();
   private readonly watchers: { stop(): void }[] = [];
   private readonly listeners = new Set<() => void>();
+  private derived: { activeByDomain: Map<string, string[]>; cloudPeers: ProxyPeer[] } | null = null;
 
   constructor(
     private readonly buckets: Pick<HubBuckets, "gateways" | "nodes">,
@@ -65,23 +68,36 @@ export class Directory {
     return this.records.get(key)?.gw;
   }
 
-  allNodes(): IterableIterator<NodeRecord> {
-    return this.nodes.values();
+  /** The nodes a domain's Gateway names active for proxy (every record serving a domain names the same). */
+  activeProxyOf(domain: string): readonly string[] {
+    return this.derive().activeByDomain.get(domain) ?? [];
   }
 
   /** Active proxy endpoints of exposed (cloud) Gateways with the address edges dial: publicIP:publicPort,
    * else the node's InternalIP and the endpoint port. */
-  cloudPeers(): ProxyPeer[] {
-    const out: ProxyPeer[] = [];
+  cloudPeers(): readonly ProxyPeer[] {
+    return this.derive().cloudPeers;
+  }
+
+  private derive(): NonNullable<Directory["derived"]> {
+    if (this.derived) return this.derived;
+    const activeByDomain = new Map<string, string[]>();
+    for (const [node, key] of this.recordOfNode) {
+      const domain = this.nodes.get(node)?.domain;
+      const gw = this.records.get(key)?.gw;
+      if (domain && gw && !activeByDomain.has(domain)) activeByDomain.set(domain, activeProxyNodes(gw));
+    }
+    const cloudPeers: ProxyPeer[] = [];
     for (const { gw } of this.records.values()) {
       if (gw.spec.exposeType === "") continue;
       for (const ep of gw.status.activeEndpoints) {
         if (ep.type !== "proxy") continue;
         const host = ep.publicIP ?? this.nodes.get(ep.nodeName)?.internalIP;
-        if (host) out.push({ node: ep.nodeName, gateway: gw.metadata.name, host, port: ep.publicPort ?? ep.port, term: gw.status.term });
+        if (host) cloudPeers.push({ node: ep.nodeName, gateway: gw.metadata.name, host, port: ep.publicPort ?? ep.port, term: gw.status.term });
       }
     }
-    return out;
+    this.derived = { activeByDomain, cloudPeers };
+    return this.derived;
   }
 
   private applyRecord(entry: KvWatchEntry): void {
@@ -120,6 +136,7 @@ export class Directory {
   }
 
   private changed(): void {
+    this.derived = null;
     for (const fn of this.listeners) fn();
   }
 }

@@ -100,7 +100,11 @@ export class EdgeProxy {
 
   private addPeer(key: string, info: ProxyPeer): Peer {
     const actor = createActor(tunnelMachine, { input: { peer: info.node, retryMs: this.opts.retryMs } });
-    actor.on("tunnelState", (e) => this.opts.log.info({ peer: e.peer, state: e.state, err: e.error ?? undefined }, "proxy tunnel"));
+    // connecting <-> up flips with every spare used under load: debug; the states that mean trouble: info.
+    actor.on("tunnelState", (e) => {
+      const level = e.state === "up" || e.state === "connecting" ? "debug" : "info";
+      this.opts.log[level]({ peer: e.peer, state: e.state, err: e.error ?? undefined }, "proxy tunnel");
+    });
     actor.subscribe({ error: (err) => this.opts.log.error({ err: describeError(err), peer: info.node }, "tunnel statechart failed") });
     actor.start();
     const peer: Peer = { key, info, actor, spares: new Set(), dialing: 0, session: undefined };

@@ -99,6 +99,7 @@ export class ProxyEngine {
   private doorsPending = false;
   private stopped = false;
   private isReady = false;
+  private cloudActive = false;
 
   constructor(private readonly opts: ProxyEngineOptions) {}
 
@@ -186,7 +187,9 @@ export class ProxyEngine {
     const active = opts.role().proxy;
     if (active && !this.doors && !this.doorsPending) void this.openDoors();
     if (!active && this.doors) this.closeDoors();
-    this.cloud.prune();
+    // Spares and channels follow the role here and the records through the Directory's change events.
+    if (active !== this.cloudActive) this.cloud.prune();
+    this.cloudActive = active;
   }
 
   private async openDoors(): Promise<void> {
