@@ -50,6 +50,8 @@ export type GatewayStatus = {
   term: number;
   /** Why the election could not fill every replica, if it could not. */
   problem?: string;
+  /** Why tunnel mode refuses this domain (its pod CIDRs overlap another domain's); proxy mode is unaffected. */
+  tunnelProblem?: string;
 };
 
 export type Gateway = {
@@ -208,5 +210,6 @@ export function parseGatewayRecord(raw: unknown, where: string): Gateway {
     nodes,
   };
   if (typeof st.problem === "string") gw.status.problem = st.problem;
+  if (typeof st.tunnelProblem === "string") gw.status.tunnelProblem = st.tunnelProblem;
   return gw;
 }

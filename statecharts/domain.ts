@@ -49,6 +49,8 @@ export type DomainContext = {
    */
   stamped: boolean;
   members: NodeInfo[] | null;
+  /** With `members`: why tunnel mode refuses the domain (overlapping pod CIDRs), or null. */
+  tunnelProblem: string | null;
   attempt: number;
   lastError: string | null;
 };
@@ -56,7 +58,7 @@ export type DomainContext = {
 export type DomainEvent =
   | { type: "HEALTH"; healthy: string[]; alive: string[] }
   | { type: "RECORD"; record: Gateway | null; revision: number }
-  | { type: "MEMBERS"; nodes: NodeInfo[] }
+  | { type: "MEMBERS"; nodes: NodeInfo[]; tunnelProblem?: string | null }
   | { type: "RESYNC" };
 
 export type DomainEmitted = { type: "assignment"; key: string; record: Gateway; revision: number };
@@ -105,7 +107,9 @@ export function plan(ctx: DomainContext): Plan | null {
   const activeChanged = !sameEndpoints(active, status.activeEndpoints);
   const nodes = ctx.members ?? status.nodes;
   const nodesChanged = JSON.stringify(nodes) !== JSON.stringify(status.nodes);
-  if (!activeChanged && problem === status.problem && !nodesChanged && ctx.record !== null && ctx.stamped) return null;
+  const tunnelProblem = ctx.members !== null ? (ctx.tunnelProblem ?? undefined) : status.tunnelProblem;
+  const tunnelChanged = tunnelProblem !== status.tunnelProblem;
+  if (!activeChanged && problem === status.problem && !nodesChanged && !tunnelChanged && ctx.record !== null && ctx.stamped) return null;
   return {
     handover,
     record: {
@@ -115,6 +119,7 @@ export function plan(ctx: DomainContext): Plan | null {
         activeEndpoints: activeChanged ? active : status.activeEndpoints,
         term: activeChanged ? status.term + 1 : status.term,
         ...(problem ? { problem } : {}),
+        ...(tunnelProblem ? { tunnelProblem } : {}),
       },
     },
   };
@@ -152,7 +157,7 @@ export const domainMachine = setup({
     storeRecord: assign(({ event }) =>
       event.type === "RECORD" ? { record: event.record, revision: event.revision } : {},
     ),
-    storeMembers: assign({ members: ({ event }) => (event.type === "MEMBERS" ? event.nodes : null) }),
+    storeMembers: assign(({ event }) => (event.type === "MEMBERS" ? { members: event.nodes, tunnelProblem: event.tunnelProblem ?? null } : {})),
     storeLoaded: assign(({ event }) => {
       const out = (event as unknown as { output: LoadOutput }).output;
       return { record: out.record, revision: out.revision, attempt: 0, lastError: null };
@@ -191,6 +196,7 @@ export const domainMachine = setup({
     healthKnown: false,
     stamped: !input.stampFirst,
     members: null,
+    tunnelProblem: null,
     attempt: 0,
     lastError: null,
   }),

@@ -1,6 +1,6 @@
 // Plain-text rendering for the CLI: aligned tables, the status view, and a small YAML emitter for JSON data
 // (enough for Gateway records; strings are JSON-quoted, which YAML reads as-is).
-import type { StatusReply } from "../../shared/protocol";
+import type { GatewayTunnel, StatusReply } from "../../shared/protocol";
 
 export function table(header: string[], rows: string[][], indent = ""): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
@@ -52,6 +52,35 @@ export function renderStatus(st: StatusReply): string {
     );
   }
   if (st.truncated) out.push("\n(truncated: ask for one domain with --domain)");
+  return out.join("\n");
+}
+
+const bytes = (n: number | null) =>
+  n === null ? "-" : n < 1024 ? `${n}B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)}KiB` : n < 1024 ** 3 ? `${(n / 1024 ** 2).toFixed(1)}MiB` : `${(n / 1024 ** 3).toFixed(2)}GiB`;
+
+/**
+ * Tunnel mode: one row per tunnel of every active tunnel endpoint that reported (gw.tunnel), plus the
+ * domains tunnel mode refuses and gateways whose driver fails.
+ */
+export function renderTunnels(reports: readonly GatewayTunnel[], st: StatusReply | null): string {
+  const out: string[] = [];
+  const active = reports.filter((r) => r.active).sort((a, b) => a.domain.localeCompare(b.domain));
+  const rows = active.flatMap((r) =>
+    r.tunnels.map((t) => [
+      r.domain,
+      r.node,
+      t.peer,
+      t.peerNode ? `${t.peerNode} (term ${t.peerTerm})` : "-",
+      r.driver,
+      t.state,
+      t.latencyUs === null ? "-" : `${(t.latencyUs / 1000).toFixed(2)}ms`,
+      `${bytes(t.bytesIn)}/${bytes(t.bytesOut)}`,
+      t.error ?? "",
+    ]),
+  );
+  out.push(rows.length > 0 ? table(["DOMAIN", "GATEWAY", "PEER", "PEER GATEWAY", "DRIVER", "STATE", "LATENCY", "BYTES IN/OUT", "ERROR"], rows) : "no tunnels reported (tunnel mode off, or no active tunnel endpoint yet)");
+  for (const r of reports) if (r.error) out.push(`gateway ${r.node} (${r.domain}): tunnel driver error: ${r.error}`);
+  for (const d of st?.domains ?? []) if (d.tunnelProblem) out.push(`domain ${d.domain}: tunnel mode refused: ${d.tunnelProblem}`);
   return out.join("\n");
 }
 

@@ -8,9 +8,9 @@ import { parseGatewayManifest } from "../../shared/gateway";
 import { applyGateway, listGateways } from "../../shared/gateway-store";
 import { bindBuckets, connectDaemon, connectOnce, requestStatus, type NatsConnection } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
-import { isDomainName } from "../../shared/protocol";
+import { isDomainName, subjects, tryDecode, type GatewayTunnel } from "../../shared/protocol";
 import { DIAGRAM_FORMATS, EXTENSION, MACHINES, diagramsReadme, render, type DiagramFormat, type MachineName } from "./diagrams";
-import { renderStatus, toYaml } from "./format";
+import { renderStatus, renderTunnels, toYaml } from "./format";
 import { defaultProxyAddress, hostsFile } from "./hosts";
 import { isIP } from "node:net";
 import { startUiServer } from "../ui/server";
@@ -18,7 +18,7 @@ import { startUiServer } from "../ui/server";
 const HELP = `usage: raven <command> [options]
 
 Commands:
-  status [--domain D] [-o table|json]   domains, active endpoints, term, candidates' health and last
+  status [--domain D] [-o table|json]   domains, active endpoints, term, candidates' health, tunnels and last
                                         heartbeat, nodes (asks the active coordinator)
   gateways [-o yaml|json]               print the Gateway records (raven.openyurt.io/v1beta1 shape)
   gateways apply -f FILE                create or update Gateways from a JSON file (one object or a list);
@@ -36,6 +36,19 @@ Options:
   --nats URL     hub NATS URL (default: $RAVEN_NATS or nats://127.0.0.1:4222)
   -h, --help     this help
 `;
+
+/** The newest gw.tunnel report of every gateway candidate heard within `waitMs`. */
+async function collectTunnelReports(nc: NatsConnection, waitMs: number, domain?: string): Promise<GatewayTunnel[]> {
+  const latest = new Map<string, GatewayTunnel>();
+  const sub = nc.subscribe(domain ? subjects.domainGatewayTunnels(domain) : subjects.allGatewayTunnel());
+  const timer = setTimeout(() => sub.unsubscribe(), waitMs);
+  for await (const m of sub) {
+    const msg = tryDecode(m.data, () => undefined);
+    if (msg?.type === "gw.tunnel") latest.set(msg.body.node, msg.body);
+  }
+  clearTimeout(timer);
+  return [...latest.values()];
+}
 
 async function withMesh<T>(url: string, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
   const nc = await connectOnce(url, "raven-cli");
@@ -59,14 +72,22 @@ runMain(async () => {
         nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
         domain: { type: "string", help: "only this domain" },
         output: { type: "string", short: "o", default: "table", help: "table or json" },
+        "tunnel-wait-ms": { type: "string", default: "1100", help: "how long to listen for the gateways' tunnel reports (they come every second); 0 = skip tunnels" },
       });
       if (!parsed) return;
       const { flags } = parsed;
       if (flags.output !== "table" && flags.output !== "json") throw new ConfigError("--output", `must be table or json, got ${flags.output}`);
       if (flags.domain !== undefined && !isDomainName(flags.domain)) throw new ConfigError("--domain", `${JSON.stringify(flags.domain)} is not a domain name (DNS label)`);
-      const st = await withMesh(flags.nats!, (nc) => requestStatus(nc, flags.domain ? { domain: flags.domain } : {}));
+      const waitMs = Number(flags["tunnel-wait-ms"]);
+      if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > 60_000) throw new ConfigError("--tunnel-wait-ms", `${JSON.stringify(flags["tunnel-wait-ms"])} must be an integer 0..60000`);
+      const { st, tunnels } = await withMesh(flags.nats!, async (nc) => {
+        const reports = waitMs > 0 ? collectTunnelReports(nc, waitMs, flags.domain) : Promise.resolve([]);
+        const st = await requestStatus(nc, flags.domain ? { domain: flags.domain } : {});
+        return { st, tunnels: await reports };
+      });
       if (flags.domain && st.domains.length === 0) throw new ConfigError("--domain", `no domain ${flags.domain} in this fleet`);
-      process.stdout.write((flags.output === "json" ? JSON.stringify(st, null, 2) : renderStatus(st)) + "\n");
+      const text = flags.output === "json" ? JSON.stringify({ ...st, tunnels }, null, 2) : `${renderStatus(st)}\n\ntunnels\n${renderTunnels(tunnels, st)}`;
+      process.stdout.write(text + "\n");
       return;
     }
     case "gateways": {

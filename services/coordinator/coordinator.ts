@@ -39,6 +39,7 @@ import { Inventory } from "./inventory";
 import { CoordinatorLease } from "./lease";
 import { buildStatus } from "./status";
 import { SlicedQueue } from "./work-queue";
+import { podCidrProblems } from "../tunnel/overlap";
 
 export type CoordinatorOptions = Readonly<{
   nc: NatsConnection;
@@ -80,6 +81,8 @@ export class CoordinatorService {
   private readonly timers: TimerHandle[] = [];
   private warmAnnounced = false;
   private readonly membersDirty = new Set<string>();
+  /** Domain -> why tunnel mode refuses it (overlapping pod CIDRs), from the last membership flush. */
+  private tunnelProblems = new Map<string, string>();
   private readonly candidateSignature = new Map<string, string>();
   /** Units whose next load must read KV (their last compare-and-swap lost). */
   private readonly readFresh = new Set<string>();
@@ -378,7 +381,7 @@ export class CoordinatorService {
         ref.start();
         const current = this.inventory.partition.units.get(unit.key);
         if (current) {
-          ref.send({ type: "MEMBERS", nodes: this.membersOf(current) });
+          ref.send({ type: "MEMBERS", nodes: this.membersOf(current), tunnelProblem: this.tunnelProblemOf(current) });
           if (this.warmAnnounced) ref.send(this.healthEvent(current));
         }
       });
@@ -400,13 +403,41 @@ export class CoordinatorService {
    * costs each unit at most one status write per resyncMs.
    */
   private flushMembers(): void {
+    if (this.membersDirty.size > 0) this.refreshTunnelProblems();
     for (const key of this.membersDirty) {
       this.sendDomain(key, () => {
         const unit = this.inventory.partition.units.get(key);
-        return unit && { type: "MEMBERS", nodes: this.membersOf(unit) };
+        return unit && { type: "MEMBERS", nodes: this.membersOf(unit), tunnelProblem: this.tunnelProblemOf(unit) };
       });
     }
     this.membersDirty.clear();
+  }
+
+  /**
+   * Tunnel mode refuses domains whose pod CIDRs overlap another domain's (services/tunnel/overlap.ts). A
+   * change of one node's podCIDR can change the verdict of other units: those become dirty too.
+   */
+  private refreshTunnelProblems(): void {
+    const byDomain = new Map<string, string[]>();
+    for (const unit of this.inventory.partition.units.values()) {
+      if (unit.domain === undefined) continue;
+      const list = byDomain.get(unit.domain) ?? [];
+      for (const n of unit.nodes) {
+        const cidr = this.inventory.nodes.get(n)?.podCIDR;
+        if (cidr) list.push(cidr);
+      }
+      byDomain.set(unit.domain, list);
+    }
+    const next = podCidrProblems([...byDomain].map(([domain, podCidrs]) => ({ domain, podCidrs })));
+    for (const unit of this.inventory.partition.units.values()) {
+      const d = unit.domain;
+      if (d !== undefined && (next.get(d) ?? null) !== (this.tunnelProblems.get(d) ?? null)) this.membersDirty.add(unit.key);
+    }
+    this.tunnelProblems = next;
+  }
+
+  private tunnelProblemOf(unit: Unit): string | null {
+    return unit.domain === undefined ? null : (this.tunnelProblems.get(unit.domain) ?? null);
   }
 
   private membersOf(unit: Unit) {

@@ -6,7 +6,8 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defaultTimings, parseTimings, type Timings } from "../../shared/config";
 import { domainOf } from "../../shared/domains";
-import { gatewayKey, proxyPortsOf } from "../../shared/gateway";
+import { gatewayKey, proxyPortsOf, type Gateway } from "../../shared/gateway";
+import { ensurePskFile, type TunnelDriverName } from "../tunnel";
 import { ensurePki } from "../../shared/pki";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
 import { applyGateway } from "../../shared/gateway-store";
@@ -15,7 +16,7 @@ import type { StatusReply } from "../../shared/protocol";
 import { partitionOf, type Topology } from "../../shared/topology";
 import { buildEntrypoints, REPO_ROOT, type Entrypoint } from "./build";
 import { DEMO_TLS_PORTS, planProxy, writeDomainPki, type ProxyListen, type ProxyPlan } from "./dataplane";
-import { createNetns, destroyNetns, findFreeSubnetIndex, newNetnsPrefix, nsExec, planNetns, reapStaleNetns, type NetnsPlan } from "./netns";
+import { createNetns, destroyNetns, findFreeSubnetIndex, newNetnsPrefix, nsExec, planNetns, reapStaleNetns, type NetnsPlan, type NodeHost } from "./netns";
 import { hubConfig, leafConfig } from "./nats-config";
 import { assertPortsFree, freePorts, ManagedProc, reapStale, waitForPort, writePidFile, type ProcEvent, type ProcSpec } from "./procs";
 
@@ -40,6 +41,13 @@ export type FleetOptions = Readonly<{
   proxyTransport?: "tls" | "tcp";
   /** In proxy mode, run the demo target server (kubelet stand-in) on every node (default true). */
   demoTargets?: boolean;
+  /**
+   * Tunnel mode (root): every node gets a host-network namespace and a pod namespace (netns-hosts.ts), node
+   * actors keep VXLAN and routes there, gateway candidates run the VPN driver. Implies netns.
+   */
+  tunnel?: boolean;
+  /** The VPN between gateways in tunnel mode (default "strongswan"). */
+  tunnelDriver?: TunnelDriverName;
 }>;
 
 export type ActorInfo = Readonly<{ name: string; node: string; domain: string; gateway?: string }>;
@@ -92,6 +100,11 @@ export class Fleet {
     return this.proxyPlan?.cloud.get(node);
   }
 
+  /** A node's own namespaces and addresses (tunnel mode only). */
+  hostOf(node: string): NodeHost | undefined {
+    return this.netns?.domains.flatMap((d) => d.hosts).find((h) => h.node === node);
+  }
+
   /** The namespace a domain's processes run in (netns mode only). */
   namespaceOf(domain: string): string | undefined {
     return this.netns?.domains.find((d) => d.domain === domain)?.ns;
@@ -111,7 +124,7 @@ export class Fleet {
     const configFile = join(this.runDir, "raven.json");
     writeFileSync(configFile, JSON.stringify({ timings }, null, 2));
 
-    if (options.netns) await this.setupNetns();
+    if (options.netns || options.tunnel) await this.setupNetns();
     // In namespaces the cloud domain needs a leaf too: its actors cannot reach the hub's loopback listener.
     const edges = this.netns ? this.allDomains() : this.edgeDomains();
     const leafHost = this.netns?.hostIP ?? "127.0.0.1";
@@ -150,7 +163,8 @@ export class Fleet {
     this.progress(`[3/5] ${edges.length} leaf server(s) ready: ${edges.map((d) => `${d}=${this.leafUrls.get(d)}`).join(" ")}`);
 
     // Gateway records (in proxy mode with the cloud endpoints' addresses filled in)
-    const pkiDirs = options.proxy || options.netns ? await this.setupProxy() : null;
+    const pkiDirs = options.proxy || options.netns || options.tunnel ? await this.setupProxy() : null;
+    const pskFile = options.tunnel ? ensurePskFile(join(this.runDir, "secrets", "tunnel.psk")) : null;
     await this.seedGateways();
 
     // Coordinators, nodes and gateway candidates
@@ -175,6 +189,8 @@ export class Fleet {
       const name = `node-${n.name}`;
       const args = ["--nats", this.natsUrlFor(domain), "--node", n.name, "--labels", JSON.stringify(n.labels), "--internal-ip", n.internalIP];
       if (n.podCIDR) args.push("--pod-cidr", n.podCIDR);
+      const host = this.hostOf(n.name);
+      if (host) args.push("--tunnel", "--tunnel-netns", host.ns, "--tunnel-driver", options.tunnelDriver ?? "strongswan");
       if (pkiDirs && options.demoTargets !== false) {
         const ports = this.nodePorts(n.name);
         const tls = ports.filter((p) => DEMO_TLS_PORTS.includes(p));
@@ -190,6 +206,11 @@ export class Fleet {
         const name = `gateway-${c}`;
         const args = ["--nats", this.natsUrlFor(domain), "--node", c, "--domain", domain, "--gateway", unit.name];
         if (pkiDirs) args.push("--proxy-pki", pkiDirs.get(domain)!, "--proxy-transport", options.proxyTransport ?? "tls");
+        const host = this.hostOf(c);
+        if (host && pskFile) {
+          const stateDir = join(this.runDir, "tunnel", c);
+          args.push("--tunnel", "--tunnel-driver", options.tunnelDriver ?? "strongswan", "--tunnel-psk", pskFile, "--tunnel-state-dir", stateDir, "--tunnel-netns", host.ns);
+        }
         const listen = this.proxyListen(c);
         if (listen) {
           const names = [...listen.namePorts].map(([target, port]) => (target === port ? `${target}` : `${target}=${port}`)).join(",");
@@ -220,12 +241,16 @@ export class Fleet {
     const candidates = new Set([...units.values()].flatMap((u) => u.candidates));
     const domains = this.allDomains().map((domain) => ({
       domain,
-      nodes: this.topology.nodes.filter((n) => domainOf(n) === domain).map((n) => ({ name: n.name, internalIP: n.internalIP, candidate: candidates.has(n.name) })),
+      nodes: this.topology.nodes
+        .filter((n) => domainOf(n) === domain)
+        .map((n) => ({ name: n.name, internalIP: n.internalIP, candidate: candidates.has(n.name), ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}) })),
     }));
-    const plan = planNetns({ prefix: newNetnsPrefix(), subnetIndex: await findFreeSubnetIndex(), domains });
+    const tunnel = this.options.tunnel === true;
+    const plan = planNetns({ prefix: newNetnsPrefix(), subnetIndex: await findFreeSubnetIndex(), domains, tunnel });
     await createNetns(plan);
     this.netns = plan;
     this.progress(`      ${domains.length} network namespaces (${plan.domains.map((d) => d.ns).join(", ")}) on underlay ${plan.subnet}`);
+    if (tunnel) this.progress(`      tunnel mode: a host and a pod namespace per node (${plan.prefix}.<node>, ${plan.prefix}:<node>)`);
   }
 
   /** PKI, per-domain secrets and the cloud listeners; returns each domain's PKI directory. */
@@ -265,12 +290,22 @@ export class Fleet {
     const nc = await this.connect();
     try {
       const buckets = await openBuckets(nc);
-      const gateways = (this.proxyPlan?.topology ?? this.topology).gateways;
+      const gateways = (this.proxyPlan?.topology ?? this.topology).gateways.map((g) => this.withTunnelAddresses(g));
       const results = await Promise.all(gateways.map((g) => applyGateway(buckets.gateways, g)));
       this.progress(`      Gateway records: ${gateways.map((g, i) => `${g.metadata.name} ${results[i]}`).join(", ")}`);
     } finally {
       await nc.close();
     }
+  }
+
+  /** Tunnel mode: each tunnel endpoint's publicIP is its node's underlay address (what peers dial). */
+  private withTunnelAddresses(gw: Gateway): Gateway {
+    if (!this.options.tunnel) return gw;
+    const endpoints = gw.spec.endpoints.map((ep) => {
+      const ip = ep.type === "tunnel" ? this.hostOf(ep.nodeName)?.underlayIP : undefined;
+      return ip && ep.publicIP === undefined ? { ...ep, publicIP: ip } : ep;
+    });
+    return { ...gw, spec: { ...gw.spec, endpoints } };
   }
 
   connect(): Promise<NatsConnection> {

@@ -8,15 +8,19 @@
 //     inside; `lo` up; `lan0` carrying every node's internalIP/32 (so internal IPs may repeat across
 //     domains); on wan0 one 198.18.I.n/24 per gateway candidate (or one for a domain with none), n from 10
 //     upward, unique across the plan; default route via 198.18.I.1.
+//   tunnel mode adds a namespace per node and per pod (netns-hosts.ts), with more addresses from the counter.
 // The plan is deterministic: the same input (in any order) yields the same names and addresses.
 import { createHash } from "node:crypto";
 import { NetnsError } from "../../shared/errors";
 import { isIPv4 } from "../../shared/topology";
+import { hostCommands, planHosts, type NodeHost } from "./netns-hosts";
 
-export type NetnsNodeInput = Readonly<{ name: string; internalIP: string; candidate: boolean }>;
+export type NetnsNodeInput = Readonly<{ name: string; internalIP: string; candidate: boolean; podCIDR?: string }>;
 export type NetnsInput = Readonly<{
   prefix: string;
   subnetIndex: number;
+  /** Tunnel mode: a host-network namespace per node and a pod namespace behind it (netns-hosts.ts). */
+  tunnel?: boolean;
   domains: readonly Readonly<{ domain: string; nodes: readonly NetnsNodeInput[] }>[];
 }>;
 
@@ -34,6 +38,8 @@ export type DomainNetns = Readonly<{
   wanIPs: readonly string[];
   /** Node -> internal IP (no prefix length) on lan0. */
   lanIPs: Readonly<Record<string, string>>;
+  /** Tunnel mode only (else empty): each node's own namespaces, sorted by node name. */
+  hosts: readonly NodeHost[];
 }>;
 
 export type NetnsPlan = Readonly<{
@@ -79,15 +85,15 @@ export function nsName(prefix: string, domain: string): string {
   return `${prefix}-${safe}-${hash}`;
 }
 
-/** True for a namespace this prefix created. */
+/** True for a namespace this prefix created: a domain's `P-…`, a node's `P.…` or a pod's `P:…`. */
 export function ownsNs(prefix: string, ns: string): boolean {
-  return ns.startsWith(`${prefix}-`);
+  return ns.startsWith(`${prefix}-`) || ns.startsWith(`${prefix}.`) || ns.startsWith(`${prefix}:`);
 }
 
 /** True for a root-namespace link this prefix created (the bridge and the host veth ends, nothing else). */
 export function ownsLink(prefix: string, ifname: string): boolean {
   if (!ifname.startsWith(prefix)) return false;
-  return /^(br|h\d+)$/.test(ifname.slice(prefix.length));
+  return /^(br|h\d+|t\d+)$/.test(ifname.slice(prefix.length));
 }
 
 function ipToInt(ip: string): number {
@@ -122,12 +128,14 @@ export function planNetns(input: NetnsInput): NetnsPlan {
     seenNs.set(ns, d.domain);
   }
   const sorted = [...input.domains].sort((a, b) => (a.domain < b.domain ? -1 : a.domain > b.domain ? 1 : 0));
-  const needed = sorted.reduce((sum, d) => sum + Math.max(1, d.nodes.filter((n) => n.candidate).length), 0);
+  const candidates = (d: (typeof sorted)[number]) => d.nodes.filter((n) => n.candidate).length;
+  const needed = sorted.reduce((sum, d) => sum + Math.max(1, candidates(d)) + (input.tunnel ? candidates(d) : 0), 0);
   const capacity = UNDERLAY_LAST_HOST - UNDERLAY_FIRST_HOST + 1;
   if (needed > capacity) {
-    throw new NetnsError(`too many underlay addresses: the domains need ${needed} (one per gateway candidate, one per domain without), ${base}.0/24 holds ${capacity} (.${UNDERLAY_FIRST_HOST}-.${UNDERLAY_LAST_HOST})`);
+    throw new NetnsError(`too many underlay addresses: the domains need ${needed} (one per gateway candidate${input.tunnel ? " and another for its tunnel" : ""}, one per domain without), ${base}.0/24 holds ${capacity} (.${UNDERLAY_FIRST_HOST}-.${UNDERLAY_LAST_HOST})`);
   }
   let next = UNDERLAY_FIRST_HOST;
+  let nextVeth = 0;
   const domains = sorted.map((d, index): DomainNetns => {
     const nodes = [...d.nodes].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     const lanIPs: Record<string, string> = {};
@@ -149,6 +157,7 @@ export function planNetns(input: NetnsInput): NetnsPlan {
       wanIPs.push(underlayIPs[n.name]!);
     }
     if (wanIPs.length === 0) wanIPs.push(`${base}.${next++}`);
+    const hosts = input.tunnel ? planHosts(prefix, d.domain, nodes, () => `${base}.${next++}`, () => nextVeth++) : [];
     return {
       domain: d.domain,
       ns: nsName(prefix, d.domain),
@@ -157,10 +166,11 @@ export function planNetns(input: NetnsInput): NetnsPlan {
       domainIP: wanIPs[0]!,
       wanIPs,
       lanIPs,
+      hosts,
     };
   });
   const bridge = bridgeName(prefix);
-  for (const name of [bridge, ...domains.map((d) => d.hostVeth)]) {
+  for (const name of [bridge, ...domains.flatMap((d) => [d.hostVeth, ...d.hosts.flatMap((h) => h.hostVeth ?? [])])]) {
     if (name.length > IFNAMSIZ_MAX) throw new NetnsError(`interface name ${name} is longer than ${IFNAMSIZ_MAX} chars; use a shorter prefix than ${prefix}`);
   }
   return { prefix, subnetIndex, bridge, hostIP: `${base}.1`, subnet: `${base}.0/24`, domains };
@@ -190,6 +200,7 @@ export function netnsCommands(plan: NetnsPlan): IpCommand[] {
       inNs("link", "set", WAN_IF, "up"),
       inNs("route", "add", "default", "via", hostIP, "dev", WAN_IF),
     );
+    if (d.hosts.length > 0) cmds.push(...hostCommands(d.ns, d.hosts, bridge, hostIP));
   }
   return cmds;
 }

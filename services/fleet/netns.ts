@@ -20,6 +20,8 @@ import { NetnsError } from "../../shared/errors";
 import { assertNetnsPrefix, netnsCommands, ownsLink, ownsNs, pickSubnetIndex, usedSubnetIndexes, type NetnsPlan } from "./netns-plan";
 
 export { planNetns, netnsCommands, nsName, bridgeName, hostVethName, ownsLink, ownsNs, isNetnsPrefix, usedSubnetIndexes, pickSubnetIndex } from "./netns-plan";
+export { nodeNsName, podNsName, tunnelVethName, NODE_LAN_IF, NODE_WAN_IF, NODE_POD_IF } from "./netns-hosts";
+export type { NodeHost } from "./netns-hosts";
 export type { NetnsPlan, NetnsInput, NetnsNodeInput, DomainNetns, IpCommand } from "./netns-plan";
 
 export const DEFAULT_MARKER_DIR = "/run/raven-netns";

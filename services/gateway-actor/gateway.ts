@@ -15,6 +15,7 @@ import { counters, reportGatewayRole } from "../../shared/metrics";
 import type { NatsConnection } from "../../shared/nats";
 import { REJECTED_COUNTER, encode, subjects, tryDecode, type Assignment } from "../../shared/protocol";
 import type { ProxyHost } from "./proxy";
+import type { TunnelManager } from "./tunnel-manager";
 
 export type DatapathProbe = () => { ok: boolean; detail?: string };
 
@@ -30,6 +31,8 @@ export type GatewayActorOptions = Readonly<{
   datapath?: DatapathProbe;
   /** Proxy mode (channels, front doors on a cloud candidate) on its own thread; absent: control plane only. */
   proxy?: ProxyHost;
+  /** Tunnel mode (VPN peers while active for tunnel endpoints); absent: no tunnel mode. */
+  tunnel?: TunnelManager;
   /** The statechart failed: heartbeats must stop (the entrypoint exits), or it could be elected and never act. */
   onFatal: (err: unknown) => void;
   /** Mesh inspection (shared/inspect.ts), for `raven ui`. */
@@ -113,6 +116,8 @@ export class GatewayActorService {
     const now = clock.now();
     this.actor.send({ type: "TICK", now });
     const snap = this.actor.getSnapshot();
+    // The tunnel driver's health is reported on gw.tunnel, not here: one verdict per candidate would let a
+    // broken IPsec daemon take proxy mode down with it.
     const probe = this.opts.datapath?.() ?? this.opts.proxy?.probe() ?? { ok: true };
     const seq = ++this.seq;
     this.sentAt[seq % SENT_RING] = now;
@@ -132,6 +137,7 @@ export class GatewayActorService {
       ...(probe.detail ? { detail: probe.detail } : {}),
     };
     this.opts.proxy?.role(active.includes("proxy"), snap.context.term, Math.max(0, snap.context.leaseUntil - now));
+    this.opts.tunnel?.role(active.includes("tunnel"), snap.context.term);
     try {
       nc.publish(subjects.gatewayHeartbeat(domain, node), encode("gw.hb", body));
     } catch (err) {

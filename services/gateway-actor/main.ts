@@ -6,7 +6,14 @@ import { ConfigError, describeError } from "../../shared/errors";
 import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
 import { metricsPortOf, startMetricsServer } from "../../shared/metrics-server";
-import { connectDaemon } from "../../shared/nats";
+import { connectDaemon, openBuckets, type NatsConnection } from "../../shared/nats";
+import { resolve } from "node:path";
+import { Directory } from "../../shared/directory";
+import type { ActorInspector } from "../../shared/inspect";
+import type { Logger } from "../../shared/log";
+import { StrongSwanDriver, tunnelDriverFlag } from "../tunnel";
+import { TunnelManager } from "./tunnel-manager";
+import { pingProbe } from "./tunnel-probe";
 import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName, isObjectName } from "../../shared/protocol";
 import { GatewayActorService } from "./gateway";
@@ -40,6 +47,31 @@ function parseTransport(value: unknown): ChannelTransport {
   throw new ConfigError("--proxy-transport", `must be "tls" or "tcp", got ${JSON.stringify(value)}`);
 }
 
+/** Tunnel mode's manager with the chosen VPN driver, its daemon started warm (standby: no peers). */
+async function startTunnel(nc: NatsConnection, node: string, domain: string, flags: Record<string, string | boolean | undefined>, log: Logger, inspector: ActorInspector) {
+  const driverName = tunnelDriverFlag(flags["tunnel-driver"]);
+  const pskFile = requireFlag(flags["tunnel-psk"] as string | undefined, "tunnel-psk");
+  const stateDir = requireFlag(flags["tunnel-state-dir"] as string | undefined, "tunnel-state-dir");
+  const netns = flags["tunnel-netns"] as string | undefined;
+  const underlayMtu = Number(flags["tunnel-underlay-mtu"]);
+  if (!Number.isInteger(underlayMtu) || underlayMtu < 1280 || underlayMtu > 65535) {
+    throw new ConfigError("--tunnel-underlay-mtu", `${JSON.stringify(flags["tunnel-underlay-mtu"])} must be an integer 1280..65535`);
+  }
+  const common = { stateDir: resolve(stateDir), pskFile: resolve(pskFile), underlayMtu, ...(netns ? { netns } : {}) };
+  const driver = driverName === "strongswan" ? new StrongSwanDriver({ ...common, initiateTimeoutSec: 2 }) : new StrongSwanDriver(common);
+  const directory = new Directory(await openBuckets(nc), systemClock, log);
+  directory.start();
+  const manager = new TunnelManager({ nc, node, domain, directory, driver, probe: pingProbe(netns), clock: systemClock, log: log.child({ tunnel: driverName }), inspector });
+  manager.start();
+  return {
+    manager,
+    async stop() {
+      await manager.stop();
+      directory.stop();
+    },
+  };
+}
+
 runMain(async () => {
   const parsed = parseFlags(process.argv.slice(2), "gateway-actor --node NAME --domain POOL --gateway GW [options]", "Raven gateway candidate: heartbeats, fenced standby/active role.", {
     nats: { type: "string", default: "nats://127.0.0.1:4222", help: "this domain's NATS server URL(s)" },
@@ -54,6 +86,12 @@ runMain(async () => {
     "proxy-transport": { type: "string", default: "tls", help: 'channels between gateways: "tls", or "tcp" where the underlay is already private/encrypted (both ends must agree)' },
     "proxy-name-ports": { type: "string", default: "", help: 'cloud: name-routed node ports (DNS mode), e.g. "10250,10255" or "10250=20250" to listen elsewhere' },
     "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
+    tunnel: { type: "boolean", help: "tunnel mode: while active for a tunnel endpoint, VPN tunnels to the other domains' active gateways" },
+    "tunnel-driver": { type: "string", default: "strongswan", help: 'tunnel mode: "strongswan" (IKEv2 PSK, ESP in UDP 4500) or "wireguard"' },
+    "tunnel-psk": { type: "string", help: "tunnel mode: file with the fleet's pre-shared key (mode 0600; setup creates it, there is no default)" },
+    "tunnel-state-dir": { type: "string", help: "tunnel mode: directory for the VPN daemon's files (not under /run)" },
+    "tunnel-netns": { type: "string", help: "tunnel mode: the network namespace holding this node's host network (default: the process's own)" },
+    "tunnel-underlay-mtu": { type: "string", default: "1500", help: "tunnel mode: MTU of the underlay between gateways" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -86,7 +124,8 @@ runMain(async () => {
       })
     : undefined;
   const inspector = createMeshInspector(nc, { actorSource: `gateway/${node}`, domain });
-  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, proxy, onFatal: () => process.exit(1), inspector });
+  const tunnel = flags.tunnel ? await startTunnel(nc, node, domain, flags, log, inspector) : undefined;
+  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, proxy, tunnel: tunnel?.manager, onFatal: () => process.exit(1), inspector });
   service.start();
   log.info({ nats: flags.nats }, "gateway actor started");
   const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;
@@ -95,6 +134,7 @@ runMain(async () => {
     await service.drain();
     service.stop();
     await proxy?.stop();
+    await tunnel?.stop();
     inspector.stop();
     await metrics?.close();
     await nc.drain().catch(() => nc.close());

@@ -9,11 +9,16 @@ import { ConfigError } from "../../shared/errors";
 import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
 import { metricsPortOf, startMetricsServer } from "../../shared/metrics-server";
-import { connectDaemon } from "../../shared/nats";
+import { connectDaemon, openBuckets, type NatsConnection } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isObjectName } from "../../shared/protocol";
 import { isIPv4 } from "../../shared/topology";
 import { NodeActorService } from "./node";
+import { RouteAgent } from "./route-agent";
+import { Directory } from "../../shared/directory";
+import type { Timings } from "../../shared/config";
+import type { Logger } from "../../shared/log";
+import { IpRouteDriver, TUNNEL_DRIVERS, tunnelDriverFlag } from "../tunnel";
 import { startTargetServer } from "./target-server";
 
 function portList(value: string | undefined, key: string): number[] {
@@ -39,6 +44,35 @@ async function startDemoTarget(node: string, host: string, flags: Record<string,
   return startTargetServer({ node, host, httpPorts, httpsPorts, ...(tls ? { tls } : {}) });
 }
 
+async function startRouteAgent(nc: NatsConnection, node: string, domain: string, flags: Record<string, string | boolean | undefined>, timings: Timings, log: Logger) {
+  const driver = tunnelDriverFlag(flags["tunnel-driver"]);
+  const underlayMtu = Number(flags["tunnel-underlay-mtu"]);
+  if (!Number.isInteger(underlayMtu) || underlayMtu < 1280 || underlayMtu > 65535) {
+    throw new ConfigError("--tunnel-underlay-mtu", `${JSON.stringify(flags["tunnel-underlay-mtu"])} must be an integer 1280..65535`);
+  }
+  const netns = flags["tunnel-netns"] as string | undefined;
+  const directory = new Directory(await openBuckets(nc), systemClock, log);
+  directory.start();
+  const agent = new RouteAgent({
+    directory,
+    node,
+    domain,
+    driver: new IpRouteDriver(netns ? { netns } : {}),
+    link: { underlayMtu, vpnOverheadBytes: TUNNEL_DRIVERS[driver].overheadBytes, tunnelDev: TUNNEL_DRIVERS[driver].tunnelDev },
+    clock: systemClock,
+    log: log.child({ netns: netns ?? null }),
+    retryMs: timings.retryMs,
+    resyncMs: 10_000,
+  });
+  agent.start();
+  return {
+    async stop() {
+      await agent.stop();
+      directory.stop();
+    },
+  };
+}
+
 runMain(async () => {
   const parsed = parseFlags(process.argv.slice(2), "node-actor --node NAME --internal-ip IP [options]", "Raven node actor: registration and heartbeat.", {
     nats: { type: "string", default: "nats://127.0.0.1:4222", help: "this domain's NATS server URL(s)" },
@@ -51,6 +85,10 @@ runMain(async () => {
     "target-https-ports": { type: "string", default: "", help: "demo: the same over TLS (kubelet.crt/kubelet.key from --target-tls-dir)" },
     "target-tls-dir": { type: "string", help: "demo: directory with kubelet.crt and kubelet.key" },
     "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
+    tunnel: { type: "boolean", help: "tunnel mode: keep a VXLAN device toward the domain's active gateway and routes to the other domains' pod CIDRs" },
+    "tunnel-netns": { type: "string", help: "tunnel mode: the network namespace holding this node's host network (default: the process's own)" },
+    "tunnel-driver": { type: "string", default: "strongswan", help: 'tunnel mode: the VPN between gateways, "strongswan" or "wireguard" (sets the MTU overhead)' },
+    "tunnel-underlay-mtu": { type: "string", default: "1500", help: "tunnel mode: MTU of the LAN and underlay links" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -75,10 +113,13 @@ runMain(async () => {
   const inspector = createMeshInspector(nc, { actorSource: `node/${name}`, domain });
   const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
   service.start();
+  const routes = flags.tunnel ? await startRouteAgent(nc, name, domain, flags, config.timings, log) : undefined;
   const target = await startDemoTarget(name, internalIP, flags);
   if (target) log.info({ ports: target.ports }, "demo target serving");
   onShutdown(async () => {
     await target?.close();
+    // The routes stay: pods keep their path while the node actor restarts (a later run adopts them).
+    await routes?.stop();
     service.stop();
     inspector.stop();
     await metrics?.close();

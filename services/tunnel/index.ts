@@ -30,9 +30,13 @@ export {
   RAVEN_ROUTE_PROTO,
 } from "./routes";
 export type { RouteInput, RouteDesired, RouteEntry, VxlanDesired, VxlanPeer, DomainNodeFacts, DomainPodCidrs } from "./routes";
+export { podCidrProblems } from "./overlap";
+export { tunnelDomains, vpnPeersOf, routeInputOf, podCidrsOf, peerNameOf } from "./facts";
+export type { TunnelDomain, TunnelNode, TunnelEndpoint, PeerPlan } from "./facts";
 export { IpRouteDriver } from "./ip-route";
 export type { IpRouteDriverOptions } from "./ip-route";
 export { parseCidr, cidrsOverlap, cidrContains } from "./cidr";
 export type { Cidr } from "./cidr";
 export { execRunner } from "./exec";
 export type { Runner, CommandResult, RunOptions } from "./exec";
+export { TUNNEL_DRIVERS, TunnelDriverName, WIREGUARD_DEVICE, tunnelDriverFlag } from "./drivers";

@@ -29,6 +29,8 @@ export type {
   ChanHello,
   ChanOpen,
   GatewayProxy,
+  GatewayTunnel,
+  L3TunnelReport,
   InspectViewer,
   InspectBatch,
   InspectEntry,

@@ -30,6 +30,9 @@
 //   chan.opened      edge -> cloud: the target answered; raw bytes follow in both directions.
 //   gw.proxy         a gateway's proxy, every second while it runs: its peer links (TunnelActor state and
 //                    spare connections) and channel totals, for the statechart debugger and operators.
+//   gw.tunnel        a gateway candidate's tunnel mode, every second and on every change: its driver, whether
+//                    it is the domain's active tunnel endpoint, and per peer domain the TunnelActor's state,
+//                    the peer gateway and term it is fenced to, latency through the tunnel and SA bytes.
 //   inspect.viewer   a statechart viewer's presence, every ~1 s; actor processes publish inspection batches
 //                    only while some viewer announced itself within `ttlMs`.
 //   inspect.batch    an actor process's inspection entries: one per event an actor processed (hot events
@@ -125,6 +128,8 @@ const domainStatus = obj({
   candidates: arr(candidateStatus, 256),
   nodes: arr(nodeStatus, 100_000),
   problem: opt(str({ max: 512 })),
+  /** Why tunnel mode refuses the domain (overlapping pod CIDRs). Appended field. */
+  tunnelProblem: opt(str({ max: 512 })),
 });
 const statusReply = obj({
   coordinator: str({ max: 128 }),
@@ -148,6 +153,28 @@ const gatewayProxy = obj({
   bytesIn: int(0),
   bytesOut: int(0),
   errors: int(0),
+  sentAt: ms,
+});
+const l3Tunnel = obj({
+  peer: domain,
+  peerNode: nullable(name),
+  peerTerm: int(0),
+  state: str({ max: 32 }),
+  /** Round trip through the tunnel, microseconds; null until a probe answered. */
+  latencyUs: nullable(int(0)),
+  bytesIn: nullable(int(0)),
+  bytesOut: nullable(int(0)),
+  error: nullable(str({ max: 512 })),
+  since: ms,
+});
+const gatewayTunnel = obj({
+  node: name,
+  domain,
+  driver: str({ max: 32 }),
+  term: int(0),
+  active: bool,
+  tunnels: arr(l3Tunnel, 4096),
+  error: nullable(str({ max: 512 })),
   sentAt: ms,
 });
 const inspectViewer = obj({ viewer: str({ max: 128 }), sentAt: ms, ttlMs: int(100, 60_000) });
@@ -194,6 +221,7 @@ export const messageSchemas = {
   "chan.open": chanOpen,
   "chan.opened": chanOpened,
   "gw.proxy": gatewayProxy,
+  "gw.tunnel": gatewayTunnel,
   "inspect.viewer": inspectViewer,
   "inspect.batch": inspectBatch,
 } as const satisfies Record<string, ObjSchema<unknown>>;
@@ -217,6 +245,8 @@ export type EndpointRef = Assignment["active"][number];
 export type ChanHello = MessageBody<"chan.hello">;
 export type ChanOpen = MessageBody<"chan.open">;
 export type GatewayProxy = MessageBody<"gw.proxy">;
+export type GatewayTunnel = MessageBody<"gw.tunnel">;
+export type L3TunnelReport = GatewayTunnel["tunnels"][number];
 export type InspectViewer = MessageBody<"inspect.viewer">;
 export type InspectBatch = MessageBody<"inspect.batch">;
 export type InspectEntry = InspectBatch["entries"][number];

@@ -61,6 +61,9 @@ export const subjects = {
   nodeInspect: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.node.${nameToken(node)}.inspect`,
   gatewayProxy: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.proxy`,
   allGatewayProxy: () => `${SUBJECT_PREFIX}.d.*.gw.*.proxy`,
+  gatewayTunnel: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.tunnel`,
+  allGatewayTunnel: () => `${SUBJECT_PREFIX}.d.*.gw.*.tunnel`,
+  domainGatewayTunnels: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.*.tunnel`,
   controlInspectViewer: () => `${SUBJECT_PREFIX}.ctl.inspect.viewer`,
   coordinatorInspect: (id: string) => `${SUBJECT_PREFIX}.ctl.coord.${nameToken(id, "coordinator id")}.inspect`,
   /** Wildcards for the cloud side, which serves every domain. */

@@ -3,7 +3,7 @@
 //   1 (2026-11): node register/heartbeat, gateway heartbeat with data-path health, assignments with acks
 //                and lease, errors, status request/reply.
 //                Later in 1 (additive: new types only, which an older peer rejects as UNKNOWN_TYPE and counts):
-//                chan.hello/welcome/open/opened for proxy channels, gw.proxy for their state; inspect.viewer and inspect.batch for the
+//                chan.hello/welcome/open/opened for proxy channels, gw.proxy for their state; gw.tunnel for tunnel mode; inspect.viewer and inspect.batch for the
 //                statechart debugger.
 export const PROTOCOL_VERSION = 1;
 export const SUPPORTED_VERSIONS: readonly number[] = [1];

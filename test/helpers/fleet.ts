@@ -46,7 +46,7 @@ export function smallTopology(loopback = false): Topology {
 
 export async function startTestFleet(
   topology: Topology,
-  opts: { timings?: Partial<Timings>; restartDelayMs?: number; proxy?: boolean; netns?: boolean } = {},
+  opts: { timings?: Partial<Timings>; restartDelayMs?: number; proxy?: boolean; netns?: boolean; tunnel?: boolean; tunnelDriver?: "strongswan" | "wireguard" } = {},
 ): Promise<TestFleet> {
   const runDir = mkdtempSync(join(tmpdir(), "raven-test-"));
   const fleet = new Fleet(topology, {
@@ -56,6 +56,7 @@ export async function startTestFleet(
     restartDelayMs: opts.restartDelayMs ?? 1_000,
     ...(opts.proxy ? { proxy: true } : {}),
     ...(opts.netns ? { netns: true } : {}),
+    ...(opts.tunnel ? { tunnel: true, tunnelDriver: opts.tunnelDriver ?? "strongswan" } : {}),
     progress: (l) => process.env.RAVEN_TEST_VERBOSE && console.log(l),
   });
   let observer: FleetObserver | null = null;

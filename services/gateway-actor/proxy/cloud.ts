@@ -15,7 +15,7 @@ import { counters } from "../../../shared/metrics";
 import { verifyDomainToken } from "../../../shared/pki";
 import { isObjectName } from "../../../shared/protocol";
 import { ChannelTable, newChannelId, type ChannelTransport } from "./channels";
-import { proxyPortsOf, type Directory, type NodeRoute } from "./directory";
+import { proxyPortsOf, type Directory, type NodeRoute } from "../../../shared/directory";
 import { dialTcp } from "./edge";
 import { frame, readFrame } from "./frames";
 import { splice } from "./splice";

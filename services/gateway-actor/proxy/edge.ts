@@ -16,7 +16,7 @@ import type { Logger } from "../../../shared/log";
 import { counters } from "../../../shared/metrics";
 import type { ChanOpen } from "../../../shared/protocol";
 import { ChannelTable, type ChannelTransport } from "./channels";
-import { proxyPortsOf, type Directory, type ProxyPeer } from "./directory";
+import { proxyPortsOf, type Directory, type ProxyPeer } from "../../../shared/directory";
 import { frame, readFrame } from "./frames";
 import { splice } from "./splice";
 

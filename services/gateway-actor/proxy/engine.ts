@@ -13,7 +13,7 @@ import { counters } from "../../../shared/metrics";
 import { bindBuckets, type NatsConnection } from "../../../shared/nats";
 import type { ChannelTransport } from "./channels";
 import { CloudProxy } from "./cloud";
-import { Directory } from "./directory";
+import { Directory } from "../../../shared/directory";
 import { EdgeProxy } from "./edge";
 import { NameRoutedListener, ProxyFrontDoor } from "./front";
 

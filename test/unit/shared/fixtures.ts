@@ -105,6 +105,19 @@ export const fullBodies: Fixtures = {
     errors: 1,
     sentAt: T0,
   },
+  "gw.tunnel": {
+    node: "factory-a-gw-1",
+    domain: "factory-a",
+    driver: "strongswan",
+    term: 7,
+    active: true,
+    tunnels: [
+      { peer: "cloud", peerNode: "cloud-gw-1", peerTerm: 3, state: "up", latencyUs: 640, bytesIn: 1_048_576, bytesOut: 2_048, error: null, since: T0 },
+      { peer: "shop-b", peerNode: null, peerTerm: 0, state: "backoff", latencyUs: null, bytesIn: null, bytesOut: null, error: "negotiation timed out after 5000 ms", since: T0 },
+    ],
+    error: null,
+    sentAt: T0,
+  },
   "inspect.viewer": { viewer: "ui-1234-ab12cd", sentAt: T0, ttlMs: 3_000 },
   "inspect.batch": {
     source: "gateway/factory-a-gw-1",
@@ -163,6 +176,7 @@ export const minimalBodies: Fixtures = {
   "chan.open": { id: "", node: "kiosk-1", port: 1, term: 0 },
   "chan.opened": { id: "" },
   "gw.proxy": { node: "c", domain: "cloud", side: "cloud", tunnels: [], channelsOpen: 0, channelsOpened: 0, bytesIn: 0, bytesOut: 0, errors: 0, sentAt: 0 },
+  "gw.tunnel": { node: "c", domain: "cloud", driver: "fake", term: 0, active: false, tunnels: [], error: null, sentAt: 0 },
   "inspect.viewer": { viewer: "v", sentAt: 0, ttlMs: 100 },
   "inspect.batch": { source: "s", seq: 0, dropped: 0, sync: true, entries: [] },
 };

@@ -29,7 +29,7 @@ const record = (o: Partial<Parameters<typeof gateway>[1]> = {}) =>
   gateway("g", { endpoints: [ep("a"), ep("b")], tunnel: 0, active: [ep("a")], term: 1, ...o });
 
 const ctx = (over: Partial<DomainContext>): DomainContext => ({
-  ...{ ...input, record: null, revision: 0, healthy: [], alive: [], healthKnown: true, stamped: true, members: null, attempt: 0, lastError: null },
+  ...{ ...input, record: null, revision: 0, healthy: [], alive: [], healthKnown: true, stamped: true, members: null, tunnelProblem: null, attempt: 0, lastError: null },
   ...over,
 });
 

@@ -1,20 +1,21 @@
-// The name map a gateway routes by: node -> domain, InternalIP and the Gateway record that serves it (its
-// active proxy endpoints, term and proxy ports), kept current by watching the hub's `raven_gateways` and
-// `raven_nodes` buckets. The cloud gateway uses it to send a channel to the right domain; an edge gateway to
-// resolve a name to an IP inside its own domain only (IPs collide across domains) and to find the cloud
-// gateways it must dial. Level-triggered: `onChange` fires after any update; readers look the state up.
-// What is derived from the whole map (each domain's active proxy gateways, the cloud peers) is built once
-// after a change, on first use, not on every lookup: opens, prunes and the 50 ms reconcile all ask for it.
+// The name map of the fleet as the hub's KV holds it: node -> domain, InternalIP, podCIDR and the Gateway
+// record that serves it (active endpoints, term, proxy ports), kept current by watching the `raven_gateways`
+// and `raven_nodes` buckets. Proxy mode routes by it (the cloud gateway sends a channel to the right domain;
+// an edge gateway resolves a name to an IP inside its own domain only, as IPs collide across domains, and
+// finds the cloud gateways it must dial); tunnel mode derives its VPN peers and routes from the whole map.
+// Level-triggered: `onChange` fires after any update; readers look the state up. What is derived from the
+// whole map (each domain's active proxy gateways, the cloud peers) is built once after a change, on first
+// use, not on every lookup: opens, prunes and the 50 ms reconcile all ask for it.
 import type { KvWatchEntry } from "@nats-io/kv";
-import type { Clock } from "../../../shared/clock";
-import { describeError } from "../../../shared/errors";
-import { keyOfGateway, parseGatewayRecord, proxyPortsOf, type Endpoint, type Gateway } from "../../../shared/gateway";
-import { watchBucket } from "../../../shared/kv";
-import type { Logger } from "../../../shared/log";
-import { counters } from "../../../shared/metrics";
-import type { HubBuckets } from "../../../shared/nats";
-import { textDecoder } from "../../../shared/nats";
-import { parseNodeRecord, type NodeRecord } from "../../../shared/node-record";
+import type { Clock } from "./clock";
+import { describeError } from "./errors";
+import { keyOfGateway, parseGatewayRecord, proxyPortsOf, type Endpoint, type Gateway } from "./gateway";
+import { watchBucket } from "./kv";
+import type { Logger } from "./log";
+import { counters } from "./metrics";
+import type { HubBuckets } from "./nats";
+import { textDecoder } from "./nats";
+import { parseNodeRecord, type NodeRecord } from "./node-record";
 
 export type NodeRoute = Readonly<{
   node: string;
@@ -66,6 +67,16 @@ export class Directory {
 
   record(key: string): Gateway | undefined {
     return this.records.get(key)?.gw;
+  }
+
+  /** Every Gateway record as last seen (tunnel mode derives its peers and routes from the whole map). */
+  gateways(): Gateway[] {
+    return [...this.records.values()].map((r) => r.gw);
+  }
+
+  /** Every node record as last seen. */
+  nodeRecords(): ReadonlyMap<string, NodeRecord> {
+    return this.nodes;
   }
 
   /** The nodes a domain's Gateway names active for proxy (every record serving a domain names the same). */

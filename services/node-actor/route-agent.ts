@@ -1,0 +1,134 @@
+// A node's tunnel-mode routes (NodeActor's data-path duty): the VXLAN device toward its domain's active
+// gateway and the routes for the other domains' pod CIDRs through it — or, on the active gateway itself,
+// the local nodes' pod CIDRs back over VXLAN. Computed from the fleet's records (services/tunnel/facts.ts,
+// computeRoutes) and applied by a route driver (IpRouteDriver) in the node's host-network namespace.
+//
+// Guarantees:
+// - Level-triggered: every Directory change and a periodic resync recompute the desired state; the driver
+//   changes only what differs (a resync that finds nothing to do touches nothing, and repairs drift).
+// - One apply at a time; changes that arrive meanwhile coalesce into one more run right after.
+// - Failover needs no manual action: a new term's record names the new gateway and the next run repoints
+//   (the driver is make-before-break). While the domain has no active gateway the last routes stay.
+// - A failed apply is retried after retryMs; an invalid desired state (a TunnelError from computeRoutes) is
+//   logged and counted once per distinct message, and waits for the records to change.
+import type { Clock, TimerHandle } from "../../shared/clock";
+import type { Directory } from "../../shared/directory";
+import { describeError } from "../../shared/errors";
+import type { Logger } from "../../shared/log";
+import { counters } from "../../shared/metrics";
+import { computeRoutes, routeInputOf, tunnelDomains, type RouteDesired } from "../tunnel";
+
+export type RouteDriverLike = { apply(desired: RouteDesired): Promise<string[]>; cleanup(): Promise<void> };
+
+export type RouteAgentOptions = Readonly<{
+  directory: Pick<Directory, "gateways" | "nodeRecords" | "onChange">;
+  node: string;
+  domain: string;
+  driver: RouteDriverLike;
+  link: Readonly<{ underlayMtu: number; vpnOverheadBytes: number; tunnelDev?: string | null }>;
+  clock: Clock;
+  log: Logger;
+  retryMs: number;
+  resyncMs: number;
+}>;
+
+export type RouteAgentStatus = Readonly<{ role: "node" | "gateway" | null; gatewayIP: string | null; applies: number; lastError: string | null }>;
+
+export class RouteAgent {
+  private running = false;
+  private again = false;
+  private stopped = false;
+  private lastKey = "";
+  private lastProblem = "";
+  private retry: TimerHandle | null = null;
+  private resync: TimerHandle | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private state: { role: "node" | "gateway" | null; gatewayIP: string | null; applies: number; lastError: string | null } = {
+    role: null,
+    gatewayIP: null,
+    applies: 0,
+    lastError: null,
+  };
+
+  constructor(private readonly opts: RouteAgentOptions) {}
+
+  start(): void {
+    this.unsubscribe = this.opts.directory.onChange(() => this.kick());
+    this.resync = this.opts.clock.setInterval(() => this.kick(true), this.opts.resyncMs);
+    this.kick();
+  }
+
+  status(): RouteAgentStatus {
+    return { ...this.state };
+  }
+
+  /** Recomputes and applies; `force` applies even when the desired state is unchanged (drift repair). */
+  kick(force = false): void {
+    if (this.stopped) return;
+    if (force) this.lastKey = "";
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void this.run().finally(() => {
+      this.running = false;
+      if (this.again && !this.stopped) {
+        this.again = false;
+        this.kick();
+      }
+    });
+  }
+
+  private async run(): Promise<void> {
+    const { opts } = this;
+    const domains = tunnelDomains(opts.directory.gateways(), opts.directory.nodeRecords());
+    const input = routeInputOf(domains, { domain: opts.domain, node: opts.node }, opts.link);
+    if (input === null) return; // no active gateway on the LAN yet (or not registered): keep what is there
+    let desired: RouteDesired;
+    try {
+      desired = computeRoutes(input);
+    } catch (err) {
+      const message = describeError(err);
+      if (message !== this.lastProblem) {
+        this.lastProblem = message;
+        counters.inc("raven_tunnel_route_errors_total", { reason: "invalid" });
+        opts.log.warn({ err: message }, "tunnel routes: desired state refused");
+      }
+      this.state.lastError = message;
+      return;
+    }
+    const key = JSON.stringify(desired);
+    if (key === this.lastKey) return;
+    try {
+      const changes = await opts.driver.apply(desired);
+      this.lastKey = key;
+      this.lastProblem = "";
+      const moved = this.state.gatewayIP !== input.gatewayIP || this.state.role !== input.role;
+      this.state = { role: input.role, gatewayIP: input.gatewayIP, applies: this.state.applies + 1, lastError: null };
+      if (changes.length > 0) {
+        opts.log[moved ? "info" : "debug"]({ role: input.role, gateway: input.gatewayIP, changes }, moved ? "tunnel routes point to the active gateway" : "tunnel routes updated");
+      }
+    } catch (err) {
+      this.state.lastError = describeError(err);
+      counters.inc("raven_tunnel_route_errors_total", { reason: "apply" });
+      opts.log.warn({ err: this.state.lastError }, "tunnel routes: apply failed; retrying");
+      if (this.retry === null && !this.stopped) {
+        this.retry = opts.clock.setTimeout(() => {
+          this.retry = null;
+          this.kick();
+        }, opts.retryMs);
+      }
+    }
+  }
+
+  /** Stops reacting; `cleanup` also removes the device and routes (a node leaving tunnel mode). */
+  async stop(cleanup = false): Promise<void> {
+    this.stopped = true;
+    this.unsubscribe?.();
+    if (this.retry) this.opts.clock.clearTimeout(this.retry);
+    if (this.resync) this.opts.clock.clearInterval(this.resync);
+    while (this.running) await new Promise((r) => setTimeout(r, 10));
+    if (cleanup) await this.opts.driver.cleanup();
+  }
+}
