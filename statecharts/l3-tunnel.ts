@@ -7,7 +7,9 @@
 // tunnel and feeds the results back as STATUS/PROBE; bytes never pass through here. Deadlines (negotiation,
 // rekey, retry) live in context and are checked on TICK, so they survive a persisted snapshot.
 // Fencing: the peer endpoint is fenced by the Gateway record's term. A PEER with an older term is ignored
-// (and reported as `staleTerm`); a newer one renegotiates at once from any state. STATUS and PROBE carry the
+// (and reported as `staleTerm`); a newer one naming another gateway (node or address) renegotiates at once
+// from any state, while a newer one naming the same gateway only advances the fence (the term also grows on
+// proxy-only changes of the peer's record, which must not tear a healthy tunnel down). STATUS and PROBE carry the
 // peerTerm they were taken for and are ignored unless it is the current one, so a late report about the old
 // peer gateway can never move the tunnel to the new one up or down.
 import { assign, emit, setup } from "xstate";
@@ -97,6 +99,10 @@ export const l3TunnelMachine = setup({
       const p = asPeer(event);
       return !!p && p.term === context.peerTerm && p.node === context.peerNode && p.addr === context.peerAddr;
     },
+    sameGatewayNewerTerm: ({ context, event }) => {
+      const p = asPeer(event);
+      return !!p && p.term > context.peerTerm && context.peerNode !== null && p.node === context.peerNode && p.addr === context.peerAddr;
+    },
     statusUpSameSa: ({ context, event }) => {
       const s = status(context, event);
       return s?.state === "up" && s.saId === context.saId;
@@ -121,6 +127,7 @@ export const l3TunnelMachine = setup({
       const reset = { saId: null, failures: 0, probeFails: 0, latencyMs: null, bytesIn: null, bytesOut: null };
       return { peerNode: p.node, peerAddr: p.addr, peerTerm: p.term, ...reset };
     }),
+    adoptTerm: assign({ peerTerm: ({ context, event }) => asPeer(event)?.term ?? context.peerTerm }),
     stamp: assign({ since: ({ context, event }) => nowOf(event) ?? context.since }),
     armDeadline: assign({ deadline: ({ context, event }) => (nowOf(event) ?? 0) + context.negotiateTimeoutMs }),
     established: assign(({ context, event }) => {
@@ -170,6 +177,7 @@ export const l3TunnelMachine = setup({
     PEER: [
       { guard: "staleTerm", actions: "reportStale" },
       { guard: "samePeer" },
+      { guard: "sameGatewayNewerTerm", actions: "adoptTerm" },
       { target: ".negotiating", actions: "adoptPeer" },
     ],
     CLOSE: ".closed",

@@ -133,6 +133,16 @@ describe("L3TunnelActor: PEER fencing", () => {
     expect(out.at(-1)).toEqual({ type: "negotiate", peer: "edge-b", peerNode: "b-gw2", peerAddr: "10.2.0.2", peerTerm: 2 });
   });
 
+  it.each(LIVE)("in %s, a newer term naming the same gateway only advances the fence (a proxy-only change of the peer's record)", (_name, make) => {
+    const before = make();
+    const [snap, out] = step(before, peer(before.context.peerTerm + 1, 500));
+    expect(snap.value).toBe(before.value);
+    expect(snap.context).toEqual({ ...before.context, peerTerm: before.context.peerTerm + 1 });
+    expect(out).toEqual([]);
+    // reports about the old term are fenced off from now on
+    expect(step(snap, status("down", { term: before.context.peerTerm }))[0].context).toEqual(snap.context);
+  });
+
   it("treats a changed node or address at the same term as a new peer", () => {
     expect(step(up(), peer(1, 90, "b-gw2"))[0].context).toMatchObject({ peerNode: "b-gw2", saId: null });
     const [moved, out] = step(up(), peer(1, 90, "b-gw1", "10.2.9.9"));
@@ -404,7 +414,8 @@ describe("L3TunnelActor: graph", () => {
   // Time stands still at 0 except for one late TICK, so every deadline and retry is either pending or due.
   const events: L3TunnelEvent[] = [
     peer(1),
-    peer(2, 0, "b-gw2"),
+    peer(2),
+    peer(3, 0, "b-gw2"),
     status("up", { saId: "sa-1" }),
     status("up", { saId: "sa-2" }),
     status("connecting"),
