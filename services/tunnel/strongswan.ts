@@ -254,7 +254,9 @@ export class StrongSwanDriver implements VpnDriver {
         };
       }
       const err = this.peerErrors.get(p.name) ?? null;
-      if (mine.length > 0 || initiates(p)) return peerStatus(p.name, PeerState.Connecting, null, err);
+      // An initiation that failed and left no SA behind is down (the caller retries), not still connecting.
+      if (mine.length > 0 || (initiates(p) && err === null)) return peerStatus(p.name, PeerState.Connecting, null, err);
+      if (err !== null) return peerStatus(p.name, PeerState.Down, null, err);
       return peerStatus(p.name, PeerState.Down, null, err ?? "waiting for the peer to initiate");
     });
     return { driver: this.name, peers };

@@ -13,7 +13,7 @@ import { parseTopology } from "../../shared/topology";
 import { decode, subjects, type GatewayTunnel } from "../../shared/protocol";
 import type { NatsConnection } from "../../shared/nats";
 import { REPO_ROOT } from "../../services/fleet/build";
-import { nsExec } from "../../services/fleet/netns";
+import { isPidAlive, nsExec } from "../../services/fleet/netns";
 import { eventually, fleetStatus, startTestFleet, type TestFleet } from "../helpers/fleet";
 
 function skipReason(): string | null {
@@ -208,13 +208,17 @@ describe.skipIf(skip !== null)(`tunnel mode in a fleet${skip ? ` (skipped: ${ski
     const target = host("b-node-1").podIP!;
     expect(await inPod("a-node-1", "ping", "-c", "1", "-W", "2", target)).toMatch(/1 received/);
     const t0 = performance.now();
-    t.fleet.kill(`gateway-${before.node}`, "SIGKILL");
+    const pid = t.fleet.kill(`gateway-${before.node}`, "SIGKILL")!;
+    // A packet sent before the process (and with it its charon) is gone still crosses the old path: count
+    // only pings sent after that, through a gateway the coordinator has named since.
+    await eventually("the killed gateway actor to exit", 5_000, () => !isPidAlive(pid), 1);
     await eventually("pod a -> pod b through the new gateway", 20_000, async () => {
       try {
-        return (await inPod("a-node-1", "ping", "-c", "1", "-W", "0.2", target)).includes("1 received");
+        if (!(await inPod("a-node-1", "ping", "-c", "1", "-W", "0.2", target)).includes("1 received")) return false;
       } catch {
         return false;
       }
+      return (await activeTunnel("edge-a")).node !== before.node;
     }, 0);
     const ms = performance.now() - t0;
     const after = await activeTunnel("edge-a");
