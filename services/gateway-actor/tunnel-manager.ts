@@ -12,7 +12,8 @@
 //   ignores driver status and probes of an older peer gateway. When this gateway stops being active (role
 //   lost, lease expired, higher term elsewhere), every peer is removed from the driver at once.
 // - The driver is applied level-triggered and one call at a time; requests that arrive meanwhile coalesce.
-//   A standby keeps its daemon warm (apply with no peers), so taking over costs an initiation, not a start.
+//   A standby keeps its daemon running with the connections it would have as the active preloaded, none
+//   initiated (facts.ts vpnPeersOf standby), so taking over costs one initiation, not a start or a reload.
 // - A failed apply (daemon died, missing binary) is reported as the gateway's tunnel error and retried;
 //   it never throws out of here.
 import { createActor, type Actor } from "xstate";
@@ -120,22 +121,24 @@ export class TunnelManager {
     });
   }
 
+  /** The active's peers (with TunnelActors), or what a standby preloads (no actors, nothing initiated). */
   private plans(): PeerPlan[] {
-    if (!this.active) return [];
     const domains = tunnelDomains(this.opts.directory.gateways(), this.opts.directory.nodeRecords());
-    return vpnPeersOf(domains, { domain: this.opts.domain, node: this.opts.node });
+    return vpnPeersOf(domains, { domain: this.opts.domain, node: this.opts.node }, { standby: !this.active });
   }
 
   private async reconcile(): Promise<void> {
     const { clock, log, driver } = this.opts;
     const plans = this.plans();
-    this.syncActors(plans);
+    this.syncActors(this.active ? plans : []);
     const desired = { peers: plans.map((p) => p.peer) };
     const key = JSON.stringify(desired);
     if (key === this.lastKey) return;
     let status: VpnStatus;
+    const t0 = clock.now();
     try {
       status = await driver.apply(desired);
+      log.info({ ms: Math.round(clock.now() - t0), peers: desired.peers.map((p) => `${p.name}@${p.remoteAddr}`), states: status.peers.map((p) => `${p.name}:${p.state}`) }, "tunnel driver applied");
     } catch (err) {
       const message = describeError(err);
       if (message !== this.lastError) log.error({ err: message }, "tunnel driver apply failed; retrying");

@@ -10,7 +10,7 @@
 //   are ambiguous. Proxy mode keeps serving its nodes (it routes by name).
 // - Who initiates: the side behind NAT when only one is (the other cannot reach it), else the lower address
 //   (vpn-driver.ts `initiates`), so both sides decide alike without talking.
-import type { Gateway } from "../../shared/gateway";
+import type { Endpoint, Gateway } from "../../shared/gateway";
 import type { NodeRecord } from "../../shared/node-record";
 import { parseCidr } from "./cidr";
 import type { RouteInput } from "./routes";
@@ -24,6 +24,8 @@ export type TunnelDomain = Readonly<{
   gateway: string;
   term: number;
   active: TunnelEndpoint | null;
+  /** Every tunnel endpoint of the spec (the active one included), in spec order. */
+  candidates: readonly TunnelEndpoint[];
   nodes: readonly TunnelNode[];
   problem: string | null;
 }>;
@@ -35,14 +37,17 @@ export function tunnelDomains(records: Iterable<Gateway>, nodes: ReadonlyMap<str
     const members = gw.status.nodes.map((n) => nodes.get(n.nodeName)).filter((n): n is NodeRecord => n !== undefined);
     const domain = members[0]?.domain;
     if (domain === undefined || out.has(domain)) continue;
-    const ep = gw.status.activeEndpoints.find((e) => e.type === "tunnel");
-    const epNode = ep ? nodes.get(ep.nodeName) : undefined;
-    const addr = ep?.publicIP ?? epNode?.internalIP;
+    const endpoint = (ep: Endpoint | undefined): TunnelEndpoint | null => {
+      const n = ep ? nodes.get(ep.nodeName) : undefined;
+      const addr = ep?.publicIP ?? n?.internalIP;
+      return ep && addr ? { node: ep.nodeName, addr, underNAT: ep.underNAT, lanIP: n?.internalIP ?? null } : null;
+    };
     out.set(domain, {
       domain,
       gateway: gw.metadata.name,
       term: gw.status.term,
-      active: ep && addr ? { node: ep.nodeName, addr, underNAT: ep.underNAT, lanIP: epNode?.internalIP ?? null } : null,
+      active: endpoint(gw.status.activeEndpoints.find((e) => e.type === "tunnel")),
+      candidates: gw.spec.endpoints.filter((e) => e.type === "tunnel").map(endpoint).filter((e): e is TunnelEndpoint => e !== null),
       nodes: members
         .filter((n) => n.domain === domain)
         .map((n) => ({ name: n.name, lanIP: n.internalIP, podCidrs: n.podCIDR ? [n.podCIDR] : [] }))
@@ -79,29 +84,34 @@ export type PeerPlan = Readonly<{ peer: VpnPeer; domain: string; node: string; t
  * The VPN peers of `self` when it is its domain's active tunnel endpoint: every other domain with an active
  * endpoint, pod CIDRs and no tunnel problem. Empty when `self` is not that endpoint or its own domain is
  * refused. `localAddr` is self's underlay address (what the peers know it by: the endpoint's address).
+ * With `standby`, a candidate that is not active gets the peers it would have if it were, none of them to
+ * initiate: what it preloads so that taking over costs one initiation (strongswan-conf.ts renderConnection).
  */
-export function vpnPeersOf(domains: readonly TunnelDomain[], self: Readonly<{ domain: string; node: string }>): PeerPlan[] {
+export function vpnPeersOf(domains: readonly TunnelDomain[], self: Readonly<{ domain: string; node: string }>, opts: Readonly<{ standby?: boolean }> = {}): PeerPlan[] {
   const mine = domains.find((d) => d.domain === self.domain);
-  if (!mine || mine.problem !== null || mine.active?.node !== self.node) return [];
+  if (!mine || mine.problem !== null) return [];
+  const me = mine.active?.node === self.node ? mine.active : opts.standby ? mine.candidates.find((c) => c.node === self.node) : undefined;
+  if (!me) return [];
+  const standby = me !== mine.active;
   const localSubnets = podCidrsOf(mine);
   if (localSubnets.length === 0) return [];
   const plans: PeerPlan[] = [];
   for (const d of domains) {
     if (d === mine || d.problem !== null || d.active === null) continue;
     const remoteSubnets = podCidrsOf(d);
-    if (remoteSubnets.length === 0 || d.active.addr === mine.active.addr) continue;
-    const natOnlyOne = mine.active.underNAT !== d.active.underNAT;
+    if (remoteSubnets.length === 0 || d.active.addr === me.addr) continue;
+    const natOnlyOne = me.underNAT !== d.active.underNAT;
     plans.push({
       domain: d.domain,
       node: d.active.node,
       term: d.term,
       peer: {
         name: peerNameOf(d.domain),
-        localAddr: mine.active.addr,
+        localAddr: me.addr,
         remoteAddr: d.active.addr,
         localSubnets,
         remoteSubnets,
-        ...(natOnlyOne ? { initiate: mine.active.underNAT } : {}),
+        ...(standby ? { initiate: false } : natOnlyOne ? { initiate: me.underNAT } : {}),
       },
     });
   }

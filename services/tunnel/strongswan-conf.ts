@@ -57,9 +57,14 @@ export function renderStrongswanConf(c: CharonConfInput): string {
   ].join("\n");
 }
 
-/** The connection section of one peer (also the unit of change: a peer whose section differs is re-keyed). */
+/**
+ * The connection section of one peer (also the unit of change: a peer whose section differs is re-keyed).
+ * It is the same whichever side initiates: charon neither retries nor restarts on its own (keyingtries 1,
+ * DPD clears, a close stays closed). Keeping the tunnel up is the caller's level-triggered job — apply again
+ * and a peer without SA is initiated — so that a standby gateway can preload exactly the section it will
+ * run once active, and taking over costs one initiation and no reload.
+ */
 export function renderConnection(p: VpnPeer): string {
-  const init = initiates(p);
   return [
     `  ${p.name} {`,
     "    version = 2",
@@ -68,7 +73,7 @@ export function renderConnection(p: VpnPeer): string {
     "    encap = yes",
     `    proposals = ${IKE_PROPOSALS}`,
     "    dpd_delay = 10s",
-    `    keyingtries = ${init ? 0 : 1}`,
+    "    keyingtries = 1",
     "    local {",
     "      auth = psk",
     `      id = ${p.localAddr}`,
@@ -83,8 +88,8 @@ export function renderConnection(p: VpnPeer): string {
     `        remote_ts = ${p.remoteSubnets.join(",")}`,
     `        esp_proposals = ${ESP_PROPOSALS}`,
     "        start_action = none",
-    `        dpd_action = ${init ? "restart" : "clear"}`,
-    `        close_action = ${init ? "start" : "none"}`,
+    "        dpd_action = clear",
+    "        close_action = none",
     "      }",
     "    }",
     "  }",

@@ -195,27 +195,25 @@ export class StrongSwanDriver implements VpnDriver {
     const conf = renderSwanctlConf(peers, psk);
     const before = this.loaded?.peers ?? new Map<string, { peer: VpnPeer; section: string }>();
     if (this.loaded?.conf !== conf) {
-      writePrivate(this.files.swanctl, conf);
-      // Secrets first, so that a connection never meets a peer without its key; both unload what is gone.
-      await this.swanctlOk("--load-creds", "--noprompt", "--file", this.files.swanctl);
-      await this.swanctlOk("--load-conns", "--file", this.files.swanctl);
-      this.reloads++;
       const now = new Map(peers.map((p) => [p.name, { peer: p, section: renderConnection(p) }]));
-      // Gone peers and changed peers lose their SAs (the changed ones are initiated again below).
-      for (const [name, old] of before) {
-        const next = now.get(name);
-        if (!next || next.section !== old.section) await this.terminate(name);
-        if (!next) this.peerErrors.delete(name);
-      }
+      const stale = [...before].filter(([name, old]) => now.get(name)?.section !== old.section).map(([name]) => name);
+      // The SAs of gone and changed peers, by id: the changed ones are initiated again below, and a
+      // termination by name could hit the new SA.
+      const staleIds = stale.length > 0 ? (await this.listSas()).filter((s) => stale.includes(s.name)).map((s) => s.uniqueId) : [];
+      writePrivate(this.files.swanctl, conf);
+      // One swanctl run: secrets first, so that a connection never meets a peer without its key; what is
+      // gone from the file is unloaded.
+      await this.swanctlOk("--load-all", "--noprompt", "--file", this.files.swanctl);
+      this.reloads++;
+      for (const id of staleIds) await this.terminate(id);
+      for (const name of stale) if (!now.has(name)) this.peerErrors.delete(name);
       this.loaded = { conf, peers: now };
     }
     let sas = await this.listSas();
-    let initiated = false;
-    for (const p of peers) {
-      if (!initiates(p) || sas.some((s) => s.name === p.name)) continue;
-      await this.initiate(p.name);
-      initiated = true;
-    }
+    // Initiations run side by side: each waits for its peer's answer, and a takeover starts several at once.
+    const toStart = peers.filter((p) => initiates(p) && !sas.some((s) => s.name === p.name));
+    await Promise.all(toStart.map((p) => this.initiate(p.name)));
+    const initiated = toStart.length > 0;
     if (initiated) sas = await this.listSas();
     return this.statusFrom(sas);
   }
@@ -282,9 +280,10 @@ export class StrongSwanDriver implements VpnDriver {
     else this.peerErrors.set(name, `initiate failed: ${lastLines(r.stdout + r.stderr)}`);
   }
 
-  private async terminate(name: string): Promise<void> {
-    // Nothing to terminate is fine; anything else is logged in the peer's status by the next list.
-    await this.run(this.swanctl("--terminate", "--ike", name, "--force", "--timeout", "2"));
+  private async terminate(ikeId: string): Promise<void> {
+    // Forced: the peer of a changed connection is usually gone (that is why it changed), so waiting for its
+    // answer would only delay the new initiation. Nothing left to terminate is fine.
+    await this.run(this.swanctl("--terminate", "--ike-id", ikeId, "--force"));
   }
 
   /** Makes the `lo:raven` /32 addresses equal the network addresses of `subnets` (see the header). */

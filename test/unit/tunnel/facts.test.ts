@@ -28,6 +28,7 @@ function gateway(name: string, members: string[], active: { node: string; public
     term,
     ...(tunnelProblem ? { tunnelProblem } : {}),
   };
+  gw.spec = { ...gw.spec, endpoints: gw.status.activeEndpoints };
   return gw;
 }
 
@@ -57,6 +58,7 @@ describe("tunnelDomains", () => {
       gateway: "gw-a",
       term: 7,
       active: { node: "a-gw-2", addr: "198.18.0.12", underNAT: true, lanIP: "192.168.0.2" },
+      candidates: [{ node: "a-gw-2", addr: "198.18.0.12", underNAT: true, lanIP: "192.168.0.2" }],
       nodes: [
         { name: "a-gw-1", lanIP: "192.168.0.1", podCidrs: ["10.244.16.0/24"] },
         { name: "a-gw-2", lanIP: "192.168.0.2", podCidrs: ["10.244.17.0/24"] },
@@ -91,6 +93,18 @@ describe("vpnPeersOf", () => {
       initiate: true, // behind NAT facing a peer that is not: it must start
     });
     expect(plans[1]!.peer.initiate).toBeUndefined(); // both behind NAT: the lower address starts
+  });
+
+  it("gives a standby candidate, when asked, the peers it would have as the active, none to initiate", () => {
+    const withStandby = records.map((g) =>
+      g.metadata.name === "gw-a" ? { ...g, spec: { ...g.spec, endpoints: [{ nodeName: "a-gw-1", type: "tunnel" as const, port: 4500, underNAT: true, publicIP: "198.18.0.11" }] } } : g,
+    );
+    const plans = vpnPeersOf(tunnelDomains(withStandby, nodes), { domain: "edge-a", node: "a-gw-1" }, { standby: true });
+    expect(plans.map((p) => [p.domain, p.peer.localAddr, p.peer.remoteAddr, p.peer.initiate])).toEqual([
+      ["cloud", "198.18.0.11", "198.18.0.10", false],
+      ["edge-b", "198.18.0.11", "198.18.0.13", false],
+    ]);
+    expect(vpnPeersOf(tunnelDomains(withStandby, nodes), { domain: "edge-a", node: "a-node" }, { standby: true })).toEqual([]);
   });
 
   it("gives a standby, or any node of a refused domain, no peers, and leaves refused peers out", () => {
