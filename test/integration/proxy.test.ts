@@ -9,7 +9,11 @@ import { curl } from "../helpers/proxy";
 import { proxySuite } from "./proxy-suite";
 
 let t: TestFleet;
-const topology = smallTopology(true);
+// Pod CIDRs as the inventory would have them, with edge-a's a-node-1 overlapping the solo node's: tunnel
+// mode must refuse both domains on their records, and proxy mode (by name) must not care.
+const POD_CIDRS: Record<string, string> = { "c-gw-1": "10.244.0.0/24", "c-gw-2": "10.244.1.0/24", "a-gw-1": "10.244.16.0/24", "a-gw-2": "10.244.17.0/24", "a-node-1": "10.244.18.0/24", "solo-1": "10.244.18.0/23" };
+const base = smallTopology(true);
+const topology = { ...base, nodes: base.nodes.map((n) => ({ ...n, podCIDR: POD_CIDRS[n.name]! })) };
 
 beforeAll(async () => {
   t = await startTestFleet(topology, { proxy: true });
@@ -21,6 +25,22 @@ afterAll(async () => {
 
 describe("proxy mode on loopback", () => {
   proxySuite({ t: () => t, topology, cloudGateway: "gw-c", edgeGateway: "gw-a", edgeNode: "a-node-1" });
+
+  it("refuses overlapping pod CIDRs for tunnel mode on both domains' records, and proxy mode still serves their nodes", async () => {
+    const st = await eventually("tunnel problems on the records", 10_000, async () => {
+      const s = await fleetStatus(t.fleet);
+      return s?.domains.filter((d) => d.tunnelProblem).length === 2 ? s : undefined;
+    });
+    const problem = "pod CIDR 10.244.18.0/24 of domain edge-a overlaps 10.244.18.0/23 of domain edge-s";
+    expect(st.domains.find((d) => d.domain === "edge-a")!.tunnelProblem).toBe(problem);
+    expect(st.domains.find((d) => d.domain === "edge-s")!.tunnelProblem).toBe(problem);
+    expect(st.domains.find((d) => d.domain === "cloud")!.tunnelProblem).toBeUndefined();
+    const cloud = st.domains.find((d) => d.gateway === "gw-c")!.active.find((a) => a.type === "proxy")!.nodeName;
+    const door = t.fleet.proxyListen(cloud)!;
+    for (const node of ["a-node-1", "solo-1"]) {
+      expect((await curl(["-p", "-x", `http://${door.host}:${door.frontPort}`, `http://${node}:10255/name`])).body.trim()).toBe(node);
+    }
+  });
 
   it("reports each active gateway's peer links and channels on the mesh (gw.proxy), as the debugger shows them", async () => {
     const nc = await t.fleet.connect();
