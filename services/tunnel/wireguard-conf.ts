@@ -151,7 +151,8 @@ function num(field: string, what: string, peerIndex: number): number {
 }
 
 export type WgPeerOp =
-  | Readonly<{ type: "set"; peer: WgWantedPeer; setEndpoint: boolean }>
+  /** `added`: the device has no such peer yet (a new session will start). */
+  | Readonly<{ type: "set"; peer: WgWantedPeer; setEndpoint: boolean; added: boolean }>
   | Readonly<{ type: "remove"; publicKey: string }>;
 
 /** What to change so that the live peers match `wanted` (see the header for the rules); empty = nothing. */
@@ -167,7 +168,7 @@ export function diffWireGuardPeers(live: readonly WgPeerDump[], wanted: readonly
       l.persistentKeepaliveSec === PERSISTENT_KEEPALIVE_SEC &&
       l.allowedIps.length === w.allowedIps.length &&
       l.allowedIps.every((a, i) => a === w.allowedIps[i]);
-    if (!same || setEndpoint) ops.push({ type: "set", peer: w, setEndpoint });
+    if (!same || setEndpoint) ops.push({ type: "set", peer: w, setEndpoint, added: l === undefined });
   }
   const wantedKeys = new Set(wanted.map((w) => w.publicKey));
   for (const l of live) if (!wantedKeys.has(l.publicKey)) ops.push({ type: "remove", publicKey: l.publicKey });

@@ -13,6 +13,9 @@
 //   /run (wg reads the key files there through that mount namespace).
 // - wireguard-go runs in the foreground with a parent-death signal (setpriv --pdeathsig KILL): if the owner
 //   dies without cleanup(), wireguard-go goes with it and the kernel removes its TUN device.
+// - A wireguard-go that died is reported (every peer down) and started again by the next apply, with the
+//   peers re-added (new saIds). Its TUN device is new too, and the kernel dropped the routes into the old one:
+//   the route driver must be applied after this one (a reconciler applies both on every resync).
 // - apply is idempotent and level-triggered: it reads `wg show DEV dump` and the link, and changes only what
 //   differs (see diffWireGuardPeers); `changes` counts every command that changed something, so a second
 //   apply of the same state can be seen to change nothing. A peer whose `wg set` fails is reported in its
@@ -104,6 +107,9 @@ export class WireGuardDriver implements VpnDriver {
   private started = false;
   private wanted: readonly WgWantedPeer[] = [];
   private readonly peerErrors = new Map<string, string>();
+  /** Per peer public key: which of our additions of it to the device is live (part of its saId). */
+  private readonly generations = new Map<string, number>();
+  private nextGeneration = 1;
 
   constructor(options: WireGuardOptions) {
     const bad = (key: string, why: string) => new TunnelError(`wireguard: ${key} ${why}`);
@@ -181,6 +187,7 @@ export class WireGuardDriver implements VpnDriver {
     for (const op of ops) {
       if (op.type === "remove") {
         await this.change(this.wg(pid, "set", this.tunnelDev, "peer", op.publicKey, "remove"));
+        this.generations.delete(op.publicKey);
         continue;
       }
       const p = op.peer;
@@ -191,6 +198,7 @@ export class WireGuardDriver implements VpnDriver {
       if (r.code === 0) {
         this.changes++;
         this.peerErrors.delete(p.name);
+        if (op.added) this.generations.set(p.publicKey, this.nextGeneration++);
       } else {
         this.peerErrors.set(p.name, `wg set failed: ${(r.stderr || r.stdout).trim() || `exit ${r.code}`}`);
       }
@@ -219,9 +227,11 @@ export class WireGuardDriver implements VpnDriver {
       return {
         name: w.name,
         state: up ? PeerState.Up : PeerState.Connecting,
-        // The peer's key and where it speaks from: stable across WireGuard's 2-minute rekeys, new when another
-        // gateway (or the same one from another address) takes the session over.
-        saId: up ? `${l.publicKey}@${l.endpoint ?? "(none)"}` : null,
+        // The peer's key, where it speaks from, and which addition of the peer to our device this is: stable
+        // across WireGuard's 2-minute rekeys; new when another gateway (or the same one from another address)
+        // takes over, or when we re-add the peer (after its removal or a wireguard-go restart). A restart on
+        // the far side alone is not visible here (it shows in the far side's saId).
+        saId: up ? `${l.publicKey}@${l.endpoint ?? "(none)"}#${this.generations.get(l.publicKey) ?? 0}` : null,
         bytesIn: l.rxBytes,
         bytesOut: l.txBytes,
         lastError: err ?? (up ? null : why),
@@ -238,6 +248,7 @@ export class WireGuardDriver implements VpnDriver {
       if (r.code === 0) await runOk(this.run, inNs(this.o.netns, "ip", "link", "del", "dev", this.tunnelDev));
       this.started = false;
     }
+    this.generations.clear();
     this.wanted = [];
     this.peerErrors.clear();
     rmSync(this.o.stateDir, { recursive: true, force: true });

@@ -134,17 +134,17 @@ describe("the live/wanted diff", () => {
   it("adds missing peers with their endpoint, sets changed ones, and removes unwanted ones last", () => {
     const stranger = live(b, { publicKey: "ZZZZ=" });
     expect(diffWireGuardPeers([stranger, live(c, { allowedIps: ["10.9.0.0/16"] })], [b, c], psk)).toEqual([
-      { type: "set", peer: b, setEndpoint: true },
-      { type: "set", peer: c, setEndpoint: false },
+      { type: "set", peer: b, setEndpoint: true, added: true },
+      { type: "set", peer: c, setEndpoint: false, added: false },
       { type: "remove", publicKey: "ZZZZ=" },
     ]);
     expect(diffWireGuardPeers([live(b, { presharedKey: null }), live(c, { persistentKeepaliveSec: null })], [b, c], psk)).toHaveLength(2);
   });
 
   it("enforces the endpoint where this side initiates, and leaves a roamed endpoint alone where it responds", () => {
-    expect(diffWireGuardPeers([live(b, { endpoint: "203.0.113.9:40000" })], [b], psk)).toEqual([{ type: "set", peer: b, setEndpoint: true }]);
+    expect(diffWireGuardPeers([live(b, { endpoint: "203.0.113.9:40000" })], [b], psk)).toEqual([{ type: "set", peer: b, setEndpoint: true, added: false }]);
     expect(diffWireGuardPeers([live(c, { endpoint: "203.0.113.9:40000" })], [c], psk)).toEqual([]);
-    expect(diffWireGuardPeers([live(c, { endpoint: null })], [c], psk)).toEqual([{ type: "set", peer: c, setEndpoint: true }]);
+    expect(diffWireGuardPeers([live(c, { endpoint: null })], [c], psk)).toEqual([{ type: "set", peer: c, setEndpoint: true, added: false }]);
   });
 });
 
