@@ -32,6 +32,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { systemClock, type Clock } from "../../shared/clock";
 import { MissingDependencyError, TunnelError, describeError } from "../../shared/errors";
 import { isObjectName } from "../../shared/protocol/subjects";
+import { WIREGUARD_DEVICE } from "./drivers";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
 import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./routes";
 import { readPsk } from "./strongswan";
@@ -51,7 +52,6 @@ import { PeerState, validateVpnDesired, type VpnDesired, type VpnDriver, type Vp
 export const WIREGUARD_PACKAGES = ["wireguard-go", "wireguard-tools"] as const;
 export const DEFAULT_WIREGUARD_GO = "/usr/bin/wireguard-go";
 export const DEFAULT_WG = "/usr/bin/wg";
-export const DEFAULT_WIREGUARD_DEVICE = "raven-wg0";
 export const DEFAULT_WIREGUARD_PORT = 51820;
 const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 
@@ -66,7 +66,7 @@ export type WireGuardOptions = Readonly<{
   netns?: string;
   /** The driver's name in its status. Default "wireguard". */
   name?: string;
-  /** The WireGuard device (a TUN). Default "raven-wg0". */
+  /** The WireGuard device (a TUN). Default WIREGUARD_DEVICE ("raven-wg0", what drivers.ts tells the routes). */
   device?: string;
   /** UDP port this gateway listens on, and the port of every peer's endpoint. Default 51820. */
   listenPort?: number;
@@ -119,7 +119,7 @@ export class WireGuardDriver implements VpnDriver {
       throw bad("stateDir", `${stateDir} is under /run, which wireguard-go replaces with a private tmpfs; pick another directory`);
     }
     if (!isObjectName(options.node)) throw bad("node", `${JSON.stringify(options.node)} must be a node name (a DNS subdomain name)`);
-    const device = options.device ?? DEFAULT_WIREGUARD_DEVICE;
+    const device = options.device ?? WIREGUARD_DEVICE;
     if (!IFNAME.test(device)) throw bad("device", `${JSON.stringify(device)} must be an interface name (1-15 of [a-zA-Z0-9_.-])`);
     const listenPort = options.listenPort ?? DEFAULT_WIREGUARD_PORT;
     if (!Number.isInteger(listenPort) || listenPort < 1 || listenPort > 65535) throw bad("listenPort", `${JSON.stringify(listenPort)} must be an integer 1..65535`);
