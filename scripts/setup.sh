@@ -2,8 +2,9 @@
 # Installs what Raven needs on a fresh Debian machine with Node 20 (run as root), from Debian's packages when
 # missing: nats-server, iproute2, openssh-server (bench:proxy's reference path is a private sshd with ssh -R),
 # openssl (the fleet's PKI), chromium (the `raven ui` browser test), strongSwan (tunnel mode's IPsec between
-# gateways, with kernel-libipsec for kernels without ESP) and ping (the tunnel test); then the npm
-# dependencies from the lock file. Idempotent.
+# gateways, with kernel-libipsec for kernels without ESP), wireguard-go and wireguard-tools (tunnel mode's
+# userspace WireGuard driver, for kernels without the WireGuard module) and ping (the tunnel tests); then the
+# npm dependencies from the lock file. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,12 +20,18 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 [ -x /usr/sbin/swanctl ] || need_apt+=(strongswan-swanctl)
 [ -f /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need_apt+=(libcharon-extra-plugins)
 [ -f /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] || need_apt+=(libstrongswan-standard-plugins)
+# Tunnel mode's WireGuard driver: userspace wireguard-go and the wg tool. Installed without recommends:
+# wireguard-tools recommends the kernel module, which Debian satisfies with a whole linux-image package.
+need_apt_norec=()
+command -v wireguard-go >/dev/null 2>&1 || need_apt_norec+=(wireguard-go)
+command -v wg >/dev/null 2>&1 || need_apt_norec+=(wireguard-tools)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: installing ${need_apt[*]} from Debian's packages"
+if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_apt_norec[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} ${need_apt_norec[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [ ${#need_apt[@]} -eq 0 ] || apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  [ ${#need_apt_norec[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${need_apt_norec[@]}" >/dev/null
 fi
 # The Debian package enables a system nats-server on 4222; Raven runs its own servers, so keep it from
 # holding the ports (harmless where systemd is not running).

@@ -11,6 +11,7 @@
 // - `cleanup()` removes everything the driver made (daemons, devices, files); idempotent.
 // Drivers are constructed by the caller and passed in explicitly; nothing registers itself on import.
 import { TunnelError } from "../../shared/errors";
+import { isObjectName } from "../../shared/protocol/subjects";
 import { isIPv4 } from "../../shared/topology";
 import { ipToInt, parseCidr } from "./cidr";
 
@@ -30,6 +31,11 @@ export type VpnPeer = Readonly<{
    * with the numerically lower underlay address, so two gateways given mirrored peers agree without talking.
    */
   initiate?: boolean;
+  /**
+   * The peer gateway's node name: its identity, from which WireGuard derives its public key (see
+   * wireguard-conf.ts); strongSwan ignores it. A DNS subdomain name, like every node name.
+   */
+  remoteNode?: string;
 }>;
 
 export type VpnDesired = Readonly<{ peers: readonly VpnPeer[] }>;
@@ -95,5 +101,8 @@ export function validateVpnDesired(desired: VpnDesired): void {
       }
     }
     if (p.initiate !== undefined && typeof p.initiate !== "boolean") throw new TunnelError(`${where}: initiate must be a boolean`);
+    if (p.remoteNode !== undefined && !isObjectName(p.remoteNode)) {
+      throw new TunnelError(`${where}: remoteNode ${JSON.stringify(p.remoteNode)} must be a node name (a DNS subdomain name)`);
+    }
   }
 }

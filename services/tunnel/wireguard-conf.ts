@@ -1,0 +1,176 @@
+// The pure half of the WireGuard driver: key derivation, the peer plan a desired state asks for, the parser
+// of `wg show DEV dump`, and the difference between what runs and what is wanted. No processes, no files.
+//
+// Keys without key distribution: every gateway's X25519 private key is derived from the tunnel PSK (the same
+// secret file strongSwan uses) and its node name,
+//   private = clamp(HKDF-SHA256(ikm = psk, salt = "raven-wireguard-v1", info = node name, 32 bytes)),
+// so any gateway that holds the PSK computes a peer's public key from the peer's node name alone. The price:
+// whoever holds the PSK can impersonate every gateway, exactly as with strongSwan's shared PSK, and rotating
+// the PSK rotates every key at once (apply sees a new private key and new peer keys and replaces them).
+// On top, every peer gets a WireGuard preshared key (HKDF with its own salt, the same for all pairs): it mixes
+// the PSK into each handshake as well, so recorded traffic stays safe even against a future break of X25519.
+//
+// Diff guarantees: a live peer whose key, preshared key, allowed IPs or keepalive differ from the plan is
+// set again (one `wg set` per peer); a live peer not in the plan is removed, after the sets (make before
+// break: WireGuard moves an allowed IP to the last peer that claims it). The endpoint is enforced only
+// where this side initiates (see VpnPeer.initiate); the other side sets it once, when the peer has none,
+// and afterwards leaves it to WireGuard's roaming, so a peer behind NAT keeps its translated address.
+import { createPrivateKey, createPublicKey, hkdfSync } from "node:crypto";
+import { TunnelError } from "../../shared/errors";
+import { cidrsOverlap, parseCidr } from "./cidr";
+import { initiates, type VpnPeer } from "./vpn-driver";
+
+export const WIREGUARD_KEY_SALT = "raven-wireguard-v1";
+export const WIREGUARD_PSK_SALT = "raven-wireguard-v1-preshared";
+/** Keepalive of every peer: keeps NAT mappings open and makes a dead peer visible within seconds. */
+export const PERSISTENT_KEEPALIVE_SEC = 5;
+/** WireGuard's Reject-After-Time: a session with no handshake for this long carries no data any more. */
+export const HANDSHAKE_FRESH_SEC = 180;
+// PKCS#8 header of a raw X25519 private key (RFC 8410): Node 20 cannot import a JWK without its public `x`.
+const PKCS8_X25519_PREFIX = Buffer.from("302e020100300506032b656e04220420", "hex");
+
+export type WireGuardKeyPair = Readonly<{ privateKey: string; publicKey: string }>;
+
+/** The key pair of gateway `node` under `psk` (base64, as `wg` reads and prints keys). Deterministic. */
+export function wireguardKeyPair(psk: Buffer, node: string): WireGuardKeyPair {
+  if (psk.length === 0) throw new TunnelError("wireguard: the pre-shared key is empty");
+  if (node === "") throw new TunnelError("wireguard: node name is empty");
+  const k = Buffer.from(hkdfSync("sha256", psk, WIREGUARD_KEY_SALT, node, 32));
+  // X25519 clamping (RFC 7748 5): a multiple of the cofactor 8, bit 254 set, bit 255 clear.
+  k[0] = k[0]! & 248;
+  k[31] = (k[31]! & 127) | 64;
+  const priv = createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, k]), format: "der", type: "pkcs8" });
+  const x = createPublicKey(priv).export({ format: "jwk" }).x;
+  if (typeof x !== "string") throw new TunnelError("wireguard: could not compute an X25519 public key");
+  return { privateKey: k.toString("base64"), publicKey: Buffer.from(x, "base64url").toString("base64") };
+}
+
+/** The WireGuard preshared key every peer gets (base64). */
+export function wireguardPresharedKey(psk: Buffer): string {
+  return Buffer.from(hkdfSync("sha256", psk, WIREGUARD_PSK_SALT, "preshared-key", 32)).toString("base64");
+}
+
+export type WgWantedPeer = Readonly<{
+  name: string;
+  publicKey: string;
+  /** `remoteAddr:listenPort`. */
+  endpoint: string;
+  /** Canonical CIDRs, sorted. */
+  allowedIps: readonly string[];
+  /** Whether the endpoint is enforced on every apply (this side initiates) or only set when missing. */
+  enforceEndpoint: boolean;
+}>;
+
+/**
+ * The WireGuard peers `peers` ask for, sorted by name. Throws a TunnelError naming the peer when it has no
+ * remoteNode, names this gateway, shares a remoteNode with another peer, or claims remote subnets another
+ * peer claims too (WireGuard routes each address to exactly one peer). `peers` are validated already.
+ */
+export function planWireGuardPeers(peers: readonly VpnPeer[], psk: Buffer, node: string, listenPort: number): WgWantedPeer[] {
+  const byNode = new Map<string, string>();
+  const claimed: { peer: string; cidr: ReturnType<typeof parseCidr> }[] = [];
+  const out: WgWantedPeer[] = [];
+  for (const p of [...peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    const where = `vpn peer ${JSON.stringify(p.name)}`;
+    if (p.remoteNode === undefined) throw new TunnelError(`${where}: remoteNode is required by WireGuard (the peer's public key is derived from its node name)`);
+    if (p.remoteNode === node) throw new TunnelError(`${where}: remoteNode ${node} is this gateway itself`);
+    const other = byNode.get(p.remoteNode);
+    if (other !== undefined) throw new TunnelError(`${where}: remoteNode ${p.remoteNode} is also the remoteNode of peer ${JSON.stringify(other)}`);
+    byNode.set(p.remoteNode, p.name);
+    const cidrs = p.remoteSubnets.map((c) => parseCidr(c));
+    for (const c of cidrs) {
+      const clash = claimed.find((x) => x.peer !== p.name && cidrsOverlap(x.cidr, c));
+      if (clash) throw new TunnelError(`${where}: remoteSubnets ${c.text} overlaps ${clash.cidr.text} of peer ${JSON.stringify(clash.peer)}`);
+      claimed.push({ peer: p.name, cidr: c });
+    }
+    out.push({
+      name: p.name,
+      publicKey: wireguardKeyPair(psk, p.remoteNode).publicKey,
+      endpoint: `${p.remoteAddr}:${listenPort}`,
+      allowedIps: [...new Set(cidrs.map((c) => c.text))].sort(),
+      enforceEndpoint: initiates(p),
+    });
+  }
+  return out;
+}
+
+export type WgPeerDump = Readonly<{
+  publicKey: string;
+  presharedKey: string | null;
+  endpoint: string | null;
+  allowedIps: readonly string[];
+  /** Unix seconds of the latest handshake; 0 = never. */
+  latestHandshakeSec: number;
+  rxBytes: number;
+  txBytes: number;
+  persistentKeepaliveSec: number | null;
+}>;
+
+export type WgDeviceDump = Readonly<{
+  privateKey: string | null;
+  publicKey: string | null;
+  listenPort: number;
+  fwmark: number | null;
+  peers: readonly WgPeerDump[];
+}>;
+
+/** Parses `wg show DEV dump` (one device: an interface line, then one line per peer, tab-separated). */
+export function parseWgDump(text: string): WgDeviceDump {
+  const lines = text.split("\n").filter((l) => l.trim() !== "");
+  const head = lines[0]?.split("\t");
+  if (!head || head.length !== 4) throw new TunnelError(`wg dump: the interface line must have 4 fields, got ${JSON.stringify(lines[0] ?? "")}`);
+  const peers = lines.slice(1).map((line, i): WgPeerDump => {
+    const f = line.split("\t");
+    if (f.length !== 8) throw new TunnelError(`wg dump: peer line ${i + 1} must have 8 fields, got ${f.length}`);
+    const [publicKey, psk, endpoint, allowed, hs, rx, tx, keepalive] = f as [string, string, string, string, string, string, string, string];
+    return {
+      publicKey,
+      presharedKey: none(psk),
+      endpoint: none(endpoint),
+      allowedIps: allowed === "(none)" ? [] : allowed.split(",").sort(),
+      latestHandshakeSec: num(hs, "latest-handshake", i),
+      rxBytes: num(rx, "transfer-rx", i),
+      txBytes: num(tx, "transfer-tx", i),
+      persistentKeepaliveSec: keepalive === "off" ? null : num(keepalive, "persistent-keepalive", i),
+    };
+  });
+  const [privateKey, publicKey, port, fwmark] = head as [string, string, string, string];
+  return { privateKey: none(privateKey), publicKey: none(publicKey), listenPort: num(port, "listen-port", -1), fwmark: fwmark === "off" ? null : num(fwmark, "fwmark", -1), peers };
+}
+
+function none(field: string): string | null {
+  return field === "(none)" ? null : field;
+}
+
+function num(field: string, what: string, peerIndex: number): number {
+  const n = Number(field);
+  if (field === "" || !Number.isSafeInteger(n) || n < 0) {
+    throw new TunnelError(`wg dump: ${peerIndex < 0 ? "interface" : `peer line ${peerIndex + 1}`}: ${what} ${JSON.stringify(field)} is not a number`);
+  }
+  return n;
+}
+
+export type WgPeerOp =
+  /** `added`: the device has no such peer yet (a new session will start). */
+  | Readonly<{ type: "set"; peer: WgWantedPeer; setEndpoint: boolean; added: boolean }>
+  | Readonly<{ type: "remove"; publicKey: string }>;
+
+/** What to change so that the live peers match `wanted` (see the header for the rules); empty = nothing. */
+export function diffWireGuardPeers(live: readonly WgPeerDump[], wanted: readonly WgWantedPeer[], presharedKey: string): WgPeerOp[] {
+  const byKey = new Map(live.map((p) => [p.publicKey, p]));
+  const ops: WgPeerOp[] = [];
+  for (const w of wanted) {
+    const l = byKey.get(w.publicKey);
+    const setEndpoint = !l || l.endpoint === null || (w.enforceEndpoint && l.endpoint !== w.endpoint);
+    const same =
+      l !== undefined &&
+      l.presharedKey === presharedKey &&
+      l.persistentKeepaliveSec === PERSISTENT_KEEPALIVE_SEC &&
+      l.allowedIps.length === w.allowedIps.length &&
+      l.allowedIps.every((a, i) => a === w.allowedIps[i]);
+    if (!same || setEndpoint) ops.push({ type: "set", peer: w, setEndpoint, added: l === undefined });
+  }
+  const wantedKeys = new Set(wanted.map((w) => w.publicKey));
+  for (const l of live) if (!wantedKeys.has(l.publicKey)) ops.push({ type: "remove", publicKey: l.publicKey });
+  return ops;
+}

@@ -1,0 +1,361 @@
+// The WireGuard VpnDriver: one userspace wireguard-go per gateway (this kernel has no WireGuard module),
+// configured with `wg` over wireguard-go's UAPI socket. Keys come from the shared PSK and the node names
+// (wireguard-conf.ts), so nothing but the PSK is distributed; the peer's public key is derived from
+// VpnPeer.remoteNode. Remote pod CIDRs are routed into the device (`tunnelDev`) by the route driver.
+//
+// Guarantees:
+// - Several drivers coexist on one machine, with the same device name in different namespaces: wireguard-go
+//   runs in the caller's network namespace (`ip netns exec`) and in its own mount namespace with a private
+//   tmpfs on /run. Its UAPI socket path is compiled in as /var/run/wireguard/DEV.sock (/var/run is /run on
+//   Debian), and that directory is shared by all network namespaces: without the private /run, two drivers
+//   using raven-wg0 in two namespaces would take each other's socket. `wg` reaches the right socket by
+//   running in the same namespaces (`nsenter -t <wireguard-go pid> -m -n`). Hence stateDir must not be under
+//   /run (wg reads the key files there through that mount namespace).
+// - wireguard-go runs in the foreground with a parent-death signal (setpriv --pdeathsig KILL): if the owner
+//   dies without cleanup(), wireguard-go goes with it and the kernel removes its TUN device.
+// - A wireguard-go that died is reported (every peer down) and started again by the next apply, with the
+//   peers re-added (new saIds). Its TUN device is new too, and the kernel dropped the routes into the old one:
+//   the route driver must be applied after this one (a reconciler applies both on every resync).
+// - apply is idempotent and level-triggered: it reads `wg show DEV dump` and the link, and changes only what
+//   differs (see diffWireGuardPeers); `changes` counts every command that changed something, so a second
+//   apply of the same state can be seen to change nothing. A peer whose `wg set` fails is reported in its
+//   status (lastError), not thrown. The PSK is read on every apply (a rotation re-keys everything).
+// - Every gateway listens on `listenPort`, and a peer's endpoint is its remoteAddr on that same port.
+//   localAddr and localSubnets are not needed: wireguard-go listens on every address, and the remote side's
+//   allowed IPs (which also filter what it accepts from us) are its own remoteSubnets.
+// - cleanup() stops wireguard-go by its PID (TERM, then KILL after a grace period), deletes the device if it
+//   is still there, and removes stateDir; idempotent.
+import { spawn, type ChildProcess } from "node:child_process";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { isAbsolute, join, resolve } from "node:path";
+import { systemClock, type Clock } from "../../shared/clock";
+import { MissingDependencyError, TunnelError, describeError } from "../../shared/errors";
+import { isObjectName } from "../../shared/protocol/subjects";
+import { WIREGUARD_DEVICE } from "./drivers";
+import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
+import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./routes";
+import { readPsk } from "./strongswan";
+import {
+  HANDSHAKE_FRESH_SEC,
+  PERSISTENT_KEEPALIVE_SEC,
+  diffWireGuardPeers,
+  parseWgDump,
+  planWireGuardPeers,
+  wireguardKeyPair,
+  wireguardPresharedKey,
+  type WgDeviceDump,
+  type WgWantedPeer,
+} from "./wireguard-conf";
+import { PeerState, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
+
+export const WIREGUARD_PACKAGES = ["wireguard-go", "wireguard-tools"] as const;
+export const DEFAULT_WIREGUARD_GO = "/usr/bin/wireguard-go";
+export const DEFAULT_WG = "/usr/bin/wg";
+export const DEFAULT_WIREGUARD_PORT = 51820;
+const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
+
+export type WireGuardOptions = Readonly<{
+  /** Absolute directory owned by this driver (created 0700, removed by cleanup): key files, log. Not under /run. */
+  stateDir: string;
+  /** The tunnel's shared secret file, the same as strongSwan's (see readPsk / ensurePskFile). */
+  pskFile: string;
+  /** This gateway's node name: its key identity (peers derive our public key from it). */
+  node: string;
+  /** Network namespace wireguard-go runs in; the current one when left out. */
+  netns?: string;
+  /** The driver's name in its status. Default "wireguard". */
+  name?: string;
+  /** The WireGuard device (a TUN). Default WIREGUARD_DEVICE ("raven-wg0", what drivers.ts tells the routes). */
+  device?: string;
+  /** UDP port this gateway listens on, and the port of every peer's endpoint. Default 51820. */
+  listenPort?: number;
+  /** MTU of the underlay; the device gets underlayMtu - WIREGUARD_OVERHEAD_BYTES. Default 1500. */
+  underlayMtu?: number;
+  wireguardGoPath?: string;
+  wgPath?: string;
+  runner?: Runner;
+  /** How long to wait for wireguard-go's UAPI socket after start. Default 10 s. */
+  startTimeoutMs?: number;
+  /** wallMs() dates handshakes (wg reports them in Unix seconds); now() times the start. Default systemClock. */
+  clock?: Clock;
+}>;
+
+/** Throws MissingDependencyError naming the Debian packages when wireguard-go or wg is missing. */
+export function checkWireGuardInstalled(paths: Readonly<{ wireguardGo?: string; wg?: string }> = {}): void {
+  const wgGo = paths.wireguardGo ?? DEFAULT_WIREGUARD_GO;
+  const wg = paths.wg ?? DEFAULT_WG;
+  if (!existsSync(wgGo)) throw new MissingDependencyError(wgGo, WIREGUARD_PACKAGES, "the userspace WireGuard daemon is not installed");
+  if (!existsSync(wg)) throw new MissingDependencyError(wg, WIREGUARD_PACKAGES, "WireGuard's configuration tool wg is not installed");
+}
+
+type Daemon = { child: ChildProcess; pid: number; exited: Promise<void>; exitInfo: string | null };
+
+export class WireGuardDriver implements VpnDriver {
+  readonly name: string;
+  readonly overheadBytes = WIREGUARD_OVERHEAD_BYTES;
+  readonly tunnelDev: string;
+  /** Commands apply ran that changed something (key/port, link, one peer set or removed): churn, for tests and metrics. */
+  changes = 0;
+  /** Times wireguard-go was started. */
+  starts = 0;
+  private readonly o: Required<Omit<WireGuardOptions, "netns" | "name" | "device" | "runner" | "clock">> & { netns: string | undefined };
+  private readonly run: Runner;
+  private readonly clock: Clock;
+  private daemon: Daemon | null = null;
+  /** Whether a device of ours may exist (so cleanup touches the namespace only when it must). */
+  private started = false;
+  private wanted: readonly WgWantedPeer[] = [];
+  private readonly peerErrors = new Map<string, string>();
+  /** Per peer public key: which of our additions of it to the device is live (part of its saId). */
+  private readonly generations = new Map<string, number>();
+  private nextGeneration = 1;
+
+  constructor(options: WireGuardOptions) {
+    const bad = (key: string, why: string) => new TunnelError(`wireguard: ${key} ${why}`);
+    if (!isAbsolute(options.stateDir)) throw bad("stateDir", `${JSON.stringify(options.stateDir)} must be absolute`);
+    const stateDir = resolve(options.stateDir);
+    if (stateDir === "/run" || stateDir.startsWith("/run/") || stateDir.startsWith("/var/run/")) {
+      throw bad("stateDir", `${stateDir} is under /run, which wireguard-go replaces with a private tmpfs; pick another directory`);
+    }
+    if (!isObjectName(options.node)) throw bad("node", `${JSON.stringify(options.node)} must be a node name (a DNS subdomain name)`);
+    const device = options.device ?? WIREGUARD_DEVICE;
+    if (!IFNAME.test(device)) throw bad("device", `${JSON.stringify(device)} must be an interface name (1-15 of [a-zA-Z0-9_.-])`);
+    const listenPort = options.listenPort ?? DEFAULT_WIREGUARD_PORT;
+    if (!Number.isInteger(listenPort) || listenPort < 1 || listenPort > 65535) throw bad("listenPort", `${JSON.stringify(listenPort)} must be an integer 1..65535`);
+    const underlayMtu = options.underlayMtu ?? 1500;
+    if (!Number.isInteger(underlayMtu) || underlayMtu - WIREGUARD_OVERHEAD_BYTES < MIN_IPV4_MTU || underlayMtu > 65535) {
+      throw bad("underlayMtu", `${JSON.stringify(underlayMtu)} must be an integer ${MIN_IPV4_MTU + WIREGUARD_OVERHEAD_BYTES}..65535`);
+    }
+    this.name = options.name ?? "wireguard";
+    this.tunnelDev = device;
+    this.o = {
+      stateDir,
+      pskFile: options.pskFile,
+      node: options.node,
+      netns: options.netns,
+      listenPort,
+      underlayMtu,
+      startTimeoutMs: options.startTimeoutMs ?? 10_000,
+      wireguardGoPath: options.wireguardGoPath ?? DEFAULT_WIREGUARD_GO,
+      wgPath: options.wgPath ?? DEFAULT_WG,
+    };
+    this.run = options.runner ?? execRunner;
+    this.clock = options.clock ?? systemClock;
+  }
+
+  /** MTU of the WireGuard device. */
+  get deviceMtu(): number {
+    return this.o.underlayMtu - WIREGUARD_OVERHEAD_BYTES;
+  }
+
+  /** The PID of the running wireguard-go, if any. */
+  get pid(): number | undefined {
+    return this.daemon && this.daemon.exitInfo === null ? this.daemon.pid : undefined;
+  }
+
+  private get files() {
+    const d = this.o.stateDir;
+    return { privateKey: join(d, "private.key"), presharedKey: join(d, "preshared.key"), log: join(d, "wireguard-go.log") };
+  }
+
+  /** argv running `wg` next to wireguard-go (its network and mount namespace: see the header). */
+  private wg(pid: number, ...args: string[]): string[] {
+    return ["nsenter", "-t", String(pid), "-m", "-n", this.o.wgPath, ...args];
+  }
+
+  async apply(desired: VpnDesired): Promise<VpnStatus> {
+    validateVpnDesired(desired);
+    const psk = readPsk(this.o.pskFile);
+    const wanted = planWireGuardPeers(desired.peers, psk, this.o.node, this.o.listenPort);
+    checkWireGuardInstalled({ wireguardGo: this.o.wireguardGoPath, wg: this.o.wgPath });
+    const keys = wireguardKeyPair(psk, this.o.node);
+    const presharedKey = wireguardPresharedKey(psk);
+    const pid = await this.ensureDaemon();
+    for (const gone of this.wanted) if (!wanted.some((w) => w.name === gone.name)) this.peerErrors.delete(gone.name);
+    this.wanted = wanted;
+
+    let dump = await this.dump(pid);
+    if (dump.privateKey !== keys.privateKey || dump.listenPort !== this.o.listenPort) {
+      writePrivate(this.files.privateKey, `${keys.privateKey}\n`);
+      await this.change(this.wg(pid, "set", this.tunnelDev, "private-key", this.files.privateKey, "listen-port", String(this.o.listenPort)));
+      dump = await this.dump(pid); // a new private key drops the sessions; read what is left
+    }
+    await this.ensureLink();
+    const ops = diffWireGuardPeers(dump.peers, wanted, presharedKey);
+    if (ops.some((op) => op.type === "set")) writePrivate(this.files.presharedKey, `${presharedKey}\n`);
+    for (const op of ops) {
+      if (op.type === "remove") {
+        await this.change(this.wg(pid, "set", this.tunnelDev, "peer", op.publicKey, "remove"));
+        this.generations.delete(op.publicKey);
+        continue;
+      }
+      const p = op.peer;
+      const argv = this.wg(pid, "set", this.tunnelDev, "peer", p.publicKey, "preshared-key", this.files.presharedKey,
+        ...(op.setEndpoint ? ["endpoint", p.endpoint] : []),
+        "persistent-keepalive", String(PERSISTENT_KEEPALIVE_SEC), "allowed-ips", p.allowedIps.join(","));
+      const r = await this.run(argv);
+      if (r.code === 0) {
+        this.changes++;
+        this.peerErrors.delete(p.name);
+        if (op.added) this.generations.set(p.publicKey, this.nextGeneration++);
+      } else {
+        this.peerErrors.set(p.name, `wg set failed: ${(r.stderr || r.stdout).trim() || `exit ${r.code}`}`);
+      }
+    }
+    return this.status();
+  }
+
+  async status(): Promise<VpnStatus> {
+    const d = this.daemon;
+    if (!d || d.exitInfo !== null) return this.allDown(d?.exitInfo ?? "wireguard-go is not running");
+    let dump: WgDeviceDump;
+    try {
+      dump = await this.dump(d.pid);
+    } catch (err) {
+      return this.allDown(`device ${this.tunnelDev} unreadable: ${describeError(err)}`);
+    }
+    const nowSec = this.clock.wallMs() / 1000;
+    const live = new Map(dump.peers.map((p) => [p.publicKey, p]));
+    const peers = this.wanted.map((w): VpnPeerStatus => {
+      const l = live.get(w.publicKey);
+      const err = this.peerErrors.get(w.name) ?? null;
+      if (!l) return { name: w.name, state: PeerState.Down, saId: null, bytesIn: null, bytesOut: null, lastError: err ?? "peer not configured on the device" };
+      const ageSec = nowSec - l.latestHandshakeSec;
+      const up = l.latestHandshakeSec > 0 && ageSec <= HANDSHAKE_FRESH_SEC;
+      const why = l.latestHandshakeSec === 0 ? "no handshake with the peer yet" : `last handshake ${Math.round(ageSec)} s ago`;
+      return {
+        name: w.name,
+        state: up ? PeerState.Up : PeerState.Connecting,
+        // The peer's key, where it speaks from, and which addition of the peer to our device this is: stable
+        // across WireGuard's 2-minute rekeys; new when another gateway (or the same one from another address)
+        // takes over, or when we re-add the peer (after its removal or a wireguard-go restart). A restart on
+        // the far side alone is not visible here (it shows in the far side's saId).
+        saId: up ? `${l.publicKey}@${l.endpoint ?? "(none)"}#${this.generations.get(l.publicKey) ?? 0}` : null,
+        bytesIn: l.rxBytes,
+        bytesOut: l.txBytes,
+        lastError: err ?? (up ? null : why),
+      };
+    });
+    return { driver: this.name, peers };
+  }
+
+  async cleanup(): Promise<void> {
+    await this.stopDaemon();
+    if (this.started) {
+      // wireguard-go's TUN goes with its process; delete it only if something kept it.
+      const r = await this.run(inNs(this.o.netns, "ip", "link", "show", "dev", this.tunnelDev));
+      if (r.code === 0) await runOk(this.run, inNs(this.o.netns, "ip", "link", "del", "dev", this.tunnelDev));
+      this.started = false;
+    }
+    this.generations.clear();
+    this.wanted = [];
+    this.peerErrors.clear();
+    rmSync(this.o.stateDir, { recursive: true, force: true });
+  }
+
+  /** The last `n` lines of wireguard-go's output, for diagnostics. */
+  logTail(n = 3): string {
+    try {
+      return readFileSync(this.files.log, "utf8").trim().split("\n").slice(-n).join(" | ") || "(empty)";
+    } catch {
+      return "(empty)";
+    }
+  }
+
+  private allDown(why: string): VpnStatus {
+    return { driver: this.name, peers: this.wanted.map((w) => ({ name: w.name, state: PeerState.Down, saId: null, bytesIn: null, bytesOut: null, lastError: this.peerErrors.get(w.name) ?? why })) };
+  }
+
+  private async change(argv: readonly string[]): Promise<void> {
+    await runOk(this.run, argv);
+    this.changes++;
+  }
+
+  private async dump(pid: number): Promise<WgDeviceDump> {
+    return parseWgDump(await runOk(this.run, this.wg(pid, "show", this.tunnelDev, "dump")));
+  }
+
+  /** The device's MTU is underlayMtu - overhead and it is up. */
+  private async ensureLink(): Promise<void> {
+    const out = await runOk(this.run, inNs(this.o.netns, "ip", "-j", "link", "show", "dev", this.tunnelDev));
+    const link = (JSON.parse(out || "[]") as { mtu?: number; flags?: string[] }[])[0];
+    if (link?.mtu === this.deviceMtu && link.flags?.includes("UP")) return;
+    await this.change(inNs(this.o.netns, "ip", "link", "set", "dev", this.tunnelDev, "mtu", String(this.deviceMtu), "up"));
+  }
+
+  /** Starts wireguard-go unless it runs; resolves with its PID once its UAPI socket accepts connections. */
+  private async ensureDaemon(): Promise<number> {
+    if (this.daemon && this.daemon.exitInfo === null) return this.daemon.pid;
+    mkdirSync(this.o.stateDir, { recursive: true, mode: 0o700 });
+    chmodSync(this.o.stateDir, 0o700);
+    // exec chain, no fork: ip netns exec -> setpriv -> unshare -> sh -> wireguard-go keep one PID, so
+    // child.pid is wireguard-go's (nsenter and the kill in cleanup rely on it).
+    const argv = execInNs(this.o.netns, [
+      "setpriv", "--pdeathsig", "KILL",
+      "unshare", "--mount", "--propagation", "private",
+      "sh", "-c", 'mount -t tmpfs -o mode=0755,size=1m raven-wireguard /run && exec "$0" -f "$1"', this.o.wireguardGoPath, this.tunnelDev,
+    ]);
+    const out = openSync(this.files.log, "a", 0o600);
+    // WG_PROCESS_FOREGROUND also silences the banner telling Linux users to use the kernel module.
+    const env = { ...process.env, WG_PROCESS_FOREGROUND: "1", LOG_LEVEL: "error" };
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", out, out], env });
+    closeSync(out);
+    const daemon: Daemon = { child, pid: child.pid ?? -1, exitInfo: null, exited: Promise.resolve() };
+    daemon.exited = new Promise((res) => {
+      child.once("exit", (code, signal) => {
+        daemon.exitInfo = `wireguard-go exited (${signal ?? `code ${code}`})`;
+        res();
+      });
+      child.once("error", (err) => {
+        daemon.exitInfo = `wireguard-go could not start: ${describeError(err)}`;
+        res();
+      });
+    });
+    this.daemon = daemon;
+    this.started = true;
+    this.starts++;
+    // The socket as wireguard-go sees it: /proc/<pid>/root crosses into its mount namespace.
+    const socket = `/proc/${daemon.pid}/root/run/wireguard/${this.tunnelDev}.sock`;
+    const deadline = this.clock.now() + this.o.startTimeoutMs;
+    while (daemon.exitInfo !== null || !(await canConnect(socket))) {
+      if (daemon.exitInfo !== null || this.clock.now() > deadline) {
+        const why = daemon.exitInfo ?? `UAPI socket of ${this.tunnelDev} not ready after ${this.o.startTimeoutMs} ms`;
+        await this.stopDaemon();
+        throw new TunnelError(`wireguard: ${why}; log: ${this.logTail()}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return daemon.pid;
+  }
+
+  private async stopDaemon(): Promise<void> {
+    const d = this.daemon;
+    this.daemon = null;
+    if (!d || d.exitInfo !== null) return;
+    d.child.kill("SIGTERM");
+    const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 3_000).unref());
+    if ((await Promise.race([d.exited, timer])) === "timeout") {
+      d.child.kill("SIGKILL");
+      await d.exited;
+    }
+  }
+}
+
+function writePrivate(file: string, text: string): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, text, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+function canConnect(path: string): Promise<boolean> {
+  if (!existsSync(path)) return Promise.resolve(false);
+  return new Promise((res) => {
+    const s = connect(path);
+    s.once("connect", () => {
+      s.destroy();
+      res(true);
+    });
+    s.once("error", () => res(false));
+  });
+}
