@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { Directory } from "../../shared/directory";
 import type { ActorInspector } from "../../shared/inspect";
 import type { Logger } from "../../shared/log";
-import { StrongSwanDriver, tunnelDriverFlag } from "../tunnel";
+import { StrongSwanDriver, WireGuardDriver, tunnelDriverFlag } from "../tunnel";
 import { TunnelManager } from "./tunnel-manager";
 import { pingProbe } from "./tunnel-probe";
 import { onShutdown, runMain } from "../../shared/process";
@@ -58,10 +58,15 @@ async function startTunnel(nc: NatsConnection, node: string, domain: string, fla
     throw new ConfigError("--tunnel-underlay-mtu", `${JSON.stringify(flags["tunnel-underlay-mtu"])} must be an integer 1280..65535`);
   }
   const common = { stateDir: resolve(stateDir), pskFile: resolve(pskFile), underlayMtu, ...(netns ? { netns } : {}) };
-  const driver = driverName === "strongswan" ? new StrongSwanDriver({ ...common, initiateTimeoutSec: 2 }) : new StrongSwanDriver(common);
+  // The latency probe pings between the gateways' pod-CIDR anchors on lo, which only strongSwan's driver
+  // keeps (kernel-libipsec needs them); through WireGuard the latency is not measured.
+  const [driver, probe] =
+    driverName === "strongswan"
+      ? [new StrongSwanDriver({ ...common, initiateTimeoutSec: 2 }), pingProbe(netns)]
+      : [new WireGuardDriver({ ...common, node }), undefined];
   const directory = new Directory(await openBuckets(nc), systemClock, log);
   directory.start();
-  const manager = new TunnelManager({ nc, node, domain, directory, driver, probe: pingProbe(netns), clock: systemClock, log: log.child({ tunnel: driverName }), inspector });
+  const manager = new TunnelManager({ nc, node, domain, directory, driver, ...(probe ? { probe } : {}), clock: systemClock, log: log.child({ tunnel: driverName }), inspector });
   manager.start();
   return {
     manager,

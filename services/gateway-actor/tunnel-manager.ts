@@ -57,7 +57,8 @@ export type TunnelManagerOptions = Readonly<{
   domain: string;
   directory: Pick<Directory, "gateways" | "nodeRecords" | "onChange">;
   driver: VpnDriver;
-  probe: TunnelProbe;
+  /** Latency through the tunnel; without one, latency is not reported and no probe can degrade a tunnel. */
+  probe?: TunnelProbe;
   clock: Clock;
   log: Logger;
   timings?: Partial<TunnelManagerTimings>;
@@ -235,12 +236,14 @@ export class TunnelManager {
   }
 
   private async probeAll(): Promise<void> {
+    const { probe } = this.opts;
+    if (!probe) return;
     await Promise.all(
       [...this.peers.values()].map(async (p) => {
         const state = p.actor.getSnapshot().value as L3TunnelState;
         if (!isTunnelUsable(state)) return;
         const term = p.plan.term;
-        const rttMs = await this.opts.probe(p.plan.peer).catch(() => null);
+        const rttMs = await probe(p.plan.peer).catch(() => null);
         p.actor.send({ type: "PROBE", peerTerm: term, ok: rttMs !== null, rttMs, now: this.opts.clock.now() });
       }),
     );

@@ -111,6 +111,7 @@ export function vpnPeersOf(domains: readonly TunnelDomain[], self: Readonly<{ do
         remoteAddr: d.active.addr,
         localSubnets,
         remoteSubnets,
+        remoteNode: d.active.node,
         ...(standby ? { initiate: false } : natOnlyOne ? { initiate: me.underNAT } : {}),
       },
     });

@@ -90,6 +90,7 @@ describe("vpnPeersOf", () => {
       remoteAddr: "198.18.0.10",
       localSubnets: ["10.244.16.0/24", "10.244.17.0/24", "10.244.18.0/24"],
       remoteSubnets: ["10.244.0.0/24"],
+      remoteNode: "c-gw",
       initiate: true, // behind NAT facing a peer that is not: it must start
     });
     expect(plans[1]!.peer.initiate).toBeUndefined(); // both behind NAT: the lower address starts
