@@ -6,7 +6,9 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defaultTimings, parseTimings, type Timings } from "../../shared/config";
 import { domainOf } from "../../shared/domains";
-import { gatewayKey, proxyPortsOf, type Gateway } from "../../shared/gateway";
+import { gatewayKey, parseGatewayRecord, proxyPortsOf, soloGateway, soloKey, type Gateway } from "../../shared/gateway";
+import { casPut, readJson } from "../../shared/kv";
+import type { KV } from "@nats-io/kv";
 import { ensurePskFile, type TunnelDriverName } from "../tunnel";
 import { ensurePki } from "../../shared/pki";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
@@ -293,8 +295,23 @@ export class Fleet {
       const gateways = (this.proxyPlan?.topology ?? this.topology).gateways.map((g) => this.withTunnelAddresses(g));
       const results = await Promise.all(gateways.map((g) => applyGateway(buckets.gateways, g)));
       this.progress(`      Gateway records: ${gateways.map((g, i) => `${g.metadata.name} ${results[i]}`).join(", ")}`);
+      if (this.options.tunnel) await this.seedSoloRecords(buckets.gateways);
     } finally {
       await nc.close();
+    }
+  }
+
+  /**
+   * Tunnel mode: a solo node's record (which the coordinator would create without addresses) is created here
+   * with its tunnel endpoint's underlay address, so that peers can reach it. An existing record is kept.
+   */
+  private async seedSoloRecords(kv: KV): Promise<void> {
+    for (const unit of partitionOf(this.topology).units.values()) {
+      if (!unit.solo) continue;
+      const gw = this.withTunnelAddresses(soloGateway(unit.name));
+      const key = soloKey(unit.name);
+      const current = await readJson(kv, key, (raw) => parseGatewayRecord(raw, key));
+      if (current.value === null) await casPut(kv, key, gw, current.revision).catch((err) => this.progress(`      solo record ${unit.name}: ${describeError(err)}`));
     }
   }
 

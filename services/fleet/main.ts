@@ -9,6 +9,7 @@ import { runMain } from "../../shared/process";
 import { renderStatus } from "../cli/format";
 import { REPO_ROOT } from "./build";
 import { Fleet } from "./fleet";
+import { tunnelDriverFlag } from "../tunnel";
 
 runMain(async () => {
   const parsed = parseFlags(process.argv.slice(2), "npm run fleet -- [options]", "Start a Raven fleet on this machine: hub, one leaf per edge domain, 2 coordinators, node and gateway actors.", {
@@ -19,6 +20,8 @@ runMain(async () => {
     "keep-state": { type: "boolean", default: false, help: "keep the hub's KV from the previous run" },
     "no-restart": { type: "boolean", default: false, help: "do not restart actor processes that die" },
     "no-netns": { type: "boolean", default: false, help: "as root, still run everything on loopback (no network namespaces, no proxy)" },
+    tunnel: { type: "boolean", default: false, help: "as root, tunnel mode too: a host and a pod namespace per node, VXLAN to the gateways, IPsec between them" },
+    "tunnel-driver": { type: "string", default: "strongswan", help: 'with --tunnel: "strongswan" (IKEv2 PSK, ESP in UDP) or "wireguard" (wireguard-go)' },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -28,6 +31,8 @@ runMain(async () => {
   const timings = parseTimings(parseJsonFlag(flags.timings, "timings"));
   const netns = process.getuid?.() === 0 && !flags["no-netns"];
   if (!netns) process.stdout.write("proxy mode is off: it needs network namespaces, so run as root (without --no-netns)\n");
+  if (flags.tunnel && !netns) throw new ConfigError("--tunnel", "tunnel mode needs network namespaces: run as root, without --no-netns");
+  const tunnelDriver = tunnelDriverFlag(flags["tunnel-driver"]);
   const t0 = Date.now();
   const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s`;
   const fleet = new Fleet(topology, {
@@ -38,6 +43,7 @@ runMain(async () => {
     ...(flags["no-restart"] ? {} : { restartDelayMs: 1_000 }),
     // As root, every domain gets its own network namespace (InternalIPs really collide) and proxy mode runs.
     ...(netns ? { netns: true } : {}),
+    ...(flags.tunnel ? { tunnel: true, tunnelDriver } : {}),
     progress: (line) => process.stdout.write(`${stamp()} ${line}\n`),
     onProcEvent: (e) => {
       if (e.type === "exit") process.stdout.write(`${stamp()} process ${e.name} exited (${e.signal ?? `code ${e.code}`})\n`);
@@ -73,6 +79,16 @@ runMain(async () => {
         `  curl -x ${proxy} http://shop-b-node-1:9100/metrics         forward proxy (Prometheus proxy_url)\n` +
         `  curl -k -p -x ${proxy} https://kiosk-1:10250/name           TLS end to end, to the solo node\n` +
         `  RAVEN_NATS=${fleet.hubUrl} bin/raven hosts                    DNS mode: node names -> ${cloud.host}\n`,
+    );
+  }
+  const pods = flags.tunnel ? topology.nodes.map((n) => fleet.hostOf(n.name)).filter((h) => h?.podNs && h.podIP) : [];
+  if (pods.length >= 2) {
+    const [a, b] = [pods.find((h) => h!.node.startsWith("factory-a-node")) ?? pods[0]!, pods.find((h) => h!.node.startsWith("shop-b-node")) ?? pods[1]!];
+    process.stdout.write(
+      `\nTunnel mode (${tunnelDriver}): every node has a pod namespace. Try:\n` +
+        `  ip netns exec '${a!.podNs}' ping -c 3 ${b!.podIP}       pod on ${a!.node} -> pod on ${b!.node}, through both gateways\n` +
+        `  ip netns exec '${a!.ns}' ip route show dev raven0       ${a!.node}'s VXLAN routes to its gateway\n` +
+        `  RAVEN_NATS=${fleet.hubUrl} bin/raven status             the tunnels table at the end\n`,
     );
   }
   process.stdout.write(
