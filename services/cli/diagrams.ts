@@ -2,7 +2,7 @@
 // Mermaid (GitHub renders it), Graphviz dot, and SVG laid out in-process with elkjs. `raven statecharts export` writes them under
 // docs/statecharts; a test fails when the committed files no longer match the machines.
 import { toDirectedGraph } from "xstate/graph";
-import { coordinatorMachine, domainMachine, gatewayMachine, nodeMachine, tunnelMachine } from "../../statecharts";
+import { coordinatorMachine, domainMachine, gatewayMachine, l3TunnelMachine, nodeMachine, tunnelMachine } from "../../statecharts";
 import { assertNever } from "../../shared/errors";
 
 export const MACHINES = {
@@ -11,6 +11,7 @@ export const MACHINES = {
   node: nodeMachine,
   coordinator: coordinatorMachine,
   tunnel: tunnelMachine,
+  l3tunnel: l3TunnelMachine,
 } as const;
 export type MachineName = keyof typeof MACHINES;
 export const DIAGRAM_FORMATS = ["mermaid", "dot", "svg"] as const;

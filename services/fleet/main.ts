@@ -20,8 +20,8 @@ runMain(async () => {
     "keep-state": { type: "boolean", default: false, help: "keep the hub's KV from the previous run" },
     "no-restart": { type: "boolean", default: false, help: "do not restart actor processes that die" },
     "no-netns": { type: "boolean", default: false, help: "as root, still run everything on loopback (no network namespaces, no proxy)" },
-    tunnel: { type: "boolean", default: false, help: "as root, tunnel mode too: a host and a pod namespace per node, VXLAN to the gateways, IPsec between them" },
-    "tunnel-driver": { type: "string", default: "strongswan", help: 'with --tunnel: "strongswan" (IKEv2 PSK, ESP in UDP) or "wireguard" (wireguard-go)' },
+    "no-tunnel": { type: "boolean", default: false, help: "as root, proxy mode only: no tunnel mode (host and pod namespaces per node, VXLAN to the gateways, IPsec between them)" },
+    "tunnel-driver": { type: "string", default: "strongswan", help: 'tunnel mode\'s VPN between gateways: "strongswan" (IKEv2 PSK, ESP in UDP) or "wireguard" (wireguard-go)' },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -31,7 +31,8 @@ runMain(async () => {
   const timings = parseTimings(parseJsonFlag(flags.timings, "timings"));
   const netns = process.getuid?.() === 0 && !flags["no-netns"];
   if (!netns) process.stdout.write("proxy mode is off: it needs network namespaces, so run as root (without --no-netns)\n");
-  if (flags.tunnel && !netns) throw new ConfigError("--tunnel", "tunnel mode needs network namespaces: run as root, without --no-netns");
+  // As root, tunnel mode runs too (it needs the namespaces); --no-tunnel leaves it out.
+  const tunnel = netns && !flags["no-tunnel"];
   const tunnelDriver = tunnelDriverFlag(flags["tunnel-driver"]);
   const t0 = Date.now();
   const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s`;
@@ -43,7 +44,7 @@ runMain(async () => {
     ...(flags["no-restart"] ? {} : { restartDelayMs: 1_000 }),
     // As root, every domain gets its own network namespace (InternalIPs really collide) and proxy mode runs.
     ...(netns ? { netns: true } : {}),
-    ...(flags.tunnel ? { tunnel: true, tunnelDriver } : {}),
+    ...(tunnel ? { tunnel: true, tunnelDriver } : {}),
     progress: (line) => process.stdout.write(`${stamp()} ${line}\n`),
     onProcEvent: (e) => {
       if (e.type === "exit") process.stdout.write(`${stamp()} process ${e.name} exited (${e.signal ?? `code ${e.code}`})\n`);
@@ -81,7 +82,7 @@ runMain(async () => {
         `  RAVEN_NATS=${fleet.hubUrl} bin/raven hosts                    DNS mode: node names -> ${cloud.host}\n`,
     );
   }
-  const pods = flags.tunnel ? topology.nodes.map((n) => fleet.hostOf(n.name)).filter((h) => h?.podNs && h.podIP) : [];
+  const pods = tunnel ? topology.nodes.map((n) => fleet.hostOf(n.name)).filter((h) => h?.podNs && h.podIP) : [];
   if (pods.length >= 2) {
     const [a, b] = [pods.find((h) => h!.node.startsWith("factory-a-node")) ?? pods[0]!, pods.find((h) => h!.node.startsWith("shop-b-node")) ?? pods[1]!];
     process.stdout.write(
