@@ -22,11 +22,11 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { CommandError, MissingDependencyError, PkiError, TunnelError, describeError } from "../../shared/errors";
 import { intToIp, parseCidr } from "./cidr";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
+import { canConnect, writePrivate } from "./files";
 import { IPSEC_OVERHEAD_BYTES } from "./routes";
 import { parseListSas, renderConnection, renderStrongswanConf, renderSwanctlConf, type IkeSaInfo } from "./strongswan-conf";
 import { PeerState, initiates, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
@@ -379,23 +379,7 @@ function peerStatus(name: string, state: PeerState, saId: string | null, lastErr
   return { name, state, saId, bytesIn: null, bytesOut: null, lastError };
 }
 
-function writePrivate(file: string, text: string): void {
-  const tmp = `${file}.tmp`;
-  writeFileSync(tmp, text, { mode: 0o600 });
-  renameSync(tmp, file);
-}
 
-function canConnect(path: string): Promise<boolean> {
-  if (!existsSync(path)) return Promise.resolve(false);
-  return new Promise((res) => {
-    const s = connect(path);
-    s.once("connect", () => {
-      s.destroy();
-      res(true);
-    });
-    s.once("error", () => res(false));
-  });
-}
 
 function lastLines(text: string, n = 3): string {
   return text.trim().split("\n").filter((l) => !/^plugin '.*': failed to load/.test(l)).slice(-n).join(" | ");

@@ -26,14 +26,14 @@
 // - cleanup() stops wireguard-go by its PID (TERM, then KILL after a grace period), deletes the device if it
 //   is still there, and removes stateDir; idempotent.
 import { spawn, type ChildProcess } from "node:child_process";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { connect } from "node:net";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { systemClock, type Clock } from "../../shared/clock";
 import { MissingDependencyError, TunnelError, describeError } from "../../shared/errors";
 import { isObjectName } from "../../shared/protocol/subjects";
 import { WIREGUARD_DEVICE } from "./drivers";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
+import { canConnect, writePrivate } from "./files";
 import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./routes";
 import { readPsk } from "./strongswan";
 import {
@@ -342,20 +342,4 @@ export class WireGuardDriver implements VpnDriver {
   }
 }
 
-function writePrivate(file: string, text: string): void {
-  const tmp = `${file}.tmp`;
-  writeFileSync(tmp, text, { mode: 0o600 });
-  renameSync(tmp, file);
-}
 
-function canConnect(path: string): Promise<boolean> {
-  if (!existsSync(path)) return Promise.resolve(false);
-  return new Promise((res) => {
-    const s = connect(path);
-    s.once("connect", () => {
-      s.destroy();
-      res(true);
-    });
-    s.once("error", () => res(false));
-  });
-}
