@@ -2,6 +2,7 @@
 // the kills (nearest-rank percentiles) and the figures as printed, the exact last line included. No I/O, no
 // clock: times come in as numbers (epoch ms, as `ping -D` stamps its lines).
 import { percentile } from "./proc-stats";
+import { ratio } from "./proxy-lib";
 
 /** One echo reply: its sequence number, round trip, and (with `ping -D`) when it arrived, epoch ms. */
 export type PingReply = Readonly<{ seq: number; rttMs: number; receivedAtMs: number | null }>;
@@ -64,14 +65,11 @@ export function figure(v: number, digits = 0): string {
   return v === Infinity ? "inf" : "nan";
 }
 
-/** a / b, NaN when either is missing. */
-export const ratioOf = (a: number, b: number): number => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
-
 export type TunnelFigures = Readonly<{ tunnelMBps: number; ipsecRawMBps: number; failoverP50Ms: number; failoverP99Ms: number }>;
 
 /** `tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P l3_failover_p99_ms=Q`, the benchmark's last line. */
 export function lastLine(f: TunnelFigures): string {
-  const r = ratioOf(f.tunnelMBps, f.ipsecRawMBps);
+  const r = ratio(f.tunnelMBps, f.ipsecRawMBps);
   return (
     `tunnel mbps=${figure(f.tunnelMBps, 1)} ipsec_raw_mbps=${figure(f.ipsecRawMBps, 1)} ratio=${figure(r, 2)}` +
     ` l3_failover_p50_ms=${figure(f.failoverP50Ms)} l3_failover_p99_ms=${figure(f.failoverP99Ms)}`

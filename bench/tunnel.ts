@@ -36,9 +36,9 @@ import { Fleet } from "../services/fleet/fleet";
 import { isPidAlive, nsExec } from "../services/fleet/netns";
 import { kernelHasEsp, parseCidr } from "../services/tunnel";
 import { integerFlag, once, parseBytes } from "./flags";
-import { consoleReporter, formatBytes, MIB, PathError, startTargetsProcess } from "./proxy-lib";
+import { consoleReporter, formatBytes, MIB, PathError, ratio, startTargetsProcess } from "./proxy-lib";
 import { benchTopology, checkPrerequisites, DOMAINS, sleep, waitUntil, wallOffsetMs, Witness } from "./tunnel-fleet";
-import { figure, firstRecovery, lastLine, p99Note, parsePingReply, pingRtts, ratioOf, spread, type PingReply, type Spread } from "./tunnel-lib";
+import { figure, firstRecovery, lastLine, p99Note, parsePingReply, pingRtts, spread, type PingReply, type Spread } from "./tunnel-lib";
 
 const out = consoleReporter;
 const BULK_SEND = fileURLToPath(new URL("./bulk-send.ts", import.meta.url));
@@ -328,9 +328,9 @@ runMain(async () => {
           `${p.name.padEnd(9)} ${figure(median(p), 1).padStart(7)} MB/s  (runs ${p.runs.map((v) => figure(v, 1)).join(", ")})` +
           `  ping p50 ${figure(p.rtt!.p50, 3)} ms, p99 ${figure(p.rtt!.p99, 3)} ms${p.rtt!.lost ? `, ${p.rtt!.lost} lost` : ""}`,
       ),
-      `ratios tunnel/ipsec_raw=${figure(ratioOf(median(tunnel), median(raw)), 2)} (goal >= 0.9: ${ratioOf(median(tunnel), median(raw)) >= 0.9 ? "met" : "missed"})` +
-        ` ipsec_raw/veth_raw=${figure(ratioOf(median(raw), median(veth)), 2)} tunnel/veth_raw=${figure(ratioOf(median(tunnel), median(veth)), 2)}` +
-        ` ping_p50 tunnel/ipsec_raw=${figure(ratioOf(tunnel.rtt!.p50, raw.rtt!.p50), 2)}`,
+      `ratios tunnel/ipsec_raw=${figure(ratio(median(tunnel), median(raw)), 2)} (goal >= 0.9: ${ratio(median(tunnel), median(raw)) >= 0.9 ? "met" : "missed"})` +
+        ` ipsec_raw/veth_raw=${figure(ratio(median(raw), median(veth)), 2)} tunnel/veth_raw=${figure(ratio(median(tunnel), median(veth)), 2)}` +
+        ` ping_p50 tunnel/ipsec_raw=${figure(ratio(tunnel.rtt!.p50, raw.rtt!.p50), 2)}`,
       `l3_failover kills=${failover.n} failed=${failed} p50=${figure(failover.p50)} ms p99=${figure(failover.p99)} ms max=${figure(failover.max)} ms` +
         ` (goal p99 < 2000 ms: ${failover.p99 < 2000 ? "met" : "missed"}); new active named: p50 ${figure(named.p50)} ms, p99 ${figure(named.p99)} ms`,
       ...[p99Note(failover.n)].filter((n): n is string => n !== null).map((n) => `note: ${n}`),
