@@ -171,10 +171,10 @@ function readyLine(child: ChildProcess, timeoutMs: number, stderr: () => string)
 
 // ---- dialers ------------------------------------------------------------------------------------------
 
-/** Resolves once a TCP connection to host:port is established. */
-export function connectTcp(host: string, port: number, timeoutMs = 10_000): Promise<Socket> {
+/** Resolves once a TCP connection to host:port (from `localAddress` when given) is established. */
+export function connectTcp(host: string, port: number, timeoutMs = 10_000, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = createConnection({ host, port, allowHalfOpen: true });
+    const s = createConnection({ host, port, allowHalfOpen: true, ...(localAddress ? { localAddress } : {}) });
     const timer = setTimeout(() => s.destroy(new PathError(`connect to ${host}:${port} timed out after ${timeoutMs} ms`)), timeoutMs);
     s.once("error", (err) => {
       clearTimeout(timer);

@@ -9,10 +9,10 @@
 // (X, A, C of the Raven path; "nan" when it was not measured).
 import { parseFlags } from "../shared/args";
 import { ConfigError } from "../shared/errors";
+import { integerFlag, once, parseBytes, secondsFlag } from "./flags";
 import { runMain } from "../shared/process";
 import {
   GIB,
-  MIB,
   consoleReporter,
   directDialers,
   fmt,
@@ -125,33 +125,6 @@ async function ravenPath(transport: "tls" | "tcp"): Promise<{ dial: PathDialers;
     await stop();
     throw err;
   }
-}
-
-/** "1073741824", "1GiB", "64MiB", "512KiB" -> bytes. */
-function parseBytes(text: string, key: string): number {
-  const m = /^(\d+)\s*(KiB|MiB|GiB)?$/i.exec(text.trim());
-  const unit = { kib: 1024, mib: MIB, gib: GIB }[(m?.[2] ?? "").toLowerCase() as "kib" | "mib" | "gib"] ?? 1;
-  const v = m ? Number(m[1]) * unit : NaN;
-  if (!Number.isSafeInteger(v) || v <= 0) throw new ConfigError(key, `must be a byte count like 1073741824, 1GiB or 64MiB, got ${JSON.stringify(text)}`);
-  return v;
-}
-
-function integerFlag(text: string, key: string, min: number): number {
-  const v = Number(text);
-  if (!Number.isInteger(v) || v < min) throw new ConfigError(key, `must be an integer >= ${min}, got ${JSON.stringify(text)}`);
-  return v;
-}
-
-function secondsFlag(text: string, key: string): number {
-  const v = Number(text);
-  if (!(v > 0) || !Number.isFinite(v)) throw new ConfigError(key, `must be a positive number of seconds, got ${JSON.stringify(text)}`);
-  return v;
-}
-
-/** Runs `stop` at most once, however many times it is called. */
-function once(stop: () => Promise<void>): () => Promise<void> {
-  let p: Promise<void> | null = null;
-  return () => (p ??= stop());
 }
 
 runMain(async () => {
