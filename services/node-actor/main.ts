@@ -18,7 +18,7 @@ import { RouteAgent } from "./route-agent";
 import { Directory } from "../../shared/directory";
 import type { Timings } from "../../shared/config";
 import type { Logger } from "../../shared/log";
-import { IpRouteDriver, TUNNEL_DRIVERS, tunnelDriverFlag } from "../tunnel";
+import { IpRouteDriver, TUNNEL_DRIVERS, tunnelDriverFlag, vpnOverheadFor } from "../tunnel";
 import { startTargetServer } from "./target-server";
 
 function portList(value: string | undefined, key: string): number[] {
@@ -58,7 +58,7 @@ async function startRouteAgent(nc: NatsConnection, node: string, domain: string,
     node,
     domain,
     driver: new IpRouteDriver(netns ? { netns } : {}),
-    link: { underlayMtu, vpnOverheadBytes: TUNNEL_DRIVERS[driver].overheadBytes, tunnelDev: TUNNEL_DRIVERS[driver].tunnelDev },
+    link: { underlayMtu, vpnOverheadBytes: vpnOverheadFor(driver, underlayMtu), tunnelDev: TUNNEL_DRIVERS[driver].tunnelDev },
     clock: systemClock,
     log: log.child({ netns: netns ?? null }),
     retryMs: timings.retryMs,

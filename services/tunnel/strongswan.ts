@@ -89,6 +89,14 @@ export function readPsk(file: string): Buffer {
   return psk;
 }
 
+/**
+ * The per-packet cost of strongSwan's tunnel on an underlay of `underlayMtu`: the ESP-in-UDP overhead with
+ * kernel ESP; without it, kernel-libipsec's TUN (fixed at 1400) caps the path, whatever the underlay allows.
+ */
+export function strongSwanOverheadBytes(underlayMtu: number, kernelEsp: boolean): number {
+  return kernelEsp ? IPSEC_OVERHEAD_BYTES : underlayMtu - Math.min(LIBIPSEC_TUN_MTU, underlayMtu - IPSEC_OVERHEAD_BYTES);
+}
+
 /** Whether this kernel has XFRM ESP for IPv4 (module loaded, built in, or installed). */
 export function kernelHasEsp(): boolean {
   if (existsSync("/sys/module/esp4")) return true;
@@ -163,8 +171,7 @@ export class StrongSwanDriver implements VpnDriver {
       swanctlPath: options.swanctlPath ?? DEFAULT_SWANCTL,
     };
     this.run = options.runner ?? execRunner;
-    const innerMtu = this.o.underlayMtu - IPSEC_OVERHEAD_BYTES;
-    this.overheadBytes = this.libipsec ? this.o.underlayMtu - Math.min(LIBIPSEC_TUN_MTU, innerMtu) : IPSEC_OVERHEAD_BYTES;
+    this.overheadBytes = strongSwanOverheadBytes(this.o.underlayMtu, !this.libipsec);
   }
 
   private get files() {

@@ -18,6 +18,7 @@ import {
   StrongSwanDriver,
   validateVpnDesired,
   type VpnPeer,
+  vpnOverheadFor,
 } from "../../../services/tunnel";
 
 const peer = (name: string, remoteAddr = "198.18.0.2"): VpnPeer => ({
@@ -188,5 +189,15 @@ describe("StrongSwanDriver guards", () => {
     expect(mk(1500)).toBe(100);
     expect(mk(1465)).toBe(65);
     expect(mk(1400)).toBe(65);
+  });
+});
+
+describe("vpnOverheadFor (what the nodes' routes leave for the gateways' VPN)", () => {
+  it("is ESP-in-UDP's 65 bytes with kernel ESP, and kernel-libipsec's fixed 1400-byte TUN caps the path without it", () => {
+    expect(vpnOverheadFor("strongswan", 1500, true)).toBe(65);
+    expect(vpnOverheadFor("strongswan", 1500, false)).toBe(100); // path MTU 1400, not 1435
+    expect(vpnOverheadFor("strongswan", 1465, false)).toBe(65);
+    expect(vpnOverheadFor("strongswan", 1400, false)).toBe(65); // a smaller underlay: the TUN is lowered to fit
+    expect(vpnOverheadFor("wireguard", 1500)).toBe(80);
   });
 });
