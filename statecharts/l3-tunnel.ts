@@ -89,6 +89,13 @@ function failMessage(reason: FailReason, c: L3TunnelContext): string {
   }
 }
 
+/** In up and degraded alike: the same SA counts, a new one is a rekey, anything else lost it. */
+const statusWhileEstablished = [
+  { guard: "statusUpSameSa", actions: "counted" },
+  { guard: "statusUpNewSa", target: "rekeying", actions: "counted" },
+  { guard: "statusNotUp", target: "down", actions: fail("lost") },
+] as const;
+
 export const l3TunnelMachine = setup({
   types: {
     context: {} as L3TunnelContext, events: {} as L3TunnelEvent, input: {} as L3TunnelInput, emitted: {} as L3TunnelEmitted,
@@ -197,11 +204,7 @@ export const l3TunnelMachine = setup({
     up: {
       entry: ["stamp", { type: "report", params: { state: "up" } }],
       on: {
-        STATUS: [
-          { guard: "statusUpSameSa", actions: "counted" },
-          { guard: "statusUpNewSa", target: "rekeying", actions: "counted" },
-          { guard: "statusNotUp", target: "down", actions: fail("lost") },
-        ],
+        STATUS: statusWhileEstablished,
         PROBE: [
           { guard: "probeLimit", target: "degraded", actions: ["missedProbe", "probesLost"] },
           { guard: "probeFailed", actions: "missedProbe" },
@@ -226,11 +229,7 @@ export const l3TunnelMachine = setup({
     degraded: {
       entry: ["stamp", { type: "report", params: { state: "degraded" } }],
       on: {
-        STATUS: [
-          { guard: "statusUpSameSa", actions: "counted" },
-          { guard: "statusUpNewSa", target: "rekeying", actions: "counted" },
-          { guard: "statusNotUp", target: "down", actions: fail("lost") },
-        ],
+        STATUS: statusWhileEstablished,
         PROBE: [
           { guard: "probeOk", target: "up", actions: ["probed", "recovered"] },
           { guard: "probeFailed", actions: "missedProbe" },
