@@ -26,6 +26,8 @@ need_apt_norec=()
 command -v wireguard-go >/dev/null 2>&1 || need_apt_norec+=(wireguard-go)
 command -v wg >/dev/null 2>&1 || need_apt_norec+=(wireguard-tools)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+# curl: the proxy and tunnel tests use it as the real HTTP client (CONNECT, proxy URL, a scrape from a pod).
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_apt_norec[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} ${need_apt_norec[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
