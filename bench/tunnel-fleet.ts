@@ -1,6 +1,7 @@
-// The fleet as bench:tunnel sees it: its topology (the e2e test's), the machine's prerequisites, and a Witness
-// on the hub that answers what the benchmark waits for — the active tunnel endpoints, the mesh being up, the
-// candidates' health, the SA byte counters of the gw.tunnel reports — plus polling and clock helpers.
+// The fleet as bench:tunnel sees it: its topology (the e2e test runs the same one), the machine's prerequisites,
+// and a Witness on the hub that answers what the benchmark waits for — the active tunnel endpoints, the mesh
+// being up, the candidates' health, the SA byte counters of the gw.tunnel reports — plus polling and clock
+// helpers.
 import { spawnSync } from "node:child_process";
 import { ErrorCode, MissingDependencyError, RavenError } from "../shared/errors";
 import type { NatsConnection } from "../shared/nats";
@@ -32,7 +33,7 @@ export function checkPrerequisites(): void {
   checkStrongSwanInstalled({ libipsec: !kernelHasEsp() });
 }
 
-/** The e2e test's topology (test/integration/tunnel-fleet.test.ts), with pod CIDRs. */
+/** Three domains (cloud, edge-a, edge-b; the edges' node IPs collide) with pod CIDRs; test/integration/tunnel-fleet.test.ts runs it too. */
 export function benchTopology(): Topology {
   const node = (name: string, pool: string, ip: string, podCIDR: string, gw: string) => ({
     name,

@@ -1,20 +1,22 @@
-// Tunnel mode end to end (root, iproute2, strongSwan): a real fleet with a cloud domain and two edge domains
-// whose node IPs collide; each edge domain has two gateway candidates and a non-gateway node; every node has
+// Tunnel mode end to end (root, iproute2, strongSwan; wireguard-go and wg for the WireGuard run): a real fleet
+// with a cloud domain and two edge domains whose node IPs collide (bench:tunnel's topology, benchTopology in
+// bench/tunnel-fleet.ts); each edge domain has two gateway candidates and a non-gateway node; every node has
 // its own host-network namespace and a "pod" namespace in its pod CIDR. The node actors keep VXLAN toward
-// their domain's active gateway, the active gateways run IPsec (IKEv2 PSK, ESP in UDP, kernel-libipsec)
-// to each other, driven by TunnelActors. TCP and ICMP from a pod on edge-a's plain node reach pods on
-// edge-b's and the cloud's plain nodes; an HTTP metrics endpoint in an edge pod is scraped from the cloud;
-// `raven status` shows the tunnels. Then edge-a's active gateway actor is SIGKILLed: traffic resumes through
-// the new gateway with no manual action.
-import { execFile, spawn, spawnSync, type ChildProcess } from "node:child_process";
+// their domain's active gateway, the active gateways run IPsec (IKEv2 PSK, ESP in UDP, kernel-libipsec) or
+// WireGuard to each other, driven by TunnelActors; the suite runs once per driver. TCP and ICMP from a pod on
+// edge-a's plain node reach pods on edge-b's and the cloud's plain nodes; an HTTP metrics endpoint in an edge
+// pod is scraped from the cloud; `raven status` shows the tunnels. Then edge-a's active gateway actor is
+// SIGKILLed: traffic resumes through the new gateway with no manual action.
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseTopology } from "../../shared/topology";
 import { decode, subjects, type GatewayTunnel } from "../../shared/protocol";
 import type { NatsConnection } from "../../shared/nats";
 import { REPO_ROOT } from "../../services/fleet/build";
-import { isPidAlive, nsExec } from "../../services/fleet/netns";
+import { isPidAlive } from "../../services/fleet/netns";
+import { benchTopology } from "../../bench/tunnel-fleet";
 import { eventually, fleetStatus, startTestFleet, type TestFleet } from "../helpers/fleet";
+import { inNs, MIB, run, send, startInNs, startSink, throughput } from "../helpers/netns-traffic";
 
 function skipReason(): string | null {
   if (process.platform !== "linux") return "network namespaces need Linux";
@@ -26,53 +28,6 @@ function skipReason(): string | null {
 }
 const skip = skipReason();
 
-function topology() {
-  const node = (name: string, pool: string, ip: string, podCIDR: string, gw: string) => ({
-    name,
-    labels: { "apps.openyurt.io/nodepool": pool, "raven.openyurt.io/gateway": gw },
-    internalIP: ip,
-    podCIDR,
-  });
-  const gateway = (name: string, nodes: string[], exposeType = "") => ({
-    metadata: { name },
-    spec: { exposeType, endpoints: nodes.flatMap((n) => [{ nodeName: n, type: "proxy" }, { nodeName: n, type: "tunnel", underNAT: exposeType === "" }]) },
-  });
-  return parseTopology({
-    name: "tunnel",
-    nodes: [
-      node("c-gw-1", "cloud", "10.0.0.1", "10.244.0.0/24", "gw-c"),
-      node("c-node-1", "cloud", "10.0.0.2", "10.244.1.0/24", "gw-c"),
-      node("a-gw-1", "edge-a", "192.168.0.1", "10.244.16.0/24", "gw-a"),
-      node("a-gw-2", "edge-a", "192.168.0.2", "10.244.17.0/24", "gw-a"),
-      node("a-node-1", "edge-a", "192.168.0.3", "10.244.18.0/24", "gw-a"),
-      node("b-gw-1", "edge-b", "192.168.0.1", "10.244.32.0/24", "gw-b"),
-      node("b-gw-2", "edge-b", "192.168.0.2", "10.244.33.0/24", "gw-b"),
-      node("b-node-1", "edge-b", "192.168.0.3", "10.244.34.0/24", "gw-b"),
-    ],
-    gateways: [gateway("gw-c", ["c-gw-1"], "PublicIP"), gateway("gw-a", ["a-gw-1", "a-gw-2"]), gateway("gw-b", ["b-gw-1", "b-gw-2"])],
-  });
-}
-
-function run(argv: readonly string[], timeoutMs = 20_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) =>
-      err ? reject(new Error(`${argv.join(" ")}: ${stderr || stdout || err.message}`)) : resolve(stdout),
-    );
-  });
-}
-
-// A TCP sink: counts bytes per connection, answers with the count when the client ends.
-const SINK = `const net = require("net");
-net.createServer((c) => { let n = 0; c.on("data", (d) => (n += d.length)); c.on("end", () => c.end(String(n))); })
-  .listen(+process.argv[2], process.argv[1], () => console.log("ready"));
-process.stdin.on("end", () => process.exit(0)); process.stdin.resume();`;
-// A client: sends N bytes, waits for the count; prints {bytes, ms}.
-const SEND = `const net = require("net"); const [, ip, port, total] = process.argv; const chunk = Buffer.alloc(64 * 1024, 7);
-const t0 = process.hrtime.bigint(); let sent = 0, reply = "";
-const s = net.connect(+port, ip, () => { const pump = () => { while (sent < +total) { sent += chunk.length; if (!s.write(chunk)) return s.once("drain", pump); } s.end(); }; pump(); });
-s.setTimeout(20000, () => { console.error("timeout"); process.exit(2); });
-s.on("data", (d) => (reply += d)); s.on("error", (e) => { console.error(e.message); process.exit(1); });
-s.on("end", () => { console.log(JSON.stringify({ bytes: +reply, ms: Number(process.hrtime.bigint() - t0) / 1e6 })); process.exit(0); });`;
 // A pod's metrics endpoint (what Prometheus would scrape).
 const METRICS = `require("http").createServer((q, r) => {
   if (q.url !== "/metrics") { r.statusCode = 404; return r.end(); }
@@ -81,32 +36,15 @@ const METRICS = `require("http").createServer((q, r) => {
 }).listen(9100, process.argv[1], () => console.log("ready"));
 process.stdin.on("end", () => process.exit(0)); process.stdin.resume();`;
 
-const TCP_PORT = 5201;
-const MIB = 1024 * 1024;
-
 let t: TestFleet;
 let nc: NatsConnection;
 const reports = new Map<string, GatewayTunnel>();
 const helpers: ChildProcess[] = [];
 
 const host = (node: string) => t.fleet.hostOf(node)!;
-const inPod = (node: string, ...argv: string[]) => run(nsExec(host(node).podNs!, argv));
-
-function startInPod(node: string, script: string, ...args: string[]): Promise<void> {
-  const [cmd, ...rest] = nsExec(host(node).podNs!, [process.execPath, "-e", script, ...args]);
-  const child = spawn(cmd!, rest, { stdio: ["pipe", "pipe", "pipe"] });
-  helpers.push(child);
-  return new Promise((resolve, reject) => {
-    let err = "";
-    child.stderr!.on("data", (d) => (err += d));
-    child.stdout!.on("data", (d) => String(d).includes("ready") && resolve());
-    child.once("exit", (code) => reject(new Error(`helper in ${node}'s pod exited with ${code}: ${err}`)));
-  });
-}
-
-async function send(from: string, to: string, bytes: number): Promise<{ bytes: number; ms: number }> {
-  return JSON.parse(await inPod(from, process.execPath, "-e", SEND, host(to).podIP!, String(TCP_PORT), String(bytes))) as { bytes: number; ms: number };
-}
+const inPod = (node: string, ...argv: string[]) => inNs(host(node).podNs!, ...argv);
+/** Sends `bytes` from `from`'s pod to the sink in `to`'s pod. */
+const sendPod = (from: string, to: string, bytes: number) => send(host(from).podNs!, host(to).podIP!, bytes);
 
 /** The active tunnel endpoint of a domain per the coordinator, with its term. */
 async function activeTunnel(domain: string): Promise<{ node: string; term: number }> {
@@ -143,7 +81,7 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
   }
   beforeAll(async () => {
     reports.clear();
-    t = await startTestFleet(topology(), { tunnel: true, tunnelDriver: driver });
+    t = await startTestFleet(benchTopology(), { tunnel: true, tunnelDriver: driver });
     nc = await t.fleet.connect();
     const sub = nc.subscribe(subjects.allGatewayTunnel());
     void (async () => {
@@ -157,7 +95,7 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
     // The nodes' routes follow the same records on their own schedule: the data path is ready when a plain
     // node routes the other domains' pod CIDRs to its gateway.
     await eventually("a-node-1's routes to the other domains", 20_000, async () => {
-      const routes = await run(nsExec(host("a-node-1").ns, ["ip", "route", "show", "dev", "raven0"]));
+      const routes = await inNs(host("a-node-1").ns, "ip", "route", "show", "dev", "raven0");
       return routes.includes("10.244.34.0/24") && routes.includes("10.244.1.0/24");
     });
     console.log(`[tunnel-fleet ${driver}] mesh of 3 domains up ${(performance.now() - t0).toFixed(0)} ms after the fleet was ready`);
@@ -172,7 +110,7 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
   it("gives every node a host and a pod namespace, with edge IPs that collide across domains", async () => {
     expect(host("a-node-1").lanIP).toBe(host("b-node-1").lanIP);
     expect(await inPod("a-node-1", "ip", "-o", "-4", "addr", "show", "dev", "eth0")).toContain("10.244.18.10/24");
-    const route = await run(nsExec(host("a-node-1").ns, ["ip", "route", "show", "10.244.34.0/24"]));
+    const route = await inNs(host("a-node-1").ns, "ip", "route", "show", "10.244.34.0/24");
     const gw = (await activeTunnel("edge-a")).node;
     expect(route).toContain(`via 240.168.0.${gw === "a-gw-1" ? 1 : 2} dev raven0`);
   });
@@ -206,17 +144,16 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
   });
 
   it("carries TCP from a pod on edge-a to a pod on edge-b and to one in the cloud", async () => {
-    await startInPod("b-node-1", SINK, host("b-node-1").podIP!, String(TCP_PORT));
-    await startInPod("c-node-1", SINK, host("c-node-1").podIP!, String(TCP_PORT));
+    for (const to of ["b-node-1", "c-node-1"]) await startSink(helpers, host(to).podNs!, host(to).podIP!);
     for (const to of ["b-node-1", "c-node-1"]) {
-      const r = await send("a-node-1", to, 16 * MIB);
+      const r = await sendPod("a-node-1", to, 16 * MIB);
       expect(r.bytes).toBe(16 * MIB);
-      console.log(`[tunnel-fleet ${driver}] TCP a-node-1 pod -> ${to} pod: 16 MiB in ${r.ms.toFixed(0)} ms = ${(16 / (r.ms / 1000)).toFixed(1)} MiB/s`);
+      console.log(`[tunnel-fleet ${driver}] TCP a-node-1 pod -> ${to} pod: ${throughput(16 * MIB, r.ms)}`);
     }
   }, 60_000);
 
   it("lets the cloud scrape an HTTP metrics endpoint in an edge pod through the tunnel", async () => {
-    await startInPod("b-node-1", METRICS, host("b-node-1").podIP!, "b-node-1-pod");
+    await startInNs(helpers, host("b-node-1").podNs!, METRICS, host("b-node-1").podIP!, "b-node-1-pod");
     const body = await inPod("c-node-1", "curl", "-sS", "--max-time", "5", `http://${host("b-node-1").podIP}:9100/metrics`);
     expect(body).toContain('pod_requests_total{pod="b-node-1-pod"} 42');
   });
@@ -250,9 +187,9 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
     console.log(`[tunnel-fleet ${driver}] SIGKILL ${before.node} -> first ping through ${after.node}: ${ms.toFixed(0)} ms`);
     expect(after.node).not.toBe(before.node);
     expect(after.term).toBeGreaterThan(before.term);
-    const route = await run(nsExec(host("a-node-1").ns, ["ip", "route", "show", "10.244.34.0/24"]));
+    const route = await inNs(host("a-node-1").ns, "ip", "route", "show", "10.244.34.0/24");
     expect(route).toContain(`via 240.168.0.${after.node === "a-gw-1" ? 1 : 2} dev raven0`);
-    const r = await send("a-node-1", "b-node-1", 4 * MIB);
+    const r = await sendPod("a-node-1", "b-node-1", 4 * MIB);
     expect(r.bytes).toBe(4 * MIB);
     await eventually("the tunnel mesh with edge-a's new gateway", 20_000, meshUp);
   }, 60_000);
