@@ -76,6 +76,8 @@ export class TunnelManager {
   private again = false;
   private stopped = false;
   private lastKey: string | null = null;
+  /** The desired state last applied successfully (unlike lastKey, not cleared by a forced re-apply). */
+  private appliedKey: string | null = null;
   private lastError: string | null = null;
   private readonly timers: TimerHandle[] = [];
   private retry: TimerHandle | null = null;
@@ -139,7 +141,10 @@ export class TunnelManager {
     const t0 = clock.now();
     try {
       status = await driver.apply(desired);
-      log.info({ ms: Math.round(clock.now() - t0), peers: desired.peers.map((p) => `${p.name}@${p.remoteAddr}`), states: status.peers.map((p) => `${p.name}:${p.state}`) }, "tunnel driver applied");
+      // A change of peers is news; a forced re-apply (a TunnelActor renegotiating) is routine.
+      const level = key === this.appliedKey ? "debug" : "info";
+      log[level]({ ms: Math.round(clock.now() - t0), peers: desired.peers.map((p) => `${p.name}@${p.remoteAddr}`), states: status.peers.map((p) => `${p.name}:${p.state}`) }, "tunnel driver applied");
+      this.appliedKey = key;
     } catch (err) {
       const message = describeError(err);
       if (message !== this.lastError) log.error({ err: message }, "tunnel driver apply failed; retrying");

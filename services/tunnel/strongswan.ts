@@ -259,10 +259,10 @@ export class StrongSwanDriver implements VpnDriver {
         };
       }
       const err = this.peerErrors.get(p.name) ?? null;
-      // An initiation that failed and left no SA behind is down (the caller retries), not still connecting.
-      if (mine.length > 0 || (initiates(p) && err === null)) return peerStatus(p.name, PeerState.Connecting, null, err);
-      if (err !== null) return peerStatus(p.name, PeerState.Down, null, err);
-      return peerStatus(p.name, PeerState.Down, null, err ?? "waiting for the peer to initiate");
+      // An initiation that failed and left no SA behind is down (the caller retries), not still connecting;
+      // a responder without SA is connecting: its peer is the one to start.
+      if (err !== null && mine.length === 0) return peerStatus(p.name, PeerState.Down, null, err);
+      return peerStatus(p.name, PeerState.Connecting, null, mine.length > 0 || initiates(p) ? err : "waiting for the peer to initiate");
     });
     return { driver: this.name, peers };
   }
