@@ -254,9 +254,10 @@ export class TunnelManager {
     );
   }
 
-  /** What `gw.tunnel` says about each peer. */
+  /** What `gw.tunnel` says about each peer, by peer domain. */
   tunnels(): L3TunnelReport[] {
-    return [...this.peers.values()].map((p) => {
+    const peers = [...this.peers.values()].sort((a, b) => (a.plan.domain < b.plan.domain ? -1 : 1));
+    return peers.map((p) => {
       const v = l3TunnelView(p.actor.getSnapshot());
       return {
         peer: v.peer,

@@ -8,7 +8,7 @@ import type { Subscription } from "@nats-io/transport-node";
 import type { Clock, TimerHandle } from "../../shared/clock";
 import { describeError } from "../../shared/errors";
 import { requestStatus, type NatsConnection } from "../../shared/nats";
-import { encode, subjects, tryDecode, type GatewayProxy, type InspectEntry, type StatusReply } from "../../shared/protocol";
+import { encode, subjects, tryDecode, type GatewayProxy, type GatewayTunnel, type InspectEntry, type StatusReply } from "../../shared/protocol";
 
 const PROXY_REPORT_TTL_MS = 3_500;
 
@@ -17,7 +17,16 @@ export type RecordedEntry = InspectEntry & { seq: number; source: string; domain
 /** A gateway's latest proxy report (peer links, channels), with when it arrived. */
 export type ProxyReport = GatewayProxy & { receivedAt: number };
 
-export type Topology = { status: StatusReply | null; error: string | null; at: number; proxies: Record<string, ProxyReport> };
+/** A gateway candidate's latest tunnel-mode report (gw.tunnel: its L3 TunnelActors), with when it arrived. */
+export type TunnelReport = GatewayTunnel & { receivedAt: number };
+
+export type Topology = {
+  status: StatusReply | null;
+  error: string | null;
+  at: number;
+  proxies: Record<string, ProxyReport>;
+  tunnels: Record<string, TunnelReport>;
+};
 
 export type RecorderUpdate = { type: "inspect"; entries: RecordedEntry[] } | { type: "topology"; topology: Topology };
 
@@ -41,9 +50,10 @@ export class InspectRecorder {
   private readonly timers: TimerHandle[] = [];
   private readonly listeners = new Set<(u: RecorderUpdate) => void>();
   private polling = false;
-  topology: Topology = { status: null, error: "no status yet", at: 0, proxies: {} };
-  /** Gateway node -> its latest proxy report; reports older than a few seconds are dropped (gateway gone). */
+  topology: Topology = { status: null, error: "no status yet", at: 0, proxies: {}, tunnels: {} };
+  /** Gateway node -> its latest proxy / tunnel report; reports older than a few seconds are dropped (gateway gone). */
   private readonly proxies = new Map<string, ProxyReport>();
+  private readonly tunnels = new Map<string, TunnelReport>();
   /** Entries dropped from the front of the history (the timeline starts after them). */
   droppedHistory = 0;
   /** Entries publishers reported they dropped (their buffers overflowed). */
@@ -62,6 +72,13 @@ export class InspectRecorder {
           if (err) return;
           const msg = tryDecode(m.data);
           if (msg?.type === "gw.proxy") this.proxies.set(msg.body.node, { ...msg.body, receivedAt: this.opts.clock.wallMs() });
+        },
+      }),
+      nc.subscribe(subjects.allGatewayTunnel(), {
+        callback: (err, m) => {
+          if (err) return;
+          const msg = tryDecode(m.data);
+          if (msg?.type === "gw.tunnel") this.tunnels.set(msg.body.node, { ...msg.body, receivedAt: this.opts.clock.wallMs() });
         },
       }),
     );
@@ -122,12 +139,13 @@ export class InspectRecorder {
     this.polling = true;
     const hadDomains = new Set((this.topology.status?.domains ?? []).map((d) => d.domain));
     const now = this.opts.clock.wallMs();
-    for (const [node, r] of this.proxies) if (now - r.receivedAt > PROXY_REPORT_TTL_MS) this.proxies.delete(node);
+    for (const reports of [this.proxies, this.tunnels]) for (const [node, r] of reports) if (now - r.receivedAt > PROXY_REPORT_TTL_MS) reports.delete(node);
     const proxies = Object.fromEntries(this.proxies);
+    const tunnels = Object.fromEntries(this.tunnels);
     try {
-      this.topology = { status: await requestStatus(this.opts.nc, { timeoutMs: 1_500 }), error: null, at: this.opts.clock.wallMs(), proxies };
+      this.topology = { status: await requestStatus(this.opts.nc, { timeoutMs: 1_500 }), error: null, at: this.opts.clock.wallMs(), proxies, tunnels };
     } catch (err) {
-      this.topology = { status: this.topology.status, error: describeError(err), at: this.opts.clock.wallMs(), proxies };
+      this.topology = { status: this.topology.status, error: describeError(err), at: this.opts.clock.wallMs(), proxies, tunnels };
     } finally {
       this.polling = false;
     }

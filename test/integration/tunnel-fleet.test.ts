@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decode, subjects, type GatewayTunnel } from "../../shared/protocol";
 import type { NatsConnection } from "../../shared/nats";
 import { REPO_ROOT } from "../../services/fleet/build";
+import { InspectRecorder } from "../../services/ui/recorder";
+import { systemClock } from "../../shared/clock";
 import { isPidAlive } from "../../services/fleet/netns";
 import { benchTopology } from "../../bench/tunnel-fleet";
 import { eventually, fleetStatus, startTestFleet, type TestFleet } from "../helpers/fleet";
@@ -156,6 +158,23 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
     await startInNs(helpers, host("b-node-1").podNs!, METRICS, host("b-node-1").podIP!, "b-node-1-pod");
     const body = await inPod("c-node-1", "curl", "-sS", "--max-time", "5", `http://${host("b-node-1").podIP}:9100/metrics`);
     expect(body).toContain('pod_requests_total{pod="b-node-1-pod"} 42');
+  });
+
+  it("gives the statechart debugger each active gateway's L3 TunnelActors", async () => {
+    const recorder = new InspectRecorder({ nc, clock: systemClock, viewerId: `tunnel-test-${driver}`, statusEveryMs: 200 });
+    recorder.start();
+    try {
+      const gw = (await activeTunnel("edge-a")).node;
+      const report = await eventually("edge-a's tunnels in the recorder's topology", 10_000, () => {
+        const r = recorder.topology.tunnels[gw];
+        return r?.active && r.tunnels.length === 2 ? r : undefined;
+      });
+      expect(report.tunnels.map((x) => [x.peer, x.state])).toEqual([["cloud", "up"], ["edge-b", "up"]]);
+      // Their statecharts are inspected like every other actor's.
+      await eventually("an inspection entry of an L3 TunnelActor", 10_000, () => recorder.actors().some((e) => e.machine === "l3tunnel"));
+    } finally {
+      recorder.stop();
+    }
   });
 
   it("shows the tunnels in `raven status`", async () => {

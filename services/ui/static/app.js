@@ -166,6 +166,7 @@ function renderTopology(latest) {
         `</div>`,
     );
     if (d.problem) html.push(`<div class="problem-text">${esc(d.problem)}</div>`);
+    if (d.tunnelProblem) html.push(`<div class="problem-text">tunnel mode refused: ${esc(d.tunnelProblem)}</div>`);
     html.push(`<div class="rows">`);
     for (const c of d.candidates) {
       const actor = `gateway/${c.node}`;
@@ -185,6 +186,21 @@ function renderTopology(latest) {
           `<div class="row proxy" data-node="${esc(c.node)}" title="proxy: peer links and channels">` +
             `<span></span><span class="muted">${links.join(" ") || "no peer links"}</span>` +
             `<span class="role" data-field="channels">${esc(px.channelsOpen)} ch</span><span class="age">${esc(bytesText(px.bytesIn + px.bytesOut))}</span><span></span></div>`,
+        );
+      }
+      const l3 = replay ? null : t.tunnels?.[c.node];
+      if (l3?.active && (l3.tunnels.length > 0 || l3.error)) {
+        // Tunnel mode: the L3 TunnelActors of the active tunnel endpoint, from the gateway's own report.
+        const links = l3.tunnels.map(
+          (l) =>
+            `<span class="tunnel" data-l3-peer="${esc(l.peer)}" data-state="${esc(l.state)}" title="${esc(l.error ?? "")}">⇶ ${esc(l.peer)} ${esc(l.state)}` +
+            `${l.latencyUs === null ? "" : ` · ${esc((l.latencyUs / 1000).toFixed(2))} ms`}</span>`,
+        );
+        const bytes = l3.tunnels.reduce((sum, l) => sum + (l.bytesIn ?? 0) + (l.bytesOut ?? 0), 0);
+        html.push(
+          `<div class="row l3" data-node="${esc(c.node)}" title="tunnel mode (${esc(l3.driver)}): peer domains">` +
+            `<span></span><span class="muted">${links.join(" ") || esc(l3.error ?? "no peers")}</span>` +
+            `<span class="role">${esc(l3.driver)}</span><span class="age">${esc(bytesText(bytes))}</span><span></span></div>`,
         );
       }
     }
