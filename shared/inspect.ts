@@ -45,8 +45,9 @@ export const defaultInspectorSettings: InspectorSettings = {
   maxBatch: 64,
   maxBatchesPerFlush: 8,
   // TICK: every sweep and heartbeat; ASSIGNMENT: the coordinator re-sends it as each heartbeat's
-  // acknowledgement (a lease renewal); RESYNC: every resyncMs per DomainActor. Shown when they change something.
-  quietEvents: new Set(["TICK", "ASSIGNMENT", "RESYNC"]),
+  // acknowledgement (a lease renewal); RESYNC: every resyncMs per DomainActor; STATUS and PROBE: an L3
+  // TunnelActor's driver status every 250 ms and latency probe every second. Shown when they change something.
+  quietEvents: new Set(["TICK", "ASSIGNMENT", "RESYNC", "STATUS", "PROBE"]),
 };
 
 export type MeshInspectorOptions = Readonly<{

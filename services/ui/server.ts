@@ -64,7 +64,7 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "text/plain", "method not allowed\n");
     const stat = STATIC_FILES[url.pathname];
     if (stat) return send(res, 200, stat.type, await readFile(join(STATIC_DIR, stat.file)));
-    const chart = /^\/api\/statechart\/([a-z]+)\.svg$/.exec(url.pathname);
+    const chart = /^\/api\/statechart\/([a-z0-9]+)\.svg$/.exec(url.pathname);
     if (chart) {
       const name = chart[1]!;
       if (!Object.hasOwn(MACHINES, name)) return send(res, 404, "text/plain", `no machine ${name}\n`);

@@ -193,7 +193,7 @@ function renderTopology(latest) {
         // Tunnel mode: the L3 TunnelActors of the active tunnel endpoint, from the gateway's own report.
         const links = l3.tunnels.map(
           (l) =>
-            `<span class="tunnel" data-l3-peer="${esc(l.peer)}" data-state="${esc(l.state)}" title="${esc(l.error ?? "")}">⇶ ${esc(l.peer)} ${esc(l.state)}` +
+            `<span class="tunnel${state.selected === `tunnel/${c.node}/${l.peer}` ? " selected" : ""}" data-actor="${esc(`tunnel/${c.node}/${l.peer}`)}" data-l3-peer="${esc(l.peer)}" data-state="${esc(l.state)}" title="${esc(l.error ?? "L3 TunnelActor: click for its statechart")}">⇶ ${esc(l.peer)} ${esc(l.state)}` +
             `${l.latencyUs === null ? "" : ` · ${esc((l.latencyUs / 1000).toFixed(2))} ms`}</span>`,
         );
         const bytes = l3.tunnels.reduce((sum, l) => sum + (l.bytesIn ?? 0) + (l.bytesOut ?? 0), 0);
