@@ -35,8 +35,10 @@ export type TunnelManagerTimings = Readonly<{
   /** First retry after a failed negotiation; doubles up to 10x. */
   retryMs: number;
   negotiateTimeoutMs: number;
-  /** How often the driver's live status is read while tunnels exist. */
+  /** How often the driver's live status is read while some tunnel is not up (each read may cost a process). */
   statusMs: number;
+  /** How often it is read while every tunnel is up: SA loss is rare, and a peer gateway that moves arrives by its record. */
+  stableStatusMs: number;
   probeMs: number;
   probeFailLimit: number;
   reportMs: number;
@@ -46,6 +48,7 @@ export const defaultTunnelTimings: TunnelManagerTimings = {
   retryMs: 100,
   negotiateTimeoutMs: 5_000,
   statusMs: 250,
+  stableStatusMs: 2_000,
   probeMs: 1_000,
   probeFailLimit: 3,
   reportMs: 1_000,
@@ -82,6 +85,7 @@ export class TunnelManager {
   private readonly timers: TimerHandle[] = [];
   private retry: TimerHandle | null = null;
   private polling = false;
+  private polledAt = -Infinity;
   private unsubscribe: (() => void) | null = null;
 
   constructor(private readonly opts: TunnelManagerOptions) {
@@ -225,12 +229,14 @@ export class TunnelManager {
   }
 
   private async poll(): Promise<void> {
-    if (this.polling || this.peers.size === 0 || this.stopped) {
-      const now = this.opts.clock.now();
+    const now = this.opts.clock.now();
+    const settled = [...this.peers.values()].every((p) => p.actor.getSnapshot().value === "up");
+    if (this.polling || this.peers.size === 0 || this.stopped || (settled && now - this.polledAt < this.timings.stableStatusMs)) {
       for (const p of this.peers.values()) p.actor.send({ type: "TICK", now });
       return;
     }
     this.polling = true;
+    this.polledAt = now;
     try {
       this.feed(await this.opts.driver.status());
     } catch (err) {
