@@ -46,7 +46,7 @@ export const defaultInspectorSettings: InspectorSettings = {
   maxBatchesPerFlush: 8,
   // TICK: every sweep and heartbeat; ASSIGNMENT: the coordinator re-sends it as each heartbeat's
   // acknowledgement (a lease renewal); RESYNC: every resyncMs per DomainActor; STATUS and PROBE: an L3
-  // TunnelActor's driver status every 250 ms and latency probe every second. Shown when they change something.
+  // TunnelActor's driver status (every 250 ms to 2 s) and latency probe (every 2 s). Shown when they change something.
   quietEvents: new Set(["TICK", "ASSIGNMENT", "RESYNC", "STATUS", "PROBE"]),
 };
 

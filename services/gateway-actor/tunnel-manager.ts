@@ -49,7 +49,7 @@ export const defaultTunnelTimings: TunnelManagerTimings = {
   negotiateTimeoutMs: 5_000,
   statusMs: 250,
   stableStatusMs: 2_000,
-  probeMs: 1_000,
+  probeMs: 2_000,
   probeFailLimit: 3,
   reportMs: 1_000,
 };

@@ -97,7 +97,7 @@ describe("TunnelManager", () => {
     dir.set(record("gw-a", ["a-gw-1", "a-gw-2"], ["a-gw-1", "a-gw-2", "a-node"], "a-gw-2", 2));
     manager.role(true, 2);
     await step(0); // ManualClock runs due timers before any promise settles: let the takeover apply first
-    await step(1_500);
+    await step(2_500); // a probe every 2 s
     expect(manager.tunnels().map((t) => [t.peer, t.state, t.peerNode, t.peerTerm])).toEqual([
       ["cloud", "up", "c-gw", 1],
       ["edge-b", "up", "b-gw-1", 1],
