@@ -21,6 +21,7 @@ import { l3TunnelMachine, l3TunnelView, isTunnelUsable, type L3TunnelState } fro
 import type { Clock, TimerHandle } from "../../shared/clock";
 import type { Directory } from "../../shared/directory";
 import { describeError } from "../../shared/errors";
+import { SerialTask } from "../../shared/serial";
 import type { ActorInspector } from "../../shared/inspect";
 import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
@@ -75,8 +76,7 @@ export class TunnelManager {
   private readonly peers = new Map<string, Peer>();
   private active = false;
   private term = 0;
-  private applying = false;
-  private again = false;
+  private readonly applyTask = new SerialTask(() => this.reconcile());
   private stopped = false;
   private lastKey: string | null = null;
   /** The desired state last applied successfully (unlike lastKey, not cleared by a forced re-apply). */
@@ -114,18 +114,7 @@ export class TunnelManager {
   kick(force = false): void {
     if (this.stopped) return;
     if (force) this.lastKey = null;
-    if (this.applying) {
-      this.again = true;
-      return;
-    }
-    this.applying = true;
-    void this.reconcile().finally(() => {
-      this.applying = false;
-      if (this.again && !this.stopped) {
-        this.again = false;
-        this.kick();
-      }
-    });
+    this.applyTask.request();
   }
 
   /** The active's peers (with TunnelActors), or what a standby preloads (no actors, nothing initiated). */
@@ -298,7 +287,7 @@ export class TunnelManager {
     if (this.retry) this.opts.clock.clearTimeout(this.retry);
     for (const p of this.peers.values()) p.actor.stop();
     this.peers.clear();
-    while (this.applying) await new Promise((r) => setTimeout(r, 10));
+    await this.applyTask.stop();
     if (cleanup) await this.opts.driver.cleanup().catch((err) => this.opts.log.warn({ err: describeError(err) }, "tunnel driver cleanup failed"));
   }
 }

@@ -6,7 +6,7 @@
 // Guarantees:
 // - Level-triggered: every Directory change and a periodic resync recompute the desired state; the driver
 //   changes only what differs (a resync that finds nothing to do touches nothing, and repairs drift).
-// - One apply at a time; changes that arrive meanwhile coalesce into one more run right after.
+// - One apply at a time (shared/serial.ts); changes that arrive meanwhile coalesce into one more run after.
 // - Failover needs no manual action: a new term's record names the new gateway and the next run repoints
 //   (the driver is make-before-break). While the domain has no active gateway the last routes stay.
 // - A failed apply is retried after retryMs; an invalid desired state (a TunnelError from computeRoutes) is
@@ -14,6 +14,7 @@
 import type { Clock, TimerHandle } from "../../shared/clock";
 import type { Directory } from "../../shared/directory";
 import { describeError } from "../../shared/errors";
+import { SerialTask } from "../../shared/serial";
 import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
 import { computeRoutes, routeInputOf, tunnelDomains, type RouteDesired } from "../tunnel";
@@ -35,8 +36,7 @@ export type RouteAgentOptions = Readonly<{
 export type RouteAgentStatus = Readonly<{ role: "node" | "gateway" | null; gatewayIP: string | null; applies: number; lastError: string | null }>;
 
 export class RouteAgent {
-  private running = false;
-  private again = false;
+  private readonly task = new SerialTask(() => this.run());
   private stopped = false;
   private lastKey = "";
   private lastProblem = "";
@@ -66,18 +66,7 @@ export class RouteAgent {
   kick(force = false): void {
     if (this.stopped) return;
     if (force) this.lastKey = "";
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = true;
-    void this.run().finally(() => {
-      this.running = false;
-      if (this.again && !this.stopped) {
-        this.again = false;
-        this.kick();
-      }
-    });
+    this.task.request();
   }
 
   private async run(): Promise<void> {
@@ -128,7 +117,7 @@ export class RouteAgent {
     this.unsubscribe?.();
     if (this.retry) this.opts.clock.clearTimeout(this.retry);
     if (this.resync) this.opts.clock.clearInterval(this.resync);
-    while (this.running) await new Promise((r) => setTimeout(r, 10));
+    await this.task.stop();
     if (cleanup) await this.opts.driver.cleanup();
   }
 }
