@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { Directory } from "../../shared/directory";
 import type { ActorInspector } from "../../shared/inspect";
 import type { Logger } from "../../shared/log";
-import { StrongSwanDriver, WireGuardDriver, tunnelDriverFlag } from "../tunnel";
+import { StrongSwanDriver, WireGuardDriver, tunnelDriverFlag, underlayMtuFlag } from "../tunnel";
 import { TunnelManager } from "./tunnel-manager";
 import { pingProbe } from "./tunnel-probe";
 import { onShutdown, runMain } from "../../shared/process";
@@ -53,10 +53,7 @@ async function startTunnel(nc: NatsConnection, node: string, domain: string, fla
   const pskFile = requireFlag(flags["tunnel-psk"] as string | undefined, "tunnel-psk");
   const stateDir = requireFlag(flags["tunnel-state-dir"] as string | undefined, "tunnel-state-dir");
   const netns = flags["tunnel-netns"] as string | undefined;
-  const underlayMtu = Number(flags["tunnel-underlay-mtu"]);
-  if (!Number.isInteger(underlayMtu) || underlayMtu < 1280 || underlayMtu > 65535) {
-    throw new ConfigError("--tunnel-underlay-mtu", `${JSON.stringify(flags["tunnel-underlay-mtu"])} must be an integer 1280..65535`);
-  }
+  const underlayMtu = underlayMtuFlag(flags["tunnel-underlay-mtu"]);
   const common = { stateDir: resolve(stateDir), pskFile: resolve(pskFile), underlayMtu, ...(netns ? { netns } : {}) };
   // The latency probe pings between the gateways' pod-CIDR anchors on lo, which only strongSwan's driver
   // keeps (kernel-libipsec needs them); through WireGuard the latency is not measured.

@@ -18,7 +18,7 @@ import { RouteAgent } from "./route-agent";
 import { Directory } from "../../shared/directory";
 import type { Timings } from "../../shared/config";
 import type { Logger } from "../../shared/log";
-import { IpRouteDriver, TUNNEL_DRIVERS, tunnelDriverFlag, vpnOverheadFor } from "../tunnel";
+import { IpRouteDriver, TUNNEL_DRIVERS, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "../tunnel";
 import { startTargetServer } from "./target-server";
 
 function portList(value: string | undefined, key: string): number[] {
@@ -46,10 +46,7 @@ async function startDemoTarget(node: string, host: string, flags: Record<string,
 
 async function startRouteAgent(nc: NatsConnection, node: string, domain: string, flags: Record<string, string | boolean | undefined>, timings: Timings, log: Logger) {
   const driver = tunnelDriverFlag(flags["tunnel-driver"]);
-  const underlayMtu = Number(flags["tunnel-underlay-mtu"]);
-  if (!Number.isInteger(underlayMtu) || underlayMtu < 1280 || underlayMtu > 65535) {
-    throw new ConfigError("--tunnel-underlay-mtu", `${JSON.stringify(flags["tunnel-underlay-mtu"])} must be an integer 1280..65535`);
-  }
+  const underlayMtu = underlayMtuFlag(flags["tunnel-underlay-mtu"]);
   const netns = flags["tunnel-netns"] as string | undefined;
   const directory = new Directory(await openBuckets(nc), systemClock, log);
   directory.start();

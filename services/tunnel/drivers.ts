@@ -3,7 +3,7 @@
 // routed into on the gateway (null: strongSwan's charon routes them itself, in table 220, with
 // kernel-libipsec; the kernel's XFRM policies catch them otherwise).
 import { ConfigError } from "../../shared/errors";
-import { IPSEC_OVERHEAD_BYTES, WIREGUARD_OVERHEAD_BYTES } from "./routes";
+import { WIREGUARD_OVERHEAD_BYTES } from "./routes";
 import { kernelHasEsp, strongSwanOverheadBytes } from "./strongswan";
 
 export const TunnelDriverName = { StrongSwan: "strongswan", WireGuard: "wireguard" } as const;
@@ -11,15 +11,25 @@ export type TunnelDriverName = (typeof TunnelDriverName)[keyof typeof TunnelDriv
 
 export const WIREGUARD_DEVICE = "raven-wg0";
 
-export const TUNNEL_DRIVERS: Readonly<Record<TunnelDriverName, Readonly<{ overheadBytes: number; tunnelDev: string | null }>>> = {
-  strongswan: { overheadBytes: IPSEC_OVERHEAD_BYTES, tunnelDev: null },
-  wireguard: { overheadBytes: WIREGUARD_OVERHEAD_BYTES, tunnelDev: WIREGUARD_DEVICE },
+/** The device each driver's gateways route remote pod CIDRs into (the per-packet overhead: vpnOverheadFor). */
+export const TUNNEL_DRIVERS: Readonly<Record<TunnelDriverName, Readonly<{ tunnelDev: string | null }>>> = {
+  strongswan: { tunnelDev: null },
+  wireguard: { tunnelDev: WIREGUARD_DEVICE },
 };
 
 /** Parses `--tunnel-driver`; a ConfigError names the flag and the choices. */
 export function tunnelDriverFlag(value: unknown): TunnelDriverName {
   if (value === TunnelDriverName.StrongSwan || value === TunnelDriverName.WireGuard) return value;
   throw new ConfigError("--tunnel-driver", `must be "strongswan" or "wireguard", got ${JSON.stringify(value)}`);
+}
+
+/** Parses `--tunnel-underlay-mtu` (the node and the gateway actor both take it); a ConfigError names the flag. */
+export function underlayMtuFlag(value: unknown): number {
+  const mtu = Number(value);
+  if (!Number.isInteger(mtu) || mtu < 1280 || mtu > 65535) {
+    throw new ConfigError("--tunnel-underlay-mtu", `${JSON.stringify(value)} must be an integer 1280..65535`);
+  }
+  return mtu;
 }
 
 /**

@@ -39,7 +39,7 @@ export { parseCidr, cidrsOverlap, cidrContains } from "./cidr";
 export type { Cidr } from "./cidr";
 export { execRunner } from "./exec";
 export type { Runner, CommandResult, RunOptions } from "./exec";
-export { TUNNEL_DRIVERS, TunnelDriverName, WIREGUARD_DEVICE, tunnelDriverFlag, vpnOverheadFor } from "./drivers";
+export { TUNNEL_DRIVERS, TunnelDriverName, WIREGUARD_DEVICE, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "./drivers";
 export { WireGuardDriver, WIREGUARD_PACKAGES, DEFAULT_WIREGUARD_GO, DEFAULT_WG, DEFAULT_WIREGUARD_PORT, checkWireGuardInstalled } from "./wireguard";
 export type { WireGuardOptions } from "./wireguard";
 export { wireguardKeyPair, wireguardPresharedKey, parseWgDump, planWireGuardPeers, diffWireGuardPeers, WIREGUARD_KEY_SALT, WIREGUARD_PSK_SALT, PERSISTENT_KEEPALIVE_SEC, HANDSHAKE_FRESH_SEC } from "./wireguard-conf";

@@ -220,8 +220,7 @@ export class StrongSwanDriver implements VpnDriver {
     // Initiations run side by side: each waits for its peer's answer, and a takeover starts several at once.
     const toStart = peers.filter((p) => initiates(p) && !sas.some((s) => s.name === p.name));
     await Promise.all(toStart.map((p) => this.initiate(p.name)));
-    const initiated = toStart.length > 0;
-    if (initiated) sas = await this.listSas();
+    if (toStart.length > 0) sas = await this.listSas();
     return this.statusFrom(sas);
   }
 
@@ -385,8 +384,6 @@ export class StrongSwanDriver implements VpnDriver {
 function peerStatus(name: string, state: PeerState, saId: string | null, lastError: string | null): VpnPeerStatus {
   return { name, state, saId, bytesIn: null, bytesOut: null, lastError };
 }
-
-
 
 function lastLines(text: string, n = 3): string {
   return text.trim().split("\n").filter((l) => !/^plugin '.*': failed to load/.test(l)).slice(-n).join(" | ");
