@@ -19,14 +19,15 @@
 // - The PSK is read from `pskFile` on every apply (a rotation is a change). The file must exist, be private
 //   (no group/other permissions) and hold at least 16 bytes; there is no built-in default.
 // - cleanup() stops charon by its PID (TERM, then KILL after a grace period) and removes stateDir.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { CommandError, MissingDependencyError, PkiError, TunnelError, describeError } from "../../shared/errors";
+import { CommandError, MissingDependencyError, PkiError, TunnelError } from "../../shared/errors";
 import { intToIp, parseCidr } from "./cidr";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
 import { canConnect, writePrivate } from "./files";
+import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { IPSEC_OVERHEAD_BYTES } from "./routes";
 import { parseListSas, renderConnection, renderStrongswanConf, renderSwanctlConf, type IkeSaInfo } from "./strongswan-conf";
 import { PeerState, initiates, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
@@ -123,7 +124,6 @@ export function checkStrongSwanInstalled(paths: Readonly<{ charon?: string; swan
   }
 }
 
-type Charon = { child: ChildProcess; exited: Promise<void>; exitInfo: string | null };
 
 export class StrongSwanDriver implements VpnDriver {
   readonly name: string;
@@ -141,7 +141,7 @@ export class StrongSwanDriver implements VpnDriver {
   initiations = 0;
   private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "runner">> & { netns: string | undefined };
   private readonly run: Runner;
-  private charon: Charon | null = null;
+  private charon: Daemon | null = null;
   /** swanctl.conf as last loaded into the running charon, and the per-peer sections in it. */
   private loaded: { conf: string; peers: Map<string, { peer: VpnPeer; section: string }> } | null = null;
   private readonly peerErrors = new Map<string, string>();
@@ -330,17 +330,7 @@ export class StrongSwanDriver implements VpnDriver {
     const out = openSync(join(this.o.stateDir, "charon.stdout"), "a", 0o600);
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", out, out], env: { ...process.env, STRONGSWAN_CONF: f.conf } });
     closeSync(out);
-    const charon: Charon = { child, exitInfo: null, exited: Promise.resolve() };
-    charon.exited = new Promise((res) => {
-      child.once("exit", (code, signal) => {
-        charon.exitInfo = `charon exited (${signal ?? `code ${code}`})`;
-        res();
-      });
-      child.once("error", (err) => {
-        charon.exitInfo = `charon could not start: ${describeError(err)}`;
-        res();
-      });
-    });
+    const charon = watchDaemon(child, "charon");
     this.charon = charon;
     const deadline = Date.now() + this.o.startTimeoutMs;
     while (!(await canConnect(f.vici))) {
@@ -371,13 +361,7 @@ export class StrongSwanDriver implements VpnDriver {
   private async stopCharon(): Promise<void> {
     const c = this.charon;
     this.charon = null;
-    if (!c || c.exitInfo !== null) return;
-    c.child.kill("SIGTERM");
-    const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 3_000).unref());
-    if ((await Promise.race([c.exited, timer])) === "timeout") {
-      c.child.kill("SIGKILL");
-      await c.exited;
-    }
+    await stopDaemon(c);
   }
 }
 

@@ -25,7 +25,7 @@
 //   allowed IPs (which also filter what it accepts from us) are its own remoteSubnets.
 // - cleanup() stops wireguard-go by its PID (TERM, then KILL after a grace period), deletes the device if it
 //   is still there, and removes stateDir; idempotent.
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { systemClock, type Clock } from "../../shared/clock";
@@ -34,6 +34,7 @@ import { isObjectName } from "../../shared/protocol/subjects";
 import { WIREGUARD_DEVICE } from "./drivers";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
 import { canConnect, writePrivate } from "./files";
+import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./routes";
 import { readPsk } from "./strongswan";
 import {
@@ -89,7 +90,8 @@ export function checkWireGuardInstalled(paths: Readonly<{ wireguardGo?: string; 
   if (!existsSync(wg)) throw new MissingDependencyError(wg, WIREGUARD_PACKAGES, "WireGuard's configuration tool wg is not installed");
 }
 
-type Daemon = { child: ChildProcess; pid: number; exited: Promise<void>; exitInfo: string | null };
+/** The daemon and its pid as spawned (kept after exit, for tests of the parent-death signal). */
+type WgDaemon = Daemon & { readonly pid: number };
 
 export class WireGuardDriver implements VpnDriver {
   readonly name: string;
@@ -102,7 +104,7 @@ export class WireGuardDriver implements VpnDriver {
   private readonly o: Required<Omit<WireGuardOptions, "netns" | "name" | "device" | "runner" | "clock">> & { netns: string | undefined };
   private readonly run: Runner;
   private readonly clock: Clock;
-  private daemon: Daemon | null = null;
+  private daemon: WgDaemon | null = null;
   /** Whether a device of ours may exist (so cleanup touches the namespace only when it must). */
   private started = false;
   private wanted: readonly WgWantedPeer[] = [];
@@ -301,17 +303,7 @@ export class WireGuardDriver implements VpnDriver {
     const env = { ...process.env, WG_PROCESS_FOREGROUND: "1", LOG_LEVEL: "error" };
     const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", out, out], env });
     closeSync(out);
-    const daemon: Daemon = { child, pid: child.pid ?? -1, exitInfo: null, exited: Promise.resolve() };
-    daemon.exited = new Promise((res) => {
-      child.once("exit", (code, signal) => {
-        daemon.exitInfo = `wireguard-go exited (${signal ?? `code ${code}`})`;
-        res();
-      });
-      child.once("error", (err) => {
-        daemon.exitInfo = `wireguard-go could not start: ${describeError(err)}`;
-        res();
-      });
-    });
+    const daemon: WgDaemon = Object.assign(watchDaemon(child, "wireguard-go"), { pid: child.pid ?? -1 });
     this.daemon = daemon;
     this.started = true;
     this.starts++;
@@ -332,13 +324,7 @@ export class WireGuardDriver implements VpnDriver {
   private async stopDaemon(): Promise<void> {
     const d = this.daemon;
     this.daemon = null;
-    if (!d || d.exitInfo !== null) return;
-    d.child.kill("SIGTERM");
-    const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), 3_000).unref());
-    if ((await Promise.race([d.exited, timer])) === "timeout") {
-      d.child.kill("SIGKILL");
-      await d.exited;
-    }
+    await stopDaemon(d);
   }
 }
 

@@ -1,0 +1,40 @@
+// The VPN daemons the drivers run (charon, wireguard-go) as child processes: how their exit is tracked and how
+// they are stopped, the same for every driver.
+import type { ChildProcess } from "node:child_process";
+import { describeError } from "../../shared/errors";
+
+export type Daemon = {
+  readonly child: ChildProcess;
+  /** Why it is gone ("charon exited (SIGKILL)", "… could not start: …"), or null while it runs. */
+  exitInfo: string | null;
+  /** Resolves when the process has exited or failed to start. */
+  readonly exited: Promise<void>;
+};
+
+/** Tracks `child` (named `name` in exitInfo) from now on. */
+export function watchDaemon(child: ChildProcess, name: string): Daemon {
+  let daemon!: Daemon;
+  const exited = new Promise<void>((res) => {
+    child.once("exit", (code, signal) => {
+      daemon.exitInfo = `${name} exited (${signal ?? `code ${code}`})`;
+      res();
+    });
+    child.once("error", (err) => {
+      daemon.exitInfo = `${name} could not start: ${describeError(err)}`;
+      res();
+    });
+  });
+  daemon = { child, exitInfo: null, exited };
+  return daemon;
+}
+
+/** SIGTERM, then SIGKILL if it is still there after `graceMs`; resolves once it is gone. */
+export async function stopDaemon(d: Daemon | null, graceMs = 3_000): Promise<void> {
+  if (!d || d.exitInfo !== null) return;
+  d.child.kill("SIGTERM");
+  const timer = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), graceMs).unref());
+  if ((await Promise.race([d.exited, timer])) === "timeout") {
+    d.child.kill("SIGKILL");
+    await d.exited;
+  }
+}
