@@ -10,10 +10,13 @@ import { parseTopology, type Topology } from "../shared/topology";
 import type { Fleet } from "../services/fleet/fleet";
 import type { NodeHost } from "../services/fleet/netns";
 import { FleetObserver } from "../services/fleet/observer";
+import { defaultTunnelTimings } from "../services/gateway-actor/tunnel-manager";
 import { checkStrongSwanInstalled, kernelHasEsp } from "../services/tunnel";
 import { PathError } from "./proxy-lib";
 
 export const DOMAINS = ["cloud", "edge-a", "edge-b"] as const;
+/** How long one read of the driver's status (a swanctl process) may take. */
+const STATUS_READ_MARGIN_MS = 500;
 
 /** Something this benchmark needs from the machine is missing (root, a binary); the message says what to do. */
 export class PrerequisiteError extends RavenError {
@@ -147,12 +150,14 @@ export class Witness {
   }
 
   /**
-   * The SA counter `node` reports for its tunnel to `peer` (bytes out), from a report sent at or after
-   * `notBeforeWallMs`. The manager reads charon every 250 ms and reports every second: a report sent 500 ms
-   * after some traffic counts all of it.
+   * The SA counter `node` reports for its tunnel to `peer` (bytes out), counting all traffic up to
+   * `afterWallMs`. While every tunnel is up the manager reads charon only every stableStatusMs (polled every
+   * statusMs) and reports its latest read, so a report counts everything before `afterWallMs` only when sent
+   * that long after it, plus time for the read itself.
    */
-  saBytesOut(node: string, peer: string, notBeforeWallMs: number): Promise<number> {
-    return waitUntil(`a gw.tunnel report of ${node} with its bytes to ${peer}`, 10_000, () => {
+  saBytesOut(node: string, peer: string, afterWallMs: number): Promise<number> {
+    const notBeforeWallMs = afterWallMs + defaultTunnelTimings.stableStatusMs + defaultTunnelTimings.statusMs + STATUS_READ_MARGIN_MS;
+    return waitUntil(`a gw.tunnel report of ${node} with its bytes to ${peer}`, 15_000, () => {
       const r = this.reports.get(node);
       const tun = r && r.sentAt >= notBeforeWallMs ? r.tunnels.find((t) => t.peer === peer) : undefined;
       return typeof tun?.bytesOut === "number" ? tun.bytesOut : undefined;

@@ -11,6 +11,12 @@
 //                  addresses the SA's pod-CIDR traffic selectors cover).
 //       veth_raw   a-node-1's host -> edge-a's active gateway's host over the domain LAN (veth + bridge): what
 //                  the wire itself gives.
+//     Two more split the tunnel path's cost (same SA, same runs; not in the last line):
+//       gw_pods    pod of edge-a's active gateway -> pod of edge-b's: Raven's routing on the gateways around the
+//                  SA, no VXLAN leg.
+//       node_hosts a-node-1's host -> b-node-1's host (their pod0 addresses): both VXLAN legs and the LAN
+//                  bridges, no pod veth. On this one machine the far end of each VXLAN leg (the node's decap,
+//                  the bridge) runs on the same cores as the encryption; on real hardware it runs on the nodes.
 //     Both IPsec paths are checked against the SA's own counter: the bytesOut that edge-a's active gateway
 //     reports (gw.tunnel) for its tunnel to edge-b grows by at least the bytes sent in that run.
 //     Ping round trips (p50/p99) on the three paths too.
@@ -123,7 +129,7 @@ class PingStream {
   }
 }
 
-type PathName = "tunnel" | "ipsec_raw" | "veth_raw";
+type PathName = "tunnel" | "ipsec_raw" | "veth_raw" | "gw_pods" | "node_hosts";
 type BulkPath = {
   name: PathName;
   what: string;
@@ -158,6 +164,8 @@ async function measureThroughput(w: Witness, bytes: number, runs: number, stoppe
     { name: "tunnel", what: `pod a-node-1 ${nodeA.podIP} -> pod b-node-1 ${nodeB.podIP} (VXLAN, ${gwA}, IPsec, ${gwB}, VXLAN)`, clientNs: nodeA.podNs!, sinkNs: nodeB.podNs!, sinkHost: nodeB.podIP!, viaSa: true, runs: [] },
     { name: "ipsec_raw", what: `${gwA} ${anchorA} -> ${gwB} ${anchorB} (host namespaces, lo anchors, the same SA)`, clientNs: hostGwA.ns, sinkNs: hostGwB.ns, sinkHost: anchorB, localAddress: anchorA, viaSa: true, runs: [] },
     { name: "veth_raw", what: `a-node-1 ${nodeA.lanIP} -> ${gwA} ${hostGwA.lanIP} (host namespaces, domain LAN veth + bridge)`, clientNs: nodeA.ns, sinkNs: hostGwA.ns, sinkHost: hostGwA.lanIP, viaSa: false, runs: [] },
+    { name: "gw_pods", what: `pod ${gwA} ${hostGwA.podIP} -> pod ${gwB} ${hostGwB.podIP} (routed on the gateways, IPsec; no VXLAN)`, clientNs: hostGwA.podNs!, sinkNs: hostGwB.podNs!, sinkHost: hostGwB.podIP!, viaSa: true, runs: [] },
+    { name: "node_hosts", what: `a-node-1 ${nodeA.podGatewayIP} -> b-node-1 ${nodeB.podGatewayIP} (host namespaces: VXLAN, ${gwA}, IPsec, ${gwB}, VXLAN; no pod veth)`, clientNs: nodeA.ns, sinkNs: nodeB.ns, sinkHost: nodeB.podGatewayIP!, localAddress: nodeA.podGatewayIP!, viaSa: true, runs: [] },
   ];
   const sinks = new Map<PathName, { port: number; stop: () => Promise<void> }>();
   try {
@@ -177,8 +185,8 @@ async function measureThroughput(w: Witness, bytes: number, runs: number, stoppe
 
 /** `runs` rounds of every path in turn, each run checked against the SA counter when it crosses the SA. */
 async function bulkRounds(w: Witness, gwA: string, paths: BulkPath[], sinks: Map<PathName, { port: number }>, bytes: number, runs: number): Promise<void> {
-  // The SA counter before each path that crosses it; each read comes from a report sent 500 ms after our last traffic.
-  let counter = await w.saBytesOut(gwA, "edge-b", Date.now() + 500);
+  // The SA counter before each path that crosses it, counting all traffic up to now.
+  let counter = await w.saBytesOut(gwA, "edge-b", Date.now());
   for (let round = 1; round <= runs; round++) {
     for (const p of paths) {
       out.progress(`throughput round ${round}/${runs}: ${p.name}, ${formatBytes(bytes)}`);
@@ -186,7 +194,7 @@ async function bulkRounds(w: Witness, gwA: string, paths: BulkPath[], sinks: Map
       p.runs.push(mbps);
       let through = "";
       if (p.viaSa) {
-        const next = await w.saBytesOut(gwA, "edge-b", Date.now() + 500);
+        const next = await w.saBytesOut(gwA, "edge-b", Date.now());
         const delta = next - counter;
         counter = next;
         if (delta < bytes) throw new PathError(`${p.name}: ${gwA}'s SA to edge-b counted ${delta} bytes out during a run of ${bytes}: the traffic did not go through the tunnel (or the SA was replaced)`);
@@ -246,7 +254,7 @@ runMain(async () => {
   const parsed = parseFlags(
     process.argv.slice(2),
     "npm run bench:tunnel -- [options]   (as root)",
-    "Tunnel mode's data path in one fleet: pod-to-pod TCP throughput through Raven (VXLAN + IPsec) against the bare IPsec SA between the same gateways and the raw LAN veth, ping round trips, then repeated SIGKILLs of edge-a's active gateway timed to the first ping through the new one. Needs root, iproute2, iputils-ping and strongSwan (scripts/setup.sh). Figures on stdout (1 MB = 1e6 bytes), progress on stderr; last line: tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P l3_failover_p99_ms=Q",
+    "Tunnel mode's data path in one fleet: pod-to-pod TCP throughput through Raven (VXLAN + IPsec) against the bare IPsec SA between the same gateways and the raw LAN veth, two paths that split its cost (gateway pods: routing only; node hosts: with the VXLAN legs), ping round trips, then repeated SIGKILLs of edge-a's active gateway timed to the first ping through the new one. Needs root, iproute2, iputils-ping and strongSwan (scripts/setup.sh). Figures on stdout (1 MB = 1e6 bytes), progress on stderr; last line: tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P l3_failover_p99_ms=Q",
     {
       bytes: { type: "string", help: "bytes per throughput run (default: 256MiB; 32MiB with --quick)" },
       runs: { type: "string", default: "3", help: "throughput runs per path (the median is reported)" },
@@ -317,7 +325,7 @@ runMain(async () => {
 
     // Figures
     const median = (p: BulkPath) => spread(p.runs).p50;
-    const [tunnel, raw, veth] = paths as [BulkPath, BulkPath, BulkPath];
+    const [tunnel, raw, veth, gwPods, nodeHosts] = paths as [BulkPath, BulkPath, BulkPath, BulkPath, BulkPath];
     const failover = spread(results.map((r) => r.ms));
     const named = spread(results.map((r) => r.namedMs));
     const failed = results.filter((r) => !Number.isFinite(r.ms)).length;
@@ -325,12 +333,14 @@ runMain(async () => {
       `--- figures (TCP, ${formatBytes(bytes)} per run, median of ${runs}; 1 MB = 1e6 bytes) ---`,
       ...paths.map(
         (p) =>
-          `${p.name.padEnd(9)} ${figure(median(p), 1).padStart(7)} MB/s  (runs ${p.runs.map((v) => figure(v, 1)).join(", ")})` +
+          `${p.name.padEnd(10)} ${figure(median(p), 1).padStart(7)} MB/s  (runs ${p.runs.map((v) => figure(v, 1)).join(", ")})` +
           `  ping p50 ${figure(p.rtt!.p50, 3)} ms, p99 ${figure(p.rtt!.p99, 3)} ms${p.rtt!.lost ? `, ${p.rtt!.lost} lost` : ""}`,
       ),
       `ratios tunnel/ipsec_raw=${figure(ratio(median(tunnel), median(raw)), 2)} (goal >= 0.9: ${ratio(median(tunnel), median(raw)) >= 0.9 ? "met" : "missed"})` +
         ` ipsec_raw/veth_raw=${figure(ratio(median(raw), median(veth)), 2)} tunnel/veth_raw=${figure(ratio(median(tunnel), median(veth)), 2)}` +
         ` ping_p50 tunnel/ipsec_raw=${figure(ratio(tunnel.rtt!.p50, raw.rtt!.p50), 2)}`,
+      `split of the tunnel path against ipsec_raw: gw_pods=${figure(ratio(median(gwPods), median(raw)), 2)} (routing on the gateways)` +
+        ` node_hosts=${figure(ratio(median(nodeHosts), median(raw)), 2)} (+ both VXLAN legs and LAN bridges) tunnel=${figure(ratio(median(tunnel), median(raw)), 2)} (+ the pod veths)`,
       `l3_failover kills=${failover.n} failed=${failed} p50=${figure(failover.p50)} ms p99=${figure(failover.p99)} ms max=${figure(failover.max)} ms` +
         ` (goal p99 < 2000 ms: ${failover.p99 < 2000 ? "met" : "missed"}); new active named: p50 ${figure(named.p50)} ms, p99 ${figure(named.p99)} ms`,
       ...[p99Note(failover.n)].filter((n): n is string => n !== null).map((n) => `note: ${n}`),
