@@ -4,7 +4,7 @@ import { execFile } from "node:child_process";
 import { CommandError } from "../../shared/errors";
 
 export type CommandResult = Readonly<{ code: number; stdout: string; stderr: string }>;
-export type RunOptions = Readonly<{ env?: NodeJS.ProcessEnv; timeoutMs?: number }>;
+export type RunOptions = Readonly<{ env?: NodeJS.ProcessEnv; timeoutMs?: number; /** Written to stdin, which is then closed. */ input?: string }>;
 /** Runs argv[0] with the rest as arguments. Resolves with any exit code; rejects only when it cannot start. */
 export type Runner = (argv: readonly string[], options?: RunOptions) => Promise<CommandResult>;
 
@@ -12,7 +12,7 @@ export const execRunner: Runner = (argv, options = {}) =>
   new Promise((resolve, reject) => {
     const [file, ...args] = argv;
     if (file === undefined) return reject(new CommandError([], "empty command", null));
-    execFile(
+    const child = execFile(
       file,
       args,
       { maxBuffer: 64 * 1024 * 1024, timeout: options.timeoutMs ?? 30_000, ...(options.env ? { env: options.env } : {}) },
@@ -24,6 +24,10 @@ export const execRunner: Runner = (argv, options = {}) =>
         reject(new CommandError(argv, e.code === "ENOENT" ? `${file} not found` : String(e.message), null, { cause: err }));
       },
     );
+    if (options.input !== undefined) {
+      child.stdin?.on("error", () => undefined); // a command that exits without reading: its exit code tells
+      child.stdin?.end(options.input);
+    }
   });
 
 /** Runs argv and returns stdout; a non-zero exit becomes a CommandError with stderr. */

@@ -9,6 +9,9 @@
 // - Failover (the gateway moved) is make-before-break: the new gateway's neighbour and FDB entry are added,
 //   the routes are replaced in place (`ip route replace`, no window without a route), then the old
 //   gateway's entries go.
+// - Few processes, since a failover waits on them: the state is read by commands run side by side, and the
+//   changes go in at most three batches (`bridge -batch`, `ip -batch`, `bridge -batch`, in that order, each
+//   stopping at its first failed line) instead of a process per change.
 // - A VXLAN device whose VNI, port or local address differ is recreated (the kernel cannot change those).
 // - IPv4 forwarding is switched on when desired; cleanup() restores the value found before the first apply.
 // - cleanup() removes the device and the owned routes; idempotent.
@@ -70,6 +73,16 @@ export class IpRouteDriver {
     return (JSON.parse(r.stdout) as LinkJson[])[0];
   }
 
+  /** Runs `tool -batch -` with `lines` (none: nothing runs); a failed line fails the whole call. */
+  private async batch(tool: "ip" | "bridge", lines: readonly string[][]): Promise<void> {
+    if (lines.length === 0) return;
+    for (const l of lines) {
+      const bad = l.find((arg) => arg === "" || /\s/.test(arg));
+      if (bad !== undefined) throw new TunnelError(`${tool} batch: argument ${JSON.stringify(bad)} of "${l.join(" ")}" is empty or has whitespace`);
+    }
+    await runOk(this.run, inNs(this.netns, tool, "-batch", "-"), { input: lines.map((l) => l.join(" ")).join("\n") + "\n" });
+  }
+
   /** Makes the namespace match `desired`; returns what was changed (empty when it already matched). */
   async apply(desired: RouteDesired): Promise<string[]> {
     const changes: string[] = [];
@@ -78,52 +91,64 @@ export class IpRouteDriver {
       await this.removeDevice(this.deviceName, changes);
     }
     this.deviceName = v.name;
-    if (desired.forwarding) await this.ensureForwarding(changes);
-    await this.ensureDevice(v, changes);
+    const readPeers = () =>
+      Promise.all([
+        this.json<NeighJson>("ip", "neigh", "show", "dev", v.name),
+        this.json<FdbJson>("bridge", "fdb", "show", "dev", v.name),
+        this.json<RouteJson>("ip", "route", "show", "proto", String(RAVEN_ROUTE_PROTO)),
+      ]);
+    // Read everything at once; the device's own entries again only if it had to be made.
+    const [, made, peersRead] = await Promise.all([
+      desired.forwarding ? this.ensureForwarding(changes) : undefined,
+      this.ensureDevice(v, changes),
+      readPeers().catch(() => null), // no device yet: read again once it exists
+    ]);
+    const [neigh, fdb, actual] = made || peersRead === null ? await readPeers() : peersRead;
 
+    const fdbAdd: string[][] = [];
+    const ipLines: string[][] = [];
+    const fdbDel: string[][] = [];
     // Peers first (make), then routes, then stale peers (break).
-    const neigh = await this.json<NeighJson>("ip", "neigh", "show", "dev", v.name);
-    const fdb = await this.json<FdbJson>("bridge", "fdb", "show", "dev", v.name);
     for (const p of v.peers) {
       const n = neigh.find((x) => x.dst === p.address);
       if (!n || n.lladdr !== p.mac || !n.state?.includes("PERMANENT")) {
-        await this.ip("neigh", "replace", p.address, "lladdr", p.mac, "dev", v.name, "nud", "permanent");
+        ipLines.push(["neigh", "replace", p.address, "lladdr", p.mac, "dev", v.name, "nud", "permanent"]);
         changes.push(`neigh ${p.address} ${p.mac}`);
       }
       if (!fdb.some((f) => f.mac === p.mac && f.dst === p.lanIP)) {
-        await this.bridge("fdb", "replace", p.mac, "dev", v.name, "dst", p.lanIP, "self", "permanent");
+        fdbAdd.push(["fdb", "replace", p.mac, "dev", v.name, "dst", p.lanIP, "self", "permanent"]);
         changes.push(`fdb ${p.mac} -> ${p.lanIP}`);
       }
     }
-
-    const actual = await this.json<RouteJson>("ip", "route", "show", "proto", String(RAVEN_ROUTE_PROTO));
     for (const r of desired.routes) {
       const a = actual.find((x) => x.dst === r.dst);
       if (a && sameRoute(a, r)) continue;
       const via = r.via === null ? [] : ["via", r.via];
       const onlink = r.via === null ? [] : ["onlink"];
-      await this.ip("route", "replace", r.dst, ...via, "dev", r.dev, ...onlink, "mtu", String(r.mtu), "proto", String(RAVEN_ROUTE_PROTO));
+      ipLines.push(["route", "replace", r.dst, ...via, "dev", r.dev, ...onlink, "mtu", String(r.mtu), "proto", String(RAVEN_ROUTE_PROTO)]);
       changes.push(`route ${r.dst}${r.via ? ` via ${r.via}` : ""} dev ${r.dev} mtu ${r.mtu}`);
     }
     const wanted = new Set(desired.routes.map((r) => r.dst));
     for (const a of actual) {
       if (a.dst === undefined || wanted.has(a.dst)) continue;
-      await this.ip("route", "del", a.dst, "proto", String(RAVEN_ROUTE_PROTO));
+      ipLines.push(["route", "del", a.dst, "proto", String(RAVEN_ROUTE_PROTO)]);
       changes.push(`route ${a.dst} removed`);
     }
-
     const peerMacs = new Set(v.peers.map((p) => `${p.mac} ${p.lanIP}`));
     for (const f of fdb) {
       if (f.mac === undefined || f.dst === undefined || peerMacs.has(`${f.mac} ${f.dst}`)) continue;
-      await this.bridge("fdb", "del", f.mac, "dev", v.name, "dst", f.dst, "self");
+      fdbDel.push(["fdb", "del", f.mac, "dev", v.name, "dst", f.dst, "self"]);
       changes.push(`fdb ${f.mac} -> ${f.dst} removed`);
     }
     const peerAddrs = new Set(v.peers.map((p) => p.address));
     for (const n of neigh) {
       if (n.dst === undefined || peerAddrs.has(n.dst) || !n.state?.includes("PERMANENT")) continue;
-      await this.ip("neigh", "del", n.dst, "dev", v.name);
+      ipLines.push(["neigh", "del", n.dst, "dev", v.name]);
       changes.push(`neigh ${n.dst} removed`);
     }
+    await this.batch("bridge", fdbAdd);
+    await this.batch("ip", ipLines);
+    await this.batch("bridge", fdbDel);
     return changes;
   }
 
@@ -135,8 +160,13 @@ export class IpRouteDriver {
     changes.push("net.ipv4.ip_forward=1");
   }
 
-  private async ensureDevice(v: VxlanDesired, changes: string[]): Promise<void> {
-    let link = await this.link(v.name);
+  /** Makes the VXLAN device match; true when it was (re)created, so it has no neighbours, FDB or routes yet. */
+  private async ensureDevice(v: VxlanDesired, changes: string[]): Promise<boolean> {
+    let made = false;
+    let [link, addrs] = await Promise.all([
+      this.link(v.name),
+      this.json<LinkJson>("ip", "addr", "show", "dev", v.name).then((l) => l[0]?.addr_info ?? []).catch(() => null),
+    ]);
     const info = link?.linkinfo?.info_data;
     if (link && (link.linkinfo?.info_kind !== "vxlan" || info?.id !== v.vni || info?.port !== v.port || info?.local !== v.localIP || info?.learning !== false)) {
       await this.ip("link", "del", v.name);
@@ -150,6 +180,8 @@ export class IpRouteDriver {
       );
       changes.push(`link ${v.name} vxlan vni ${v.vni} port ${v.port} local ${v.localIP}`);
       link = await this.link(v.name);
+      addrs = null;
+      made = true;
     }
     if (link?.address !== v.mac) {
       await this.ip("link", "set", v.name, "address", v.mac);
@@ -163,7 +195,7 @@ export class IpRouteDriver {
       await this.ip("link", "set", v.name, "up");
       changes.push(`link ${v.name} up`);
     }
-    const addrs = (await this.json<LinkJson>("ip", "addr", "show", "dev", v.name))[0]?.addr_info ?? [];
+    addrs ??= (await this.json<LinkJson>("ip", "addr", "show", "dev", v.name))[0]?.addr_info ?? [];
     const v4 = addrs.filter((a) => a.family === "inet");
     if (!v4.some((a) => a.local === v.address && a.prefixlen === 32)) {
       await this.ip("addr", "replace", `${v.address}/32`, "dev", v.name);
@@ -174,6 +206,7 @@ export class IpRouteDriver {
       await this.ip("addr", "del", `${a.local}/${a.prefixlen}`, "dev", v.name);
       changes.push(`addr ${a.local}/${a.prefixlen} removed`);
     }
+    return made;
   }
 
   private async removeDevice(name: string, changes: string[]): Promise<void> {
