@@ -15,7 +15,7 @@ import { checkStrongSwanInstalled, kernelHasEsp } from "../services/tunnel";
 import { PathError } from "./proxy-lib";
 
 export const DOMAINS = ["cloud", "edge-a", "edge-b"] as const;
-/** How long one read of the driver's status (a swanctl process) may take. */
+/** How long one read of the driver's status (a vici round trip, or a `wg` process) may take. */
 const STATUS_READ_MARGIN_MS = 500;
 
 /** Something this benchmark needs from the machine is missing (root, a binary); the message says what to do. */

@@ -7,7 +7,7 @@ export {
   StrongSwanDriver,
   STRONGSWAN_PACKAGES,
   DEFAULT_CHARON,
-  DEFAULT_SWANCTL,
+  VICI_PLUGIN,
   MIN_PSK_BYTES,
   ensurePskFile,
   readPsk,
@@ -15,8 +15,10 @@ export {
   checkStrongSwanInstalled,
 } from "./strongswan";
 export type { StrongSwanOptions, EspMode } from "./strongswan";
-export { renderStrongswanConf, renderSwanctlConf, renderConnection, parseListSas, parseViciPretty, IKE_PROPOSALS, ESP_PROPOSALS } from "./strongswan-conf";
+export { renderStrongswanConf, connectionMessage, sharedKeyMessage, sharedKeyId, ikeSasOf, IKE_PROPOSALS, ESP_PROPOSALS } from "./strongswan-conf";
 export type { IkeSaInfo, ChildSaInfo, CharonConfInput } from "./strongswan-conf";
+export { viciCall, encodeMessage, decodeMessage, encodePacket, decodePacket, checkSuccess, VICI_MAX_SEGMENT } from "./vici";
+export type { ViciSection, ViciValue, ViciMessage, ViciPacket, ViciReply, ViciCallOptions } from "./vici";
 export {
   computeRoutes,
   checkPodCidrOverlap,

@@ -1,5 +1,5 @@
-// The strongSwan VpnDriver: one private charon per gateway, configured through swanctl over that charon's own
-// vici socket. IKEv2 + PSK, ESP in UDP 4500; kernel ESP where the kernel has it, else kernel-libipsec
+// The strongSwan VpnDriver: one private charon per gateway, configured over that charon's own vici socket
+// (vici.ts: no swanctl process per step; `swanctl --uri unix://<stateDir>/charon.vici` still works by hand). IKEv2 + PSK, ESP in UDP 4500; kernel ESP where the kernel has it, else kernel-libipsec
 // (userspace ESP on a TUN device `ipsec0`, with routes to it in table 220 that charon installs itself).
 //
 // Guarantees:
@@ -8,10 +8,10 @@
 //   /run/charon.pid), with its own strongswan.conf (STRONGSWAN_CONF) and vici socket in `stateDir`.
 // - charon is started with a parent-death signal (setpriv --pdeathsig): if the owning process dies without
 //   cleanup(), charon goes with it rather than holding the namespace and the ports.
-// - apply is idempotent: swanctl.conf is rendered from the desired peers and the PSK; when it equals what is
-//   loaded and charon is alive nothing is reloaded; a peer is (re)initiated only when it has no IKE SA at all
-//   and this side initiates. Peers whose connection changed are re-keyed; removed peers are terminated and
-//   unloaded. Errors of one peer land in its status (lastError), not in an exception.
+// - apply is idempotent: each peer's connection and PSK are loaded when they differ from what the running
+//   charon has (a new charon has nothing); a peer is (re)initiated only when it has no IKE SA at all and this
+//   side initiates. Peers whose connection changed are re-keyed; removed peers are terminated and unloaded.
+//   Errors of one peer land in its status (lastError), not in an exception.
 // - kernel-libipsec installs a route per outbound policy and refuses a CHILD_SA whose local subnet holds no
 //   address of this host ("error installing route with policy"), which is the normal case for a gateway
 //   (the pods of the other nodes live elsewhere). So the driver puts each local subnet's network address
@@ -23,18 +23,20 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
-import { CommandError, MissingDependencyError, PkiError, TunnelError } from "../../shared/errors";
+import { MissingDependencyError, PkiError, TunnelError } from "../../shared/errors";
 import { intToIp, parseCidr } from "./cidr";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
 import { canConnect, writePrivate } from "./files";
 import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { IPSEC_OVERHEAD_BYTES } from "./routes";
-import { parseListSas, renderConnection, renderStrongswanConf, renderSwanctlConf, type IkeSaInfo } from "./strongswan-conf";
+import { connectionMessage, ikeSasOf, renderStrongswanConf, sharedKeyId, sharedKeyMessage, type IkeSaInfo } from "./strongswan-conf";
+import { checkSuccess, viciCall, type ViciCallOptions, type ViciMessage, type ViciReply, type ViciSection } from "./vici";
 import { PeerState, initiates, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
 
 export const STRONGSWAN_PACKAGES = ["strongswan-charon", "strongswan-swanctl", "libcharon-extra-plugins", "libstrongswan-standard-plugins"] as const;
 export const DEFAULT_CHARON = "/usr/lib/ipsec/charon";
-export const DEFAULT_SWANCTL = "/usr/sbin/swanctl";
+/** charon's vici plugin (Debian ships it with strongswan-swanctl). */
+export const VICI_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-vici.so";
 export const LIBIPSEC_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so";
 export const MIN_PSK_BYTES = 16;
 const ANCHOR_LABEL = "lo:raven";
@@ -62,7 +64,8 @@ export type StrongSwanOptions = Readonly<{
   /** How long to wait for charon's vici socket after start. Default 10 s. */
   startTimeoutMs?: number;
   charonPath?: string;
-  swanctlPath?: string;
+  /** The vici plugin charon must load (checked before charon starts). */
+  viciPluginPath?: string;
   runner?: Runner;
 }>;
 
@@ -113,12 +116,12 @@ export function kernelHasEsp(): boolean {
   return false;
 }
 
-/** Throws MissingDependencyError naming the Debian packages when charon, swanctl or (if needed) libipsec are missing. */
-export function checkStrongSwanInstalled(paths: Readonly<{ charon?: string; swanctl?: string; libipsec?: boolean }> = {}): void {
+/** Throws MissingDependencyError naming the Debian packages when charon, its vici plugin or (if needed) libipsec are missing. */
+export function checkStrongSwanInstalled(paths: Readonly<{ charon?: string; vici?: string; libipsec?: boolean }> = {}): void {
   const charon = paths.charon ?? DEFAULT_CHARON;
-  const swanctl = paths.swanctl ?? DEFAULT_SWANCTL;
+  const vici = paths.vici ?? VICI_PLUGIN;
   if (!existsSync(charon)) throw new MissingDependencyError(charon, STRONGSWAN_PACKAGES, "strongSwan's IKE daemon is not installed");
-  if (!existsSync(swanctl)) throw new MissingDependencyError(swanctl, STRONGSWAN_PACKAGES, "strongSwan's swanctl is not installed");
+  if (!existsSync(vici)) throw new MissingDependencyError(vici, STRONGSWAN_PACKAGES, "strongSwan's vici plugin (the driver's control socket) is not installed");
   if (paths.libipsec && !existsSync(LIBIPSEC_PLUGIN)) {
     throw new MissingDependencyError(LIBIPSEC_PLUGIN, STRONGSWAN_PACKAGES, "this kernel has no ESP, and strongSwan's kernel-libipsec plugin is not installed");
   }
@@ -142,8 +145,8 @@ export class StrongSwanDriver implements VpnDriver {
   private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "runner">> & { netns: string | undefined };
   private readonly run: Runner;
   private charon: Daemon | null = null;
-  /** swanctl.conf as last loaded into the running charon, and the per-peer sections in it. */
-  private loaded: { conf: string; peers: Map<string, { peer: VpnPeer; section: string }> } | null = null;
+  /** What the running charon has loaded: the PSK (hex) and each peer's connection message (JSON). */
+  private loaded: { psk: string; peers: Map<string, string> } | null = null;
   private readonly peerErrors = new Map<string, string>();
   private desired: readonly VpnPeer[] = [];
   /** Whether `lo:raven` addresses may exist (so cleanup touches the namespace only when it must). */
@@ -168,7 +171,7 @@ export class StrongSwanDriver implements VpnDriver {
       initiateTimeoutSec: options.initiateTimeoutSec ?? 5,
       startTimeoutMs: options.startTimeoutMs ?? 10_000,
       charonPath: options.charonPath ?? DEFAULT_CHARON,
-      swanctlPath: options.swanctlPath ?? DEFAULT_SWANCTL,
+      viciPluginPath: options.viciPluginPath ?? VICI_PLUGIN,
     };
     this.run = options.runner ?? execRunner;
     this.overheadBytes = strongSwanOverheadBytes(this.o.underlayMtu, !this.libipsec);
@@ -184,13 +187,13 @@ export class StrongSwanDriver implements VpnDriver {
     return this.charon && this.charon.exitInfo === null ? this.charon.child.pid : undefined;
   }
 
-  private swanctl(...args: string[]): string[] {
-    return [this.o.swanctlPath, ...args, "--uri", `unix://${this.files.vici}`];
+  private vici(command: string, request: ViciSection = {}, options?: ViciCallOptions): Promise<ViciReply> {
+    return viciCall(this.files.vici, command, request, options);
   }
 
   async apply(desired: VpnDesired): Promise<VpnStatus> {
     validateVpnDesired(desired);
-    checkStrongSwanInstalled({ charon: this.o.charonPath, swanctl: this.o.swanctlPath, libipsec: this.libipsec });
+    checkStrongSwanInstalled({ charon: this.o.charonPath, vici: this.o.viciPluginPath, libipsec: this.libipsec });
     const psk = readPsk(this.o.pskFile);
     await this.ensureCharon();
     if (this.libipsec) {
@@ -199,22 +202,28 @@ export class StrongSwanDriver implements VpnDriver {
     }
     const peers = [...desired.peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.desired = peers;
-    const conf = renderSwanctlConf(peers, psk);
-    const before = this.loaded?.peers ?? new Map<string, { peer: VpnPeer; section: string }>();
-    if (this.loaded?.conf !== conf) {
-      const now = new Map(peers.map((p) => [p.name, { peer: p, section: renderConnection(p) }]));
-      const stale = [...before].filter(([name, old]) => now.get(name)?.section !== old.section).map(([name]) => name);
+    const pskHex = psk.toString("hex");
+    const before = this.loaded?.psk === pskHex ? this.loaded.peers : new Map<string, string>();
+    const now = new Map(peers.map((p) => [p.name, JSON.stringify(connectionMessage(p))]));
+    const toLoad = peers.filter((p) => before.get(p.name) !== now.get(p.name));
+    const gone = [...(this.loaded?.peers.keys() ?? [])].filter((name) => !now.has(name));
+    if (toLoad.length > 0 || gone.length > 0) {
       // The SAs of gone and changed peers, by id: the changed ones are initiated again below, and a
-      // termination by name could hit the new SA.
-      const staleIds = stale.length > 0 ? (await this.listSas()).filter((s) => stale.includes(s.name)).map((s) => s.uniqueId) : [];
-      writePrivate(this.files.swanctl, conf);
-      // One swanctl run: secrets first, so that a connection never meets a peer without its key; what is
-      // gone from the file is unloaded.
-      await this.swanctlOk("--load-all", "--noprompt", "--file", this.files.swanctl);
+      // termination by name could hit the new SA. (A new PSK reloads every peer but re-keys none: a
+      // rotation applies from the next exchange.)
+      const stale = new Set([...gone, ...toLoad.filter((p) => this.loaded?.peers.has(p.name) && this.loaded.peers.get(p.name) !== now.get(p.name)).map((p) => p.name)]);
+      const staleIds = stale.size > 0 ? (await this.listSas()).filter((s) => stale.has(s.name)).map((s) => s.uniqueId) : [];
+      // Secrets first, so that a connection never meets a peer without its key.
+      for (const p of toLoad) checkSuccess("load-shared", await this.vici("load-shared", sharedKeyMessage(p, psk)));
+      for (const p of toLoad) checkSuccess("load-conn", await this.vici("load-conn", connectionMessage(p)));
+      for (const name of gone) {
+        checkSuccess("unload-conn", await this.vici("unload-conn", { name }));
+        checkSuccess("unload-shared", await this.vici("unload-shared", { id: sharedKeyId(name) }));
+        this.peerErrors.delete(name);
+      }
       this.reloads++;
       for (const id of staleIds) await this.terminate(id);
-      for (const name of stale) if (!now.has(name)) this.peerErrors.delete(name);
-      this.loaded = { conf, peers: now };
+      this.loaded = { psk: pskHex, peers: now };
     }
     let sas = await this.listSas();
     // Initiations run side by side: each waits for its peer's answer, and a takeover starts several at once.
@@ -267,29 +276,25 @@ export class StrongSwanDriver implements VpnDriver {
   }
 
   private async listSas(): Promise<IkeSaInfo[]> {
-    const r = await this.run(this.swanctl("--list-sas", "--pretty", "--noblock"));
-    if (r.code !== 0) throw new CommandError(this.swanctl("--list-sas"), r.stderr || r.stdout, r.code);
-    return parseListSas(r.stdout);
-  }
-
-  private async swanctlOk(...args: string[]): Promise<void> {
-    const argv = this.swanctl(...args);
-    const r = await this.run(argv);
-    if (r.code !== 0) throw new CommandError(argv, tail(r.stderr || r.stdout), r.code);
+    return ikeSasOf((await this.vici("list-sas", { noblock: "yes" }, { stream: "list-sa" })).events);
   }
 
   private async initiate(name: string): Promise<void> {
     this.initiations++;
-    const argv = this.swanctl("--initiate", "--ike", name, "--child", name, "--timeout", String(this.o.initiateTimeoutSec));
-    const r = await this.run(argv, { timeoutMs: (this.o.initiateTimeoutSec + 5) * 1000 });
-    if (r.code === 0) this.peerErrors.delete(name);
-    else this.peerErrors.set(name, `initiate failed: ${lastLines(r.stdout + r.stderr)}`);
+    const timeoutMs = this.o.initiateTimeoutSec * 1000;
+    try {
+      const reply = await this.vici("initiate", { ike: name, child: name, timeout: String(timeoutMs), loglevel: "1" }, { stream: "control-log", timeoutMs: timeoutMs + 5_000 });
+      checkSuccess("initiate", reply, controlLogTail(reply.events));
+      this.peerErrors.delete(name);
+    } catch (err) {
+      this.peerErrors.set(name, `initiate failed: ${(err as Error).message.replace(/^vici initiate: /, "")}`);
+    }
   }
 
   private async terminate(ikeId: string): Promise<void> {
     // Forced: the peer of a changed connection is usually gone (that is why it changed), so waiting for its
     // answer would only delay the new initiation. Nothing left to terminate is fine.
-    await this.run(this.swanctl("--terminate", "--ike-id", ikeId, "--force"));
+    await this.vici("terminate", { "ike-id": ikeId, force: "yes", timeout: "-1" }).catch(() => undefined);
   }
 
   /** Makes the `lo:raven` /32 addresses equal the network addresses of `subnets` (see the header). */
@@ -367,6 +372,14 @@ export class StrongSwanDriver implements VpnDriver {
 
 function peerStatus(name: string, state: PeerState, saId: string | null, lastError: string | null): VpnPeerStatus {
   return { name, state, saId, bytesIn: null, bytesOut: null, lastError };
+}
+
+/** The last `n` control-log lines of an initiation, as swanctl prints them ("[IKE] received …"). */
+function controlLogTail(events: readonly ViciMessage[], n = 3): string {
+  return events
+    .slice(-n)
+    .map((e) => `[${typeof e.group === "string" ? e.group : "?"}] ${typeof e.msg === "string" ? e.msg : ""}`)
+    .join(" | ");
 }
 
 function lastLines(text: string, n = 3): string {

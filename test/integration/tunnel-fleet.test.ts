@@ -8,6 +8,7 @@
 // pod is scraped from the cloud; `raven status` shows the tunnels. Then edge-a's active gateway actor is
 // SIGKILLed: traffic resumes through the new gateway with no manual action.
 import { spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decode, subjects, type GatewayTunnel } from "../../shared/protocol";
@@ -17,6 +18,7 @@ import { InspectRecorder } from "../../services/ui/recorder";
 import { systemClock } from "../../shared/clock";
 import { isPidAlive } from "../../services/fleet/netns";
 import { benchTopology } from "../../bench/tunnel-fleet";
+import { VICI_PLUGIN } from "../../services/tunnel";
 import { eventually, fleetStatus, startTestFleet, type TestFleet } from "../helpers/fleet";
 import { inNs, MIB, run, send, startInNs, startSink, throughput } from "../helpers/netns-traffic";
 
@@ -24,7 +26,7 @@ function skipReason(): string | null {
   if (process.platform !== "linux") return "network namespaces need Linux";
   if (process.getuid?.() !== 0) return "needs root";
   if (spawnSync("ip", ["-V"]).error) return "needs iproute2";
-  if (spawnSync("/usr/lib/ipsec/charon", ["--version"]).error || spawnSync("/usr/sbin/swanctl", ["--version"]).error) return "needs strongSwan (scripts/setup.sh)";
+  if (spawnSync("/usr/lib/ipsec/charon", ["--version"]).error || !existsSync(VICI_PLUGIN)) return "needs strongSwan (scripts/setup.sh)";
   if (spawnSync("ping", ["-V"]).error) return "needs ping (iputils-ping)";
   return null;
 }

@@ -1,5 +1,5 @@
 // The VpnDriver contract on the fake (idempotence, removal, error injection), the strongSwan driver's pure
-// parts (rendered configuration, list-sas parsing, PSK checks, install check) and its refusal of bad input.
+// parts (its vici messages, list-sas events, PSK checks, install check) and its refusal of bad input.
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,14 +9,16 @@ import {
   checkStrongSwanInstalled,
   ensurePskFile,
   FakeVpnDriver,
+  connectionMessage,
+  ikeSasOf,
   initiates,
-  parseListSas,
   readPsk,
   renderStrongswanConf,
-  renderSwanctlConf,
+  sharedKeyMessage,
   STRONGSWAN_PACKAGES,
   StrongSwanDriver,
   validateVpnDesired,
+  type ViciMessage,
   type VpnPeer,
   vpnOverheadFor,
 } from "../../../services/tunnel";
@@ -77,21 +79,25 @@ describe("initiator choice", () => {
 });
 
 describe("strongSwan configuration", () => {
-  it("renders IKEv2 PSK with forced UDP encapsulation, AES-GCM, the subnets as selectors and the key as hex", () => {
-    const conf = renderSwanctlConf([peer("gw-b")], Buffer.from("s3cret=with}braces and spaces"));
-    expect(conf).toContain("version = 2");
-    expect(conf).toContain("encap = yes");
-    expect(conf).toContain("proposals = aes128gcm16-prfsha256-x25519");
-    expect(conf).toContain("esp_proposals = aes128gcm16");
-    expect(conf).toContain("local_ts = 10.244.0.0/24");
-    expect(conf).toContain("remote_ts = 10.245.0.0/24");
-    expect(conf).toContain(`secret = 0x${Buffer.from("s3cret=with}braces and spaces").toString("hex")}`);
-    expect(conf).not.toContain("s3cret");
-    // No retries or restarts inside charon (the caller re-applies), so both sides render the same section.
-    expect(conf).toMatch(/keyingtries = 1[\s\S]*dpd_action = clear[\s\S]*close_action = none/);
-    expect(renderSwanctlConf([{ ...peer("gw-b"), initiate: false }], Buffer.alloc(16)).replace(/secret = .*/, "")).toBe(
-      renderSwanctlConf([{ ...peer("gw-b"), initiate: true }], Buffer.alloc(16)).replace(/secret = .*/, ""),
-    );
+  it("loads IKEv2 PSK with forced UDP encapsulation, AES-GCM, the subnets as selectors, and the raw key owned by both addresses", () => {
+    expect(connectionMessage(peer("gw-b"))).toEqual({
+      "gw-b": {
+        version: "2",
+        local_addrs: ["198.18.0.1"],
+        remote_addrs: ["198.18.0.2"],
+        encap: "yes",
+        proposals: ["aes128gcm16-prfsha256-x25519"],
+        dpd_delay: "10s",
+        // No retries or restarts inside charon (the caller re-applies), so both sides load the same connection.
+        keyingtries: "1",
+        local: { auth: "psk", id: "198.18.0.1" },
+        remote: { auth: "psk", id: "198.18.0.2" },
+        children: { "gw-b": { local_ts: ["10.244.0.0/24"], remote_ts: ["10.245.0.0/24"], esp_proposals: ["aes128gcm16"], start_action: "none", dpd_action: "clear", close_action: "none" } },
+      },
+    });
+    expect(connectionMessage({ ...peer("gw-b"), initiate: false })).toEqual(connectionMessage({ ...peer("gw-b"), initiate: true }));
+    const key = Buffer.from("s3cret=with}braces and spaces");
+    expect(sharedKeyMessage(peer("gw-b"), key)).toEqual({ id: "ike-gw-b", type: "IKE", data: key, owners: ["198.18.0.1", "198.18.0.2"] });
   });
 
   it("renders a charon that loads kernel-libipsec only when asked, on its own vici socket", () => {
@@ -101,42 +107,24 @@ describe("strongSwan configuration", () => {
     expect(renderStrongswanConf({ ...c, libipsec: false })).not.toContain("libipsec");
   });
 
-  it("parses swanctl --list-sas --pretty: states, ids and byte counters", () => {
-    const out = `list-sa event {
-  gw-b {
-    uniqueid = 3
-    version = 2
-    state = ESTABLISHED
-    local-host = 198.18.200.1
-    child-sas {
-      gw-b-7 {
-        name = gw-b
-        uniqueid = 7
-        state = INSTALLED
-        bytes-in = 1652
-        bytes-out = 840
-        local-ts = [
-          10.244.0.0/24
-          10.244.1.0/24
-        ]
-      }
-    }
-  }
-}
-list-sa event {
-  gw-c {
-    uniqueid = 4
-    state = CONNECTING
-  }
-}
-list-sas reply {
-}
-`;
-    expect(parseListSas(out)).toEqual([
+  it("reads vici's list-sa events: states, ids and byte counters", () => {
+    const events: ViciMessage[] = [
+      {
+        "gw-b": {
+          uniqueid: "3",
+          version: "2",
+          state: "ESTABLISHED",
+          "local-host": "198.18.200.1",
+          "child-sas": { "gw-b-7": { name: "gw-b", uniqueid: "7", state: "INSTALLED", "bytes-in": "1652", "bytes-out": "840", "local-ts": ["10.244.0.0/24", "10.244.1.0/24"] } },
+        },
+      },
+      { "gw-c": { uniqueid: "4", state: "CONNECTING" } },
+    ];
+    expect(ikeSasOf(events)).toEqual([
       { name: "gw-b", uniqueId: "3", state: "ESTABLISHED", children: [{ name: "gw-b", uniqueId: "7", state: "INSTALLED", bytesIn: 1652, bytesOut: 840 }] },
       { name: "gw-c", uniqueId: "4", state: "CONNECTING", children: [] },
     ]);
-    expect(parseListSas("list-sas reply {\n}\n")).toEqual([]);
+    expect(ikeSasOf([])).toEqual([]);
   });
 });
 
@@ -168,6 +156,7 @@ describe("StrongSwanDriver guards", () => {
     const call = () => checkStrongSwanInstalled({ charon: "/nonexistent/charon" });
     expect(call).toThrow(MissingDependencyError);
     expect(call).toThrow(`install the Debian packages ${STRONGSWAN_PACKAGES.join(" ")}`);
+    expect(() => checkStrongSwanInstalled({ charon: "/bin/true", vici: "/nonexistent/libstrongswan-vici.so" })).toThrow(/vici plugin .*not installed/);
     expect(STRONGSWAN_PACKAGES).toEqual(["strongswan-charon", "strongswan-swanctl", "libcharon-extra-plugins", "libstrongswan-standard-plugins"]);
   });
 
@@ -177,7 +166,7 @@ describe("StrongSwanDriver guards", () => {
   });
 
   it("refuses bad desired state and a missing key before starting anything", async () => {
-    const d = new StrongSwanDriver({ stateDir: join(dir, "gw"), pskFile: join(dir, "none"), charonPath: "/bin/true", swanctlPath: "/bin/true", esp: "kernel" });
+    const d = new StrongSwanDriver({ stateDir: join(dir, "gw"), pskFile: join(dir, "none"), charonPath: "/bin/true", viciPluginPath: "/bin/true", esp: "kernel" });
     await expect(d.apply({ peers: [peer("b"), peer("b")] })).rejects.toThrow(TunnelError);
     await expect(d.apply({ peers: [peer("b")] })).rejects.toThrow(PkiError);
     expect(d.pid).toBeUndefined();

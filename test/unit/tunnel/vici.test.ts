@@ -1,0 +1,124 @@
+// The vici client: the message codec against the protocol's own encoding example, refusal of malformed
+// input, and whole calls against a server on a Unix socket that speaks the protocol as charon does (events
+// streamed before the response, answers split across reads, unknown commands, early close, silence).
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { TunnelError } from "../../../shared/errors";
+import { checkSuccess, decodeMessage, encodeMessage, encodePacket, viciCall, type ViciSection } from "../../../services/tunnel";
+
+const dir = mkdtempSync(join(tmpdir(), "raven-vici-unit-"));
+const servers: Server[] = [];
+afterAll(() => {
+  for (const s of servers) s.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("vici message codec", () => {
+  it("encodes the protocol README's example byte for byte and decodes it back", () => {
+    const msg = { key1: "value1", section1: { "sub-section": { key2: "value2" }, list1: ["item1", "item2"] } };
+    const b = (s: string) => [...Buffer.from(s)];
+    const expected = Buffer.from([
+      3, 4, ...b("key1"), 0, 6, ...b("value1"),
+      1, 8, ...b("section1"),
+      1, 11, ...b("sub-section"),
+      3, 4, ...b("key2"), 0, 6, ...b("value2"),
+      2,
+      4, 5, ...b("list1"),
+      5, 0, 5, ...b("item1"),
+      5, 0, 5, ...b("item2"),
+      6,
+      2,
+    ]);
+    expect(encodeMessage(msg)).toEqual(expected);
+    expect(decodeMessage(expected)).toEqual(msg);
+  });
+
+  it("carries raw bytes (a PSK) and empty lists", () => {
+    const key = Buffer.from([0, 255, 10, 32]);
+    const bytes = encodeMessage({ data: key, owners: [] });
+    expect(bytes).toEqual(Buffer.from([3, 4, ...Buffer.from("data"), 0, 4, 0, 255, 10, 32, 4, 6, ...Buffer.from("owners"), 6]));
+    expect(decodeMessage(bytes)).toEqual({ data: key.toString("utf8"), owners: [] });
+  });
+
+  it("refuses malformed messages with a TunnelError naming the fault", () => {
+    const ok = encodeMessage({ s: { k: "v" } });
+    expect(() => decodeMessage(ok.subarray(0, ok.length - 1))).toThrow(/ends inside a section/);
+    expect(() => decodeMessage(ok.subarray(0, 6))).toThrow(/truncated/);
+    expect(() => decodeMessage(Buffer.from([5, 0, 1, 65]))).toThrow(/list item outside a list/);
+    expect(() => decodeMessage(Buffer.from([2]))).toThrow(/section end without a section/);
+    expect(() => decodeMessage(Buffer.from([9]))).toThrow(TunnelError);
+    expect(() => decodeMessage(Buffer.from([4, 1, 65, 3, 1, 66, 0, 0]))).toThrow(/inside a list/);
+    expect(() => encodeMessage({ big: "x".repeat(70_000) })).toThrow(/value of big is 70000 bytes/);
+  });
+});
+
+/** A vici server: `answer` gets each request (name, message) and writes packets back on the socket. */
+function fakeCharon(answer: (sock: Socket, name: string, msg: ViciSection, registered: string | null) => void): Promise<string> {
+  const path = join(dir, `vici-${servers.length}.sock`);
+  const server = createServer((sock) => {
+    let buf = Buffer.alloc(0);
+    let registered: string | null = null;
+    sock.on("data", (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const seg = buf.subarray(4, 4 + buf.readUInt32BE(0));
+        buf = buf.subarray(4 + seg.length);
+        const type = seg[0]!;
+        const name = seg.toString("ascii", 2, 2 + seg[1]!);
+        if (type === 3) {
+          registered = name;
+          sock.write(encodePacket(name === "no-such-event" ? 6 : 5));
+        } else if (type === 0) {
+          answer(sock, name, decodeMessage(seg.subarray(2 + seg[1]!)), registered);
+        }
+      }
+    });
+  });
+  servers.push(server);
+  return new Promise((resolve) => server.listen(path, () => resolve(path)));
+}
+
+describe("viciCall", () => {
+  it("sends a command and returns its response", async () => {
+    const path = await fakeCharon((sock, name, msg) => sock.write(encodePacket(1, undefined, { success: "yes", echo: name, got: msg.name as string })));
+    const reply = await viciCall(path, "unload-conn", { name: "edge-b" });
+    expect(reply.response).toEqual({ success: "yes", echo: "unload-conn", got: "edge-b" });
+    expect(reply.events).toEqual([]);
+  });
+
+  it("registers a streamed command's event first and returns its events in order, even when the answer arrives a byte at a time", async () => {
+    const path = await fakeCharon((sock, _name, _msg, registered) => {
+      const out = Buffer.concat([
+        encodePacket(7, registered!, { "gw-b": { uniqueid: "1", state: "ESTABLISHED" } }),
+        encodePacket(7, "other-event", { ignored: "yes" }),
+        encodePacket(7, registered!, { "gw-c": { uniqueid: "2", state: "CONNECTING" } }),
+        encodePacket(1, undefined, {}),
+      ]);
+      for (let i = 0; i < out.length; i++) sock.write(out.subarray(i, i + 1));
+    });
+    const reply = await viciCall(path, "list-sas", { noblock: "yes" }, { stream: "list-sa" });
+    expect(reply.events).toEqual([{ "gw-b": { uniqueid: "1", state: "ESTABLISHED" } }, { "gw-c": { uniqueid: "2", state: "CONNECTING" } }]);
+  });
+
+  it("fails with the command's name on an unknown command or event, an early close, silence and a socket that is not there", async () => {
+    const unknown = await fakeCharon((sock) => sock.write(encodePacket(2)));
+    await expect(viciCall(unknown, "frobnicate")).rejects.toThrow(/^vici frobnicate: charon does not know this command/);
+    await expect(viciCall(unknown, "list-sas", {}, { stream: "no-such-event" })).rejects.toThrow(/vici list-sas: charon has no event "no-such-event"/);
+    const closes = await fakeCharon((sock) => sock.end());
+    await expect(viciCall(closes, "list-sas")).rejects.toThrow(/vici list-sas: connection closed before the response/);
+    const silent = await fakeCharon(() => undefined);
+    await expect(viciCall(silent, "initiate", {}, { timeoutMs: 50 })).rejects.toThrow(/vici initiate: no answer within 50 ms/);
+    await expect(viciCall(join(dir, "absent.sock"), "version")).rejects.toThrow(/vici version: .*ENOENT/);
+    const garbage = await fakeCharon((sock) => sock.write(Buffer.from([0, 0, 0, 2, 1, 9])));
+    await expect(viciCall(garbage, "version")).rejects.toThrow(/vici version: vici: unknown element type 9/);
+  });
+
+  it("turns success = no into a TunnelError with charon's errmsg", () => {
+    expect(() => checkSuccess("load-conn", { response: { success: "no", errmsg: "invalid value for: proposals" }, events: [] })).toThrow(/vici load-conn: invalid value for: proposals/);
+    expect(() => checkSuccess("initiate", { response: { success: "no" }, events: [] }, "[IKE] received NO_PROPOSAL_CHOSEN")).toThrow(/failed \| \[IKE\] received NO_PROPOSAL_CHOSEN/);
+    expect(() => checkSuccess("load-conn", { response: { success: "yes" }, events: [] })).not.toThrow();
+  });
+});
