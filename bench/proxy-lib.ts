@@ -109,15 +109,26 @@ export async function startTargets(host = "127.0.0.1", ports: { sink?: number; e
 export type TargetsProcess = Readonly<{ host: string; sinkPort: number; echoPort: number; pid: number; stop(): Promise<void> }>;
 
 const TARGETS_ENTRY = fileURLToPath(new URL("./targets.ts", import.meta.url));
+const RELAY_ENTRY = fileURLToPath(new URL("./relay.ts", import.meta.url));
 
 /**
  * Runs bench/targets.ts as its own process, optionally behind a command prefix such as
  * `["ip", "netns", "exec", "edge"]` (which execs, so the PID is node's). The child exits when its stdin
  * pipe closes, so it never outlives this process; stop() closes the pipe and kills it by PID.
  */
-export async function startTargetsProcess(opts: { host?: string; sinkPort?: number; echoPort?: number; prefix?: string[]; timeoutMs?: number } = {}): Promise<TargetsProcess> {
-  const args = [process.execPath, "--import", "tsx", TARGETS_ENTRY, "--host", opts.host ?? "127.0.0.1", "--sink-port", String(opts.sinkPort ?? 0), "--echo-port", String(opts.echoPort ?? 0)];
-  const [cmd, ...rest] = [...(opts.prefix ?? []), ...args];
+export function startTargetsProcess(opts: { host?: string; sinkPort?: number; echoPort?: number; prefix?: string[]; timeoutMs?: number } = {}): Promise<TargetsProcess> {
+  const args = [TARGETS_ENTRY, "--host", opts.host ?? "127.0.0.1", "--sink-port", String(opts.sinkPort ?? 0), "--echo-port", String(opts.echoPort ?? 0)];
+  return startBenchProcess("targets", args, opts.prefix ?? [], opts.timeoutMs ?? 15_000);
+}
+
+/** Runs bench/relay.ts (a bare Node relay on 127.0.0.1 in front of `upstream`'s two ports); see startTargetsProcess. */
+export function startRelayProcess(upstream: { sinkPort: number; echoPort: number }, sides: { in: "tcp" | "tls"; out: "tcp" | "tls" }, pkiDir?: string): Promise<TargetsProcess> {
+  const args = [RELAY_ENTRY, "--upstream-sink", String(upstream.sinkPort), "--upstream-echo", String(upstream.echoPort), "--in", sides.in, "--out", sides.out, ...(pkiDir ? ["--pki", pkiDir] : [])];
+  return startBenchProcess("relay", args, [], 15_000);
+}
+
+async function startBenchProcess(what: string, args: string[], prefix: string[], timeoutMs: number): Promise<TargetsProcess> {
+  const [cmd, ...rest] = [...prefix, process.execPath, "--import", "tsx", ...args];
   const child = spawn(cmd!, rest, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
   child.stderr!.on("data", (b: Buffer) => (stderr = (stderr + b.toString()).slice(-2000)));
@@ -131,22 +142,22 @@ export async function startTargetsProcess(opts: { host?: string; sinkPort?: numb
     clearTimeout(kill);
   };
   try {
-    const ready = await readyLine(child, opts.timeoutMs ?? 15_000, () => stderr);
-    return { host: ready.host, sinkPort: ready.sinkPort, echoPort: ready.echoPort, pid: child.pid!, stop };
+    const ready = await readyLine(what, child, timeoutMs, () => stderr);
+    return { host: ready.host ?? "127.0.0.1", sinkPort: ready.sinkPort, echoPort: ready.echoPort, pid: child.pid!, stop };
   } catch (err) {
     await stop();
     throw err;
   }
 }
 
-type ReadyLine = { ready: true; host: string; sinkPort: number; echoPort: number };
+type ReadyLine = { ready: true; host?: string; sinkPort: number; echoPort: number };
 
-function readyLine(child: ChildProcess, timeoutMs: number, stderr: () => string): Promise<ReadyLine> {
+function readyLine(what: string, child: ChildProcess, timeoutMs: number, stderr: () => string): Promise<ReadyLine> {
   return new Promise((resolve, reject) => {
     let out = "";
     const fail = (why: string) => {
       clearTimeout(timer);
-      reject(new PathError(`targets process ${why}${stderr() ? `: ${stderr().trim()}` : ""}`));
+      reject(new PathError(`${what} process ${why}${stderr() ? `: ${stderr().trim()}` : ""}`));
     };
     const timer = setTimeout(() => fail(`not ready after ${timeoutMs} ms`), timeoutMs);
     child.once("error", (err) => fail(`did not start (${err.message})`));

@@ -1,6 +1,8 @@
 // bench:proxy — data-path figures of three ways to reach a port behind an edge, in one run, against the same
 // in-process targets on loopback: (a) direct TCP, (b) an OpenSSH reverse tunnel (`ssh -R` through a private
-// sshd this benchmark starts and stops), (c) the Raven proxy (HTTP CONNECT node:port, then raw bytes).
+// sshd this benchmark starts and stops), (c) the Raven proxy (HTTP CONNECT node:port, then raw bytes), and a
+// floor: (d) two bare Node relays in series with TLS between them (bench/relay.ts) — the same hops and
+// encryption as the Raven path with none of Raven's work, i.e. what any Node.js TLS relay costs here.
 // Per path: bulk MB/s (1 MB = 1e6 bytes) into a sink that confirms the byte count, p50/p99 of 64-byte round
 // trips on one kept-alive connection, and connections/s (dial, one round trip, close).
 // The ssh path uses OpenSSH's default cipher unless --ssh-cipher names one. Figures on stdout as they come,
@@ -23,6 +25,7 @@ import {
   notMeasured,
   ratio,
   connectViaDialer,
+  startRelayProcess,
   startTargetsProcess,
   tcpDialer,
   type TargetsProcess,
@@ -39,6 +42,7 @@ import { nsExec } from "../services/fleet/netns";
 import { startUiServer, type UiServer } from "../services/ui/server";
 import { connectDaemon, type NatsConnection } from "../shared/nats";
 import { reverseTunnel, startSshd, tunnelCipher } from "./sshd";
+import { ensurePki } from "../shared/pki";
 
 // The Raven path: a fleet of its own (cloud + one edge domain, two candidates each), in network namespaces
 // when run as root (the edge's InternalIP exists only inside its namespace) or on loopback otherwise; the
@@ -68,6 +72,24 @@ function benchTopology(loopback: boolean): Topology {
     ],
     gateways: [gateway("gw-cloud", ["cloud-gw-1", "cloud-gw-2"], "PublicIP"), gateway("gw-edge", ["edge-gw-1", "edge-gw-2"], "")],
   });
+}
+
+/** Path (d): client -> relay (TCP in, TLS out) -> relay (TLS in, TCP out) -> targets, all on loopback. */
+async function measureFloor(targets: TargetsProcess, opts: MeasureOptions): Promise<PathResult> {
+  const pkiDir = mkdtempSync(join(tmpdir(), "raven-bench-relay-"));
+  const relays: TargetsProcess[] = [];
+  try {
+    await ensurePki(pkiDir);
+    const inner = await startRelayProcess(targets, { in: "tls", out: "tcp" }, pkiDir);
+    relays.push(inner);
+    const outer = await startRelayProcess(inner, { in: "tcp", out: "tls" }, pkiDir);
+    relays.push(outer);
+    consoleReporter.progress(`node-tls-relay: 127.0.0.1 relay ${outer.sinkPort}/${outer.echoPort} (TLS out) -> relay ${inner.sinkPort}/${inner.echoPort} (TLS in) -> targets`);
+    return await measurePath("node-tls-relay", directDialers(outer), opts);
+  } finally {
+    for (const r of relays.reverse()) await r.stop();
+    rmSync(pkiDir, { recursive: true, force: true });
+  }
 }
 
 let noNetns = false;
@@ -139,6 +161,7 @@ runMain(async () => {
     "with-viewer": { type: "boolean", default: false, help: "attach a statechart viewer (raven ui) to the Raven path's fleet while measuring" },
     "no-netns": { type: "boolean", default: false, help: "run the Raven path's fleet on loopback even as root" },
     "skip-tcp": { type: "boolean", default: false, help: "do not measure the Raven path with plain-TCP channels (only the default, TLS)" },
+    "skip-floor": { type: "boolean", default: false, help: "do not measure the floor path (two bare Node relays with TLS between them)" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -182,6 +205,8 @@ runMain(async () => {
     const ssh = await measurePath("ssh", { sink: tcpDialer("127.0.0.1", sinkTunnel.port), echo: tcpDialer("127.0.0.1", echoTunnel.port) }, opts);
     await stopSsh(); // its tunnels too; nothing of ssh competes for the CPU while the next path runs
 
+    const floor = flags["skip-floor"] ? notMeasured("node-tls-relay") : await measureFloor(targets, opts);
+
     // The default channel transport (TLS) is what the last line reports; plain TCP between the gateways is
     // measured too, for underlays that are already private or encrypted.
     const measureRaven = async (transport: "tls" | "tcp", label: string): Promise<PathResult> => {
@@ -196,11 +221,13 @@ runMain(async () => {
     const raven = await measureRaven("tls", "raven");
     const ravenTcp = flags["skip-tcp"] ? notMeasured("raven-tcp") : await measureRaven("tcp", "raven-tcp");
 
-    for (const r of [direct, ssh, raven, ravenTcp]) consoleReporter.figure(formatPathResult(r));
+    for (const r of [direct, ssh, floor, raven, ravenTcp]) consoleReporter.figure(formatPathResult(r));
     consoleReporter.figure(formatRatios(ravenTcp, ssh));
     consoleReporter.figure(formatRatios(ssh, direct));
     consoleReporter.figure(formatRatios(raven, ssh));
     consoleReporter.figure(formatRatios(raven, direct));
+    consoleReporter.figure(formatRatios(floor, ssh));
+    consoleReporter.figure(formatRatios(raven, floor));
     consoleReporter.figure(
       `proxy mbps=${fmt(raven.bulkMBps, 1)} ssh_mbps=${fmt(ssh.bulkMBps, 1)} ratio_vs_ssh=${fmt(ratio(raven.bulkMBps, ssh.bulkMBps), 2)}` +
         ` rtt_p50_us=${fmt(raven.rtt.p50_us)} ssh_rtt_p50_us=${fmt(ssh.rtt.p50_us)} conn_per_s=${fmt(raven.connPerS)}`,
