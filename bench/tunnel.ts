@@ -17,9 +17,9 @@
 //       node_hosts a-node-1's host -> b-node-1's host (their pod0 addresses): both VXLAN legs and the LAN
 //                  bridges, no pod veth. On this one machine the far end of each VXLAN leg (the node's decap,
 //                  the bridge) runs on the same cores as the encryption; on real hardware it runs on the nodes.
-//     Both IPsec paths are checked against the SA's own counter: the bytesOut that edge-a's active gateway
-//     reports (gw.tunnel) for its tunnel to edge-b grows by at least the bytes sent in that run.
-//     Ping round trips (p50/p99) on the three paths too.
+//     Every path through the SA (all but veth_raw) is checked against the SA's own counter: the bytesOut that
+//     edge-a's active gateway reports (gw.tunnel) for its tunnel to edge-b grows by at least the bytes sent in
+//     that run. Ping round trips (p50/p99) on every path too.
 //  2. --kills SIGKILLs of edge-a's active gateway actor (the fleet restarts it after 1 s). One `ping -i 0.01
 //     -D` runs from a-node-1's pod to b-node-1's pod for the whole phase; each kill is timed from the kill to
 //     the arrival of the first reply whose request left after the killed process had exited and which arrived

@@ -185,7 +185,7 @@ export class TunnelError extends RavenError {
   }
 }
 
-/** An external command (ip, bridge, swanctl, charon) failed; carries its argv and stderr (also in the message). */
+/** An external command (ip, bridge, wg, charon) failed; carries its argv and stderr (also in the message). */
 export class CommandError extends RavenError {
   readonly command: readonly string[];
   readonly stderr: string;

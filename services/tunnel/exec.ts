@@ -1,4 +1,4 @@
-// Running the external commands of tunnel mode (ip, bridge, sysctl, swanctl) without a shell: argv in,
+// Running the external commands of tunnel mode (ip, bridge, sysctl, wg) without a shell: argv in,
 // exit code and output back. A Runner is passed to the drivers so that tests can record or fake commands.
 import { execFile } from "node:child_process";
 import { CommandError } from "../../shared/errors";

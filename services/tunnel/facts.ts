@@ -85,7 +85,7 @@ export type PeerPlan = Readonly<{ peer: VpnPeer; domain: string; node: string; t
  * endpoint, pod CIDRs and no tunnel problem. Empty when `self` is not that endpoint or its own domain is
  * refused. `localAddr` is self's underlay address (what the peers know it by: the endpoint's address).
  * With `standby`, a candidate that is not active gets the peers it would have if it were, none of them to
- * initiate: what it preloads so that taking over costs one initiation (strongswan-conf.ts renderConnection).
+ * initiate: what it preloads so that taking over costs one initiation (strongswan-conf.ts connectionMessage).
  */
 export function vpnPeersOf(domains: readonly TunnelDomain[], self: Readonly<{ domain: string; node: string }>, opts: Readonly<{ standby?: boolean }> = {}): PeerPlan[] {
   const mine = domains.find((d) => d.domain === self.domain);

@@ -14,10 +14,10 @@ export {
   kernelHasEsp,
   checkStrongSwanInstalled,
 } from "./strongswan";
-export type { StrongSwanOptions, EspMode } from "./strongswan";
+export type { StrongSwanOptions, EspMode, CharonLauncher } from "./strongswan";
 export { renderStrongswanConf, connectionMessage, sharedKeyMessage, sharedKeyId, ikeSasOf, IKE_PROPOSALS, ESP_PROPOSALS } from "./strongswan-conf";
 export type { IkeSaInfo, ChildSaInfo, CharonConfInput } from "./strongswan-conf";
-export { viciCall, encodeMessage, decodeMessage, encodePacket, decodePacket, checkSuccess, VICI_MAX_SEGMENT } from "./vici";
+export { viciCall, encodeMessage, decodeMessage, encodePacket, checkSuccess, Packet, ViciError } from "./vici";
 export type { ViciSection, ViciValue, ViciMessage, ViciPacket, ViciReply, ViciCallOptions } from "./vici";
 export {
   computeRoutes,

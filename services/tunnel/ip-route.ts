@@ -15,7 +15,7 @@
 // - A VXLAN device whose VNI, port or local address differ is recreated (the kernel cannot change those).
 // - IPv4 forwarding is switched on when desired; cleanup() restores the value found before the first apply.
 // - cleanup() removes the device and the owned routes; idempotent.
-import { TunnelError } from "../../shared/errors";
+import { CommandError, TunnelError } from "../../shared/errors";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
 import { RAVEN_ROUTE_PROTO, type RouteDesired, type RouteEntry, type VxlanDesired } from "./routes";
 
@@ -73,14 +73,23 @@ export class IpRouteDriver {
     return (JSON.parse(r.stdout) as LinkJson[])[0];
   }
 
-  /** Runs `tool -batch -` with `lines` (none: nothing runs); a failed line fails the whole call. */
+  /**
+   * Runs `tool -batch -` with `lines` (none: nothing runs). The tool stops at the first failed line (those
+   * before it are done); the error names that line.
+   */
   private async batch(tool: "ip" | "bridge", lines: readonly string[][]): Promise<void> {
     if (lines.length === 0) return;
     for (const l of lines) {
-      const bad = l.find((arg) => arg === "" || /\s/.test(arg));
-      if (bad !== undefined) throw new TunnelError(`${tool} batch: argument ${JSON.stringify(bad)} of "${l.join(" ")}" is empty or has whitespace`);
+      // iproute2's batch reader splits on blanks and treats quotes, backslashes and '#' specially.
+      const bad = l.find((arg) => arg === "" || /[\s"'\\#]/.test(arg));
+      if (bad !== undefined) throw new TunnelError(`${tool} batch: argument ${JSON.stringify(bad)} of "${l.join(" ")}" is empty or has a blank, quote, backslash or '#'`);
     }
-    await runOk(this.run, inNs(this.netns, tool, "-batch", "-"), { input: lines.map((l) => l.join(" ")).join("\n") + "\n" });
+    const argv = inNs(this.netns, tool, "-batch", "-");
+    const r = await this.run(argv, { input: lines.map((l) => l.join(" ")).join("\n") + "\n" });
+    if (r.code === 0) return;
+    const at = /-:(\d+)/.exec(r.stderr);
+    const line = at ? lines[Number(at[1]) - 1] : undefined;
+    throw new CommandError(line ? [...argv, `(line ${at![1]}: ${line.join(" ")})`] : argv, r.stderr.trim() || r.stdout.trim(), r.code);
   }
 
   /** Makes the namespace match `desired`; returns what was changed (empty when it already matched). */
@@ -97,13 +106,17 @@ export class IpRouteDriver {
         this.json<FdbJson>("bridge", "fdb", "show", "dev", v.name),
         this.json<RouteJson>("ip", "route", "show", "proto", String(RAVEN_ROUTE_PROTO)),
       ]);
-    // Read everything at once; the device's own entries again only if it had to be made.
-    const [, made, peersRead] = await Promise.all([
+    // Read everything at once; the device's entries again if it was made or readdressed (a new MAC flushes
+    // its neighbours). Settled before judging, so nothing still runs once apply has failed.
+    const [fwd, dev, read] = await Promise.allSettled([
       desired.forwarding ? this.ensureForwarding(changes) : undefined,
       this.ensureDevice(v, changes),
-      readPeers().catch(() => null), // no device yet: read again once it exists
+      readPeers(),
     ]);
-    const [neigh, fdb, actual] = made || peersRead === null ? await readPeers() : peersRead;
+    if (fwd.status === "rejected") throw fwd.reason;
+    if (dev.status === "rejected") throw dev.reason;
+    // A failed read means no device yet: read once it exists.
+    const [neigh, fdb, actual] = dev.value || read.status === "rejected" ? await readPeers() : read.value;
 
     const fdbAdd: string[][] = [];
     const ipLines: string[][] = [];
@@ -160,7 +173,7 @@ export class IpRouteDriver {
     changes.push("net.ipv4.ip_forward=1");
   }
 
-  /** Makes the VXLAN device match; true when it was (re)created, so it has no neighbours, FDB or routes yet. */
+  /** Makes the VXLAN device match; true when it was (re)created or got a new MAC, so its entries must be read again. */
   private async ensureDevice(v: VxlanDesired, changes: string[]): Promise<boolean> {
     let made = false;
     let [link, addrs] = await Promise.all([
@@ -186,6 +199,7 @@ export class IpRouteDriver {
     if (link?.address !== v.mac) {
       await this.ip("link", "set", v.name, "address", v.mac);
       changes.push(`link ${v.name} address ${v.mac}`);
+      made = true;
     }
     if (link?.mtu !== v.mtu) {
       await this.ip("link", "set", v.name, "mtu", String(v.mtu));

@@ -8,8 +8,8 @@
 //   NAT path. IKE aes128gcm16-prfsha256-x25519 (OpenSSL provides X25519 here), ESP aes128gcm16: AEAD, no
 //   separate integrity algorithm, supported by kernel ESP and by libipsec alike.
 // - One connection per peer with all subnets as traffic selectors (upstream makes one conn per subnet pair).
-// - The initiator keeps the tunnel up by itself between applies (keyingtries 0 = forever, DPD restart,
-//   close_action start); the responder clears dead SAs and waits.
+// - charon keeps nothing up on its own (keyingtries 1, DPD clears, a close stays closed): the caller applies
+//   again and the initiating side initiates a peer without SA (see connectionMessage).
 // - The PSK travels as raw bytes in a vici value and is never written to a file by the driver.
 import type { ViciMessage, ViciSection } from "./vici";
 import type { VpnPeer } from "./vpn-driver";

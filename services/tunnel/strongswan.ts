@@ -1,5 +1,6 @@
 // The strongSwan VpnDriver: one private charon per gateway, configured over that charon's own vici socket
-// (vici.ts: no swanctl process per step; `swanctl --uri unix://<stateDir>/charon.vici` still works by hand). IKEv2 + PSK, ESP in UDP 4500; kernel ESP where the kernel has it, else kernel-libipsec
+// (vici.ts: no swanctl process per step; `swanctl --uri unix://<stateDir>/charon.vici` still works by
+// hand). IKEv2 + PSK, ESP in UDP 4500; kernel ESP where the kernel has it, else kernel-libipsec
 // (userspace ESP on a TUN device `ipsec0`, with routes to it in table 220 that charon installs itself).
 //
 // Guarantees:
@@ -11,7 +12,8 @@
 // - apply is idempotent: each peer's connection and PSK are loaded when they differ from what the running
 //   charon has (a new charon has nothing); a peer is (re)initiated only when it has no IKE SA at all and this
 //   side initiates. Peers whose connection changed are re-keyed; removed peers are terminated and unloaded.
-//   Errors of one peer land in its status (lastError), not in an exception.
+//   Errors of one peer (charon refusing its connection, a failed initiation) land in its status
+//   (lastError), not in an exception.
 // - kernel-libipsec installs a route per outbound policy and refuses a CHILD_SA whose local subnet holds no
 //   address of this host ("error installing route with policy"), which is the normal case for a gateway
 //   (the pods of the other nodes live elsewhere). So the driver puts each local subnet's network address
@@ -19,8 +21,8 @@
 // - The PSK is read from `pskFile` on every apply (a rotation is a change). The file must exist, be private
 //   (no group/other permissions) and hold at least 16 bytes; there is no built-in default.
 // - cleanup() stops charon by its PID (TERM, then KILL after a grace period) and removes stateDir.
-import { spawn } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { MissingDependencyError, PkiError, TunnelError } from "../../shared/errors";
@@ -30,7 +32,7 @@ import { canConnect, writePrivate } from "./files";
 import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { IPSEC_OVERHEAD_BYTES } from "./routes";
 import { connectionMessage, ikeSasOf, renderStrongswanConf, sharedKeyId, sharedKeyMessage, type IkeSaInfo } from "./strongswan-conf";
-import { checkSuccess, viciCall, type ViciCallOptions, type ViciMessage, type ViciReply, type ViciSection } from "./vici";
+import { checkSuccess, viciCall, ViciError, type ViciCallOptions, type ViciMessage, type ViciReply, type ViciSection } from "./vici";
 import { PeerState, initiates, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
 
 export const STRONGSWAN_PACKAGES = ["strongswan-charon", "strongswan-swanctl", "libcharon-extra-plugins", "libstrongswan-standard-plugins"] as const;
@@ -67,7 +69,13 @@ export type StrongSwanOptions = Readonly<{
   /** The vici plugin charon must load (checked before charon starts). */
   viciPluginPath?: string;
   runner?: Runner;
+  /** Starts charon from its argv and environment, output to `outFd` (default: spawn). Tests start a stand-in. */
+  launch?: CharonLauncher;
 }>;
+
+export type CharonLauncher = (argv: readonly string[], env: NodeJS.ProcessEnv, outFd: number) => ChildProcess;
+
+const spawnCharon: CharonLauncher = (argv, env, outFd) => spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", outFd, outFd], env });
 
 /** Creates `file` with 32 random bytes (hex, mode 0600) unless it exists; returns the path. Setup calls this. */
 export function ensurePskFile(file: string): string {
@@ -142,11 +150,12 @@ export class StrongSwanDriver implements VpnDriver {
   /** Times apply reloaded charon's configuration / initiated a peer (for tests and metrics: churn). */
   reloads = 0;
   initiations = 0;
-  private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "runner">> & { netns: string | undefined };
+  private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "runner" | "launch">> & { netns: string | undefined };
+  private readonly launch: CharonLauncher;
   private readonly run: Runner;
   private charon: Daemon | null = null;
-  /** What the running charon has loaded: the PSK (hex) and each peer's connection message (JSON). */
-  private loaded: { psk: string; peers: Map<string, string> } | null = null;
+  /** What the running charon has loaded: the PSK's SHA-256 and each peer's connection message (JSON). */
+  private loaded: { pskId: string; peers: Map<string, string> } | null = null;
   private readonly peerErrors = new Map<string, string>();
   private desired: readonly VpnPeer[] = [];
   /** Whether `lo:raven` addresses may exist (so cleanup touches the namespace only when it must). */
@@ -174,12 +183,13 @@ export class StrongSwanDriver implements VpnDriver {
       viciPluginPath: options.viciPluginPath ?? VICI_PLUGIN,
     };
     this.run = options.runner ?? execRunner;
+    this.launch = options.launch ?? spawnCharon;
     this.overheadBytes = strongSwanOverheadBytes(this.o.underlayMtu, !this.libipsec);
   }
 
   private get files() {
     const d = this.o.stateDir;
-    return { conf: join(d, "strongswan.conf"), swanctl: join(d, "swanctl.conf"), vici: join(d, "charon.vici"), log: join(d, "charon.log") };
+    return { conf: join(d, "strongswan.conf"), vici: join(d, "charon.vici"), log: join(d, "charon.log") };
   }
 
   /** The PID of the running charon, if any. */
@@ -202,32 +212,45 @@ export class StrongSwanDriver implements VpnDriver {
     }
     const peers = [...desired.peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.desired = peers;
-    const pskHex = psk.toString("hex");
-    const before = this.loaded?.psk === pskHex ? this.loaded.peers : new Map<string, string>();
+    const pskId = createHash("sha256").update(psk).digest("hex");
+    const before = this.loaded?.pskId === pskId ? this.loaded.peers : new Map<string, string>();
     const now = new Map(peers.map((p) => [p.name, JSON.stringify(connectionMessage(p))]));
     const toLoad = peers.filter((p) => before.get(p.name) !== now.get(p.name));
     const gone = [...(this.loaded?.peers.keys() ?? [])].filter((name) => !now.has(name));
+    const failed = new Set<string>();
     if (toLoad.length > 0 || gone.length > 0) {
       // The SAs of gone and changed peers, by id: the changed ones are initiated again below, and a
       // termination by name could hit the new SA. (A new PSK reloads every peer but re-keys none: a
       // rotation applies from the next exchange.)
-      const stale = new Set([...gone, ...toLoad.filter((p) => this.loaded?.peers.has(p.name) && this.loaded.peers.get(p.name) !== now.get(p.name)).map((p) => p.name)]);
+      const old = this.loaded?.peers;
+      const stale = new Set([...gone, ...toLoad.filter((p) => old?.has(p.name) && old.get(p.name) !== now.get(p.name)).map((p) => p.name)]);
       const staleIds = stale.size > 0 ? (await this.listSas()).filter((s) => stale.has(s.name)).map((s) => s.uniqueId) : [];
-      // Secrets first, so that a connection never meets a peer without its key.
-      for (const p of toLoad) checkSuccess("load-shared", await this.vici("load-shared", sharedKeyMessage(p, psk)));
-      for (const p of toLoad) checkSuccess("load-conn", await this.vici("load-conn", connectionMessage(p)));
+      // Secrets first, so that a connection never meets a peer without its key. A peer charon refuses is that
+      // peer's error (it is not loaded, so the next apply tries again); the others go on.
+      for (const p of toLoad) {
+        try {
+          checkSuccess("load-shared", await this.vici("load-shared", sharedKeyMessage(p, psk)));
+          checkSuccess("load-conn", await this.vici("load-conn", connectionMessage(p)));
+          this.peerErrors.delete(p.name);
+        } catch (err) {
+          failed.add(p.name);
+          this.peerErrors.set(p.name, `not loaded: ${err instanceof ViciError ? `${err.command}: ${err.detail}` : (err as Error).message}`);
+        }
+      }
+      // Best effort: what charon no longer has (a restart, an earlier partial unload) is already gone.
       for (const name of gone) {
-        checkSuccess("unload-conn", await this.vici("unload-conn", { name }));
-        checkSuccess("unload-shared", await this.vici("unload-shared", { id: sharedKeyId(name) }));
+        await this.vici("unload-conn", { name }).catch(() => undefined);
+        await this.vici("unload-shared", { id: sharedKeyId(name) }).catch(() => undefined);
         this.peerErrors.delete(name);
       }
       this.reloads++;
       for (const id of staleIds) await this.terminate(id);
-      this.loaded = { psk: pskHex, peers: now };
+      for (const name of failed) now.delete(name);
+      this.loaded = { pskId, peers: now };
     }
     let sas = await this.listSas();
     // Initiations run side by side: each waits for its peer's answer, and a takeover starts several at once.
-    const toStart = peers.filter((p) => initiates(p) && !sas.some((s) => s.name === p.name));
+    const toStart = peers.filter((p) => initiates(p) && !failed.has(p.name) && !sas.some((s) => s.name === p.name));
     await Promise.all(toStart.map((p) => this.initiate(p.name)));
     if (toStart.length > 0) sas = await this.listSas();
     return this.statusFrom(sas);
@@ -287,7 +310,7 @@ export class StrongSwanDriver implements VpnDriver {
       checkSuccess("initiate", reply, controlLogTail(reply.events));
       this.peerErrors.delete(name);
     } catch (err) {
-      this.peerErrors.set(name, `initiate failed: ${(err as Error).message.replace(/^vici initiate: /, "")}`);
+      this.peerErrors.set(name, `initiate failed: ${err instanceof ViciError ? err.detail : (err as Error).message}`);
     }
   }
 
@@ -333,7 +356,7 @@ export class StrongSwanDriver implements VpnDriver {
       "sh", "-c", 'mount -t tmpfs -o mode=0755,size=16m raven-charon /run && exec "$0"', this.o.charonPath,
     ]);
     const out = openSync(join(this.o.stateDir, "charon.stdout"), "a", 0o600);
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", out, out], env: { ...process.env, STRONGSWAN_CONF: f.conf } });
+    const child = this.launch(argv, { ...process.env, STRONGSWAN_CONF: f.conf }, out);
     closeSync(out);
     const charon = watchDaemon(child, "charon");
     this.charon = charon;
@@ -386,6 +409,3 @@ function lastLines(text: string, n = 3): string {
   return text.trim().split("\n").filter((l) => !/^plugin '.*': failed to load/.test(l)).slice(-n).join(" | ");
 }
 
-function tail(text: string): string {
-  return lastLines(text, 5);
-}

@@ -14,10 +14,11 @@
 //   and an initiation that waits for its peer must not hold up a status read or another initiation.
 // - A streamed command (list-sas, initiate) registers its event first and returns the events that arrived
 //   before the response, in order.
-// - Every failure is a TunnelError naming the command: socket errors, an unknown command or event, a
-//   malformed or oversized packet, the connection closing early, the call's timeout.
+// - Every failure is a ViciError (a TunnelError) naming the command: a request that cannot be encoded,
+//   socket errors, an unknown command or event, a malformed or oversized packet, the connection closing
+//   early, the call's timeout, and charon's own `success = no`.
 import { connect } from "node:net";
-import { TunnelError } from "../../shared/errors";
+import { assertNever, TunnelError } from "../../shared/errors";
 
 export type ViciValue = string | Buffer | readonly string[] | ViciSection;
 export interface ViciSection {
@@ -26,9 +27,27 @@ export interface ViciSection {
 /** A decoded message: values are strings (charon's encoding), lists string arrays. */
 export type ViciMessage = { [key: string]: string | string[] | ViciMessage };
 
-const Packet = { CmdRequest: 0, CmdResponse: 1, CmdUnknown: 2, EventRegister: 3, EventUnregister: 4, EventConfirm: 5, EventUnknown: 6, Event: 7 } as const;
+export const Packet = { CmdRequest: 0, CmdResponse: 1, CmdUnknown: 2, EventRegister: 3, EventUnregister: 4, EventConfirm: 5, EventUnknown: 6, Event: 7 } as const;
+export type Packet = (typeof Packet)[keyof typeof Packet];
 const Element = { SectionStart: 1, SectionEnd: 2, KeyValue: 3, ListStart: 4, ListItem: 5, ListEnd: 6 } as const;
-export const VICI_MAX_SEGMENT = 512 * 1024;
+const VICI_MAX_SEGMENT = 512 * 1024;
+
+/** A vici command that charon refused or could not carry out; `detail` is what charon said, without the command. */
+export class ViciError extends TunnelError {
+  constructor(
+    readonly command: string,
+    readonly detail: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`vici ${command}: ${detail}`, options);
+    this.name = "ViciError";
+  }
+}
+
+/** Sets a key as an own property (a key named "__proto__" from the wire must not touch the prototype). */
+function setKey(obj: ViciMessage, key: string, value: ViciMessage[string]): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
 
 class Writer {
   private readonly parts: Buffer[] = [];
@@ -115,7 +134,7 @@ export function decodeMessage(buf: Buffer): ViciMessage {
     switch (type) {
       case Element.SectionStart: {
         const s: ViciMessage = {};
-        top[name()] = s;
+        setKey(top, name(), s);
         stack.push(s);
         break;
       }
@@ -125,12 +144,12 @@ export function decodeMessage(buf: Buffer): ViciMessage {
         break;
       case Element.KeyValue: {
         const k = name();
-        top[k] = value();
+        setKey(top, k, value());
         break;
       }
       case Element.ListStart:
         list = [];
-        top[name()] = list;
+        setKey(top, name(), list);
         break;
       case Element.ListItem:
         if (list === null) throw new TunnelError(`vici: list item outside a list at byte ${at - 1}`);
@@ -149,7 +168,7 @@ export function decodeMessage(buf: Buffer): ViciMessage {
 }
 
 /** One packet as a length-prefixed segment. */
-export function encodePacket(type: number, name?: string, message?: ViciSection): Buffer {
+export function encodePacket(type: Packet, name?: string, message?: ViciSection): Buffer {
   const w = new Writer();
   w.u8(type);
   if (name !== undefined) w.name(name);
@@ -160,19 +179,23 @@ export function encodePacket(type: number, name?: string, message?: ViciSection)
   return Buffer.concat([len, body]);
 }
 
-export type ViciPacket = Readonly<{ type: number; name: string | null; message: ViciMessage | null }>;
+/** The packets charon sends a client. */
+export type ViciPacket =
+  | Readonly<{ type: typeof Packet.CmdResponse; message: ViciMessage }>
+  | Readonly<{ type: typeof Packet.CmdUnknown | typeof Packet.EventConfirm | typeof Packet.EventUnknown }>
+  | Readonly<{ type: typeof Packet.Event; name: string; message: ViciMessage }>;
 
 /** Decodes one segment's bytes (without the length) as a packet of the types charon sends. */
-export function decodePacket(seg: Buffer): ViciPacket {
+function decodePacket(seg: Buffer): ViciPacket {
   if (seg.length === 0) throw new TunnelError("vici: empty packet");
   const type = seg[0]!;
   switch (type) {
     case Packet.CmdResponse:
-      return { type, name: null, message: decodeMessage(seg.subarray(1)) };
+      return { type, message: decodeMessage(seg.subarray(1)) };
     case Packet.CmdUnknown:
     case Packet.EventConfirm:
     case Packet.EventUnknown:
-      return { type, name: null, message: null };
+      return { type };
     case Packet.Event: {
       const len = seg[1];
       if (len === undefined || 2 + len > seg.length) throw new TunnelError("vici: event name truncated");
@@ -194,6 +217,15 @@ export type ViciReply = Readonly<{ response: ViciMessage; events: ViciMessage[] 
 /** Runs one command on the vici socket at `socketPath` (own connection; see the header). */
 export function viciCall(socketPath: string, command: string, request: ViciSection = {}, options: ViciCallOptions = {}): Promise<ViciReply> {
   const timeoutMs = options.timeoutMs ?? 10_000;
+  let requestPacket: Buffer;
+  let registerPacket: Buffer | null;
+  try {
+    // Encoded before connecting: a request that cannot be encoded fails here, with nothing opened.
+    requestPacket = encodePacket(Packet.CmdRequest, command, request);
+    registerPacket = options.stream ? encodePacket(Packet.EventRegister, options.stream) : null;
+  } catch (err) {
+    return Promise.reject(new ViciError(command, (err as Error).message.replace(/^vici: /, ""), { cause: err }));
+  }
   return new Promise((resolve, reject) => {
     const events: ViciMessage[] = [];
     let pending: Buffer = Buffer.alloc(0);
@@ -204,29 +236,29 @@ export function viciCall(socketPath: string, command: string, request: ViciSecti
       settled = true;
       clearTimeout(timer);
       sock.destroy();
-      if (err) reject(err instanceof TunnelError ? new TunnelError(`vici ${command}: ${err.message}`, { cause: err.cause }) : new TunnelError(`vici ${command}: ${err.message}`, { cause: err }));
+      if (err) reject(new ViciError(command, err.message.replace(/^vici: /, ""), { cause: err }));
       else resolve({ response: response!, events });
     };
     const timer = setTimeout(() => finish(new TunnelError(`no answer within ${timeoutMs} ms`)), timeoutMs);
     const onPacket = (p: ViciPacket) => {
       switch (p.type) {
         case Packet.EventConfirm:
-          sock.write(encodePacket(Packet.CmdRequest, command, request));
+          sock.write(requestPacket);
           return;
         case Packet.EventUnknown:
           return finish(new TunnelError(`charon has no event ${JSON.stringify(options.stream)}`));
         case Packet.CmdUnknown:
           return finish(new TunnelError("charon does not know this command"));
         case Packet.Event:
-          if (p.name === options.stream) events.push(p.message!);
+          if (p.name === options.stream) events.push(p.message);
           return;
         case Packet.CmdResponse:
-          return finish(null, p.message!);
+          return finish(null, p.message);
+        default:
+          return assertNever(p, "vici packet");
       }
     };
-    sock.on("connect", () => {
-      sock.write(options.stream ? encodePacket(Packet.EventRegister, options.stream) : encodePacket(Packet.CmdRequest, command, request));
-    });
+    sock.on("connect", () => sock.write(registerPacket ?? requestPacket));
     sock.on("data", (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
       try {
@@ -248,9 +280,9 @@ export function viciCall(socketPath: string, command: string, request: ViciSecti
   });
 }
 
-/** A vici `success = no` reply (load-conn, initiate, …) as a TunnelError with charon's errmsg; else nothing. */
+/** A vici `success = no` reply (load-conn, initiate, …) as a ViciError with charon's errmsg; else nothing. */
 export function checkSuccess(command: string, reply: ViciReply, detail = ""): void {
   if (reply.response.success === "yes") return;
   const errmsg = typeof reply.response.errmsg === "string" ? reply.response.errmsg : "failed";
-  throw new TunnelError(`vici ${command}: ${errmsg}${detail ? ` | ${detail}` : ""}`);
+  throw new ViciError(command, `${errmsg}${detail ? ` | ${detail}` : ""}`);
 }

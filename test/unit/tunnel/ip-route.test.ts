@@ -16,8 +16,15 @@ class FakeNs {
   failLine: string | null = null;
   forwarding = "0";
 
+  inFlight = 0;
+  maxInFlight = 0;
+
   readonly runner: Runner = async (argv, options) => {
     this.calls.push({ argv: [...argv], ...(options?.input !== undefined ? { input: options.input } : {}) });
+    // Each command takes a turn of the event loop, as a process would: calls made side by side overlap.
+    this.maxInFlight = Math.max(this.maxInFlight, ++this.inFlight);
+    await new Promise((r) => setImmediate(r));
+    this.inFlight--;
     const cmd = argv[1] === "netns" ? argv.slice(4) : argv; // ip netns exec NS cmd...
     const [tool, ...rest] = cmd;
     if (tool === "sysctl") {
@@ -27,8 +34,9 @@ class FakeNs {
     }
     const args = rest[0] === "-n" ? rest.slice(2) : rest;
     if (args[0] === "-batch") {
-      for (const line of (options?.input ?? "").trim().split("\n")) {
-        if (line === this.failLine) return { code: 1, stdout: "", stderr: `Command failed -:1` };
+      const lines = (options?.input ?? "").trim().split("\n");
+      for (const [i, line] of lines.entries()) {
+        if (line === this.failLine) return { code: 1, stdout: "", stderr: `RTNETLINK answers: No such file or directory\nCommand failed -:${i + 1}` };
         this.exec(tool!, line.split(" "));
       }
       return ok("");
@@ -66,6 +74,10 @@ class FakeNs {
     if (verb === "ip link add") this.device = { mtu: Number(at("mtu")), address: at("address"), up: false, addrs: [] };
     else if (verb === "ip link set") {
       if (a.includes("up")) this.device!.up = true;
+      if (a.includes("address")) {
+        this.device!.address = at("address");
+        this.neigh.clear(); // the kernel flushes a device's neighbours when its MAC changes
+      }
     } else if (verb === "ip addr replace") this.device!.addrs.push(a[2]!.split("/")[0]!);
     else if (verb === "ip neigh replace") this.neigh.set(a[2]!, at("lladdr"));
     else if (verb === "ip neigh del") this.neigh.delete(a[2]!);
@@ -144,14 +156,25 @@ describe("IpRouteDriver", () => {
     expect([...ns.neigh.keys()]).toEqual(["240.168.0.2"]);
     // The reads ran side by side, not one process per entry: 3 device/forwarding reads + 3 peer/route reads.
     expect(ns.calls.length - writes.length).toBe(6);
+    expect(ns.maxInFlight).toBeGreaterThanOrEqual(3);
   });
 
-  it("fails the apply when a batch line fails, and the next apply finishes the job", async () => {
+  it("puts the pinned neighbour back when the device's MAC had to change (the kernel flushed it)", async () => {
+    const ns = new FakeNs();
+    const drv = new IpRouteDriver({ runner: ns.runner });
+    await drv.apply(nodeRoutes("192.168.0.1"));
+    ns.device!.address = "0e:00:00:00:00:99"; // drift: someone readdressed raven0
+    const changes = await drv.apply(nodeRoutes("192.168.0.1"));
+    expect(changes).toEqual(["link raven0 address 0e:52:c0:a8:00:03", "neigh 240.168.0.1 0e:52:c0:a8:00:01"]);
+    expect(ns.neigh.get("240.168.0.1")).toBe("0e:52:c0:a8:00:01");
+  });
+
+  it("fails the apply when a batch line fails, naming it, and the next apply finishes the job", async () => {
     const ns = new FakeNs();
     const drv = new IpRouteDriver({ runner: ns.runner });
     await drv.apply(nodeRoutes("192.168.0.1"));
     ns.failLine = "neigh del 240.168.0.1 dev raven0";
-    await expect(drv.apply(nodeRoutes("192.168.0.2"))).rejects.toThrow(/ip -batch -.*Command failed/s);
+    await expect(drv.apply(nodeRoutes("192.168.0.2"))).rejects.toThrow(/^ip -batch - \(line 5: neigh del 240\.168\.0\.1 dev raven0\) failed \(exit 1\): RTNETLINK/);
     ns.failLine = null;
     expect(await drv.apply(nodeRoutes("192.168.0.2"))).toEqual(["fdb 0e:52:c0:a8:00:01 -> 192.168.0.1 removed", "neigh 240.168.0.1 removed"]);
     expect([...ns.neigh.keys()]).toEqual(["240.168.0.2"]);

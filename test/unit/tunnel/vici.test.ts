@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TunnelError } from "../../../shared/errors";
-import { checkSuccess, decodeMessage, encodeMessage, encodePacket, viciCall, type ViciSection } from "../../../services/tunnel";
+import { checkSuccess, decodeMessage, encodeMessage, encodePacket, Packet, viciCall, ViciError, type ViciSection } from "../../../services/tunnel";
 
 const dir = mkdtempSync(join(tmpdir(), "raven-vici-unit-"));
 const servers: Server[] = [];
@@ -52,6 +52,10 @@ describe("vici message codec", () => {
     expect(() => decodeMessage(Buffer.from([9]))).toThrow(TunnelError);
     expect(() => decodeMessage(Buffer.from([4, 1, 65, 3, 1, 66, 0, 0]))).toThrow(/inside a list/);
     expect(() => encodeMessage({ big: "x".repeat(70_000) })).toThrow(/value of big is 70000 bytes/);
+    // A key named __proto__ from the wire is an ordinary key, not a prototype change.
+    const proto = decodeMessage(Buffer.from([3, 9, ...Buffer.from("__proto__"), 0, 1, 65]));
+    expect(Object.getPrototypeOf(proto)).toBe(Object.prototype);
+    expect(Object.keys(proto)).toEqual(["__proto__"]);
   });
 });
 
@@ -68,10 +72,10 @@ function fakeCharon(answer: (sock: Socket, name: string, msg: ViciSection, regis
         buf = buf.subarray(4 + seg.length);
         const type = seg[0]!;
         const name = seg.toString("ascii", 2, 2 + seg[1]!);
-        if (type === 3) {
+        if (type === Packet.EventRegister) {
           registered = name;
-          sock.write(encodePacket(name === "no-such-event" ? 6 : 5));
-        } else if (type === 0) {
+          sock.write(encodePacket(name === "no-such-event" ? Packet.EventUnknown : Packet.EventConfirm));
+        } else if (type === Packet.CmdRequest) {
           answer(sock, name, decodeMessage(seg.subarray(2 + seg[1]!)), registered);
         }
       }
@@ -83,7 +87,7 @@ function fakeCharon(answer: (sock: Socket, name: string, msg: ViciSection, regis
 
 describe("viciCall", () => {
   it("sends a command and returns its response", async () => {
-    const path = await fakeCharon((sock, name, msg) => sock.write(encodePacket(1, undefined, { success: "yes", echo: name, got: msg.name as string })));
+    const path = await fakeCharon((sock, name, msg) => sock.write(encodePacket(Packet.CmdResponse, undefined, { success: "yes", echo: name, got: msg.name as string })));
     const reply = await viciCall(path, "unload-conn", { name: "edge-b" });
     expect(reply.response).toEqual({ success: "yes", echo: "unload-conn", got: "edge-b" });
     expect(reply.events).toEqual([]);
@@ -92,10 +96,10 @@ describe("viciCall", () => {
   it("registers a streamed command's event first and returns its events in order, even when the answer arrives a byte at a time", async () => {
     const path = await fakeCharon((sock, _name, _msg, registered) => {
       const out = Buffer.concat([
-        encodePacket(7, registered!, { "gw-b": { uniqueid: "1", state: "ESTABLISHED" } }),
-        encodePacket(7, "other-event", { ignored: "yes" }),
-        encodePacket(7, registered!, { "gw-c": { uniqueid: "2", state: "CONNECTING" } }),
-        encodePacket(1, undefined, {}),
+        encodePacket(Packet.Event, registered!, { "gw-b": { uniqueid: "1", state: "ESTABLISHED" } }),
+        encodePacket(Packet.Event, "other-event", { ignored: "yes" }),
+        encodePacket(Packet.Event, registered!, { "gw-c": { uniqueid: "2", state: "CONNECTING" } }),
+        encodePacket(Packet.CmdResponse, undefined, {}),
       ]);
       for (let i = 0; i < out.length; i++) sock.write(out.subarray(i, i + 1));
     });
@@ -104,7 +108,7 @@ describe("viciCall", () => {
   });
 
   it("fails with the command's name on an unknown command or event, an early close, silence and a socket that is not there", async () => {
-    const unknown = await fakeCharon((sock) => sock.write(encodePacket(2)));
+    const unknown = await fakeCharon((sock) => sock.write(encodePacket(Packet.CmdUnknown)));
     await expect(viciCall(unknown, "frobnicate")).rejects.toThrow(/^vici frobnicate: charon does not know this command/);
     await expect(viciCall(unknown, "list-sas", {}, { stream: "no-such-event" })).rejects.toThrow(/vici list-sas: charon has no event "no-such-event"/);
     const closes = await fakeCharon((sock) => sock.end());
@@ -113,7 +117,19 @@ describe("viciCall", () => {
     await expect(viciCall(silent, "initiate", {}, { timeoutMs: 50 })).rejects.toThrow(/vici initiate: no answer within 50 ms/);
     await expect(viciCall(join(dir, "absent.sock"), "version")).rejects.toThrow(/vici version: .*ENOENT/);
     const garbage = await fakeCharon((sock) => sock.write(Buffer.from([0, 0, 0, 2, 1, 9])));
-    await expect(viciCall(garbage, "version")).rejects.toThrow(/vici version: vici: unknown element type 9/);
+    await expect(viciCall(garbage, "version")).rejects.toThrow(/^vici version: unknown element type 9/);
+    const huge = await fakeCharon((sock) => sock.write(Buffer.from([0, 0x10, 0, 0, 1])));
+    await expect(viciCall(huge, "version")).rejects.toThrow(/vici version: segment of 1048576 bytes exceeds 524288/);
+  });
+
+  it("rejects a request it cannot encode, without opening a connection or throwing out of band", async () => {
+    let connections = 0;
+    const path = await fakeCharon(() => undefined);
+    servers[servers.length - 1]!.on("connection", () => connections++);
+    const call = viciCall(path, "load-conn", { big: "x".repeat(70_000) });
+    await expect(call).rejects.toBeInstanceOf(ViciError);
+    await expect(call).rejects.toThrow(/^vici load-conn: value of big is 70000 bytes/);
+    expect(connections).toBe(0);
   });
 
   it("turns success = no into a TunnelError with charon's errmsg", () => {
