@@ -7,7 +7,8 @@
 // Run: node --import tsx test/helpers/fake-charon.ts (exits on SIGTERM).
 import { readFileSync, rmSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
-import { decodeMessage, encodePacket, Packet, type ViciMessage, type ViciSection } from "../../services/tunnel/vici";
+import { encodePacket, Packet, type ViciMessage, type ViciSection } from "../../services/tunnel/vici";
+import { readClientPackets } from "./vici-server";
 
 const conf = readFileSync(process.env.STRONGSWAN_CONF ?? "", "utf8");
 const socketPath = /socket = unix:\/\/(\S+)/.exec(conf)?.[1];
@@ -74,30 +75,18 @@ function handle(command: string, req: ViciMessage): Reply | null {
 }
 
 function serve(sock: Socket): void {
-  let buf = Buffer.alloc(0);
   let registered = "";
-  sock.on("error", () => sock.destroy());
-  sock.on("data", (chunk: Buffer) => {
-    buf = Buffer.concat([buf, chunk]);
-    while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
-      const seg = buf.subarray(4, 4 + buf.readUInt32BE(0));
-      buf = buf.subarray(4 + seg.length);
-      const type = seg[0]!;
-      const name = seg.toString("ascii", 2, 2 + seg[1]!);
-      if (type === Packet.EventRegister) {
-        registered = name;
-        sock.write(encodePacket(Packet.EventConfirm));
-      } else if (type === Packet.CmdRequest) {
-        const reply = handle(name, decodeMessage(seg.subarray(2 + seg[1]!)));
-        if (!reply) {
-          sock.write(encodePacket(Packet.CmdUnknown));
-          continue;
-        }
-        const event = name === "list-sas" ? "list-sa" : "control-log";
-        if (registered === event) for (const e of reply.events) sock.write(encodePacket(Packet.Event, event, e));
-        sock.write(encodePacket(Packet.CmdResponse, undefined, reply.response));
-      }
+  readClientPackets(sock, (p) => {
+    if (p.type === "register") {
+      registered = p.name;
+      sock.write(encodePacket(Packet.EventConfirm));
+      return;
     }
+    const reply = handle(p.name, p.message);
+    if (!reply) return void sock.write(encodePacket(Packet.CmdUnknown));
+    const event = p.name === "list-sas" ? "list-sa" : "control-log";
+    if (registered === event) for (const e of reply.events) sock.write(encodePacket(Packet.Event, event, e));
+    sock.write(encodePacket(Packet.CmdResponse, undefined, reply.response));
   });
 }
 

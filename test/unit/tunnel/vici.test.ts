@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TunnelError } from "../../../shared/errors";
-import { checkSuccess, decodeMessage, encodeMessage, encodePacket, Packet, viciCall, ViciError, type ViciSection } from "../../../services/tunnel";
+import { checkSuccess, decodeMessage, encodeMessage, encodePacket, Packet, viciCall, ViciError, type ViciMessage } from "../../../services/tunnel";
+import { readClientPackets } from "../../helpers/vici-server";
 
 const dir = mkdtempSync(join(tmpdir(), "raven-vici-unit-"));
 const servers: Server[] = [];
@@ -60,24 +61,16 @@ describe("vici message codec", () => {
 });
 
 /** A vici server: `answer` gets each request (name, message) and writes packets back on the socket. */
-function fakeCharon(answer: (sock: Socket, name: string, msg: ViciSection, registered: string | null) => void): Promise<string> {
+function fakeCharon(answer: (sock: Socket, name: string, msg: ViciMessage, registered: string | null) => void): Promise<string> {
   const path = join(dir, `vici-${servers.length}.sock`);
   const server = createServer((sock) => {
-    let buf = Buffer.alloc(0);
     let registered: string | null = null;
-    sock.on("data", (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
-        const seg = buf.subarray(4, 4 + buf.readUInt32BE(0));
-        buf = buf.subarray(4 + seg.length);
-        const type = seg[0]!;
-        const name = seg.toString("ascii", 2, 2 + seg[1]!);
-        if (type === Packet.EventRegister) {
-          registered = name;
-          sock.write(encodePacket(name === "no-such-event" ? Packet.EventUnknown : Packet.EventConfirm));
-        } else if (type === Packet.CmdRequest) {
-          answer(sock, name, decodeMessage(seg.subarray(2 + seg[1]!)), registered);
-        }
+    readClientPackets(sock, (p) => {
+      if (p.type === "register") {
+        registered = p.name;
+        sock.write(encodePacket(p.name === "no-such-event" ? Packet.EventUnknown : Packet.EventConfirm));
+      } else {
+        answer(sock, p.name, p.message, registered);
       }
     });
   });
