@@ -40,7 +40,7 @@ import { parseFlags } from "../shared/args";
 import { runMain } from "../shared/process";
 import { Fleet } from "../services/fleet/fleet";
 import { isPidAlive, nsExec } from "../services/fleet/netns";
-import { kernelHasEsp, parseCidr } from "../services/tunnel";
+import { anchorOf, kernelHasEsp } from "../services/tunnel";
 import { integerFlag, once, parseBytes } from "./flags";
 import { consoleReporter, formatBytes, MIB, PathError, ratio, startTargetsProcess } from "./proxy-lib";
 import { benchTopology, checkPrerequisites, DOMAINS, sleep, waitUntil, wallOffsetMs, Witness } from "./tunnel-fleet";
@@ -143,13 +143,11 @@ type BulkPath = {
   rtt?: Spread & { lost: number };
 };
 
-/** Network address of a pod CIDR: the lo anchor the strongSwan driver puts on its gateway. */
-const anchorOf = (cidr: string) => parseCidr(cidr).text.split("/")[0]!;
 
 async function assertAnchor(w: Witness, node: string, ip: string): Promise<void> {
   const argv = ["ip", "-n", w.host(node).ns, "-o", "-4", "addr", "show", "dev", "lo"];
   const text = await new Promise<string>((resolve) => execFile(argv[0]!, argv.slice(1), (_e, stdout) => resolve(stdout)));
-  if (!text.includes(` ${ip}/32 `)) throw new PathError(`${node} has no IPsec anchor ${ip}/32 on lo (the strongSwan driver's kernel-libipsec anchors); found: ${text.trim() || "none"}`);
+  if (!text.includes(` ${ip}/32 `)) throw new PathError(`${node} has no IPsec anchor ${ip}/32 on lo (the VPN driver's anchors, services/tunnel/anchors.ts); found: ${text.trim() || "none"}`);
 }
 
 async function measureThroughput(w: Witness, bytes: number, runs: number, stoppers: Array<() => Promise<void>>): Promise<BulkPath[]> {

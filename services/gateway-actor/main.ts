@@ -55,15 +55,12 @@ async function startTunnel(nc: NatsConnection, node: string, domain: string, fla
   const netns = flags["tunnel-netns"] as string | undefined;
   const underlayMtu = underlayMtuFlag(flags["tunnel-underlay-mtu"]);
   const common = { stateDir: resolve(stateDir), pskFile: resolve(pskFile), underlayMtu, ...(netns ? { netns } : {}) };
-  // The latency probe pings between the gateways' pod-CIDR anchors on lo, which only strongSwan's driver
-  // keeps (kernel-libipsec needs them); through WireGuard the latency is not measured.
-  const [driver, probe] =
-    driverName === "strongswan"
-      ? [new StrongSwanDriver({ ...common, initiateTimeoutSec: 2 }), pingProbe(netns)]
-      : [new WireGuardDriver({ ...common, node }), undefined];
+  // The latency probe pings between the gateways' pod-CIDR anchors on lo, which both drivers keep.
+  const driver = driverName === "strongswan" ? new StrongSwanDriver({ ...common, initiateTimeoutSec: 2 }) : new WireGuardDriver({ ...common, node });
+  const probe = pingProbe(netns);
   const directory = new Directory(await openBuckets(nc), systemClock, log);
   directory.start();
-  const manager = new TunnelManager({ nc, node, domain, directory, driver, ...(probe ? { probe } : {}), clock: systemClock, log: log.child({ tunnel: driverName }), inspector });
+  const manager = new TunnelManager({ nc, node, domain, directory, driver, probe, clock: systemClock, log: log.child({ tunnel: driverName }), inspector });
   manager.start();
   return {
     manager,

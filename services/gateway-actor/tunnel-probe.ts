@@ -1,18 +1,18 @@
 // The latency probe of tunnel mode: one ICMP echo through the tunnel, between the network addresses of the
-// first local and first remote pod CIDR. Those addresses are the gateways' anchors on `lo` (strongSwan's
-// driver puts every local subnet's network address there, see services/tunnel/strongswan.ts), so the echo
-// crosses exactly the security association the pods use, and is answered by the peer gateway itself.
+// first local and first remote pod CIDR. Those addresses are the gateways' anchors on `lo` (both VPN drivers
+// keep them, see services/tunnel/anchors.ts), so the echo crosses exactly the tunnel the pods use, and is
+// answered by the peer gateway itself.
 import { execFile } from "node:child_process";
 import { execInNs } from "../tunnel/exec";
-import { intToIp, parseCidr } from "../tunnel/cidr";
+import { anchorOf } from "../tunnel/anchors";
 import type { VpnPeer } from "../tunnel";
 
 const RTT = /time[=<]([\d.]+) ms/;
 
 export function pingProbe(netns: string | undefined, timeoutSec = 1): (peer: VpnPeer) => Promise<number | null> {
   return (peer) => {
-    const src = intToIp(parseCidr(peer.localSubnets[0]!).start);
-    const dst = intToIp(parseCidr(peer.remoteSubnets[0]!).start);
+    const src = anchorOf(peer.localSubnets[0]!);
+    const dst = anchorOf(peer.remoteSubnets[0]!);
     const [cmd, ...args] = execInNs(netns, ["ping", "-n", "-q", "-c", "1", "-W", String(timeoutSec), "-I", src, dst]);
     return new Promise((resolve) => {
       execFile(cmd!, args, { timeout: (timeoutSec + 2) * 1000 }, (err, stdout) => {

@@ -36,6 +36,7 @@ export { podCidrProblems } from "./overlap";
 export { tunnelDomains, vpnPeersOf, routeInputOf, podCidrsOf, peerNameOf } from "./facts";
 export type { TunnelDomain, TunnelNode, TunnelEndpoint, PeerPlan } from "./facts";
 export { IpRouteDriver } from "./ip-route";
+export { ensureAnchors, anchorOf, ANCHOR_LABEL } from "./anchors";
 export type { IpRouteDriverOptions } from "./ip-route";
 export { parseCidr, cidrsOverlap, cidrContains } from "./cidr";
 export type { Cidr } from "./cidr";

@@ -14,10 +14,9 @@
 //   side initiates. Peers whose connection changed are re-keyed; removed peers are terminated and unloaded.
 //   Errors of one peer (charon refusing its connection, a failed initiation) land in its status
 //   (lastError), not in an exception.
-// - kernel-libipsec installs a route per outbound policy and refuses a CHILD_SA whose local subnet holds no
-//   address of this host ("error installing route with policy"), which is the normal case for a gateway
-//   (the pods of the other nodes live elsewhere). So the driver puts each local subnet's network address
-//   (never a pod's: IPAM starts at .1) as a /32 on `lo`, labelled `lo:raven`, and removes them again.
+// - The gateway's anchors (anchors.ts: each local subnet's network address on `lo`) are kept with the peers:
+//   kernel-libipsec refuses a CHILD_SA whose local subnet holds no address of this host, and the latency
+//   probe pings between the anchors; cleanup removes them.
 // - The PSK is read from `pskFile` on every apply (a rotation is a change). The file must exist, be private
 //   (no group/other permissions) and hold at least 16 bytes; there is no built-in default.
 // - cleanup() stops charon by its PID (TERM, then KILL after a grace period) and removes stateDir.
@@ -26,7 +25,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { MissingDependencyError, PkiError, TunnelError } from "../../shared/errors";
-import { intToIp, parseCidr } from "./cidr";
+import { ensureAnchors } from "./anchors";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
 import { canConnect, writePrivate } from "./files";
 import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
@@ -41,7 +40,6 @@ export const DEFAULT_CHARON = "/usr/lib/ipsec/charon";
 export const VICI_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-vici.so";
 export const LIBIPSEC_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so";
 export const MIN_PSK_BYTES = 16;
-const ANCHOR_LABEL = "lo:raven";
 /** strongSwan 5.9's kernel-libipsec TUN MTU (TUN_DEFAULT_MTU), not configurable. */
 export const LIBIPSEC_TUN_MTU = 1400;
 
@@ -206,10 +204,8 @@ export class StrongSwanDriver implements VpnDriver {
     checkStrongSwanInstalled({ charon: this.o.charonPath, vici: this.o.viciPluginPath, libipsec: this.libipsec });
     const psk = readPsk(this.o.pskFile);
     await this.ensureCharon();
-    if (this.libipsec) {
-      this.anchored = true;
-      await this.ensureAnchors(desired.peers.flatMap((p) => p.localSubnets));
-    }
+    this.anchored = true;
+    await ensureAnchors(this.run, this.o.netns, desired.peers.flatMap((p) => p.localSubnets));
     const peers = [...desired.peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.desired = peers;
     const pskId = createHash("sha256").update(psk).digest("hex");
@@ -266,7 +262,8 @@ export class StrongSwanDriver implements VpnDriver {
 
   async cleanup(): Promise<void> {
     await this.stopCharon();
-    if (this.anchored) await this.ensureAnchors([]);
+    if (this.anchored) await ensureAnchors(this.run, this.o.netns, []);
+    this.anchored = false;
     this.loaded = null;
     this.desired = [];
     this.peerErrors.clear();
@@ -318,18 +315,6 @@ export class StrongSwanDriver implements VpnDriver {
     // Forced: the peer of a changed connection is usually gone (that is why it changed), so waiting for its
     // answer would only delay the new initiation. Nothing left to terminate is fine.
     await this.vici("terminate", { "ike-id": ikeId, force: "yes", timeout: "-1" }).catch(() => undefined);
-  }
-
-  /** Makes the `lo:raven` /32 addresses equal the network addresses of `subnets` (see the header). */
-  private async ensureAnchors(subnets: readonly string[]): Promise<void> {
-    const want = new Set(subnets.map((c) => `${intToIp(parseCidr(c).start)}/32`));
-    const out = await runOk(this.run, inNs(this.o.netns, "ip", "-j", "addr", "show", "dev", "lo"));
-    const infos = ((JSON.parse(out || "[]") as { addr_info?: { family?: string; local?: string; prefixlen?: number; label?: string }[] }[])[0]?.addr_info ?? [])
-      .filter((a) => a.family === "inet" && a.label === ANCHOR_LABEL);
-    const have = new Set(infos.map((a) => `${a.local}/${a.prefixlen}`));
-    for (const a of want) if (!have.has(a)) await runOk(this.run, inNs(this.o.netns, "ip", "addr", "add", a, "dev", "lo", "label", ANCHOR_LABEL));
-    for (const a of have) if (!want.has(a)) await runOk(this.run, inNs(this.o.netns, "ip", "addr", "del", a, "dev", "lo"));
-    if (want.size === 0) this.anchored = false;
   }
 
   private async ensureCharon(): Promise<void> {

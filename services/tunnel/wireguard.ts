@@ -21,8 +21,9 @@
 //   apply of the same state can be seen to change nothing. A peer whose `wg set` fails is reported in its
 //   status (lastError), not thrown. The PSK is read on every apply (a rotation re-keys everything).
 // - Every gateway listens on `listenPort`, and a peer's endpoint is its remoteAddr on that same port.
-//   localAddr and localSubnets are not needed: wireguard-go listens on every address, and the remote side's
-//   allowed IPs (which also filter what it accepts from us) are its own remoteSubnets.
+//   localAddr is not needed: wireguard-go listens on every address, and the remote side's allowed IPs
+//   (which also filter what it accepts from us) are its own remoteSubnets. localSubnets give the gateway's
+//   anchors on `lo` (anchors.ts), which the latency probe pings between; cleanup removes them.
 // - cleanup() stops wireguard-go by its PID (TERM, then KILL after a grace period), deletes the device if it
 //   is still there, and removes stateDir; idempotent.
 import { spawn } from "node:child_process";
@@ -32,6 +33,7 @@ import { systemClock, type Clock } from "../../shared/clock";
 import { MissingDependencyError, TunnelError, describeError } from "../../shared/errors";
 import { isObjectName } from "../../shared/protocol/subjects";
 import { WIREGUARD_DEVICE } from "./drivers";
+import { ensureAnchors } from "./anchors";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
 import { canConnect, writePrivate } from "./files";
 import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
@@ -107,6 +109,8 @@ export class WireGuardDriver implements VpnDriver {
   private daemon: WgDaemon | null = null;
   /** Whether a device of ours may exist (so cleanup touches the namespace only when it must). */
   private started = false;
+  /** Whether `lo:raven` anchors may exist (so cleanup touches the namespace only when it must). */
+  private anchored = false;
   private wanted: readonly WgWantedPeer[] = [];
   private readonly peerErrors = new Map<string, string>();
   /** Per peer public key: which of our additions of it to the device is live (part of its saId). */
@@ -184,6 +188,8 @@ export class WireGuardDriver implements VpnDriver {
       dump = await this.dump(pid); // a new private key drops the sessions; read what is left
     }
     await this.ensureLink();
+    this.anchored = true;
+    await ensureAnchors(this.run, this.o.netns, desired.peers.flatMap((p) => p.localSubnets));
     const ops = diffWireGuardPeers(dump.peers, wanted, presharedKey);
     if (ops.some((op) => op.type === "set")) writePrivate(this.files.presharedKey, `${presharedKey}\n`);
     for (const op of ops) {
@@ -250,6 +256,8 @@ export class WireGuardDriver implements VpnDriver {
       if (r.code === 0) await runOk(this.run, inNs(this.o.netns, "ip", "link", "del", "dev", this.tunnelDev));
       this.started = false;
     }
+    if (this.anchored) await ensureAnchors(this.run, this.o.netns, []);
+    this.anchored = false;
     this.generations.clear();
     this.wanted = [];
     this.peerErrors.clear();
