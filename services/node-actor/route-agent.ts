@@ -5,7 +5,9 @@
 //
 // Guarantees:
 // - Level-triggered: every Directory change and a periodic resync recompute the desired state; the driver
-//   changes only what differs (a resync that finds nothing to do touches nothing, and repairs drift).
+//   changes only what differs (a resync that finds nothing to do touches nothing, and repairs drift). With
+//   a driver that watches its namespace, every link or route change there is a resync too: drift (a VPN
+//   device recreated without the routes into it) is repaired at once, not at the next periodic resync.
 // - One apply at a time (shared/serial.ts); changes that arrive meanwhile coalesce into one more run after.
 // - Failover needs no manual action: a new term's record names the new gateway and the next run repoints
 //   (the driver is make-before-break). While the domain has no active gateway the last routes stay.
@@ -19,7 +21,12 @@ import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
 import { computeRoutes, routeInputOf, tunnelDomains, type RouteDesired } from "../tunnel";
 
-export type RouteDriverLike = { apply(desired: RouteDesired): Promise<string[]>; cleanup(): Promise<void> };
+export type RouteDriverLike = {
+  apply(desired: RouteDesired): Promise<string[]>;
+  cleanup(): Promise<void>;
+  /** Reports changes in the namespace until the returned function is called (IpRouteDriver: `ip monitor`). */
+  watch?(onChange: () => void): () => void;
+};
 
 export type RouteAgentOptions = Readonly<{
   directory: Pick<Directory, "gateways" | "nodeRecords" | "onChange">;
@@ -43,6 +50,7 @@ export class RouteAgent {
   private retry: TimerHandle | null = null;
   private resync: TimerHandle | null = null;
   private unsubscribe: (() => void) | null = null;
+  private unwatch: (() => void) | null = null;
   private state: { role: "node" | "gateway" | null; gatewayIP: string | null; applies: number; lastError: string | null } = {
     role: null,
     gatewayIP: null,
@@ -54,6 +62,7 @@ export class RouteAgent {
 
   start(): void {
     this.unsubscribe = this.opts.directory.onChange(() => this.kick());
+    this.unwatch = this.opts.driver.watch?.(() => this.kick(true)) ?? null;
     this.resync = this.opts.clock.setInterval(() => this.kick(true), this.opts.resyncMs);
     this.kick();
   }
@@ -115,6 +124,7 @@ export class RouteAgent {
   async stop(cleanup = false): Promise<void> {
     this.stopped = true;
     this.unsubscribe?.();
+    this.unwatch?.();
     if (this.retry) this.opts.clock.clearTimeout(this.retry);
     if (this.resync) this.opts.clock.clearInterval(this.resync);
     await this.task.stop();

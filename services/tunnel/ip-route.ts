@@ -15,6 +15,10 @@
 // - A VXLAN device whose VNI, port or local address differ is recreated (the kernel cannot change those).
 // - IPv4 forwarding is switched on when desired; cleanup() restores the value found before the first apply.
 // - cleanup() removes the device and the owned routes; idempotent.
+// - watch() reports every link and route change in the namespace (`ip monitor link route`, one long-lived
+//   process with a parent-death signal, started again if it exits), so that a caller can repair drift at
+//   once: a VPN device that was recreated (wireguard-go restarted) has lost the routes into it.
+import { spawn, type ChildProcess } from "node:child_process";
 import { CommandError, TunnelError } from "../../shared/errors";
 import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
 import { RAVEN_ROUTE_PROTO, type RouteDesired, type RouteEntry, type VxlanDesired } from "./routes";
@@ -227,6 +231,34 @@ export class IpRouteDriver {
     if (!(await this.link(name))) return;
     await this.ip("link", "del", name);
     changes.push(`link ${name} removed`);
+  }
+
+  /**
+   * Calls `onChange` for every link or route change in the namespace (own changes included: a caller that
+   * applies on each call converges, since an apply that finds nothing to do changes nothing), until the
+   * returned function is called.
+   */
+  watch(onChange: () => void, restartMs = 1_000): () => void {
+    let child: ChildProcess | null = null;
+    let stopped = false;
+    let timer: NodeJS.Timeout | null = null;
+    const start = () => {
+      const argv = ["setpriv", "--pdeathsig", "KILL", ...inNs(this.netns, "ip", "monitor", "link", "route")];
+      const c = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "ignore"] });
+      child = c;
+      c.stdout!.on("data", () => onChange());
+      c.once("error", () => undefined); // reported as its exit
+      c.once("close", () => {
+        if (child === c) child = null;
+        if (!stopped) timer = setTimeout(start, restartMs);
+      });
+    };
+    start();
+    return () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      child?.kill("SIGKILL");
+    };
   }
 
   /** Removes the device (with its routes, neighbours, FDB) and any other owned route; restores forwarding. */

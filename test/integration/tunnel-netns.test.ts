@@ -16,6 +16,7 @@ import { destroyNetns, isPidAlive } from "../../services/fleet/netns";
 import { IPSEC_OVERHEAD_BYTES, StrongSwanDriver, type VpnPeer } from "../../services/tunnel";
 import { DEFAULT_CHARON, VICI_PLUGIN } from "../../services/tunnel/strongswan";
 import { CIDR, DriverTopology, POD, waitUp } from "../helpers/driver-topology";
+import { eventually } from "../helpers/fleet";
 import { fragCreates, inNs, MIB, throughput } from "../helpers/netns-traffic";
 
 function skipReason(): string | null {
@@ -123,6 +124,26 @@ describe.skipIf(skip !== null)(`tunnel mode data path in network namespaces${ski
     expect(await inNs(ns.nodeA, "ip", "route", "show", CIDR.gwB)).toContain("via 240.168.10.3");
     expect((await nodeDrv.apply(topo.routesNodeA())).length).toBeGreaterThan(0);
     expect(await inNs(ns.podA, "ping", "-c", "1", "-W", "2", POD.b)).toMatch(/1 received/);
+  });
+
+  it("hears a route deleted behind its back in the node's namespace (ip monitor), and an apply on it puts the route back", async () => {
+    const nodeDrv = routeDrivers[2]!;
+    let heard = 0;
+    const stop = nodeDrv.watch(() => heard++);
+    try {
+      await new Promise((r) => setTimeout(r, 300)); // ip monitor subscribed
+      await inNs(ns.nodeA, "ip", "route", "del", CIDR.gwB);
+      await eventually("the watch to report the deleted route", 5_000, () => heard > 0);
+      expect(await nodeDrv.apply(topo.routesNodeA())).toEqual([`route ${CIDR.gwB} via 240.168.10.1 dev raven0 mtu 1400`]);
+      expect(await inNs(ns.podA, "ping", "-c", "1", "-W", "2", POD.b)).toMatch(/1 received/);
+    } finally {
+      stop();
+    }
+    const after = heard;
+    await inNs(ns.nodeA, "ip", "route", "del", CIDR.gwB);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(heard).toBe(after); // stopped: no more calls (and no ip monitor left running)
+    await nodeDrv.apply(topo.routesNodeA());
   });
 
   it("removes a peer no longer desired, and cleanup leaves no charon, namespace or link of the run", async () => {

@@ -187,6 +187,28 @@ describe("RouteAgent", () => {
     await agent.stop();
   });
 
+  it("applies again on every change its driver sees in the namespace (drift repair at once), and stops watching when stopped", async () => {
+    const clock = new ManualClock();
+    const dir = fleet();
+    let applies = 0;
+    let onChange: (() => void) | null = null;
+    let watching = false;
+    const driver = {
+      apply: async () => (applies++, []),
+      cleanup: async () => undefined,
+      watch: (cb: () => void) => ((onChange = cb), (watching = true), () => void (watching = false)),
+    };
+    const agent = new RouteAgent({ directory: dir, node: "a-node", domain: "edge-a", driver, link: { underlayMtu: 1500, vpnOverheadBytes: 65 }, clock, log: silentLogger(), retryMs: 200, resyncMs: 10_000 });
+    agent.start();
+    await settle();
+    expect([applies, watching]).toEqual([1, true]);
+    onChange!(); // e.g. wireguard-go restarted: its new device has none of the routes
+    await settle();
+    expect(applies).toBe(2); // the desired state did not change, the namespace did
+    await agent.stop();
+    expect(watching).toBe(false);
+  });
+
   it("keeps the last routes while the domain has no active gateway, and retries a failed apply", async () => {
     const clock = new ManualClock();
     const dir = fleet();
