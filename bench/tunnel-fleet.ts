@@ -4,6 +4,7 @@
 // helpers.
 import { spawnSync } from "node:child_process";
 import { ErrorCode, MissingDependencyError, RavenError } from "../shared/errors";
+import { pollUntil } from "../shared/poll";
 import type { NatsConnection } from "../shared/nats";
 import { subjects, tryDecode, type GatewayTunnel } from "../shared/protocol";
 import { parseTopology, type Topology } from "../shared/topology";
@@ -66,20 +67,11 @@ export function benchTopology(): Topology {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls until `check` returns a value (not undefined/false); a PathError naming `what` when time is up. */
-export async function waitUntil<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false> | T | undefined | false, everyMs = 100): Promise<T> {
-  const deadline = performance.now() + timeoutMs;
-  let lastErr: unknown;
-  while (performance.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new PathError(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ""}`);
+/** shared/poll.ts's pollUntil, its timeout a PathError (what this benchmark reports as a failed path). */
+export function waitUntil<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false> | T | undefined | false, everyMs = 100): Promise<T> {
+  return pollUntil(what, timeoutMs, check, everyMs).catch((err: Error) => {
+    throw new PathError(err.message, { cause: err });
+  });
 }
 
 /** Epoch ms minus performance.now(), read right at a millisecond tick of Date.now() (so good to a few µs). */

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Timings } from "../../shared/config";
+import { pollUntil } from "../../shared/poll";
 import type { StatusReply } from "../../shared/protocol";
 import { loadTopology, parseTopology, type Topology } from "../../shared/topology";
 import { REPO_ROOT } from "../../services/fleet/build";
@@ -84,20 +85,7 @@ export async function fleetStatus(fleet: Fleet, timeoutMs = 1_000): Promise<Stat
   }
 }
 
-/** Polls until `check` returns a value (not undefined/false) or the time is up. */
-export async function eventually<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false> | T | undefined | false, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastErr: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      lastErr = err;
-    }
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ""}`);
-}
+/** Polls until `check` returns a value (not undefined/false) or the time is up (shared/poll.ts). */
+export const eventually = pollUntil;
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
