@@ -122,8 +122,13 @@ export function startTargetsProcess(opts: { host?: string; sinkPort?: number; ec
 }
 
 /** Runs bench/relay.ts (a bare Node relay on 127.0.0.1 in front of `upstream`'s two ports); see startTargetsProcess. */
-export function startRelayProcess(upstream: { sinkPort: number; echoPort: number }, sides: { in: "tcp" | "tls"; out: "tcp" | "tls" }, pkiDir?: string): Promise<TargetsProcess> {
+export function startRelayProcess(
+  upstream: { sinkPort: number; echoPort: number },
+  sides: { in: "tcp" | "tls"; out: "tcp" | "tls"; native?: boolean },
+  pkiDir?: string,
+): Promise<TargetsProcess> {
   const args = [RELAY_ENTRY, "--upstream-sink", String(upstream.sinkPort), "--upstream-echo", String(upstream.echoPort), "--in", sides.in, "--out", sides.out, ...(pkiDir ? ["--pki", pkiDir] : [])];
+  if (sides.native) args.push("--native");
   return startBenchProcess("relay", args, [], 15_000);
 }
 

@@ -74,18 +74,20 @@ function benchTopology(loopback: boolean): Topology {
   });
 }
 
-/** Path (d): client -> relay (TCP in, TLS out) -> relay (TLS in, TCP out) -> targets, all on loopback. */
-async function measureFloor(targets: TargetsProcess, opts: MeasureOptions): Promise<PathResult> {
+/** Path (d): client -> relay (TCP in, TLS out) -> relay (TLS in, TCP out) -> targets, all on loopback; with
+ * `native`, each relay hands its connections to the gateways' native relay, as Raven's gateways do. */
+async function measureFloor(targets: TargetsProcess, opts: MeasureOptions, native: boolean): Promise<PathResult> {
+  const label = native ? "native-relay" : "node-tls-relay";
   const pkiDir = mkdtempSync(join(tmpdir(), "raven-bench-relay-"));
   const relays: TargetsProcess[] = [];
   try {
     await ensurePki(pkiDir);
-    const inner = await startRelayProcess(targets, { in: "tls", out: "tcp" }, pkiDir);
+    const inner = await startRelayProcess(targets, { in: "tls", out: "tcp", native }, pkiDir);
     relays.push(inner);
-    const outer = await startRelayProcess(inner, { in: "tcp", out: "tls" }, pkiDir);
+    const outer = await startRelayProcess(inner, { in: "tcp", out: "tls", native }, pkiDir);
     relays.push(outer);
-    consoleReporter.progress(`node-tls-relay: 127.0.0.1 relay ${outer.sinkPort}/${outer.echoPort} (TLS out) -> relay ${inner.sinkPort}/${inner.echoPort} (TLS in) -> targets`);
-    return await measurePath("node-tls-relay", directDialers(outer), opts);
+    consoleReporter.progress(`${label}: 127.0.0.1 relay ${outer.sinkPort}/${outer.echoPort} (TLS out) -> relay ${inner.sinkPort}/${inner.echoPort} (TLS in) -> targets`);
+    return await measurePath(label, directDialers(outer), opts);
   } finally {
     for (const r of relays.reverse()) await r.stop();
     rmSync(pkiDir, { recursive: true, force: true });
@@ -205,7 +207,12 @@ runMain(async () => {
     const ssh = await measurePath("ssh", { sink: tcpDialer("127.0.0.1", sinkTunnel.port), echo: tcpDialer("127.0.0.1", echoTunnel.port) }, opts);
     await stopSsh(); // its tunnels too; nothing of ssh competes for the CPU while the next path runs
 
-    const floor = flags["skip-floor"] ? notMeasured("node-tls-relay") : await measureFloor(targets, opts);
+    const floor = flags["skip-floor"] ? notMeasured("node-tls-relay") : await measureFloor(targets, opts, false);
+    const nativeFloor = flags["skip-floor"] ? notMeasured("native-relay") : await measureFloor(targets, opts, true);
+    if (process.env.RAVEN_BENCH_FLOORS_ONLY) {
+      for (const r of [direct, ssh, floor, nativeFloor]) consoleReporter.figure(formatPathResult(r));
+      return;
+    }
 
     // The default channel transport (TLS) is what the last line reports; plain TCP between the gateways is
     // measured too, for underlays that are already private or encrypted.

@@ -12,6 +12,7 @@ import { loadPki } from "../shared/pki";
 import { runMain } from "../shared/process";
 import { PROXY_SERVERNAME } from "../services/gateway-actor/proxy/edge";
 import { splice } from "../services/gateway-actor/proxy/splice";
+import { NativeRelay, channelKeys, stopReading } from "../services/gateway-actor/proxy/native-relay";
 import { integerFlag } from "./flags";
 
 type Side = "tcp" | "tls";
@@ -28,6 +29,7 @@ runMain(async () => {
     in: { type: "string", default: "tcp", help: "what clients speak to this relay: tcp or tls" },
     out: { type: "string", default: "tcp", help: "what this relay speaks upstream: tcp or tls" },
     pki: { type: "string", help: "fleet PKI directory (shared/pki.ts) for the TLS side: proxy key and cert, CA" },
+    native: { type: "boolean", default: false, help: "hand each connection to the gateways' native relay (sealed frames with TLS-exported keys on the TLS side)" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -45,6 +47,7 @@ runMain(async () => {
           ? tls.connect({ host: "127.0.0.1", port: upstreamPort, secureContext: secureContext!, servername: PROXY_SERVERNAME, allowHalfOpen: true } as tls.ConnectionOptions)
           : net.connect({ host: "127.0.0.1", port: upstreamPort, allowHalfOpen: true });
       up.setNoDelay(true);
+      if (flags.native) return void up.once(outSide === "tls" ? "secureConnect" : "connect", () => (inSide === "tls" ? nativeIn(client, up) : nativeOut(client, up)));
       splice(client, up, () => undefined);
     };
     const server = inSide === "tls" ? tls.createServer({ key: pki!.proxy.key, cert: pki!.proxy.cert, allowHalfOpen: true }, onClient) : net.createServer({ allowHalfOpen: true }, onClient);
@@ -52,6 +55,22 @@ runMain(async () => {
       server.once("error", reject);
       server.listen(0, "127.0.0.1", () => resolve((server.address() as net.AddressInfo).port));
     });
+  };
+  // Native handover, as the gateways do it: the TLS server says "W" after its handshake (after its session
+  // tickets), the client answers "G" and stops reading TLS (gated); the server hands over after reading "G".
+  const relay = flags.native ? NativeRelay.get() : null;
+  const nativeOut = (client: net.Socket, up: net.Socket) => {
+    if (outSide === "tcp") return void relay!.join(client, up, {}, () => undefined);
+    up.once("data", () => {
+      up.write("G");
+      stopReading(up);
+      void relay!.join(client, up, { keys: channelKeys(up as tls.TLSSocket, "bench", "client"), gated: true }, () => undefined);
+    });
+  };
+  const nativeIn = (client: net.Socket, up: net.Socket) => {
+    if (inSide === "tcp") return void relay!.join(up, client, {}, () => undefined);
+    client.write("W");
+    client.once("data", () => void relay!.join(up, client, { keys: channelKeys(client as tls.TLSSocket, "bench", "server") }, () => undefined));
   };
   const [sinkPort, echoPort] = [await serve(upstream.sink), await serve(upstream.echo)];
   process.stdin.on("end", () => process.exit(0));

@@ -3,8 +3,9 @@
 # missing: nats-server, iproute2, openssh-server (bench:proxy's reference path is a private sshd with ssh -R),
 # openssl (the fleet's PKI), chromium (the `raven ui` browser test), strongSwan (tunnel mode's IPsec between
 # gateways, with kernel-libipsec for kernels without ESP), wireguard-go and wireguard-tools (tunnel mode's
-# userspace WireGuard driver, for kernels without the WireGuard module) and ping (the tunnel tests); then the
-# npm dependencies from the lock file. Idempotent.
+# userspace WireGuard driver, for kernels without the WireGuard module), ping (the tunnel tests) and a C compiler
+# (the proxy's native data path); then the npm dependencies from the lock file, and the native data path
+# (scripts/build-native.sh). Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,8 @@ command -v wg >/dev/null 2>&1 || need_apt_norec+=(wireguard-tools)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 # curl: the proxy and tunnel tests use it as the real HTTP client (CONNECT, proxy URL, a scrape from a pod).
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# The proxy's native data path (native/relay.c), built against Node's own headers.
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_apt_norec[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} ${need_apt_norec[*]} from Debian's packages"
   export DEBIAN_FRONTEND=noninteractive
@@ -57,4 +60,5 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "setup: installing npm dependencies"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+bash scripts/build-native.sh
 echo "setup: ready (nats-server $(nats-server --version | awk '{print $2}'), node $(node --version))"

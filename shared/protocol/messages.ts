@@ -27,7 +27,11 @@
 //   chan.welcome     cloud -> edge: the connection is accepted as a spare channel of that domain.
 //   chan.open        cloud -> edge: make this spare a channel to `node:port`, under the domain's `term` as the
 //                    cloud knows it. The edge refuses a term older than its own (fencing) with an error.
-//   chan.opened      edge -> cloud: the target answered; raw bytes follow in both directions.
+//   chan.sealed      cloud -> edge: as chan.open, but after chan.opened the channel's bytes travel outside TLS as
+//                    sealed frames (AES-256-GCM, keys exported from this TLS session for the channel id; see
+//                    native/relay.c), relayed natively on both gateways. The edge stops reading TLS as it sends
+//                    chan.opened and sends no frame before the cloud's first.
+//   chan.opened      edge -> cloud: the target answered; raw bytes (or sealed frames) follow in both directions.
 //   gw.proxy         a gateway's proxy, every second while it runs: its peer links (TunnelActor state and
 //                    spare connections) and channel totals, for the statechart debugger and operators.
 //   gw.tunnel        a gateway candidate's tunnel mode, every second and on every change: its driver, whether
@@ -219,6 +223,7 @@ export const messageSchemas = {
   "chan.hello": chanHello,
   "chan.welcome": chanWelcome,
   "chan.open": chanOpen,
+  "chan.sealed": chanOpen,
   "chan.opened": chanOpened,
   "gw.proxy": gatewayProxy,
   "gw.tunnel": gatewayTunnel,

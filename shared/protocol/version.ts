@@ -4,7 +4,8 @@
 //                and lease, errors, status request/reply.
 //                Later in 1 (additive: new types only, which an older peer rejects as UNKNOWN_TYPE and counts):
 //                chan.hello/welcome/open/opened for proxy channels, gw.proxy for their state; gw.tunnel for tunnel mode; inspect.viewer and inspect.batch for the
-//                statechart debugger.
+//                statechart debugger; chan.sealed for channels whose bytes travel as sealed frames outside TLS
+//                (an older edge refuses it as UNKNOWN_TYPE instead of misreading the frames as raw bytes).
 export const PROTOCOL_VERSION = 1;
 export const SUPPORTED_VERSIONS: readonly number[] = [1];
 /** Control messages are small; anything larger is refused before it is decoded. */

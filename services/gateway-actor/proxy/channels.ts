@@ -1,8 +1,7 @@
 // The open channels of one gateway process: what each carries (domain, the edge gateway it goes through,
 // target, term) so that a change of the active gateway or a step-down can close exactly the channels it
-// invalidates, and the counters behind `raven_channels_*`. Bytes are counted once, when a channel closes,
-// from the sockets' own totals: nothing is added to the per-chunk path.
-import type { Socket } from "node:net";
+// invalidates, and the counters behind `raven_channels_*`. Bytes are counted once, when a channel closes, from
+// the relay's totals (or a stream's socket): nothing is added to the per-chunk path.
 import { counters } from "../../../shared/metrics";
 
 export type ChannelInfo = Readonly<{
@@ -19,7 +18,10 @@ export type ChannelInfo = Readonly<{
  * already private or encrypted (tunnel mode's IPsec, a VPN), where TLS would only cost throughput. */
 export type ChannelTransport = "tls" | "tcp";
 
-type Entry = { info: ChannelInfo; sockets: Socket[]; openedAt: number };
+/** Bytes a channel carried: `in` toward the target, `out` back toward the client. */
+export type ChannelBytes = Readonly<{ in: number; out: number }>;
+
+type Entry = { info: ChannelInfo; close: () => void; openedAt: number };
 
 let nextId = 0;
 export const newChannelId = (prefix: string): string => `${prefix}-${(++nextId).toString(36)}`;
@@ -33,29 +35,29 @@ export class ChannelTable {
     return this.open.size;
   }
 
-  add(info: ChannelInfo, sockets: Socket[], now: number): void {
-    this.open.set(info.id, { info, sockets, openedAt: now });
+  /** Tracks an open channel; `close` breaks it (closeWhere), after which `closed` must still be called once. */
+  add(info: ChannelInfo, close: () => void, now: number): void {
+    this.open.set(info.id, { info, close, openedAt: now });
     counters.inc("raven_channels_opened_total", { side: this.side });
   }
 
-  /** Called once per channel when both of its sockets have closed. */
-  closed(id: string, err?: Error): void {
+  /** Called once per channel when it has ended, with what it carried. */
+  closed(id: string, err: Error | undefined, bytes: ChannelBytes): void {
     const e = this.open.get(id);
     if (!e) return;
     this.open.delete(id);
     counters.inc("raven_channels_closed_total", { side: this.side });
     if (err) counters.inc("raven_channel_errors_total", { side: this.side, reason: "broken" });
-    const s = e.sockets[0]!;
-    counters.inc("raven_channel_bytes_total", { side: this.side, direction: "in" }, s.bytesRead);
-    counters.inc("raven_channel_bytes_total", { side: this.side, direction: "out" }, s.bytesWritten);
+    counters.inc("raven_channel_bytes_total", { side: this.side, direction: "in" }, bytes.in);
+    counters.inc("raven_channel_bytes_total", { side: this.side, direction: "out" }, bytes.out);
   }
 
-  /** Destroys every channel matching `pred`; returns how many. */
+  /** Breaks every channel matching `pred`; returns how many. */
   closeWhere(pred: (c: ChannelInfo) => boolean): number {
     let n = 0;
     for (const e of this.open.values()) {
       if (!pred(e.info)) continue;
-      for (const s of e.sockets) s.destroy();
+      e.close();
       n++;
     }
     return n;

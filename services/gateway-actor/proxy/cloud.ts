@@ -5,6 +5,9 @@
 // channel whose edge gateway stops being active is closed at once (the record's change arrives by KV watch,
 // ~0.3 s after a gateway dies; a SIGKILLed gateway's sockets reset even sooner), so nothing hangs on a dead
 // gateway. Nodes of the cloud's own domain are dialed directly.
+// A channel's bytes are relayed natively (native-relay.ts): with TLS between the gateways the open is
+// `chan.sealed` and the bytes travel as sealed frames under keys exported from the TLS session; only channels
+// that JavaScript reads itself (the forward proxy's keep-alive agent, `use: "stream"`) stay inside TLS.
 // Spares are accepted only while this candidate is active: an edge never parks connections on a standby.
 import net, { isIP, type Socket } from "node:net";
 import tls from "node:tls";
@@ -18,7 +21,7 @@ import { ChannelTable, newChannelId, type ChannelTransport } from "./channels";
 import { proxyPortsOf, type Directory, type NodeRoute } from "../../../shared/directory";
 import { dialTcp } from "./edge";
 import { frame, readFrame } from "./frames";
-import { splice } from "./splice";
+import { NativeRelay, channelKeys, type SealKeys } from "./native-relay";
 
 export type CloudProxyOptions = Readonly<{
   node: string;
@@ -45,7 +48,16 @@ type Spare = { socket: Socket; node: string; domain: string; retire: () => void 
 type Waited = Spare | "changed" | null;
 type Waiter = { domain: string; nodes: readonly string[]; resolve: (s: Waited) => void };
 
-export type Channel = { socket: Socket; route: NodeRoute; id: string; port: number; via: string };
+/** Who carries a channel's bytes: the native relay, joined to a client socket (`attach`), or JavaScript reading
+ * and writing the channel socket itself (`track`: the forward proxy's HTTP agent). */
+export type ChannelUse = "relay" | "stream";
+
+/** An open channel; `keys` when its bytes travel as sealed frames (a `relay` channel over TLS). */
+export type Channel = { socket: Socket; route: NodeRoute; id: string; port: number; via: string; keys: SealKeys | null };
+
+/** Bytes for either end of a channel before the relay reads anything: a request head already read from the
+ * client, the proxy's own response line to it. */
+export type Preload = Readonly<{ toTarget?: Buffer; toClient?: Buffer }>;
 
 export class CloudProxy {
   private server: net.Server | null = null;
@@ -106,7 +118,7 @@ export class CloudProxy {
   }
 
   /** Opens a channel to node:port, or throws a ChannelError that says why not. */
-  async openChannel(node: string, port: number): Promise<Channel> {
+  async openChannel(node: string, port: number, use: ChannelUse = "relay"): Promise<Channel> {
     const { opts } = this;
     if (isIP(node) || node.startsWith("[")) {
       throw new ChannelError("BAD_TARGET", `IP literal targets are refused (${node}): ask for a node by name; IPs are ambiguous across domains`);
@@ -124,7 +136,7 @@ export class CloudProxy {
     const id = newChannelId(opts.node);
     if (route.domain === opts.domain) {
       const socket = await dialTcp(route.internalIP, port, opts.dialTimeoutMs);
-      return { socket, route, id, port, via: opts.node };
+      return { socket, route, id, port, via: opts.node, keys: null };
     }
     const deadline = opts.clock.now() + opts.openTimeoutMs;
     for (;;) {
@@ -143,8 +155,10 @@ export class CloudProxy {
         );
       }
       try {
-        const socket = await this.open(spare, { id, node, port, term });
-        return { socket, route, id, port, via: spare.node };
+        const sealed = use === "relay" && opts.transport === "tls";
+        const socket = await this.open(spare, { id, node, port, term }, sealed);
+        const keys = sealed ? channelKeys(socket as tls.TLSSocket, id, "server") : null;
+        return { socket, route, id, port, via: spare.node, keys };
       } catch (err) {
         // A stale term means the record moved on while the spare waited, a closed spare that its gateway died
         // (its reset not yet seen): neither is the target's fault, so try the next spare while time is left.
@@ -154,16 +168,19 @@ export class CloudProxy {
     }
   }
 
-  /** Splices a client socket with an open channel and tracks it until both ends close. */
-  attach(client: Socket, ch: Channel): void {
-    this.channels.add(this.infoOf(ch), [client, ch.socket], this.opts.clock.now());
-    splice(client, ch.socket, (err) => this.channels.closed(ch.id, err));
+  /** Hands a client socket and an open `relay` channel to the native relay, and tracks it until it ends. */
+  attach(client: Socket, ch: Channel, pre: Preload = {}): void {
+    const relayed = NativeRelay.get().join(client, ch.socket, { keys: ch.keys ?? undefined, toPeer: pre.toTarget, toPlain: pre.toClient }, (end) =>
+      this.channels.closed(ch.id, end.error, { in: end.bytesToPeer, out: end.bytesToPlain }),
+    );
+    this.channels.add(this.infoOf(ch), relayed.abort, this.opts.clock.now());
   }
 
-  /** Tracks a channel used directly as a client connection (the forward proxy's keep-alive agent). */
+  /** Tracks a `stream` channel used directly as a client connection (the forward proxy's keep-alive agent). */
   track(ch: Channel): void {
-    this.channels.add(this.infoOf(ch), [ch.socket], this.opts.clock.now());
-    ch.socket.once("close", (hadError) => this.channels.closed(ch.id, hadError ? new Error("channel broke") : undefined));
+    const s = ch.socket;
+    this.channels.add(this.infoOf(ch), () => s.destroy(), this.opts.clock.now());
+    s.once("close", (hadError) => this.channels.closed(ch.id, hadError ? new Error("channel broke") : undefined, { in: s.bytesWritten, out: s.bytesRead }));
   }
 
   /** Edge gateways with spares parked here, as peer links ("up" while they have spares). */
@@ -181,9 +198,9 @@ export class CloudProxy {
     return this.opts.directory.activeProxyOf(domain);
   }
 
-  private async open(spare: Spare, req: { id: string; node: string; port: number; term: number }): Promise<Socket> {
+  private async open(spare: Spare, req: { id: string; node: string; port: number; term: number }, sealed: boolean): Promise<Socket> {
     const { socket } = spare;
-    socket.write(frame("chan.open", req));
+    socket.write(frame(sealed ? "chan.sealed" : "chan.open", req));
     let got;
     try {
       got = await readFrame(socket, this.opts.dialTimeoutMs + 1_000, `open ${req.node}:${req.port} via ${spare.node}`);
@@ -200,7 +217,14 @@ export class CloudProxy {
       socket.destroy();
       throw new ChannelError("PROTOCOL", `${spare.node} answered chan.open with ${got.msg.type}`);
     }
-    if (got.rest.length > 0) socket.unshift(got.rest);
+    if (got.rest.length > 0) {
+      if (sealed) {
+        // The edge sends no frame before ours: anything here was read through TLS and cannot be relayed.
+        socket.destroy();
+        throw new ChannelError("PROTOCOL", `${spare.node} sent ${got.rest.length} bytes after chan.opened on a sealed channel`);
+      }
+      socket.unshift(got.rest);
+    }
     return socket;
   }
 

@@ -4,8 +4,11 @@
 // channel with `chan.open`; the edge checks the term (fencing: an open carrying a term older than ours is
 // refused), that the target is a node of *this* domain and the port one of the Gateway's proxy ports, dials
 // the node's InternalIP here — inside the domain, where colliding IPs are unambiguous — answers `chan.opened`
-// and splices the two sockets. When the role goes (lease lost, term moved on, draining), every spare and
-// every channel is closed at once.
+// and hands the two sockets to the native relay (native-relay.ts): for `chan.sealed` the bytes travel as sealed
+// frames outside TLS, so this side stops reading TLS as it answers and speaks only after the cloud's first
+// frame. A plain `chan.open` over TLS (the cloud's forward proxy reading the channel itself) is spliced here in
+// JavaScript. When the role goes (lease lost, term moved on, draining), every spare and every channel is
+// closed at once.
 import net from "node:net";
 import tls from "node:tls";
 import { createActor, type Actor } from "xstate";
@@ -18,6 +21,7 @@ import type { ChanOpen } from "../../../shared/protocol";
 import { ChannelTable, type ChannelTransport } from "./channels";
 import { proxyPortsOf, type Directory, type ProxyPeer } from "../../../shared/directory";
 import { frame, readFrame } from "./frames";
+import { NativeRelay, channelKeys, stopReading } from "./native-relay";
 import { splice } from "./splice";
 
 export type EdgeProxyOptions = Readonly<{
@@ -176,15 +180,19 @@ export class EdgeProxy {
     });
   }
 
-  /** An idle spare waits for the cloud's `chan.open`; anything else (or a close) retires it. */
+  /** An idle spare waits for the cloud's `chan.open` or `chan.sealed`; anything else (or a close) retires it. */
   private async awaitOpen(peer: Peer, socket: net.Socket): Promise<void> {
     let open: ChanOpen;
     let rest: Buffer;
+    let sealed: boolean;
     try {
       const got = await readFrame(socket, 0, `spare to ${peer.info.node}`);
-      if (got.msg.type !== "chan.open") throw new ChannelError("PROTOCOL", `expected chan.open, got ${got.msg.type}`);
+      if (got.msg.type !== "chan.open" && got.msg.type !== "chan.sealed") throw new ChannelError("PROTOCOL", `expected chan.open, got ${got.msg.type}`);
       open = got.msg.body;
       rest = got.rest;
+      sealed = got.msg.type === "chan.sealed";
+      if (sealed && this.opts.transport !== "tls") throw new ChannelError("PROTOCOL", "chan.sealed on a connection without TLS");
+      if (sealed && rest.length > 0) throw new ChannelError("PROTOCOL", `${rest.length} bytes after chan.sealed, before chan.opened`);
     } catch {
       socket.destroy();
       if (peer.spares.delete(socket) && this.live(peer)) peer.actor.send({ type: "SPARE_GONE" });
@@ -195,10 +203,20 @@ export class EdgeProxy {
     try {
       const target = await this.dialTarget(open);
       socket.write(frame("chan.opened", { id: open.id }));
-      if (rest.length > 0) target.write(rest);
       const info = { id: open.id, domain: this.opts.domain, via: this.opts.node, target: open.node, port: open.port, term: open.term };
-      this.channels.add(info, [socket, target], this.opts.clock.now());
-      splice(socket, target, (err) => this.channels.closed(open.id, err));
+      const now = this.opts.clock.now();
+      if (sealed || this.opts.transport === "tcp") {
+        // Sealed: TLS ends with chan.opened; stop reading it before the event loop can, the cloud's frames follow.
+        if (sealed) stopReading(socket);
+        const keys = sealed ? channelKeys(socket as tls.TLSSocket, open.id, "client") : undefined;
+        const relayed = NativeRelay.get().join(target, socket, { keys, gated: sealed, toPlain: rest }, (end) =>
+          this.channels.closed(open.id, end.error, { in: end.bytesToPlain, out: end.bytesToPeer }),
+        );
+        return void this.channels.add(info, relayed.abort, now);
+      }
+      if (rest.length > 0) target.write(rest);
+      this.channels.add(info, () => (socket.destroy(), target.destroy()), now);
+      splice(socket, target, (err) => this.channels.closed(open.id, err, { in: socket.bytesRead, out: socket.bytesWritten }));
     } catch (err) {
       const wire = errorToWire(err);
       counters.inc("raven_channel_errors_total", { side: "edge", reason: wire.code });

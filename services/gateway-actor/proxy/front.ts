@@ -51,6 +51,8 @@ export function parseTarget(hostPort: string): { node: string; port: number } {
 }
 
 const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"]);
+/** The answer to a CONNECT that got its channel; written by the relay ahead of the target's first bytes. */
+const CONNECT_OK = Buffer.from("HTTP/1.1 200 Connection Established\r\n\r\n", "latin1");
 
 export class ProxyFrontDoor {
   private readonly server: http.Server;
@@ -85,9 +87,7 @@ export class ProxyFrontDoor {
     try {
       const { node, port } = parseTarget(req.url ?? "");
       const ch = await this.proxy.openChannel(node, port);
-      socket.write("HTTP/1.1 200 Connection Established\r\n\r\n");
-      if (head.length > 0) ch.socket.write(head);
-      this.proxy.attach(socket, ch);
+      this.proxy.attach(socket, ch, { toClient: CONNECT_OK, toTarget: head });
     } catch (err) {
       this.refused(err, req.url);
       rawError(socket, err);
@@ -142,9 +142,7 @@ export class ProxyFrontDoor {
         const k = req.rawHeaders[i]!;
         if (!k.toLowerCase().startsWith("proxy-")) lines.push(`${k}: ${req.rawHeaders[i + 1]}`);
       }
-      ch.socket.write(lines.join("\r\n") + "\r\n\r\n");
-      if (head.length > 0) ch.socket.write(head);
-      this.proxy.attach(socket, ch);
+      this.proxy.attach(socket, ch, { toTarget: Buffer.concat([Buffer.from(lines.join("\r\n") + "\r\n\r\n", "latin1"), head]) });
     } catch (err) {
       this.refused(err, req.url);
       rawError(socket, err);
@@ -179,7 +177,7 @@ class ChannelAgent extends http.Agent {
 
   // The async form of createConnection: Agent calls back with (err, socket) when given a callback.
   override createConnection(_opts: http.ClientRequestArgs, cb?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
-    this.proxy.openChannel(this.node, this.port).then(
+    this.proxy.openChannel(this.node, this.port, "stream").then(
       (ch) => {
         this.proxy.track(ch);
         cb?.(null, ch.socket);
@@ -237,10 +235,7 @@ export class NameRoutedListener {
         const why = got.kind === "invalid" ? got.reason : isTls ? "the TLS ClientHello carries no SNI server name" : "the request has no Host header";
         return fail(new ChannelError("BAD_TARGET", `cannot tell which node this connection is for: ${why}`));
       }
-      this.proxy.openChannel(name, this.targetPort).then((ch) => {
-        ch.socket.write(buf);
-        this.proxy.attach(socket, ch);
-      }, fail);
+      this.proxy.openChannel(name, this.targetPort).then((ch) => this.proxy.attach(socket, ch, { toTarget: buf }), fail);
     };
     socket.on("data", onData);
   }

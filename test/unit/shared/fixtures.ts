@@ -92,6 +92,7 @@ export const fullBodies: Fixtures = {
   "chan.hello": { domain: "factory-a", node: "factory-a-gw-1", gateway: "gw-factory-a", term: 7, token: "9f".repeat(32) },
   "chan.welcome": { node: "cloud-gw-1" },
   "chan.open": { id: "c-1f", node: "factory-a-node-1", port: 10250, term: 7 },
+  "chan.sealed": { id: "c-20", node: "factory-a-node-1", port: 10250, term: 7 },
   "chan.opened": { id: "c-1f" },
   "gw.proxy": {
     node: "factory-a-gw-1",
@@ -174,6 +175,7 @@ export const minimalBodies: Fixtures = {
   "chan.hello": { domain: "kiosk", node: "kiosk-1", gateway: "kiosk-1", term: 0, token: "" },
   "chan.welcome": { node: "c" },
   "chan.open": { id: "", node: "kiosk-1", port: 1, term: 0 },
+  "chan.sealed": { id: "", node: "kiosk-1", port: 1, term: 0 },
   "chan.opened": { id: "" },
   "gw.proxy": { node: "c", domain: "cloud", side: "cloud", tunnels: [], channelsOpen: 0, channelsOpened: 0, bytesIn: 0, bytesOut: 0, errors: 0, sentAt: 0 },
   "gw.tunnel": { node: "c", domain: "cloud", driver: "fake", term: 0, active: false, tunnels: [], error: null, sentAt: 0 },
