@@ -1,8 +1,10 @@
 // bench:proxy — data-path figures of three ways to reach a port behind an edge, in one run, against the same
 // in-process targets on loopback: (a) direct TCP, (b) an OpenSSH reverse tunnel (`ssh -R` through a private
 // sshd this benchmark starts and stops), (c) the Raven proxy (HTTP CONNECT node:port, then raw bytes), and a
-// floor: (d) two bare Node relays in series with TLS between them (bench/relay.ts) — the same hops and
-// encryption as the Raven path with none of Raven's work, i.e. what any Node.js TLS relay costs here.
+// two floors with the same hops and encryption as the Raven path and none of Raven's work: (d) two bare Node
+// relays in series with TLS between them (bench/relay.ts), what any Node.js TLS relay costs here — the measured
+// reason the gateways relay natively; (e) the same two relays handing their connections to the gateways' native
+// relay (native/relay.c, sealed frames under TLS-exported keys), what Raven's data path costs by itself.
 // Per path: bulk MB/s (1 MB = 1e6 bytes) into a sink that confirms the byte count, p50/p99 of 64-byte round
 // trips on one kept-alive connection, and connections/s (dial, one round trip, close).
 // The ssh path uses OpenSSH's default cipher unless --ssh-cipher names one. Figures on stdout as they come,
@@ -163,7 +165,7 @@ runMain(async () => {
     "with-viewer": { type: "boolean", default: false, help: "attach a statechart viewer (raven ui) to the Raven path's fleet while measuring" },
     "no-netns": { type: "boolean", default: false, help: "run the Raven path's fleet on loopback even as root" },
     "skip-tcp": { type: "boolean", default: false, help: "do not measure the Raven path with plain-TCP channels (only the default, TLS)" },
-    "skip-floor": { type: "boolean", default: false, help: "do not measure the floor path (two bare Node relays with TLS between them)" },
+    "skip-floor": { type: "boolean", default: false, help: "do not measure the floor paths (two bare relays with TLS between them: Node's, and the native relay)" },
   });
   if (!parsed) return;
   const { flags } = parsed;
@@ -209,10 +211,6 @@ runMain(async () => {
 
     const floor = flags["skip-floor"] ? notMeasured("node-tls-relay") : await measureFloor(targets, opts, false);
     const nativeFloor = flags["skip-floor"] ? notMeasured("native-relay") : await measureFloor(targets, opts, true);
-    if (process.env.RAVEN_BENCH_FLOORS_ONLY) {
-      for (const r of [direct, ssh, floor, nativeFloor]) consoleReporter.figure(formatPathResult(r));
-      return;
-    }
 
     // The default channel transport (TLS) is what the last line reports; plain TCP between the gateways is
     // measured too, for underlays that are already private or encrypted.
@@ -228,13 +226,14 @@ runMain(async () => {
     const raven = await measureRaven("tls", "raven");
     const ravenTcp = flags["skip-tcp"] ? notMeasured("raven-tcp") : await measureRaven("tcp", "raven-tcp");
 
-    for (const r of [direct, ssh, floor, raven, ravenTcp]) consoleReporter.figure(formatPathResult(r));
+    for (const r of [direct, ssh, floor, nativeFloor, raven, ravenTcp]) consoleReporter.figure(formatPathResult(r));
     consoleReporter.figure(formatRatios(ravenTcp, ssh));
     consoleReporter.figure(formatRatios(ssh, direct));
     consoleReporter.figure(formatRatios(raven, ssh));
     consoleReporter.figure(formatRatios(raven, direct));
     consoleReporter.figure(formatRatios(floor, ssh));
-    consoleReporter.figure(formatRatios(raven, floor));
+    consoleReporter.figure(formatRatios(nativeFloor, ssh));
+    consoleReporter.figure(formatRatios(raven, nativeFloor));
     consoleReporter.figure(
       `proxy mbps=${fmt(raven.bulkMBps, 1)} ssh_mbps=${fmt(ssh.bulkMBps, 1)} ratio_vs_ssh=${fmt(ratio(raven.bulkMBps, ssh.bulkMBps), 2)}` +
         ` rtt_p50_us=${fmt(raven.rtt.p50_us)} ssh_rtt_p50_us=${fmt(ssh.rtt.p50_us)} conn_per_s=${fmt(raven.connPerS)}`,

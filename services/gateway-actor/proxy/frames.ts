@@ -1,6 +1,6 @@
 // Handshake frames at the start of a channel connection: a 4-byte big-endian length, then one protocol
-// message (shared/protocol, `chan.*` or `error`). Only the handshake is framed; after `chan.opened` the
-// connection carries the channel's bytes raw, so the hot path pays nothing for framing.
+// message (shared/protocol, `chan.*` or `error`). Only the handshake is framed this way; after `chan.opened` the
+// connection carries the channel's bytes raw, or as the native relay's sealed frames (native-relay.ts).
 // `readFrame` returns whatever arrived after the frame (`rest`), which the caller must unshift back into the
 // socket before it starts piping: a target that speaks first may already have sent bytes.
 import type { Duplex } from "node:stream";

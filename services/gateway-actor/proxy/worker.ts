@@ -14,6 +14,7 @@ import { describeError } from "../../../shared/errors";
 import { createLogger } from "../../../shared/log";
 import { connectDaemon } from "../../../shared/nats";
 import { ProxyEngine, type ProxyConfig, type ProxyStats } from "./engine";
+import { NativeRelay } from "./native-relay";
 
 export type WorkerInit = Readonly<{
   nats: string;
@@ -36,6 +37,9 @@ const init = workerData as WorkerInit;
 // calling thread, so this lowers the data plane only. When the machine is saturated (a burst of handshakes on
 // a small box), the heartbeats, acknowledgements and the mesh keep the CPU they need for the gateway to keep
 // its lease; the data plane takes what is left.
+// The native relay's thread is started first, so that it keeps the process's own priority: it is where a
+// channel's round trip is spent (a wakeup per hop), while this thread only opens channels.
+NativeRelay.get();
 try {
   setPriority(DATA_PLANE_NICE);
 } catch {
