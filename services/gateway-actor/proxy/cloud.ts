@@ -215,7 +215,7 @@ export class CloudProxy {
     }
     if (got.msg.type !== "chan.opened") {
       socket.destroy();
-      throw new ChannelError("PROTOCOL", `${spare.node} answered chan.open with ${got.msg.type}`);
+      throw new ChannelError("PROTOCOL", `${spare.node} answered ${sealed ? "chan.sealed" : "chan.open"} with ${got.msg.type}`);
     }
     if (got.rest.length > 0) {
       if (sealed) {

@@ -187,7 +187,7 @@ export class EdgeProxy {
     let sealed: boolean;
     try {
       const got = await readFrame(socket, 0, `spare to ${peer.info.node}`);
-      if (got.msg.type !== "chan.open" && got.msg.type !== "chan.sealed") throw new ChannelError("PROTOCOL", `expected chan.open, got ${got.msg.type}`);
+      if (got.msg.type !== "chan.open" && got.msg.type !== "chan.sealed") throw new ChannelError("PROTOCOL", `expected chan.open or chan.sealed, got ${got.msg.type}`);
       open = got.msg.body;
       rest = got.rest;
       sealed = got.msg.type === "chan.sealed";
@@ -200,24 +200,28 @@ export class EdgeProxy {
     }
     if (peer.spares.delete(socket) && this.live(peer)) peer.actor.send({ type: "SPARE_GONE" });
     this.update(); // top the pool up at once: the next request should not wait for a handshake
+    let target: net.Socket | undefined;
     try {
-      const target = await this.dialTarget(open);
+      target = await this.dialTarget(open);
+      // Derived before answering: a connection the cloud has reset meanwhile fails here, not after chan.opened.
+      const keys = sealed ? channelKeys(socket as tls.TLSSocket, open.id, "client") : undefined;
       socket.write(frame("chan.opened", { id: open.id }));
       const info = { id: open.id, domain: this.opts.domain, via: this.opts.node, target: open.node, port: open.port, term: open.term };
       const now = this.opts.clock.now();
       if (sealed || this.opts.transport === "tcp") {
         // Sealed: TLS ends with chan.opened; stop reading it before the event loop can, the cloud's frames follow.
         if (sealed) stopReading(socket);
-        const keys = sealed ? channelKeys(socket as tls.TLSSocket, open.id, "client") : undefined;
         const relayed = NativeRelay.get().join(target, socket, { keys, gated: sealed, toPlain: rest }, (end) =>
           this.channels.closed(open.id, end.error, { in: end.bytesToPlain, out: end.bytesToPeer }),
         );
         return void this.channels.add(info, relayed.abort, now);
       }
-      if (rest.length > 0) target.write(rest);
-      this.channels.add(info, () => (socket.destroy(), target.destroy()), now);
-      splice(socket, target, (err) => this.channels.closed(open.id, err, { in: socket.bytesRead, out: socket.bytesWritten }));
+      const t = target;
+      if (rest.length > 0) t.write(rest);
+      this.channels.add(info, () => (socket.destroy(), t.destroy()), now);
+      splice(socket, t, (err) => this.channels.closed(open.id, err, { in: socket.bytesRead, out: socket.bytesWritten }));
     } catch (err) {
+      target?.destroy();
       const wire = errorToWire(err);
       counters.inc("raven_channel_errors_total", { side: "edge", reason: wire.code });
       this.opts.log.info({ target: `${open.node}:${open.port}`, code: wire.code, err: wire.message }, "channel refused");

@@ -1,8 +1,9 @@
 // Handshake frames at the start of a channel connection: a 4-byte big-endian length, then one protocol
 // message (shared/protocol, `chan.*` or `error`). Only the handshake is framed this way; after `chan.opened` the
 // connection carries the channel's bytes raw, or as the native relay's sealed frames (native-relay.ts).
-// `readFrame` returns whatever arrived after the frame (`rest`), which the caller must unshift back into the
-// socket before it starts piping: a target that speaks first may already have sent bytes.
+// `readFrame` returns whatever arrived after the frame (`rest`), which the caller must pass on before anything
+// else (unshift it, or hand it to the relay): a target that speaks first may already have sent bytes. On a
+// sealed channel nothing may follow (the edge speaks only after the cloud's first frame).
 import type { Duplex } from "node:stream";
 import { ChannelError } from "../../../shared/errors";
 import { decode, encode, type Message, type MessageBody, type MessageType } from "../../../shared/protocol";

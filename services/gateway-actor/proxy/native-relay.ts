@@ -1,8 +1,9 @@
-// The gateway's handle on the native data path (native/relay.c, built by scripts/build-native.sh): `join` hands
-// a channel's two sockets over to the relay thread, which moves the bytes from then on without JavaScript,
-// and reports the channel's end once. The handover is exact: reads are stopped first, anything Node already
-// read from the plain socket is sent ahead of what the relay reads, pending writes are flushed first, and the
-// descriptors are duplicated before Node closes its own, so no byte is lost, reordered or sent twice.
+// The gateway's handle on the native data path (native/, built by scripts/build-native.sh): `join` hands a
+// channel's two sockets over to the relay thread, which moves the bytes from then on without JavaScript, and
+// reports the channel's end once. The handover is exact: pending writes are flushed first; then, with no turn of
+// the event loop in between, reading stops, whatever Node has read but not delivered goes ahead of what the
+// relay will read, and the descriptors are duplicated before Node closes its own, so no byte is lost, reordered
+// or sent twice.
 //
 // Sealed channels (between the gateways over TLS) use keys exported from the TLS connection (RFC 8446 §7.5),
 // one per direction, bound to the channel id: the TLS handshake still authenticates the peer and the fleet CA
@@ -18,10 +19,9 @@ import type { TLSSocket } from "node:tls";
 import { ChannelError, ErrorCode, RavenError } from "../../../shared/errors";
 
 type Addon = {
-  start(onClosed: (id: number, error: string | undefined, toPeer: number, toPlain: number) => void): void;
+  start(onEnded: (id: number, code: "PROTOCOL" | "CLOSED" | undefined, message: string, toPeer: number, toPlain: number) => void): void;
   open(o: { plainFd: number; peerFd: number; sealed: number; gated: number; sealKey?: Buffer; openKey?: Buffer; toPeer?: Buffer; toPlain?: Buffer }): number;
-  abort(id?: number): void;
-  count(): number;
+  abort(id: number): void;
 };
 
 export type SealKeys = Readonly<{ seal: Buffer; open: Buffer }>;
@@ -42,8 +42,8 @@ export type RelayEnd = Readonly<{ error?: Error; bytesToPeer: number; bytesToPla
 /** A channel being handed over or relayed; `abort` resets it (its end is still reported). */
 export type RelayedChannel = Readonly<{ abort: () => void }>;
 
-/** The most bytes `toPeer`/`toPlain` may carry (one frame). */
-export const MAX_PRELOAD_BYTES = 64 * 1024;
+/** How long a handover waits for a socket's pending writes (a client that does not read its CONNECT answer). */
+const FLUSH_TIMEOUT_MS = 10_000;
 const KEY_LABEL = "EXPORTER-raven-channel-v1";
 const ADDON_FILE = "native/build/raven_relay.node";
 
@@ -72,11 +72,11 @@ export class NativeRelay {
   private readonly ends = new Map<number, (end: RelayEnd) => void>();
 
   private constructor(private readonly addon: Addon) {
-    addon.start((id, error, toPeer, toPlain) => {
+    addon.start((id, code, message, toPeer, toPlain) => {
       const onEnd = this.ends.get(id);
       if (!onEnd) return;
       this.ends.delete(id);
-      onEnd({ error: error === undefined ? undefined : new ChannelError("CLOSED", error), bytesToPeer: toPeer, bytesToPlain: toPlain });
+      onEnd({ error: code === undefined ? undefined : new ChannelError(code, message), bytesToPeer: toPeer, bytesToPlain: toPlain });
     });
   }
 
@@ -97,30 +97,25 @@ export class NativeRelay {
     return current;
   }
 
-  get size(): number {
-    return this.ends.size;
-  }
-
   /**
    * Hands `plain` and `peer` over to the relay once their pending writes are flushed. `onEnd` runs exactly once:
    * when both directions have ended, when the channel broke or was aborted, or when the handover failed (either
    * socket closed first, or bytes that must not be there were read), in which case both sockets are destroyed.
    */
   join(plain: Socket, peer: Socket, opts: JoinOptions, onEnd: (end: RelayEnd) => void): RelayedChannel {
-    let id: number | null = null;
+    // Shared with handOver: an abort before the relay has the channel is carried out as soon as it does.
+    const state: HandOver = { id: null, aborted: false };
     plain.pause();
     stopReading(peer);
-    this.handOver(plain, peer, opts, onEnd).then(
-      (got) => (id = got),
-      (err) => {
-        plain.destroy();
-        peer.destroy();
-        onEnd({ error: err as Error, bytesToPeer: 0, bytesToPlain: 0 });
-      },
-    );
+    this.handOver(plain, peer, opts, onEnd, state).catch((err) => {
+      plain.destroy();
+      peer.destroy();
+      onEnd({ error: err as Error, bytesToPeer: 0, bytesToPlain: 0 });
+    });
     return {
       abort: () => {
-        if (id !== null) this.addon.abort(id);
+        state.aborted = true;
+        if (state.id !== null) this.addon.abort(state.id);
         else {
           // Still flushing: the handover fails on the destroyed sockets and reports the end.
           plain.destroy();
@@ -130,8 +125,9 @@ export class NativeRelay {
     };
   }
 
-  private async handOver(plain: Socket, peer: Socket, opts: JoinOptions, onEnd: (end: RelayEnd) => void): Promise<number> {
+  private async handOver(plain: Socket, peer: Socket, opts: JoinOptions, onEnd: (end: RelayEnd) => void, state: HandOver): Promise<void> {
     await Promise.all([flushed(plain), flushed(peer)]);
+    if (state.aborted) throw new ChannelError("CLOSED", "channel closed by the gateway before it was handed over");
     // From here to `open`, nothing yields to the event loop, so Node reads nothing more from either socket.
     stopReading(plain);
     const early = drain(plain);
@@ -139,9 +135,6 @@ export class NativeRelay {
     if (fromPeer.length > 0 && opts.keys) throw new ChannelError("PROTOCOL", `${fromPeer.length} bytes arrived over TLS after the channel's handshake`);
     const toPeer = concat(opts.toPeer, early);
     const toPlain = concat(opts.toPlain, fromPeer);
-    if (toPeer.length > MAX_PRELOAD_BYTES || toPlain.length > MAX_PRELOAD_BYTES) {
-      throw new ChannelError("PROTOCOL", `more than ${MAX_PRELOAD_BYTES} bytes were read before the channel was handed over`);
-    }
     let id: number;
     try {
       id = this.addon.open({
@@ -158,17 +151,15 @@ export class NativeRelay {
       throw new ChannelError("CLOSED", `the relay refused the channel: ${(err as Error).message}`, { cause: err });
     }
     this.ends.set(id, onEnd);
+    state.id = id;
     // The relay holds duplicates: closing Node's descriptors sends nothing (no FIN, no TLS close_notify).
     plain.destroy();
     peer.destroy();
-    return id;
-  }
-
-  /** Resets every channel of this thread's relay. */
-  abortAll(): void {
-    this.addon.abort();
+    if (state.aborted) this.addon.abort(id);
   }
 }
+
+type HandOver = { id: number | null; aborted: boolean };
 
 let current: NativeRelay | undefined;
 
@@ -189,13 +180,18 @@ function fdOf(s: Socket): number {
   return fd;
 }
 
-/** Resolves when everything written to `s` has reached the kernel; rejects if it closes first. */
+/**
+ * Resolves when everything written to `s` has reached the kernel (a write is counted in writableLength until
+ * its callback); rejects if `s` closes first or its peer has not taken the bytes within FLUSH_TIMEOUT_MS.
+ */
 function flushed(s: Socket): Promise<void> {
+  const deadline = performance.now() + FLUSH_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     const check = () => {
       if (s.destroyed) return reject(new ChannelError("CLOSED", "a channel's socket closed before it was handed over"));
       if (s.writableLength === 0) return resolve();
-      setImmediate(check);
+      if (performance.now() > deadline) return reject(new ChannelError("TIMEOUT", `a channel's peer took none of ${s.writableLength} pending bytes in ${FLUSH_TIMEOUT_MS} ms`));
+      setTimeout(check, 2);
     };
     check();
   });

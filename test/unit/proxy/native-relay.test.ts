@@ -10,6 +10,7 @@ import { join } from "node:path";
 import tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { NativeRelay, channelKeys, type RelayEnd, type SealKeys } from "../../../services/gateway-actor/proxy/native-relay";
+import type { ChannelError } from "../../../shared/errors";
 import { ensurePki, loadPki } from "../../../shared/pki";
 import { eventually } from "../../helpers/fleet";
 
@@ -184,6 +185,7 @@ describe("native relay", () => {
       peer.write(bytes(k.cloud));
       const e = await end.promise;
       expect(e.error?.message).toMatch(message);
+      expect((e.error as ChannelError).code).toBe("PROTOCOL");
       expect(await wasReset(target, atTarget)).toBe(true);
       expect(await wasReset(peer, atPeer)).toBe(true);
       expect((await atTarget).data.length).toBe(0); // nothing of a bad frame reaches the target
@@ -245,6 +247,31 @@ describe("native relay", () => {
     expect((await atClient).data.toString()).toBe("HTTP/1.1 200 OK\r\n\r\nanswer");
   });
 
+  it("carries preloads larger than a frame, sealed in order ahead of the sockets' own bytes", async () => {
+    const [client, cloudPlain] = await tcpPair();
+    const [linkEdge, linkCloud] = await tcpPair();
+    const [edgePlain, target] = await tcpPair();
+    const k = keys();
+    const head = randomBytes(200 * 1024 + 5); // a request head and body read before the channel existed
+    const answer = randomBytes(100 * 1024);
+    const atClient = collect(client);
+    const atTarget = collect(target);
+    NativeRelay.get().join(edgePlain, linkEdge, { keys: k.edge, gated: true }, () => undefined);
+    NativeRelay.get().join(cloudPlain, linkCloud, { keys: k.cloud, toPeer: head, toPlain: answer }, () => undefined);
+    client.end("tail");
+    target.end("reply");
+    expect((await atTarget).data.equals(Buffer.concat([head, Buffer.from("tail")]))).toBe(true);
+    expect((await atClient).data.equals(Buffer.concat([answer, Buffer.from("reply")]))).toBe(true);
+  });
+
+  it("carries out an abort that comes before the handover is done", async () => {
+    const p = await path();
+    const atClient = collect(p.client);
+    p.cloud.abort(); // the sockets are still Node's: the handover fails on them
+    expect((await p.cloudEnd).error?.message).toMatch(/before it was handed over/);
+    expect((await atClient).error ?? "end").toMatch(/ECONNRESET|end/);
+  });
+
   it("aborts a channel: both ends see a reset and the end names it", async () => {
     const p = await path();
     const atClient = collect(p.client);
@@ -252,7 +279,9 @@ describe("native relay", () => {
     p.client.write("x");
     await eventually("a byte through", 5_000, async () => p.target.bytesRead > 0);
     p.cloud.abort();
-    expect((await p.cloudEnd).error?.message).toMatch(/closed by the gateway/);
+    const cloudEnd = await p.cloudEnd;
+    expect(cloudEnd.error?.message).toMatch(/closed by the gateway/);
+    expect((cloudEnd.error as ChannelError).code).toBe("CLOSED");
     expect(await wasReset(p.client, atClient)).toBe(true);
     // The cloud's reset reaches the edge as a broken peer connection, which resets the target too.
     expect((await p.edgeEnd).error).toBeDefined();
