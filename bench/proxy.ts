@@ -4,7 +4,7 @@
 // two floors with the same hops and encryption as the Raven path and none of Raven's work: (d) two bare Node
 // relays in series with TLS between them (bench/relay.ts), what any Node.js TLS relay costs here — the measured
 // reason the gateways relay natively; (e) the same two relays handing their connections to the gateways' native
-// relay (native/relay.c, sealed frames under TLS-exported keys), what Raven's data path costs by itself.
+// relay (native/, sealed frames under TLS-exported keys), what Raven's data path costs by itself.
 // Per path: bulk MB/s (1 MB = 1e6 bytes) into a sink that confirms the byte count, p50/p99 of 64-byte round
 // trips on one kept-alive connection, and connections/s (dial, one round trip, close).
 // The ssh path uses OpenSSH's default cipher unless --ssh-cipher names one. Figures on stdout as they come,

@@ -29,7 +29,7 @@
 //                    cloud knows it. The edge refuses a term older than its own (fencing) with an error.
 //   chan.sealed      cloud -> edge: as chan.open, but after chan.opened the channel's bytes travel outside TLS as
 //                    sealed frames (AES-256-GCM, keys exported from this TLS session for the channel id; see
-//                    native/relay.c), relayed natively on both gateways. The edge stops reading TLS as it sends
+//                    native/frames.c), relayed natively on both gateways. The edge stops reading TLS as it sends
 //                    chan.opened and sends no frame before the cloud's first.
 //   chan.opened      edge -> cloud: the target answered; raw bytes (or sealed frames) follow in both directions.
 //   gw.proxy         a gateway's proxy, every second while it runs: its peer links (TunnelActor state and

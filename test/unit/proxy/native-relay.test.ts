@@ -1,4 +1,4 @@
-// The native relay (native/relay.c through native-relay.ts) on real loopback sockets. The frame format is checked
+// The native relay (native/ through native-relay.ts) on real loopback sockets. The frame format is checked
 // against an independent JavaScript implementation (node:crypto AES-256-GCM) that plays the peer gateway, so
 // tampering, truncation and the edge's gate can be driven byte by byte; two relays back to back check the whole
 // path: bytes both ways, half-close, backpressure, abort, and what Node had read before the handover.
