@@ -118,6 +118,18 @@ static int open_frames(relay_t *r, chan_t *c, int i) {
   return 1;
 }
 
+#define BLOCKED (-2)
+
+// Writes what it can of [p, p + n) to direction i's destination: the bytes written (0 when interrupted),
+// BLOCKED, or -1 when the channel failed (and is finished).
+static ssize_t write_some(relay_t *r, chan_t *c, int i, const unsigned char *p, size_t n) {
+  ssize_t w = send(c->d[i].dst, p, n, MSG_NOSIGNAL);
+  if (w >= 0) return w;
+  if (WOULD_BLOCK(errno)) return BLOCKED;
+  if (errno == EINTR) return 0;
+  return fail(r, c, E_CLOSED, i == 0 ? "write to the peer gateway" : "write to the local side", errno);
+}
+
 // Advances one direction by one step: 1 progress, 0 blocked, -1 the channel failed (and is finished).
 static int step(relay_t *r, chan_t *c, int i) {
   dir_t *d = &c->d[i];
@@ -125,13 +137,8 @@ static int step(relay_t *r, chan_t *c, int i) {
   const char *from = i == 0 ? "the local side" : "the peer gateway";
   char what[64];
   if (d->off < d->len) {
-    ssize_t n = send(d->dst, d->buf + d->off, d->len - d->off, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (WOULD_BLOCK(errno)) return 0;
-      if (errno == EINTR) return 1;
-      snprintf(what, sizeof what, "write to %s", to);
-      return fail(r, c, E_CLOSED, what, errno);
-    }
+    ssize_t n = write_some(r, c, i, d->buf + d->off, d->len - d->off);
+    if (n < 0) return n == BLOCKED ? 0 : -1;
     d->off += (size_t)n;
     if (d->off == d->len) d->off = d->len = 0;
     return 1;
@@ -146,13 +153,8 @@ static int step(relay_t *r, chan_t *c, int i) {
       if (!seal_frame(d, F_DATA, n)) return fail(r, c, E_CLOSED, "sealing a frame failed", 0);
       d->pre_off += n;
     } else {
-      ssize_t n = send(d->dst, d->pre + d->pre_off, left, MSG_NOSIGNAL);
-      if (n < 0) {
-        if (WOULD_BLOCK(errno)) return 0;
-        if (errno == EINTR) return 1;
-        snprintf(what, sizeof what, "write to %s", to);
-        return fail(r, c, E_CLOSED, what, errno);
-      }
+      ssize_t n = write_some(r, c, i, d->pre + d->pre_off, left);
+      if (n < 0) return n == BLOCKED ? 0 : -1;
       d->pre_off += (size_t)n;
     }
     if (d->pre_off == d->pre_len) {

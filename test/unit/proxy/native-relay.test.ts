@@ -122,6 +122,16 @@ async function path(opts: { sealed?: boolean } = {}) {
   return { client, target, cloud, edge, cloudEnd: cloudEnd.promise, edgeEnd: edgeEnd.promise };
 }
 
+/** The edge's relay (gated), with the test playing the cloud gateway on the link (`peer`). */
+async function edgeFacingTest() {
+  const [edgePlain, target] = await tcpPair();
+  const [linkEdge, peer] = await tcpPair();
+  const k = keys();
+  const end = ended();
+  NativeRelay.get().join(edgePlain, linkEdge, { keys: k.edge, gated: true }, end.onEnd);
+  return { target, peer, k, end: end.promise };
+}
+
 describe("native relay", () => {
   it("carries bytes both ways and each side's half-close, then reports what it carried", async () => {
     const p = await path();
@@ -152,12 +162,8 @@ describe("native relay", () => {
   });
 
   it("lets a target that speaks first through once the cloud's first frame opens the edge's gate", async () => {
-    const [edgePlain, target] = await tcpPair();
-    const [linkEdge, peer] = await tcpPair();
-    const k = keys();
-    const end = ended();
+    const { target, peer, k } = await edgeFacingTest();
     target.write("220 banner from a server that speaks first\r\n");
-    NativeRelay.get().join(edgePlain, linkEdge, { keys: k.edge, gated: true }, end.onEnd);
     const seen: Buffer[] = [];
     peer.on("data", (b: Buffer) => seen.push(b));
     await new Promise((r) => setTimeout(r, 150));
@@ -175,15 +181,11 @@ describe("native relay", () => {
     ["bytes after the end frame", (k: SealKeys) => Buffer.concat([sealFrame(k.seal, 0, END, Buffer.alloc(0)), Buffer.from("x")]), /after the end frame/],
   ] as const) {
     it(`resets both sides on ${what}`, async () => {
-      const [edgePlain, target] = await tcpPair();
-      const [linkEdge, peer] = await tcpPair();
-      const k = keys();
-      const end = ended();
-      NativeRelay.get().join(edgePlain, linkEdge, { keys: k.edge, gated: true }, end.onEnd);
+      const { target, peer, k, end } = await edgeFacingTest();
       const atTarget = collect(target);
       const atPeer = collect(peer);
       peer.write(bytes(k.cloud));
-      const e = await end.promise;
+      const e = await end;
       expect(e.error?.message).toMatch(message);
       expect((e.error as ChannelError).code).toBe("PROTOCOL");
       expect(await wasReset(target, atTarget)).toBe(true);
@@ -193,14 +195,10 @@ describe("native relay", () => {
   }
 
   it("treats a peer connection that ends without an end frame as truncated", async () => {
-    const [edgePlain, target] = await tcpPair();
-    const [linkEdge, peer] = await tcpPair();
-    const k = keys();
-    const end = ended();
-    NativeRelay.get().join(edgePlain, linkEdge, { keys: k.edge, gated: true }, end.onEnd);
+    const { target, peer, k, end } = await edgeFacingTest();
     const atTarget = collect(target);
     peer.end(sealFrame(k.cloud.seal, 0, DATA, Buffer.from("partial")));
-    expect((await end.promise).error?.message).toMatch(/without an end frame \(truncated\)/);
+    expect((await end).error?.message).toMatch(/without an end frame \(truncated\)/);
     expect((await atTarget).data.toString()).toBe("partial");
     expect(await wasReset(target, atTarget)).toBe(true);
   });
