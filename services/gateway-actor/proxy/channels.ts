@@ -2,6 +2,7 @@
 // target, term) so that a change of the active gateway or a step-down can close exactly the channels it
 // invalidates, and the counters behind `raven_channels_*`. Bytes are counted once, when a channel closes, from
 // the relay's totals (or a stream's socket): nothing is added to the per-chunk path.
+import type { RavenError } from "../../../shared/errors";
 import { counters } from "../../../shared/metrics";
 
 export type ChannelInfo = Readonly<{
@@ -47,7 +48,9 @@ export class ChannelTable {
     if (!e) return;
     this.open.delete(id);
     counters.inc("raven_channels_closed_total", { side: this.side });
-    if (err) counters.inc("raven_channel_errors_total", { side: this.side, reason: "broken" });
+    // A peer that broke the sealed-frame protocol (tampering, a gap, truncation) is counted apart from a channel
+    // that merely broke (a reset, an abort).
+    if (err) counters.inc("raven_channel_errors_total", { side: this.side, reason: (err as RavenError).code === "PROTOCOL" ? "protocol" : "broken" });
     counters.inc("raven_channel_bytes_total", { side: this.side, direction: "in" }, bytes.in);
     counters.inc("raven_channel_bytes_total", { side: this.side, direction: "out" }, bytes.out);
   }

@@ -170,9 +170,10 @@ export class CloudProxy {
 
   /** Hands a client socket and an open `relay` channel to the native relay, and tracks it until it ends. */
   attach(client: Socket, ch: Channel, pre: Preload = {}): void {
-    const relayed = NativeRelay.get().join(client, ch.socket, { keys: ch.keys ?? undefined, toPeer: pre.toTarget, toPlain: pre.toClient }, (end) =>
-      this.channels.closed(ch.id, end.error, { in: end.bytesToPeer, out: end.bytesToPlain }),
-    );
+    const relayed = NativeRelay.get().join(client, ch.socket, { keys: ch.keys ?? undefined, toPeer: pre.toTarget, toPlain: pre.toClient }, (end) => {
+      if ((end.error as ChannelError | undefined)?.code === "PROTOCOL") this.opts.log.warn({ channel: ch.id, peer: ch.via, err: end.error!.message }, "channel broken by the edge gateway");
+      this.channels.closed(ch.id, end.error, { in: end.bytesToPeer, out: end.bytesToPlain });
+    });
     this.channels.add(this.infoOf(ch), relayed.abort, this.opts.clock.now());
   }
 

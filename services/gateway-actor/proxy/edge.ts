@@ -211,9 +211,10 @@ export class EdgeProxy {
       if (sealed || this.opts.transport === "tcp") {
         // Sealed: TLS ends with chan.opened; stop reading it before the event loop can, the cloud's frames follow.
         if (sealed) stopReading(socket);
-        const relayed = NativeRelay.get().join(target, socket, { keys, gated: sealed, toPlain: rest }, (end) =>
-          this.channels.closed(open.id, end.error, { in: end.bytesToPlain, out: end.bytesToPeer }),
-        );
+        const relayed = NativeRelay.get().join(target, socket, { keys, gated: sealed, toPlain: rest }, (end) => {
+          if ((end.error as ChannelError | undefined)?.code === "PROTOCOL") this.opts.log.warn({ channel: open.id, peer: peer.info.node, err: end.error!.message }, "channel broken by the cloud gateway");
+          this.channels.closed(open.id, end.error, { in: end.bytesToPlain, out: end.bytesToPeer });
+        });
         return void this.channels.add(info, relayed.abort, now);
       }
       const t = target;
