@@ -157,7 +157,13 @@ export class CloudProxy {
       try {
         const sealed = use === "relay" && opts.transport === "tls";
         const socket = await this.open(spare, { id, node, port, term }, sealed);
-        const keys = sealed ? channelKeys(socket as tls.TLSSocket, id, "server") : null;
+        let keys: SealKeys | null = null;
+        try {
+          if (sealed) keys = channelKeys(socket as tls.TLSSocket, id, "server");
+        } catch (err) {
+          socket.destroy();
+          throw err; // CLOSED: the next spare is tried while time is left
+        }
         return { socket, route, id, port, via: spare.node, keys };
       } catch (err) {
         // A stale term means the record moved on while the spare waited, a closed spare that its gateway died

@@ -52,7 +52,12 @@ const ADDON_FILE = "native/build/raven_relay.node";
  * same 64 bytes; the first half seals the direction from the TLS client (the edge), the second the other.
  */
 export function channelKeys(tls: TLSSocket, id: string, side: "client" | "server"): SealKeys {
-  const k = tls.exportKeyingMaterial(64, KEY_LABEL, Buffer.from(id, "utf8"));
+  let k: Buffer;
+  try {
+    k = tls.exportKeyingMaterial(64, KEY_LABEL, Buffer.from(id, "utf8"));
+  } catch (err) {
+    throw new ChannelError("CLOSED", `channel ${id}: its TLS connection closed before the keys were derived`, { cause: err });
+  }
   const fromClient = k.subarray(0, 32);
   const fromServer = k.subarray(32, 64);
   return side === "client" ? { seal: fromClient, open: fromServer } : { seal: fromServer, open: fromClient };

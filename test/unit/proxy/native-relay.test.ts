@@ -320,6 +320,7 @@ describe("channelKeys", () => {
     expect(c.seal.equals(c.open)).toBe(false);
     expect(channelKeys(client, "cloud-gw-1-8", "client").seal.equals(c.seal)).toBe(false);
     client.destroy();
+    expect(() => channelKeys(client, "cloud-gw-1-9", "client")).toThrow(/closed before the keys were derived/);
     srv.destroy();
     server.close();
   });
