@@ -1,9 +1,10 @@
-// A bare Node relay, as a process of its own: bench:proxy chains two of them (TCP in, TLS between them, TCP
-// out) to measure the floor of any Node.js TLS relay with the same two hops as the Raven path — what Node's
-// event loop, streams and TLS cost with none of Raven's routing, fencing or framing. Each listens on two
-// ports on 127.0.0.1 (the sink's and the echo's) and joins every connection to the matching upstream port
-// with the same splice the gateways use. Prints one JSON line {"ready":true,"sinkPort","echoPort"} once
-// listening; exits when stdin closes (the benchmark that started it is gone).
+// A bare relay, as a process of its own: bench:proxy chains two of them (TCP in, TLS between them, TCP out) to
+// measure the floor of a relay with the same two hops as the Raven path and none of Raven's routing, fencing or
+// channel handshake. Each listens on two ports on 127.0.0.1 (the sink's and the echo's) and joins every
+// connection to the matching upstream port: by default with the JavaScript splice (what Node's event loop,
+// streams and TLS cost), with --native by handing both sockets to the gateways' native relay. Prints one JSON
+// line {"ready":true,"sinkPort","echoPort"} once listening; exits when stdin closes (the benchmark that started
+// it is gone).
 import net from "node:net";
 import tls from "node:tls";
 import { parseFlags, requireFlag } from "../shared/args";
@@ -59,6 +60,7 @@ runMain(async () => {
   // Native handover, as the gateways do it: the TLS server says "W" after its handshake (after its session
   // tickets), the client answers "G" and stops reading TLS (gated); the server hands over after reading "G".
   const relay = flags.native ? NativeRelay.get() : null;
+  // A relay with TLS in (the inner one) hands over on "G"; any other hands over now, or on "W" with TLS out.
   const nativeOut = (client: net.Socket, up: net.Socket) => {
     if (outSide === "tcp") return void relay!.join(client, up, {}, () => undefined);
     up.once("data", () => {
@@ -68,7 +70,6 @@ runMain(async () => {
     });
   };
   const nativeIn = (client: net.Socket, up: net.Socket) => {
-    if (inSide === "tcp") return void relay!.join(up, client, {}, () => undefined);
     client.write("W");
     client.once("data", () => void relay!.join(up, client, { keys: channelKeys(client as tls.TLSSocket, "bench", "server") }, () => undefined));
   };

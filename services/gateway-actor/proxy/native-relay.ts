@@ -195,7 +195,7 @@ function flushed(s: Socket): Promise<void> {
     const check = () => {
       if (s.destroyed) return reject(new ChannelError("CLOSED", "a channel's socket closed before it was handed over"));
       if (s.writableLength === 0) return resolve();
-      if (performance.now() > deadline) return reject(new ChannelError("TIMEOUT", `a channel's peer took none of ${s.writableLength} pending bytes in ${FLUSH_TIMEOUT_MS} ms`));
+      if (performance.now() > deadline) return reject(new ChannelError("TIMEOUT", `a channel's peer left ${s.writableLength} written bytes untaken for ${FLUSH_TIMEOUT_MS} ms`));
       setTimeout(check, 2);
     };
     check();
