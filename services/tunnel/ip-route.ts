@@ -56,10 +56,6 @@ export class IpRouteDriver {
     return runOk(this.run, inNs(this.netns, "ip", ...args));
   }
 
-  private bridge(...args: string[]): Promise<string> {
-    return runOk(this.run, inNs(this.netns, "bridge", ...args));
-  }
-
   private async json<T>(tool: "ip" | "bridge", ...args: string[]): Promise<T[]> {
     const out = (await runOk(this.run, inNs(this.netns, tool, "-j", ...args))).trim();
     if (out === "") return [];
