@@ -185,17 +185,15 @@ export class TunnelError extends RavenError {
   }
 }
 
-/** An external command (ip, bridge, wg, charon) failed; carries its argv and stderr (also in the message). */
-export class CommandError extends RavenError {
-  readonly command: readonly string[];
-  readonly stderr: string;
-  readonly exitCode: number | null;
-  constructor(command: readonly string[], stderr: string, exitCode: number | null, options?: { cause?: unknown }) {
-    super(ErrorCode.Command, `${command.join(" ")} failed${exitCode === null ? "" : ` (exit ${exitCode})`}: ${stderr.trim() || "no output"}`, options);
-    this.name = "CommandError";
-    this.command = command;
-    this.stderr = stderr;
-    this.exitCode = exitCode;
+/** The kernel refused a netlink request: errno, the kernel's own words when it gave some (extended ack), the request. */
+export class NetlinkError extends RavenError {
+  constructor(
+    readonly request: string,
+    readonly errno: string,
+    readonly detail: string | null,
+  ) {
+    super(ErrorCode.Tunnel, `${request}: ${errno}${detail ? ` (${detail})` : ""}`);
+    this.name = "NetlinkError";
   }
 }
 

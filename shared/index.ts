@@ -22,7 +22,6 @@ export {
   NetnsError,
   PkiError,
   TunnelError,
-  CommandError,
   MissingDependencyError,
   errorToWire,
   errorFromWire,

@@ -66,6 +66,7 @@ async function startTunnel(nc: NatsConnection, node: string, domain: string, fla
     manager,
     async stop() {
       await manager.stop();
+      probe.close();
       directory.stop();
     },
   };

@@ -1,26 +1,15 @@
 // The latency probe of tunnel mode: one ICMP echo through the tunnel, between the network addresses of the
 // first local and first remote pod CIDR. Those addresses are the gateways' anchors on `lo` (both VPN drivers
 // keep them, see services/tunnel/anchors.ts), so the echo crosses exactly the tunnel the pods use, and is
-// answered by the peer gateway itself.
-import { execFile } from "node:child_process";
-import { execInNs } from "../tunnel/exec";
+// answered by the peer gateway's kernel. The echo leaves a raw socket opened inside the gateway's namespace
+// (services/tunnel/netlink.ts Pinger): no process per probe.
 import { anchorOf } from "../tunnel/anchors";
-import type { VpnPeer } from "../tunnel";
+import { Pinger, type VpnPeer } from "../tunnel";
 
-const RTT = /time[=<]([\d.]+) ms/;
+export type TunnelProbe = ((peer: VpnPeer) => Promise<number | null>) & { close(): void };
 
-export function pingProbe(netns: string | undefined, timeoutSec = 1): (peer: VpnPeer) => Promise<number | null> {
-  return (peer) => {
-    const src = anchorOf(peer.localSubnets[0]!);
-    const dst = anchorOf(peer.remoteSubnets[0]!);
-    const [cmd, ...args] = execInNs(netns, ["ping", "-n", "-q", "-c", "1", "-W", String(timeoutSec), "-I", src, dst]);
-    return new Promise((resolve) => {
-      execFile(cmd!, args, { timeout: (timeoutSec + 2) * 1000 }, (err, stdout) => {
-        if (err) return resolve(null);
-        // -q prints "rtt min/avg/max/mdev = 0.512/0.512/0.512/0.000 ms"
-        const m = /= ([\d.]+)\//.exec(stdout) ?? RTT.exec(stdout);
-        resolve(m ? Number(m[1]) : null);
-      });
-    });
-  };
+export function pingProbe(netns: string | undefined, timeoutMs = 1_000): TunnelProbe {
+  const pinger = new Pinger(netns);
+  const probe = (peer: VpnPeer) => pinger.ping(anchorOf(peer.localSubnets[0]!), anchorOf(peer.remoteSubnets[0]!), timeoutMs).catch(() => null);
+  return Object.assign(probe, { close: () => pinger.close() });
 }

@@ -18,7 +18,7 @@ import { RouteAgent } from "./route-agent";
 import { Directory } from "../../shared/directory";
 import type { Timings } from "../../shared/config";
 import type { Logger } from "../../shared/log";
-import { IpRouteDriver, TUNNEL_DRIVERS, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "../tunnel";
+import { RouteDriver, TUNNEL_DRIVERS, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "../tunnel";
 import { startTargetServer } from "./target-server";
 
 function portList(value: string | undefined, key: string): number[] {
@@ -54,7 +54,7 @@ async function startRouteAgent(nc: NatsConnection, node: string, domain: string,
     directory,
     node,
     domain,
-    driver: new IpRouteDriver(netns ? { netns } : {}),
+    driver: new RouteDriver(netns ? { netns } : {}),
     link: { underlayMtu, vpnOverheadBytes: vpnOverheadFor(driver, underlayMtu), tunnelDev: TUNNEL_DRIVERS[driver].tunnelDev },
     clock: systemClock,
     log: log.child({ netns: netns ?? null }),

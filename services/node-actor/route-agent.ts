@@ -1,7 +1,7 @@
 // A node's tunnel-mode routes (NodeActor's data-path duty): the VXLAN device toward its domain's active
 // gateway and the routes for the other domains' pod CIDRs through it — or, on the active gateway itself,
 // the local nodes' pod CIDRs back over VXLAN. Computed from the fleet's records (services/tunnel/facts.ts,
-// computeRoutes) and applied by a route driver (IpRouteDriver) in the node's host-network namespace.
+// computeRoutes) and applied by a route driver (RouteDriver) in the node's host-network namespace.
 //
 // Guarantees:
 // - Level-triggered: every Directory change and a periodic resync recompute the desired state; the driver
@@ -25,7 +25,9 @@ import { computeRoutes, routeInputOf, tunnelDomains, type RouteDesired } from ".
 export type RouteDriverLike = {
   apply(desired: RouteDesired): Promise<string[]>;
   cleanup(): Promise<void>;
-  /** Reports changes in the namespace until the returned function is called (IpRouteDriver: `ip monitor`). */
+  /** Releases what the driver holds open (RouteDriver: its netlink socket); the kernel state stays. */
+  close?(): void;
+  /** Reports changes in the namespace until the returned function is called (RouteDriver: an rtnetlink monitor). */
   watch?(onChange: () => void): () => void;
 };
 
@@ -146,5 +148,6 @@ export class RouteAgent {
     if (this.resync) this.opts.clock.clearInterval(this.resync);
     await this.task.stop();
     if (cleanup) await this.opts.driver.cleanup();
+    this.opts.driver.close?.();
   }
 }

@@ -4,22 +4,24 @@
 //    when the local subnet holds no address of this host, the normal case for a gateway);
 //  - the latency probe (services/gateway-actor/tunnel-probe.ts) pings from and to, with either VPN driver, so
 //    that the echo crosses exactly the tunnel the pods use and the peer gateway itself answers.
-// ensureAnchors is idempotent: it makes the labelled addresses equal the wanted set and touches nothing else.
+// ensureAnchors is idempotent (an address already there, whatever its label, is replaced, not refused) and
+// costs one netlink dump when nothing is to change: it makes the labelled addresses equal the wanted set and
+// touches nothing else.
+import { TunnelError } from "../../shared/errors";
 import { intToIp, parseCidr } from "./cidr";
-import { inNs, runOk, type Runner } from "./exec";
+import { linkNamed, type KernelNet } from "./kernel-net";
 
 export const ANCHOR_LABEL = "lo:raven";
 
 /** The anchor address of a pod CIDR: its network address. */
 export const anchorOf = (cidr: string): string => intToIp(parseCidr(cidr).start);
 
-/** Makes the `lo:raven` /32 addresses in `netns` equal the anchors of `subnets` (none: removes them all). */
-export async function ensureAnchors(run: Runner, netns: string | undefined, subnets: readonly string[]): Promise<void> {
-  const want = new Set(subnets.map((c) => `${anchorOf(c)}/32`));
-  const out = await runOk(run, inNs(netns, "ip", "-j", "addr", "show", "dev", "lo"));
-  const infos = ((JSON.parse(out || "[]") as { addr_info?: { family?: string; local?: string; prefixlen?: number; label?: string }[] }[])[0]?.addr_info ?? [])
-    .filter((a) => a.family === "inet" && a.label === ANCHOR_LABEL);
-  const have = new Set(infos.map((a) => `${a.local}/${a.prefixlen}`));
-  for (const a of want) if (!have.has(a)) await runOk(run, inNs(netns, "ip", "addr", "add", a, "dev", "lo", "label", ANCHOR_LABEL));
-  for (const a of have) if (!want.has(a)) await runOk(run, inNs(netns, "ip", "addr", "del", a, "dev", "lo"));
+/** Makes the `lo:raven` /32 addresses of `net` equal the anchors of `subnets` (none: removes them all). */
+export function ensureAnchors(net: KernelNet, subnets: readonly string[]): void {
+  const lo = linkNamed(net, "lo");
+  if (!lo) throw new TunnelError(`anchors: no loopback device in ${net.netns ?? "this namespace"}`);
+  const want = new Set(subnets.map(anchorOf));
+  const have = net.addrs().filter((a) => a.index === lo.index && a.prefixLen === 32 && a.label === ANCHOR_LABEL);
+  for (const a of want) if (!have.some((h) => h.address === a)) net.replaceAddr(lo.index, a, 32, ANCHOR_LABEL);
+  for (const h of have) if (!want.has(h.address)) net.delAddr(lo.index, h.address, 32);
 }

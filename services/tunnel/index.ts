@@ -17,7 +17,7 @@ export {
 export type { StrongSwanOptions, EspMode, CharonLauncher } from "./strongswan";
 export { renderStrongswanConf, connectionMessage, sharedKeyMessage, sharedKeyId, ikeSasOf, IKE_PROPOSALS, ESP_PROPOSALS } from "./strongswan-conf";
 export type { IkeSaInfo, ChildSaInfo, CharonConfInput } from "./strongswan-conf";
-export { viciCall, encodeMessage, decodeMessage, encodePacket, checkSuccess, Packet, ViciError } from "./vici";
+export { viciCall, ViciClient, encodeMessage, decodeMessage, encodePacket, checkSuccess, Packet, ViciError } from "./vici";
 export type { ViciSection, ViciValue, ViciMessage, ViciPacket, ViciReply, ViciCallOptions } from "./vici";
 export {
   computeRoutes,
@@ -35,15 +35,17 @@ export type { RouteInput, RouteDesired, RouteEntry, VxlanDesired, VxlanPeer, Dom
 export { podCidrProblems } from "./overlap";
 export { tunnelDomains, vpnPeersOf, routeInputOf, podCidrsOf, peerNameOf } from "./facts";
 export type { TunnelDomain, TunnelNode, TunnelEndpoint, PeerPlan } from "./facts";
-export { IpRouteDriver } from "./ip-route";
+export { RouteDriver } from "./route-driver";
+export type { RouteDriverOptions } from "./route-driver";
 export { ensureAnchors, anchorOf, ANCHOR_LABEL } from "./anchors";
-export type { IpRouteDriverOptions } from "./ip-route";
+export { NetlinkNet, linkNamed } from "./kernel-net";
+export type { KernelNet, Addr, Link, Neighbour, Route, VxlanSpec, LinkChange, RouteSpec } from "./kernel-net";
+export { FakeNet } from "./fake-net";
+export { NetlinkSocket, NetnsFile, Pinger, watchNetlink } from "./netlink";
 export { parseCidr, cidrsOverlap, cidrContains } from "./cidr";
 export type { Cidr } from "./cidr";
-export { execRunner } from "./exec";
-export type { Runner, CommandResult, RunOptions } from "./exec";
 export { TUNNEL_DRIVERS, TunnelDriverName, WIREGUARD_DEVICE, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "./drivers";
-export { WireGuardDriver, WIREGUARD_PACKAGES, DEFAULT_WIREGUARD_GO, DEFAULT_WG, DEFAULT_WIREGUARD_PORT, checkWireGuardInstalled } from "./wireguard";
+export { WireGuardDriver, WIREGUARD_PACKAGES, DEFAULT_WIREGUARD_GO, DEFAULT_WIREGUARD_PORT, checkWireGuardInstalled } from "./wireguard";
 export type { WireGuardOptions } from "./wireguard";
-export { wireguardKeyPair, wireguardPresharedKey, parseWgDump, planWireGuardPeers, diffWireGuardPeers, WIREGUARD_KEY_SALT, WIREGUARD_PSK_SALT, PERSISTENT_KEEPALIVE_SEC, HANDSHAKE_FRESH_SEC } from "./wireguard-conf";
+export { wireguardKeyPair, wireguardPresharedKey, publicKeyOf, parseUapiGet, uapiSet, uapiDevice, uapiPeer, uapiRemovePeer, uapiErrno, planWireGuardPeers, diffWireGuardPeers, WIREGUARD_KEY_SALT, WIREGUARD_PSK_SALT, PERSISTENT_KEEPALIVE_SEC, HANDSHAKE_FRESH_SEC } from "./wireguard-conf";
 export type { WireGuardKeyPair, WgDeviceDump, WgPeerDump, WgWantedPeer, WgPeerOp } from "./wireguard-conf";

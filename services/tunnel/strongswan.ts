@@ -26,12 +26,13 @@ import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, re
 import { dirname, isAbsolute, join, resolve } from "node:path";
 import { MissingDependencyError, PkiError, TunnelError } from "../../shared/errors";
 import { ensureAnchors } from "./anchors";
-import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
+import { execInNs } from "./exec";
+import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
 import { canConnect, writePrivate } from "./files";
 import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { IPSEC_OVERHEAD_BYTES } from "./routes";
 import { connectionMessage, ikeSasOf, renderStrongswanConf, sharedKeyId, sharedKeyMessage, type IkeSaInfo } from "./strongswan-conf";
-import { checkSuccess, viciCall, ViciError, type ViciCallOptions, type ViciMessage, type ViciReply, type ViciSection } from "./vici";
+import { checkSuccess, viciCall, ViciClient, ViciError, type ViciCallOptions, type ViciMessage, type ViciReply, type ViciSection } from "./vici";
 import { PeerState, initiates, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
 
 export const STRONGSWAN_PACKAGES = ["strongswan-charon", "strongswan-swanctl", "libcharon-extra-plugins", "libstrongswan-standard-plugins"] as const;
@@ -42,6 +43,8 @@ export const LIBIPSEC_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libi
 export const MIN_PSK_BYTES = 16;
 /** strongSwan 5.9's kernel-libipsec TUN MTU (TUN_DEFAULT_MTU), not configurable. */
 export const LIBIPSEC_TUN_MTU = 1400;
+/** kernel-libipsec's TUN device. */
+const LIBIPSEC_TUN = "ipsec0";
 
 export type EspMode = "kernel" | "libipsec" | "auto";
 
@@ -66,7 +69,8 @@ export type StrongSwanOptions = Readonly<{
   charonPath?: string;
   /** The vici plugin charon must load (checked before charon starts). */
   viciPluginPath?: string;
-  runner?: Runner;
+  /** The namespace's kernel state (default: rtnetlink in `netns`); tests pass a FakeNet. */
+  net?: KernelNet;
   /** Starts charon from its argv and environment, output to `outFd` (default: spawn). Tests start a stand-in. */
   launch?: CharonLauncher;
 }>;
@@ -148,9 +152,10 @@ export class StrongSwanDriver implements VpnDriver {
   /** Times apply reloaded charon's configuration / initiated a peer (for tests and metrics: churn). */
   reloads = 0;
   initiations = 0;
-  private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "runner" | "launch">> & { netns: string | undefined };
+  private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "net" | "launch">> & { netns: string | undefined };
   private readonly launch: CharonLauncher;
-  private readonly run: Runner;
+  private readonly net: KernelNet;
+  private viciClient: ViciClient | null = null;
   private charon: Daemon | null = null;
   /** What the running charon has loaded: the PSK's SHA-256 and each peer's connection message (JSON). */
   private loaded: { pskId: string; peers: Map<string, string> } | null = null;
@@ -180,7 +185,7 @@ export class StrongSwanDriver implements VpnDriver {
       charonPath: options.charonPath ?? DEFAULT_CHARON,
       viciPluginPath: options.viciPluginPath ?? VICI_PLUGIN,
     };
-    this.run = options.runner ?? execRunner;
+    this.net = options.net ?? new NetlinkNet(options.netns);
     this.launch = options.launch ?? spawnCharon;
     this.overheadBytes = strongSwanOverheadBytes(this.o.underlayMtu, !this.libipsec);
   }
@@ -195,8 +200,10 @@ export class StrongSwanDriver implements VpnDriver {
     return this.charon && this.charon.exitInfo === null ? this.charon.child.pid : undefined;
   }
 
+  /** A quick command on the driver's one long-lived vici connection. */
   private vici(command: string, request: ViciSection = {}, options?: ViciCallOptions): Promise<ViciReply> {
-    return viciCall(this.files.vici, command, request, options);
+    this.viciClient ??= new ViciClient(this.files.vici);
+    return this.viciClient.call(command, request, options);
   }
 
   async apply(desired: VpnDesired): Promise<VpnStatus> {
@@ -205,7 +212,7 @@ export class StrongSwanDriver implements VpnDriver {
     const psk = readPsk(this.o.pskFile);
     await this.ensureCharon();
     this.anchored = true;
-    await ensureAnchors(this.run, this.o.netns, desired.peers.flatMap((p) => p.localSubnets));
+    ensureAnchors(this.net, desired.peers.flatMap((p) => p.localSubnets));
     const peers = [...desired.peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.desired = peers;
     const pskId = createHash("sha256").update(psk).digest("hex");
@@ -262,11 +269,12 @@ export class StrongSwanDriver implements VpnDriver {
 
   async cleanup(): Promise<void> {
     await this.stopCharon();
-    if (this.anchored) await ensureAnchors(this.run, this.o.netns, []);
+    if (this.anchored) ensureAnchors(this.net, []);
     this.anchored = false;
     this.loaded = null;
     this.desired = [];
     this.peerErrors.clear();
+    this.net.close();
     rmSync(this.o.stateDir, { recursive: true, force: true });
   }
 
@@ -303,7 +311,8 @@ export class StrongSwanDriver implements VpnDriver {
     this.initiations++;
     const timeoutMs = this.o.initiateTimeoutSec * 1000;
     try {
-      const reply = await this.vici("initiate", { ike: name, child: name, timeout: String(timeoutMs), loglevel: "1" }, { stream: "control-log", timeoutMs: timeoutMs + 5_000 });
+      // Its own connection: it waits for the peer, and status reads must not wait behind it.
+      const reply = await viciCall(this.files.vici, "initiate", { ike: name, child: name, timeout: String(timeoutMs), loglevel: "1" }, { stream: "control-log", timeoutMs: timeoutMs + 5_000 });
       checkSuccess("initiate", reply, controlLogTail(reply.events));
       this.peerErrors.delete(name);
     } catch (err) {
@@ -320,6 +329,8 @@ export class StrongSwanDriver implements VpnDriver {
   private async ensureCharon(): Promise<void> {
     if (this.charon && this.charon.exitInfo === null) return;
     this.loaded = null;
+    this.viciClient?.close(); // it spoke to a charon that is gone
+    this.viciClient = null;
     const f = this.files;
     mkdirSync(this.o.stateDir, { recursive: true, mode: 0o700 });
     chmodSync(this.o.stateDir, 0o700);
@@ -355,7 +366,11 @@ export class StrongSwanDriver implements VpnDriver {
       await new Promise((r) => setTimeout(r, 20));
     }
     const tunMtu = this.o.underlayMtu - this.overheadBytes;
-    if (this.libipsec && tunMtu < LIBIPSEC_TUN_MTU) await runOk(this.run, inNs(this.o.netns, "ip", "link", "set", "ipsec0", "mtu", String(tunMtu)));
+    if (this.libipsec && tunMtu < LIBIPSEC_TUN_MTU) {
+      const tun = linkNamed(this.net, LIBIPSEC_TUN);
+      if (!tun) throw new TunnelError(`strongswan: charon started without its ${LIBIPSEC_TUN} device; log: ${this.logTail()}`);
+      this.net.setLink(tun.index, LIBIPSEC_TUN, { mtu: tunMtu });
+    }
   }
 
   /** The last `n` lines of charon's log, for diagnostics ("(empty)" when there is none). */
@@ -374,6 +389,8 @@ export class StrongSwanDriver implements VpnDriver {
   private async stopCharon(): Promise<void> {
     const c = this.charon;
     this.charon = null;
+    this.viciClient?.close();
+    this.viciClient = null;
     await stopDaemon(c);
   }
 }

@@ -10,14 +10,16 @@
 //             LIST_ITEM u16-value, LIST_END; values are raw bytes (charon uses strings, numbers as text)
 //
 // Guarantees:
-// - One connection per call, closed when the call ends: vici answers one command at a time per connection,
-//   and an initiation that waits for its peer must not hold up a status read or another initiation.
+// - ViciClient keeps one connection for the quick commands, one call at a time (vici answers one command at a
+//   time per connection); viciCall opens a connection of its own, so that an initiation that waits for its
+//   peer never holds up a status read or another initiation. A connect refused by charon's full accept queue
+//   (EAGAIN, a busy daemon) is tried again with backoff.
 // - A streamed command (list-sas, initiate) registers its event first and returns the events that arrived
 //   before the response, in order.
 // - Every failure is a ViciError (a TunnelError) naming the command: a request that cannot be encoded,
 //   socket errors, an unknown command or event, a malformed or oversized packet, the connection closing
 //   early, the call's timeout, and charon's own `success = no`.
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { assertNever, TunnelError } from "../../shared/errors";
 
 export type ViciValue = string | Buffer | readonly string[] | ViciSection;
@@ -214,70 +216,193 @@ export type ViciCallOptions = Readonly<{
 
 export type ViciReply = Readonly<{ response: ViciMessage; events: ViciMessage[] }>;
 
-/** Runs one command on the vici socket at `socketPath` (own connection; see the header). */
-export function viciCall(socketPath: string, command: string, request: ViciSection = {}, options: ViciCallOptions = {}): Promise<ViciReply> {
-  const timeoutMs = options.timeoutMs ?? 10_000;
-  let requestPacket: Buffer;
-  let registerPacket: Buffer | null;
+/** Runs one command on its own connection to the vici socket at `socketPath`, closed when the call ends. */
+export async function viciCall(socketPath: string, command: string, request: ViciSection = {}, options: ViciCallOptions = {}): Promise<ViciReply> {
+  const conn = new ViciConnection(socketPath);
   try {
-    // Encoded before connecting: a request that cannot be encoded fails here, with nothing opened.
-    requestPacket = encodePacket(Packet.CmdRequest, command, request);
-    registerPacket = options.stream ? encodePacket(Packet.EventRegister, options.stream) : null;
-  } catch (err) {
-    return Promise.reject(new ViciError(command, (err as Error).message.replace(/^vici: /, ""), { cause: err }));
+    return await conn.call(command, request, options);
+  } finally {
+    conn.close();
   }
-  return new Promise((resolve, reject) => {
-    const events: ViciMessage[] = [];
-    let pending: Buffer = Buffer.alloc(0);
-    let settled = false;
-    const sock = connect(socketPath);
-    const finish = (err: Error | null, response?: ViciMessage) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      sock.destroy();
-      if (err) reject(new ViciError(command, err.message.replace(/^vici: /, ""), { cause: err }));
-      else resolve({ response: response!, events });
-    };
-    const timer = setTimeout(() => finish(new TunnelError(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    const onPacket = (p: ViciPacket) => {
-      switch (p.type) {
-        case Packet.EventConfirm:
-          sock.write(requestPacket);
-          return;
-        case Packet.EventUnknown:
-          return finish(new TunnelError(`charon has no event ${JSON.stringify(options.stream)}`));
-        case Packet.CmdUnknown:
-          return finish(new TunnelError("charon does not know this command"));
-        case Packet.Event:
-          if (p.name === options.stream) events.push(p.message);
-          return;
-        case Packet.CmdResponse:
-          return finish(null, p.message);
-        default:
-          return assertNever(p, "vici packet");
-      }
-    };
-    sock.on("connect", () => sock.write(registerPacket ?? requestPacket));
-    sock.on("data", (chunk: Buffer) => {
-      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
-      try {
-        while (pending.length >= 4) {
-          const len = pending.readUInt32BE(0);
-          if (len > VICI_MAX_SEGMENT) throw new TunnelError(`segment of ${len} bytes exceeds ${VICI_MAX_SEGMENT}`);
-          if (pending.length < 4 + len) break;
-          const seg = pending.subarray(4, 4 + len);
-          pending = pending.subarray(4 + len);
-          onPacket(decodePacket(seg));
-          if (settled) return;
-        }
-      } catch (err) {
-        finish(err as Error);
-      }
+}
+
+/**
+ * One long-lived connection for the quick commands (load, unload, list, terminate), opened on first use and
+ * again after it failed: a status read every few seconds costs no connect, and a busy charon's accept queue
+ * (EAGAIN) is met once, not once per command. Commands that wait for a peer (initiate) take viciCall.
+ */
+export class ViciClient {
+  private conn: ViciConnection | null = null;
+  /** Connections opened so far (one in a steady state). */
+  connects = 0;
+
+  constructor(readonly socketPath: string) {}
+
+  call(command: string, request: ViciSection = {}, options: ViciCallOptions = {}): Promise<ViciReply> {
+    if (!this.conn || this.conn.isClosed) {
+      this.conn = new ViciConnection(this.socketPath);
+      this.connects++;
+    }
+    return this.conn.call(command, request, options);
+  }
+
+  close(): void {
+    this.conn?.close();
+    this.conn = null;
+  }
+}
+
+type QueuedCall = {
+  command: string;
+  stream: string | null;
+  registerPacket: Buffer | null;
+  requestPacket: Buffer;
+  timeoutMs: number;
+  events: ViciMessage[];
+  resolve: (r: ViciReply) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout | null;
+};
+
+/** How often, and after how long, a connect that charon's full accept queue refused (EAGAIN) is tried again. */
+const CONNECT_RETRIES = 6;
+const CONNECT_RETRY_MS = 10;
+
+/**
+ * One connection to charon's vici socket. Calls run one at a time, in order (vici answers one command at a
+ * time per connection); a streamed command registers its event once per connection. A timeout or a broken
+ * connection fails the call in flight and every queued one, and closes the connection.
+ */
+class ViciConnection {
+  private sock: Socket | null = null;
+  private connected = false;
+  private closed = false;
+  private pending: Buffer = Buffer.alloc(0);
+  private current: QueuedCall | null = null;
+  private readonly queue: QueuedCall[] = [];
+  private readonly registered = new Set<string>();
+  private attempts = 0;
+
+  constructor(private readonly socketPath: string) {
+    this.open();
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  private open(): void {
+    const sock = connect(this.socketPath);
+    this.sock = sock;
+    sock.on("connect", () => {
+      this.connected = true;
+      this.pump();
     });
-    sock.on("error", (err) => finish(err));
-    sock.on("close", () => finish(new TunnelError("connection closed before the response")));
-  });
+    sock.on("data", (chunk: Buffer) => this.onData(chunk));
+    sock.on("error", (err: NodeJS.ErrnoException) => {
+      if (!this.connected && err.code === "EAGAIN" && this.attempts < CONNECT_RETRIES && !this.closed) {
+        // charon's accept queue is full (a busy daemon): try again shortly instead of failing the apply.
+        sock.destroy();
+        const delay = CONNECT_RETRY_MS * 2 ** this.attempts++ * (0.5 + Math.random());
+        setTimeout(() => !this.closed && this.open(), delay).unref();
+        return;
+      }
+      this.fail(err);
+    });
+    sock.on("close", () => {
+      if (this.sock === sock) this.fail(new TunnelError("connection closed before the response"));
+    });
+  }
+
+  call(command: string, request: ViciSection, options: ViciCallOptions): Promise<ViciReply> {
+    let requestPacket: Buffer;
+    let registerPacket: Buffer | null;
+    try {
+      // Encoded before anything is sent: a request that cannot be encoded fails here, alone.
+      requestPacket = encodePacket(Packet.CmdRequest, command, request);
+      registerPacket = options.stream ? encodePacket(Packet.EventRegister, options.stream) : null;
+    } catch (err) {
+      return Promise.reject(new ViciError(command, (err as Error).message.replace(/^vici: /, ""), { cause: err }));
+    }
+    if (this.closed) return Promise.reject(new ViciError(command, "connection closed"));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ command, stream: options.stream ?? null, registerPacket, requestPacket, timeoutMs: options.timeoutMs ?? 10_000, events: [], resolve, reject, timer: null });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.current || !this.connected || this.closed) return;
+    const c = this.queue.shift();
+    if (!c) return;
+    this.current = c;
+    c.timer = setTimeout(() => this.fail(new TunnelError(`no answer within ${c.timeoutMs} ms`)), c.timeoutMs);
+    this.sock!.write(c.stream && !this.registered.has(c.stream) ? c.registerPacket! : c.requestPacket);
+  }
+
+  private onData(chunk: Buffer): void {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    try {
+      while (this.pending.length >= 4) {
+        const len = this.pending.readUInt32BE(0);
+        if (len > VICI_MAX_SEGMENT) throw new TunnelError(`segment of ${len} bytes exceeds ${VICI_MAX_SEGMENT}`);
+        if (this.pending.length < 4 + len) break;
+        const seg = this.pending.subarray(4, 4 + len);
+        this.pending = this.pending.subarray(4 + len);
+        this.onPacket(decodePacket(seg));
+        if (this.closed) return;
+      }
+    } catch (err) {
+      this.fail(err as Error);
+    }
+  }
+
+  private onPacket(p: ViciPacket): void {
+    const c = this.current;
+    if (!c) return; // an event of a finished call
+    switch (p.type) {
+      case Packet.EventConfirm:
+        this.registered.add(c.stream!);
+        this.sock!.write(c.requestPacket);
+        return;
+      case Packet.EventUnknown:
+        return this.settle(new TunnelError(`charon has no event ${JSON.stringify(c.stream)}`));
+      case Packet.CmdUnknown:
+        return this.settle(new TunnelError("charon does not know this command"));
+      case Packet.Event:
+        if (p.name === c.stream) c.events.push(p.message);
+        return;
+      case Packet.CmdResponse:
+        return this.settle(null, p.message);
+      default:
+        return assertNever(p, "vici packet");
+    }
+  }
+
+  /** Ends the call in flight and starts the next. */
+  private settle(err: Error | null, response?: ViciMessage): void {
+    const c = this.current;
+    if (!c) return;
+    this.current = null;
+    if (c.timer) clearTimeout(c.timer);
+    if (err) c.reject(new ViciError(c.command, err.message.replace(/^vici: /, ""), { cause: err }));
+    else c.resolve({ response: response!, events: c.events });
+    this.pump();
+  }
+
+  /** Fails the call in flight and every queued one, and closes. */
+  private fail(err: Error): void {
+    if (this.closed) return;
+    this.closed = true; // first: settling the call in flight must not start the next one
+    this.settle(err);
+    for (const c of this.queue.splice(0)) c.reject(new ViciError(c.command, err.message.replace(/^vici: /, ""), { cause: err }));
+    this.sock?.destroy();
+    this.sock = null;
+  }
+
+  close(): void {
+    this.fail(new TunnelError("connection closed"));
+  }
 }
 
 /** A vici `success = no` reply (load-conn, initiate, …) as a ViciError with charon's errmsg; else nothing. */

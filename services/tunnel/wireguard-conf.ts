@@ -1,5 +1,5 @@
-// The pure half of the WireGuard driver: key derivation, the peer plan a desired state asks for, the parser
-// of `wg show DEV dump`, and the difference between what runs and what is wanted. No processes, no files.
+// The pure half of the WireGuard driver: key derivation, the peer plan a desired state asks for, the UAPI
+// messages (wireguard-go's control socket: the reply to `get`, the lines of `set`), and the difference between what runs and what is wanted. No processes, no files.
 //
 // Keys without key distribution: every gateway's X25519 private key is derived from the tunnel PSK (the same
 // secret file strongSwan uses) and its node name,
@@ -11,7 +11,7 @@
 // the PSK into each handshake as well, so recorded traffic stays safe even against a future break of X25519.
 //
 // Diff guarantees: a live peer whose key, preshared key, allowed IPs or keepalive differ from the plan is
-// set again (one `wg set` per peer); a live peer not in the plan is removed, after the sets (make before
+// set again (one UAPI `set` for all of them); a live peer not in the plan is removed, after the sets (make before
 // break: WireGuard moves an allowed IP to the last peer that claims it). The endpoint is enforced only
 // where this side initiates (see VpnPeer.initiate); the other side sets it once, when the peer has none,
 // and afterwards leaves it to WireGuard's roaming, so a peer behind NAT keeps its translated address.
@@ -39,10 +39,16 @@ export function wireguardKeyPair(psk: Buffer, node: string): WireGuardKeyPair {
   // X25519 clamping (RFC 7748 5): a multiple of the cofactor 8, bit 254 set, bit 255 clear.
   k[0] = k[0]! & 248;
   k[31] = (k[31]! & 127) | 64;
-  const priv = createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, k]), format: "der", type: "pkcs8" });
+  const privateKey = k.toString("base64");
+  return { privateKey, publicKey: publicKeyOf(privateKey) };
+}
+
+/** The X25519 public key of a private key (both base64). */
+export function publicKeyOf(privateKey: string): string {
+  const priv = createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, Buffer.from(privateKey, "base64")]), format: "der", type: "pkcs8" });
   const x = createPublicKey(priv).export({ format: "jwk" }).x;
   if (typeof x !== "string") throw new TunnelError("wireguard: could not compute an X25519 public key");
-  return { privateKey: k.toString("base64"), publicKey: Buffer.from(x, "base64url").toString("base64") };
+  return Buffer.from(x, "base64url").toString("base64");
 }
 
 /** The WireGuard preshared key every peer gets (base64). */
@@ -114,39 +120,90 @@ export type WgDeviceDump = Readonly<{
   peers: readonly WgPeerDump[];
 }>;
 
-/** Parses `wg show DEV dump` (one device: an interface line, then one line per peer, tab-separated). */
-export function parseWgDump(text: string): WgDeviceDump {
-  const lines = text.split("\n").filter((l) => l.trim() !== "");
-  const head = lines[0]?.split("\t");
-  if (!head || head.length !== 4) throw new TunnelError(`wg dump: the interface line must have 4 fields, got ${JSON.stringify(lines[0] ?? "")}`);
-  const peers = lines.slice(1).map((line, i): WgPeerDump => {
-    const f = line.split("\t");
-    if (f.length !== 8) throw new TunnelError(`wg dump: peer line ${i + 1} must have 8 fields, got ${f.length}`);
-    const [publicKey, psk, endpoint, allowed, hs, rx, tx, keepalive] = f as [string, string, string, string, string, string, string, string];
-    return {
-      publicKey,
-      presharedKey: none(psk),
-      endpoint: none(endpoint),
-      allowedIps: allowed === "(none)" ? [] : allowed.split(",").sort(),
-      latestHandshakeSec: num(hs, "latest-handshake", i),
-      rxBytes: num(rx, "transfer-rx", i),
-      txBytes: num(tx, "transfer-tx", i),
-      persistentKeepaliveSec: keepalive === "off" ? null : num(keepalive, "persistent-keepalive", i),
-    };
-  });
-  const [privateKey, publicKey, port, fwmark] = head as [string, string, string, string];
-  return { privateKey: none(privateKey), publicKey: none(publicKey), listenPort: num(port, "listen-port", -1), fwmark: fwmark === "off" ? null : num(fwmark, "fwmark", -1), peers };
-}
-
-function none(field: string): string | null {
-  return field === "(none)" ? null : field;
-}
-
-function num(field: string, what: string, peerIndex: number): number {
-  const n = Number(field);
-  if (field === "" || !Number.isSafeInteger(n) || n < 0) {
-    throw new TunnelError(`wg dump: ${peerIndex < 0 ? "interface" : `peer line ${peerIndex + 1}`}: ${what} ${JSON.stringify(field)} is not a number`);
+/**
+ * Parses the reply to a UAPI `get=1` (wireguard-go's control socket, https://www.wireguard.com/xplatform/):
+ * `key=value` lines, the device's first, then each peer's from its `public_key` line on, ending `errno=N`.
+ * Keys are hex on the wire and base64 here (as `wg` prints them); a zero key is none.
+ */
+export function parseUapiGet(text: string): WgDeviceDump {
+  const device: { privateKey: string | null; listenPort: number; fwmark: number | null } = { privateKey: null, listenPort: 0, fwmark: null };
+  const peers: WgPeerDump[] = [];
+  let peer: { -readonly [K in keyof WgPeerDump]: WgPeerDump[K] } | null = null;
+  let errno: number | null = null;
+  const flush = () => {
+    if (peer) peers.push({ ...peer, allowedIps: [...peer.allowedIps].sort() });
+    peer = null;
+  };
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    const eq = line.indexOf("=");
+    if (eq <= 0) throw new TunnelError(`wireguard uapi: line ${JSON.stringify(line)} is not key=value`);
+    const key = line.slice(0, eq);
+    const value = line.slice(eq + 1);
+    const n = () => uapiNumber(key, value);
+    if (key === "errno") errno = n();
+    else if (key === "public_key") {
+      flush();
+      peer = { publicKey: hexKey(key, value)!, presharedKey: null, endpoint: null, allowedIps: [], latestHandshakeSec: 0, rxBytes: 0, txBytes: 0, persistentKeepaliveSec: null };
+    } else if (!peer) {
+      if (key === "private_key") device.privateKey = hexKey(key, value);
+      else if (key === "listen_port") device.listenPort = n();
+      else if (key === "fwmark") device.fwmark = n() || null;
+    } else if (key === "preshared_key") peer.presharedKey = hexKey(key, value);
+    else if (key === "endpoint") peer.endpoint = value;
+    else if (key === "allowed_ip") (peer.allowedIps as string[]).push(value);
+    else if (key === "last_handshake_time_sec") peer.latestHandshakeSec = n();
+    else if (key === "rx_bytes") peer.rxBytes = n();
+    else if (key === "tx_bytes") peer.txBytes = n();
+    else if (key === "persistent_keepalive_interval") peer.persistentKeepaliveSec = n() || null;
   }
+  flush();
+  if (errno === null) throw new TunnelError("wireguard uapi: the reply has no errno line");
+  if (errno !== 0) throw new TunnelError(`wireguard uapi: get failed with errno ${errno}`);
+  return { ...device, publicKey: device.privateKey ? publicKeyOf(device.privateKey) : null, peers };
+}
+
+/** The UAPI `set=1` request (without the blank line that ends it) for these lines. */
+export function uapiSet(lines: readonly string[]): string {
+  return `set=1\n${lines.map((l) => `${l}\n`).join("")}\n`;
+}
+
+/** The device's own key and port. */
+export const uapiDevice = (privateKey: string, listenPort: number): string[] => [`private_key=${keyHex(privateKey)}`, `listen_port=${listenPort}`];
+
+/** A peer added or brought to the plan: key, preshared key, keepalive, exactly `allowedIps`, the endpoint when asked. */
+export const uapiPeer = (p: WgWantedPeer, presharedKey: string, setEndpoint: boolean): string[] => [
+  `public_key=${keyHex(p.publicKey)}`,
+  `preshared_key=${keyHex(presharedKey)}`,
+  ...(setEndpoint ? [`endpoint=${p.endpoint}`] : []),
+  `persistent_keepalive_interval=${PERSISTENT_KEEPALIVE_SEC}`,
+  "replace_allowed_ips=true",
+  ...p.allowedIps.map((a) => `allowed_ip=${a}`),
+];
+
+export const uapiRemovePeer = (publicKey: string): string[] => [`public_key=${keyHex(publicKey)}`, "remove=true"];
+
+/** The `errno` of a UAPI reply to `set` (0 = done). */
+export function uapiErrno(reply: string): number {
+  const m = /^errno=(-?\d+)$/m.exec(reply);
+  if (!m) throw new TunnelError(`wireguard uapi: the reply ${JSON.stringify(reply.slice(0, 80))} has no errno line`);
+  return Number(m[1]);
+}
+
+function keyHex(b64: string): string {
+  const k = Buffer.from(b64, "base64");
+  if (k.length !== 32) throw new TunnelError(`wireguard: ${JSON.stringify(b64)} is not a 32-byte base64 key`);
+  return k.toString("hex");
+}
+
+function hexKey(key: string, hex: string): string | null {
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new TunnelError(`wireguard uapi: ${key} ${JSON.stringify(hex)} is not a 32-byte hex key`);
+  return /^0+$/.test(hex) ? null : Buffer.from(hex, "hex").toString("base64");
+}
+
+function uapiNumber(key: string, value: string): number {
+  const n = Number(value);
+  if (value === "" || !Number.isSafeInteger(n) || n < 0) throw new TunnelError(`wireguard uapi: ${key} ${JSON.stringify(value)} is not a number`);
   return n;
 }
 

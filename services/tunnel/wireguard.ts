@@ -1,5 +1,5 @@
 // The WireGuard VpnDriver: one userspace wireguard-go per gateway (this kernel has no WireGuard module),
-// configured with `wg` over wireguard-go's UAPI socket. Keys come from the shared PSK and the node names
+// configured over wireguard-go's UAPI socket directly (no `wg` process per read or change). Keys come from the shared PSK and the node names
 // (wireguard-conf.ts), so nothing but the PSK is distributed; the peer's public key is derived from
 // VpnPeer.remoteNode. Remote pod CIDRs are routed into the device (`tunnelDev`) by the route driver.
 //
@@ -8,18 +8,18 @@
 //   runs in the caller's network namespace (`ip netns exec`) and in its own mount namespace with a private
 //   tmpfs on /run. Its UAPI socket path is compiled in as /var/run/wireguard/DEV.sock (/var/run is /run on
 //   Debian), and that directory is shared by all network namespaces: without the private /run, two drivers
-//   using raven-wg0 in two namespaces would take each other's socket. `wg` reaches the right socket by
-//   running in the same namespaces (`nsenter -t <wireguard-go pid> -m -n`). Hence stateDir must not be under
-//   /run (wg reads the key files there through that mount namespace).
+//   using raven-wg0 in two namespaces would take each other's socket. The driver reaches the right socket
+//   through /proc/<wireguard-go pid>/root, which crosses into wireguard-go's mount namespace (`wg` by hand:
+//   `nsenter -t <pid> -m -n wg`). stateDir must not be under /run (the private tmpfs hides it).
 // - wireguard-go runs in the foreground with a parent-death signal (setpriv --pdeathsig KILL): if the owner
 //   dies without cleanup(), wireguard-go goes with it and the kernel removes its TUN device.
 // - A wireguard-go that died is reported (every peer down) and started again by the next apply, with the
 //   peers re-added (new saIds). Its TUN device is new too, and the kernel dropped the routes into the old one:
 //   the route driver must be applied after this one (a reconciler applies both on every resync).
-// - apply is idempotent and level-triggered: it reads `wg show DEV dump` and the link, and changes only what
-//   differs (see diffWireGuardPeers); `changes` counts every command that changed something, so a second
-//   apply of the same state can be seen to change nothing. A peer whose `wg set` fails is reported in its
-//   status (lastError), not thrown. The PSK is read on every apply (a rotation re-keys everything).
+// - apply is idempotent and level-triggered: it reads the device (UAPI `get`) and the link (rtnetlink), and
+//   changes only what differs (see diffWireGuardPeers); `changes` counts every request that changed
+//   something, so a second apply of the same state can be seen to change nothing. A peer whose `set` fails is
+//   reported in its status (lastError), not thrown. The PSK is read on every apply (a rotation re-keys everything).
 // - Every gateway listens on `listenPort`, and a peer's endpoint is its remoteAddr on that same port.
 //   localAddr is not needed: wireguard-go listens on every address, and the remote side's allowed IPs
 //   (which also filter what it accepts from us) are its own remoteSubnets. localSubnets give the gateway's
@@ -27,6 +27,7 @@
 // - cleanup() stops wireguard-go by its PID (TERM, then KILL after a grace period), deletes the device if it
 //   is still there, and removes stateDir; idempotent.
 import { spawn } from "node:child_process";
+import { connect } from "node:net";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { systemClock, type Clock } from "../../shared/clock";
@@ -34,7 +35,8 @@ import { MissingDependencyError, TunnelError, describeError } from "../../shared
 import { isObjectName } from "../../shared/protocol/subjects";
 import { WIREGUARD_DEVICE } from "./drivers";
 import { ensureAnchors } from "./anchors";
-import { execInNs, execRunner, inNs, runOk, type Runner } from "./exec";
+import { execInNs } from "./exec";
+import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
 import { canConnect, writePrivate } from "./files";
 import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./routes";
@@ -43,8 +45,13 @@ import {
   HANDSHAKE_FRESH_SEC,
   PERSISTENT_KEEPALIVE_SEC,
   diffWireGuardPeers,
-  parseWgDump,
+  parseUapiGet,
   planWireGuardPeers,
+  uapiDevice,
+  uapiErrno,
+  uapiPeer,
+  uapiRemovePeer,
+  uapiSet,
   wireguardKeyPair,
   wireguardPresharedKey,
   type WgDeviceDump,
@@ -54,7 +61,6 @@ import { PeerState, validateVpnDesired, type VpnDesired, type VpnDriver, type Vp
 
 export const WIREGUARD_PACKAGES = ["wireguard-go", "wireguard-tools"] as const;
 export const DEFAULT_WIREGUARD_GO = "/usr/bin/wireguard-go";
-export const DEFAULT_WG = "/usr/bin/wg";
 export const DEFAULT_WIREGUARD_PORT = 51820;
 const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 
@@ -76,20 +82,18 @@ export type WireGuardOptions = Readonly<{
   /** MTU of the underlay; the device gets underlayMtu - WIREGUARD_OVERHEAD_BYTES. Default 1500. */
   underlayMtu?: number;
   wireguardGoPath?: string;
-  wgPath?: string;
-  runner?: Runner;
+  /** The namespace's kernel state (default: rtnetlink in `netns`); tests pass a FakeNet. */
+  net?: KernelNet;
   /** How long to wait for wireguard-go's UAPI socket after start. Default 10 s. */
   startTimeoutMs?: number;
   /** wallMs() dates handshakes (wg reports them in Unix seconds); now() times the start. Default systemClock. */
   clock?: Clock;
 }>;
 
-/** Throws MissingDependencyError naming the Debian packages when wireguard-go or wg is missing. */
-export function checkWireGuardInstalled(paths: Readonly<{ wireguardGo?: string; wg?: string }> = {}): void {
+/** Throws MissingDependencyError naming the Debian packages when wireguard-go is missing. */
+export function checkWireGuardInstalled(paths: Readonly<{ wireguardGo?: string }> = {}): void {
   const wgGo = paths.wireguardGo ?? DEFAULT_WIREGUARD_GO;
-  const wg = paths.wg ?? DEFAULT_WG;
   if (!existsSync(wgGo)) throw new MissingDependencyError(wgGo, WIREGUARD_PACKAGES, "the userspace WireGuard daemon is not installed");
-  if (!existsSync(wg)) throw new MissingDependencyError(wg, WIREGUARD_PACKAGES, "WireGuard's configuration tool wg is not installed");
 }
 
 /** The daemon and its pid as spawned (kept after exit, for tests of the parent-death signal). */
@@ -99,12 +103,12 @@ export class WireGuardDriver implements VpnDriver {
   readonly name: string;
   readonly overheadBytes = WIREGUARD_OVERHEAD_BYTES;
   readonly tunnelDev: string;
-  /** Commands apply ran that changed something (key/port, link, one peer set or removed): churn, for tests and metrics. */
+  /** Requests apply made that changed something (key/port, link, the peers): churn, for tests and metrics. */
   changes = 0;
   /** Times wireguard-go was started. */
   starts = 0;
-  private readonly o: Required<Omit<WireGuardOptions, "netns" | "name" | "device" | "runner" | "clock">> & { netns: string | undefined };
-  private readonly run: Runner;
+  private readonly o: Required<Omit<WireGuardOptions, "netns" | "name" | "device" | "net" | "clock">> & { netns: string | undefined };
+  private readonly net: KernelNet;
   private readonly clock: Clock;
   private daemon: WgDaemon | null = null;
   /** Whether a device of ours may exist (so cleanup touches the namespace only when it must). */
@@ -144,9 +148,8 @@ export class WireGuardDriver implements VpnDriver {
       underlayMtu,
       startTimeoutMs: options.startTimeoutMs ?? 10_000,
       wireguardGoPath: options.wireguardGoPath ?? DEFAULT_WIREGUARD_GO,
-      wgPath: options.wgPath ?? DEFAULT_WG,
     };
-    this.run = options.runner ?? execRunner;
+    this.net = options.net ?? new NetlinkNet(options.netns);
     this.clock = options.clock ?? systemClock;
   }
 
@@ -165,16 +168,16 @@ export class WireGuardDriver implements VpnDriver {
     return { privateKey: join(d, "private.key"), presharedKey: join(d, "preshared.key"), log: join(d, "wireguard-go.log") };
   }
 
-  /** argv running `wg` next to wireguard-go (its network and mount namespace: see the header). */
-  private wg(pid: number, ...args: string[]): string[] {
-    return ["nsenter", "-t", String(pid), "-m", "-n", this.o.wgPath, ...args];
+  /** wireguard-go's UAPI socket, as seen through its own mount namespace. */
+  private socketOf(pid: number): string {
+    return `/proc/${pid}/root/run/wireguard/${this.tunnelDev}.sock`;
   }
 
   async apply(desired: VpnDesired): Promise<VpnStatus> {
     validateVpnDesired(desired);
     const psk = readPsk(this.o.pskFile);
     const wanted = planWireGuardPeers(desired.peers, psk, this.o.node, this.o.listenPort);
-    checkWireGuardInstalled({ wireguardGo: this.o.wireguardGoPath, wg: this.o.wgPath });
+    checkWireGuardInstalled({ wireguardGo: this.o.wireguardGoPath });
     const keys = wireguardKeyPair(psk, this.o.node);
     const presharedKey = wireguardPresharedKey(psk);
     const pid = await this.ensureDaemon();
@@ -183,32 +186,30 @@ export class WireGuardDriver implements VpnDriver {
 
     let dump = await this.dump(pid);
     if (dump.privateKey !== keys.privateKey || dump.listenPort !== this.o.listenPort) {
-      writePrivate(this.files.privateKey, `${keys.privateKey}\n`);
-      await this.change(this.wg(pid, "set", this.tunnelDev, "private-key", this.files.privateKey, "listen-port", String(this.o.listenPort)));
+      await this.set(pid, uapiDevice(keys.privateKey, this.o.listenPort));
+      this.changes++;
       dump = await this.dump(pid); // a new private key drops the sessions; read what is left
     }
-    await this.ensureLink();
+    this.ensureLink();
     this.anchored = true;
-    await ensureAnchors(this.run, this.o.netns, desired.peers.flatMap((p) => p.localSubnets));
+    ensureAnchors(this.net, desired.peers.flatMap((p) => p.localSubnets));
     const ops = diffWireGuardPeers(dump.peers, wanted, presharedKey);
-    if (ops.some((op) => op.type === "set")) writePrivate(this.files.presharedKey, `${presharedKey}\n`);
+    // One request per peer, so that a peer wireguard-go refuses is that peer's error and the others go on.
     for (const op of ops) {
       if (op.type === "remove") {
-        await this.change(this.wg(pid, "set", this.tunnelDev, "peer", op.publicKey, "remove"));
+        await this.set(pid, uapiRemovePeer(op.publicKey));
+        this.changes++;
         this.generations.delete(op.publicKey);
         continue;
       }
       const p = op.peer;
-      const argv = this.wg(pid, "set", this.tunnelDev, "peer", p.publicKey, "preshared-key", this.files.presharedKey,
-        ...(op.setEndpoint ? ["endpoint", p.endpoint] : []),
-        "persistent-keepalive", String(PERSISTENT_KEEPALIVE_SEC), "allowed-ips", p.allowedIps.join(","));
-      const r = await this.run(argv);
-      if (r.code === 0) {
+      try {
+        await this.set(pid, uapiPeer(p, presharedKey, op.setEndpoint));
         this.changes++;
         this.peerErrors.delete(p.name);
         if (op.added) this.generations.set(p.publicKey, this.nextGeneration++);
-      } else {
-        this.peerErrors.set(p.name, `wg set failed: ${(r.stderr || r.stdout).trim() || `exit ${r.code}`}`);
+      } catch (err) {
+        this.peerErrors.set(p.name, `set failed: ${describeError(err)}`);
       }
     }
     return this.status();
@@ -252,15 +253,16 @@ export class WireGuardDriver implements VpnDriver {
     await this.stopDaemon();
     if (this.started) {
       // wireguard-go's TUN goes with its process; delete it only if something kept it.
-      const r = await this.run(inNs(this.o.netns, "ip", "link", "show", "dev", this.tunnelDev));
-      if (r.code === 0) await runOk(this.run, inNs(this.o.netns, "ip", "link", "del", "dev", this.tunnelDev));
+      const dev = linkNamed(this.net, this.tunnelDev);
+      if (dev) this.net.delLink(dev.index, this.tunnelDev);
       this.started = false;
     }
-    if (this.anchored) await ensureAnchors(this.run, this.o.netns, []);
+    if (this.anchored) ensureAnchors(this.net, []);
     this.anchored = false;
     this.generations.clear();
     this.wanted = [];
     this.peerErrors.clear();
+    this.net.close();
     rmSync(this.o.stateDir, { recursive: true, force: true });
   }
 
@@ -277,21 +279,45 @@ export class WireGuardDriver implements VpnDriver {
     return { driver: this.name, peers: this.wanted.map((w) => ({ name: w.name, state: PeerState.Down, saId: null, bytesIn: null, bytesOut: null, lastError: this.peerErrors.get(w.name) ?? why })) };
   }
 
-  private async change(argv: readonly string[]): Promise<void> {
-    await runOk(this.run, argv);
-    this.changes++;
+  private async dump(pid: number): Promise<WgDeviceDump> {
+    return parseUapiGet(await this.uapi(pid, "get=1\n\n"));
   }
 
-  private async dump(pid: number): Promise<WgDeviceDump> {
-    return parseWgDump(await runOk(this.run, this.wg(pid, "show", this.tunnelDev, "dump")));
+  private async set(pid: number, lines: readonly string[]): Promise<void> {
+    const errno = uapiErrno(await this.uapi(pid, uapiSet(lines)));
+    if (errno !== 0) throw new TunnelError(`wireguard: ${lines[0]?.split("=")[0] ?? "set"} refused by wireguard-go (errno ${errno})`);
+  }
+
+  /** One UAPI exchange: the request, then the reply up to the blank line that ends it. */
+  private uapi(pid: number, request: string, timeoutMs = 5_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const sock = connect(this.socketOf(pid));
+      let reply = "";
+      const done = (err: Error | null) => {
+        clearTimeout(timer);
+        sock.destroy();
+        if (err) reject(new TunnelError(`wireguard: UAPI of ${this.tunnelDev}: ${describeError(err)}`, { cause: err }));
+        else resolve(reply);
+      };
+      const timer = setTimeout(() => done(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      sock.setEncoding("utf8");
+      sock.on("connect", () => sock.write(request));
+      sock.on("data", (chunk: string) => {
+        reply += chunk;
+        if (reply.endsWith("\n\n")) done(null);
+      });
+      sock.on("error", (err) => done(err));
+      sock.on("close", () => done(new Error("connection closed before the reply ended")));
+    });
   }
 
   /** The device's MTU is underlayMtu - overhead and it is up. */
-  private async ensureLink(): Promise<void> {
-    const out = await runOk(this.run, inNs(this.o.netns, "ip", "-j", "link", "show", "dev", this.tunnelDev));
-    const link = (JSON.parse(out || "[]") as { mtu?: number; flags?: string[] }[])[0];
-    if (link?.mtu === this.deviceMtu && link.flags?.includes("UP")) return;
-    await this.change(inNs(this.o.netns, "ip", "link", "set", "dev", this.tunnelDev, "mtu", String(this.deviceMtu), "up"));
+  private ensureLink(): void {
+    const link = linkNamed(this.net, this.tunnelDev);
+    if (!link) throw new TunnelError(`wireguard: wireguard-go runs but its device ${this.tunnelDev} is not there; log: ${this.logTail()}`);
+    if (link.mtu === this.deviceMtu && link.up) return;
+    this.net.setLink(link.index, this.tunnelDev, { mtu: this.deviceMtu, up: true });
+    this.changes++;
   }
 
   /** Starts wireguard-go unless it runs; resolves with its PID once its UAPI socket accepts connections. */
@@ -316,7 +342,7 @@ export class WireGuardDriver implements VpnDriver {
     this.started = true;
     this.starts++;
     // The socket as wireguard-go sees it: /proc/<pid>/root crosses into its mount namespace.
-    const socket = `/proc/${daemon.pid}/root/run/wireguard/${this.tunnelDev}.sock`;
+    const socket = this.socketOf(daemon.pid);
     const deadline = this.clock.now() + this.o.startTimeoutMs;
     while (daemon.exitInfo !== null || !(await canConnect(socket))) {
       if (daemon.exitInfo !== null || this.clock.now() > deadline) {

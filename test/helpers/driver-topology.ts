@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_MARKER_DIR, destroyNetns, newNetnsPrefix, reapStaleNetns } from "../../services/fleet/netns";
-import { computeRoutes, ensurePskFile, IpRouteDriver, type RouteDesired, type VpnDriver, type VpnStatus } from "../../services/tunnel";
+import { computeRoutes, ensurePskFile, RouteDriver, type RouteDesired, type VpnDriver, type VpnStatus } from "../../services/tunnel";
 import { leftovers, run, send, startSink } from "./netns-traffic";
 
 export const POD = { a: "10.244.1.10", b: "10.244.2.10" } as const;
@@ -47,7 +47,7 @@ export class DriverTopology<D extends VpnDriver> {
   /** Namespace names, filled in by `create` (this object stays the same). */
   readonly ns: Namespaces = { gwA: "", gwB: "", nodeA: "", podA: "", podB: "" };
   /** The route drivers of gwB, gwA and nodeA, in that order, once `applyRoutes` ran. */
-  readonly routeDrivers: IpRouteDriver[] = [];
+  readonly routeDrivers: RouteDriver[] = [];
   /** Processes the test started (the sink, ...): `destroy` kills those still running. */
   readonly helpers: ChildProcess[] = [];
   private vpn: readonly [D, D] | null = null;
@@ -150,7 +150,7 @@ export class DriverTopology<D extends VpnDriver> {
   async applyRoutes(): Promise<string[][]> {
     const changes: string[][] = [];
     for (const [n, desired] of [[this.ns.gwB, this.routesGwB()], [this.ns.gwA, this.routesGwA()], [this.ns.nodeA, this.routesNodeA()]] as const) {
-      const drv = new IpRouteDriver({ netns: n });
+      const drv = new RouteDriver({ netns: n });
       this.routeDrivers.push(drv);
       changes.push([...(await drv.apply(desired))]);
     }

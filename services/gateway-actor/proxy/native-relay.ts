@@ -10,13 +10,10 @@
 // still pins it; only the record layer moves out of Node. The TLS connection must be quiet when it is handed
 // over: the side that is `gated` stops reading TLS as it sends its last TLS message and does not send until the
 // other side's first frame arrives, and the other side hands over only after that last message.
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
 import type { Socket } from "node:net";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { TLSSocket } from "node:tls";
-import { ChannelError, ErrorCode, RavenError } from "../../../shared/errors";
+import { ChannelError } from "../../../shared/errors";
+import { loadNativeAddon } from "../../../shared/native-addon";
 
 type Addon = {
   start(onEnded: (id: number, code: "PROTOCOL" | "CLOSED" | undefined, message: string, toPeer: number, toPlain: number) => void): void;
@@ -87,18 +84,7 @@ export class NativeRelay {
 
   /** This thread's relay (a worker thread gets its own), started on first use. */
   static get(): NativeRelay {
-    if (!current) {
-      let addon: Addon;
-      try {
-        addon = createRequire(import.meta.url)(addonPath()) as Addon;
-      } catch (err) {
-        throw new RavenError(
-          ErrorCode.MissingDependency,
-          `the proxy's native data path (${ADDON_FILE}) cannot be loaded: run scripts/build-native.sh (setup does); ${(err as Error).message.split("\n")[0]}`,
-        );
-      }
-      current = new NativeRelay(addon);
-    }
+    current ??= new NativeRelay(loadNativeAddon<Addon>(ADDON_FILE, "the proxy's native data path"));
     return current;
   }
 
@@ -167,15 +153,6 @@ export class NativeRelay {
 type HandOver = { id: number | null; aborted: boolean };
 
 let current: NativeRelay | undefined;
-
-/** The addon in the repository this module runs from: its source tree, or a bundle under .raven/build. */
-function addonPath(): string {
-  for (let dir = dirname(fileURLToPath(import.meta.url)); ; dir = dirname(dir)) {
-    const p = join(dir, ADDON_FILE);
-    if (existsSync(p)) return p;
-    if (dirname(dir) === dir) return ADDON_FILE; // not found anywhere above: the require names it in its error
-  }
-}
 
 function fdOf(s: Socket): number {
   // A TLSSocket's handle wraps the TCP handle that owns the descriptor (`_parent`); a net.Socket's is that handle.

@@ -7,13 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { ensurePskFile, StrongSwanDriver, viciCall, type CharonLauncher, type Runner, type VpnPeer } from "../../../services/tunnel";
+import { ensurePskFile, FakeNet, StrongSwanDriver, viciCall, type CharonLauncher, type VpnPeer } from "../../../services/tunnel";
 
 const FAKE_CHARON = fileURLToPath(new URL("../../helpers/fake-charon.ts", import.meta.url));
 const launch: CharonLauncher = (_argv, env, outFd) => spawn(process.execPath, ["--import", "tsx", FAKE_CHARON], { stdio: ["ignore", outFd, outFd], env });
 
-/** The anchors' `ip` commands, answered without touching this machine's lo: none there, every change fine. */
-const noAnchors: Runner = async (argv) => ({ code: 0, stdout: argv.includes("-j") ? "[]" : "", stderr: "" });
 
 const dir = mkdtempSync(join(tmpdir(), "raven-strongswan-unit-"));
 const drivers: StrongSwanDriver[] = [];
@@ -30,7 +28,7 @@ const [B, C] = [peer("b", "198.18.0.2"), peer("c", "198.18.0.3")];
 function driver(name: string): { d: StrongSwanDriver; psk: string; fake(command: string, req?: Record<string, string>): Promise<FakeState> } {
   const stateDir = join(dir, name);
   const psk = ensurePskFile(join(dir, `${name}.psk`));
-  const d = new StrongSwanDriver({ stateDir, pskFile: psk, esp: "kernel", charonPath: "/bin/true", viciPluginPath: "/bin/true", launch, runner: noAnchors });
+  const d = new StrongSwanDriver({ stateDir, pskFile: psk, esp: "kernel", charonPath: "/bin/true", viciPluginPath: "/bin/true", launch, net: new FakeNet() });
   drivers.push(d);
   const fake = async (command: string, req: Record<string, string> = {}) => (await viciCall(join(stateDir, "charon.vici"), command, req)).response as unknown as FakeState;
   return { d, psk, fake };

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TunnelError } from "../../../shared/errors";
-import { checkSuccess, decodeMessage, encodeMessage, encodePacket, Packet, viciCall, ViciError, type ViciMessage } from "../../../services/tunnel";
+import { checkSuccess, decodeMessage, encodeMessage, encodePacket, Packet, viciCall, ViciClient, ViciError, type ViciMessage } from "../../../services/tunnel";
 import { readClientPackets } from "../../helpers/vici-server";
 
 const dir = mkdtempSync(join(tmpdir(), "raven-vici-unit-"));
@@ -129,5 +129,48 @@ describe("viciCall", () => {
     expect(() => checkSuccess("load-conn", { response: { success: "no", errmsg: "invalid value for: proposals" }, events: [] })).toThrow(/vici load-conn: invalid value for: proposals/);
     expect(() => checkSuccess("initiate", { response: { success: "no" }, events: [] }, "[IKE] received NO_PROPOSAL_CHOSEN")).toThrow(/failed \| \[IKE\] received NO_PROPOSAL_CHOSEN/);
     expect(() => checkSuccess("load-conn", { response: { success: "yes" }, events: [] })).not.toThrow();
+  });
+});
+
+describe("ViciClient", () => {
+  it("runs many commands over one connection, in order, registering a streamed event once", async () => {
+    let connections = 0;
+    let registrations = 0;
+    const order: string[] = [];
+    const path = await fakeCharon((sock, name, msg, registered) => {
+      order.push(`${name}:${msg.n as string}`);
+      if (registered) sock.write(encodePacket(Packet.Event, registered, { n: msg.n as string }));
+      sock.write(encodePacket(Packet.CmdResponse, undefined, { success: "yes", n: msg.n as string }));
+    });
+    servers[servers.length - 1]!.on("connection", (sock: Socket) => {
+      connections++;
+      sock.on("data", (d: Buffer) => d[4] === Packet.EventRegister && registrations++);
+    });
+    const client = new ViciClient(path);
+    const replies = await Promise.all([1, 2, 3, 4, 5].map((n) => client.call(n % 2 ? "list-sas" : "load-conn", { n: String(n) }, n % 2 ? { stream: "list-sa" } : {})));
+    expect(replies.map((r) => r.response.n)).toEqual(["1", "2", "3", "4", "5"]);
+    expect(replies[0]!.events).toEqual([{ n: "1" }]);
+    expect(replies[1]!.events).toEqual([]);
+    expect(order).toEqual(["list-sas:1", "load-conn:2", "list-sas:3", "load-conn:4", "list-sas:5"]);
+    expect([connections, registrations, client.connects]).toEqual([1, 1, 1]);
+    client.close();
+  });
+
+  it("fails the call in flight and the queued ones when the connection breaks, and reconnects for the next call", async () => {
+    let first = true;
+    const path = await fakeCharon((sock) => {
+      if (first) {
+        first = false;
+        sock.destroy();
+      } else sock.write(encodePacket(Packet.CmdResponse, undefined, { success: "yes" }));
+    });
+    const client = new ViciClient(path);
+    const [a, b] = [client.call("list-sas"), client.call("load-conn")];
+    await expect(a).rejects.toThrow(/^vici list-sas: connection closed before the response/);
+    await expect(b).rejects.toThrow(/^vici load-conn: connection closed before the response/);
+    expect((await client.call("list-sas")).response).toEqual({ success: "yes" });
+    expect(client.connects).toBe(2);
+    client.close();
+    await expect(client.call("list-sas", {}, { timeoutMs: 100 })).resolves.toBeDefined(); // closed: a new connection
   });
 });

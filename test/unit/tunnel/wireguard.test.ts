@@ -1,5 +1,6 @@
 // The WireGuard driver's pure parts: key derivation from the PSK and node names (checked against `wg pubkey`
-// where wg is installed), the peer plan and its refusals, the `wg show dump` parser, the live/wanted diff,
+// where wg is installed), the peer plan and its refusals, the UAPI messages (the `get` reply parser, the
+// `set` lines), the live/wanted diff,
 // and the driver's option and dependency guards. Its real data path is test/integration/wireguard-netns.test.ts.
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -8,13 +9,18 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { MissingDependencyError, TunnelError } from "../../../shared/errors";
 import { connectionMessage, validateVpnDesired, WIREGUARD_OVERHEAD_BYTES, type VpnPeer } from "../../../services/tunnel";
-import { checkWireGuardInstalled, DEFAULT_WG, WIREGUARD_PACKAGES, WireGuardDriver } from "../../../services/tunnel/wireguard";
+import { checkWireGuardInstalled, WIREGUARD_PACKAGES, WireGuardDriver } from "../../../services/tunnel/wireguard";
 import {
   diffWireGuardPeers,
-  parseWgDump,
+  parseUapiGet,
   PERSISTENT_KEEPALIVE_SEC,
   planWireGuardPeers,
   wireguardKeyPair,
+  uapiDevice,
+  uapiErrno,
+  uapiPeer,
+  uapiRemovePeer,
+  uapiSet,
   wireguardPresharedKey,
   type WgPeerDump,
 } from "../../../services/tunnel/wireguard-conf";
@@ -25,7 +31,8 @@ const peer = (name: string, remoteNode: string | undefined, remoteAddr = "198.18
 });
 const dir = mkdtempSync(join(tmpdir(), "raven-wg-unit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const hasWg = !spawnSync(DEFAULT_WG, ["--version"]).error;
+const WG = "/usr/bin/wg";
+const hasWg = !spawnSync(WG, ["--version"]).error;
 
 describe("WireGuard keys from the PSK and the node name", () => {
   it("are deterministic, differ per node and per PSK, and are clamped X25519 keys", () => {
@@ -53,7 +60,7 @@ describe("WireGuard keys from the PSK and the node name", () => {
   it.skipIf(!hasWg)(`give the public key \`wg pubkey\` computes from the private key${hasWg ? "" : " (skipped: wg not installed)"}`, () => {
     for (const node of ["gw-a", "gw-b", "edge-1.factory.example"]) {
       const k = wireguardKeyPair(PSK, node);
-      const r = spawnSync(DEFAULT_WG, ["pubkey"], { input: `${k.privateKey}\n`, encoding: "utf8" });
+      const r = spawnSync(WG, ["pubkey"], { input: `${k.privateKey}\n`, encoding: "utf8" });
       expect(r.status).toBe(0);
       expect(r.stdout.trim()).toBe(k.publicKey);
     }
@@ -87,32 +94,82 @@ describe("the WireGuard peer plan", () => {
   });
 });
 
-const DUMP = [
-  "MDCvSc3OtI6jYvw8pU3J2n7Y8lJGgqD/QbWnWbp9zlc=\tLs/5BlQUoh5svS1b00JArMHtb6bPDyrwRCrmLR+iH2o=\t51820\toff",
-  "AAAA=\tPSK=\t198.18.0.2:51820\t10.245.0.0/24\t1700000000\t1652\t840\t5",
-  "BBBB=\t(none)\t(none)\t10.247.0.0/24,10.246.0.0/24\t0\t0\t0\toff",
+const KEY = wireguardKeyPair(PSK, "gw-a");
+const B = wireguardKeyPair(PSK, "gw-b").publicKey;
+const C = wireguardKeyPair(PSK, "gw-c").publicKey;
+const hex = (b64: string) => Buffer.from(b64, "base64").toString("hex");
+const GET = [
+  `private_key=${hex(KEY.privateKey)}`,
+  "listen_port=51820",
+  `public_key=${hex(B)}`,
+  `preshared_key=${hex(wireguardPresharedKey(PSK))}`,
+  "protocol_version=1",
+  "endpoint=198.18.0.2:51820",
+  "last_handshake_time_sec=1700000000",
+  "last_handshake_time_nsec=12",
+  "tx_bytes=840",
+  "rx_bytes=1652",
+  "persistent_keepalive_interval=5",
+  "allowed_ip=10.245.0.0/24",
+  `public_key=${hex(C)}`,
+  `preshared_key=${"0".repeat(64)}`,
+  "last_handshake_time_sec=0",
+  "tx_bytes=0",
+  "rx_bytes=0",
+  "persistent_keepalive_interval=0",
+  "allowed_ip=10.247.0.0/24",
+  "allowed_ip=10.246.0.0/24",
+  "errno=0",
+  "",
+  "",
 ].join("\n");
 
-describe("wg show dump", () => {
-  it("parses the interface line and the peers", () => {
-    expect(parseWgDump(`${DUMP}\n`)).toEqual({
-      privateKey: "MDCvSc3OtI6jYvw8pU3J2n7Y8lJGgqD/QbWnWbp9zlc=",
-      publicKey: "Ls/5BlQUoh5svS1b00JArMHtb6bPDyrwRCrmLR+iH2o=",
+describe("wireguard-go's UAPI", () => {
+  it("parses the reply to get: the device, then each peer, keys in base64, zero keys as none", () => {
+    expect(parseUapiGet(GET)).toEqual({
+      privateKey: KEY.privateKey,
+      publicKey: KEY.publicKey,
       listenPort: 51820,
       fwmark: null,
       peers: [
-        { publicKey: "AAAA=", presharedKey: "PSK=", endpoint: "198.18.0.2:51820", allowedIps: ["10.245.0.0/24"], latestHandshakeSec: 1700000000, rxBytes: 1652, txBytes: 840, persistentKeepaliveSec: 5 },
-        { publicKey: "BBBB=", presharedKey: null, endpoint: null, allowedIps: ["10.246.0.0/24", "10.247.0.0/24"], latestHandshakeSec: 0, rxBytes: 0, txBytes: 0, persistentKeepaliveSec: null },
+        { publicKey: B, presharedKey: wireguardPresharedKey(PSK), endpoint: "198.18.0.2:51820", allowedIps: ["10.245.0.0/24"], latestHandshakeSec: 1700000000, rxBytes: 1652, txBytes: 840, persistentKeepaliveSec: 5 },
+        { publicKey: C, presharedKey: null, endpoint: null, allowedIps: ["10.246.0.0/24", "10.247.0.0/24"], latestHandshakeSec: 0, rxBytes: 0, txBytes: 0, persistentKeepaliveSec: null },
       ],
     });
-    expect(parseWgDump("(none)\t(none)\t40123\t0x1\n")).toMatchObject({ privateKey: null, publicKey: null, listenPort: 40123, fwmark: 1, peers: [] });
+    expect(parseUapiGet(`private_key=${"0".repeat(64)}\nlisten_port=40123\nfwmark=1\nerrno=0\n\n`)).toMatchObject({ privateKey: null, publicKey: null, listenPort: 40123, fwmark: 1, peers: [] });
   });
 
-  it("refuses malformed output with the line and field", () => {
-    expect(() => parseWgDump("")).toThrow(/interface line must have 4 fields/);
-    expect(() => parseWgDump("a\tb\tx\toff")).toThrow(/interface: listen-port "x" is not a number/);
-    expect(() => parseWgDump(`${DUMP}\nCCCC=\t(none)\t(none)`)).toThrow(/peer line 3 must have 8 fields, got 3/);
-    expect(() => parseWgDump(DUMP.replace("\t1652\t", "\t-1\t"))).toThrow(/peer line 1: transfer-rx "-1"/);
+  it("refuses a malformed or failed reply, naming the field", () => {
+    expect(() => parseUapiGet("listen_port=1\n\n")).toThrow(/no errno line/);
+    expect(() => parseUapiGet("errno=5\n\n")).toThrow(/get failed with errno 5/);
+    expect(() => parseUapiGet("listen_port=x\nerrno=0\n")).toThrow(/listen_port "x" is not a number/);
+    expect(() => parseUapiGet("public_key=abc\nerrno=0\n")).toThrow(/public_key "abc" is not a 32-byte hex key/);
+    expect(() => parseUapiGet("garbage\nerrno=0\n")).toThrow(/"garbage" is not key=value/);
+  });
+
+  it("writes set requests in hex, with exactly the wanted allowed IPs, and reads their errno", () => {
+    const [b] = planWireGuardPeers([peer("b", "gw-b")], PSK, "gw-a", 51820);
+    expect(uapiSet([...uapiDevice(KEY.privateKey, 51820), ...uapiPeer(b!, wireguardPresharedKey(PSK), true), ...uapiRemovePeer(C)])).toBe(
+      [
+        "set=1",
+        `private_key=${hex(KEY.privateKey)}`,
+        "listen_port=51820",
+        `public_key=${hex(B)}`,
+        `preshared_key=${hex(wireguardPresharedKey(PSK))}`,
+        "endpoint=198.18.0.2:51820",
+        `persistent_keepalive_interval=${PERSISTENT_KEEPALIVE_SEC}`,
+        "replace_allowed_ips=true",
+        "allowed_ip=10.245.0.0/24",
+        `public_key=${hex(C)}`,
+        "remove=true",
+        "",
+        "",
+      ].join("\n"),
+    );
+    expect(uapiPeer(b!, wireguardPresharedKey(PSK), false).some((l) => l.startsWith("endpoint="))).toBe(false);
+    expect(uapiErrno("errno=0\n\n")).toBe(0);
+    expect(uapiErrno("errno=22\n\n")).toBe(22);
+    expect(() => uapiErrno("\n")).toThrow(/no errno line/);
   });
 });
 
@@ -171,7 +228,7 @@ describe("WireGuardDriver guards", () => {
     await expect(d.apply({ peers: [peer("b", undefined)] })).rejects.toThrow(/vpn peer "b": remoteNode is required/);
     await expect(d.apply({ peers: [peer("b", "gw-b")] })).rejects.toThrow(MissingDependencyError);
     await expect(d.apply({ peers: [peer("b", "gw-b")] })).rejects.toThrow(`install the Debian packages ${WIREGUARD_PACKAGES.join(" ")}`);
-    expect(() => checkWireGuardInstalled({ wg: "/nonexistent/wg" })).toThrow(/wg is not installed: \/nonexistent\/wg not found/);
+    expect(() => checkWireGuardInstalled({ wireguardGo: "/nonexistent/wireguard-go" })).toThrow(/daemon is not installed: \/nonexistent\/wireguard-go not found/);
     expect(d.pid).toBeUndefined();
     expect(await d.status()).toEqual({ driver: "wireguard", peers: [] });
     await d.cleanup();
