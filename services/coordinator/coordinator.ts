@@ -34,6 +34,7 @@ import {
   type MessageType,
   type StatusReply,
 } from "../../shared/protocol";
+import { judgeSilence } from "./detector";
 import { HealthTracker } from "./health";
 import { Inventory } from "./inventory";
 import { CoordinatorLease } from "./lease";
@@ -59,14 +60,8 @@ type DomainActor = Actor<typeof domainMachine>;
 const MAX_CONCURRENT_REGISTRATIONS = 64;
 /** Longest stretch of DomainActor work between two turns of the event loop. */
 const WORK_SLICE_MS = 10;
-/** Event-loop utilisation above which the coordinator judges no one (it may not have read their heartbeats). */
-const SATURATED = 0.97;
 /** Above this, registrations are shed (the node retries): heartbeats come first. */
 const BUSY_FOR_REGISTRATIONS = 0.9;
-/** A sweep this late means the event loop stalled. */
-const STALL_MS = 50;
-
-
 
 export class CoordinatorService {
   readonly tracker: HealthTracker;
@@ -89,6 +84,8 @@ export class CoordinatorService {
   /** When a unit's candidate health last changed without a new term yet: the start of its election latency. */
   private readonly healthChangedAt = new Map<string, number>();
   private lastSweepAt = 0;
+  /** Since when a silence across several domains has been waited out (detector.ts), or null. */
+  private deferringSince: number | null = null;
   private lastElu = performance.eventLoopUtilization();
   /** Event-loop utilisation, smoothed over about half a second. */
   private loopBusy = 0;
@@ -466,21 +463,34 @@ export class CoordinatorService {
 
   private sweep(): void {
     const now = this.opts.clock.now();
-    // After an event-loop stall, timers run before the I/O that queued up meanwhile: heartbeats that did
-    // arrive are still unread. Judge nobody this round; the next sweep runs after they are processed.
     const late = now - this.lastSweepAt - this.opts.timings.sweepMs;
     this.lastSweepAt = now;
-    // Likewise when the loop was saturated since the last sweep: heartbeats may be waiting unread in the
-    // socket. An overloaded coordinator must not fail gateways over for its own slowness.
     const elu = performance.eventLoopUtilization(this.lastElu);
     this.lastElu = performance.eventLoopUtilization();
     // Smoothed over ~0.5 s for shedding registrations: one busy sweep window must not stall them.
     this.loopBusy = 0.96 * this.loopBusy + 0.04 * elu.utilization;
-    if (late > STALL_MS || elu.utilization > SATURATED) {
-      counters.inc("raven_sweeps_deferred_total");
-      return;
+    // Whether silent candidates may be declared dead now, or the silence is more likely ours (detector.ts).
+    const verdict = judgeSilence({
+      deadAfterMs: this.opts.timings.gatewayDeadAfterMs,
+      candidates: this.tracker.silences(now),
+      sweepLateMs: late,
+      loopUtilisation: elu.utilization,
+      deferredForMs: this.deferringSince === null ? 0 : now - this.deferringSince,
+    });
+    if (verdict.kind === "defer") {
+      counters.inc("raven_sweeps_deferred_total", { reason: verdict.reason });
+      // A stalled or saturated loop has heartbeats waiting unread: judge nothing, not even recoveries, until
+      // the next sweep runs after they are processed.
+      if (verdict.reason !== "correlated") return;
+      if (this.deferringSince === null) {
+        this.deferringSince = now;
+        this.opts.log.warn({ suspects: verdict.suspects }, "heartbeats late in several domains at once: waiting for them before declaring anyone dead");
+      }
+    } else if (this.deferringSince !== null) {
+      this.opts.log.info({ waitedMs: Math.round(now - this.deferringSince), dead: verdict.dead }, "correlated silence over");
+      this.deferringSince = null;
     }
-    const flipped = this.tracker.sweep(now);
+    const flipped = this.tracker.sweep(now, verdict.kind === "judge" ? verdict.dead : []);
     if (!this.tracker.warm(now)) return;
     if (!this.warmAnnounced) {
       this.warmAnnounced = true;

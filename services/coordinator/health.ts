@@ -2,10 +2,14 @@
 // (no allocation per heartbeat once a candidate is known) and, on each sweep, reports only the candidates
 // whose health flipped, which the coordinator turns into one HEALTH event per affected DomainActor.
 //
-// Health of a gateway candidate = heard within deadAfterMs, at least riseCount consecutive heartbeats since
-// it was last unhealthy (hysteresis against flapping), not draining, and its own data path OK.
+// Health of a gateway candidate = alive (not declared dead), at least riseCount consecutive heartbeats since
+// it was last unhealthy (hysteresis against flapping), not draining, and its own data path OK. Whether a
+// silent candidate is declared dead is the failure detector's call (detector.ts): the sweep expires exactly
+// the candidates it names. A candidate heard again before being declared dead keeps its streak: a late
+// heartbeat is not a recovery.
 import type { EndpointType } from "../../shared/gateway";
 import type { GatewayHeartbeat, NodeHeartbeat } from "../../shared/protocol";
+import type { Silence } from "./detector";
 
 export type CandidateHealth = {
   node: string;
@@ -68,8 +72,8 @@ export class HealthTracker {
       };
       this.candidates.set(hb.node, c);
     }
-    // Same boundary as the sweep: silent for deadAfterMs is dead, and a dead candidate rises from one.
-    const gap = now - c.lastSeenAt >= this.settings.deadAfterMs;
+    // A candidate declared dead rises from one; one that was only late (not declared) goes on.
+    const gap = !c.alive;
     const restarted = hb.seq < c.seq;
     // A failing data path breaks the streak too, so a path failing every other heartbeat never counts as healthy.
     c.streak = !hb.datapathOk ? 0 : gap || restarted ? 1 : c.streak + 1;
@@ -103,8 +107,9 @@ export class HealthTracker {
     return !!n && n.ready && now - n.lastSeenAt < this.settings.nodeDeadAfterMs;
   }
 
-  private evaluate(c: CandidateHealth, now: number): void {
-    const alive = now - c.lastSeenAt < this.settings.deadAfterMs;
+  /** Re-judges `c` from its latest heartbeat (alive) or, with `dead`, as declared dead by the detector. */
+  private evaluate(c: CandidateHealth, now: number, dead = false): void {
+    const alive = !dead;
     const healthy = alive && c.streak >= this.settings.riseCount && !c.draining && c.datapathOk;
     if (healthy !== c.healthy || alive !== c.alive) {
       c.healthy = healthy;
@@ -113,10 +118,21 @@ export class HealthTracker {
     }
   }
 
-  /** Expires silent candidates and returns the names of every candidate whose health flipped since last sweep. */
-  sweep(now: number): Set<string> {
-    for (const c of this.candidates.values()) {
-      if (c.alive && now - c.lastSeenAt >= this.settings.deadAfterMs) this.evaluate(c, now);
+  /** How long each candidate still counted alive has been silent (the failure detector's input). */
+  silences(now: number): Silence[] {
+    const out: Silence[] = [];
+    for (const c of this.candidates.values()) if (c.alive) out.push({ node: c.node, domain: c.domain, silentMs: now - c.lastSeenAt });
+    return out;
+  }
+
+  /**
+   * Expires the candidates the detector declared dead (only those silent for deadAfterMs: the detector can
+   * delay a declaration, never advance it) and returns every candidate whose health flipped since last sweep.
+   */
+  sweep(now: number, dead: Iterable<string> = []): Set<string> {
+    for (const node of dead) {
+      const c = this.candidates.get(node);
+      if (c?.alive && now - c.lastSeenAt >= this.settings.deadAfterMs) this.evaluate(c, now, true);
     }
     const out = this.flipped;
     this.flipped = new Set();

@@ -20,6 +20,9 @@ const gwHb = (seq: number, patch: Partial<GatewayHeartbeat> = {}): GatewayHeartb
 });
 const nodeHb = (seq: number, ready = true, node = "n-1"): NodeHeartbeat => ({ node, domain: "factory-a", seq, ready, sentAt: seq });
 
+/** A sweep after a detector that declares every candidate silent for deadAfterMs (detector.ts decides when). */
+const sweepAll = (h: HealthTracker, now: number) => h.sweep(now, h.silences(now).map((s) => s.node));
+
 /** A tracker with `gw-1` healthy after `riseCount` heartbeats at 0, 100, ...; returns the time of the last. */
 function healthyTracker(s: HealthSettings = settings): { h: HealthTracker; last: number } {
   const h = new HealthTracker(s, 0);
@@ -67,19 +70,19 @@ describe("HealthTracker: rising", () => {
 describe("HealthTracker: silence", () => {
   it("silence of deadAfterMs makes a candidate unhealthy and not alive, reported once", () => {
     const { h, last } = healthyTracker();
-    expect(h.sweep(last + DEAD - 1)).toEqual(new Set());
+    expect(sweepAll(h, last + DEAD - 1)).toEqual(new Set());
     expect(h.isHealthy("gw-1")).toBe(true);
-    expect(h.sweep(last + DEAD)).toEqual(new Set(["gw-1"]));
+    expect(sweepAll(h, last + DEAD)).toEqual(new Set(["gw-1"]));
     const c = h.candidates.get("gw-1")!;
     expect(c.alive).toBe(false);
     expect(c.healthy).toBe(false);
-    expect(h.sweep(last + DEAD + 1)).toEqual(new Set());
-    expect(h.sweep(last + 10 * DEAD)).toEqual(new Set());
+    expect(sweepAll(h, last + DEAD + 1)).toEqual(new Set());
+    expect(sweepAll(h, last + 10 * DEAD)).toEqual(new Set());
   });
 
   it("after a long gap the streak starts over", () => {
     const { h, last } = healthyTracker();
-    h.sweep(last + DEAD + 50);
+    sweepAll(h, last + DEAD + 50);
     const c = h.gateway(gwHb(3), last + DEAD + 100);
     expect(c.streak).toBe(1);
     expect(c.alive).toBe(true);
@@ -88,20 +91,27 @@ describe("HealthTracker: silence", () => {
     expect(h.gateway(gwHb(4), last + DEAD + 200).healthy).toBe(true);
   });
 
-  it("a gap just over deadAfterMs resets the streak even without a sweep in between", () => {
+  it("a late heartbeat (silent past deadAfterMs, not declared dead) keeps the streak: lateness is not a recovery", () => {
     const { h, last } = healthyTracker();
-    const c = h.gateway(gwHb(3), last + DEAD + 1);
-    expect(c.streak).toBe(1);
-    expect(c.healthy).toBe(false);
+    expect(h.sweep(last + DEAD + 50)).toEqual(new Set()); // the detector declared nobody (it waited)
+    const c = h.gateway(gwHb(3), last + DEAD + 60);
+    expect(c).toMatchObject({ streak: 3, alive: true, healthy: true });
+    expect(h.sweep(last + DEAD + 60)).toEqual(new Set());
   });
 
-  // sweep/evaluate treat silence >= deadAfterMs as dead, but gateway() resets the streak only when the gap is
-  // > deadAfterMs (health.ts, `const gap = now - c.lastSeenAt > ...`). A heartbeat landing exactly
-  // deadAfterMs after the last one revives a candidate the sweep just declared dead as healthy at once,
-  // skipping the riseCount hysteresis. Fix: `>=`.
+  it("expires only what the detector names, and never before deadAfterMs of silence", () => {
+    const { h, last } = healthyTracker();
+    expect(h.silences(last + DEAD - 1)).toEqual([{ node: "gw-1", domain: "factory-a", silentMs: DEAD - 1 }]);
+    expect(h.sweep(last + DEAD - 1, ["gw-1"])).toEqual(new Set());
+    expect(h.isHealthy("gw-1")).toBe(true);
+    expect(h.sweep(last + DEAD, ["nobody"])).toEqual(new Set());
+    expect(h.sweep(last + DEAD, ["gw-1"])).toEqual(new Set(["gw-1"]));
+    expect(h.silences(last + DEAD)).toEqual([]); // declared dead: no longer the detector's business
+  });
+
   it("a heartbeat exactly deadAfterMs after the last one, after being swept dead, needs a new streak", () => {
     const { h, last } = healthyTracker();
-    expect(h.sweep(last + DEAD)).toEqual(new Set(["gw-1"]));
+    expect(sweepAll(h, last + DEAD)).toEqual(new Set(["gw-1"]));
     const c = h.gateway(gwHb(3), last + DEAD);
     expect(c.streak).toBe(1);
     expect(c.healthy).toBe(false);
@@ -163,7 +173,7 @@ describe("HealthTracker: restarts, draining, data path", () => {
     const { h, last } = healthyTracker();
     h.gateway(gwHb(3, { draining: true }), last + 100);
     h.sweep(last + 100);
-    expect(h.sweep(last + 100 + DEAD)).toEqual(new Set(["gw-1"]));
+    expect(sweepAll(h, last + 100 + DEAD)).toEqual(new Set(["gw-1"]));
     expect(h.candidates.get("gw-1")!.alive).toBe(false);
   });
 
@@ -175,7 +185,7 @@ describe("HealthTracker: restarts, draining, data path", () => {
     }
     h.sweep(100);
     h.gateway(gwHb(3), 200);
-    expect(h.sweep(100 + DEAD)).toEqual(new Set(["gw-2"]));
+    expect(sweepAll(h, 100 + DEAD)).toEqual(new Set(["gw-2"]));
     expect(h.isHealthy("gw-1")).toBe(true);
     expect(h.isHealthy("gw-2")).toBe(false);
   });
