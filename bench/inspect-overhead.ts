@@ -69,7 +69,7 @@ function makeService(nc: NatsConnection, mode: Mode) {
   });
   if (inspector && mode === "idle-createActor") {
     // The same actor, created with the observer as an option (GatewayActorService attaches instead).
-    const actor = createActor(gatewayMachine, { input: { node: NODE, drainTimeoutMs: 1_000 }, inspect: inspector.inspect });
+    const actor = createActor(gatewayMachine, { input: { node: NODE, drainTimeoutMs: 1_000, lapseHoldMs: 2_000 }, inspect: inspector.inspect });
     (service as unknown as { actor: unknown }).actor = actor;
   } else if (inspector) inspector.attach(service.actor);
   return { service, inspector };

@@ -15,6 +15,11 @@ export type Timings = Readonly<{
   gatewayFenceMs: number;
   /** Consecutive heartbeats a candidate needs before it counts as healthy again (hysteresis). */
   gatewayRiseCount: number;
+  /**
+   * How long an active whose lease ran out (a late acknowledgement) keeps what it set up for its role, not
+   * acting, waiting for a fresh lease in the same term, before it steps down to standby.
+   */
+  gatewayLapseHoldMs: number;
   nodeHeartbeatMs: number;
   nodeDeadAfterMs: number;
   /** The active coordinator's lease in KV; the standby takes over when it saw no renewal for this long. */
@@ -35,6 +40,7 @@ export const defaultTimings: Timings = Object.freeze({
   gatewayDeadAfterMs: 300,
   gatewayFenceMs: 250,
   gatewayRiseCount: 2,
+  gatewayLapseHoldMs: 2000,
   nodeHeartbeatMs: 1000,
   nodeDeadAfterMs: 3500,
   coordinatorLeaseMs: 1000,

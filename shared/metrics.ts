@@ -107,7 +107,7 @@ export function enableProcessMetrics(): void {
 /** The gateway-actor's role and term gauges, on every role change. */
 export function reportGatewayRole(labels: { domain: string; gateway: string; node: string }, role: string, term: number): void {
   metrics.gatewayTerm.set(labels, term);
-  for (const r of ["standby", "active", "draining", "stopped"]) metrics.gatewayRole.set({ ...labels, role: r }, r === role ? 1 : 0);
+  for (const r of ["standby", "active", "lapsed", "draining", "stopped"]) metrics.gatewayRole.set({ ...labels, role: r }, r === role ? 1 : 0);
 }
 
 export const metrics = {

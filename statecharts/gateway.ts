@@ -1,25 +1,32 @@
-// GatewayActor: one gateway candidate's role — standby ⇄ active(term) ⇄ draining → stopped.
+// GatewayActor: one gateway candidate's role — standby ⇄ active(term) ⇄ lapsed, active → draining → stopped.
 // Fencing: the candidate obeys the highest term it has seen (older assignments are ignored), steps down at
 // once when a newer term leaves it out, and acts active only while its lease is valid. The lease ends
 // `leaseMs` after the *sending* time of the newest heartbeat the coordinator acknowledged, which is before
 // the coordinator may declare it dead (gatewayFenceMs < gatewayDeadAfterMs), so an old active has always
 // stopped before a successor is elected, even when it is alive but cut off.
+// A lease that runs out within the candidate's term makes it `lapsed`, not standby: it stops acting at once
+// (no new channel, heartbeats say it acts for nothing) but keeps what it set up for the role (tunnels,
+// listeners, spare connections), because the usual cause is a late acknowledgement on a busy host, and the
+// next one restores the lease in the same term. Tearing down and rebuilding on every late ack is what turned
+// a start-up transient into a flap storm (issue 12). A newer term without it, or lapseHoldMs without a
+// fresh lease (it has most likely been replaced and not heard of it), make it standby.
 // Time arrives in events (`now`), so the machine stays pure; the service sends a TICK every sweep.
 import { assign, emit, setup } from "xstate";
 import type { EndpointType } from "../shared/gateway";
 
-export type GatewayInput = Readonly<{ node: string; drainTimeoutMs: number }>;
+export type GatewayInput = Readonly<{ node: string; drainTimeoutMs: number; lapseHoldMs: number }>;
 
 export type GatewayContext = {
   node: string;
   drainTimeoutMs: number;
+  lapseHoldMs: number;
   /** The highest term seen. */
   term: number;
   /** The Gateway record this candidate belongs to, once an assignment named it. */
   gateway: string | null;
   /** Endpoint types this candidate is assigned for (empty in standby). */
   activeTypes: EndpointType[];
-  /** Local monotonic ms until which the candidate may act active. */
+  /** Local monotonic ms until which the candidate may act active (in lapsed: when the lease ran out). */
   leaseUntil: number;
   drainDeadline: number;
 };
@@ -38,7 +45,7 @@ export type GatewayEvent =
   | { type: "TICK"; now: number }
   | { type: "DRAIN"; now: number };
 
-export type GatewayRole = "standby" | "active" | "draining" | "stopped";
+export type GatewayRole = "standby" | "active" | "lapsed" | "draining" | "stopped";
 export type GatewayEmitted =
   | { type: "roleChanged"; role: GatewayRole; term: number; activeTypes: EndpointType[] }
   | { type: "staleAssignment"; term: number; seen: number };
@@ -61,6 +68,7 @@ export const gatewayMachine = setup({
     },
     namesMe: ({ event }) => (asAssignment(event)?.activeTypes.length ?? 0) > 0,
     leaseExpired: ({ context, event }) => event.type === "TICK" && event.now >= context.leaseUntil,
+    lapseOver: ({ context, event }) => event.type === "TICK" && event.now >= context.leaseUntil + context.lapseHoldMs,
     drainOver: ({ context, event }) =>
       (event.type === "TICK" && event.now >= context.drainDeadline) || (event.type === "TICK" && event.now >= context.leaseUntil),
   },
@@ -95,6 +103,7 @@ export const gatewayMachine = setup({
   context: ({ input }) => ({
     node: input.node,
     drainTimeoutMs: input.drainTimeoutMs,
+    lapseHoldMs: input.lapseHoldMs,
     term: 0,
     gateway: null,
     activeTypes: [],
@@ -122,8 +131,22 @@ export const gatewayMachine = setup({
           { guard: "namesMe", actions: "takeAssignment" },
           { target: "standby", actions: ["takeAssignment", "dropRole"] },
         ],
-        TICK: { guard: "leaseExpired", target: "standby", actions: "dropRole" },
+        TICK: { guard: "leaseExpired", target: "lapsed" },
         DRAIN: { target: "draining", actions: "startDrain" },
+      },
+    },
+    lapsed: {
+      entry: { type: "announce", params: { role: "lapsed" } },
+      on: {
+        ASSIGNMENT: [
+          { guard: "isStale", actions: "reportStale" },
+          { guard: "namesMeWithLease", target: "active", actions: "takeAssignment" },
+          { guard: "namesMe", actions: "takeAssignment" },
+          { target: "standby", actions: ["takeAssignment", "dropRole"] },
+        ],
+        TICK: { guard: "lapseOver", target: "standby", actions: "dropRole" },
+        // Not acting: nothing to hand over.
+        DRAIN: { target: "stopped", actions: "dropRole" },
       },
     },
     draining: {
@@ -141,8 +164,17 @@ export const gatewayMachine = setup({
   },
 });
 
-/** Whether a snapshot of this machine is acting active for some endpoint type right now. */
+/** Whether a snapshot of this machine is acting active for some endpoint type right now (lease valid). */
 export function actingTypes(snapshot: { value: unknown; context: GatewayContext }, now: number): EndpointType[] {
   const acting = snapshot.value === "active" || snapshot.value === "draining";
   return acting && now < snapshot.context.leaseUntil ? snapshot.context.activeTypes : [];
+}
+
+/**
+ * The endpoint types the candidate holds the role for, acting or lapsed: what it keeps set up (tunnels,
+ * listeners, spares). Acting on them still needs the lease (actingTypes).
+ */
+export function heldTypes(snapshot: { value: unknown; context: GatewayContext }): EndpointType[] {
+  const held = snapshot.value === "active" || snapshot.value === "lapsed" || snapshot.value === "draining";
+  return held ? snapshot.context.activeTypes : [];
 }

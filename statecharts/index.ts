@@ -1,6 +1,6 @@
 export { electActive, sameEndpoints, shortfall } from "./election";
 export { domainMachine, plan } from "./domain";
-export { gatewayMachine, actingTypes } from "./gateway";
+export { gatewayMachine, actingTypes, heldTypes } from "./gateway";
 export { nodeMachine } from "./node";
 export { coordinatorMachine } from "./coordinator";
 export { backoffMs, errorMessage } from "./retry";

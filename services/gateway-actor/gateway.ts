@@ -4,7 +4,7 @@
 // acknowledgements into a lease measured on this process's own monotonic clock.
 import { createActor, type Actor } from "xstate";
 import type { Subscription } from "@nats-io/transport-node";
-import { actingTypes, gatewayMachine, type GatewayRole } from "../../statecharts";
+import { actingTypes, gatewayMachine, heldTypes, type GatewayRole } from "../../statecharts";
 import type { Clock, TimerHandle } from "../../shared/clock";
 import type { ActorInspector } from "../../shared/inspect";
 import type { Timings } from "../../shared/config";
@@ -53,7 +53,10 @@ export class GatewayActorService {
 
   constructor(private readonly opts: GatewayActorOptions) {
     this.log = opts.log;
-    this.actor = createActor(gatewayMachine, { clock: opts.clock, input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs } });
+    this.actor = createActor(gatewayMachine, {
+      clock: opts.clock,
+      input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs, lapseHoldMs: opts.timings.gatewayLapseHoldMs },
+    });
     opts.inspector?.attach(this.actor);
   }
 
@@ -70,6 +73,7 @@ export class GatewayActorService {
     this.actor.on("roleChanged", (e) => {
       this.log = this.opts.log.child({ term: e.term });
       this.log.info({ role: e.role, activeTypes: e.activeTypes }, "gateway role");
+      if (e.role === "lapsed") counters.inc("raven_gateway_lease_lapses_total");
       reportGatewayRole({ domain: this.opts.domain, gateway: this.opts.gateway, node: this.opts.node }, e.role, e.term);
       this.heartbeat();
     });
@@ -136,8 +140,11 @@ export class GatewayActorService {
       datapathOk: probe.ok,
       ...(probe.detail ? { detail: probe.detail } : {}),
     };
-    this.opts.proxy?.role(active.includes("proxy"), snap.context.term, Math.max(0, snap.context.leaseUntil - now));
-    this.opts.tunnel?.role(active.includes("tunnel"), snap.context.term);
+    // What the candidate keeps set up follows the role it holds, lapsed or not; acting follows the lease (the
+    // proxy thread gets how long it may still act and stops on its own when that runs out).
+    const held = heldTypes(snap);
+    this.opts.proxy?.role(held.includes("proxy"), snap.context.term, active.includes("proxy") ? snap.context.leaseUntil - now : 0);
+    this.opts.tunnel?.role(held.includes("tunnel"), snap.context.term);
     try {
       nc.publish(subjects.gatewayHeartbeat(domain, node), encode("gw.hb", body));
     } catch (err) {

@@ -39,7 +39,8 @@ export type CloudProxyOptions = Readonly<{
   dialTimeoutMs: number;
   clock: Clock;
   log: Logger;
-  role: () => { proxy: boolean; term: number };
+  /** `proxy`: the role is held (keep spares, listeners, channels); `acting`: its lease is valid (open channels). */
+  role: () => { proxy: boolean; acting: boolean; term: number };
 }>;
 
 type Spare = { socket: Socket; node: string; domain: string; retire: () => void };
@@ -124,7 +125,11 @@ export class CloudProxy {
       throw new ChannelError("BAD_TARGET", `IP literal targets are refused (${node}): ask for a node by name; IPs are ambiguous across domains`);
     }
     if (!isObjectName(node)) throw new ChannelError("BAD_TARGET", `${JSON.stringify(node)} is not a node name`);
-    if (!opts.role().proxy) throw new ChannelError("NO_GATEWAY", `${opts.node} is not the active cloud proxy gateway`);
+    const role = opts.role();
+    if (!role.acting) {
+      const why = role.proxy ? "its lease lapsed; it is not acting as" : "it is not";
+      throw new ChannelError("NO_GATEWAY", `${opts.node} refuses channels: ${why} the active cloud proxy gateway`);
+    }
     const route = opts.directory.route(node);
     if (!route) throw new ChannelError("NOT_FOUND", `unknown node ${node}: no node of that name is registered`);
     const gw = route.gateway;

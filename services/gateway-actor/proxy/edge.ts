@@ -42,7 +42,8 @@ export type EdgeProxyOptions = Readonly<{
   clock: Clock;
   log: Logger;
   /** Whether this candidate may serve channels right now, and under which term. */
-  role: () => { proxy: boolean; term: number };
+  /** `proxy`: the role is held (keep spares, listeners, channels); `acting`: its lease is valid (open channels). */
+  role: () => { proxy: boolean; acting: boolean; term: number };
 }>;
 
 type Peer = {
@@ -234,7 +235,10 @@ export class EdgeProxy {
   private dialTarget(open: ChanOpen): Promise<net.Socket> {
     const { opts } = this;
     const role = opts.role();
-    if (!role.proxy) return Promise.reject(new ChannelError("STALE_TERM", `${opts.node} is not the active proxy gateway of ${opts.domain}`));
+    if (!role.acting) {
+      const why = role.proxy ? "its lease lapsed; it is not acting as" : "it is not";
+      return Promise.reject(new ChannelError("STALE_TERM", `${opts.node} refuses channels: ${why} the active proxy gateway of ${opts.domain}`));
+    }
     if (open.term < role.term) {
       return Promise.reject(new ChannelError("STALE_TERM", `channel for term ${open.term} refused: ${opts.domain} is at term ${role.term}`));
     }

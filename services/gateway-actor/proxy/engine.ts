@@ -77,7 +77,8 @@ export type ProxyEngineOptions = Readonly<{
   config: ProxyConfig;
   clock: Clock;
   log: Logger;
-  role: () => { proxy: boolean; term: number };
+  /** `proxy`: the role is held (keep spares, listeners, channels); `acting`: its lease is valid (open channels). */
+  role: () => { proxy: boolean; acting: boolean; term: number };
   /** Called once, when this side of the proxy can serve: its own record is known and, on a cloud
    * candidate, the edge-facing listener is up. */
   onReady?: () => void;

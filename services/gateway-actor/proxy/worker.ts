@@ -60,7 +60,7 @@ async function main(): Promise<void> {
     log,
     role: () => {
       for (let m = receiveMessageOnPort(parentPort!); m; m = receiveMessageOnPort(parentPort!)) onMessage(m.message as ToWorker);
-      return { proxy: role.proxy && systemClock.now() < role.until, term: role.term };
+      return { proxy: role.proxy, acting: role.proxy && systemClock.now() < role.until, term: role.term };
     },
     onReady: () => parentPort!.postMessage({ type: "ready" } satisfies FromWorker),
   });

@@ -35,10 +35,11 @@ describe("statechart diagrams", () => {
 
   it("draws every state and every transition of the machine", () => {
     const d = describeMachine("gateway");
-    expect(d.states.sort()).toEqual(["active", "draining", "standby", "stopped"]);
+    expect(d.states.sort()).toEqual(["active", "draining", "lapsed", "standby", "stopped"]);
     expect(d.finals).toEqual(["stopped"]);
-    expect(d.edges).toHaveLength(13);
-    expect(d.edges).toContainEqual({ from: "active", to: "standby", label: "TICK [leaseExpired]" });
+    expect(d.edges).toHaveLength(19);
+    expect(d.edges).toContainEqual({ from: "active", to: "lapsed", label: "TICK [leaseExpired]" });
+    expect(d.edges).toContainEqual({ from: "lapsed", to: "standby", label: "TICK [lapseOver]" });
     const domain = describeMachine("domain");
     expect(domain.edges).toContainEqual({ from: "deciding", to: "writing", label: "always [needsWrite]" });
     expect(domain.anyState).toContain("RECORD [isNewer] (stored)");

@@ -18,7 +18,7 @@ function setup(settings: ConstructorParameters<typeof MeshInspector>[0]["setting
     clock,
     settings,
   });
-  const actor = createActor(gatewayMachine, { input: { node: "a-gw-1", drainTimeoutMs: 1_000 }, inspect: inspector.inspect });
+  const actor = createActor(gatewayMachine, { input: { node: "a-gw-1", drainTimeoutMs: 1_000, lapseHoldMs: 2_000 }, inspect: inspector.inspect });
   actor.start();
   const viewer = (id = "ui-1", ttlMs = 3_000) => inspector.onPresence(encode("inspect.viewer", { viewer: id, sentAt: 0, ttlMs }));
   const entries = () => sent.flatMap((s) => s.batch.entries);
@@ -55,9 +55,9 @@ describe("MeshInspector", () => {
     expect(sent[0]!.batch.entries).toEqual([
       expect.objectContaining({ actor: "gateway/a-gw-1", machine: "gateway", event: "sync", state: "active", term: 3, changed: false }),
     ]);
-    actor.send({ type: "TICK", now: 1_000 }); // lease over: active -> standby
+    actor.send({ type: "TICK", now: 1_000 }); // lease over: active -> lapsed
     clock.advance(100);
-    expect(entries().at(-1)).toMatchObject({ event: "TICK", state: "standby", changed: true, term: 3 });
+    expect(entries().at(-1)).toMatchObject({ event: "TICK", state: "lapsed", changed: true, term: 3 });
     expect(JSON.parse(entries().at(-1)!.payload!)).toEqual({ type: "TICK", now: 1_000 });
     expect(JSON.parse(entries().at(-1)!.context!)).toMatchObject({ node: "a-gw-1", term: 3 });
   });
@@ -77,7 +77,7 @@ describe("MeshInspector", () => {
     actor.send({ type: "TICK", now: 10 }); // no change
     actor.send({ type: "TICK", now: 300 }); // lease expired: a state change, published
     clock.advance(100);
-    expect(entries().slice(before + 1).map((e) => `${e.event}:${e.state}:${e.term}`)).toEqual(["ASSIGNMENT:active:2", "TICK:standby:2"]);
+    expect(entries().slice(before + 1).map((e) => `${e.event}:${e.state}:${e.term}`)).toEqual(["ASSIGNMENT:active:2", "TICK:lapsed:2"]);
   });
 
   it("stops publishing about ttlMs after the last announcement", () => {
@@ -144,7 +144,7 @@ describe("MeshInspector", () => {
     const clock = new ManualClock();
     const sent: InspectBatch[] = [];
     const inspector = new MeshInspector({ source: "gateway/g1", domain: "edge-a", subject: "x", clock, publish: (_s, d) => sent.push(decodeAs(d, "inspect.batch")) });
-    const actor = createActor(gatewayMachine, { input: { node: "g1", drainTimeoutMs: 1_000 } });
+    const actor = createActor(gatewayMachine, { input: { node: "g1", drainTimeoutMs: 1_000, lapseHoldMs: 2_000 } });
     let observers = 0;
     const inspect = actor.system.inspect.bind(actor.system);
     actor.system.inspect = (o) => {
@@ -162,7 +162,7 @@ describe("MeshInspector", () => {
     expect(sent.flatMap((b) => b.entries).map((e) => `${e.event}:${e.state}:${e.term}`)).toEqual(["sync:active:2"]);
     actor.send({ type: "TICK", now: 1_000 });
     clock.advance(100);
-    expect(sent.flatMap((b) => b.entries).at(-1)).toMatchObject({ event: "TICK", state: "standby", changed: true });
+    expect(sent.flatMap((b) => b.entries).at(-1)).toMatchObject({ event: "TICK", state: "lapsed", changed: true });
     clock.advance(1_000);
     expect(inspector.isViewed).toBe(false);
     expect(observers).toBe(0);

@@ -1,11 +1,13 @@
-// GatewayActor: fencing by term and lease, draining, and the roleChanged/staleAssignment events, tested as
-// pure transitions; plus a graph walk showing every declared state is reachable.
+// GatewayActor: fencing by term and lease, the lapse that keeps the role's set-up while not acting, draining,
+// and the roleChanged/staleAssignment events, tested as pure transitions; plus a graph walk showing every
+// declared state is reachable.
 import { beforeAll, describe, expect, it } from "vitest";
 import { initialTransition, transition, type SnapshotFrom } from "xstate";
 import { getShortestPaths } from "xstate/graph";
 import {
   actingTypes,
   gatewayMachine,
+  heldTypes,
   type GatewayEmitted,
   type GatewayEvent,
 } from "../../../statecharts/gateway";
@@ -13,7 +15,7 @@ import type { EndpointType } from "../../../shared/gateway";
 import { declaredEdges, declaredStates, takenEdges, emitted, reachedStates } from "./fixtures";
 
 type Snap = SnapshotFrom<typeof gatewayMachine>;
-const input = { node: "n1", drainTimeoutMs: 1_000 };
+const input = { node: "n1", drainTimeoutMs: 1_000, lapseHoldMs: 2_000 };
 
 const assignment = (term: number, activeTypes: EndpointType[], leaseUntil: number | null, now = 100): GatewayEvent => ({
   type: "ASSIGNMENT",
@@ -129,21 +131,25 @@ describe("GatewayActor: active", () => {
     expect(longer.context.leaseUntil).toBe(900);
   });
 
-  it("keeps acting while the lease runs and is fenced to standby on the TICK that finds it over", () => {
+  it("keeps acting while the lease runs and stops acting (lapsed) on the TICK that finds it over, keeping its role", () => {
     const [early, none] = step(active(3), { type: "TICK", now: 499 });
     expect(early.value).toBe("active");
     expect(none).toEqual([]);
     const [late, events] = step(early, { type: "TICK", now: 500 });
-    expect(late.value).toBe("standby");
-    expect(late.context).toMatchObject({ term: 3, activeTypes: [], leaseUntil: 0 });
-    expect(events).toEqual([{ type: "roleChanged", role: "standby", term: 3, activeTypes: [] }]);
+    expect(late.value).toBe("lapsed");
+    expect(late.context).toMatchObject({ term: 3, activeTypes: ["proxy"], leaseUntil: 500 });
+    expect(events).toEqual([{ type: "roleChanged", role: "lapsed", term: 3, activeTypes: ["proxy"] }]);
+    expect(actingTypes(late, 500)).toEqual([]);
+    expect(heldTypes(late)).toEqual(["proxy"]);
   });
 
-  it("can become active again in the same term once a fresh lease arrives after being fenced", () => {
-    const [fenced] = step(active(3), { type: "TICK", now: 600 });
-    const [again] = step(fenced, assignment(3, ["proxy"], 900, 610));
+  it("acts again in the same term once a fresh lease arrives after it lapsed", () => {
+    const [lapsed] = step(active(3), { type: "TICK", now: 600 });
+    const [again, events] = step(lapsed, assignment(3, ["proxy"], 900, 610));
     expect(again.value).toBe("active");
     expect(again.context.leaseUntil).toBe(900);
+    expect(events).toEqual([{ type: "roleChanged", role: "active", term: 3, activeTypes: ["proxy"] }]);
+    expect(actingTypes(again, 610)).toEqual(["proxy"]);
   });
 
   it("drains on DRAIN with a deadline drainTimeoutMs from now", () => {
@@ -152,6 +158,48 @@ describe("GatewayActor: active", () => {
     expect(snap.context.drainDeadline).toBe(1_200);
     expect(snap.context.activeTypes).toEqual(["proxy"]);
     expect(events).toEqual([{ type: "roleChanged", role: "draining", term: 3, activeTypes: ["proxy"] }]);
+  });
+});
+
+describe("GatewayActor: lapsed", () => {
+  /** Active at term 3 with a lease until 500, lapsed at 500. */
+  const lapsed = (): Snap => step(active(3), { type: "TICK", now: 500 })[0];
+
+  it("stays lapsed, holding the role, when named again without a lease, and the hold is measured from the lapse", () => {
+    const [snap, events] = step(lapsed(), assignment(3, ["proxy"], null, 700));
+    expect(snap.value).toBe("lapsed");
+    expect(snap.context).toMatchObject({ term: 3, activeTypes: ["proxy"], leaseUntil: 500 });
+    expect(events).toEqual([]);
+    expect(step(snap, { type: "TICK", now: 2_499 })[0].value).toBe("lapsed");
+  });
+
+  it("steps down to standby after lapseHoldMs without a fresh lease, letting go of the role", () => {
+    const [snap, events] = step(lapsed(), { type: "TICK", now: 2_500 });
+    expect(snap.value).toBe("standby");
+    expect(snap.context).toMatchObject({ term: 3, activeTypes: [], leaseUntil: 0 });
+    expect(events).toEqual([{ type: "roleChanged", role: "standby", term: 3, activeTypes: [] }]);
+    expect(heldTypes(snap)).toEqual([]);
+  });
+
+  it("steps down at once on a newer term that leaves it out", () => {
+    const [snap, events] = step(lapsed(), assignment(4, [], null, 600));
+    expect(snap.value).toBe("standby");
+    expect(snap.context).toMatchObject({ term: 4, activeTypes: [], leaseUntil: 0 });
+    expect(events).toEqual([{ type: "roleChanged", role: "standby", term: 4, activeTypes: [] }]);
+  });
+
+  it("ignores a stale term and reports it", () => {
+    const before = lapsed();
+    const [snap, events] = step(before, assignment(2, ["proxy"], 5_000, 600));
+    expect(snap.value).toBe("lapsed");
+    expect(snap.context).toEqual(before.context);
+    expect(events).toEqual([{ type: "staleAssignment", term: 2, seen: 3 }]);
+  });
+
+  it("stops at once on DRAIN: not acting, it has nothing to hand over", () => {
+    const [snap, events] = step(lapsed(), { type: "DRAIN", now: 600 });
+    expect(snap.value).toBe("stopped");
+    expect(events).toEqual([{ type: "roleChanged", role: "stopped", term: 3, activeTypes: [] }]);
   });
 });
 
@@ -226,9 +274,10 @@ describe("actingTypes", () => {
     expect(actingTypes(draining(3), 500)).toEqual([]);
   });
 
-  it("returns [] in standby and stopped whatever the context says", () => {
+  it("returns [] in standby, lapsed and stopped whatever the context says", () => {
     const snap = active(3);
     expect(actingTypes({ value: "standby", context: snap.context }, 100)).toEqual([]);
+    expect(actingTypes({ value: "lapsed", context: snap.context }, 100)).toEqual([]);
     expect(actingTypes({ value: "stopped", context: snap.context }, 100)).toEqual([]);
   });
 });
@@ -241,6 +290,7 @@ describe("GatewayActor: graph", () => {
     assignment(0, [], null, 100),
     { type: "TICK", now: 300 },
     { type: "TICK", now: 600 },
+    { type: "TICK", now: 5_000 },
     { type: "DRAIN", now: 100 },
   ];
   let paths: ReturnType<typeof getShortestPaths<typeof gatewayMachine>> = [];
@@ -253,11 +303,11 @@ describe("GatewayActor: graph", () => {
   });
 
   it("reaches every declared state, and only those", () => {
-    expect(declaredStates(gatewayMachine)).toEqual(["active", "draining", "standby", "stopped"]);
+    expect(declaredStates(gatewayMachine)).toEqual(["active", "draining", "lapsed", "standby", "stopped"]);
     expect(reachedStates(paths)).toEqual(declaredStates(gatewayMachine));
   });
 
-  it("enters draining only from active on DRAIN, and active only on a leased assignment", () => {
+  it("enters draining only from active on DRAIN, active only on a leased assignment, lapsed only from active on a TICK", () => {
     const firstEntry = (state: Snap["value"]) =>
       paths
         .map((p) => ({ values: p.steps.map((s) => s.state.value), steps: p.steps }))
@@ -271,6 +321,11 @@ describe("GatewayActor: graph", () => {
     for (const { i, steps } of firstEntry("active")) {
       const e = steps[i]!.event;
       expect(e.type === "ASSIGNMENT" && e.leaseUntil !== null && e.leaseUntil > e.now).toBe(true);
+    }
+    expect(firstEntry("lapsed").length).toBeGreaterThan(0);
+    for (const { i, values, steps } of firstEntry("lapsed")) {
+      expect(values[i - 1]).toBe("active");
+      expect(steps[i]!.event.type).toBe("TICK");
     }
   });
 
