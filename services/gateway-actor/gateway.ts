@@ -1,7 +1,10 @@
 // GatewayActorService: one gateway candidate on the mesh. Publishes its heartbeat (with what it is acting
 // active for, its term and data-path health) every gatewayHeartbeatMs and at once on every role change;
 // feeds assignments for its Gateway into the GatewayActor statechart, turning the coordinator's
-// acknowledgements into a lease measured on this process's own monotonic clock.
+// acknowledgements into a lease measured on this process's own monotonic clock. The statechart is ticked with
+// every heartbeat and once more just past the lease's end (not polled): acting is computed from the clock
+// whenever it is asked (actingTypes), so the tick only moves the visible role, and an idle candidate costs
+// gatewayHeartbeatMs wake-ups, not one per sweep.
 import { createActor, type Actor } from "xstate";
 import type { Subscription } from "@nats-io/transport-node";
 import { actingTypes, gatewayMachine, heldTypes, type GatewayRole } from "../../statecharts";
@@ -49,6 +52,7 @@ export class GatewayActorService {
   private readonly sentSeq = new Int32Array(SENT_RING).fill(-1);
   private readonly timers: TimerHandle[] = [];
   private sub: Subscription | null = null;
+  private leaseTimer: TimerHandle | null = null;
   private log: Logger;
 
   constructor(private readonly opts: GatewayActorOptions) {
@@ -92,7 +96,19 @@ export class GatewayActorService {
       for await (const m of this.sub!) this.onAssignment(m.data);
     })();
     this.timers.push(clock.setInterval(() => this.heartbeat(), timings.gatewayHeartbeatMs));
-    this.timers.push(clock.setInterval(() => this.actor.send({ type: "TICK", now: clock.now() }), timings.sweepMs));
+  }
+
+  /** Ticks the statechart 1 ms past the lease's end, so that an active whose lease runs out shows it at once. */
+  private armLeaseTimer(): void {
+    const { clock } = this.opts;
+    if (this.leaseTimer) clock.clearTimeout(this.leaseTimer);
+    this.leaseTimer = null;
+    const left = this.actor.getSnapshot().context.leaseUntil - clock.now();
+    if (this.role !== "active" || !(left > 0)) return;
+    this.leaseTimer = clock.setTimeout(() => {
+      this.leaseTimer = null;
+      this.actor.send({ type: "TICK", now: clock.now() });
+    }, Math.ceil(left) + 1);
   }
 
   private onAssignment(data: Uint8Array): void {
@@ -112,6 +128,7 @@ export class GatewayActorService {
       leaseUntil = this.sentAt[ack.seq % SENT_RING]! + a.leaseMs;
     }
     this.actor.send({ type: "ASSIGNMENT", gateway: a.gateway, term: a.term, activeTypes, leaseUntil, now });
+    this.armLeaseTimer();
   }
 
   /** Publishes a heartbeat now (also called on every role change). */
@@ -171,6 +188,7 @@ export class GatewayActorService {
 
   stop(): void {
     for (const t of this.timers) this.opts.clock.clearInterval(t);
+    if (this.leaseTimer) this.opts.clock.clearTimeout(this.leaseTimer);
     this.sub?.unsubscribe();
     this.actor.stop();
   }

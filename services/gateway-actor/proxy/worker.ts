@@ -65,6 +65,7 @@ async function main(): Promise<void> {
     onReady: () => parentPort!.postMessage({ type: "ready" } satisfies FromWorker),
   });
   let lastProxy = false;
+  let leaseEnd: NodeJS.Timeout | null = null;
   function onMessage(m: ToWorker): void {
     if (m.type === "stop") {
       engine.stop();
@@ -74,10 +75,14 @@ async function main(): Promise<void> {
     role = { proxy: m.proxy, term: m.term, until: systemClock.now() + m.leaseLeftMs };
     if (m.proxy !== lastProxy) queueMicrotask(() => engine.update());
     lastProxy = m.proxy;
+    // A lease running out here takes effect without a message: the engine re-checks just past its end (and
+    // channels ask `acting` themselves whenever they open).
+    if (leaseEnd) clearTimeout(leaseEnd);
+    leaseEnd = m.leaseLeftMs > 0 ? setTimeout(() => engine.update(), Math.ceil(m.leaseLeftMs) + 1).unref() : null;
   }
   parentPort!.on("message", onMessage);
-  // Level-triggered: also re-check on a timer, so a lease running out here takes effect without a message.
-  setInterval(() => engine.update(), 50).unref();
+  // Level-triggered besides: a slow re-check catches whatever no message announced.
+  setInterval(() => engine.update(), 1_000).unref();
   setInterval(() => {
     const stats = engine.stats();
     if (stats) parentPort!.postMessage({ type: "stats", stats } satisfies FromWorker);
