@@ -1,7 +1,14 @@
 // The fleet launcher (the embedded default): from a topology, it starts the hub, one leaf per edge domain,
 // the coordinator replicas and every node and gateway actor as processes on this machine, seeds the Gateway
 // records, and waits until every domain has its active gateways. Processes are supervised (restarted after
-// restartDelayMs when they die), so a chaos test only has to kill. `stop()` stops everything it started.
+// restartDelayMs when they die, backing off), so a chaos test only has to kill. `stop()` stops everything it
+// started.
+//
+// Start-up is paced, so that the launcher's own transient cannot start a flap on a small machine: the
+// coordinators first, then the gateway candidates and then the node actors START_BATCH at a time, each batch
+// once the previous one is on the mesh (candidates heartbeating, nodes ready). The control path (hub, leaves,
+// coordinators, gateway candidates) runs at CONTROL_NICE when the launcher is root: a busy node actor or an
+// outside job at the default priority cannot starve the heartbeats that leases hang on.
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defaultTimings, parseTimings, type Timings } from "../../shared/config";
@@ -14,7 +21,7 @@ import { ensurePki } from "../../shared/pki";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
 import { applyGateway } from "../../shared/gateway-store";
 import { connectOnce, openBuckets, requestStatus, type NatsConnection } from "../../shared/nats";
-import type { StatusReply } from "../../shared/protocol";
+import { subjects, type StatusReply } from "../../shared/protocol";
 import { partitionOf, type Topology } from "../../shared/topology";
 import { buildEntrypoints, REPO_ROOT, type Entrypoint } from "./build";
 import { DEMO_TLS_PORTS, planProxy, writeDomainPki, type ProxyListen, type ProxyPlan } from "./dataplane";
@@ -51,6 +58,11 @@ export type FleetOptions = Readonly<{
   /** The VPN between gateways in tunnel mode (default "strongswan"). */
   tunnelDriver?: TunnelDriverName;
 }>;
+
+/** The nice value of the control path's processes (root only). */
+export const CONTROL_NICE = -5;
+/** Actor processes started together; the next ones start once these are on the mesh. */
+export const START_BATCH = 4;
 
 export type ActorInfo = Readonly<{ name: string; node: string; domain: string; gateway?: string }>;
 
@@ -224,13 +236,28 @@ export class Fleet {
     }
     // Coordinators first: on a small machine, 30 processes starting at once compete for the CPU, and nothing
     // can register before a coordinator holds the lease.
-    const coordinators = [...this.procs.values()].filter((p) => p.spec.kind === "coordinator");
-    for (const p of coordinators) p.start();
-    writePidFile(this.pidFile, this.procs.values());
+    const ofKind = (kind: ProcSpec["kind"]) => [...this.procs.values()].filter((p) => p.spec.kind === kind);
+    const startAll = (procs: ManagedProc[]) => {
+      for (const p of procs) p.start();
+      writePidFile(this.pidFile, this.procs.values());
+    };
+    startAll(ofKind("coordinator"));
     await this.waitCoordinator(30_000);
-    for (const p of this.procs.values()) p.start();
-    writePidFile(this.pidFile, this.procs.values());
-    this.progress(`[4/5] coordinator active; started ${this.nodeActors.size} node actors and ${this.gatewayActors.size} gateway candidates`);
+    const gateways = ofKind("gateway");
+    for (let i = 0; i < gateways.length; i += START_BATCH) {
+      const batch = gateways.slice(i, i + START_BATCH);
+      startAll(batch);
+      await this.waitHeartbeats(batch.map((p) => this.gatewayActors.get(p.spec.name)!), 20_000).catch((err) => this.progress(`      ${describeError(err)}; starting the next ones anyway`));
+    }
+    this.progress(`[4/5] coordinator active; started ${gateways.length} gateway candidates, ${START_BATCH} at a time`);
+    const nodes = ofKind("node");
+    for (let i = 0; i < nodes.length; i += START_BATCH) {
+      const batch = nodes.slice(i, i + START_BATCH);
+      startAll(batch);
+      const names = batch.map((p) => this.nodeActors.get(p.spec.name)!.node);
+      await this.waitNodesReady(names, 20_000).catch((err) => this.progress(`      ${describeError(err)}; starting the next ones anyway`));
+    }
+    this.progress(`      started ${nodes.length} node actors, ${START_BATCH} at a time`);
 
     await this.waitElected(60_000);
     this.progress(`[5/5] every domain has its active gateways; logs in ${join(this.runDir, "logs")}`);
@@ -281,7 +308,8 @@ export class Fleet {
   }
 
   private add(spec: ProcSpec): void {
-    this.procs.set(spec.name, new ManagedProc(spec, (e) => this.options.onProcEvent?.(e)));
+    const nice = spec.kind === "node" ? undefined : CONTROL_NICE;
+    this.procs.set(spec.name, new ManagedProc(nice === undefined ? spec : { ...spec, nice }, (e) => this.options.onProcEvent?.(e)));
   }
 
   private logFile(name: string): string {
@@ -351,6 +379,46 @@ export class Fleet {
       await nc.close();
     }
     throw new MeshUnavailableError(`no coordinator became active within ${timeoutMs} ms (${this.lastStatusError}); see ${join(this.runDir, "logs")}`);
+  }
+
+  /** Resolves when every one of these gateway candidates has sent a heartbeat. */
+  private async waitHeartbeats(actors: ActorInfo[], timeoutMs: number): Promise<void> {
+    const nc = await this.connect();
+    const missing = new Set(actors.map((a) => subjects.gatewayHeartbeat(a.domain, a.node)));
+    const sub = nc.subscribe(subjects.allGatewayHeartbeats());
+    const timer = setTimeout(() => sub.unsubscribe(), timeoutMs);
+    try {
+      for await (const m of sub) {
+        missing.delete(m.subject);
+        if (missing.size === 0) return;
+      }
+      throw new MeshUnavailableError(`no heartbeat from gateway candidate(s) ${actors.filter((a) => missing.has(subjects.gatewayHeartbeat(a.domain, a.node))).map((a) => a.name).join(", ")} within ${timeoutMs} ms`);
+    } finally {
+      clearTimeout(timer);
+      sub.unsubscribe();
+      await nc.close();
+    }
+  }
+
+  /** Resolves when the coordinator reports every one of these nodes ready. */
+  private async waitNodesReady(nodes: string[], timeoutMs: number): Promise<void> {
+    const nc = await this.connect();
+    const deadline = Date.now() + timeoutMs;
+    let missing = nodes;
+    try {
+      while (Date.now() < deadline) {
+        const st = await this.status(nc);
+        if (st) {
+          const ready = new Set(st.domains.flatMap((d) => d.nodes.filter((n) => n.ready).map((n) => n.node)));
+          missing = nodes.filter((n) => !ready.has(n));
+          if (missing.length === 0) return;
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    } finally {
+      await nc.close();
+    }
+    throw new MeshUnavailableError(`node actor(s) ${missing.join(", ")} not ready after ${timeoutMs} ms`);
   }
 
   /** Resolves when every unit with candidates has every wanted replica active and every node is ready. */

@@ -1,6 +1,7 @@
 // Child processes of a fleet: spawned with their output appended to a log file, supervised (restarted after
-// a delay when they die, like a kubelet would), stopped by PID. A pid file lets the next run reap what a
-// crashed launcher left behind — only processes whose command line names this run directory.
+// a delay when they die, backing off like a kubelet's CrashLoopBackOff), stopped by PID. A pid file lets the
+// next run reap what a crashed launcher left behind — only processes whose command line names this run
+// directory.
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, openSync, readFileSync, writeFileSync, closeSync } from "node:fs";
 import { createConnection } from "node:net";
@@ -15,15 +16,44 @@ export type ProcSpec = Readonly<{
   args: string[];
   logFile: string;
   env?: Record<string, string>;
-  /** Restart after this delay when it exits unexpectedly; undefined = never. */
+  /**
+   * Restart after this delay when it exits unexpectedly; undefined = never. Consecutive restarts of a process
+   * that did not stay up for STABLE_MS back off (see restartDelay).
+   */
   restartDelayMs?: number;
+  /** Run at this nice value (root only for negative values; ignored otherwise): every thread inherits it. */
+  nice?: number;
 }>;
+
+/** A process up this long since its last start is stable: its next crash restarts it after the base delay. */
+export const STABLE_MS = 10_000;
+/** No restart waits longer than this. */
+export const MAX_RESTART_DELAY_MS = 30_000;
+
+/**
+ * The delay before restarting a process that exited unexpectedly for the `crashes`-th time in a row (1 for
+ * the first): the base delay doubled per earlier crash, capped at MAX_RESTART_DELAY_MS, times a jitter of
+ * ±20 % (`random` in [0, 1)) so that processes that died together do not all come back in the same instant.
+ */
+export function restartDelay(baseMs: number, crashes: number, random: number): number {
+  const backoff = Math.min(MAX_RESTART_DELAY_MS, baseMs * 2 ** Math.max(0, Math.min(crashes - 1, 16)));
+  return Math.round(backoff * (0.8 + 0.4 * random));
+}
+
+/** The command line that runs argv at a nice value (unchanged when none is asked for or allowed). */
+export function niced(command: string, args: string[], nice: number | undefined, isRoot: boolean): { command: string; args: string[] } {
+  if (nice === undefined || nice === 0 || (nice < 0 && !isRoot)) return { command, args };
+  return { command: "nice", args: ["-n", String(nice), command, ...args] };
+}
 
 export type ProcEvent = { type: "exit"; name: string; code: number | null; signal: string | null } | { type: "start"; name: string; pid: number };
 
 export class ManagedProc {
   child: ChildProcess | null = null;
   restarts = 0;
+  /** Unexpected exits since the process last stayed up for STABLE_MS. */
+  private crashes = 0;
+  private startedAt = 0;
   /** Why the last spawn failed (e.g. the command is not on PATH), if it did. */
   spawnError: string | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
@@ -47,7 +77,9 @@ export class ManagedProc {
     if (this.running) return;
     this.stopping = false;
     const fd = openSync(this.spec.logFile, "a");
-    const child = spawn(this.spec.command, this.spec.args, {
+    const { command, args } = niced(this.spec.command, this.spec.args, this.spec.nice, process.getuid?.() === 0);
+    this.startedAt = Date.now();
+    const child = spawn(command, args, {
       stdio: ["pipe", fd, fd],
       env: { ...process.env, ...this.spec.env, RAVEN_EXIT_WITH_PARENT: "1" },
     });
@@ -58,13 +90,14 @@ export class ManagedProc {
         this.onEvent({ type: "exit", name: this.spec.name, code, signal });
         resolve();
         if (!this.stopping && this.spec.restartDelayMs !== undefined) {
+          this.crashes = Date.now() - this.startedAt >= STABLE_MS ? 1 : this.crashes + 1;
           this.restartTimer = setTimeout(() => {
             this.restartTimer = null;
             if (!this.stopping) {
               this.restarts++;
               this.start();
             }
-          }, this.spec.restartDelayMs);
+          }, restartDelay(this.spec.restartDelayMs, this.crashes, Math.random()));
         }
       });
     });
@@ -76,7 +109,7 @@ export class ManagedProc {
     if (child.pid) this.onEvent({ type: "start", name: this.spec.name, pid: child.pid });
   }
 
-  /** Sends a signal without stopping supervision: a killed process is restarted after restartDelayMs. */
+  /** Sends a signal without stopping supervision: a killed process is restarted (see restartDelay). */
   kill(signal: NodeJS.Signals = "SIGKILL"): number | undefined {
     const pid = this.pid;
     if (pid !== undefined) this.child!.kill(signal);
