@@ -16,11 +16,13 @@ export function renderStatus(st: StatusReply): string {
   out.push("");
   out.push(
     table(
-      ["DOMAIN", "GATEWAY", "TERM", "REPLICAS", "ACTIVE", "PROBLEM"],
+      ["DOMAIN", "GATEWAY", "TERM", "TERMS/1m", "REPLICAS", "ACTIVE", "PROBLEM"],
       st.domains.map((d) => [
         d.domain,
         d.solo ? `${d.gateway} (solo)` : d.gateway,
         String(d.term),
+        // Term changes in the last minute (flapping); "-" from an older coordinator that does not count them.
+        d.termChangesLastMinute === undefined ? "-" : String(d.termChangesLastMinute),
         `proxy=${d.replicas.proxy} tunnel=${d.replicas.tunnel}`,
         d.active.length ? [...new Set(d.active.map((a) => a.nodeName))].map((n) => `${n}(${d.active.filter((a) => a.nodeName === n).map((a) => a.type).join(",")})`).join(" ") : "-",
         d.problem ?? "",

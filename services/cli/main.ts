@@ -18,8 +18,9 @@ import { startUiServer } from "../ui/server";
 const HELP = `usage: raven <command> [options]
 
 Commands:
-  status [--domain D] [-o table|json]   domains, active endpoints, term, candidates' health, tunnels and last
-                                        heartbeat, nodes (asks the active coordinator)
+  status [--domain D] [-o table|json]   domains, active endpoints, term and term changes in the last minute,
+                                        candidates' health, tunnels and last heartbeat, nodes (asks the
+                                        active coordinator)
   gateways [-o yaml|json]               print the Gateway records (raven.openyurt.io/v1beta1 shape)
   gateways apply -f FILE                create or update Gateways from a JSON file (one object or a list);
                                         the coordinator elects for them at once

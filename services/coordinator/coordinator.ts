@@ -39,6 +39,7 @@ import { HealthTracker } from "./health";
 import { Inventory } from "./inventory";
 import { CoordinatorLease } from "./lease";
 import { buildStatus } from "./status";
+import { TermChangeWindow } from "./term-changes";
 import { SlicedQueue } from "./work-queue";
 import { podCidrProblems } from "../tunnel/overlap";
 
@@ -83,6 +84,8 @@ export class CoordinatorService {
   private readonly readFresh = new Set<string>();
   /** When a unit's candidate health last changed without a new term yet: the start of its election latency. */
   private readonly healthChangedAt = new Map<string, number>();
+  /** When this coordinator raised each unit's term, for `raven status` (term-changes.ts: a standby taking over starts empty). */
+  private readonly termChanges = new TermChangeWindow();
   private lastSweepAt = 0;
   /** Since when a silence across several domains has been waited out (detector.ts), or null. */
   private deferringSince: number | null = null;
@@ -536,6 +539,7 @@ export class CoordinatorService {
     counters.inc("raven_record_writes_total");
     if (input.record.status.term !== before) {
       counters.inc("raven_elections_total");
+      this.termChanges.record(input.key, this.opts.clock.now());
       this.measureElection(input, before);
       this.opts.log.info(
         {
@@ -606,6 +610,7 @@ export class CoordinatorService {
       record: (key) => this.domain(key)?.getSnapshot().context.record ?? this.inventory.gateways.get(key)?.value ?? null,
       nodeIP: (name) => this.inventory.nodes.get(name)?.internalIP ?? "",
       tracker: this.tracker,
+      termChanges: this.termChanges,
       now: this.opts.clock.now(),
       deadAfterMs: this.opts.timings.gatewayDeadAfterMs,
       ...(domainFilter ? { domainFilter } : {}),

@@ -5,6 +5,7 @@ import type { Unit } from "../../shared/domains";
 import type { Gateway } from "../../shared/gateway";
 import type { DomainStatus, StatusReply } from "../../shared/protocol";
 import type { HealthTracker } from "./health";
+import type { TermChangeWindow } from "./term-changes";
 
 export type StatusInput = Readonly<{
   coordinator: string;
@@ -13,6 +14,8 @@ export type StatusInput = Readonly<{
   record: (key: string) => Gateway | null;
   nodeIP: (name: string) => string;
   tracker: HealthTracker;
+  /** Term raises per unit key, for termChangesLastMinute. */
+  termChanges: Pick<TermChangeWindow, "count">;
   now: number;
   deadAfterMs: number;
   domainFilter?: string;
@@ -38,6 +41,7 @@ export function buildStatus(input: StatusInput): StatusReply {
       gateway: unit.name,
       solo: unit.solo,
       term: record?.status.term ?? 0,
+      termChangesLastMinute: input.termChanges.count(unit.key, now),
       replicas: { proxy: spec?.proxyConfig.replicas ?? 0, tunnel: spec?.tunnelConfig.replicas ?? 0 },
       active: (record?.status.activeEndpoints ?? []).map((e) => ({ nodeName: e.nodeName, type: e.type })),
       candidates: unit.candidates.map((c) => {

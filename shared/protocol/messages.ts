@@ -134,6 +134,11 @@ const domainStatus = obj({
   problem: opt(str({ max: 512 })),
   /** Why tunnel mode refuses the domain (overlapping pod CIDRs). Appended field. */
   tunnelProblem: opt(str({ max: 512 })),
+  /**
+   * How often the coordinator raised this unit's term in the last minute (flapping); counts only its own
+   * raises since it became active. Appended field: absent from an older coordinator's reply.
+   */
+  termChangesLastMinute: opt(int(0)),
 });
 const statusReply = obj({
   coordinator: str({ max: 128 }),

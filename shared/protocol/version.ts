@@ -6,6 +6,9 @@
 //                chan.hello/welcome/open/opened for proxy channels, gw.proxy for their state; gw.tunnel for tunnel mode; inspect.viewer and inspect.batch for the
 //                statechart debugger; chan.sealed for channels whose bytes travel as sealed frames outside TLS
 //                (an older edge refuses it as UNKNOWN_TYPE instead of misreading the frames as raw bytes).
+//                Also later in 1, optional fields added to nested maps, which an older peer drops and a newer
+//                one reads as absent from an older peer: status.reply domains[].tunnelProblem and
+//                domains[].termChangesLastMinute.
 export const PROTOCOL_VERSION = 1;
 export const SUPPORTED_VERSIONS: readonly number[] = [1];
 /** Control messages are small; anything larger is refused before it is decoded. */

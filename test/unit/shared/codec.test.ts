@@ -121,6 +121,14 @@ describe("round trip", () => {
     expect(decodeAs(frame("node.registered", noGateway), "node.registered").gateway).toBeNull();
   });
 
+  it("reads an older coordinator's status reply, which has no termChangesLastMinute, as absent", () => {
+    const reply = structuredClone(fullBodies["status.reply"]);
+    delete reply.domains[0]!.termChangesLastMinute;
+    const decoded = decodeAs(frame("status.reply", reply), "status.reply");
+    expect(decoded).toEqual(reply);
+    expect("termChangesLastMinute" in decoded.domains[0]!).toBe(false);
+  });
+
   it("carries a typed error across the wire and rebuilds it", () => {
     const wire = decodeAs(encode("error", errorToWire(new CasConflictError("gw.gw-factory-a"))), "error");
     const err = errorFromWire(wire);
@@ -217,6 +225,15 @@ describe("decode rejects", () => {
     delete (reply.domains[0]!.candidates[1] as Partial<(typeof reply.domains)[0]["candidates"][0]>).healthy;
     const err = expectRejection(() => decode(frame("status.reply", reply)), InvalidMessageError, ErrorCode.InvalidMessage);
     expect(err.message).toBe("status.reply.domains[0].candidates[1].healthy: expected a boolean, got nothing");
+  });
+
+  it("a status reply's termChangesLastMinute that is not a count, naming the field", () => {
+    for (const bad of [-1, 1.5, "3"]) {
+      const reply = structuredClone(fullBodies["status.reply"]);
+      (reply.domains[0] as Record<string, unknown>).termChangesLastMinute = bad;
+      const err = expectRejection(() => decode(frame("status.reply", reply)), InvalidMessageError, ErrorCode.InvalidMessage);
+      expect(err.message.startsWith("status.reply.domains[0].termChangesLastMinute: expected an integer"), err.message).toBe(true);
+    }
   });
 
   it("a frame without its fields as INVALID_MESSAGE naming the first field", () => {

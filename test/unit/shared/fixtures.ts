@@ -86,6 +86,7 @@ export const fullBodies: Fixtures = {
         ],
         nodes: [{ node: "factory-a-node-1", internalIP: "192.168.1.13", ready: true, lastHeartbeatAgeMs: 900 }],
         problem: "tunnel replica unfilled",
+        termChangesLastMinute: 2,
       },
     ],
   },

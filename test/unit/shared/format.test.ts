@@ -42,6 +42,7 @@ const status = (): StatusReply => ({
       gateway: "gw-factory-a",
       solo: false,
       term: 3,
+      termChangesLastMinute: 12,
       replicas: { proxy: 1, tunnel: 1 },
       active: [
         { nodeName: "factory-a-gw-1", type: "proxy" },
@@ -58,6 +59,7 @@ const status = (): StatusReply => ({
       gateway: "kiosk-1",
       solo: true,
       term: 1,
+      termChangesLastMinute: 0,
       replicas: { proxy: 1, tunnel: 1 },
       active: [],
       candidates: [candidate("kiosk-1", { types: [], healthy: false, datapathOk: false, lastHeartbeatAgeMs: null })],
@@ -72,9 +74,9 @@ describe("renderStatus", () => {
     expect(renderStatus(status()).split("\n")).toEqual([
       "coordinator coordinator-0 (active since 2026-01-01T00:00:00.000Z)",
       "",
-      "DOMAIN     GATEWAY         TERM  REPLICAS          ACTIVE                        PROBLEM",
-      "factory-a  gw-factory-a    3     proxy=1 tunnel=1  factory-a-gw-1(proxy,tunnel)",
-      "kiosk      kiosk-1 (solo)  1     proxy=1 tunnel=1  -                             no healthy candidate",
+      "DOMAIN     GATEWAY         TERM  TERMS/1m  REPLICAS          ACTIVE                        PROBLEM",
+      "factory-a  gw-factory-a    3     12        proxy=1 tunnel=1  factory-a-gw-1(proxy,tunnel)",
+      "kiosk      kiosk-1 (solo)  1     0         proxy=1 tunnel=1  -                             no healthy candidate",
       "",
       "factory-a / gw-factory-a  term 3",
       "  CANDIDATE       TYPES         HEALTH         ACTING        LAST HEARTBEAT",
@@ -116,6 +118,17 @@ describe("renderStatus", () => {
     expect(lines).toContain("  c-old      proxy,tunnel  datapath-down  standby  11s");
   });
 
+  it("shows term changes in the last minute, and '-' for an older coordinator that does not count them", () => {
+    const st = status();
+    delete st.domains[0]!.termChangesLastMinute;
+    st.domains[1]!.termChangesLastMinute = 1_000;
+    expect(renderStatus(st).split("\n").slice(2, 5)).toEqual([
+      "DOMAIN     GATEWAY         TERM  TERMS/1m  REPLICAS          ACTIVE                        PROBLEM",
+      "factory-a  gw-factory-a    3     -         proxy=1 tunnel=1  factory-a-gw-1(proxy,tunnel)",
+      "kiosk      kiosk-1 (solo)  1     1000      proxy=1 tunnel=1  -                             no healthy candidate",
+    ]);
+  });
+
   it("notes a truncated reply", () => {
     const st = { ...status(), truncated: true };
     expect(renderStatus(st).endsWith("\n\n(truncated: ask for one domain with --domain)")).toBe(true);
@@ -125,7 +138,7 @@ describe("renderStatus", () => {
   it("renders a coordinator with no domains", () => {
     const st: StatusReply = { coordinator: "c", activeSince: 0, truncated: false, domains: [] };
     expect(renderStatus(st)).toBe(
-      "coordinator c (active since 1970-01-01T00:00:00.000Z)\n\nDOMAIN  GATEWAY  TERM  REPLICAS  ACTIVE  PROBLEM",
+      "coordinator c (active since 1970-01-01T00:00:00.000Z)\n\nDOMAIN  GATEWAY  TERM  TERMS/1m  REPLICAS  ACTIVE  PROBLEM",
     );
   });
 });
