@@ -30,8 +30,10 @@ export class PrerequisiteError extends RavenError {
 export function checkPrerequisites(): void {
   if (process.platform !== "linux") throw new PrerequisiteError("bench:tunnel needs Linux (network namespaces)");
   if (process.getuid?.() !== 0) throw new PrerequisiteError("bench:tunnel needs root (network namespaces, IPsec): run it as root; scripts/setup.sh installs what it uses");
-  // Each asked for its version only (nats-server's -V would start a server with tracing).
-  for (const [bin, arg, pkg] of [["ip", "-V", "iproute2"], ["ping", "-V", "iputils-ping"], ["nats-server", "--version", "nats-server"]] as const) {
+  // Each asked for its version only (nats-server's -V would start a server with tracing). bridge, sysctl and
+  // swanctl build the hand-built reference datapath (tunnel-handbuilt.ts).
+  const bins = [["ip", "-V", "iproute2"], ["bridge", "-V", "iproute2"], ["sysctl", "-V", "procps"], ["ping", "-V", "iputils-ping"], ["nats-server", "--version", "nats-server"], ["swanctl", "--version", "strongswan-swanctl"]] as const;
+  for (const [bin, arg, pkg] of bins) {
     if (spawnSync(bin, [arg], { timeout: 5_000 }).error) throw new MissingDependencyError(bin, [pkg], `bench:tunnel runs ${bin}`);
   }
   checkStrongSwanInstalled({ libipsec: !kernelHasEsp() });

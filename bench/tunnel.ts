@@ -20,6 +20,11 @@
 //     Every path through the SA (all but veth_raw) is checked against the SA's own counter: the bytesOut that
 //     edge-a's active gateway reports (gw.tunnel) for its tunnel to edge-b grows by at least the bytes sent in
 //     that run. Ping round trips (p50/p99) on every path too.
+//  0. Before the fleet starts, the reference for the tunnel path (bench/tunnel-handbuilt.ts), measured alike
+//     (bytes, runs, median, SA counter read from its charon, pings):
+//       handbuilt  pod a-node-1 -> pod b-node-1 over the same datapath built by hand — the fleet's namespace
+//                  plan, VXLAN and routes with iproute2, one charon per gateway configured like the driver's and
+//                  loaded with swanctl — with no Raven process running. Goal: tunnel >= 0.95 x handbuilt.
 //  2. --kills SIGKILLs of edge-a's active gateway actor (the fleet restarts it after 1 s). One `ping -i 0.01
 //     -D` runs from a-node-1's pod to b-node-1's pod for the whole phase; each kill is timed from the kill to
 //     the arrival of the first reply whose request left after the killed process had exited and which arrived
@@ -27,9 +32,12 @@
 //     arrival, so the figure does not depend on when the line reaches us; the 10 ms interval bounds the error.
 //     A `ping -c1 -W0.2` loop would add a process start per probe and up to 200 ms per lost probe.) Before the
 //     next kill: both candidates healthy, the restarted one reporting again, the mesh up, 1 s of settling.
-// Figures on stdout, progress on stderr. Nothing is left behind: helpers, fleet and namespaces are stopped in
-// `finally` and on SIGINT/SIGTERM.
-// Last line: tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P l3_failover_p99_ms=Q
+// Figures on stdout, progress on stderr. Nothing is left behind: helpers, fleet, hand-built charons and
+// namespaces are stopped in `finally` and on SIGINT/SIGTERM; the run directory (fleet logs, hand-built
+// charons' configuration and logs) is removed, except when the run failed or was interrupted: then it is kept
+// and its path printed.
+// Last line (every throughput in MB/s): tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P
+// l3_failover_p99_ms=Q handbuilt_mbps=H ratio_vs_handbuilt=S
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -43,6 +51,7 @@ import { isPidAlive, nsExec } from "../services/fleet/netns";
 import { anchorOf, kernelHasEsp } from "../services/tunnel";
 import { integerFlag, once, parseBytes } from "./flags";
 import { consoleReporter, formatBytes, MIB, PathError, ratio, startTargetsProcess } from "./proxy-lib";
+import { HandbuiltTunnel } from "./tunnel-handbuilt";
 import { benchTopology, checkPrerequisites, DOMAINS, sleep, waitUntil, wallOffsetMs, Witness } from "./tunnel-fleet";
 import { figure, firstRecovery, lastLine, p99Note, parsePingReply, pingRtts, spread, type PingReply, type Spread } from "./tunnel-lib";
 
@@ -129,7 +138,7 @@ class PingStream {
   }
 }
 
-type PathName = "tunnel" | "ipsec_raw" | "veth_raw" | "gw_pods" | "node_hosts";
+type PathName = "tunnel" | "ipsec_raw" | "veth_raw" | "gw_pods" | "node_hosts" | "handbuilt";
 type BulkPath = {
   name: PathName;
   what: string;
@@ -137,12 +146,13 @@ type BulkPath = {
   sinkNs: string;
   sinkHost: string;
   localAddress?: string;
-  /** Crosses edge-a's SA to edge-b (and so must show in its counter). */
+  /** Crosses edge-a's SA to edge-b (and so must show in its counter: SaCounter). */
   viaSa: boolean;
   runs: number[];
   rtt?: Spread & { lost: number };
 };
-
+/** The counter that a run through edge-a's SA to edge-b must grow: its name and a read of its bytes out. */
+type SaCounter = Readonly<{ label: string; bytesOut: () => Promise<number> }>;
 
 async function assertAnchor(w: Witness, node: string, ip: string): Promise<void> {
   const argv = ["ip", "-n", w.host(node).ns, "-o", "-4", "addr", "show", "dev", "lo"];
@@ -165,6 +175,19 @@ async function measureThroughput(w: Witness, bytes: number, runs: number, stoppe
     { name: "gw_pods", what: `pod ${gwA} ${hostGwA.podIP} -> pod ${gwB} ${hostGwB.podIP} (routed on the gateways, IPsec; no VXLAN)`, clientNs: hostGwA.podNs!, sinkNs: hostGwB.podNs!, sinkHost: hostGwB.podIP!, viaSa: true, runs: [] },
     { name: "node_hosts", what: `a-node-1 ${nodeA.podGatewayIP} -> b-node-1 ${nodeB.podGatewayIP} (host namespaces: VXLAN, ${gwA}, IPsec, ${gwB}, VXLAN; no pod veth)`, clientNs: nodeA.ns, sinkNs: nodeB.ns, sinkHost: nodeB.podGatewayIP!, localAddress: nodeA.podGatewayIP!, viaSa: true, runs: [] },
   ];
+  return measurePaths(paths, { label: `SA ${gwA} -> edge-b`, bytesOut: () => w.saBytesOut(gwA, "edge-b", Date.now()) }, bytes, runs, stoppers);
+}
+
+/** The hand-built reference of the tunnel path, measured as it is. */
+async function measureHandbuilt(hb: HandbuiltTunnel, bytes: number, runs: number, stoppers: Array<() => Promise<void>>): Promise<BulkPath> {
+  const { client, sink, gwA, gwB } = hb.endpoints;
+  const what = `pod a-node-1 ${client.podIP} -> pod b-node-1 ${sink.podIP} (VXLAN, ${gwA.node}, IPsec, ${gwB.node}, VXLAN; built with ip and swanctl, no Raven process)`;
+  const path: BulkPath = { name: "handbuilt", what, clientNs: client.podNs!, sinkNs: sink.podNs!, sinkHost: sink.podIP!, viaSa: true, runs: [] };
+  return (await measurePaths([path], { label: `hand-built SA ${gwA.node} -> edge-b`, bytesOut: () => hb.saBytesOut() }, bytes, runs, stoppers))[0]!;
+}
+
+/** A sink per path, then `runs` rounds of them all (bulkRounds); the sinks are stopped on the way out. */
+async function measurePaths(paths: BulkPath[], sa: SaCounter, bytes: number, runs: number, stoppers: Array<() => Promise<void>>): Promise<BulkPath[]> {
   const sinks = new Map<PathName, { port: number; stop: () => Promise<void> }>();
   try {
     for (const p of paths) {
@@ -174,7 +197,7 @@ async function measureThroughput(w: Witness, bytes: number, runs: number, stoppe
       sinks.set(p.name, { port: t.sinkPort, stop });
       out.figure(`${p.name}: ${p.what}`);
     }
-    await bulkRounds(w, gwA, paths, sinks, bytes, runs);
+    await bulkRounds(sa, paths, sinks, bytes, runs);
   } finally {
     for (const s of sinks.values()) await s.stop();
   }
@@ -182,9 +205,9 @@ async function measureThroughput(w: Witness, bytes: number, runs: number, stoppe
 }
 
 /** `runs` rounds of every path in turn, each run checked against the SA counter when it crosses the SA. */
-async function bulkRounds(w: Witness, gwA: string, paths: BulkPath[], sinks: Map<PathName, { port: number }>, bytes: number, runs: number): Promise<void> {
+async function bulkRounds(sa: SaCounter, paths: BulkPath[], sinks: Map<PathName, { port: number }>, bytes: number, runs: number): Promise<void> {
   // The SA counter before each path that crosses it, counting all traffic up to now.
-  let counter = await w.saBytesOut(gwA, "edge-b", Date.now());
+  let counter = await sa.bytesOut();
   for (let round = 1; round <= runs; round++) {
     for (const p of paths) {
       out.progress(`throughput round ${round}/${runs}: ${p.name}, ${formatBytes(bytes)}`);
@@ -192,18 +215,18 @@ async function bulkRounds(w: Witness, gwA: string, paths: BulkPath[], sinks: Map
       p.runs.push(mbps);
       let through = "";
       if (p.viaSa) {
-        const next = await w.saBytesOut(gwA, "edge-b", Date.now());
+        const next = await sa.bytesOut();
         const delta = next - counter;
         counter = next;
-        if (delta < bytes) throw new PathError(`${p.name}: ${gwA}'s SA to edge-b counted ${delta} bytes out during a run of ${bytes}: the traffic did not go through the tunnel (or the SA was replaced)`);
-        through = `; SA ${gwA} -> edge-b counted ${(delta / 1e6).toFixed(1)} MB out`;
+        if (delta < bytes) throw new PathError(`${p.name}: ${sa.label} counted ${delta} bytes out during a run of ${bytes}: the traffic did not go through the tunnel (or the SA was replaced)`);
+        through = `; ${sa.label} counted ${(delta / 1e6).toFixed(1)} MB out`;
       }
       out.figure(`${p.name} run ${round}: ${figure(mbps, 1)} MB/s${through}`);
     }
   }
 }
 
-async function measurePings(w: Witness, paths: BulkPath[], count: number): Promise<void> {
+async function measurePings(paths: BulkPath[], count: number): Promise<void> {
   for (const p of paths) {
     out.progress(`ping ${p.name}: ${count} pings, ${PING_INTERVAL_S} s apart`);
     p.rtt = await pingSpread(p.clientNs, p.sinkHost, count, p.localAddress);
@@ -252,7 +275,7 @@ runMain(async () => {
   const parsed = parseFlags(
     process.argv.slice(2),
     "npm run bench:tunnel -- [options]   (as root)",
-    "Tunnel mode's data path in one fleet: pod-to-pod TCP throughput through Raven (VXLAN + IPsec) against the bare IPsec SA between the same gateways and the raw LAN veth, two paths that split its cost (gateway pods: routing only; node hosts: with the VXLAN legs), ping round trips, then repeated SIGKILLs of edge-a's active gateway timed to the first ping through the new one. Needs root, iproute2, iputils-ping and strongSwan (scripts/setup.sh). Figures on stdout (1 MB = 1e6 bytes), progress on stderr; last line: tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P l3_failover_p99_ms=Q",
+    "Tunnel mode's data path in one fleet: pod-to-pod TCP throughput through Raven (VXLAN + IPsec) against the same datapath built by hand with no Raven process (measured first), the bare IPsec SA between the same gateways and the raw LAN veth, two paths that split its cost (gateway pods: routing only; node hosts: with the VXLAN legs), ping round trips, then repeated SIGKILLs of edge-a's active gateway timed to the first ping through the new one. Needs root, iproute2, iputils-ping and strongSwan with swanctl (scripts/setup.sh). Figures on stdout (1 MB = 1e6 bytes), progress on stderr; last line (throughputs in MB/s): tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P l3_failover_p99_ms=Q handbuilt_mbps=H ratio_vs_handbuilt=S",
     {
       bytes: { type: "string", help: "bytes per throughput run (default: 256MiB; 32MiB with --quick)" },
       runs: { type: "string", default: "3", help: "throughput runs per path (the median is reported)" },
@@ -273,15 +296,20 @@ runMain(async () => {
   const t0 = performance.now();
   const runDir = mkdtempSync(join(tmpdir(), "raven-bench-tunnel-"));
   const fleet = new Fleet(benchTopology(), { runDir, hubPort: 0, restartDelayMs: RESTART_DELAY_MS, tunnel: true, tunnelDriver: "strongswan", progress: (l) => out.progress(`fleet: ${l.trim()}`) });
+  const handbuilt = new HandbuiltTunnel(join(runDir, "handbuilt"), (l) => out.progress(`handbuilt: ${l}`));
   let witness: Witness | null = null;
   let ping: PingStream | null = null;
+  /** A failed or interrupted run keeps its run directory (fleet logs, the hand-built charons' logs). */
+  let failed = false;
   // Everything started here is stopped by these, newest first, once: at the end, on error, on SIGINT/SIGTERM.
   const stoppers: Array<() => Promise<void>> = [
     async () => {
       await fleet.stop(); // its namespaces with it
-      if (process.env.RAVEN_KEEP_RUN_DIR) out.progress(`run directory kept: ${runDir}`);
+      if (failed || process.exitCode) out.progress(`bench:tunnel failed or was interrupted; its logs are kept in ${runDir} (fleet: logs/, hand-built charons: handbuilt/)`);
+      else if (process.env.RAVEN_KEEP_RUN_DIR) out.progress(`run directory kept: ${runDir}`);
       else rmSync(runDir, { recursive: true, force: true });
     },
+    () => handbuilt.stop(), // its charons, then its namespaces
     async () => witness?.close(),
     async () => {
       ping?.stop();
@@ -291,20 +319,33 @@ runMain(async () => {
   const stopAll = once(async () => {
     for (const stop of [...stoppers].reverse()) await stop().catch((err) => out.progress(`cleanup: ${(err as Error).message}`));
   });
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) process.once(signal, () => void stopAll().finally(() => process.exit(code)));
+  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+    process.once(signal, () => {
+      failed = true;
+      void stopAll().finally(() => process.exit(code));
+    });
+  }
 
   try {
+    const esp = kernelHasEsp() ? "kernel ESP (XFRM)" : "kernel-libipsec (userspace ESP in charon, TUN ipsec0)";
+    out.figure(`bench:tunnel: strongSwan IKEv2 PSK, ESP in UDP 4500, ${esp}; ${formatBytes(bytes)} per run, ${runs} run(s) per path, median; 1 MB = 1e6 bytes`);
+    // The reference first, while no Raven process runs on this machine; torn down before the fleet starts.
+    out.progress("building the tunnel datapath by hand (no Raven process)");
+    await handbuilt.build();
+    const hbPath = await measureHandbuilt(handbuilt, bytes, runs, stoppers);
+    await measurePings([hbPath], pings);
+    await handbuilt.stop();
+    const tHandbuilt = performance.now();
+
     await fleet.start();
     const w = (witness = await Witness.attach(fleet));
     const tMesh = performance.now();
     await waitUntil("the tunnel mesh between the active gateways", 90_000, () => w.meshUp());
     const tReady = performance.now();
     out.progress(`mesh of ${DOMAINS.length} domains up ${((tReady - tMesh) / 1000).toFixed(1)} s after the fleet was ready`);
-    const esp = kernelHasEsp() ? "kernel ESP (XFRM)" : "kernel-libipsec (userspace ESP in charon, TUN ipsec0)";
-    out.figure(`bench:tunnel: strongSwan IKEv2 PSK, ESP in UDP 4500, ${esp}; ${formatBytes(bytes)} per run, ${runs} run(s) per path, median; 1 MB = 1e6 bytes`);
 
     const paths = await measureThroughput(w, bytes, runs, stoppers);
-    await measurePings(w, paths, pings);
+    await measurePings(paths, pings);
     const tThroughput = performance.now();
 
     // Kills
@@ -326,10 +367,11 @@ runMain(async () => {
     const [tunnel, raw, veth, gwPods, nodeHosts] = paths as [BulkPath, BulkPath, BulkPath, BulkPath, BulkPath];
     const failover = spread(results.map((r) => r.ms));
     const named = spread(results.map((r) => r.namedMs));
-    const failed = results.filter((r) => !Number.isFinite(r.ms)).length;
+    const failedKills = results.filter((r) => !Number.isFinite(r.ms)).length;
+    const vsHandbuilt = ratio(median(tunnel), median(hbPath));
     const lines = [
       `--- figures (TCP, ${formatBytes(bytes)} per run, median of ${runs}; 1 MB = 1e6 bytes) ---`,
-      ...paths.map(
+      ...[...paths, hbPath].map(
         (p) =>
           `${p.name.padEnd(10)} ${figure(median(p), 1).padStart(7)} MB/s  (runs ${p.runs.map((v) => figure(v, 1)).join(", ")})` +
           `  ping p50 ${figure(p.rtt!.p50, 3)} ms, p99 ${figure(p.rtt!.p99, 3)} ms${p.rtt!.lost ? `, ${p.rtt!.lost} lost` : ""}`,
@@ -337,16 +379,20 @@ runMain(async () => {
       `ratios tunnel/ipsec_raw=${figure(ratio(median(tunnel), median(raw)), 2)} (goal >= 0.9: ${ratio(median(tunnel), median(raw)) >= 0.9 ? "met" : "missed"})` +
         ` ipsec_raw/veth_raw=${figure(ratio(median(raw), median(veth)), 2)} tunnel/veth_raw=${figure(ratio(median(tunnel), median(veth)), 2)}` +
         ` ping_p50 tunnel/ipsec_raw=${figure(ratio(tunnel.rtt!.p50, raw.rtt!.p50), 2)}`,
+      `tunnel/handbuilt=${figure(vsHandbuilt, 2)} (goal >= 0.95: ${vsHandbuilt >= 0.95 ? "met" : "missed"}); handbuilt ${figure(median(hbPath), 1)} MB/s, measured before the fleet started: the last line's handbuilt_mbps, in MB/s like its mbps fields`,
       `split of the tunnel path against ipsec_raw: gw_pods=${figure(ratio(median(gwPods), median(raw)), 2)} (routing on the gateways)` +
         ` node_hosts=${figure(ratio(median(nodeHosts), median(raw)), 2)} (+ both VXLAN legs and LAN bridges) tunnel=${figure(ratio(median(tunnel), median(raw)), 2)} (+ the pod veths)`,
-      `l3_failover kills=${failover.n} failed=${failed} p50=${figure(failover.p50)} ms p99=${figure(failover.p99)} ms max=${figure(failover.max)} ms` +
+      `l3_failover kills=${failover.n} failed=${failedKills} p50=${figure(failover.p50)} ms p99=${figure(failover.p99)} ms max=${figure(failover.max)} ms` +
         ` (goal p99 < 2000 ms: ${failover.p99 < 2000 ? "met" : "missed"}); new active named: p50 ${figure(named.p50)} ms, p99 ${figure(named.p99)} ms`,
       ...[p99Note(failover.n)].filter((n): n is string => n !== null).map((n) => `note: ${n}`),
-      `took ${((tKills - t0) / 1000).toFixed(0)} s: fleet and mesh ${((tReady - t0) / 1000).toFixed(0)} s, throughput and pings ${((tThroughput - tReady) / 1000).toFixed(0)} s, ${kills} kills ${((tKills - tThroughput) / 1000).toFixed(0)} s`,
+      `took ${((tKills - t0) / 1000).toFixed(0)} s: handbuilt ${((tHandbuilt - t0) / 1000).toFixed(0)} s, fleet and mesh ${((tReady - tHandbuilt) / 1000).toFixed(0)} s, throughput and pings ${((tThroughput - tReady) / 1000).toFixed(0)} s, ${kills} kills ${((tKills - tThroughput) / 1000).toFixed(0)} s`,
     ];
     for (const l of lines) out.figure(l);
-    out.figure(lastLine({ tunnelMBps: median(tunnel), ipsecRawMBps: median(raw), failoverP50Ms: failover.p50, failoverP99Ms: failover.p99 }));
-    if (failed > 0) process.exitCode = 1;
+    out.figure(lastLine({ tunnelMBps: median(tunnel), ipsecRawMBps: median(raw), failoverP50Ms: failover.p50, failoverP99Ms: failover.p99, handbuiltMBps: median(hbPath) }));
+    if (failedKills > 0) process.exitCode = 1;
+  } catch (err) {
+    failed = true;
+    throw err;
   } finally {
     await stopAll();
   }

@@ -1,6 +1,8 @@
-// bench:tunnel's pure part: ping reply lines, the reply that ends a failover, nearest-rank spreads, the last line.
+// bench:tunnel's pure part: ping reply lines, the reply that ends a failover, nearest-rank spreads, the last line,
+// and the hand-built datapath's swanctl.conf and iproute2 commands.
 import { describe, expect, it } from "vitest";
-import { figure, firstRecovery, lastLine, p99Note, parsePingReply, pingRtts, spread, type PingReply } from "../../../bench/tunnel-lib";
+import { computeRoutes, connectionMessage, sharedKeyMessage, type VpnPeer } from "../../../services/tunnel";
+import { figure, firstRecovery, handbuiltRouteCommands, lastLine, p99Note, parsePingReply, pingRtts, spread, swanctlConf, type PingReply } from "../../../bench/tunnel-lib";
 
 describe("parsePingReply", () => {
   it("reads a reply with and without the -D stamp", () => {
@@ -71,11 +73,77 @@ describe("spread and figures", () => {
   });
 
   it("formats the last line exactly", () => {
-    expect(lastLine({ tunnelMBps: 25.54, ipsecRawMBps: 30.04, failoverP50Ms: 702.4, failoverP99Ms: 1773.6 })).toBe(
-      "tunnel mbps=25.5 ipsec_raw_mbps=30.0 ratio=0.85 l3_failover_p50_ms=702 l3_failover_p99_ms=1774",
+    expect(lastLine({ tunnelMBps: 25.54, ipsecRawMBps: 30.04, failoverP50Ms: 702.4, failoverP99Ms: 1773.6, handbuiltMBps: 26.04 })).toBe(
+      "tunnel mbps=25.5 ipsec_raw_mbps=30.0 ratio=0.85 l3_failover_p50_ms=702 l3_failover_p99_ms=1774 handbuilt_mbps=26.0 ratio_vs_handbuilt=0.98",
     );
-    expect(lastLine({ tunnelMBps: 20, ipsecRawMBps: 40, failoverP50Ms: 600, failoverP99Ms: Infinity })).toBe(
-      "tunnel mbps=20.0 ipsec_raw_mbps=40.0 ratio=0.50 l3_failover_p50_ms=600 l3_failover_p99_ms=inf",
+    expect(lastLine({ tunnelMBps: 20, ipsecRawMBps: 40, failoverP50Ms: 600, failoverP99Ms: Infinity, handbuiltMBps: NaN })).toBe(
+      "tunnel mbps=20.0 ipsec_raw_mbps=40.0 ratio=0.50 l3_failover_p50_ms=600 l3_failover_p99_ms=inf handbuilt_mbps=nan ratio_vs_handbuilt=nan",
     );
+  });
+});
+
+describe("the hand-built datapath", () => {
+  const peer: VpnPeer = {
+    name: "edge-b",
+    localAddr: "198.18.7.12",
+    remoteAddr: "198.18.7.15",
+    localSubnets: ["10.244.16.0/24", "10.244.17.0/24"],
+    remoteSubnets: ["10.244.32.0/24"],
+    remoteNode: "b-gw-1",
+  };
+
+  it("writes the driver's connection and PSK as swanctl.conf", () => {
+    const psk = Buffer.from("0123456789abcdef");
+    const text = swanctlConf([connectionMessage(peer)], [sharedKeyMessage(peer, psk)]);
+    expect(text).toContain("connections {\n  edge-b {\n    version = 2\n    local_addrs = 198.18.7.12\n");
+    expect(text).toContain("    proposals = aes128gcm16-prfsha256-x25519\n");
+    expect(text).toContain("    local {\n      auth = psk\n      id = 198.18.7.12\n    }\n");
+    expect(text).toContain("        local_ts = 10.244.16.0/24,10.244.17.0/24\n        remote_ts = 10.244.32.0/24\n        esp_proposals = aes128gcm16\n");
+    expect(text).toContain(`secrets {\n  ike-edge-b {\n    secret = 0x${psk.toString("hex")}\n    id-1 = 198.18.7.12\n    id-2 = 198.18.7.15\n  }\n}\n`);
+    // Braces balance: every section is closed.
+    expect(text.split("{").length).toBe(text.split("}").length);
+  });
+
+  it("refuses values that would need quoting and keys that are not IKE secrets", () => {
+    expect(() => swanctlConf([{ c: { local_addrs: ["10.0.0.1 # x"] } }], [])).toThrow(/needs quoting/);
+    expect(() => swanctlConf([{ "c d": { version: "2" } }], [])).toThrow(/needs quoting/);
+    expect(() => swanctlConf([], [{ id: "eap-x", type: "EAP", data: Buffer.from("k"), owners: [] }])).toThrow(/IKE pre-shared key/);
+  });
+
+  it("builds a node's VXLAN device, pinned peer and routes with iproute2", () => {
+    const desired = computeRoutes({
+      role: "node",
+      localIP: "192.168.0.3",
+      gatewayIP: "192.168.0.1",
+      localNodes: [],
+      remotePodCidrs: ["10.244.32.0/24"],
+      underlayMtu: 1500,
+      vpnOverheadBytes: 100,
+    });
+    expect(handbuiltRouteCommands("p.a-node-1", desired).map((a) => a.join(" "))).toEqual([
+      "ip -n p.a-node-1 link add raven0 address 0e:52:c0:a8:00:03 mtu 1450 type vxlan id 200 local 192.168.0.3 dstport 4472 nolearning",
+      "ip -n p.a-node-1 addr add 240.168.0.3/32 dev raven0",
+      "ip -n p.a-node-1 link set raven0 up",
+      "bridge -n p.a-node-1 fdb replace 0e:52:c0:a8:00:01 dev raven0 dst 192.168.0.1 self permanent",
+      "ip -n p.a-node-1 neigh replace 240.168.0.1 lladdr 0e:52:c0:a8:00:01 dev raven0 nud permanent",
+      "ip -n p.a-node-1 route replace 10.244.32.0/24 via 240.168.0.1 onlink dev raven0 mtu 1400 proto 82",
+      "ip netns exec p.a-node-1 sysctl -qw net.ipv4.ip_forward=1",
+    ]);
+  });
+
+  it("gives a gateway its anchors on lo first", () => {
+    const desired = computeRoutes({
+      role: "gateway",
+      localIP: "192.168.0.1",
+      gatewayIP: "192.168.0.1",
+      localNodes: [{ lanIP: "192.168.0.3", podCidrs: ["10.244.18.0/24"] }],
+      remotePodCidrs: ["10.244.32.0/24"],
+      underlayMtu: 1500,
+      vpnOverheadBytes: 100,
+    });
+    const cmds = handbuiltRouteCommands("p.a-gw-1", desired, ["10.244.16.0"]).map((a) => a.join(" "));
+    expect(cmds[0]).toBe("ip -n p.a-gw-1 addr add 10.244.16.0/32 dev lo label lo:raven");
+    // Remote pod CIDRs are charon's to route (kernel-libipsec, table 220): only the local node's goes over VXLAN.
+    expect(cmds.filter((c) => c.includes(" route "))).toEqual(["ip -n p.a-gw-1 route replace 10.244.18.0/24 via 240.168.0.3 onlink dev raven0 mtu 1450 proto 82"]);
   });
 });
