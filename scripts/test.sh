@@ -10,10 +10,20 @@ report=$(mktemp)
 echo "== vitest"
 npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"
 status=$?
+# A file whose suite failed without a failed test (a throw at import, a failed beforeAll/afterAll hook)
+# counts as one failure: its tests never ran, and a closing line of "0 failed" would hide it.
 node -e '
   const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const status = Number(process.argv[2]);
   const skipped = (r.numPendingTests ?? 0) + (r.numTodoTests ?? 0);
-  console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed` + (skipped ? `, ${skipped} skipped` : ""));
-' "$report" 2>/dev/null || echo "0 passed, 1 failed"
+  const brokenFiles = r.testResults.filter((f) => f.status === "failed" && !f.assertionResults.some((t) => t.status === "failed"));
+  for (const f of brokenFiles) console.log(`failed suite: ${f.name}: ${(f.message || "failed outside its tests").split("\n")[0]}`);
+  let failed = r.numFailedTests + brokenFiles.length;
+  if (status !== 0 && failed === 0) {
+    console.log(`vitest exited with status ${status} though no test or suite failed`);
+    failed = 1;
+  }
+  console.log(`${r.numPassedTests} passed, ${failed} failed` + (skipped ? `, ${skipped} skipped` : ""));
+' "$report" "$status" 2>/dev/null || echo "0 passed, 1 failed"
 rm -f "$report"
 exit $status
