@@ -29,6 +29,8 @@ command -v wg >/dev/null 2>&1 || need_apt_norec+=(wireguard-tools)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 # curl: the proxy and tunnel tests use it as the real HTTP client (CONNECT, proxy URL, a scrape from a pod).
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# stress-ng: the stability test and bench:stability hog the CPU with it.
+command -v stress-ng >/dev/null 2>&1 || need_apt+=(stress-ng)
 # The proxy's native data path (native/relay.c), built against Node's own headers.
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 if [ ${#need_apt[@]} -gt 0 ] || [ ${#need_apt_norec[@]} -gt 0 ]; then
