@@ -15,7 +15,7 @@ export {
   checkStrongSwanInstalled,
 } from "./strongswan";
 export type { StrongSwanOptions, EspMode, CharonLauncher } from "./strongswan";
-export { renderStrongswanConf, connectionMessage, sharedKeyMessage, sharedKeyId, ikeSasOf, IKE_PROPOSALS, ESP_PROPOSALS } from "./strongswan-conf";
+export { renderStrongswanConf, connectionMessage, sharedKeyMessage, sharedKeyId, ikeSasOf, uncoveredSubnets, IKE_PROPOSALS, ESP_PROPOSALS } from "./strongswan-conf";
 export type { IkeSaInfo, ChildSaInfo, CharonConfInput } from "./strongswan-conf";
 export { viciCall, ViciClient, encodeMessage, decodeMessage, encodePacket, checkSuccess, Packet, ViciError } from "./vici";
 export type { ViciSection, ViciValue, ViciMessage, ViciPacket, ViciReply, ViciCallOptions } from "./vici";

@@ -101,12 +101,22 @@ export function sharedKeyMessage(p: VpnPeer, psk: Buffer): ViciSection {
 
 // --- list-sas -----------------------------------------------------------------------------------------
 
-export type ChildSaInfo = Readonly<{ name: string; uniqueId: string; state: string; bytesIn: number; bytesOut: number }>;
+export type ChildSaInfo = Readonly<{
+  name: string;
+  uniqueId: string;
+  state: string;
+  bytesIn: number;
+  bytesOut: number;
+  /** The traffic selectors the SA was negotiated with (the intersection of both sides' configurations). */
+  localTs: readonly string[];
+  remoteTs: readonly string[];
+}>;
 export type IkeSaInfo = Readonly<{ name: string; uniqueId: string; state: string; children: readonly ChildSaInfo[] }>;
 
 const str = (v: ViciMessage[string] | undefined): string => (typeof v === "string" ? v : "");
 const num = (v: ViciMessage[string] | undefined): number => (typeof v === "string" && /^\d+$/.test(v) ? Number(v) : 0);
 const isSection = (v: ViciMessage[string] | undefined): v is ViciMessage => typeof v === "object" && !Array.isArray(v);
+const list = (v: ViciMessage[string] | undefined): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : typeof v === "string" ? [v] : []);
 
 /** The IKE SAs (with their CHILD SAs) in the list-sa events that vici's list-sas streams. */
 export function ikeSasOf(events: readonly ViciMessage[]): IkeSaInfo[] {
@@ -119,11 +129,32 @@ export function ikeSasOf(events: readonly ViciMessage[]): IkeSaInfo[] {
       if (isSection(childSas)) {
         for (const c of Object.values(childSas)) {
           if (!isSection(c)) continue;
-          children.push({ name: str(c.name), uniqueId: str(c.uniqueid), state: str(c.state), bytesIn: num(c["bytes-in"]), bytesOut: num(c["bytes-out"]) });
+          children.push({
+            name: str(c.name),
+            uniqueId: str(c.uniqueid),
+            state: str(c.state),
+            bytesIn: num(c["bytes-in"]),
+            bytesOut: num(c["bytes-out"]),
+            localTs: list(c["local-ts"]),
+            remoteTs: list(c["remote-ts"]),
+          });
         }
       }
       out.push({ name, uniqueId: str(v.uniqueid), state: str(v.state), children });
     }
   }
   return out;
+}
+
+/**
+ * The configured subnets an installed CHILD SA does not cover, as "local a, remote b" (empty when it covers
+ * them all). An SA is negotiated with the intersection of both sides' selectors: one set up while the other
+ * gateway still had an older view of a domain's pod CIDRs (a node that joined a moment before) carries less
+ * than either side now wants, and charon keeps it so. Compared as charon prints them (canonical CIDRs).
+ */
+export function uncoveredSubnets(child: ChildSaInfo, localSubnets: readonly string[], remoteSubnets: readonly string[]): string {
+  const missing = (want: readonly string[], have: readonly string[]) => want.filter((c) => !have.includes(c));
+  const local = missing(localSubnets, child.localTs);
+  const remote = missing(remoteSubnets, child.remoteTs);
+  return [...(local.length ? [`local ${local.join(" ")}`] : []), ...(remote.length ? [`remote ${remote.join(" ")}`] : [])].join(", ");
 }

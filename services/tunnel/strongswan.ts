@@ -31,7 +31,7 @@ import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
 import { canConnect, writePrivate } from "./files";
 import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { IPSEC_OVERHEAD_BYTES } from "./routes";
-import { connectionMessage, ikeSasOf, renderStrongswanConf, sharedKeyId, sharedKeyMessage, type IkeSaInfo } from "./strongswan-conf";
+import { connectionMessage, ikeSasOf, renderStrongswanConf, sharedKeyId, sharedKeyMessage, uncoveredSubnets, type IkeSaInfo } from "./strongswan-conf";
 import { checkSuccess, viciCall, ViciClient, ViciError, type ViciCallOptions, type ViciMessage, type ViciReply, type ViciSection } from "./vici";
 import { PeerState, initiates, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
 
@@ -152,6 +152,8 @@ export class StrongSwanDriver implements VpnDriver {
   /** Times apply reloaded charon's configuration / initiated a peer (for tests and metrics: churn). */
   reloads = 0;
   initiations = 0;
+  /** SAs apply terminated because they covered fewer subnets than configured. */
+  narrowed = 0;
   private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "net" | "launch">> & { netns: string | undefined };
   private readonly launch: CharonLauncher;
   private readonly net: KernelNet;
@@ -252,6 +254,20 @@ export class StrongSwanDriver implements VpnDriver {
       this.loaded = { pskId, peers: now };
     }
     let sas = await this.listSas();
+    // An SA that covers fewer subnets than the peer's connection now lists (negotiated while one side still
+    // had an older view) is terminated: the initiator starts it again below, a responder's peer sees it lost
+    // and does. Left alone, charon would keep it, and the missing pod CIDRs would have no path. One that comes
+    // out of this apply's own initiation narrow again is reported down (statusFrom), so the caller's backoff,
+    // not a loop here, paces the next try while the other side catches up.
+    const narrow = sas.filter((s) => {
+      const p = peers.find((x) => x.name === s.name);
+      return !!p && s.children.some((c) => c.name === p.name && c.state === "INSTALLED" && uncoveredSubnets(c, p.localSubnets, p.remoteSubnets) !== "");
+    });
+    if (narrow.length > 0) {
+      this.narrowed += narrow.length;
+      for (const s of narrow) await this.terminate(s.uniqueId);
+      sas = await this.listSas();
+    }
     // Initiations run side by side: each waits for its peer's answer, and a takeover starts several at once.
     const toStart = peers.filter((p) => initiates(p) && !failed.has(p.name) && !sas.some((s) => s.name === p.name));
     await Promise.all(toStart.map((p) => this.initiate(p.name)));
@@ -282,6 +298,11 @@ export class StrongSwanDriver implements VpnDriver {
     const peers = this.desired.map((p): VpnPeerStatus => {
       const mine = sas.filter((s) => s.name === p.name);
       const up = mine.find((s) => s.state === "ESTABLISHED" && s.children.some((c) => c.name === p.name && c.state === "INSTALLED"));
+      const uncovered = up ? up.children.filter((c) => c.name === p.name && c.state === "INSTALLED").map((c) => uncoveredSubnets(c, p.localSubnets, p.remoteSubnets)) : [];
+      if (up && uncovered.every((u) => u !== "")) {
+        // Up, but too narrow to carry every pod CIDR: down for the caller, who renegotiates (apply ends it).
+        return peerStatus(p.name, PeerState.Down, null, `security association does not cover ${uncovered[0]}`);
+      }
       if (up) {
         this.peerErrors.delete(p.name);
         const children = up.children.filter((c) => c.name === p.name && c.state === "INSTALLED");

@@ -1,9 +1,11 @@
 // A stand-in for charon that speaks the real vici protocol (services/tunnel/vici.ts's codec) on the socket
 // named in $STRONGSWAN_CONF, for the strongSwan driver's unit tests: a process the driver starts, watches
 // and stops like charon, without IKE, namespaces or root. It keeps connections, shared keys and SAs (an
-// initiation of a loaded connection establishes one at once) and logs every command. Two commands of its
-// own: `fake-state` returns {log, conns, shared, sas}; `fake-set` {failLoad, failInit} makes charon refuse
-// that peer's load-conn / fail its initiation with the control-log lines a real NO_PROPOSAL_CHOSEN gives.
+// initiation of a loaded connection establishes one at once, with the connection's traffic selectors) and
+// logs every command. Commands of its own: `fake-state` returns {log, conns, shared, sas}; `fake-set`
+// {failLoad, failInit, narrow} makes charon refuse that peer's load-conn / fail its initiation with the
+// control-log lines a real NO_PROPOSAL_CHOSEN gives / negotiate that peer's next SA with its first local
+// subnet only (as when the other side's configuration is older).
 // Run: node --import tsx test/helpers/fake-charon.ts (exits on SIGTERM).
 import { readFileSync, rmSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
@@ -16,9 +18,9 @@ if (!socketPath) throw new Error("fake-charon: no vici socket in $STRONGSWAN_CON
 
 const conns = new Map<string, ViciMessage>();
 const shared = new Set<string>();
-const sas = new Map<string, { name: string; childId: string }>();
+const sas = new Map<string, { name: string; childId: string; localTs: string[]; remoteTs: string[] }>();
 const log: string[] = [];
-const fail = { load: "", init: "" };
+const fail = { load: "", init: "", narrow: "" };
 let nextId = 1;
 
 type Reply = { events: ViciSection[]; response: ViciSection };
@@ -46,7 +48,26 @@ function handle(command: string, req: ViciMessage): Reply | null {
       log.push(`unload-shared ${str(req.id)}`);
       return shared.delete(str(req.id)) ? ok() : no(`no shared key with id '${str(req.id)}'`);
     case "list-sas":
-      return ok({}, [...sas].map(([id, sa]) => ({ [sa.name]: { uniqueid: id, state: "ESTABLISHED", "child-sas": { [`${sa.name}-${sa.childId}`]: { name: sa.name, uniqueid: sa.childId, state: "INSTALLED", "bytes-in": "0", "bytes-out": "0" } } } })));
+      return ok(
+        {},
+        [...sas].map(([id, sa]) => ({
+          [sa.name]: {
+            uniqueid: id,
+            state: "ESTABLISHED",
+            "child-sas": {
+              [`${sa.name}-${sa.childId}`]: {
+                name: sa.name,
+                uniqueid: sa.childId,
+                state: "INSTALLED",
+                "bytes-in": "0",
+                "bytes-out": "0",
+                "local-ts": sa.localTs,
+                "remote-ts": sa.remoteTs,
+              },
+            },
+          },
+        })),
+      );
     case "initiate": {
       const name = str(req.ike);
       log.push(`initiate ${name}`);
@@ -57,7 +78,12 @@ function handle(command: string, req: ViciMessage): Reply | null {
           { group: "IKE", level: "1", msg: "received NO_PROPOSAL_CHOSEN notify error" },
         ]);
       }
-      sas.set(String(nextId++), { name, childId: String(nextId++) });
+      const child = ((conns.get(name)!.children as ViciMessage)[name] ?? {}) as ViciMessage;
+      const ts = (v: ViciMessage[string] | undefined) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+      const localTs = ts(child.local_ts);
+      const narrowed = name === fail.narrow;
+      if (narrowed) fail.narrow = "";
+      sas.set(String(nextId++), { name, childId: String(nextId++), localTs: narrowed ? localTs.slice(0, 1) : localTs, remoteTs: ts(child.remote_ts) });
       return ok();
     }
     case "terminate":
@@ -68,6 +94,7 @@ function handle(command: string, req: ViciMessage): Reply | null {
     case "fake-set":
       fail.load = str(req.failLoad);
       fail.init = str(req.failInit);
+      fail.narrow = str(req.narrow);
       return ok();
     default:
       return null;

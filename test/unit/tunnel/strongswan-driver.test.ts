@@ -61,6 +61,23 @@ describe("StrongSwanDriver over vici", () => {
     expect(after.sas).not.toContain(oldC);
   });
 
+  it("ends an SA negotiated narrower than the connection and initiates it again; until then it is not up", async () => {
+    const { d, fake } = driver("narrow");
+    const wide = { ...B, localSubnets: ["10.244.0.0/24", "10.244.1.0/24"] };
+    await d.apply({ peers: [] }); // charon running, nothing loaded
+    await fake("fake-set", { narrow: "b" }); // the other side still had an older view of our subnets
+    const first = await d.apply({ peers: [wide] });
+    expect(first.peers[0]).toMatchObject({ name: "b", state: "down", lastError: "security association does not cover local 10.244.1.0/24" });
+    // The caller renegotiates (the same desired state, applied again): the narrow SA is ended by id and the
+    // peer initiated anew, this time with both subnets.
+    const before = await fake("fake-state");
+    const second = await d.apply({ peers: [wide] });
+    const after = await fake("fake-state");
+    expect(after.log.slice(before.log.length)).toEqual([`terminate ${before.sas[0]!.split("#")[1]}`, "initiate b"]);
+    expect(states(second)).toEqual({ b: "up" });
+    expect(d.narrowed).toBe(1);
+  });
+
   it("removes a gone peer (SA, connection, key), even when charon no longer has its connection", async () => {
     const { d, fake } = driver("gone");
     await d.apply({ peers: [B, C] });

@@ -17,6 +17,7 @@ import {
   sharedKeyMessage,
   STRONGSWAN_PACKAGES,
   StrongSwanDriver,
+  uncoveredSubnets,
   validateVpnDesired,
   type ViciMessage,
   type VpnPeer,
@@ -115,16 +116,32 @@ describe("strongSwan configuration", () => {
           version: "2",
           state: "ESTABLISHED",
           "local-host": "198.18.200.1",
-          "child-sas": { "gw-b-7": { name: "gw-b", uniqueid: "7", state: "INSTALLED", "bytes-in": "1652", "bytes-out": "840", "local-ts": ["10.244.0.0/24", "10.244.1.0/24"] } },
+          "child-sas": {
+            "gw-b-7": { name: "gw-b", uniqueid: "7", state: "INSTALLED", "bytes-in": "1652", "bytes-out": "840", "local-ts": ["10.244.0.0/24", "10.244.1.0/24"], "remote-ts": "10.245.0.0/24" },
+          },
         },
       },
       { "gw-c": { uniqueid: "4", state: "CONNECTING" } },
     ];
     expect(ikeSasOf(events)).toEqual([
-      { name: "gw-b", uniqueId: "3", state: "ESTABLISHED", children: [{ name: "gw-b", uniqueId: "7", state: "INSTALLED", bytesIn: 1652, bytesOut: 840 }] },
+      {
+        name: "gw-b",
+        uniqueId: "3",
+        state: "ESTABLISHED",
+        children: [{ name: "gw-b", uniqueId: "7", state: "INSTALLED", bytesIn: 1652, bytesOut: 840, localTs: ["10.244.0.0/24", "10.244.1.0/24"], remoteTs: ["10.245.0.0/24"] }],
+      },
       { name: "gw-c", uniqueId: "4", state: "CONNECTING", children: [] },
     ]);
     expect(ikeSasOf([])).toEqual([]);
+  });
+});
+
+describe("uncoveredSubnets", () => {
+  const child = { name: "gw-b", uniqueId: "7", state: "INSTALLED", bytesIn: 0, bytesOut: 0, localTs: ["10.244.0.0/24"], remoteTs: ["10.245.0.0/24", "10.245.1.0/24"] };
+  it("names the configured subnets an SA does not carry, on either side", () => {
+    expect(uncoveredSubnets(child, ["10.244.0.0/24"], ["10.245.0.0/24"])).toBe("");
+    expect(uncoveredSubnets(child, ["10.244.0.0/24", "10.244.2.0/24"], ["10.245.0.0/24", "10.245.1.0/24", "10.245.2.0/24"])).toBe("local 10.244.2.0/24, remote 10.245.2.0/24");
+    expect(uncoveredSubnets(child, ["10.244.0.0/24"], ["10.245.3.0/24"])).toBe("remote 10.245.3.0/24");
   });
 });
 
