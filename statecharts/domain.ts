@@ -12,6 +12,7 @@ import {
   emptyStatus,
   replicasOf,
   soloGateway,
+  type Endpoint,
   type Gateway,
   type NodeInfo,
 } from "../shared/gateway";
@@ -40,6 +41,11 @@ export type DomainContext = {
   healthy: string[];
   /** Candidates heard within gatewayDeadAfterMs (healthy or not): their leases may still run. */
   alive: string[];
+  /**
+   * Of `alive`, those heard again after a silence (or a restart) and not risen yet, not draining: nothing
+   * acknowledged them since they fell silent, so they hold no lease (HealthTracker.rising).
+   */
+  rising: string[];
   /** False until the coordinator has watched heartbeats long enough to judge (no election on a cold view). */
   healthKnown: boolean;
   /**
@@ -56,7 +62,7 @@ export type DomainContext = {
 };
 
 export type DomainEvent =
-  | { type: "HEALTH"; healthy: string[]; alive: string[] }
+  | { type: "HEALTH"; healthy: string[]; alive: string[]; rising?: string[] }
   | { type: "RECORD"; record: Gateway | null; revision: number }
   | { type: "MEMBERS"; nodes: NodeInfo[]; tunnelProblem?: string | null }
   | { type: "RESYNC" };
@@ -76,7 +82,8 @@ const epKey = (e: { nodeName: string; type: string }) => `${e.type}/${e.nodeName
  * What the unit should store now, or null when the stored record is right (pure).
  *
  * A newcomer may be added in the same write that removes an active only if that active is silent (not heard
- * for gatewayDeadAfterMs), because then its lease has certainly run out. An active that is still alive —
+ * for gatewayDeadAfterMs) or rising again after a silence, because then its lease has certainly run out. An
+ * active that is still alive —
  * draining, data path failing, or removed from the spec — is removed first (phase one, term + 1); the
  * newcomers follow after `handoverMs`, when its lease is over, so no two actives overlap even in a planned
  * handover.
@@ -88,22 +95,31 @@ export function plan(ctx: DomainContext): Plan | null {
   if (!base) return null;
   const status = base.status ?? emptyStatus();
   const replicas = replicasOf(base.spec);
-  const elected = electActive({
+  const alive = new Set(ctx.alive);
+  const fresh = electActive({
     endpoints: base.spec.endpoints,
     replicas,
     healthy: new Set(ctx.healthy),
     current: status.activeEndpoints,
   });
+  const kept = keptSilent(status.activeEndpoints, fresh, base.spec.endpoints, alive, new Set(ctx.rising));
+  const elected = kept.length > 0 ? [...fresh, ...kept] : fresh;
   const electedKeys = new Set(elected.map(epKey));
   const currentKeys = new Set(status.activeEndpoints.map(epKey));
-  const alive = new Set(ctx.alive);
   const adds = elected.some((e) => !currentKeys.has(epKey(e)));
-  const removedAlive = status.activeEndpoints.some((e) => !electedKeys.has(epKey(e)) && alive.has(e.nodeName));
+  // A rising active holds no lease (nothing acknowledged it since it fell silent): no handover needed.
+  const rising = new Set(ctx.rising);
+  const removedAlive = status.activeEndpoints.some((e) => !electedKeys.has(epKey(e)) && alive.has(e.nodeName) && !rising.has(e.nodeName));
   // Any write that removes a live active waits handoverMs before the next one, even if no successor is
   // ready yet: one may become healthy a moment later, while the removed active's lease still runs.
   const handover = removedAlive;
   const active = handover ? status.activeEndpoints.filter((e) => electedKeys.has(epKey(e))) : elected;
-  const problem = handover && adds ? "handing over from a live gateway" : shortfall(active, replicas, base.spec.endpoints);
+  const problem =
+    handover && adds
+      ? "handing over from a live gateway"
+      : kept.length > 0
+        ? `no healthy candidate; keeping silent ${kept.map(epKey).join(", ")} named`
+        : shortfall(active, replicas, base.spec.endpoints);
   const activeChanged = !sameEndpoints(active, status.activeEndpoints);
   const nodes = ctx.members ?? status.nodes;
   const nodesChanged = JSON.stringify(nodes) !== JSON.stringify(status.nodes);
@@ -123,6 +139,33 @@ export function plan(ctx: DomainContext): Plan | null {
       },
     },
   };
+}
+
+/**
+ * The current actives that went silent and that nobody can replace: of a type for which the election found no
+ * healthy candidate at all, the current actives still in the spec that are silent (not alive) or only rising
+ * again after a silence. They stay named, with no new term, instead of a term with nobody in it. That is
+ * safe: the coordinator acknowledges only healthy candidates, so a silent or rising active has no lease and
+ * does not act (gatewayFenceMs < gatewayDeadAfterMs), and nobody else is named beside it. And it is calm: a
+ * domain cut off from the cloud (its uplink down, its leaf restarting) costs no election — once it is heard
+ * again and has risen, the next acknowledgement restores its lease in the same term — where dropping and
+ * re-electing cost two terms per cut, and two per reconnection while the link flapped. The first healthy
+ * candidate of the type replaces it as after any death. An active that is alive but unhealthy for a reason
+ * of its own (draining, data path failing) is not kept: it is handed over as before.
+ */
+function keptSilent(
+  current: readonly Endpoint[],
+  elected: readonly Endpoint[],
+  endpoints: readonly Endpoint[],
+  alive: ReadonlySet<string>,
+  rising: ReadonlySet<string>,
+): Endpoint[] {
+  const inSpec = new Map(endpoints.map((e) => [epKey(e), e]));
+  return current.flatMap((e) => {
+    const spec = inSpec.get(epKey(e));
+    if (!spec || elected.some((x) => x.type === e.type)) return [];
+    return alive.has(e.nodeName) && !rising.has(e.nodeName) ? [] : [spec];
+  });
 }
 
 export const domainMachine = setup({
@@ -152,6 +195,7 @@ export const domainMachine = setup({
     storeHealth: assign({
       healthy: ({ event }) => (event.type === "HEALTH" ? [...event.healthy].sort() : []),
       alive: ({ event }) => (event.type === "HEALTH" ? [...event.alive].sort() : []),
+      rising: ({ event }) => (event.type === "HEALTH" ? [...(event.rising ?? [])].sort() : []),
       healthKnown: true,
     }),
     storeRecord: assign(({ event }) =>
@@ -193,6 +237,7 @@ export const domainMachine = setup({
     revision: 0,
     healthy: [],
     alive: [],
+    rising: [],
     healthKnown: false,
     stamped: !input.stampFirst,
     members: null,

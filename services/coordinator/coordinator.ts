@@ -455,13 +455,15 @@ export class CoordinatorService {
   private healthEvent(unit: Unit) {
     const healthy: string[] = [];
     const alive: string[] = [];
+    const rising: string[] = [];
     for (const c of unit.candidates) {
       const h = this.tracker.candidates.get(c);
       // A candidate serving another Gateway (stale --gateway, moved label) would be elected and never act.
       if (h?.healthy && h.gateway === unit.name) healthy.push(c);
       if (h?.alive) alive.push(c);
+      if (h && this.tracker.rising(h)) rising.push(c);
     }
-    return { type: "HEALTH" as const, healthy, alive };
+    return { type: "HEALTH" as const, healthy, alive, rising };
   }
 
   private sweep(): void {

@@ -26,6 +26,11 @@ export type CandidateHealth = {
   acting: EndpointType[];
   /** Heard within deadAfterMs: its lease may still be running. */
   alive: boolean;
+  /**
+   * Heard again after it was declared dead (or restarted) and not healthy since: the coordinator has not
+   * acknowledged it since it fell silent, so it holds no lease.
+   */
+  revived: boolean;
   healthy: boolean;
 };
 
@@ -68,6 +73,7 @@ export class HealthTracker {
         datapathOk: hb.datapathOk,
         acting: hb.active,
         alive: false,
+        revived: false,
         healthy: false,
       };
       this.candidates.set(hb.node, c);
@@ -86,7 +92,9 @@ export class HealthTracker {
     c.draining = hb.draining;
     c.datapathOk = hb.datapathOk;
     c.acting = hb.active;
+    if (gap || restarted) c.revived = true;
     this.evaluate(c, now);
+    if (c.healthy) c.revived = false;
     return c;
   }
 
@@ -116,6 +124,14 @@ export class HealthTracker {
       c.alive = alive;
       this.flipped.add(c.node);
     }
+  }
+
+  /**
+   * Heard again after a silence (or a restart), not draining, and not risen yet: it holds no lease (nothing
+   * acknowledged it since it fell silent), so an election may name another candidate in its place at once.
+   */
+  rising(c: CandidateHealth): boolean {
+    return c.alive && c.revived && !c.healthy && !c.draining;
   }
 
   /** How long each candidate still counted alive has been silent (the failure detector's input). */

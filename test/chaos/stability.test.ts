@@ -8,6 +8,8 @@
 //  3. SIGSTOP of edge-b's active gateway for 3 s, then SIGCONT: the other candidate takes over as after a
 //     kill; the resumed one never heartbeats as acting active once it runs again, and comes back as a healthy
 //     standby (its lease ran out while it was stopped: fencing does not need it to be awake).
+//  4. A domain cut off from the cloud for 5 s (its leaf SIGSTOPped) and back: no term changes (the silent
+//     active stays named: statecharts/domain.ts keptSilent), and the same active acts again after the heal.
 // The hog runs in its own process group, killed in afterAll with the fleet.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -163,6 +165,31 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
     const resumed = heartbeats.filter((h) => h.node === before.node && h.heardAt > resumedAt);
     expect(resumed.length).toBeGreaterThan(0);
     expect(resumed.filter((h) => h.active.length > 0).map((h) => `seq ${h.seq} term ${h.term} acting ${h.active.join(",")}`)).toEqual([]);
+    expect(t.observer.violations(replicas)).toEqual([]);
+  }, 60_000);
+
+  it("keeps the terms through a 5 s cut of a domain's leaf, and the same active acts again after it", async () => {
+    await eventually("every domain settled again", 30_000, settled, 200);
+    const before = await activeOf("edge-a");
+    const terms = (await fleetStatus(t.fleet))!.domains.map((d) => [d.gateway, d.term] as const);
+    const historyBefore = t.observer.history.length;
+    expect(t.fleet.kill("leaf-edge-a", "SIGSTOP")).toBeGreaterThan(0);
+    let healedAt = Infinity;
+    try {
+      await sleep(5_000);
+    } finally {
+      t.fleet.kill("leaf-edge-a", "SIGCONT");
+      healedAt = performance.now();
+    }
+    await eventually(`${before.node} acting again`, 10_000, () =>
+      heartbeats.some((h) => h.node === before.node && h.heardAt > healedAt && h.term === before.term && h.active.length > 0),
+    );
+    const acting = heartbeats.find((h) => h.node === before.node && h.heardAt > healedAt && h.active.length > 0)!;
+    console.log(`[stability] leaf of edge-a stopped 5 s: ${before.node} acting again ${(acting.heardAt - healedAt).toFixed(0)} ms after SIGCONT, term ${acting.term}`);
+    await sleep(1_000);
+    const changes = t.observer.history.slice(historyBefore).filter((a) => a.term !== new Map(terms).get(a.gateway));
+    expect(changes.map((a) => `${a.gateway} term ${a.term}`)).toEqual([]);
+    expect((await fleetStatus(t.fleet, 5_000))!.domains.map((d) => [d.gateway, d.term])).toEqual(terms);
     expect(t.observer.violations(replicas)).toEqual([]);
   }, 60_000);
 });

@@ -34,6 +34,28 @@ function healthyTracker(s: HealthSettings = settings): { h: HealthTracker; last:
 }
 
 describe("HealthTracker: rising", () => {
+  it("calls a candidate rising only from a silence until it is healthy again, and not while draining", () => {
+    const { h, last } = healthyTracker();
+    const c = h.candidates.get("gw-1")!;
+    expect(h.rising(c)).toBe(false); // healthy
+    h.gateway(gwHb(3, { datapathOk: false }), last + 100);
+    h.gateway(gwHb(4), last + 200);
+    expect(h.rising(c)).toBe(false); // short of the rise count after a data-path failure, but never silent: it may hold a lease
+    sweepAll(h, last + 200 + DEAD);
+    expect(h.rising(c)).toBe(false); // declared dead: silent, not rising
+    h.gateway(gwHb(10), last + 200 + DEAD + 50);
+    expect(h.rising(c)).toBe(true); // heard again, one heartbeat of two
+    h.gateway(gwHb(11, { draining: true }), last + 200 + DEAD + 150);
+    expect(h.rising(c)).toBe(false); // draining: handed over, not kept
+    h.gateway(gwHb(12), last + 200 + DEAD + 250);
+    expect(h.isHealthy("gw-1")).toBe(true);
+    expect(h.rising(c)).toBe(false); // risen: healthy
+    h.gateway(gwHb(13, { datapathOk: false }), last + 200 + DEAD + 350);
+    expect(h.rising(c)).toBe(false); // unhealthy, but acknowledged since its silence
+    h.gateway(gwHb(1), last + 200 + DEAD + 450);
+    expect(h.rising(c)).toBe(true); // restarted: a new process holds no lease
+  });
+
   it("needs riseCount consecutive heartbeats to become healthy", () => {
     for (const riseCount of [1, 2, 3, 5]) {
       const h = new HealthTracker({ ...settings, riseCount }, 0);

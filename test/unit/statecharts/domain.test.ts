@@ -29,7 +29,7 @@ const record = (o: Partial<Parameters<typeof gateway>[1]> = {}) =>
   gateway("g", { endpoints: [ep("a"), ep("b")], tunnel: 0, active: [ep("a")], term: 1, ...o });
 
 const ctx = (over: Partial<DomainContext>): DomainContext => ({
-  ...{ ...input, record: null, revision: 0, healthy: [], alive: [], healthKnown: true, stamped: true, members: null, tunnelProblem: null, attempt: 0, lastError: null },
+  ...{ ...input, record: null, revision: 0, healthy: [], alive: [], rising: [], healthKnown: true, stamped: true, members: null, tunnelProblem: null, attempt: 0, lastError: null },
   ...over,
 });
 
@@ -89,6 +89,54 @@ describe("plan", () => {
     expect(short.record.status).toEqual({ nodes: [], activeEndpoints: [], term: 2, problem: "no healthy candidate for proxy 0/1" });
     const cleared = plan(ctx({ record: record({ term: 2, problem: "stale" }), healthy: ["a"], alive: ["a"] }))!;
     expect(cleared.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 2 });
+  });
+
+  it("keeps a silent active named, in its term, while nobody healthy can replace it", () => {
+    // The whole domain went silent (its uplink is down): no term with nobody in it.
+    const cut = plan(ctx({ record: record({ term: 3 }) }))!;
+    expect(cut.handover).toBe(false);
+    expect(cut.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 3, problem: "no healthy candidate; keeping silent proxy/a named" });
+    // Heard again and risen: the same active, the same term, the problem cleared — no election at all.
+    const healed = plan(ctx({ record: cut.record, healthy: ["a"], alive: ["a"] }))!;
+    expect(healed.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 3 });
+    // Nothing more to write while the cut lasts, nor while it is heard again but has not risen yet.
+    expect(plan(ctx({ record: cut.record }))).toBeNull();
+    expect(plan(ctx({ record: cut.record, alive: ["a"], rising: ["a"] }))).toBeNull();
+  });
+
+  it("replaces a kept silent active with the first candidate that rises", () => {
+    const cut = plan(ctx({ record: record({ term: 3 }) }))!.record;
+    const p = plan(ctx({ record: cut, healthy: ["b"], alive: ["b"] }))!;
+    expect(p.handover).toBe(false);
+    expect(p.record.status).toEqual({ nodes: [], activeEndpoints: [ep("b")], term: 4 });
+  });
+
+  it("replaces a rising active at once: it holds no lease, so no handover", () => {
+    // Both were cut off; b rose first, a (the active) is heard again but has not risen.
+    const p = plan(ctx({ record: record({ term: 3 }), healthy: ["b"], alive: ["a", "b"], rising: ["a"] }))!;
+    expect(p.handover).toBe(false);
+    expect(p.record.status).toEqual({ nodes: [], activeEndpoints: [ep("b")], term: 4 });
+  });
+
+  it("keeps a silent solo node named for both types", () => {
+    const solo = { ...ctx({}), solo: true, name: "g" };
+    const first = plan({ ...solo, healthy: ["g"], alive: ["g"] })!.record;
+    const silent = plan({ ...solo, record: first })!;
+    expect(keys(silent.record.status.activeEndpoints)).toEqual(["proxy/g", "tunnel/g"]);
+    expect(silent.record.status.term).toBe(first.status.term);
+    expect(silent.record.status.problem).toBe("no healthy candidate; keeping silent proxy/g, tunnel/g named");
+  });
+
+  it("does not keep a live unhealthy active, nor a silent one when another active of its type remains", () => {
+    // Alive but unhealthy (draining, data path failing) with no successor: handed over as before.
+    const live = plan(ctx({ record: record({ term: 3 }), alive: ["a"] }))!;
+    expect(live.handover).toBe(true);
+    expect(live.record.status).toMatchObject({ activeEndpoints: [], term: 4 });
+    // Two proxy replicas, one silent, nobody to replace it: the type still has a healthy active, so the
+    // silent one is dropped and the shortfall reported.
+    const rec = record({ endpoints: [ep("a"), ep("b")], proxy: 2, active: [ep("a"), ep("b")], term: 2 });
+    const p = plan(ctx({ record: rec, healthy: ["b"], alive: ["b"] }))!;
+    expect(p.record.status).toEqual({ nodes: [], activeEndpoints: [ep("b")], term: 3, problem: "no healthy candidate for proxy 1/2" });
   });
 
   it("removes a live but unhealthy active alone first, then adds the successor", () => {
