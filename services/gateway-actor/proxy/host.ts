@@ -1,6 +1,6 @@
 // The main thread's handle on the proxy thread (worker.ts): starts it, forwards the gateway's role and lease
-// on every heartbeat and role change (a few bytes, no waiting), and stops it. The worker runs the bundle
-// next to the gateway-actor bundle, or the TypeScript source under tsx.
+// on every heartbeat while it holds the proxy role and on every role change (a few bytes, no waiting), and
+// stops it. The worker runs the bundle next to the gateway-actor bundle, or the TypeScript source under tsx.
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../../../shared/log";
 import type { ProxyConfig, ProxyStats } from "./engine";
@@ -26,6 +26,7 @@ export class ProxyHost {
   /** The proxy thread can serve (see ProxyEngine's onReady); until then the gateway reports its data path
    * as not ready, so the coordinator does not elect it while another candidate can serve. */
   ready = false;
+  private lastRole: { proxy: boolean; term: number } | null = null;
 
   constructor(private readonly opts: ProxyHostOptions) {
     const data: WorkerInit = {
@@ -54,8 +55,15 @@ export class ProxyHost {
     return this.ready ? { ok: true } : { ok: false, detail: "proxy starting" };
   }
 
+  /**
+   * Forwards the role: while it holds the proxy role, on every call (each one carries the lease it may act
+   * for); otherwise only when something changed — a standby's ten "not the proxy" a second would wake the
+   * proxy thread for nothing.
+   */
   role(proxy: boolean, term: number, leaseLeftMs: number): void {
     if (this.stopped) return;
+    if (!proxy && this.lastRole?.proxy === false && this.lastRole.term === term) return;
+    this.lastRole = { proxy, term };
     this.worker.postMessage({ type: "role", proxy, term, leaseLeftMs } satisfies ToWorker);
   }
 
