@@ -42,7 +42,7 @@ export type DomainContext = {
   /** Candidates heard within gatewayDeadAfterMs (healthy or not): their leases may still run. */
   alive: string[];
   /**
-   * Of `alive`, those heard again after a silence (or a restart) and not risen yet, not draining: nothing
+   * Of `alive`, those heard again after they were declared dead and not risen yet, not draining: nothing
    * acknowledged them since they fell silent, so they hold no lease (HealthTracker.rising).
    */
   rising: string[];
@@ -82,11 +82,10 @@ const epKey = (e: { nodeName: string; type: string }) => `${e.type}/${e.nodeName
  * What the unit should store now, or null when the stored record is right (pure).
  *
  * A newcomer may be added in the same write that removes an active only if that active is silent (not heard
- * for gatewayDeadAfterMs) or rising again after a silence, because then its lease has certainly run out. An
- * active that is still alive —
- * draining, data path failing, or removed from the spec — is removed first (phase one, term + 1); the
- * newcomers follow after `handoverMs`, when its lease is over, so no two actives overlap even in a planned
- * handover.
+ * for gatewayDeadAfterMs) or rising again after it was declared dead, because then its lease has certainly
+ * run out. An active that is still alive — draining, data path failing, or removed from the spec — is removed
+ * first (phase one, term + 1); the newcomers follow after `handoverMs`, when its lease is over, so no two
+ * actives overlap even in a planned handover.
  */
 export function plan(ctx: DomainContext): Plan | null {
   // Unstamped, the first write waits for health too: it is usually an election anyway, which stamps.
@@ -96,19 +95,19 @@ export function plan(ctx: DomainContext): Plan | null {
   const status = base.status ?? emptyStatus();
   const replicas = replicasOf(base.spec);
   const alive = new Set(ctx.alive);
+  const rising = new Set(ctx.rising);
   const fresh = electActive({
     endpoints: base.spec.endpoints,
     replicas,
     healthy: new Set(ctx.healthy),
     current: status.activeEndpoints,
   });
-  const kept = keptSilent(status.activeEndpoints, fresh, base.spec.endpoints, alive, new Set(ctx.rising));
+  const kept = keptSilent(status.activeEndpoints, fresh, base.spec.endpoints, alive, rising);
   const elected = kept.length > 0 ? [...fresh, ...kept] : fresh;
   const electedKeys = new Set(elected.map(epKey));
   const currentKeys = new Set(status.activeEndpoints.map(epKey));
   const adds = elected.some((e) => !currentKeys.has(epKey(e)));
   // A rising active holds no lease (nothing acknowledged it since it fell silent): no handover needed.
-  const rising = new Set(ctx.rising);
   const removedAlive = status.activeEndpoints.some((e) => !electedKeys.has(epKey(e)) && alive.has(e.nodeName) && !rising.has(e.nodeName));
   // Any write that removes a live active waits handoverMs before the next one, even if no successor is
   // ready yet: one may become healthy a moment later, while the removed active's lease still runs.
@@ -144,14 +143,14 @@ export function plan(ctx: DomainContext): Plan | null {
 /**
  * The current actives that went silent and that nobody can replace: of a type for which the election found no
  * healthy candidate at all, the current actives still in the spec that are silent (not alive) or only rising
- * again after a silence. They stay named, with no new term, instead of a term with nobody in it. That is
- * safe: the coordinator acknowledges only healthy candidates, so a silent or rising active has no lease and
- * does not act (gatewayFenceMs < gatewayDeadAfterMs), and nobody else is named beside it. And it is calm: a
- * domain cut off from the cloud (its uplink down, its leaf restarting) costs no election — once it is heard
- * again and has risen, the next acknowledgement restores its lease in the same term — where dropping and
- * re-electing cost two terms per cut, and two per reconnection while the link flapped. The first healthy
- * candidate of the type replaces it as after any death. An active that is alive but unhealthy for a reason
- * of its own (draining, data path failing) is not kept: it is handed over as before.
+ * again after they were declared dead. They stay named, with no new term, instead of a term with nobody in
+ * it. That is safe: the coordinator acknowledges only healthy candidates, so a silent or rising active has no
+ * lease and does not act (gatewayFenceMs < gatewayDeadAfterMs), and nobody else is named beside it. And it is
+ * calm: a domain cut off from the cloud (its uplink down, its leaf restarting) costs no election — once it is
+ * heard again and has risen, the next acknowledgement restores its lease in the same term — where dropping
+ * and re-electing cost two terms per cut, and two per reconnection while the link flapped. The first healthy
+ * candidate of the type replaces it as after any death. An active that is alive but unhealthy for a reason of
+ * its own (draining, data path failing, or just restarted) is not kept: it is handed over as before.
  */
 function keptSilent(
   current: readonly Endpoint[],

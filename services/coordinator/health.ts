@@ -27,8 +27,9 @@ export type CandidateHealth = {
   /** Heard within deadAfterMs: its lease may still be running. */
   alive: boolean;
   /**
-   * Heard again after it was declared dead (or restarted) and not healthy since: the coordinator has not
-   * acknowledged it since it fell silent, so it holds no lease.
+   * Heard again after it was declared dead, and not healthy since: the coordinator has not acknowledged it
+   * since it fell silent, so it holds no lease. (A restart seen only in its seq does not count: any client
+   * of a leaf can publish a heartbeat with a low seq, and the real process may still hold a lease.)
    */
   revived: boolean;
   healthy: boolean;
@@ -92,7 +93,7 @@ export class HealthTracker {
     c.draining = hb.draining;
     c.datapathOk = hb.datapathOk;
     c.acting = hb.active;
-    if (gap || restarted) c.revived = true;
+    if (gap) c.revived = true;
     this.evaluate(c, now);
     if (c.healthy) c.revived = false;
     return c;
@@ -127,7 +128,7 @@ export class HealthTracker {
   }
 
   /**
-   * Heard again after a silence (or a restart), not draining, and not risen yet: it holds no lease (nothing
+   * Heard again after it was declared dead, not draining, and not risen yet: it holds no lease (nothing
    * acknowledged it since it fell silent), so an election may name another candidate in its place at once.
    */
   rising(c: CandidateHealth): boolean {

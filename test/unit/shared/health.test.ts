@@ -34,7 +34,7 @@ function healthyTracker(s: HealthSettings = settings): { h: HealthTracker; last:
 }
 
 describe("HealthTracker: rising", () => {
-  it("calls a candidate rising only from a silence until it is healthy again, and not while draining", () => {
+  it("calls a candidate rising only from a declared death until it is healthy again, and not while draining", () => {
     const { h, last } = healthyTracker();
     const c = h.candidates.get("gw-1")!;
     expect(h.rising(c)).toBe(false); // healthy
@@ -53,7 +53,7 @@ describe("HealthTracker: rising", () => {
     h.gateway(gwHb(13, { datapathOk: false }), last + 200 + DEAD + 350);
     expect(h.rising(c)).toBe(false); // unhealthy, but acknowledged since its silence
     h.gateway(gwHb(1), last + 200 + DEAD + 450);
-    expect(h.rising(c)).toBe(true); // restarted: a new process holds no lease
+    expect(h.rising(c)).toBe(false); // a low seq alone (a restart, or a spoof) proves no lease ran out
   });
 
   it("needs riseCount consecutive heartbeats to become healthy", () => {
