@@ -96,10 +96,15 @@ export function plan(ctx: DomainContext): Plan | null {
   const replicas = replicasOf(base.spec);
   const alive = new Set(ctx.alive);
   const rising = new Set(ctx.rising);
+  // A current active that is rising again after a silence counts as healthy here: after a cut that silenced
+  // the whole domain, the active waits the few heartbeats it needs to rise instead of being replaced by
+  // whichever candidate rose first. It is not acknowledged (so does not act) until it has risen.
+  const healthy = new Set(ctx.healthy);
+  for (const e of status.activeEndpoints) if (rising.has(e.nodeName)) healthy.add(e.nodeName);
   const fresh = electActive({
     endpoints: base.spec.endpoints,
     replicas,
-    healthy: new Set(ctx.healthy),
+    healthy,
     current: status.activeEndpoints,
   });
   const kept = keptSilent(status.activeEndpoints, fresh, base.spec.endpoints, alive, rising);
@@ -113,11 +118,13 @@ export function plan(ctx: DomainContext): Plan | null {
   // ready yet: one may become healthy a moment later, while the removed active's lease still runs.
   const handover = removedAlive;
   const active = handover ? status.activeEndpoints.filter((e) => electedKeys.has(epKey(e))) : elected;
+  // Kept while silent, or held while rising: the same words, so a cut costs one write and its heal another.
+  const waitedFor = active.filter((e) => !ctx.healthy.includes(e.nodeName));
   const problem =
     handover && adds
       ? "handing over from a live gateway"
-      : kept.length > 0
-        ? `no healthy candidate; keeping silent ${kept.map(epKey).join(", ")} named`
+      : waitedFor.length > 0
+        ? `silent active ${waitedFor.map(epKey).join(", ")} kept named`
         : shortfall(active, replicas, base.spec.endpoints);
   const activeChanged = !sameEndpoints(active, status.activeEndpoints);
   const nodes = ctx.members ?? status.nodes;

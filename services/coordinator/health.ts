@@ -32,6 +32,8 @@ export type CandidateHealth = {
    * of a leaf can publish a heartbeat with a low seq, and the real process may still hold a lease.)
    */
   revived: boolean;
+  /** Revived, not healthy yet but on its way: not draining, data path OK (see HealthTracker.rising). */
+  rising: boolean;
   healthy: boolean;
 };
 
@@ -75,6 +77,7 @@ export class HealthTracker {
         acting: hb.active,
         alive: false,
         revived: false,
+        rising: false,
         healthy: false,
       };
       this.candidates.set(hb.node, c);
@@ -95,7 +98,6 @@ export class HealthTracker {
     c.acting = hb.active;
     if (gap) c.revived = true;
     this.evaluate(c, now);
-    if (c.healthy) c.revived = false;
     return c;
   }
 
@@ -120,19 +122,25 @@ export class HealthTracker {
   private evaluate(c: CandidateHealth, now: number, dead = false): void {
     const alive = !dead;
     const healthy = alive && c.streak >= this.settings.riseCount && !c.draining && c.datapathOk;
-    if (healthy !== c.healthy || alive !== c.alive) {
+    if (healthy) c.revived = false;
+    const rising = alive && c.revived && !healthy && !c.draining && c.datapathOk;
+    if (healthy !== c.healthy || alive !== c.alive || rising !== c.rising) {
       c.healthy = healthy;
       c.alive = alive;
+      c.rising = rising;
       this.flipped.add(c.node);
     }
   }
 
   /**
-   * Heard again after it was declared dead, not draining, and not risen yet: it holds no lease (nothing
-   * acknowledged it since it fell silent), so an election may name another candidate in its place at once.
+   * Heard again after it was declared dead and on its way back (not draining, data path OK), but not risen
+   * yet. It holds no lease (nothing acknowledged it since it fell silent): an election may name another
+   * candidate in its place at once; or, if it is the current active, wait the few heartbeats it needs to
+   * rise, rather than switch to whoever rose first after a cut that silenced them all (statecharts/domain.ts).
+   * A change of this is a flip like a change of health, so the domain hears of it.
    */
   rising(c: CandidateHealth): boolean {
-    return c.alive && c.revived && !c.healthy && !c.draining;
+    return c.rising;
   }
 
   /** How long each candidate still counted alive has been silent (the failure detector's input). */

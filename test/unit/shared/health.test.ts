@@ -52,8 +52,16 @@ describe("HealthTracker: rising", () => {
     expect(h.rising(c)).toBe(false); // risen: healthy
     h.gateway(gwHb(13, { datapathOk: false }), last + 200 + DEAD + 350);
     expect(h.rising(c)).toBe(false); // unhealthy, but acknowledged since its silence
-    h.gateway(gwHb(1), last + 200 + DEAD + 450);
+    h.gateway(gwHb(1), last + 200 + DEAD + 400);
     expect(h.rising(c)).toBe(false); // a low seq alone (a restart, or a spoof) proves no lease ran out
+    // Revived with its data path failing: not on its way back, so not rising; its recovery is a flip.
+    sweepAll(h, last + 1400);
+    h.gateway(gwHb(20, { datapathOk: false }), last + 1500);
+    expect(h.rising(c)).toBe(false);
+    h.sweep(last + 1500);
+    h.gateway(gwHb(21), last + 1600);
+    expect(h.rising(c)).toBe(true);
+    expect(h.sweep(last + 1600)).toEqual(new Set(["gw-1"]));
   });
 
   it("needs riseCount consecutive heartbeats to become healthy", () => {

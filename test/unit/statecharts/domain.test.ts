@@ -95,7 +95,7 @@ describe("plan", () => {
     // The whole domain went silent (its uplink is down): no term with nobody in it.
     const cut = plan(ctx({ record: record({ term: 3 }) }))!;
     expect(cut.handover).toBe(false);
-    expect(cut.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 3, problem: "no healthy candidate; keeping silent proxy/a named" });
+    expect(cut.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 3, problem: "silent active proxy/a kept named" });
     // Heard again and risen: the same active, the same term, the problem cleared — no election at all.
     const healed = plan(ctx({ record: cut.record, healthy: ["a"], alive: ["a"] }))!;
     expect(healed.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 3 });
@@ -111,9 +111,23 @@ describe("plan", () => {
     expect(p.record.status).toEqual({ nodes: [], activeEndpoints: [ep("b")], term: 4 });
   });
 
-  it("replaces a rising active at once: it holds no lease, so no handover", () => {
-    // Both were cut off; b rose first, a (the active) is heard again but has not risen.
-    const p = plan(ctx({ record: record({ term: 3 }), healthy: ["b"], alive: ["a", "b"], rising: ["a"] }))!;
+  it("waits for a rising active rather than switch to a candidate that rose first", () => {
+    // The whole domain was cut off; b rose first, a (the active) is heard again and rising.
+    const cut = plan(ctx({ record: record({ term: 3 }) }))!.record;
+    expect(plan(ctx({ record: cut, healthy: ["b"], alive: ["a", "b"], rising: ["a"] }))).toBeNull();
+    // Risen: the same active, the same term.
+    expect(plan(ctx({ record: cut, healthy: ["a", "b"], alive: ["a", "b"] }))!.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 3 });
+    // Its data path fails instead (no longer rising, but alive): handed over in two phases, as a live active.
+    const live = plan(ctx({ record: cut, healthy: ["b"], alive: ["a", "b"] }))!;
+    expect(live.handover).toBe(true);
+    expect(live.record.status).toMatchObject({ activeEndpoints: [], term: 4 });
+  });
+
+  it("replaces a rising active that is no longer current without a handover: it holds no lease", () => {
+    // a was the active, declared dead, and is rising again, but the record names nobody of its type now
+    // (removed from the spec): nothing to wait for, and no lease to wait out.
+    const rec = record({ endpoints: [ep("b")], active: [ep("a")], term: 3 });
+    const p = plan(ctx({ record: rec, healthy: ["b"], alive: ["a", "b"], rising: ["a"] }))!;
     expect(p.handover).toBe(false);
     expect(p.record.status).toEqual({ nodes: [], activeEndpoints: [ep("b")], term: 4 });
   });
@@ -124,7 +138,7 @@ describe("plan", () => {
     const silent = plan({ ...solo, record: first })!;
     expect(keys(silent.record.status.activeEndpoints)).toEqual(["proxy/g", "tunnel/g"]);
     expect(silent.record.status.term).toBe(first.status.term);
-    expect(silent.record.status.problem).toBe("no healthy candidate; keeping silent proxy/g, tunnel/g named");
+    expect(silent.record.status.problem).toBe("silent active proxy/g, tunnel/g kept named");
   });
 
   it("does not keep a live unhealthy active, nor a silent one when another active of its type remains", () => {
