@@ -84,6 +84,8 @@ export class CoordinatorService {
   private readonly readFresh = new Set<string>();
   /** When a unit's candidate health last changed without a new term yet: the start of its election latency. */
   private readonly healthChangedAt = new Map<string, number>();
+  /** Units whose comeback hold (healthEvent) ends at this time: their HEALTH is sent again then. */
+  private readonly comebackHolds = new Map<string, number>();
   /** When this coordinator raised each unit's term, for `raven status` (term-changes.ts: a standby taking over starts empty). */
   private readonly termChanges = new TermChangeWindow();
   private lastSweepAt = 0;
@@ -452,16 +454,36 @@ export class CoordinatorService {
     return unit && this.healthEvent(unit);
   }
 
+  /**
+   * The unit's candidate health for its DomainActor. One hold: when the unit's current active is silent, a
+   * candidate that came back from silence itself less than gatewayDeadAfterMs ago is not offered as healthy
+   * yet. After a cut that silenced the whole domain, its candidates come back within milliseconds of each
+   * other, in no particular order; without the hold, whichever was heard first would replace the active —
+   * one election that the cut itself no longer costs (statecharts/domain.ts keptSilent). The active gets
+   * that long to be heard; after it, the HEALTH is sent again (sweep) and the election goes on as after any
+   * death. A candidate that was never silent (the usual standby of an active that died) is not held.
+   */
   private healthEvent(unit: Unit) {
+    const now = this.opts.clock.now();
     const healthy: string[] = [];
     const alive: string[] = [];
     const rising: string[] = [];
+    const actives = this.domain(unit.key)?.getSnapshot().context.record?.status.activeEndpoints ?? [];
+    const activeSilent = actives.some((e) => !this.tracker.candidates.get(e.nodeName)?.alive);
+    const holdMs = this.opts.timings.gatewayDeadAfterMs;
     for (const c of unit.candidates) {
       const h = this.tracker.candidates.get(c);
-      // A candidate serving another Gateway (stale --gateway, moved label) would be elected and never act.
-      if (h?.healthy && h.gateway === unit.name) healthy.push(c);
       if (h?.alive) alive.push(c);
       if (h && this.tracker.rising(h)) rising.push(c);
+      // A candidate serving another Gateway (stale --gateway, moved label) would be elected and never act.
+      if (!h?.healthy || h.gateway !== unit.name) continue;
+      const held = activeSilent && !actives.some((e) => e.nodeName === c) && now - h.revivedAt < holdMs;
+      if (!held) {
+        healthy.push(c);
+        continue;
+      }
+      const until = h.revivedAt + holdMs;
+      if ((this.comebackHolds.get(unit.key) ?? -Infinity) < until) this.comebackHolds.set(unit.key, until);
     }
     return { type: "HEALTH" as const, healthy, alive, rising };
   }
@@ -511,6 +533,11 @@ export class CoordinatorService {
       if (key && (since === undefined || now - since > 2_000)) this.healthChangedAt.set(key, now);
       const c = this.tracker.candidates.get(node);
       if (c && !c.healthy && !c.alive) counters.inc("raven_heartbeats_missed_total", { domain: c.domain });
+    }
+    for (const [key, until] of this.comebackHolds) {
+      if (now < until) continue;
+      this.comebackHolds.delete(key);
+      touched.add(key);
     }
     for (const key of touched) {
       const unit = this.inventory.partition.units.get(key);

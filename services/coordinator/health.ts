@@ -34,6 +34,8 @@ export type CandidateHealth = {
   revived: boolean;
   /** Revived, not healthy yet but on its way: not draining, data path OK (see HealthTracker.rising). */
   rising: boolean;
+  /** When it was last heard again after being declared dead (-Infinity: never). */
+  revivedAt: number;
   healthy: boolean;
 };
 
@@ -78,6 +80,7 @@ export class HealthTracker {
         alive: false,
         revived: false,
         rising: false,
+        revivedAt: -Infinity,
         healthy: false,
       };
       this.candidates.set(hb.node, c);
@@ -96,7 +99,10 @@ export class HealthTracker {
     c.draining = hb.draining;
     c.datapathOk = hb.datapathOk;
     c.acting = hb.active;
-    if (gap) c.revived = true;
+    if (gap) {
+      c.revived = true;
+      c.revivedAt = now;
+    }
     this.evaluate(c, now);
     return c;
   }

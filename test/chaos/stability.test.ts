@@ -8,8 +8,9 @@
 //  3. SIGSTOP of edge-b's active gateway for 3 s, then SIGCONT: the other candidate takes over as after a
 //     kill; the resumed one never heartbeats as acting active once it runs again, and comes back as a healthy
 //     standby (its lease ran out while it was stopped: fencing does not need it to be awake).
-//  4. A domain cut off from the cloud for 5 s (its leaf SIGSTOPped) and back: no term changes (the silent
-//     active stays named: statecharts/domain.ts keptSilent), and the same active acts again after the heal.
+//  4. A domain cut off from the cloud for 5 s (its leaf SIGSTOPped) and back: no term with nobody in it (the
+//     silent active stays named: statecharts/domain.ts keptSilent), at most one election (usually none: a
+//     standby heard before the active is held back for a moment), and a candidate acting again after it.
 // The hog runs in its own process group, killed in afterAll with the fleet.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -168,7 +169,7 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
     expect(t.observer.violations(replicas)).toEqual([]);
   }, 60_000);
 
-  it("keeps the terms through a 5 s cut of a domain's leaf, and the same active acts again after it", async () => {
+  it("costs at most one election, and no term without an active, to cut a domain's leaf for 5 s", async () => {
     // The SIGSTOP before leaves work behind (a resumed process's backlog, tunnels moving back): start from a
     // fleet whose terms have not moved for 3 s, so that a change counted here is the cut's.
     await eventually("every domain settled and no term change for 3 s", 30_000, async () => {
@@ -178,25 +179,34 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
       return t.observer.history.length === seen && (await settled());
     });
     const before = await activeOf("edge-a");
-    const terms = (await fleetStatus(t.fleet))!.domains.map((d) => [d.gateway, d.term] as const);
+    const terms = new Map((await fleetStatus(t.fleet))!.domains.map((d) => [d.gateway, d.term] as const));
     const historyBefore = t.observer.history.length;
     expect(t.fleet.kill("leaf-edge-a", "SIGSTOP")).toBeGreaterThan(0);
     let healedAt = Infinity;
+    let healedWallMs = Infinity;
     try {
       await sleep(5_000);
     } finally {
       t.fleet.kill("leaf-edge-a", "SIGCONT");
       healedAt = performance.now();
+      healedWallMs = Date.now();
     }
-    await eventually(`${before.node} acting again`, 10_000, () =>
-      heartbeats.some((h) => h.node === before.node && h.heardAt > healedAt && h.term === before.term && h.active.length > 0),
-    );
-    const acting = heartbeats.find((h) => h.node === before.node && h.heardAt > healedAt && h.active.length > 0)!;
-    console.log(`[stability] leaf of edge-a stopped 5 s: ${before.node} acting again ${(acting.heardAt - healedAt).toFixed(0)} ms after SIGCONT, term ${acting.term}`);
+    // Sent after the heal: heartbeats the stopped leaf held are delivered after SIGCONT too, stale.
+    const actingAgain = () => heartbeats.find((h) => h.gateway === before.gateway && h.sentAt >= healedWallMs && h.active.length > 0);
+    await eventually(`a candidate of ${before.gateway} acting again`, 10_000, actingAgain);
+    const acting = actingAgain()!;
     await sleep(1_000);
-    const changes = t.observer.history.slice(historyBefore).filter((a) => a.term !== new Map(terms).get(a.gateway));
-    expect(changes.map((a) => `${a.gateway} term ${a.term}`)).toEqual([]);
-    expect((await fleetStatus(t.fleet, 5_000))!.domains.map((d) => [d.gateway, d.term])).toEqual(terms);
+    const changes = t.observer.history.slice(historyBefore).filter((a) => a.term !== terms.get(a.gateway));
+    console.log(
+      `[stability] leaf of edge-a stopped 5 s: ${acting.node} (active before: ${before.node}) acting again ${(acting.heardAt - healedAt).toFixed(0)} ms after SIGCONT, term ${acting.term}; ${changes.length} term change(s)`,
+    );
+    // The silent active stays named while nobody can replace it, so the cut writes no term with nobody in
+    // it. When the domain comes back, a standby heard before the active is held back for gatewayDeadAfterMs
+    // (coordinator.ts healthEvent), which usually leaves the active in its term; one heard later than that
+    // takes over: one election at most.
+    expect(changes.filter((a) => a.active.length === 0).map((a) => `${a.gateway} term ${a.term} names nobody`)).toEqual([]);
+    expect(changes.filter((a) => a.gateway !== before.gateway).map((a) => `${a.gateway} term ${a.term}`)).toEqual([]);
+    expect(changes.length).toBeLessThanOrEqual(1);
     expect(t.observer.violations(replicas)).toEqual([]);
   }, 60_000);
 });
