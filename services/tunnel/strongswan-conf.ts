@@ -150,9 +150,12 @@ export function ikeSasOf(events: readonly ViciMessage[]): IkeSaInfo[] {
  * The configured subnets an installed CHILD SA does not cover, as "local a, remote b" (empty when it covers
  * them all). An SA is negotiated with the intersection of both sides' selectors: one set up while the other
  * gateway still had an older view of a domain's pod CIDRs (a node that joined a moment before) carries less
- * than either side now wants, and charon keeps it so. Compared as charon prints them (canonical CIDRs).
+ * than either side now wants, and charon keeps it so. Compared as charon prints them (canonical CIDRs). A
+ * child listed with no selectors at all (a charon that does not report them) counts as covering: unknown is
+ * no reason to tear an SA down.
  */
 export function uncoveredSubnets(child: ChildSaInfo, localSubnets: readonly string[], remoteSubnets: readonly string[]): string {
+  if (child.localTs.length === 0 && child.remoteTs.length === 0) return "";
   const missing = (want: readonly string[], have: readonly string[]) => want.filter((c) => !have.includes(c));
   const local = missing(localSubnets, child.localTs);
   const remote = missing(remoteSubnets, child.remoteTs);

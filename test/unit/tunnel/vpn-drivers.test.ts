@@ -143,6 +143,10 @@ describe("uncoveredSubnets", () => {
     expect(uncoveredSubnets(child, ["10.244.0.0/24", "10.244.2.0/24"], ["10.245.0.0/24", "10.245.1.0/24", "10.245.2.0/24"])).toBe("local 10.244.2.0/24, remote 10.245.2.0/24");
     expect(uncoveredSubnets(child, ["10.244.0.0/24"], ["10.245.3.0/24"])).toBe("remote 10.245.3.0/24");
   });
+
+  it("does not judge a child listed without selectors", () => {
+    expect(uncoveredSubnets({ ...child, localTs: [], remoteTs: [] }, ["10.244.0.0/24"], ["10.245.0.0/24"])).toBe("");
+  });
 });
 
 describe("the pre-shared key", () => {
