@@ -255,13 +255,15 @@ export class StrongSwanDriver implements VpnDriver {
     }
     let sas = await this.listSas();
     // An SA that covers fewer subnets than the peer's connection now lists (negotiated while one side still
-    // had an older view) is terminated: the initiator starts it again below, a responder's peer sees it lost
-    // and does. Left alone, charon would keep it, and the missing pod CIDRs would have no path. One that comes
-    // out of this apply's own initiation narrow again is reported down (statusFrom), so the caller's backoff,
-    // not a loop here, paces the next try while the other side catches up.
+    // had an older view) is ended by its initiator, which starts it again below. Left alone, charon would keep
+    // it, and the missing pod CIDRs would have no path. Only the initiator acts: a responder's termination
+    // reaches the initiator as one DELETE, and a lost one left the initiator holding a dead SA until DPD; a
+    // responder with the newer view is repaired when the initiator's own view catches up (its connection
+    // changes, which re-keys it). One that comes out of this apply's own initiation narrow again is reported
+    // down (statusFrom), so the caller's backoff, not a loop here, paces the next try.
     const narrow = sas.filter((s) => {
       const p = peers.find((x) => x.name === s.name);
-      return !!p && s.children.some((c) => c.name === p.name && c.state === "INSTALLED" && uncoveredSubnets(c, p.localSubnets, p.remoteSubnets) !== "");
+      return !!p && initiates(p) && s.children.some((c) => c.name === p.name && c.state === "INSTALLED" && uncoveredSubnets(c, p.localSubnets, p.remoteSubnets) !== "");
     });
     if (narrow.length > 0) {
       this.narrowed += narrow.length;
@@ -298,9 +300,9 @@ export class StrongSwanDriver implements VpnDriver {
     const peers = this.desired.map((p): VpnPeerStatus => {
       const mine = sas.filter((s) => s.name === p.name);
       const up = mine.find((s) => s.state === "ESTABLISHED" && s.children.some((c) => c.name === p.name && c.state === "INSTALLED"));
-      const uncovered = up ? up.children.filter((c) => c.name === p.name && c.state === "INSTALLED").map((c) => uncoveredSubnets(c, p.localSubnets, p.remoteSubnets)) : [];
-      if (up && uncovered.every((u) => u !== "")) {
-        // Up, but too narrow to carry every pod CIDR: down for the caller, who renegotiates (apply ends it).
+      const uncovered = up && initiates(p) ? up.children.filter((c) => c.name === p.name && c.state === "INSTALLED").map((c) => uncoveredSubnets(c, p.localSubnets, p.remoteSubnets)) : [];
+      if (up && uncovered.length > 0 && uncovered.every((u) => u !== "")) {
+        // Up, but too narrow to carry every pod CIDR: down for the initiator, who renegotiates (apply ends it).
         return peerStatus(p.name, PeerState.Down, null, `security association does not cover ${uncovered[0]}`);
       }
       if (up) {

@@ -12,7 +12,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decode, subjects, type GatewayTunnel } from "../../shared/protocol";
-import type { NatsConnection } from "../../shared/nats";
+import { openBuckets, type NatsConnection } from "../../shared/nats";
+import { listGateways } from "../../shared/gateway-store";
 import { REPO_ROOT } from "../../services/fleet/build";
 import { InspectRecorder } from "../../services/ui/recorder";
 import { systemClock } from "../../shared/clock";
@@ -95,6 +96,15 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
       }
     })();
     const t0 = performance.now();
+    // Node actors register after the gateways (the launcher paces them), and a Gateway record lists a new
+    // member up to a resync later. Each change of a domain's pod CIDRs re-keys its SAs, so the mesh is ready
+    // once the records list every node's pod CIDR and then every tunnel is up.
+    const podCidrs = benchTopology().nodes.filter((n) => n.podCIDR).length;
+    const buckets = await openBuckets(nc);
+    await eventually("every node's pod CIDR in its Gateway record", 60_000, async () => {
+      const listed = (await listGateways(buckets.gateways)).flatMap((g) => g.status.nodes.filter((n) => n.subnets.length > 0));
+      return listed.length >= podCidrs;
+    });
     await eventually("the tunnel mesh between the active gateways", 60_000, meshUp, 100);
     // The nodes' routes follow the same records on their own schedule: the data path is ready when a plain
     // node routes the other domains' pod CIDRs to its gateway.

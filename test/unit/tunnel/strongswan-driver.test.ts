@@ -78,6 +78,18 @@ describe("StrongSwanDriver over vici", () => {
     expect(d.narrowed).toBe(1);
   });
 
+  it("leaves a narrow SA to its initiator when it is the responder", async () => {
+    const { d, fake } = driver("narrow-responder");
+    const r: VpnPeer = { ...B, localSubnets: ["10.244.0.0/24", "10.244.1.0/24"], initiate: false };
+    await d.apply({ peers: [r] }); // loaded, nothing initiated: the peer starts
+    await fake("fake-set", { narrow: "b" });
+    await viciCall(join(dir, "narrow-responder", "charon.vici"), "initiate", { ike: "b", child: "b" }); // the peer's SA, narrowed
+    const before = await fake("fake-state");
+    expect(states(await d.apply({ peers: [r] }))).toEqual({ b: "up" });
+    expect((await fake("fake-state")).log.slice(before.log.length).filter((l) => !l.startsWith("list"))).toEqual([]);
+    expect(d.narrowed).toBe(0);
+  });
+
   it("removes a gone peer (SA, connection, key), even when charon no longer has its connection", async () => {
     const { d, fake } = driver("gone");
     await d.apply({ peers: [B, C] });
