@@ -263,7 +263,9 @@ export class StrongSwanDriver implements VpnDriver {
     // down (statusFrom), so the caller's backoff, not a loop here, paces the next try.
     const narrow = sas.filter((s) => {
       const p = peers.find((x) => x.name === s.name);
-      return !!p && initiates(p) && s.children.some((c) => c.name === p.name && c.state === "INSTALLED" && uncoveredSubnets(c, p.localSubnets, p.remoteSubnets) !== "");
+      // Every installed child narrow (while a rekey installs a new one, the old may still be listed).
+      const installed = p ? s.children.filter((c) => c.name === p.name && c.state === "INSTALLED") : [];
+      return !!p && initiates(p) && installed.length > 0 && installed.every((c) => uncoveredSubnets(c, p.localSubnets, p.remoteSubnets) !== "");
     });
     if (narrow.length > 0) {
       this.narrowed += narrow.length;
