@@ -13,6 +13,7 @@ import {
   replicasOf,
   soloGateway,
   type Endpoint,
+  type EndpointType,
   type Gateway,
   type NodeInfo,
 } from "../shared/gateway";
@@ -107,7 +108,7 @@ export function plan(ctx: DomainContext): Plan | null {
     healthy,
     current: status.activeEndpoints,
   });
-  const kept = keptSilent(status.activeEndpoints, fresh, base.spec.endpoints, alive, rising);
+  const kept = keptSilent(status.activeEndpoints, fresh, base.spec.endpoints, replicas, alive);
   const elected = kept.length > 0 ? [...fresh, ...kept] : fresh;
   const electedKeys = new Set(elected.map(epKey));
   const currentKeys = new Set(status.activeEndpoints.map(epKey));
@@ -149,9 +150,10 @@ export function plan(ctx: DomainContext): Plan | null {
 
 /**
  * The current actives that went silent and that nobody can replace: of a type for which the election found no
- * healthy candidate at all, the current actives still in the spec that are silent (not alive) or only rising
- * again after they were declared dead. They stay named, with no new term, instead of a term with nobody in
- * it. That is safe: the coordinator acknowledges only healthy candidates, so a silent or rising active has no
+ * healthy candidate at all, the current actives still in the spec that are silent (not alive), up to the
+ * type's replicas. (A current active rising again after a silence needs no keeping: `plan` counts it as
+ * healthy, so the election itself keeps it.) They stay named, with no new term, instead of a term with
+ * nobody in it. That is safe: the coordinator acknowledges only healthy candidates, so a silent active has no
  * lease and does not act (gatewayFenceMs < gatewayDeadAfterMs), and nobody else is named beside it. And it is
  * calm: a domain cut off from the cloud (its uplink down, its leaf restarting) costs no election — once it is
  * heard again and has risen, the next acknowledgement restores its lease in the same term — where dropping
@@ -163,15 +165,17 @@ function keptSilent(
   current: readonly Endpoint[],
   elected: readonly Endpoint[],
   endpoints: readonly Endpoint[],
+  replicas: Readonly<Record<EndpointType, number>>,
   alive: ReadonlySet<string>,
-  rising: ReadonlySet<string>,
 ): Endpoint[] {
   const inSpec = new Map(endpoints.map((e) => [epKey(e), e]));
-  return current.flatMap((e) => {
+  const kept: Endpoint[] = [];
+  for (const e of current) {
     const spec = inSpec.get(epKey(e));
-    if (!spec || elected.some((x) => x.type === e.type)) return [];
-    return alive.has(e.nodeName) && !rising.has(e.nodeName) ? [] : [spec];
-  });
+    if (!spec || alive.has(e.nodeName) || elected.some((x) => x.type === e.type)) continue;
+    if (kept.filter((x) => x.type === e.type).length < replicas[e.type]) kept.push(spec);
+  }
+  return kept;
 }
 
 export const domainMachine = setup({

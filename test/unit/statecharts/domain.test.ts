@@ -141,6 +141,15 @@ describe("plan", () => {
     expect(silent.record.status.problem).toBe("silent active proxy/g, tunnel/g kept named");
   });
 
+  it("keeps no more silent actives of a type than its replicas now ask for", () => {
+    // Two proxy actives went silent together after the spec went down to one replica, then to none.
+    const two = record({ endpoints: [ep("a"), ep("b")], proxy: 2, active: [ep("a"), ep("b")], term: 2 });
+    const one = plan(ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, replicas: 1 } } } }))!;
+    expect(one.record.status).toMatchObject({ activeEndpoints: [ep("a")], term: 3 });
+    const none = plan(ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, replicas: 0 } } } }))!;
+    expect(none.record.status).toMatchObject({ activeEndpoints: [], term: 3 });
+  });
+
   it("does not keep a live unhealthy active, nor a silent one when another active of its type remains", () => {
     // Alive but unhealthy (draining, data path failing) with no successor: handed over as before.
     const live = plan(ctx({ record: record({ term: 3 }), alive: ["a"] }))!;
