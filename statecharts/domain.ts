@@ -44,7 +44,7 @@ export type DomainContext = {
   alive: string[];
   /**
    * Of `alive`, those heard again after they were declared dead and not risen yet, not draining: nothing
-   * acknowledged them since they fell silent, so they hold no lease (HealthTracker.rising).
+   * acknowledged them since they fell silent, so they hold no lease (CandidateHealth.rising).
    */
   rising: string[];
   /** False until the coordinator has watched heartbeats long enough to judge (no election on a cold view). */

@@ -474,7 +474,7 @@ export class CoordinatorService {
     for (const c of unit.candidates) {
       const h = this.tracker.candidates.get(c);
       if (h?.alive) alive.push(c);
-      if (h && this.tracker.rising(h)) rising.push(c);
+      if (h?.rising) rising.push(c);
       // A candidate serving another Gateway (stale --gateway, moved label) would be elected and never act.
       if (!h?.healthy || h.gateway !== unit.name) continue;
       const held = activeSilent && !actives.some((e) => e.nodeName === c) && now - h.revivedAt < holdMs;

@@ -32,7 +32,12 @@ export type CandidateHealth = {
    * of a leaf can publish a heartbeat with a low seq, and the real process may still hold a lease.)
    */
   revived: boolean;
-  /** Revived, not healthy yet but on its way: not draining, data path OK (see HealthTracker.rising). */
+  /**
+   * Revived and on its way back (not draining, data path OK), but not risen yet. It holds no lease: an
+   * election may name another candidate in its place at once; or, if it is the current active, wait the few
+   * heartbeats it needs to rise, rather than switch to whoever rose first after a cut that silenced them all
+   * (statecharts/domain.ts). A change of this is a flip like a change of health, so the domain hears of it.
+   */
   rising: boolean;
   /** When it was last heard again after being declared dead (-Infinity: never). */
   revivedAt: number;
@@ -136,17 +141,6 @@ export class HealthTracker {
       c.rising = rising;
       this.flipped.add(c.node);
     }
-  }
-
-  /**
-   * Heard again after it was declared dead and on its way back (not draining, data path OK), but not risen
-   * yet. It holds no lease (nothing acknowledged it since it fell silent): an election may name another
-   * candidate in its place at once; or, if it is the current active, wait the few heartbeats it needs to
-   * rise, rather than switch to whoever rose first after a cut that silenced them all (statecharts/domain.ts).
-   * A change of this is a flip like a change of health, so the domain hears of it.
-   */
-  rising(c: CandidateHealth): boolean {
-    return c.rising;
   }
 
   /** How long each candidate still counted alive has been silent (the failure detector's input). */

@@ -137,6 +137,16 @@ export function checkStrongSwanInstalled(paths: Readonly<{ charon?: string; vici
   }
 }
 
+/**
+ * What an SA of `p` fails to cover when its initiator should end it, or "" (see apply): judged only on the
+ * initiating side, and only when every installed child of the peer is narrow (while a rekey installs a new
+ * child, the old one may still be listed).
+ */
+function narrowness(sa: IkeSaInfo, p: VpnPeer): string {
+  if (!initiates(p)) return "";
+  const uncovered = sa.children.filter((c) => c.name === p.name && c.state === "INSTALLED").map((c) => uncoveredSubnets(c, p.localSubnets, p.remoteSubnets));
+  return uncovered.length > 0 && uncovered.every((u) => u !== "") ? uncovered[0]! : "";
+}
 
 export class StrongSwanDriver implements VpnDriver {
   readonly name: string;
@@ -263,9 +273,7 @@ export class StrongSwanDriver implements VpnDriver {
     // down (statusFrom), so the caller's backoff, not a loop here, paces the next try.
     const narrow = sas.filter((s) => {
       const p = peers.find((x) => x.name === s.name);
-      // Every installed child narrow (while a rekey installs a new one, the old may still be listed).
-      const installed = p ? s.children.filter((c) => c.name === p.name && c.state === "INSTALLED") : [];
-      return !!p && initiates(p) && installed.length > 0 && installed.every((c) => uncoveredSubnets(c, p.localSubnets, p.remoteSubnets) !== "");
+      return !!p && narrowness(s, p) !== "";
     });
     if (narrow.length > 0) {
       this.narrowed += narrow.length;
@@ -302,10 +310,10 @@ export class StrongSwanDriver implements VpnDriver {
     const peers = this.desired.map((p): VpnPeerStatus => {
       const mine = sas.filter((s) => s.name === p.name);
       const up = mine.find((s) => s.state === "ESTABLISHED" && s.children.some((c) => c.name === p.name && c.state === "INSTALLED"));
-      const uncovered = up && initiates(p) ? up.children.filter((c) => c.name === p.name && c.state === "INSTALLED").map((c) => uncoveredSubnets(c, p.localSubnets, p.remoteSubnets)) : [];
-      if (up && uncovered.length > 0 && uncovered.every((u) => u !== "")) {
+      const uncovered = up ? narrowness(up, p) : "";
+      if (uncovered !== "") {
         // Up, but too narrow to carry every pod CIDR: down for the initiator, who renegotiates (apply ends it).
-        return peerStatus(p.name, PeerState.Down, null, `security association does not cover ${uncovered[0]}`);
+        return peerStatus(p.name, PeerState.Down, null, `security association does not cover ${uncovered}`);
       }
       if (up) {
         this.peerErrors.delete(p.name);

@@ -37,30 +37,30 @@ describe("HealthTracker: rising", () => {
   it("calls a candidate rising only from a declared death until it is healthy again, and not while draining", () => {
     const { h, last } = healthyTracker();
     const c = h.candidates.get("gw-1")!;
-    expect(h.rising(c)).toBe(false); // healthy
+    expect(c.rising).toBe(false); // healthy
     h.gateway(gwHb(3, { datapathOk: false }), last + 100);
     h.gateway(gwHb(4), last + 200);
-    expect(h.rising(c)).toBe(false); // short of the rise count after a data-path failure, but never silent: it may hold a lease
+    expect(c.rising).toBe(false); // short of the rise count after a data-path failure, but never silent: it may hold a lease
     sweepAll(h, last + 200 + DEAD);
-    expect(h.rising(c)).toBe(false); // declared dead: silent, not rising
+    expect(c.rising).toBe(false); // declared dead: silent, not rising
     h.gateway(gwHb(10), last + 200 + DEAD + 50);
-    expect(h.rising(c)).toBe(true); // heard again, one heartbeat of two
+    expect(c.rising).toBe(true); // heard again, one heartbeat of two
     h.gateway(gwHb(11, { draining: true }), last + 200 + DEAD + 150);
-    expect(h.rising(c)).toBe(false); // draining: handed over, not kept
+    expect(c.rising).toBe(false); // draining: handed over, not kept
     h.gateway(gwHb(12), last + 200 + DEAD + 250);
     expect(h.isHealthy("gw-1")).toBe(true);
-    expect(h.rising(c)).toBe(false); // risen: healthy
+    expect(c.rising).toBe(false); // risen: healthy
     h.gateway(gwHb(13, { datapathOk: false }), last + 200 + DEAD + 350);
-    expect(h.rising(c)).toBe(false); // unhealthy, but acknowledged since its silence
+    expect(c.rising).toBe(false); // unhealthy, but acknowledged since its silence
     h.gateway(gwHb(1), last + 200 + DEAD + 400);
-    expect(h.rising(c)).toBe(false); // a low seq alone (a restart, or a spoof) proves no lease ran out
+    expect(c.rising).toBe(false); // a low seq alone (a restart, or a spoof) proves no lease ran out
     // Revived with its data path failing: not on its way back, so not rising; its recovery is a flip.
     sweepAll(h, last + 1400);
     h.gateway(gwHb(20, { datapathOk: false }), last + 1500);
-    expect(h.rising(c)).toBe(false);
+    expect(c.rising).toBe(false);
     h.sweep(last + 1500);
     h.gateway(gwHb(21), last + 1600);
-    expect(h.rising(c)).toBe(true);
+    expect(c.rising).toBe(true);
     expect(h.sweep(last + 1600)).toEqual(new Set(["gw-1"]));
   });
 
