@@ -18,7 +18,7 @@ import { runMain } from "../shared/process";
 import { loadTopology } from "../shared/topology";
 import { REPO_ROOT } from "../services/fleet/build";
 import { Fleet } from "../services/fleet/fleet";
-import { FleetObserver } from "../services/fleet/observer";
+import { FleetObserver, replicasIn } from "../services/fleet/observer";
 import { percentile } from "./proc-stats";
 import { connectVia } from "./proxy-lib";
 import { LABEL_GATEWAY } from "../shared/gateway";
@@ -146,11 +146,7 @@ runMain(async () => {
         console.log(`kill ${samples.length + failures}/${kills}: ${gateway} ${victim}: ${(err as Error).message}`);
       }
     }
-    const replicas = (gateway: string, type: "proxy" | "tunnel") => {
-      const gw = topology.gateways.find((g) => g.metadata.name === gateway);
-      return !gw ? 1 : type === "proxy" ? gw.spec.proxyConfig.replicas : gw.spec.tunnelConfig.replicas;
-    };
-    const splitBrain = observer.violations(replicas).length;
+    const splitBrain = observer.violations(replicasIn(topology.gateways)).length;
     const stored = new Set((await listGateways((await openBuckets(nc)).gateways)).map((g) => g.metadata.name));
     const lost = topology.gateways.filter((g) => !stored.has(g.metadata.name)).length;
     await nc.close();

@@ -76,9 +76,14 @@ export function descendants(snap: ReadonlyMap<number, ProcSample>, root: number)
  * that exited in between is not counted (none should, in a quiet window; the caller reports restarts).
  */
 export function treeCpuPct(before: ReadonlyMap<number, ProcSample>, after: ReadonlyMap<number, ProcSample>, root: number, seconds: number, clockTicks = 100): number {
-  let ticks = 0;
-  for (const pid of descendants(after, root)) ticks += after.get(pid)!.ticks - (before.get(pid)?.ticks ?? 0);
-  return (ticks / clockTicks / seconds) * 100;
+  let pct = 0;
+  for (const pid of descendants(after, root)) pct += pidCpuPct(before, after, pid, seconds, clockTicks);
+  return pct;
+}
+
+/** CPU of one process alive at the end between two snapshots, in % of one core (as treeCpuPct counts it). */
+export function pidCpuPct(before: ReadonlyMap<number, ProcSample>, after: ReadonlyMap<number, ProcSample>, pid: number, seconds: number, clockTicks = 100): number {
+  return (((after.get(pid)?.ticks ?? 0) - (before.get(pid)?.ticks ?? 0)) / clockTicks / seconds) * 100;
 }
 
 export type StabilityFigures = Readonly<{

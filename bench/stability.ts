@@ -16,7 +16,7 @@
 // when the run failed or was interrupted: then it is kept and its path printed.
 // Last line: stability cold_converge_ms=A cold_flaps=B quiet_flaps=C fleet_cpu_pct=D noisy_flaps=E
 //            noisy_kill_p99_ms=F split_brain=G recover_ms=H
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -27,12 +27,13 @@ import type { StatusReply } from "../shared/protocol";
 import { loadTopology } from "../shared/topology";
 import { REPO_ROOT } from "../services/fleet/build";
 import { CONTROL_NICE, Fleet } from "../services/fleet/fleet";
-import { FleetObserver } from "../services/fleet/observer";
+import { FleetObserver, replicasIn } from "../services/fleet/observer";
 import { checkStrongSwanInstalled, kernelHasEsp } from "../services/tunnel";
 import { integerFlag, once } from "./flags";
+import { startCpuHog, stopCpuHog } from "./hog";
 import { PrerequisiteError } from "./tunnel-fleet";
 import { consoleReporter as out } from "./proxy-lib";
-import { descendants, goals, settledAfter, stabilityLine, termChanges, treeCpuPct, unexplainedChanges, type Kill, type ProcSample, type TermChange } from "./stability-lib";
+import { descendants, goals, pidCpuPct, settledAfter, stabilityLine, termChanges, treeCpuPct, unexplainedChanges, type Kill, type ProcSample, type TermChange } from "./stability-lib";
 import { figure } from "./tunnel-lib";
 
 /** After the fleet reports every domain elected, this long still counts as the cold start. */
@@ -72,26 +73,11 @@ function cpuByKind(fleet: Fleet, before: Map<number, ProcSample & { comm: string
       kind = `${after.get(pid)!.comm} (under ${kindOf.get(up) ?? "the launcher"})`;
     }
     const g = groups.get(kind) ?? { pct: 0, n: 0 };
-    g.pct += ((after.get(pid)!.ticks - (before.get(pid)?.ticks ?? 0)) / 100 / seconds) * 100;
+    g.pct += pidCpuPct(before, after, pid, seconds);
     g.n++;
     groups.set(kind, g);
   }
   return groups;
-}
-
-function startHog(): ChildProcess {
-  const child = spawn("nice", ["-n", String(CONTROL_NICE), "stress-ng", "--cpu", "4", "--quiet"], { stdio: "ignore", detached: true });
-  child.on("error", (err) => out.progress(`stress-ng: ${err.message}`));
-  return child;
-}
-
-function stopHog(hog: ChildProcess | null): void {
-  if (hog?.pid === undefined || hog.exitCode !== null || hog.signalCode !== null) return;
-  try {
-    process.kill(-hog.pid, "SIGKILL"); // its process group: stress-ng and its workers, nothing else
-  } catch {
-    // gone already
-  }
 }
 
 /** Term changes the observer saw in [from, to). */
@@ -124,10 +110,6 @@ runMain(async () => {
   checkStrongSwanInstalled({ libipsec: !kernelHasEsp() });
 
   const topology = loadTopology(flags.topology!);
-  const replicas = (gateway: string, type: "proxy" | "tunnel") => {
-    const gw = topology.gateways.find((g) => g.metadata.name === gateway);
-    return !gw ? 1 : type === "proxy" ? gw.spec.proxyConfig.replicas : gw.spec.tunnelConfig.replicas;
-  };
   const multi = new Set(topology.gateways.filter((g) => new Set(g.spec.endpoints.map((e) => e.nodeName)).size >= 2).map((g) => g.metadata.name));
   const runDir = mkdtempSync(join(tmpdir(), "raven-bench-stability-"));
   const fleet = new Fleet(topology, { runDir, hubPort: 0, restartDelayMs: 1_000, tunnel: true, tunnelDriver: "strongswan", progress: (l) => out.progress(`fleet: ${l.trim()}`) });
@@ -135,7 +117,7 @@ runMain(async () => {
   let hog: ChildProcess | null = null;
   let failed = false;
   const stopAll = once(async () => {
-    stopHog(hog);
+    stopCpuHog(hog);
     await observer?.stop().catch(() => undefined);
     await fleet.stop();
     if (failed || process.exitCode) out.progress(`bench:stability failed or was interrupted; the fleet's logs are kept in ${join(runDir, "logs")}`);
@@ -190,7 +172,7 @@ runMain(async () => {
 
     // 3. Loaded, with kills.
     out.progress(`loaded window: ${noisyMs / 1000} s of stress-ng --cpu 4 at nice ${CONTROL_NICE}, ${kills} kill(s)`);
-    hog = startHog();
+    hog = startCpuHog((err) => out.progress(`stress-ng: ${err.message}`));
     const noisyFrom = performance.now();
     const killLog: Kill[] = [];
     const killMs: number[] = [];
@@ -226,7 +208,7 @@ runMain(async () => {
       }
     }
     await sleep(Math.max(0, noisyFrom + noisyMs - performance.now()));
-    stopHog(hog);
+    stopCpuHog(hog);
     hog = null;
     const noisyTo = performance.now();
     const noisy = unexplainedChanges(changesIn(observer, noisyFrom, noisyTo), killLog);
@@ -235,7 +217,7 @@ runMain(async () => {
     // 4. Recovery.
     await sleep(recoverMs);
     const recoverFigure = settledAfter(changesIn(observer, noisyTo), noisyTo);
-    const splitBrain = observer.violations(replicas).length;
+    const splitBrain = observer.violations(replicasIn(topology.gateways)).length;
     await nc.close();
     const figures = { coldConvergeMs, coldFlaps, quietFlaps: quietChanges.length, fleetCpuPct, noisyFlaps: noisy.length, noisyKillMs: killMs, splitBrain, recoverMs: recoverFigure };
     out.figure(`observer: ${observer.heartbeats} heartbeats, ${observer.claims.length} active claims`);

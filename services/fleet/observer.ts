@@ -7,7 +7,7 @@
 // `violations()` sweeps the claims of each Gateway and type and reports every moment when more candidates
 // were acting active than the Gateway's replicas: split brain.
 import type { Subscription } from "@nats-io/transport-node";
-import type { EndpointType } from "../../shared/gateway";
+import { replicasOf, type EndpointType, type Gateway } from "../../shared/gateway";
 import { connectDaemon, type NatsConnection } from "../../shared/nats";
 import { subjects, tryDecode, type Assignment, type GatewayHeartbeat } from "../../shared/protocol";
 
@@ -16,6 +16,17 @@ export type Claim = { node: string; gateway: string; domain: string; type: Endpo
 export type SeenAssignment = Assignment & { seenAt: number };
 
 export type Violation = { gateway: string; type: EndpointType; at: number; nodes: string[]; replicas: number };
+
+/**
+ * The `replicas` that violations() takes, from the Gateways of a topology: each one's replicas per type; a
+ * name that is not among them (a solo node, its own gateway) has 1.
+ */
+export function replicasIn(gateways: readonly Gateway[]): (gateway: string, type: EndpointType) => number {
+  return (gateway, type) => {
+    const gw = gateways.find((g) => g.metadata.name === gateway);
+    return gw ? replicasOf(gw.spec)[type] : 1;
+  };
+}
 
 export class FleetObserver {
   readonly latest = new Map<string, SeenAssignment>();

@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listGateways } from "../../shared/gateway-store";
 import { openBuckets } from "../../shared/nats";
+import { replicasIn } from "../../services/fleet/observer";
 import { defaultTopology, eventually, fleetStatus, startTestFleet, type TestFleet } from "../helpers/fleet";
 
 const KILLS = Number(process.env.RAVEN_CHAOS_KILLS ?? 12);
@@ -16,11 +17,7 @@ const random = () => ((rand = (rand * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
 
 let t: TestFleet;
 const topology = defaultTopology();
-const replicas = (gateway: string, type: "proxy" | "tunnel") => {
-  const gw = topology.gateways.find((g) => g.metadata.name === gateway);
-  if (!gw) return 1; // solo
-  return type === "proxy" ? gw.spec.proxyConfig.replicas : gw.spec.tunnelConfig.replicas;
-};
+const replicas = replicasIn(topology.gateways);
 const failovers: number[] = [];
 
 beforeAll(async () => {

@@ -12,11 +12,12 @@
 //     silent active stays named: statecharts/domain.ts keptSilent), at most one election (usually none: a
 //     standby heard before the active is held back for a moment), and a candidate acting again after it.
 // The hog runs in its own process group, killed in afterAll with the fleet.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { benchTopology } from "../../bench/tunnel-fleet";
-import { CONTROL_NICE } from "../../services/fleet/fleet";
+import { startCpuHog, stopCpuHog } from "../../bench/hog";
+import { replicasIn } from "../../services/fleet/observer";
 import { VICI_PLUGIN } from "../../services/tunnel";
 import type { NatsConnection } from "../../shared/nats";
 import { decode, subjects, type GatewayHeartbeat } from "../../shared/protocol";
@@ -34,11 +35,7 @@ const skip = skipReason();
 
 const HOG_MS = 30_000;
 const topology = benchTopology();
-const replicas = (gateway: string, type: "proxy" | "tunnel") => {
-  const gw = topology.gateways.find((g) => g.metadata.name === gateway);
-  if (!gw) return 1;
-  return type === "proxy" ? gw.spec.proxyConfig.replicas : gw.spec.tunnelConfig.replicas;
-};
+const replicas = replicasIn(topology.gateways);
 
 let t: TestFleet;
 let nc: NatsConnection;
@@ -46,21 +43,8 @@ let hog: ChildProcess | null = null;
 /** Every gateway heartbeat heard on the hub, with when it arrived here. */
 const heartbeats: Array<GatewayHeartbeat & { heardAt: number }> = [];
 
-function startHog(): ChildProcess {
-  // At the control path's own priority: the hog competes with the heartbeats on equal terms.
-  const child = spawn("nice", ["-n", String(CONTROL_NICE), "stress-ng", "--cpu", "4", "--quiet"], { stdio: "ignore", detached: true });
-  child.on("error", () => undefined);
-  return child;
-}
-
 function stopHog(): void {
-  if (hog?.pid && hog.exitCode === null && hog.signalCode === null) {
-    try {
-      process.kill(-hog.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
+  stopCpuHog(hog);
   hog = null;
 }
 
@@ -104,7 +88,7 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
     const before = t.observer.history.length;
     const terms = (await fleetStatus(t.fleet))!.domains.map((d) => [d.gateway, d.term] as const);
     const termAtStart = new Map(terms);
-    hog = startHog();
+    hog = startCpuHog();
     const heardBefore = heartbeats.length;
     await sleep(HOG_MS);
     expect(hog.exitCode, "stress-ng kept running").toBeNull();
