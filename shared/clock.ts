@@ -101,3 +101,18 @@ export class ManualClock implements Clock {
     this.t = end;
   }
 }
+
+/** Resolves after `ms` on `clock`, or at once when `signal` aborts. */
+export function sleep(ms: number, clock: Clock, signal?: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const onAbort = () => {
+      clock.clearTimeout(t);
+      resolve();
+    };
+    const t = clock.setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}

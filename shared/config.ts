@@ -4,8 +4,15 @@ import { readFileSync } from "node:fs";
 import { ConfigError, describeError } from "./errors";
 
 export type Timings = Readonly<{
-  /** How often a gateway candidate publishes its heartbeat. */
+  /** How often a gateway candidate that holds or is named for a role publishes its heartbeat. */
   gatewayHeartbeatMs: number;
+  /**
+   * How often a standby candidate (no role, not named) publishes its heartbeat. Each heartbeat says when the
+   * next is due, and the coordinator scales its dead-after window by it; a standby named active heartbeats at
+   * once, so failover costs one round trip more, and a dead standby is found out within
+   * gatewayDeadAfterMs × (this / gatewayHeartbeatMs).
+   */
+  gatewayStandbyHeartbeatMs: number;
   /** The coordinator declares a candidate dead when no heartbeat arrived for this long. */
   gatewayDeadAfterMs: number;
   /**
@@ -35,8 +42,12 @@ export type Timings = Readonly<{
   retryMs: number;
 }>;
 
+/** gatewayStandbyHeartbeatMs, unless set, in gatewayHeartbeatMs. */
+const STANDBY_STRETCH = 3;
+
 export const defaultTimings: Timings = Object.freeze({
   gatewayHeartbeatMs: 100,
+  gatewayStandbyHeartbeatMs: 300,
   gatewayDeadAfterMs: 300,
   gatewayFenceMs: 250,
   gatewayRiseCount: 2,
@@ -50,6 +61,12 @@ export const defaultTimings: Timings = Object.freeze({
   drainTimeoutMs: 3000,
   retryMs: 200,
 });
+
+/**
+ * The longest heartbeat period a candidate may announce, in gatewayHeartbeatMs: the coordinator never waits
+ * longer than this many dead-after windows for anyone (services/coordinator/health.ts).
+ */
+export const MAX_HEARTBEAT_STRETCH = 10;
 
 export type RavenConfig = Readonly<{ timings: Timings }>;
 
@@ -75,12 +92,20 @@ export function parseTimings(raw: unknown, path = "timings"): Timings {
   }
   const t = Object.fromEntries(
     (Object.keys(defaultTimings) as (keyof Timings)[]).map((k) => [k, positiveInt(obj, k, path)]),
-  ) as Timings;
+  ) as { -readonly [K in keyof Timings]: Timings[K] };
+  // Unless set, a standby heartbeats STANDBY_STRETCH times slower than the heartbeat period set.
+  if (obj.gatewayStandbyHeartbeatMs === undefined) t.gatewayStandbyHeartbeatMs = STANDBY_STRETCH * t.gatewayHeartbeatMs;
   if (t.gatewayFenceMs >= t.gatewayDeadAfterMs) {
     throw new ConfigError(`${path}.gatewayFenceMs`, `must be below gatewayDeadAfterMs (${t.gatewayDeadAfterMs})`);
   }
   if (t.gatewayHeartbeatMs * 2 > t.gatewayFenceMs) {
     throw new ConfigError(`${path}.gatewayHeartbeatMs`, `must be at most half of gatewayFenceMs (${t.gatewayFenceMs})`);
+  }
+  if (t.gatewayStandbyHeartbeatMs < t.gatewayHeartbeatMs || t.gatewayStandbyHeartbeatMs > MAX_HEARTBEAT_STRETCH * t.gatewayHeartbeatMs) {
+    throw new ConfigError(
+      `${path}.gatewayStandbyHeartbeatMs`,
+      `must be between gatewayHeartbeatMs (${t.gatewayHeartbeatMs}) and ${MAX_HEARTBEAT_STRETCH} times it`,
+    );
   }
   if (t.coordinatorRenewMs * 3 > t.coordinatorLeaseMs) {
     throw new ConfigError(`${path}.coordinatorRenewMs`, `must be at most a third of coordinatorLeaseMs`);

@@ -1,8 +1,10 @@
 // The coordinator process's wiring: NATS subscriptions (registrations, heartbeats, status requests), the
 // HealthTracker, the Inventory, the lease, and the Coordinator statechart with its DomainActors.
 //
-// Both replicas track every heartbeat and watch the KV, so a standby that wins the lease decides at once
-// from a warm view (no cold re-election). Only the lease holder replies, acknowledges heartbeats, publishes
+// Both replicas watch the KV, so a standby that wins the lease has the whole inventory at once. Gateway
+// heartbeats, the fleet's largest stream, only the active follows, and a standby whose lease holder looks
+// gone (followHeartbeats): it wakes early enough to take over from a warm view (no cold re-election) and
+// otherwise costs nothing for them. Only the lease holder replies, acknowledges heartbeats, publishes
 // assignments and writes records; every one of those checks `lease.valid()` at the moment it acts.
 //
 // Acknowledgements are the gateways' leases: a heartbeat from a candidate is acknowledged (an assignment
@@ -14,7 +16,7 @@ import { createActor, fromCallback, fromPromise, type Actor } from "xstate";
 import type { ActorInspector } from "../../shared/inspect";
 import type { Subscription } from "@nats-io/transport-node";
 import { coordinatorMachine, domainMachine, type DomainEvent, type WriteInput } from "../../statecharts";
-import type { Clock, TimerHandle } from "../../shared/clock";
+import { sleep, type Clock, type TimerHandle } from "../../shared/clock";
 import type { Timings } from "../../shared/config";
 import { domainOf, domainProblem, type Unit } from "../../shared/domains";
 import { CasConflictError, InvalidMessageError, NotLeaderError, describeError, errorToWire } from "../../shared/errors";
@@ -89,18 +91,28 @@ export class CoordinatorService {
   /** When this coordinator raised each unit's term, for `raven status` (term-changes.ts: a standby taking over starts empty). */
   private readonly termChanges = new TermChangeWindow();
   private lastSweepAt = 0;
+  /** Following gateway heartbeats (subscribed, swept): while active, or while the lease holder looks gone. */
+  private following: { sub: Subscription; sweep: TimerHandle } | null = null;
+  /** The campaign's verdict: the lease holder looks gone (or announced its release). */
+  private holderStale = false;
   /** Since when a silence across several domains has been waited out (detector.ts), or null. */
   private deferringSince: number | null = null;
   private lastElu = performance.eventLoopUtilization();
   /** Event-loop utilisation, smoothed over about half a second. */
   private loopBusy = 0;
   private registrationsInFlight = 0;
+  private stopping = false;
   private stopped = false;
 
   constructor(private readonly opts: CoordinatorOptions) {
     const { timings, clock, log, buckets, id } = opts;
     this.tracker = new HealthTracker(
-      { deadAfterMs: timings.gatewayDeadAfterMs, riseCount: timings.gatewayRiseCount, nodeDeadAfterMs: timings.nodeDeadAfterMs },
+      {
+        deadAfterMs: timings.gatewayDeadAfterMs,
+        heartbeatMs: timings.gatewayHeartbeatMs,
+        riseCount: timings.gatewayRiseCount,
+        nodeDeadAfterMs: timings.nodeDeadAfterMs,
+      },
       clock.now(),
     );
     this.lease = new CoordinatorLease(
@@ -147,16 +159,26 @@ export class CoordinatorService {
   async start(): Promise<void> {
     const { nc, clock, timings } = this.opts;
     this.inventory.start();
-    this.listen(subjects.allGatewayHeartbeats(), (m) => this.onGatewayHeartbeat(m.subject, m.data));
-    this.listen(subjects.allNodeHeartbeats(), (m) => this.onNodeHeartbeat(m.subject, m.data));
-    this.listen(subjects.allNodeRegisters(), (m) => this.onRegister(m.subject, m.data, (d) => m.respond(d)));
-    this.listen(subjects.status(), (m) => this.onStatus(m.data, (d) => m.respond(d)));
-    this.timers.push(clock.setInterval(() => this.sweep(), timings.sweepMs));
+    this.subs.push(this.listen(subjects.allNodeHeartbeats(), (m) => this.onNodeHeartbeat(m.subject, m.data)));
+    this.subs.push(this.listen(subjects.allNodeRegisters(), (m) => this.onRegister(m.subject, m.data, (d) => m.respond(d))));
+    this.subs.push(this.listen(subjects.status(), (m) => this.onStatus(m.data, (d) => m.respond(d))));
     this.timers.push(clock.setInterval(() => this.resync(), timings.resyncMs));
+    // Awake this long after the holder's last renewal, the standby has heard every live candidate for
+    // leaseMs - wakeAfter (two dead-after windows) by the time it may take the lease.
+    const wakeAfterMs = Math.max(2 * timings.coordinatorRenewMs, timings.coordinatorLeaseMs - 2 * timings.gatewayDeadAfterMs);
 
     const machine = coordinatorMachine.provide({
       actors: {
-        campaign: fromPromise(({ signal }) => this.lease.campaign(signal)),
+        campaign: fromPromise(({ signal }) =>
+          this.lease.campaign(
+            signal,
+            (stale) => {
+              this.holderStale = stale;
+              this.followHeartbeats();
+            },
+            wakeAfterMs,
+          ),
+        ),
         hold: fromCallback(({ sendBack }) => {
           let busy = false;
           const renew = clock.setInterval(() => {
@@ -167,20 +189,18 @@ export class CoordinatorService {
               if (!held) sendBack({ type: "LEASE_LOST", reason: "lease taken by another coordinator" });
             });
           }, timings.coordinatorRenewMs);
-          const check = clock.setInterval(() => {
-            if (!this.lease.valid()) sendBack({ type: "LEASE_LOST", reason: "lease expired before it could be renewed" });
-          }, timings.sweepMs);
-          return () => {
-            clock.clearInterval(renew);
-            clock.clearInterval(check);
-          };
+          // Its expiry is checked on every sweep (one timer, not two waking the process apart).
+          return () => clock.clearInterval(renew);
         }),
       },
     });
     this.actor = createActor(machine, { clock, input: { id: this.opts.id, retryMs: timings.retryMs } });
     this.opts.inspector?.attach(this.actor);
     this.actor.subscribe({
-      next: () => this.reconcileDomains(),
+      next: () => {
+        this.reconcileDomains();
+        this.followHeartbeats();
+      },
       error: (err) => {
         this.opts.log.fatal({ err: describeError(err) }, "coordinator statechart failed");
         this.opts.onFatal(err);
@@ -197,14 +217,51 @@ export class CoordinatorService {
   }
 
   async stop(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopping) return;
+    this.stopping = true;
+    // A standby is told first and given the time to follow heartbeats, so it takes over warm: this
+    // coordinator goes on acknowledging meanwhile.
+    if (this.isActive && (await this.lease.announceRelease())) await sleep(this.releaseNoticeMs(), this.opts.clock);
     this.stopped = true;
     for (const t of this.timers) this.opts.clock.clearInterval(t);
     this.actor?.send({ type: "STOP" });
     this.reconcileDomains();
+    this.followHeartbeats();
     await this.lease.release();
     this.inventory.stop();
     for (const s of this.subs) s.unsubscribe();
+  }
+
+  /** A standby's poll, a dead-after window and the heartbeats a candidate needs to rise. */
+  private releaseNoticeMs(): number {
+    const t = this.opts.timings;
+    return this.lease.settings.pollMs + t.gatewayDeadAfterMs + t.gatewayRiseCount * t.gatewayHeartbeatMs;
+  }
+
+  /**
+   * Subscribes to gateway heartbeats and sweeps them while active or while the lease holder looks gone;
+   * otherwise neither (see the head of this file). Waking starts from a new tracker's view: health heard
+   * before the sleep is stale, and nothing is judged until a whole dead-after window has been heard.
+   */
+  private followHeartbeats(): void {
+    const active = this.actor?.getSnapshot().value === "active";
+    const want = !this.stopped && (active || this.holderStale);
+    if (want === (this.following !== null)) return;
+    const { clock, timings } = this.opts;
+    if (!want) {
+      this.following!.sub.unsubscribe();
+      clock.clearInterval(this.following!.sweep);
+      this.following = null;
+      return;
+    }
+    const now = clock.now();
+    this.tracker.restart(now);
+    this.warmAnnounced = false;
+    this.lastSweepAt = now;
+    this.following = {
+      sub: this.listen(subjects.allGatewayHeartbeats(), (m) => this.onGatewayHeartbeat(m.subject, m.data)),
+      sweep: clock.setInterval(() => this.sweep(), timings.sweepMs),
+    };
   }
 
   // --- messages ----------------------------------------------------------------------------------------------
@@ -215,8 +272,8 @@ export class CoordinatorService {
    * read leave in a single socket write, where an async-iterator loop would yield between messages and
    * flush (one write syscall) per acknowledgement. Nothing here awaits.
    */
-  private listen(subject: string, handle: (m: { subject: string; data: Uint8Array; respond(d: Uint8Array): boolean }) => void): void {
-    const sub = this.opts.nc.subscribe(subject, {
+  private listen(subject: string, handle: (m: { subject: string; data: Uint8Array; respond(d: Uint8Array): boolean }) => void): Subscription {
+    return this.opts.nc.subscribe(subject, {
       callback: (err, m) => {
         if (err) return;
         try {
@@ -227,7 +284,6 @@ export class CoordinatorService {
         }
       },
     });
-    this.subs.push(sub);
   }
 
   private decodeOn<T extends MessageType>(subject: string, data: Uint8Array, type: T): MessageBody<T> | undefined {
@@ -276,7 +332,7 @@ export class CoordinatorService {
     const ackable = assigned && c.healthy;
     const confused = hb.term !== record.status.term || (hb.active.length > 0 && !assigned);
     if (ackable || confused) {
-      this.publishAssignment(unit, record, ackable ? [{ nodeName: hb.node, seq: hb.seq }] : []);
+      this.publishAssignment(unit, record, ackable ? [{ nodeName: hb.node, seq: hb.seq }] : [], hb.node);
     }
   }
 
@@ -490,6 +546,9 @@ export class CoordinatorService {
 
   private sweep(): void {
     const now = this.opts.clock.now();
+    if (this.actor?.getSnapshot().value === "active" && !this.lease.valid(now)) {
+      this.actor.send({ type: "LEASE_LOST", reason: "lease expired before it could be renewed" });
+    }
     const late = now - this.lastSweepAt - this.opts.timings.sweepMs;
     this.lastSweepAt = now;
     const elu = performance.eventLoopUtilization(this.lastElu);
@@ -611,7 +670,8 @@ export class CoordinatorService {
     return acks;
   }
 
-  private publishAssignment(unit: Unit | undefined, record: Gateway, acks: Assignment["acks"]): void {
+  /** To the whole domain, or (an acknowledgement, a correction) to the one candidate `to`. */
+  private publishAssignment(unit: Unit | undefined, record: Gateway, acks: Assignment["acks"], to?: string): void {
     if (!this.lease.valid()) return;
     const domain = unit?.domain ?? this.tracker.candidates.get(unit?.candidates[0] ?? "")?.domain;
     if (!domain) return;
@@ -625,7 +685,7 @@ export class CoordinatorService {
       coordinator: this.opts.id,
       issuedAt: this.opts.clock.wallMs(),
     };
-    this.opts.nc.publish(subjects.assignment(domain), encode("assignment", body));
+    this.opts.nc.publish(to ? subjects.gatewayAssignment(domain, to) : subjects.assignment(domain), encode("assignment", body));
     counters.inc("raven_assignments_published_total");
   }
 

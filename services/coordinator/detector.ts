@@ -20,9 +20,13 @@
 // calm on a busy host. A candidate heard again before it was declared dead keeps its health: its late
 // heartbeat is not a recovery (services/coordinator/health.ts).
 
-export type Silence = Readonly<{ node: string; domain: string; silentMs: number }>;
+// Each candidate has its own dead-after window: a standby heartbeats less often and says so (health.ts),
+// and its window is stretched by as much; "late" is half of a candidate's own window.
+
+export type Silence = Readonly<{ node: string; domain: string; silentMs: number; deadAfterMs: number }>;
 
 export type DetectorInput = Readonly<{
+  /** The shortest dead-after window (an active's): a correlated silence is waited out MAX_DEFER_FACTOR of it. */
   deadAfterMs: number;
   /** The candidates still counted alive, with how long each has been silent. */
   candidates: readonly Silence[];
@@ -47,11 +51,11 @@ export const MAX_DEFER_FACTOR = 2;
 
 export function judgeSilence(input: DetectorInput): Verdict {
   const { deadAfterMs, candidates } = input;
-  const suspects = candidates.filter((c) => c.silentMs >= deadAfterMs).map((c) => c.node);
+  const suspects = candidates.filter((c) => c.silentMs >= c.deadAfterMs).map((c) => c.node);
   if (input.sweepLateMs > STALL_MS) return { kind: "defer", reason: "stall", suspects };
   if (input.loopUtilisation > SATURATED) return { kind: "defer", reason: "saturated", suspects };
   if (suspects.length === 0) return { kind: "judge", dead: [] };
-  const lateDomains = new Set(candidates.filter((c) => c.silentMs >= deadAfterMs / 2).map((c) => c.domain));
+  const lateDomains = new Set(candidates.filter((c) => c.silentMs >= c.deadAfterMs / 2).map((c) => c.domain));
   if (lateDomains.size >= 2 && input.deferredForMs < MAX_DEFER_FACTOR * deadAfterMs) return { kind: "defer", reason: "correlated", suspects };
   return { kind: "judge", dead: suspects };
 }

@@ -7,6 +7,7 @@
 // silent candidate is declared dead is the failure detector's call (detector.ts): the sweep expires exactly
 // the candidates it names. A candidate heard again before being declared dead keeps its streak: a late
 // heartbeat is not a recovery.
+import { MAX_HEARTBEAT_STRETCH } from "../../shared/config";
 import type { EndpointType } from "../../shared/gateway";
 import type { GatewayHeartbeat, NodeHeartbeat } from "../../shared/protocol";
 import type { Silence } from "./detector";
@@ -24,7 +25,12 @@ export type CandidateHealth = {
   draining: boolean;
   datapathOk: boolean;
   acting: EndpointType[];
-  /** Heard within deadAfterMs: its lease may still be running. */
+  /**
+   * Its own dead-after window: deadAfterMs stretched by the period its last heartbeat announced (a standby
+   * heartbeats less often), between deadAfterMs and MAX_HEARTBEAT_STRETCH times it.
+   */
+  deadAfterMs: number;
+  /** Heard within its dead-after window: its lease may still be running. */
   alive: boolean;
   /**
    * Heard again after it was declared dead, and not healthy since: the coordinator has not acknowledged it
@@ -46,12 +52,19 @@ export type CandidateHealth = {
 
 export type NodeLiveness = { node: string; domain: string; lastSeenAt: number; ready: boolean; seq: number };
 
-export type HealthSettings = Readonly<{ deadAfterMs: number; riseCount: number; nodeDeadAfterMs: number }>;
+export type HealthSettings = Readonly<{
+  /** Silence after which a candidate heartbeating every heartbeatMs may be declared dead. */
+  deadAfterMs: number;
+  /** The period deadAfterMs is for; a heartbeat announcing a longer one stretches its sender's window. */
+  heartbeatMs: number;
+  riseCount: number;
+  nodeDeadAfterMs: number;
+}>;
 
 export class HealthTracker {
   readonly candidates = new Map<string, CandidateHealth>();
   readonly nodes = new Map<string, NodeLiveness>();
-  private readonly startedAt: number;
+  private startedAt: number;
   private flipped = new Set<string>();
 
   constructor(
@@ -64,6 +77,16 @@ export class HealthTracker {
   /** True once heartbeats have been watched for a whole dead-after window: before that, absence means nothing. */
   warm(now: number): boolean {
     return now - this.startedAt >= this.settings.deadAfterMs;
+  }
+
+  /**
+   * Forgets every candidate and starts watching afresh, as a new tracker would (a standby coordinator that
+   * stopped following heartbeats while the lease holder was alive, and follows them again).
+   */
+  restart(now: number): void {
+    this.candidates.clear();
+    this.flipped = new Set();
+    this.startedAt = now;
   }
 
   /** Records a gateway heartbeat; returns the candidate's record. */
@@ -82,6 +105,7 @@ export class HealthTracker {
         draining: hb.draining,
         datapathOk: hb.datapathOk,
         acting: hb.active,
+        deadAfterMs: this.settings.deadAfterMs,
         alive: false,
         revived: false,
         rising: false,
@@ -104,12 +128,20 @@ export class HealthTracker {
     c.draining = hb.draining;
     c.datapathOk = hb.datapathOk;
     c.acting = hb.active;
+    c.deadAfterMs = this.windowFor(hb.everyMs);
     if (gap) {
       c.revived = true;
       c.revivedAt = now;
     }
     this.evaluate(c, now);
     return c;
+  }
+
+  /** The dead-after window of a candidate that announced `everyMs` (absent: the usual period). */
+  private windowFor(everyMs: number | undefined): number {
+    const { deadAfterMs, heartbeatMs } = this.settings;
+    if (everyMs === undefined || everyMs <= heartbeatMs) return deadAfterMs;
+    return Math.ceil(deadAfterMs * Math.min(everyMs / heartbeatMs, MAX_HEARTBEAT_STRETCH));
   }
 
   node(hb: NodeHeartbeat, now: number): void {
@@ -146,18 +178,20 @@ export class HealthTracker {
   /** How long each candidate still counted alive has been silent (the failure detector's input). */
   silences(now: number): Silence[] {
     const out: Silence[] = [];
-    for (const c of this.candidates.values()) if (c.alive) out.push({ node: c.node, domain: c.domain, silentMs: now - c.lastSeenAt });
+    for (const c of this.candidates.values()) {
+      if (c.alive) out.push({ node: c.node, domain: c.domain, silentMs: now - c.lastSeenAt, deadAfterMs: c.deadAfterMs });
+    }
     return out;
   }
 
   /**
-   * Expires the candidates the detector declared dead (only those silent for deadAfterMs: the detector can
+   * Expires the candidates the detector declared dead (only those silent for their window: the detector can
    * delay a declaration, never advance it) and returns every candidate whose health flipped since last sweep.
    */
   sweep(now: number, dead: Iterable<string> = []): Set<string> {
     for (const node of dead) {
       const c = this.candidates.get(node);
-      if (c?.alive && now - c.lastSeenAt >= this.settings.deadAfterMs) this.evaluate(c, now, true);
+      if (c?.alive && now - c.lastSeenAt >= c.deadAfterMs) this.evaluate(c, now, true);
     }
     const out = this.flipped;
     this.flipped = new Set();

@@ -4,39 +4,28 @@
 // revision for a whole leaseMs since it first saw it — which is after the holder's validity ended — so
 // two coordinators never act at once, without synchronised clocks.
 import type { KV } from "@nats-io/kv";
-import type { Clock } from "../../shared/clock";
+import { sleep, type Clock } from "../../shared/clock";
 import { CasConflictError, describeError } from "../../shared/errors";
 import { casPut } from "../../shared/kv";
 import type { Logger } from "../../shared/log";
 
 export const LEASE_KEY = "coordinator";
 
-export type LeaseValue = { holder: string; renewedAt: number; since: number };
+/** `releasing`: the holder is about to stop and release the key (a standby wakes up to take it warm). */
+export type LeaseValue = { holder: string; renewedAt: number; since: number; releasing?: boolean };
 
 export type LeaseSettings = Readonly<{ leaseMs: number; renewMs: number; pollMs: number }>;
-
-const sleep = (ms: number, clock: Clock, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const onAbort = () => {
-      clock.clearTimeout(t);
-      resolve();
-    };
-    const t = clock.setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
 
 export class CoordinatorLease {
   private revision = 0;
   private validUntil = -Infinity;
   private since = 0;
+  private releasing = false;
 
   constructor(
     private readonly kv: KV,
     readonly id: string,
-    private readonly settings: LeaseSettings,
+    readonly settings: LeaseSettings,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {}
@@ -49,10 +38,14 @@ export class CoordinatorLease {
     return this.since;
   }
 
-  /** Resolves once this coordinator holds the lease; rejects only when aborted. */
-  async campaign(signal: AbortSignal): Promise<void> {
+  /**
+   * Resolves once this coordinator holds the lease; rejects only when aborted. `onStale` hears, after every
+   * poll, whether the holder looks gone: no holder, or no renewal seen for `staleAfterMs` (the caller wakes
+   * up what it needs warm by the time the lease can be taken, leaseMs after the last renewal seen).
+   */
+  async campaign(signal: AbortSignal, onStale?: (stale: boolean) => void, staleAfterMs = this.settings.leaseMs): Promise<void> {
     let seenRevision = -1;
-    let seenAt = 0;
+    let seenAt = this.clock.now();
     while (!signal.aborted) {
       try {
         const entry = await this.kv.get(LEASE_KEY);
@@ -63,6 +56,7 @@ export class CoordinatorLease {
           seenRevision = revision;
           seenAt = now;
         }
+        onStale?.(!held || now - seenAt >= staleAfterMs || releasingIn(entry));
         if (!held || now - seenAt >= this.settings.leaseMs) {
           const sentAt = this.clock.now();
           const value: LeaseValue = { holder: this.id, renewedAt: this.clock.wallMs(), since: this.clock.wallMs() };
@@ -74,6 +68,8 @@ export class CoordinatorLease {
         }
       } catch (err) {
         if (!(err instanceof CasConflictError)) this.log.warn({ err: describeError(err) }, "lease campaign: KV unavailable");
+        // Unreadable for long: the holder may be gone too; be warm in case the lease can be taken after all.
+        onStale?.(this.clock.now() - seenAt >= staleAfterMs);
       }
       await sleep(this.settings.pollMs, this.clock, signal);
     }
@@ -84,7 +80,7 @@ export class CoordinatorLease {
   async renew(): Promise<boolean> {
     const sentAt = this.clock.now();
     try {
-      const value: LeaseValue = { holder: this.id, renewedAt: this.clock.wallMs(), since: this.since };
+      const value: LeaseValue = { holder: this.id, renewedAt: this.clock.wallMs(), since: this.since, ...(this.releasing ? { releasing: true } : {}) };
       this.revision = await casPut(this.kv, LEASE_KEY, value, this.revision);
       this.validUntil = sentAt + this.settings.leaseMs;
       return true;
@@ -108,6 +104,15 @@ export class CoordinatorLease {
     }
   }
 
+  /**
+   * Tells a standby that this holder will release the lease soon (this and every later renewal say so), so
+   * that it starts following heartbeats now and takes over warm. Returns whether the notice was written.
+   */
+  async announceRelease(): Promise<boolean> {
+    this.releasing = true;
+    return this.valid() && (await this.renew());
+  }
+
   /** Gives the lease up at once (graceful stop) so the standby need not wait for it to expire. */
   async release(): Promise<void> {
     if (!this.valid()) return;
@@ -117,5 +122,14 @@ export class CoordinatorLease {
     } catch (err) {
       this.log.warn({ err: describeError(err) }, "lease release failed; the standby will wait for expiry");
     }
+  }
+}
+
+function releasingIn(entry: { operation: string; json<T>(): T } | null): boolean {
+  if (entry?.operation !== "PUT") return false;
+  try {
+    return entry.json<LeaseValue>().releasing === true;
+  } catch {
+    return false;
   }
 }

@@ -1,5 +1,7 @@
 // GatewayActorService: one gateway candidate on the mesh. Publishes its heartbeat (with what it is acting
-// active for, its term and data-path health) every gatewayHeartbeatMs and at once on every role change;
+// active for, its term and data-path health) every gatewayHeartbeatMs while it holds a role or is named for
+// one, every gatewayStandbyHeartbeatMs otherwise (each heartbeat says which), and at once on every role
+// change and when an assignment names it while it has no lease (so that the acknowledgement follows at once);
 // feeds assignments for its Gateway into the GatewayActor statechart, turning the coordinator's
 // acknowledgements into a lease measured on this process's own monotonic clock. The statechart is ticked with
 // every heartbeat and once more just past the lease's end (not polled): acting is computed from the clock
@@ -50,9 +52,14 @@ export class GatewayActorService {
   /** Monotonic send time of recent heartbeats, by seq modulo SENT_RING. */
   private readonly sentAt = new Float64Array(SENT_RING);
   private readonly sentSeq = new Int32Array(SENT_RING).fill(-1);
-  private readonly timers: TimerHandle[] = [];
-  private sub: Subscription | null = null;
+  private readonly subs: Subscription[] = [];
   private leaseTimer: TimerHandle | null = null;
+  private heartbeatTimer: TimerHandle | null = null;
+  private stopped = false;
+  /** The period the last heartbeat announced. */
+  private everyMs = 0;
+  /** The newest assignment of its term names this candidate (it may not hold the lease yet). */
+  private named = false;
   private log: Logger;
 
   constructor(private readonly opts: GatewayActorOptions) {
@@ -91,11 +98,26 @@ export class GatewayActorService {
     });
     this.actor.start();
 
-    this.sub = nc.subscribe(subjects.assignment(domain));
-    void (async () => {
-      for await (const m of this.sub!) this.onAssignment(m.data);
-    })();
-    this.timers.push(clock.setInterval(() => this.heartbeat(), timings.gatewayHeartbeatMs));
+    // The domain's assignments and this candidate's own acknowledgements, handled in the order they were
+    // read (callbacks, not two async iterators that could interleave differently).
+    const onMessage = (err: Error | null, m: { data: Uint8Array }) => {
+      if (err) return;
+      try {
+        this.onAssignment(m.data);
+      } catch (e) {
+        counters.inc("raven_handler_errors_total", { subject: "assign" });
+        this.log.error({ err: describeError(e) }, "assignment handler failed");
+      }
+    };
+    this.subs.push(nc.subscribe(subjects.assignment(domain), { callback: onMessage }));
+    this.subs.push(nc.subscribe(subjects.gatewayAssignment(domain, this.opts.node), { callback: onMessage }));
+    if (!this.heartbeatTimer) this.heartbeat();
+  }
+
+  /** Fast while it holds a role or is named for one; a plain standby only needs to be known alive. */
+  private period(): number {
+    const { timings } = this.opts;
+    return this.role === "standby" && !this.named ? timings.gatewayStandbyHeartbeatMs : timings.gatewayHeartbeatMs;
   }
 
   /** Ticks the statechart 1 ms past the lease's end, so that an active whose lease runs out shows it at once. */
@@ -128,7 +150,10 @@ export class GatewayActorService {
       leaseUntil = this.sentAt[ack.seq % SENT_RING]! + a.leaseMs;
     }
     this.actor.send({ type: "ASSIGNMENT", gateway: a.gateway, term: a.term, activeTypes, leaseUntil, now });
+    if (a.term >= this.actor.getSnapshot().context.term) this.named = activeTypes.length > 0;
     this.armLeaseTimer();
+    // Named without a lease (a standby elected from its slower heartbeats): one now, acknowledged at once.
+    if (this.named && this.role === "standby" && this.everyMs > this.opts.timings.gatewayHeartbeatMs) this.heartbeat();
   }
 
   /** Publishes a heartbeat now (also called on every role change). */
@@ -144,6 +169,9 @@ export class GatewayActorService {
     this.sentAt[seq % SENT_RING] = now;
     this.sentSeq[seq % SENT_RING] = seq;
     const active = actingTypes(snap, now);
+    this.everyMs = this.period();
+    if (this.heartbeatTimer) clock.clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = this.stopped ? null : clock.setTimeout(() => this.heartbeat(), this.everyMs);
     const body = {
       node,
       domain,
@@ -156,6 +184,7 @@ export class GatewayActorService {
       draining: snap.value === "draining" || snap.value === "stopped",
       datapathOk: probe.ok,
       ...(probe.detail ? { detail: probe.detail } : {}),
+      everyMs: this.everyMs,
     };
     // What the candidate keeps set up follows the role it holds, lapsed or not; acting follows the lease (the
     // proxy thread gets how long it may still act and stops on its own when that runs out).
@@ -187,9 +216,11 @@ export class GatewayActorService {
   }
 
   stop(): void {
-    for (const t of this.timers) this.opts.clock.clearInterval(t);
+    this.stopped = true;
     if (this.leaseTimer) this.opts.clock.clearTimeout(this.leaseTimer);
-    this.sub?.unsubscribe();
+    if (this.heartbeatTimer) this.opts.clock.clearTimeout(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    for (const sub of this.subs) sub.unsubscribe();
     this.actor.stop();
   }
 }

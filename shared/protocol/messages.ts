@@ -7,15 +7,17 @@
 //   node.register    node -> coordinator, request. Facts of the node. Reply: node.registered | error.
 //   node.registered  coordinator -> node. The Gateway (or solo role) its domain belongs to.
 //   node.hb          node heartbeat, every nodeHeartbeatMs. `seq` grows per process start.
-//   gw.hb            gateway candidate heartbeat, every gatewayHeartbeatMs and at once on a role change.
+//   gw.hb            gateway candidate heartbeat, every gatewayHeartbeatMs (gatewayStandbyHeartbeatMs while
+//                    standby and not named) and at once on a role change; `everyMs` says when the next is due.
 //                    `active` lists the endpoint types it is *acting* active for right now (lease valid, term
 //                    current) — what an independent observer counts for split brain. `datapathOk` is its own
 //                    data-path health verdict; `leaseLeftMs` how much longer it may act without a new
 //                    acknowledgement, so an observer can check that no two leases ever overlap.
 //   assignment       coordinator -> a domain's candidates. The domain's Gateway term and active endpoints;
 //                    `acks` name the newest heartbeat seq received from candidates, from which each active
-//                    computes its lease (sentAt of that heartbeat + leaseMs). Published on every change, as an
-//                    acknowledgement of each active's heartbeat, and every resyncMs.
+//                    computes its lease (sentAt of that heartbeat + leaseMs). Published to the whole domain on
+//                    every change and every resyncMs; as the acknowledgement of one active's heartbeat, to that
+//                    candidate alone (its standby peers need not wake ten times a second for it).
 //   error            reply to a request that failed: `{ code, message }`.
 //   status.request / status.reply   CLI <-> active coordinator.
 //
@@ -86,6 +88,8 @@ const gatewayHeartbeat = obj({
   draining: bool,
   datapathOk: bool,
   detail: opt(str({ max: 256 })),
+  /** When its next heartbeat is due, in ms (absent: the coordinator's gatewayHeartbeatMs). */
+  everyMs: opt(int(1, 600_000)),
 });
 
 const endpointRef = obj({ nodeName: name, type: endpointType });

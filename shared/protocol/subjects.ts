@@ -6,7 +6,10 @@
 //   raven.d.<domain>.node.<node>.register   node -> coordinator (request/reply)
 //   raven.d.<domain>.node.<node>.hb         node heartbeat
 //   raven.d.<domain>.gw.<node>.hb           gateway candidate heartbeat
-//   raven.d.<domain>.assign                 coordinator -> the domain's gateway candidates (and observers)
+//   raven.d.<domain>.assign                 coordinator -> the domain's gateway candidates (and observers):
+//                                           every change of the record, and every resyncMs
+//   raven.d.<domain>.gw.<node>.assign       coordinator -> one candidate: the acknowledgement of its heartbeat
+//                                           (an assignment naming its seq), or the correction of a confused one
 //   raven.ctl.status                        CLI -> active coordinator (cloud side only)
 //   raven.d.<domain>.inspect.viewer         a statechart viewer announces itself to the domain's actors (~1/s)
 //   raven.d.<domain>.gw.<node>.inspect      a gateway candidate's inspection batches (only while viewed)
@@ -55,6 +58,7 @@ export const subjects = {
   gatewayHeartbeat: (domain: string, node: string) =>
     `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.hb`,
   assignment: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.assign`,
+  gatewayAssignment: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.assign`,
   status: () => `${SUBJECT_PREFIX}.ctl.status`,
   inspectViewer: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.inspect.viewer`,
   gatewayInspect: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.inspect`,

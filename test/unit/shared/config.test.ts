@@ -113,7 +113,9 @@ describe("invariants", () => {
     // name, breaking override, boundary override that is still fine, key the error must name
     ["fence below dead-after", { gatewayFenceMs: 300 }, { gatewayFenceMs: 299 }, "gatewayFenceMs"],
     ["fence below dead-after (dead lowered)", { gatewayDeadAfterMs: 240 }, { gatewayDeadAfterMs: 251 }, "gatewayFenceMs"],
-    ["gateway heartbeat at most half the fence", { gatewayHeartbeatMs: 126 }, { gatewayHeartbeatMs: 125 }, "gatewayHeartbeatMs"],
+    ["gateway heartbeat at most half the fence", { gatewayHeartbeatMs: 126 }, { gatewayHeartbeatMs: 125, gatewayStandbyHeartbeatMs: 300 }, "gatewayHeartbeatMs"],
+    ["standby heartbeat no faster than an active's", { gatewayStandbyHeartbeatMs: 99 }, { gatewayStandbyHeartbeatMs: 100 }, "gatewayStandbyHeartbeatMs"],
+    ["standby heartbeat at most 10 times slower", { gatewayStandbyHeartbeatMs: 1001 }, { gatewayStandbyHeartbeatMs: 1000 }, "gatewayStandbyHeartbeatMs"],
     ["gateway heartbeat at most half the fence (fence lowered)", { gatewayFenceMs: 199 }, { gatewayFenceMs: 200 }, "gatewayHeartbeatMs"],
     ["renew at most a third of the lease", { coordinatorRenewMs: 334 }, { coordinatorRenewMs: 333 }, "coordinatorRenewMs"],
     ["renew at most a third of the lease (lease lowered)", { coordinatorLeaseMs: 599 }, { coordinatorLeaseMs: 600 }, "coordinatorRenewMs"],
@@ -145,7 +147,13 @@ describe("invariants", () => {
       nodeHeartbeatMs: 5000,
       nodeDeadAfterMs: 20_000,
     };
-    expect(parseTimings(slow)).toEqual({ ...defaultTimings, ...slow });
+    expect(parseTimings(slow)).toEqual({ ...defaultTimings, ...slow, gatewayStandbyHeartbeatMs: 3000 });
+  });
+
+  it("a standby heartbeats three times slower unless set, and never faster than an active or past the stretch limit", () => {
+    expect(defaultTimings.gatewayStandbyHeartbeatMs).toBe(3 * defaultTimings.gatewayHeartbeatMs);
+    expect(parseTimings({ gatewayHeartbeatMs: 50 }).gatewayStandbyHeartbeatMs).toBe(150);
+    expect(parseTimings({ gatewayStandbyHeartbeatMs: 100 }).gatewayStandbyHeartbeatMs).toBe(100);
   });
 });
 

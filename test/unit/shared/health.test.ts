@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import type { GatewayHeartbeat, NodeHeartbeat } from "../../../shared/protocol";
 import { HealthTracker, type HealthSettings } from "../../../services/coordinator/health";
+import { MAX_HEARTBEAT_STRETCH } from "../../../shared/config";
 
-const settings: HealthSettings = { deadAfterMs: 300, riseCount: 2, nodeDeadAfterMs: 3500 };
+const settings: HealthSettings = { deadAfterMs: 300, heartbeatMs: 100, riseCount: 2, nodeDeadAfterMs: 3500 };
 const DEAD = settings.deadAfterMs;
 
 const gwHb = (seq: number, patch: Partial<GatewayHeartbeat> = {}): GatewayHeartbeat => ({
@@ -131,7 +132,7 @@ describe("HealthTracker: silence", () => {
 
   it("expires only what the detector names, and never before deadAfterMs of silence", () => {
     const { h, last } = healthyTracker();
-    expect(h.silences(last + DEAD - 1)).toEqual([{ node: "gw-1", domain: "factory-a", silentMs: DEAD - 1 }]);
+    expect(h.silences(last + DEAD - 1)).toEqual([{ node: "gw-1", domain: "factory-a", silentMs: DEAD - 1, deadAfterMs: DEAD }]);
     expect(h.sweep(last + DEAD - 1, ["gw-1"])).toEqual(new Set());
     expect(h.isHealthy("gw-1")).toBe(true);
     expect(h.sweep(last + DEAD, ["nobody"])).toEqual(new Set());
@@ -145,6 +146,44 @@ describe("HealthTracker: silence", () => {
     const c = h.gateway(gwHb(3), last + DEAD);
     expect(c.streak).toBe(1);
     expect(c.healthy).toBe(false);
+  });
+});
+
+describe("HealthTracker: a standby's longer period", () => {
+  it("stretches a candidate's window by the period its last heartbeat announced, and no further than MAX_HEARTBEAT_STRETCH", () => {
+    const { h, last } = healthyTracker();
+    expect(h.candidates.get("gw-1")!.deadAfterMs).toBe(DEAD); // no everyMs: the usual period
+    h.gateway(gwHb(3, { everyMs: 300 }), last + 100);
+    expect(h.silences(last + 100 + DEAD)).toEqual([{ node: "gw-1", domain: "factory-a", silentMs: DEAD, deadAfterMs: 3 * DEAD }]);
+    expect(h.sweep(last + 100 + DEAD, ["gw-1"])).toEqual(new Set()); // named too early: not expired
+    expect(h.sweep(last + 100 + 3 * DEAD, ["gw-1"])).toEqual(new Set(["gw-1"]));
+    h.gateway(gwHb(4, { everyMs: 600_000 }), last + 5_000);
+    expect(h.candidates.get("gw-1")!.deadAfterMs).toBe(MAX_HEARTBEAT_STRETCH * DEAD);
+    h.gateway(gwHb(5, { everyMs: 50 }), last + 5_100);
+    expect(h.candidates.get("gw-1")!.deadAfterMs).toBe(DEAD); // never shorter than deadAfterMs
+  });
+
+  it("a heartbeat announcing the fast period again shrinks the window at once (a standby named active)", () => {
+    const { h, last } = healthyTracker();
+    h.gateway(gwHb(3, { everyMs: 300 }), last + 100);
+    h.gateway(gwHb(4, { everyMs: 100 }), last + 150);
+    expect(h.sweep(last + 150 + DEAD, ["gw-1"])).toEqual(new Set(["gw-1"]));
+  });
+});
+
+describe("HealthTracker: restart (a standby coordinator waking)", () => {
+  it("forgets every candidate and is cold again for a whole dead-after window; nodes are kept", () => {
+    const { h, last } = healthyTracker();
+    h.node(nodeHb(1), last);
+    h.restart(10_000);
+    expect(h.candidates.size).toBe(0);
+    expect(h.sweep(10_000)).toEqual(new Set());
+    expect(h.warm(10_000 + DEAD - 1)).toBe(false);
+    expect(h.warm(10_000 + DEAD)).toBe(true);
+    expect(h.nodes.has("n-1")).toBe(true);
+    h.gateway(gwHb(3), 10_000);
+    h.gateway(gwHb(4), 10_100);
+    expect(h.isHealthy("gw-1")).toBe(true); // rises as in a new tracker
   });
 });
 

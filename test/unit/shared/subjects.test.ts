@@ -49,12 +49,14 @@ const nodeBuilders = {
   nodeRegister: subjects.nodeRegister,
   nodeHeartbeat: subjects.nodeHeartbeat,
   gatewayHeartbeat: subjects.gatewayHeartbeat,
+  gatewayAssignment: subjects.gatewayAssignment,
 } as const;
 const domainBuilders: Record<string, (domain: string) => string> = {
   nodeRegister: (d) => subjects.nodeRegister(d, "node-1"),
   nodeHeartbeat: (d) => subjects.nodeHeartbeat(d, "node-1"),
   gatewayHeartbeat: (d) => subjects.gatewayHeartbeat(d, "node-1"),
   assignment: (d) => subjects.assignment(d),
+  gatewayAssignment: (d) => subjects.gatewayAssignment(d, "node-1"),
   domainScope: (d) => subjects.domainScope(d),
 };
 
@@ -74,6 +76,7 @@ describe("subject builders", () => {
     expect(subjects.nodeHeartbeat("factory-a", "factory-a-node-1")).toBe("raven.d.factory-a.node.factory-a-node-1.hb");
     expect(subjects.gatewayHeartbeat("shop-b", "shop-b-gw-2")).toBe("raven.d.shop-b.gw.shop-b-gw-2.hb");
     expect(subjects.assignment("vehicle-c")).toBe("raven.d.vehicle-c.assign");
+    expect(subjects.gatewayAssignment("shop-b", "shop-b-gw-2")).toBe("raven.d.shop-b.gw.shop-b-gw-2.assign");
     expect(subjects.domainScope("kiosk")).toBe("raven.d.kiosk.>");
     expect(subjects.status()).toBe("raven.ctl.status");
   });
@@ -200,6 +203,7 @@ describe("domainOfSubject", () => {
         subjects.nodeHeartbeat(d, "n"),
         subjects.gatewayHeartbeat(d, "gw-1"),
         subjects.assignment(d),
+        subjects.gatewayAssignment(d, "gw.1"),
         subjects.domainScope(d),
       ];
       for (const s of built) {

@@ -89,7 +89,7 @@ describe("buildStatus termChangesLastMinute", () => {
       units: [unit("gw-a", "factory-a"), unit("gw-b", "shop-b")],
       record: () => null,
       nodeIP: () => "",
-      tracker: new HealthTracker({ deadAfterMs: 300, riseCount: 2, nodeDeadAfterMs: 3_000 }, 0),
+      tracker: new HealthTracker({ deadAfterMs: 300, heartbeatMs: 100, riseCount: 2, nodeDeadAfterMs: 3_000 }, 0),
       termChanges: w,
       now: 61_000,
       deadAfterMs: 300,
