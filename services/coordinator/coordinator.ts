@@ -118,7 +118,7 @@ export class CoordinatorService {
     this.lease = new CoordinatorLease(
       buckets.leases,
       id,
-      { leaseMs: timings.coordinatorLeaseMs, renewMs: timings.coordinatorRenewMs, pollMs: Math.max(10, Math.floor(timings.coordinatorRenewMs / 2)) },
+      { leaseMs: timings.coordinatorLeaseMs, renewMs: timings.coordinatorRenewMs, pollMs: timings.coordinatorRenewMs },
       clock,
       log,
     );

@@ -36,7 +36,7 @@ export type TunnelManagerTimings = Readonly<{
   /** First retry after a failed negotiation; doubles up to 10x. */
   retryMs: number;
   negotiateTimeoutMs: number;
-  /** How often the driver's live status is read while some tunnel is not up (each read may cost a process). */
+  /** How often the driver's live status is read while some tunnel is not up. */
   statusMs: number;
   /** How often it is read while every tunnel is up: SA loss is rare, and a peer gateway that moves arrives by its record. */
   stableStatusMs: number;
@@ -85,7 +85,8 @@ export class TunnelManager {
   private readonly timers: TimerHandle[] = [];
   private retry: TimerHandle | null = null;
   private polling = false;
-  private polledAt = -Infinity;
+  private pollTimer: TimerHandle | null = null;
+  private pollAt = Infinity;
   private unsubscribe: (() => void) | null = null;
 
   constructor(private readonly opts: TunnelManagerOptions) {
@@ -95,7 +96,7 @@ export class TunnelManager {
   start(): void {
     const { clock } = this.opts;
     this.unsubscribe = this.opts.directory.onChange(() => this.kick());
-    this.timers.push(clock.setInterval(() => void this.poll(), this.timings.statusMs));
+    this.pollWithin(this.timings.statusMs);
     this.timers.push(clock.setInterval(() => void this.probeAll(), this.timings.probeMs));
     this.timers.push(clock.setInterval(() => this.report(), this.timings.reportMs));
     this.kick();
@@ -186,6 +187,7 @@ export class TunnelManager {
     });
     inspector?.attach(actor, `tunnel/${this.opts.node}/${plan.domain}`);
     actor.on("tunnelState", (e) => {
+      if (e.state !== "up") this.pollWithin(this.timings.statusMs);
       const level = e.state === "up" || e.state === "negotiating" || e.state === "closed" ? "info" : "warn";
       log[level]({ peer: e.peer, peerNode: e.peerNode, peerTerm: e.peerTerm, state: e.state, error: e.error ?? undefined }, "tunnel state");
       counters.inc("raven_tunnel_transitions_total", { state: e.state });
@@ -217,15 +219,35 @@ export class TunnelManager {
     for (const p of this.peers.values()) p.actor.send({ type: "TICK", now });
   }
 
+  /**
+   * The driver's status is read (and the TunnelActors ticked: their deadlines and retries are checked on
+   * TICK) every statusMs while some tunnel is on its way, every stableStatusMs once all are up or there are
+   * none: an idle gateway is not woken four times a second for nothing. A tunnel entering any state but
+   * `up` brings the next read forward.
+   */
+  private pollWithin(ms: number): void {
+    const { clock } = this.opts;
+    const at = clock.now() + ms;
+    if (this.stopped || (this.pollTimer && this.pollAt <= at)) return;
+    if (this.pollTimer) clock.clearTimeout(this.pollTimer);
+    this.pollAt = at;
+    this.pollTimer = clock.setTimeout(() => {
+      this.pollTimer = null;
+      this.pollAt = Infinity;
+      void this.poll().finally(() => {
+        const settled = [...this.peers.values()].every((p) => p.actor.getSnapshot().value === "up");
+        this.pollWithin(settled ? this.timings.stableStatusMs : this.timings.statusMs);
+      });
+    }, ms);
+  }
+
   private async poll(): Promise<void> {
     const now = this.opts.clock.now();
-    const settled = [...this.peers.values()].every((p) => p.actor.getSnapshot().value === "up");
-    if (this.polling || this.peers.size === 0 || this.stopped || (settled && now - this.polledAt < this.timings.stableStatusMs)) {
+    if (this.polling || this.peers.size === 0 || this.stopped) {
       for (const p of this.peers.values()) p.actor.send({ type: "TICK", now });
       return;
     }
     this.polling = true;
-    this.polledAt = now;
     try {
       this.feed(await this.opts.driver.status());
     } catch (err) {
@@ -285,6 +307,7 @@ export class TunnelManager {
     this.unsubscribe?.();
     for (const t of this.timers) this.opts.clock.clearInterval(t);
     if (this.retry) this.opts.clock.clearTimeout(this.retry);
+    if (this.pollTimer) this.opts.clock.clearTimeout(this.pollTimer);
     for (const p of this.peers.values()) p.actor.stop();
     this.peers.clear();
     await this.applyTask.stop();

@@ -63,6 +63,12 @@ const settle = async () => {
 
 function setup(node: string) {
   const clock = new ManualClock();
+  // Timer callbacks run: the wake-ups an idle gateway pays for.
+  const wakeups = { count: 0 };
+  const setTimeout = clock.setTimeout.bind(clock);
+  const setInterval = clock.setInterval.bind(clock);
+  clock.setTimeout = (fn, ms) => setTimeout(() => (wakeups.count++, fn()), ms);
+  clock.setInterval = (fn, ms) => setInterval(() => (wakeups.count++, fn()), ms);
   const dir = fleet();
   const driver = new FakeVpnDriver();
   const published: GatewayTunnel[] = [];
@@ -73,7 +79,7 @@ function setup(node: string) {
     clock.advance(ms);
     await settle();
   };
-  return { clock, dir, driver, manager, published, step };
+  return { clock, dir, driver, manager, published, step, wakeups };
 }
 
 describe("TunnelManager", () => {
@@ -162,6 +168,39 @@ describe("TunnelManager", () => {
     driver.healPeer("edge-b");
     await step(3_000);
     expect(manager.tunnels().find((t) => t.peer === "edge-b")!.state).toBe("up");
+  });
+});
+
+describe("TunnelManager: status reads", () => {
+  it("reads the driver's status every stableStatusMs while every tunnel is up (or none is wanted), every statusMs while one is not", async () => {
+    const { driver, manager, step, wakeups } = setup("a-gw-1");
+    let reads = 0;
+    const status = driver.status.bind(driver);
+    driver.status = () => (reads++, status());
+    const readsOver = async (ms: number) => {
+      const before = reads;
+      for (let t = 0; t < ms; t += 50) await step(50);
+      return reads - before;
+    };
+    manager.role(true, 1);
+    await step(0);
+    await readsOver(1_000); // both tunnels come up
+    expect(manager.tunnels().map((t) => t.state)).toEqual(["up", "up"]);
+    const woken = wakeups.count;
+    expect(await readsOver(6_000)).toBe(3); // every 2 s, not every 250 ms
+    // ...and nothing else wakes it in between: 3 reads, 3 probes (2 s), 6 reports (1 s).
+    expect(wakeups.count - woken).toBe(12);
+    driver.failPeer("edge-b");
+    await readsOver(2_000); // the next read finds it down
+    expect(manager.tunnels().find((t) => t.peer === "edge-b")?.state).not.toBe("up");
+    expect(await readsOver(1_000)).toBeGreaterThanOrEqual(3); // on its way back: every 250 ms
+    driver.healPeer("edge-b");
+    await readsOver(3_000);
+    expect(manager.tunnels().map((t) => t.state)).toEqual(["up", "up"]);
+    expect(await readsOver(4_000)).toBeLessThanOrEqual(2);
+    manager.role(false, 2); // no tunnels wanted: no reads at all
+    await readsOver(500);
+    expect(await readsOver(4_000)).toBe(0);
   });
 });
 
