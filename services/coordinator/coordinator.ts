@@ -36,7 +36,7 @@ import {
   type MessageType,
   type StatusReply,
 } from "../../shared/protocol";
-import { judgeSilence } from "./detector";
+import { judgeSilence, STALL_MS } from "./detector";
 import { HealthTracker } from "./health";
 import { Inventory } from "./inventory";
 import { CoordinatorLease } from "./lease";
@@ -92,7 +92,10 @@ export class CoordinatorService {
   private readonly termChanges = new TermChangeWindow();
   private lastSweepAt = 0;
   /** Following gateway heartbeats (subscribed, swept): while active, or while the lease holder looks gone. */
-  private following: { sub: Subscription; sweep: TimerHandle } | null = null;
+  private following: Subscription | null = null;
+  /** The next sweep: when it is due, and its timer. */
+  private sweepTimer: TimerHandle | null = null;
+  private sweepDueAt = Infinity;
   /** The campaign's verdict: the lease holder looks gone (or announced its release). */
   private holderStale = false;
   /** Since when a silence across several domains has been waited out (detector.ts), or null. */
@@ -249,19 +252,39 @@ export class CoordinatorService {
     if (want === (this.following !== null)) return;
     const { clock, timings } = this.opts;
     if (!want) {
-      this.following!.sub.unsubscribe();
-      clock.clearInterval(this.following!.sweep);
+      this.following!.unsubscribe();
       this.following = null;
+      if (this.sweepTimer) clock.clearTimeout(this.sweepTimer);
+      this.sweepTimer = null;
+      this.sweepDueAt = Infinity;
       return;
     }
     const now = clock.now();
     this.tracker.restart(now);
     this.warmAnnounced = false;
     this.lastSweepAt = now;
-    this.following = {
-      sub: this.listen(subjects.allGatewayHeartbeats(), (m) => this.onGatewayHeartbeat(m.subject, m.data)),
-      sweep: clock.setInterval(() => this.sweep(), timings.sweepMs),
-    };
+    this.following = this.listen(subjects.allGatewayHeartbeats(), (m) => this.onGatewayHeartbeat(m.subject, m.data));
+    this.sweepWithin(timings.sweepMs);
+  }
+
+  /**
+   * Sweeps are scheduled, not periodic: every sweepMs while a deadline is near (some candidate's silence could
+   * reach its window by a slower sweep), a flip is waiting to be told, or anything is being waited out;
+   * otherwise a third of the shortest window (100 ms). A deadline is still judged within sweepMs of passing,
+   * and an idle coordinator wakes 10 times a second instead of 50.
+   */
+  private sweepWithin(ms: number): void {
+    const { clock } = this.opts;
+    const at = clock.now() + ms;
+    if (!this.following || (this.sweepTimer && this.sweepDueAt <= at)) return;
+    if (this.sweepTimer) clock.clearTimeout(this.sweepTimer);
+    this.sweepDueAt = at;
+    this.sweepTimer = clock.setTimeout(() => {
+      this.sweepTimer = null;
+      const { timings } = this.opts;
+      const close = this.sweep();
+      this.sweepWithin(close ? timings.sweepMs : Math.max(timings.sweepMs, Math.floor(timings.gatewayDeadAfterMs / 3)));
+    }, ms);
   }
 
   // --- messages ----------------------------------------------------------------------------------------------
@@ -308,6 +331,8 @@ export class CoordinatorService {
     if (!hb || !this.fromItsSubject(subject, hb)) return;
     const now = this.opts.clock.now();
     const c = this.tracker.gateway(hb, now);
+    // A change of health (a recovery, a draining candidate) is told at the next sweep: make it a near one.
+    if (this.tracker.flipsPending) this.sweepWithin(this.opts.timings.sweepMs);
     counters.inc("raven_gateway_heartbeats_total");
     if (!this.isActive) return;
     const key = this.inventory.candidateUnit.get(hb.node);
@@ -544,21 +569,33 @@ export class CoordinatorService {
     return { type: "HEALTH" as const, healthy, alive, rising };
   }
 
-  private sweep(): void {
+  /** One sweep; returns whether the next must come soon (sweepWithin). */
+  private sweep(): boolean {
+    const { timings } = this.opts;
     const now = this.opts.clock.now();
     if (this.actor?.getSnapshot().value === "active" && !this.lease.valid(now)) {
       this.actor.send({ type: "LEASE_LOST", reason: "lease expired before it could be renewed" });
     }
-    const late = now - this.lastSweepAt - this.opts.timings.sweepMs;
+    const late = now - this.sweepDueAt;
+    this.sweepDueAt = Infinity;
+    const sinceLast = now - this.lastSweepAt;
     this.lastSweepAt = now;
     const elu = performance.eventLoopUtilization(this.lastElu);
     this.lastElu = performance.eventLoopUtilization();
-    // Smoothed over ~0.5 s for shedding registrations: one busy sweep window must not stall them.
-    this.loopBusy = 0.96 * this.loopBusy + 0.04 * elu.utilization;
+    // Smoothed over ~0.5 s for shedding registrations (whatever the sweeps' spacing): one busy sweep window
+    // must not stall them.
+    const weight = 1 - Math.pow(0.96, Math.min(sinceLast, 1_000) / timings.sweepMs);
+    this.loopBusy = (1 - weight) * this.loopBusy + weight * elu.utilization;
+    const silences = this.tracker.silences(now);
+    const idleSweepMs = Math.max(timings.sweepMs, Math.floor(timings.gatewayDeadAfterMs / 3));
+    // Near: an idle-spaced next sweep could find it past its window, and, running up to STALL_MS late without
+    // being judged a stall, could miss heartbeats a stall left unread. So every sweep that can declare a death
+    // is at most sweepMs after the one before, as with periodic sweeps, and the stall rule guards it alike.
+    const deadlineNear = silences.some((c) => c.silentMs + idleSweepMs + STALL_MS >= c.deadAfterMs);
     // Whether silent candidates may be declared dead now, or the silence is more likely ours (detector.ts).
     const verdict = judgeSilence({
-      deadAfterMs: this.opts.timings.gatewayDeadAfterMs,
-      candidates: this.tracker.silences(now),
+      deadAfterMs: timings.gatewayDeadAfterMs,
+      candidates: silences,
       sweepLateMs: late,
       loopUtilisation: elu.utilization,
       deferredForMs: this.deferringSince === null ? 0 : now - this.deferringSince,
@@ -567,7 +604,7 @@ export class CoordinatorService {
       counters.inc("raven_sweeps_deferred_total", { reason: verdict.reason });
       // A stalled or saturated loop has heartbeats waiting unread: judge nothing, not even recoveries, until
       // the next sweep runs after they are processed.
-      if (verdict.reason !== "correlated") return;
+      if (verdict.reason !== "correlated") return true;
       if (this.deferringSince === null) {
         this.deferringSince = now;
         this.opts.log.warn({ suspects: verdict.suspects }, "heartbeats late in several domains at once: waiting for them before declaring anyone dead");
@@ -577,11 +614,11 @@ export class CoordinatorService {
       this.deferringSince = null;
     }
     const flipped = this.tracker.sweep(now, verdict.kind === "judge" ? verdict.dead : []);
-    if (!this.tracker.warm(now)) return;
+    if (!this.tracker.warm(now)) return true;
     if (!this.warmAnnounced) {
       this.warmAnnounced = true;
       for (const key of this.domains.keys()) this.sendDomain(key, () => this.healthOf(key));
-      return;
+      return true;
     }
     const touched = new Set<string>();
     for (const node of flipped) {
@@ -603,6 +640,7 @@ export class CoordinatorService {
       // Health flips are what failover waits on: they go straight to the actor, ahead of queued bulk work.
       if (unit) this.domain(key)?.send(this.healthEvent(unit));
     }
+    return deadlineNear || this.deferringSince !== null || this.comebackHolds.size > 0;
   }
 
   private resync(): void {

@@ -89,6 +89,11 @@ export class HealthTracker {
     this.startedAt = now;
   }
 
+  /** Some candidate's health flipped since the last sweep (the next sweep reports it). */
+  get flipsPending(): boolean {
+    return this.flipped.size > 0;
+  }
+
   /** Records a gateway heartbeat; returns the candidate's record. */
   gateway(hb: GatewayHeartbeat, now: number): CandidateHealth {
     let c = this.candidates.get(hb.node);

@@ -171,6 +171,23 @@ describe("HealthTracker: a standby's longer period", () => {
   });
 });
 
+describe("HealthTracker: flipsPending", () => {
+  it("is set by a heartbeat that changes a candidate's health and cleared by the sweep that reports it", () => {
+    const h = new HealthTracker(settings, 0);
+    h.gateway(gwHb(1), 0); // new and alive: a flip
+    expect(h.flipsPending).toBe(true);
+    h.sweep(10);
+    expect(h.flipsPending).toBe(false);
+    h.gateway(gwHb(2), 100); // risen to healthy: a flip
+    expect(h.flipsPending).toBe(true);
+    h.sweep(110);
+    h.gateway(gwHb(3), 200); // still healthy: nothing to tell
+    expect(h.flipsPending).toBe(false);
+    h.gateway(gwHb(4, { draining: true }), 300);
+    expect(h.flipsPending).toBe(true);
+  });
+});
+
 describe("HealthTracker: restart (a standby coordinator waking)", () => {
   it("forgets every candidate and is cold again for a whole dead-after window; nodes are kept", () => {
     const { h, last } = healthyTracker();
