@@ -84,19 +84,28 @@ export function wallOffsetMs(): number {
   return t - performance.now();
 }
 
-/** The fleet as the benchmark sees it: status on the hub, every gw.tunnel report, every assignment. */
+/**
+ * The fleet as the benchmark sees it: status on the hub, every gw.tunnel report, and (observe(), for the
+ * kills) every assignment and heartbeat. The observer is not there during the throughput rounds: following
+ * every heartbeat costs a process about 1 % of a core, which the hand-built runs beside nothing do not pay.
+ */
 export class Witness {
   readonly reports = new Map<string, GatewayTunnel>();
+  private observer: FleetObserver | null = null;
   private constructor(
     readonly fleet: Fleet,
     readonly nc: NatsConnection,
-    readonly observer: FleetObserver,
   ) {}
 
+  /** The assignments and heartbeats seen from now on. */
+  async observe(): Promise<FleetObserver> {
+    this.observer ??= await FleetObserver.start(this.fleet.hubUrl);
+    return this.observer;
+  }
+
   static async attach(fleet: Fleet): Promise<Witness> {
-    const observer = await FleetObserver.start(fleet.hubUrl);
     const nc = await fleet.connect();
-    const w = new Witness(fleet, nc, observer);
+    const w = new Witness(fleet, nc);
     // A callback, not an iterator: nothing here awaits, and a malformed message is skipped (tryDecode), not fatal.
     nc.subscribe(subjects.allGatewayTunnel(), {
       callback: (_err, m) => {
@@ -159,7 +168,7 @@ export class Witness {
   }
 
   async close(): Promise<void> {
-    await this.observer.stop().catch(() => undefined);
+    await this.observer?.stop().catch(() => undefined);
     await this.nc.close().catch(() => undefined);
   }
 }

@@ -20,8 +20,9 @@
 //     Every path through the SA (all but veth_raw) is checked against the SA's own counter: the bytesOut that
 //     edge-a's active gateway reports (gw.tunnel) for its tunnel to edge-b grows by at least the bytes sent in
 //     that run. Ping round trips (p50/p99) on every path too.
-//  0. Before the fleet starts, the reference for the tunnel path (bench/tunnel-handbuilt.ts), measured alike
-//     (bytes, runs, median, SA counter read from its charon, pings):
+//  0. Before the fleet starts, and again after it stopped, the reference for the tunnel path
+//     (bench/tunnel-handbuilt.ts), measured alike (bytes, runs, SA counter read from its charon; pings before
+//     only), its median over both sets of runs, so that the machine's drift weighs on both sides alike:
 //       handbuilt  pod a-node-1 -> pod b-node-1 over the same datapath built by hand — the fleet's namespace
 //                  plan, VXLAN and routes with iproute2, one charon per gateway configured like the driver's and
 //                  loaded with swanctl — with no Raven process running. Goal: tunnel >= 0.95 x handbuilt.
@@ -48,6 +49,7 @@ import { parseFlags } from "../shared/args";
 import { runMain } from "../shared/process";
 import { Fleet } from "../services/fleet/fleet";
 import { isPidAlive, nsExec } from "../services/fleet/netns";
+import type { FleetObserver } from "../services/fleet/observer";
 import { anchorOf, kernelHasEsp } from "../services/tunnel";
 import { integerFlag, once, parseBytes } from "./flags";
 import { consoleReporter, formatBytes, MIB, PathError, ratio, startTargetsProcess } from "./proxy-lib";
@@ -236,7 +238,7 @@ async function measurePings(paths: BulkPath[], count: number): Promise<void> {
 type KillResult = { from: string; to: string; term: number; namedMs: number; ms: number };
 
 /** One SIGKILL of edge-a's active gateway actor, timed to the first ping through the new one (Infinity: none in time). */
-async function killOnce(w: Witness, ping: PingStream): Promise<KillResult> {
+async function killOnce(w: Witness, observer: FleetObserver, ping: PingStream): Promise<KillResult> {
   const before = await w.activeTunnel("edge-a");
   ping.assertRunning();
   ping.replies = [];
@@ -248,7 +250,7 @@ async function killOnce(w: Witness, ping: PingStream): Promise<KillResult> {
   const exitedAt = performance.now();
   const result: KillResult = { from: before.node, to: "?", term: before.term, namedMs: Infinity, ms: Infinity };
   try {
-    const named = await w.observer.waitFor(
+    const named = await observer.waitFor(
       (a) => a.gateway === "gw-a" && a.term > before.term && a.active.some((e) => e.type === "tunnel" && e.nodeName !== before.node),
       RECOVERY_TIMEOUT_MS,
       "new active tunnel endpoint for edge-a",
@@ -275,7 +277,7 @@ runMain(async () => {
   const parsed = parseFlags(
     process.argv.slice(2),
     "npm run bench:tunnel -- [options]   (as root)",
-    "Tunnel mode's data path in one fleet: pod-to-pod TCP throughput through Raven (VXLAN + IPsec) against the same datapath built by hand with no Raven process (measured first), the bare IPsec SA between the same gateways and the raw LAN veth, two paths that split its cost (gateway pods: routing only; node hosts: with the VXLAN legs), ping round trips, then repeated SIGKILLs of edge-a's active gateway timed to the first ping through the new one. Needs root, iproute2, iputils-ping and strongSwan with swanctl (scripts/setup.sh). Figures on stdout (1 MB = 1e6 bytes), progress on stderr; last line (throughputs in MB/s): tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P l3_failover_p99_ms=Q handbuilt_mbps=H ratio_vs_handbuilt=S",
+    "Tunnel mode's data path in one fleet: pod-to-pod TCP throughput through Raven (VXLAN + IPsec) against the same datapath built by hand with no Raven process (measured before the fleet and after it), the bare IPsec SA between the same gateways and the raw LAN veth, two paths that split its cost (gateway pods: routing only; node hosts: with the VXLAN legs), ping round trips, then repeated SIGKILLs of edge-a's active gateway timed to the first ping through the new one. Needs root, iproute2, iputils-ping and strongSwan with swanctl (scripts/setup.sh). Figures on stdout (1 MB = 1e6 bytes), progress on stderr; last line (throughputs in MB/s): tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P l3_failover_p99_ms=Q handbuilt_mbps=H ratio_vs_handbuilt=S",
     {
       bytes: { type: "string", help: "bytes per throughput run (default: 256MiB; 32MiB with --quick)" },
       runs: { type: "string", default: "3", help: "throughput runs per path (the median is reported)" },
@@ -354,13 +356,28 @@ runMain(async () => {
     ping = new PingStream(nodeA.podNs!, target);
     await waitUntil("pings from a-node-1's pod to b-node-1's pod", 10_000, () => ping!.replies.length > 0);
     await waitUntil("both of edge-a's candidates healthy", 30_000, () => w.candidatesHealthy("edge-a"));
+    const observer = await w.observe();
     const results: KillResult[] = [];
     for (let i = 1; i <= kills; i++) {
-      const r = await killOnce(w, ping);
+      const r = await killOnce(w, observer, ping);
       results.push(r);
       out.figure(`kill ${i}/${kills}: ${r.from} -> ${r.to} (term ${r.term}): new active named after ${figure(r.namedMs)} ms, first ping through it after ${figure(r.ms)} ms`);
     }
     const tKills = performance.now();
+
+    // The reference again, once no Raven process runs any more: with the runs before the fleet, a drift of
+    // the machine over the benchmark (this VM's throughput moves by 10 % from one minute to the next) weighs
+    // on both sides of the comparison alike. Its median is over both sets of runs.
+    ping.stop();
+    await witness.close();
+    await fleet.stop();
+    out.progress("building the tunnel datapath by hand again (the fleet has stopped)");
+    const handbuiltAfter = new HandbuiltTunnel(join(runDir, "handbuilt-after"), (l) => out.progress(`handbuilt: ${l}`));
+    stoppers.push(() => handbuiltAfter.stop());
+    await handbuiltAfter.build();
+    hbPath.runs.push(...(await measureHandbuilt(handbuiltAfter, bytes, runs, stoppers)).runs);
+    await handbuiltAfter.stop();
+    const tAfter = performance.now();
 
     // Figures
     const median = (p: BulkPath) => spread(p.runs).p50;
@@ -379,13 +396,13 @@ runMain(async () => {
       `ratios tunnel/ipsec_raw=${figure(ratio(median(tunnel), median(raw)), 2)} (goal >= 0.9: ${ratio(median(tunnel), median(raw)) >= 0.9 ? "met" : "missed"})` +
         ` ipsec_raw/veth_raw=${figure(ratio(median(raw), median(veth)), 2)} tunnel/veth_raw=${figure(ratio(median(tunnel), median(veth)), 2)}` +
         ` ping_p50 tunnel/ipsec_raw=${figure(ratio(tunnel.rtt!.p50, raw.rtt!.p50), 2)}`,
-      `tunnel/handbuilt=${figure(vsHandbuilt, 2)} (goal >= 0.95: ${vsHandbuilt >= 0.95 ? "met" : "missed"}); handbuilt ${figure(median(hbPath), 1)} MB/s, measured before the fleet started: the last line's handbuilt_mbps, in MB/s like its mbps fields`,
+      `tunnel/handbuilt=${figure(vsHandbuilt, 2)} (goal >= 0.95: ${vsHandbuilt >= 0.95 ? "met" : "missed"}); handbuilt ${figure(median(hbPath), 1)} MB/s, measured before the fleet started and after it stopped: the last line's handbuilt_mbps, in MB/s like its mbps fields`,
       `split of the tunnel path against ipsec_raw: gw_pods=${figure(ratio(median(gwPods), median(raw)), 2)} (routing on the gateways)` +
         ` node_hosts=${figure(ratio(median(nodeHosts), median(raw)), 2)} (+ both VXLAN legs and LAN bridges) tunnel=${figure(ratio(median(tunnel), median(raw)), 2)} (+ the pod veths)`,
       `l3_failover kills=${failover.n} failed=${failedKills} p50=${figure(failover.p50)} ms p99=${figure(failover.p99)} ms max=${figure(failover.max)} ms` +
         ` (goal p99 < 2000 ms: ${failover.p99 < 2000 ? "met" : "missed"}); new active named: p50 ${figure(named.p50)} ms, p99 ${figure(named.p99)} ms`,
       ...[p99Note(failover.n)].filter((n): n is string => n !== null).map((n) => `note: ${n}`),
-      `took ${((tKills - t0) / 1000).toFixed(0)} s: handbuilt ${((tHandbuilt - t0) / 1000).toFixed(0)} s, fleet and mesh ${((tReady - tHandbuilt) / 1000).toFixed(0)} s, throughput and pings ${((tThroughput - tReady) / 1000).toFixed(0)} s, ${kills} kills ${((tKills - tThroughput) / 1000).toFixed(0)} s`,
+      `took ${((tAfter - t0) / 1000).toFixed(0)} s: handbuilt ${((tHandbuilt - t0) / 1000).toFixed(0)} s, fleet and mesh ${((tReady - tHandbuilt) / 1000).toFixed(0)} s, throughput and pings ${((tThroughput - tReady) / 1000).toFixed(0)} s, ${kills} kills ${((tKills - tThroughput) / 1000).toFixed(0)} s, handbuilt again ${((tAfter - tKills) / 1000).toFixed(0)} s`,
     ];
     for (const l of lines) out.figure(l);
     out.figure(lastLine({ tunnelMBps: median(tunnel), ipsecRawMBps: median(raw), failoverP50Ms: failover.p50, failoverP99Ms: failover.p99, handbuiltMBps: median(hbPath) }));
