@@ -1,7 +1,23 @@
 // The VPN daemons the drivers run (charon, wireguard-go) as child processes: how their exit is tracked and how
 // they are stopped, the same for every driver.
 import type { ChildProcess } from "node:child_process";
+import { getPriority } from "node:os";
 import { describeError } from "../../shared/errors";
+
+/**
+ * The nice value the daemons run at: the machine's default, below the control path that starts them (the
+ * fleet runs gateway actors at nice -5). A daemon's bursts — IKE's Diffie-Hellman for every peer at once when
+ * a gateway takes over, userspace ESP under load — then cannot delay the heartbeats that keep the gateway's
+ * lease, as they did at the same priority (a cold start lost one active to it), and it competes with the
+ * node's workloads as any process does.
+ */
+export const DAEMON_NICE = 0;
+
+/** Exec-chain words (`nice -n N`) that bring a child from this process's nice down to DAEMON_NICE, if above it. */
+export function daemonNiceArgv(): string[] {
+  const delta = DAEMON_NICE - getPriority();
+  return delta > 0 ? ["nice", "-n", String(delta)] : [];
+}
 
 export type Daemon = {
   readonly child: ChildProcess;

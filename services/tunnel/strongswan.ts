@@ -29,7 +29,7 @@ import { ensureAnchors } from "./anchors";
 import { execInNs } from "./exec";
 import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
 import { canConnect, writePrivate } from "./files";
-import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
+import { daemonNiceArgv, stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { IPSEC_OVERHEAD_BYTES } from "./routes";
 import { connectionMessage, ikeSasOf, renderStrongswanConf, sharedKeyId, sharedKeyMessage, uncoveredSubnets, type IkeSaInfo } from "./strongswan-conf";
 import { checkSuccess, viciCall, ViciClient, ViciError, type ViciCallOptions, type ViciMessage, type ViciReply, type ViciSection } from "./vici";
@@ -378,9 +378,11 @@ export class StrongSwanDriver implements VpnDriver {
         natPort: this.o.natPort,
       }),
     );
-    // exec chain, no fork: ip netns exec -> setpriv -> unshare -> sh -> charon keep one PID, so child.pid is charon's.
+    // exec chain, no fork: ip netns exec -> setpriv -> nice -> unshare -> sh -> charon keep one PID, so child.pid
+    // is charon's.
     const argv = execInNs(this.o.netns, [
       "setpriv", "--pdeathsig", "TERM",
+      ...daemonNiceArgv(),
       "unshare", "--mount", "--propagation", "private",
       "sh", "-c", 'mount -t tmpfs -o mode=0755,size=16m raven-charon /run && exec "$0"', this.o.charonPath,
     ]);

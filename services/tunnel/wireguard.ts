@@ -38,7 +38,7 @@ import { ensureAnchors } from "./anchors";
 import { execInNs } from "./exec";
 import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
 import { canConnect, writePrivate } from "./files";
-import { stopDaemon, watchDaemon, type Daemon } from "./daemon";
+import { daemonNiceArgv, stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./routes";
 import { readPsk } from "./strongswan";
 import {
@@ -325,10 +325,11 @@ export class WireGuardDriver implements VpnDriver {
     if (this.daemon && this.daemon.exitInfo === null) return this.daemon.pid;
     mkdirSync(this.o.stateDir, { recursive: true, mode: 0o700 });
     chmodSync(this.o.stateDir, 0o700);
-    // exec chain, no fork: ip netns exec -> setpriv -> unshare -> sh -> wireguard-go keep one PID, so
+    // exec chain, no fork: ip netns exec -> setpriv -> nice -> unshare -> sh -> wireguard-go keep one PID, so
     // child.pid is wireguard-go's (nsenter and the kill in cleanup rely on it).
     const argv = execInNs(this.o.netns, [
       "setpriv", "--pdeathsig", "KILL",
+      ...daemonNiceArgv(),
       "unshare", "--mount", "--propagation", "private",
       "sh", "-c", 'mount -t tmpfs -o mode=0755,size=1m raven-wireguard /run && exec "$0" -f "$1"', this.o.wireguardGoPath, this.tunnelDev,
     ]);

@@ -8,13 +8,15 @@
 // pod is scraped from the cloud; `raven status` shows the tunnels. Then edge-a's active gateway actor is
 // SIGKILLed: traffic resumes through the new gateway with no manual action.
 import { spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { decode, subjects, type GatewayTunnel } from "../../shared/protocol";
 import { openBuckets, type NatsConnection } from "../../shared/nats";
 import { listGateways } from "../../shared/gateway-store";
 import { REPO_ROOT } from "../../services/fleet/build";
+import { CONTROL_NICE } from "../../services/fleet/fleet";
+import { DAEMON_NICE } from "../../services/tunnel/daemon";
 import { InspectRecorder } from "../../services/ui/recorder";
 import { systemClock } from "../../shared/clock";
 import { isPidAlive } from "../../services/fleet/netns";
@@ -45,6 +47,17 @@ let t: TestFleet;
 let nc: NatsConnection;
 const reports = new Map<string, GatewayTunnel>();
 const helpers: ChildProcess[] = [];
+
+/** A process's parent, name and nice value, from /proc/<pid>/stat (undefined once it is gone). */
+function procStat(pid: number): { ppid: number; comm: string; nice: number } | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const rest = s.slice(s.lastIndexOf(")") + 2).split(" ");
+    return { ppid: Number(rest[1]), comm: s.slice(s.indexOf("(") + 1, s.lastIndexOf(")")), nice: Number(rest[16]) };
+  } catch {
+    return undefined;
+  }
+}
 
 const host = (node: string) => t.fleet.hostOf(node)!;
 const inPod = (node: string, ...argv: string[]) => inNs(host(node).podNs!, ...argv);
@@ -127,6 +140,18 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
     const route = await inNs(host("a-node-1").ns, "ip", "route", "show", "10.244.34.0/24");
     const gw = (await activeTunnel("edge-a")).node;
     expect(route).toContain(`via 240.168.0.${gw === "a-gw-1" ? 1 : 2} dev raven0`);
+  });
+
+  it("runs its VPN daemon at the default priority, below the gateway actor's (no IKE burst delays a heartbeat)", () => {
+    const gateway = t.fleet.procs.get("gateway-a-gw-1")!.pid!;
+    const daemonName = driver === "strongswan" ? "charon" : "wireguard-go";
+    const daemons = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
+      const st = procStat(pid);
+      return st?.ppid === gateway && st.comm === daemonName;
+    });
+    expect(daemons).toHaveLength(1);
+    expect(procStat(gateway)!.nice).toBe(CONTROL_NICE);
+    expect(procStat(daemons[0]!)!.nice).toBe(DAEMON_NICE);
   });
 
   it("reports every tunnel on the mesh with its peer gateway, term, latency and bytes", async () => {
