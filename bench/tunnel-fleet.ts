@@ -154,8 +154,8 @@ export class Witness {
 
   /**
    * The SA counter `node` reports for its tunnel to `peer` (bytes out), counting all traffic up to
-   * `afterWallMs`. While every tunnel is up the manager reads charon only every stableStatusMs (polled every
-   * statusMs) and reports its latest read, so a report counts everything before `afterWallMs` only when sent
+   * `afterWallMs`. While every tunnel is up the manager reads charon only every stableStatusMs (a read may
+   * start up to statusMs late) and reports its latest read, so a report counts everything before `afterWallMs` only when sent
    * that long after it, plus time for the read itself.
    */
   saBytesOut(node: string, peer: string, afterWallMs: number): Promise<number> {

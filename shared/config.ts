@@ -34,7 +34,10 @@ export type Timings = Readonly<{
   coordinatorRenewMs: number;
   /** Every domain's assignment is republished this often, whether or not it changed. */
   resyncMs: number;
-  /** How often deadlines (heartbeats, leases) are checked. */
+  /**
+   * How often deadlines (heartbeats, leases) are checked while one is near; otherwise every
+   * gatewayDeadAfterMs / 3 (services/coordinator/coordinator.ts sweepWithin).
+   */
   sweepMs: number;
   /** A draining gateway stops after this long even if no successor was elected. */
   drainTimeoutMs: number;

@@ -1,6 +1,7 @@
 // Coordinator: active + standby by a lease in KV. In `standby` the invoked `campaign` watches the lease and
 // resolves once it has taken it (the holder's renewals stopped for a whole lease); in `active` the invoked
-// `hold` renews it and reports LEASE_LOST the moment it can no longer prove it holds it. The service runs one
+// `hold` renews it and reports LEASE_LOST when a renewal finds it taken (the service reports its expiry, on its
+// next sweep; every write and acknowledgement checks the lease itself at the moment it acts). The service runs one
 // DomainActor per unit exactly while this machine is `active`, so a deposed coordinator stops deciding
 // before the next one starts.
 //

@@ -166,9 +166,15 @@ export class CoordinatorService {
     this.subs.push(this.listen(subjects.allNodeRegisters(), (m) => this.onRegister(m.subject, m.data, (d) => m.respond(d))));
     this.subs.push(this.listen(subjects.status(), (m) => this.onStatus(m.data, (d) => m.respond(d))));
     this.timers.push(clock.setInterval(() => this.resync(), timings.resyncMs));
-    // Awake this long after the holder's last renewal, the standby has heard every live candidate for
-    // leaseMs - wakeAfter (two dead-after windows) by the time it may take the lease.
-    const wakeAfterMs = Math.max(2 * timings.coordinatorRenewMs, timings.coordinatorLeaseMs - 2 * timings.gatewayDeadAfterMs);
+    // The campaign takes the lease once it has seen one revision for leaseMs; it wakes once it has seen it for
+    // wakeAfterMs, so it has followed heartbeats for leaseMs - wakeAfterMs by then (600 ms with the defaults:
+    // every live candidate heard riseCount times, a standby's 300 ms period included). Never before two
+    // renewals were missed (a late one is no reason to wake), and at least one poll before the takeover.
+    const warmMs = this.warmUpMs();
+    const wakeAfterMs = Math.min(
+      timings.coordinatorLeaseMs - this.lease.settings.pollMs,
+      Math.max(2 * timings.coordinatorRenewMs, timings.coordinatorLeaseMs - warmMs),
+    );
 
     const machine = coordinatorMachine.provide({
       actors: {
@@ -235,10 +241,15 @@ export class CoordinatorService {
     for (const s of this.subs) s.unsubscribe();
   }
 
-  /** A standby's poll, a dead-after window and the heartbeats a candidate needs to rise. */
+  /** A standby's poll, then what its tracker needs to be warm (warmUpMs). */
   private releaseNoticeMs(): number {
+    return this.lease.settings.pollMs + this.warmUpMs();
+  }
+
+  /** Heartbeats followed this long, a tracker is warm and every live candidate has risen, standbys included. */
+  private warmUpMs(): number {
     const t = this.opts.timings;
-    return this.lease.settings.pollMs + t.gatewayDeadAfterMs + t.gatewayRiseCount * t.gatewayHeartbeatMs;
+    return Math.max(t.gatewayDeadAfterMs, t.gatewayRiseCount * t.gatewayStandbyHeartbeatMs);
   }
 
   /**
@@ -281,10 +292,20 @@ export class CoordinatorService {
     this.sweepDueAt = at;
     this.sweepTimer = clock.setTimeout(() => {
       this.sweepTimer = null;
-      const { timings } = this.opts;
-      const close = this.sweep();
-      this.sweepWithin(close ? timings.sweepMs : Math.max(timings.sweepMs, Math.floor(timings.gatewayDeadAfterMs / 3)));
+      let close = true;
+      try {
+        close = this.sweep();
+      } finally {
+        // Also after a throw: without sweeps nobody is ever declared dead again, nor the lease's expiry seen.
+        this.sweepWithin(close ? this.opts.timings.sweepMs : this.idleSweepMs());
+      }
     }, ms);
+  }
+
+  /** The sweeps' spacing while no deadline is near: a third of the shortest window. */
+  private idleSweepMs(): number {
+    const { timings } = this.opts;
+    return Math.max(timings.sweepMs, Math.floor(timings.gatewayDeadAfterMs / 3));
   }
 
   // --- messages ----------------------------------------------------------------------------------------------
@@ -587,11 +608,10 @@ export class CoordinatorService {
     const weight = 1 - Math.pow(0.96, Math.min(sinceLast, 1_000) / timings.sweepMs);
     this.loopBusy = (1 - weight) * this.loopBusy + weight * elu.utilization;
     const silences = this.tracker.silences(now);
-    const idleSweepMs = Math.max(timings.sweepMs, Math.floor(timings.gatewayDeadAfterMs / 3));
     // Near: an idle-spaced next sweep could find it past its window, and, running up to STALL_MS late without
     // being judged a stall, could miss heartbeats a stall left unread. So every sweep that can declare a death
     // is at most sweepMs after the one before, as with periodic sweeps, and the stall rule guards it alike.
-    const deadlineNear = silences.some((c) => c.silentMs + idleSweepMs + STALL_MS >= c.deadAfterMs);
+    const deadlineNear = silences.some((c) => c.silentMs + this.idleSweepMs() + STALL_MS >= c.deadAfterMs);
     // Whether silent candidates may be declared dead now, or the silence is more likely ours (detector.ts).
     const verdict = judgeSilence({
       deadAfterMs: timings.gatewayDeadAfterMs,

@@ -1,5 +1,6 @@
 // FleetObserver: an independent witness of a running fleet, for the chaos test and the failover benchmark.
-// It subscribes on the hub to every assignment and every gateway candidate's own heartbeat and keeps:
+// It subscribes on the hub to every domain's assignments (changes and resyncs; the acknowledgements that go to
+// one candidate's own subject it does not need) and every gateway candidate's own heartbeat and keeps:
 //   - the newest assignment per Gateway (term, actives, when it was seen, on this process's clock);
 //   - "claims": intervals in which a candidate said it was acting active for an endpoint type. A claim runs
 //     from the sending time of its first active heartbeat to the end of the lease it last reported

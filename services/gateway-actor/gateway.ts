@@ -5,8 +5,8 @@
 // feeds assignments for its Gateway into the GatewayActor statechart, turning the coordinator's
 // acknowledgements into a lease measured on this process's own monotonic clock. The statechart is ticked with
 // every heartbeat and once more just past the lease's end (not polled): acting is computed from the clock
-// whenever it is asked (actingTypes), so the tick only moves the visible role, and an idle candidate costs
-// gatewayHeartbeatMs wake-ups, not one per sweep.
+// whenever it is asked (actingTypes), so the tick only moves the visible role, and an idle candidate wakes
+// once per heartbeat, not once per sweep.
 import { createActor, type Actor } from "xstate";
 import type { Subscription } from "@nats-io/transport-node";
 import { actingTypes, gatewayMachine, heldTypes, type GatewayRole } from "../../statecharts";
@@ -156,8 +156,19 @@ export class GatewayActorService {
     if (this.named && this.role === "standby" && this.everyMs > this.opts.timings.gatewayHeartbeatMs) this.heartbeat();
   }
 
-  /** Publishes a heartbeat now (also called on every role change). */
+  /** Publishes a heartbeat now (also called on every role change), and arms the next. */
   heartbeat(): void {
+    try {
+      this.publishHeartbeat();
+    } finally {
+      // Also after a throw: a candidate that stops heartbeating is declared dead, however healthy it is.
+      const { clock } = this.opts;
+      if (this.heartbeatTimer) clock.clearTimeout(this.heartbeatTimer);
+      this.heartbeatTimer = this.stopped ? null : clock.setTimeout(() => this.heartbeat(), this.everyMs || this.period());
+    }
+  }
+
+  private publishHeartbeat(): void {
     const { clock, nc, node, domain } = this.opts;
     const now = clock.now();
     this.actor.send({ type: "TICK", now });
@@ -170,8 +181,6 @@ export class GatewayActorService {
     this.sentSeq[seq % SENT_RING] = seq;
     const active = actingTypes(snap, now);
     this.everyMs = this.period();
-    if (this.heartbeatTimer) clock.clearTimeout(this.heartbeatTimer);
-    this.heartbeatTimer = this.stopped ? null : clock.setTimeout(() => this.heartbeat(), this.everyMs);
     const body = {
       node,
       domain,

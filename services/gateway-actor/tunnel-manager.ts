@@ -234,11 +234,18 @@ export class TunnelManager {
     this.pollTimer = clock.setTimeout(() => {
       this.pollTimer = null;
       this.pollAt = Infinity;
+      // The next one is armed before this read starts: a read that hangs (a daemon slow to answer) must not
+      // stop the ticks that run the TunnelActors' deadlines.
+      this.pollWithin(this.settled() ? this.timings.stableStatusMs : this.timings.statusMs);
       void this.poll().finally(() => {
-        const settled = [...this.peers.values()].every((p) => p.actor.getSnapshot().value === "up");
-        this.pollWithin(settled ? this.timings.stableStatusMs : this.timings.statusMs);
+        if (!this.settled()) this.pollWithin(this.timings.statusMs);
       });
     }, ms);
+  }
+
+  /** Every tunnel up (or none wanted). */
+  private settled(): boolean {
+    return [...this.peers.values()].every((p) => p.actor.getSnapshot().value === "up");
   }
 
   private async poll(): Promise<void> {
