@@ -229,14 +229,17 @@ export class CoordinatorService {
     if (this.stopping) return;
     this.stopping = true;
     // A standby is told first and given the time to follow heartbeats, so it takes over warm: this
-    // coordinator goes on acknowledging meanwhile.
-    if (this.isActive && (await this.lease.announceRelease())) await sleep(this.releaseNoticeMs(), this.opts.clock);
+    // coordinator goes on acknowledging meanwhile. Neither KV write may hold the stop up for long: when the
+    // whole fleet stops at once (Ctrl-C), the hub may already be gone, and the standby then waits for expiry.
+    const { clock, timings } = this.opts;
+    const quickly = <T>(p: Promise<T>) => Promise.race([p, sleep(timings.coordinatorRenewMs, clock).then(() => undefined)]);
+    if (this.isActive && (await quickly(this.lease.announceRelease()))) await sleep(this.releaseNoticeMs(), clock);
     this.stopped = true;
-    for (const t of this.timers) this.opts.clock.clearInterval(t);
+    for (const t of this.timers) clock.clearInterval(t);
     this.actor?.send({ type: "STOP" });
     this.reconcileDomains();
     this.followHeartbeats();
-    await this.lease.release();
+    await quickly(this.lease.release());
     this.inventory.stop();
     for (const s of this.subs) s.unsubscribe();
   }
