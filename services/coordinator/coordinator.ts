@@ -1,9 +1,9 @@
 // The coordinator process's wiring: NATS subscriptions (registrations, heartbeats, status requests), the
 // HealthTracker, the Inventory, the lease, and the Coordinator statechart with its DomainActors.
 //
-// Both replicas watch the KV, so a standby that wins the lease has the whole inventory at once. Gateway
-// heartbeats, the fleet's largest stream, only the active follows, and a standby whose lease holder looks
-// gone (followHeartbeats): it wakes early enough to take over from a warm view (no cold re-election) and
+// Both replicas watch the KV, so a standby that wins the lease has the whole inventory at once. Heartbeats,
+// the fleet's largest stream, only the active follows, and a standby whose lease holder looks gone
+// (followHeartbeats): it wakes early enough to take over from a warm view (no cold re-election) and
 // otherwise costs nothing for them. Only the lease holder replies, acknowledges heartbeats, publishes
 // assignments and writes records; every one of those checks `lease.valid()` at the moment it acts.
 //
@@ -92,7 +92,7 @@ export class CoordinatorService {
   private readonly termChanges = new TermChangeWindow();
   private lastSweepAt = 0;
   /** Following gateway heartbeats (subscribed, swept): while active, or while the lease holder looks gone. */
-  private following: Subscription | null = null;
+  private following: Subscription[] | null = null;
   /** The next sweep: when it is due, and its timer. */
   private sweepTimer: TimerHandle | null = null;
   private sweepDueAt = Infinity;
@@ -162,7 +162,6 @@ export class CoordinatorService {
   async start(): Promise<void> {
     const { nc, clock, timings } = this.opts;
     this.inventory.start();
-    this.subs.push(this.listen(subjects.allNodeHeartbeats(), (m) => this.onNodeHeartbeat(m.subject, m.data)));
     this.subs.push(this.listen(subjects.allNodeRegisters(), (m) => this.onRegister(m.subject, m.data, (d) => m.respond(d))));
     this.subs.push(this.listen(subjects.status(), (m) => this.onStatus(m.data, (d) => m.respond(d))));
     this.timers.push(clock.setInterval(() => this.resync(), timings.resyncMs));
@@ -256,7 +255,7 @@ export class CoordinatorService {
   }
 
   /**
-   * Subscribes to gateway heartbeats and sweeps them while active or while the lease holder looks gone;
+   * Subscribes to gateway and node heartbeats and sweeps them while active or while the lease holder looks gone;
    * otherwise neither (see the head of this file). Waking starts from a new tracker's view: health heard
    * before the sleep is stale, and nothing is judged until a whole dead-after window has been heard.
    */
@@ -266,7 +265,7 @@ export class CoordinatorService {
     if (want === (this.following !== null)) return;
     const { clock, timings } = this.opts;
     if (!want) {
-      this.following!.unsubscribe();
+      for (const sub of this.following!) sub.unsubscribe();
       this.following = null;
       if (this.sweepTimer) clock.clearTimeout(this.sweepTimer);
       this.sweepTimer = null;
@@ -277,7 +276,12 @@ export class CoordinatorService {
     this.tracker.restart(now);
     this.warmAnnounced = false;
     this.lastSweepAt = now;
-    this.following = this.listen(subjects.allGatewayHeartbeats(), (m) => this.onGatewayHeartbeat(m.subject, m.data));
+    // Node heartbeats only feed `raven status` (READY): a node not heard since the wake shows not ready until
+    // its next heartbeat, a second at most.
+    this.following = [
+      this.listen(subjects.allGatewayHeartbeats(), (m) => this.onGatewayHeartbeat(m.subject, m.data)),
+      this.listen(subjects.allNodeHeartbeats(), (m) => this.onNodeHeartbeat(m.subject, m.data)),
+    ];
     this.sweepWithin(timings.sweepMs);
   }
 
