@@ -4,7 +4,8 @@
 //     every domain has its actives, and the term changes after each domain's first election (a fresh KV
 //     elects term 1, so each term above 1 is one), counted after a settle of SETTLE_MS;
 //  2. a quiet window (--quiet-s): term changes, and the CPU of every process the fleet started, in % of one
-//     core (from /proc, per kind of process);
+//     core (from /proc, per kind of process), beside a reference measured in the same window: an empty
+//     Node.js process woken 100 times a second, the price of a wake-up on this host at this time;
 //  3. a loaded window (--noisy-s) of `stress-ng --cpu 4` at the control path's own priority (fleet.ts
 //     CONTROL_NICE), with --kills SIGKILLs of active gateways spread over it, each once both candidates of its
 //     Gateway are healthy: term changes that no kill explains (each kill explains its Gateway's next term
@@ -16,7 +17,7 @@
 // when the run failed or was interrupted: then it is kept and its path printed.
 // Last line: stability cold_converge_ms=A cold_flaps=B quiet_flaps=C fleet_cpu_pct=D noisy_flaps=E
 //            noisy_kill_p99_ms=F split_brain=G recover_ms=H
-import { spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -61,11 +62,12 @@ function snapshot(): Map<number, ProcSample & { comm: string }> {
 }
 
 /** CPU % of one core per kind of process (the fleet's kinds; their children by name). */
-function cpuByKind(fleet: Fleet, before: Map<number, ProcSample & { comm: string }>, after: Map<number, ProcSample & { comm: string }>, seconds: number): Map<string, { pct: number; n: number }> {
+function cpuByKind(fleet: Fleet, before: Map<number, ProcSample & { comm: string }>, after: Map<number, ProcSample & { comm: string }>, seconds: number, exclude: number): Map<string, { pct: number; n: number }> {
   const kindOf = new Map<number, string>();
   for (const p of fleet.procs.values()) if (p.pid !== undefined) kindOf.set(p.pid, p.spec.kind);
   const groups = new Map<string, { pct: number; n: number }>();
   for (const pid of descendants(after, process.pid)) {
+    if (pid === exclude) continue;
     let kind = kindOf.get(pid);
     if (!kind) {
       let up = after.get(pid)!.ppid;
@@ -114,10 +116,12 @@ runMain(async () => {
   const runDir = mkdtempSync(join(tmpdir(), "raven-bench-stability-"));
   const fleet = new Fleet(topology, { runDir, hubPort: 0, restartDelayMs: 1_000, tunnel: true, tunnelDriver: "strongswan", progress: (l) => out.progress(`fleet: ${l.trim()}`) });
   let observer: FleetObserver | null = null;
+  let reference: ChildProcess | null = null;
   let hog: ChildProcess | null = null;
   let failed = false;
   const stopAll = once(async () => {
     stopCpuHog(hog);
+    reference?.kill();
     await observer?.stop().catch(() => undefined);
     await fleet.stop();
     if (failed || process.exitCode) out.progress(`bench:stability failed or was interrupted; the fleet's logs are kept in ${join(runDir, "logs")}`);
@@ -157,17 +161,25 @@ runMain(async () => {
     // 2. Quiet.
     out.progress(`quiet window: ${quietMs / 1000} s`);
     const restartsBefore = [...fleet.procs.values()].reduce((n, p) => n + p.restarts, 0);
+    // The reference, in the same window: an empty Node.js process woken 100 times a second. What an idle
+    // fleet costs is wake-ups, and their price moves with the host (0.85-1.10 % for this one, hours apart).
+    reference = spawn(process.execPath, ["-e", "setInterval(() => {}, 10)"], { stdio: "ignore" });
+    const referencePid = reference.pid ?? -1;
+    await sleep(1_000); // started and idle before the window opens
     const quietFrom = performance.now();
     const snapBefore = snapshot();
     await sleep(quietMs);
     const snapAfter = snapshot();
     const quietSeconds = (performance.now() - quietFrom) / 1000;
+    reference.kill();
+    const referencePct = pidCpuPct(snapBefore, snapAfter, referencePid, quietSeconds);
     const quietChanges = changesIn(observer, quietFrom);
-    const fleetCpuPct = treeCpuPct(snapBefore, snapAfter, process.pid, quietSeconds);
+    const fleetCpuPct = treeCpuPct(snapBefore, snapAfter, process.pid, quietSeconds) - referencePct;
     const restarts = [...fleet.procs.values()].reduce((n, p) => n + p.restarts, 0) - restartsBefore;
     out.figure(`quiet: ${quietChanges.length} term change(s)${quietChanges.map((c) => ` ${c.gateway}`).join("")}; ${restarts} process restart(s)`);
-    out.figure(`quiet: fleet CPU ${figure(fleetCpuPct, 1)} % of one core, ${descendants(snapAfter, process.pid).size} processes:`);
-    const kinds = [...cpuByKind(fleet, snapBefore, snapAfter, quietSeconds)].sort((a, b) => b[1].pct - a[1].pct);
+    out.figure(`quiet: reference, an empty Node.js process woken 100 times a second: ${figure(referencePct, 2)} % of one core (the price of 100 wake-ups a second on this host now)`);
+    out.figure(`quiet: fleet CPU ${figure(fleetCpuPct, 1)} % of one core (${figure(fleetCpuPct / referencePct, 1)} x the reference), ${descendants(snapAfter, process.pid).size - 1} processes:`);
+    const kinds = [...cpuByKind(fleet, snapBefore, snapAfter, quietSeconds, referencePid)].sort((a, b) => b[1].pct - a[1].pct);
     for (const [kind, g] of kinds) out.figure(`  ${kind.padEnd(34)} ${g.pct.toFixed(1).padStart(5)} %  (${g.n} x ${(g.pct / g.n).toFixed(2)} %)`);
 
     // 3. Loaded, with kills.
