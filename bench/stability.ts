@@ -3,9 +3,10 @@
 //  1. cold: `sync; echo 3 > /proc/sys/vm/drop_caches`, then the fleet is launched; the time from launch until
 //     every domain has its actives, and the term changes after each domain's first election (a fresh KV
 //     elects term 1, so each term above 1 is one), counted after a settle of SETTLE_MS;
-//  2. a quiet window (--quiet-s): term changes, and the CPU of every process the fleet started, in % of one
-//     core (from /proc, per kind of process), beside a reference measured in the same window: an empty
-//     Node.js process woken 100 times a second, the price of a wake-up on this host at this time;
+//  2. a quiet window (--quiet-s, the observer following assignments only): term changes, and the CPU of
+//     every process the fleet started, in % of one core (from /proc, per kind of process), beside a
+//     reference measured in the same window: an empty Node.js process woken 100 times a second, the price of
+//     a wake-up on this host at this time;
 //  3. a loaded window (--noisy-s) of `stress-ng --cpu 4` at the control path's own priority (fleet.ts
 //     CONTROL_NICE), with --kills SIGKILLs of active gateways spread over it, each once both candidates of its
 //     Gateway are healthy: term changes that no kill explains (each kill explains its Gateway's next term
@@ -164,6 +165,9 @@ runMain(async () => {
     // The reference, in the same window: an empty Node.js process woken 100 times a second. What an idle
     // fleet costs is wake-ups, and their price moves with the host (0.85-1.10 % for this one, hours apart).
     reference = spawn(process.execPath, ["-e", "setInterval(() => {}, 10)"], { stdio: "ignore" });
+    // Term changes are seen in the assignments; the heartbeat copy the observer takes is for split brain
+    // under the kills, and would load the hub here with what the fleet does not cost.
+    observer.followHeartbeats(false);
     const referencePid = reference.pid ?? -1;
     await sleep(1_000); // started and idle before the window opens
     const quietFrom = performance.now();
@@ -172,6 +176,7 @@ runMain(async () => {
     const snapAfter = snapshot();
     const quietSeconds = (performance.now() - quietFrom) / 1000;
     reference.kill();
+    observer.followHeartbeats(true);
     const referencePct = pidCpuPct(snapBefore, snapAfter, referencePid, quietSeconds);
     const quietChanges = changesIn(observer, quietFrom);
     const fleetCpuPct = treeCpuPct(snapBefore, snapAfter, process.pid, quietSeconds) - referencePct;
