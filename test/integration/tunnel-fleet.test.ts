@@ -125,6 +125,12 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
       const routes = await inNs(host("a-node-1").ns, "ip", "route", "show", "dev", "raven0");
       return routes.includes("10.244.34.0/24") && routes.includes("10.244.1.0/24");
     });
+    // ...and the replies' way back: the far plain nodes route a-node-1's pod CIDR to their gateways.
+    for (const far of ["b-node-1", "c-node-1"]) {
+      await eventually(`${far}'s route back to a-node-1's pods`, 20_000, async () =>
+        (await inNs(host(far).ns, "ip", "route", "show", "dev", "raven0")).includes("10.244.18.0/24"),
+      );
+    }
     console.log(`[tunnel-fleet ${driver}] mesh of 3 domains up ${(performance.now() - t0).toFixed(0)} ms after the fleet was ready`);
   }, 150_000);
 
