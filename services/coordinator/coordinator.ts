@@ -275,6 +275,7 @@ export class CoordinatorService {
     const now = clock.now();
     this.tracker.restart(now);
     this.warmAnnounced = false;
+    this.deferringSince = null; // a wait left over from before the sleep is not this silence's
     this.lastSweepAt = now;
     // Node heartbeats only feed `raven status` (READY): a node not heard since the wake shows not ready until
     // its next heartbeat, a second at most.
@@ -618,7 +619,8 @@ export class CoordinatorService {
     // Near: an idle-spaced next sweep could find it past its window, and, running up to STALL_MS late without
     // being judged a stall, could miss heartbeats a stall left unread. So every sweep that can declare a death
     // is at most sweepMs after the one before, as with periodic sweeps, and the stall rule guards it alike.
-    const deadlineNear = silences.some((c) => c.silentMs + this.idleSweepMs() + STALL_MS >= c.deadAfterMs);
+    const reach = this.idleSweepMs() + STALL_MS;
+    const deadlineNear = silences.some((c) => c.silentMs + reach >= c.deadAfterMs);
     // Whether silent candidates may be declared dead now, or the silence is more likely ours (detector.ts).
     const verdict = judgeSilence({
       deadAfterMs: timings.gatewayDeadAfterMs,
