@@ -2,6 +2,7 @@
 // Units are in the key names. A bad value is a ConfigError that names the key.
 import { readFileSync } from "node:fs";
 import { ConfigError, describeError } from "./errors";
+import { fenceTimingsProblem } from "./fencing";
 
 export type Timings = Readonly<{
   /** How often a gateway candidate that holds or is named for a role publishes its heartbeat. */
@@ -98,12 +99,8 @@ export function parseTimings(raw: unknown, path = "timings"): Timings {
   ) as { -readonly [K in keyof Timings]: Timings[K] };
   // Unless set, a standby heartbeats STANDBY_STRETCH times slower than the heartbeat period set.
   if (obj.gatewayStandbyHeartbeatMs === undefined) t.gatewayStandbyHeartbeatMs = STANDBY_STRETCH * t.gatewayHeartbeatMs;
-  if (t.gatewayFenceMs >= t.gatewayDeadAfterMs) {
-    throw new ConfigError(`${path}.gatewayFenceMs`, `must be below gatewayDeadAfterMs (${t.gatewayDeadAfterMs})`);
-  }
-  if (t.gatewayHeartbeatMs * 2 > t.gatewayFenceMs) {
-    throw new ConfigError(`${path}.gatewayHeartbeatMs`, `must be at most half of gatewayFenceMs (${t.gatewayFenceMs})`);
-  }
+  const fence = fenceTimingsProblem({ heartbeatMs: t.gatewayHeartbeatMs, fenceMs: t.gatewayFenceMs, deadAfterMs: t.gatewayDeadAfterMs });
+  if (fence) throw new ConfigError(`${path}.${fence.key}`, fence.reason);
   if (t.gatewayStandbyHeartbeatMs < t.gatewayHeartbeatMs || t.gatewayStandbyHeartbeatMs > MAX_HEARTBEAT_STRETCH * t.gatewayHeartbeatMs) {
     throw new ConfigError(
       `${path}.gatewayStandbyHeartbeatMs`,

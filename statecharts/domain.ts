@@ -86,7 +86,7 @@ const epKey = (e: { nodeName: string; type: string }) => `${e.type}/${e.nodeName
  * for gatewayDeadAfterMs) or rising again after it was declared dead, because then its lease has certainly
  * run out. An active that is still alive — draining, data path failing, or removed from the spec — is removed
  * first (phase one, term + 1); the newcomers follow after `handoverMs`, when its lease is over, so no two
- * actives overlap even in a planned handover.
+ * actives overlap even in a planned handover (the fencing rule and its argument: shared/fencing.ts).
  */
 export function plan(ctx: DomainContext): Plan | null {
   // Unstamped, the first write waits for health too: it is usually an election anyway, which stamps.

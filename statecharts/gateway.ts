@@ -1,5 +1,5 @@
 // GatewayActor: one gateway candidate's role — standby ⇄ active(term) ⇄ lapsed, active → draining → stopped.
-// Fencing: the candidate obeys the highest term it has seen (older assignments are ignored), steps down at
+// Fencing (the rule and its argument: shared/fencing.ts): the candidate obeys the highest term it has seen (older assignments are ignored), steps down at
 // once when a newer term leaves it out, and acts active only while its lease is valid. The lease ends
 // `leaseMs` after the *sending* time of the newest heartbeat the coordinator acknowledged, which is before
 // the coordinator may declare it dead (gatewayFenceMs < gatewayDeadAfterMs), so an old active has always
@@ -13,6 +13,7 @@
 // Time arrives in events (`now`), so the machine stays pure; the service sends a TICK every sweep.
 import { assign, emit, setup } from "xstate";
 import type { EndpointType } from "../shared/gateway";
+import { isStaleTerm, leaseRunning } from "../shared/fencing";
 
 export type GatewayInput = Readonly<{ node: string; drainTimeoutMs: number; lapseHoldMs: number }>;
 
@@ -61,16 +62,16 @@ export const gatewayMachine = setup({
     emitted: {} as GatewayEmitted,
   },
   guards: {
-    isStale: ({ context, event }) => (asAssignment(event)?.term ?? Infinity) < context.term,
+    isStale: ({ context, event }) => isStaleTerm(asAssignment(event)?.term ?? Infinity, context.term),
     namesMeWithLease: ({ event }) => {
       const a = asAssignment(event);
-      return !!a && a.activeTypes.length > 0 && a.leaseUntil !== null && a.leaseUntil > a.now;
+      return !!a && a.activeTypes.length > 0 && a.leaseUntil !== null && leaseRunning(a.leaseUntil, a.now);
     },
     namesMe: ({ event }) => (asAssignment(event)?.activeTypes.length ?? 0) > 0,
-    leaseExpired: ({ context, event }) => event.type === "TICK" && event.now >= context.leaseUntil,
+    leaseExpired: ({ context, event }) => event.type === "TICK" && !leaseRunning(context.leaseUntil, event.now),
     lapseOver: ({ context, event }) => event.type === "TICK" && event.now >= context.leaseUntil + context.lapseHoldMs,
     drainOver: ({ context, event }) =>
-      (event.type === "TICK" && event.now >= context.drainDeadline) || (event.type === "TICK" && event.now >= context.leaseUntil),
+      (event.type === "TICK" && event.now >= context.drainDeadline) || (event.type === "TICK" && !leaseRunning(context.leaseUntil, event.now)),
   },
   actions: {
     takeAssignment: assign(({ context, event }) => {
@@ -167,7 +168,7 @@ export const gatewayMachine = setup({
 /** Whether a snapshot of this machine is acting active for some endpoint type right now (lease valid). */
 export function actingTypes(snapshot: { value: unknown; context: GatewayContext }, now: number): EndpointType[] {
   const acting = snapshot.value === "active" || snapshot.value === "draining";
-  return acting && now < snapshot.context.leaseUntil ? snapshot.context.activeTypes : [];
+  return acting && leaseRunning(snapshot.context.leaseUntil, now) ? snapshot.context.activeTypes : [];
 }
 
 /**

@@ -6,7 +6,7 @@
 // every state it enters (`tunnelState`). The service owns the VPN driver (apply/status), pings through the
 // tunnel and feeds the results back as STATUS/PROBE; bytes never pass through here. Deadlines (negotiation,
 // rekey, retry) live in context and are checked on TICK, so they survive a persisted snapshot.
-// Fencing: the peer endpoint is fenced by the Gateway record's term. A PEER with an older term is ignored
+// Fencing (shared/fencing.ts): the peer endpoint is fenced by the Gateway record's term. A PEER with an older term is ignored
 // (and reported as `staleTerm`); a newer one naming another gateway (node or address) renegotiates at once
 // from any state, while a newer one naming the same gateway only advances the fence (the term also grows on
 // proxy-only changes of the peer's record, which must not tear a healthy tunnel down). STATUS and PROBE carry the
@@ -14,6 +14,7 @@
 // peer gateway can never move the tunnel to the new one up or down.
 import { assign, emit, setup } from "xstate";
 import { assertNever } from "../shared/errors";
+import { isStaleTerm } from "../shared/fencing";
 import { backoffMs } from "./retry";
 
 /** `peer` is the peer domain; `driver` names the VPN driver the service applies this tunnel with. */
@@ -101,7 +102,7 @@ export const l3TunnelMachine = setup({
     context: {} as L3TunnelContext, events: {} as L3TunnelEvent, input: {} as L3TunnelInput, emitted: {} as L3TunnelEmitted,
   },
   guards: {
-    staleTerm: ({ context, event }) => (asPeer(event)?.term ?? Infinity) < context.peerTerm,
+    staleTerm: ({ context, event }) => isStaleTerm(asPeer(event)?.term ?? Infinity, context.peerTerm),
     samePeer: ({ context, event }) => {
       const p = asPeer(event);
       return !!p && p.term === context.peerTerm && p.node === context.peerNode && p.addr === context.peerAddr;

@@ -7,7 +7,7 @@
 // otherwise costs nothing for them. Only the lease holder replies, acknowledges heartbeats, publishes
 // assignments and writes records; every one of those checks `lease.valid()` at the moment it acts.
 //
-// Acknowledgements are the gateways' leases: a heartbeat from a candidate is acknowledged (an assignment
+// Acknowledgements are the gateways' leases (the rule and its argument: shared/fencing.ts): a heartbeat from a candidate is acknowledged (an assignment
 // naming its seq) only while it is healthy, active in its unit's record, and the unit is not mid-write, so
 // a candidate about to be replaced never gets its lease extended; and only after this coordinator's
 // DomainActor has written the record once (a write of a deposed coordinator still in flight then fails
@@ -36,6 +36,7 @@ import {
   type MessageType,
   type StatusReply,
 } from "../../shared/protocol";
+import { ackDecision, AckDecision, handoverMs } from "../../shared/fencing";
 import { judgeSilence, STALL_MS } from "./detector";
 import { HealthTracker } from "./health";
 import { Inventory } from "./inventory";
@@ -377,16 +378,21 @@ export class CoordinatorService {
     const ref = this.domain(key);
     const snap = ref?.getSnapshot();
     const record = snap?.context.record;
-    if (!snap || !record || snap.value === "writing" || !snap.context.stamped) return;
+    if (!snap || !record) return;
     if (hb.gateway !== unit?.name) {
       counters.inc("raven_heartbeats_wrong_gateway_total");
       return;
     }
-    const assigned = record.status.activeEndpoints.some((e) => e.nodeName === hb.node);
-    const ackable = assigned && c.healthy;
-    const confused = hb.term !== record.status.term || (hb.active.length > 0 && !assigned);
-    if (ackable || confused) {
-      this.publishAssignment(unit, record, ackable ? [{ nodeName: hb.node, seq: hb.seq }] : [], hb.node);
+    const decision = ackDecision({
+      named: record.status.activeEndpoints.some((e) => e.nodeName === hb.node),
+      healthy: c.healthy,
+      settled: snap.value !== "writing" && snap.context.stamped,
+      recordTerm: record.status.term,
+      heartbeatTerm: hb.term,
+      heartbeatActs: hb.active.length > 0,
+    });
+    if (decision !== AckDecision.Ignore) {
+      this.publishAssignment(unit, record, decision === AckDecision.Ack ? [{ nodeName: hb.node, seq: hb.seq }] : [], hb.node);
     }
   }
 
@@ -480,7 +486,7 @@ export class CoordinatorService {
           name: unit.name,
           solo: unit.solo,
           retryMs: this.opts.timings.retryMs,
-          handoverMs: this.opts.timings.gatewayFenceMs + this.opts.timings.sweepMs,
+          handoverMs: handoverMs(this.opts.timings.gatewayFenceMs, this.opts.timings.sweepMs),
           stampFirst: true,
         },
       });

@@ -2,10 +2,11 @@
 // The holder renews every renewMs with a CAS on the revision it last wrote; it may act only until leaseMs
 // after *sending* its newest successful renewal. A campaigner takes the key only after seeing the same
 // revision for a whole leaseMs since it first saw it — which is after the holder's validity ended — so
-// two coordinators never act at once, without synchronised clocks.
+// two coordinators never act at once, without synchronised clocks (the rule: shared/fencing.ts).
 import type { KV } from "@nats-io/kv";
 import { sleep, type Clock } from "../../shared/clock";
 import { CasConflictError, describeError } from "../../shared/errors";
+import { coordinatorLeaseEnd, leaseRunning, mayTakeLease } from "../../shared/fencing";
 import { casPut } from "../../shared/kv";
 import type { Logger } from "../../shared/log";
 
@@ -31,7 +32,7 @@ export class CoordinatorLease {
   ) {}
 
   valid(now = this.clock.now()): boolean {
-    return now < this.validUntil;
+    return leaseRunning(this.validUntil, now);
   }
 
   heldSince(): number {
@@ -57,11 +58,11 @@ export class CoordinatorLease {
           seenAt = now;
         }
         onStale?.(!held || now - seenAt >= staleAfterMs || releasingIn(entry));
-        if (!held || now - seenAt >= this.settings.leaseMs) {
+        if (mayTakeLease(held, seenAt, now, this.settings.leaseMs)) {
           const sentAt = this.clock.now();
           const value: LeaseValue = { holder: this.id, renewedAt: this.clock.wallMs(), since: this.clock.wallMs() };
           this.revision = await casPut(this.kv, LEASE_KEY, value, revision);
-          this.validUntil = sentAt + this.settings.leaseMs;
+          this.validUntil = coordinatorLeaseEnd(sentAt, this.settings.leaseMs);
           this.since = value.since;
           this.log.info({ revision: this.revision, previousRevision: revision }, "coordinator lease acquired");
           return;
@@ -82,7 +83,7 @@ export class CoordinatorLease {
     try {
       const value: LeaseValue = { holder: this.id, renewedAt: this.clock.wallMs(), since: this.since, ...(this.releasing ? { releasing: true } : {}) };
       this.revision = await casPut(this.kv, LEASE_KEY, value, this.revision);
-      this.validUntil = sentAt + this.settings.leaseMs;
+      this.validUntil = coordinatorLeaseEnd(sentAt, this.settings.leaseMs);
       return true;
     } catch (err) {
       if (err instanceof CasConflictError) {

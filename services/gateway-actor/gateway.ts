@@ -14,6 +14,7 @@ import type { Clock, TimerHandle } from "../../shared/clock";
 import type { ActorInspector } from "../../shared/inspect";
 import type { Timings } from "../../shared/config";
 import { describeError } from "../../shared/errors";
+import { gatewayLeaseEnd } from "../../shared/fencing";
 import type { EndpointType } from "../../shared/gateway";
 import type { Logger } from "../../shared/log";
 import { counters, reportGatewayRole } from "../../shared/metrics";
@@ -147,7 +148,7 @@ export class GatewayActorService {
     const ack = a.acks.find((x) => x.nodeName === this.opts.node);
     let leaseUntil: number | null = null;
     if (ack && this.sentSeq[ack.seq % SENT_RING] === ack.seq) {
-      leaseUntil = this.sentAt[ack.seq % SENT_RING]! + a.leaseMs;
+      leaseUntil = gatewayLeaseEnd(this.sentAt[ack.seq % SENT_RING]!, a.leaseMs);
     }
     this.actor.send({ type: "ASSIGNMENT", gateway: a.gateway, term: a.term, activeTypes, leaseUntil, now });
     if (a.term >= this.actor.getSnapshot().context.term) this.named = activeTypes.length > 0;

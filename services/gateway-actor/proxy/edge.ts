@@ -15,6 +15,7 @@ import { createActor, type Actor } from "xstate";
 import { tunnelMachine, wantsDials, type TunnelState } from "../../../statecharts";
 import type { Clock } from "../../../shared/clock";
 import { ChannelError, describeError, errorToWire } from "../../../shared/errors";
+import { isStaleTerm } from "../../../shared/fencing";
 import type { Logger } from "../../../shared/log";
 import { counters } from "../../../shared/metrics";
 import type { ChanOpen } from "../../../shared/protocol";
@@ -239,7 +240,7 @@ export class EdgeProxy {
       const why = role.proxy ? "its lease lapsed; it is not acting as" : "it is not";
       return Promise.reject(new ChannelError("STALE_TERM", `${opts.node} refuses channels: ${why} the active proxy gateway of ${opts.domain}`));
     }
-    if (open.term < role.term) {
+    if (isStaleTerm(open.term, role.term)) {
       return Promise.reject(new ChannelError("STALE_TERM", `channel for term ${open.term} refused: ${opts.domain} is at term ${role.term}`));
     }
     const route = opts.directory.route(open.node);

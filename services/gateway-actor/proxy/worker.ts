@@ -2,7 +2,7 @@
 // event loop (and its own NATS connection for the Directory's KV watches), so that a burst of work on the
 // data plane — hundreds of handshakes, a saturated relay — never delays the gateway's heartbeats and lease
 // handling on the main thread: a stalled main loop would cost the gateway its lease and its role.
-// Fencing crosses the thread boundary as a lease: the main thread sends how long it may still act
+// Fencing (shared/fencing.ts) crosses the thread boundary as a lease: the main thread sends how long it may still act
 // (`leaseLeftMs`, from its statechart); this thread stops serving when that runs out, even if no newer
 // message arrives, so a stuck main thread fences the data plane too. Before judging the lease, this thread
 // pulls any role message already queued for it (receiveMessageOnPort): when it is itself busy, its event loop
@@ -11,6 +11,7 @@ import { setPriority } from "node:os";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { systemClock } from "../../../shared/clock";
 import { describeError } from "../../../shared/errors";
+import { leaseRunning } from "../../../shared/fencing";
 import { createLogger } from "../../../shared/log";
 import { connectDaemon } from "../../../shared/nats";
 import { ProxyEngine, type ProxyConfig, type ProxyStats } from "./engine";
@@ -60,7 +61,7 @@ async function main(): Promise<void> {
     log,
     role: () => {
       for (let m = receiveMessageOnPort(parentPort!); m; m = receiveMessageOnPort(parentPort!)) onMessage(m.message as ToWorker);
-      return { proxy: role.proxy, acting: role.proxy && systemClock.now() < role.until, term: role.term };
+      return { proxy: role.proxy, acting: role.proxy && leaseRunning(role.until, systemClock.now()), term: role.term };
     },
     onReady: () => parentPort!.postMessage({ type: "ready" } satisfies FromWorker),
   });
