@@ -37,7 +37,7 @@ export type Timings = Readonly<{
   resyncMs: number;
   /**
    * How often deadlines (heartbeats, leases) are checked while one is near; otherwise every
-   * gatewayDeadAfterMs / 3 (services/coordinator/coordinator.ts sweepWithin).
+   * gatewayDeadAfterMs / 3 (services/coordinator/sweeper.ts).
    */
   sweepMs: number;
   /** A draining gateway stops after this long even if no successor was elected. */

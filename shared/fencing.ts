@@ -1,7 +1,7 @@
 // Fencing: the one rule for who may act for a Gateway, and until when. Pure functions, no clock (time comes
 // in as arguments); every place that enforces a term or a lease calls one of them:
 //
-// - ackDecision: which heartbeat earns its candidate a lease (the coordinator, services/coordinator).
+// - ackDecision: which heartbeat earns its candidate a lease (the coordinator, services/coordinator/domain-pool.ts).
 // - gatewayLeaseEnd: the lease an acknowledgement gives (the gateway actor, services/gateway-actor/gateway.ts).
 // - leaseRunning, isStaleTerm: the GatewayActor acts only with a lease and obeys the newest term
 //   (statecharts/gateway.ts).

@@ -5,6 +5,13 @@
 // DomainActor per unit exactly while this machine is `active`, so a deposed coordinator stops deciding
 // before the next one starts.
 //
+// Two phases the service acts on live here as substates:
+// - standby.dormant / standby.following: a standby follows gateway heartbeats (and so is warm for a takeover)
+//   only while the campaign finds the holder stale or releasing (HOLDER_STALE / HOLDER_FRESH);
+// - active.warming / active.deciding: a new active judges nobody and elects nobody until its health view is
+//   warm (WARM: every live candidate heard for a whole dead-after window), so a takeover re-elects nothing
+//   because of what it has not heard yet.
+//
 // The DomainActors are root actors owned by the service, not children spawned here: spawning and stopping
 // children costs xstate O(children) each (1,000 spawns took 0.6 s and 1,000 stops 3.2 s in one tick here),
 // long enough to cost the coordinator its lease.
@@ -19,7 +26,12 @@ export type CoordinatorContext = {
   lastError: string | null;
 };
 
-export type CoordinatorEvent = { type: "LEASE_LOST"; reason: string } | { type: "STOP" };
+export type CoordinatorEvent =
+  | { type: "LEASE_LOST"; reason: string }
+  | { type: "HOLDER_STALE" }
+  | { type: "HOLDER_FRESH" }
+  | { type: "WARM" }
+  | { type: "STOP" };
 
 export const coordinatorMachine = setup({
   types: {
@@ -38,6 +50,8 @@ export const coordinatorMachine = setup({
   actions: {
     storeFailure: assign({ lastError: ({ event }) => errorMessage((event as { error?: unknown }).error) }),
     storeLoss: assign({ lastError: ({ event }) => (event.type === "LEASE_LOST" ? event.reason : null) }),
+    /** Entering active.deciding: the service sends every unit its health. */
+    warmed: () => {},
   },
   delays: {
     retryDelay: ({ context }) => context.retryMs,
@@ -57,6 +71,11 @@ export const coordinatorMachine = setup({
         onDone: "active",
         onError: { target: "retrying", actions: "storeFailure" },
       },
+      initial: "dormant",
+      states: {
+        dormant: { on: { HOLDER_STALE: "following" } },
+        following: { on: { HOLDER_FRESH: "dormant" } },
+      },
     },
     // The campaign retries mesh errors itself; a rejection is unexpected, so wait before campaigning again.
     retrying: {
@@ -66,6 +85,11 @@ export const coordinatorMachine = setup({
       invoke: { src: "hold", input: ({ context }) => ({ id: context.id }) },
       on: {
         LEASE_LOST: { target: "standby", actions: "storeLoss" },
+      },
+      initial: "warming",
+      states: {
+        warming: { on: { WARM: "deciding" } },
+        deciding: { entry: "warmed" },
       },
     },
     stopped: { type: "final" },

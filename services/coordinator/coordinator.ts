@@ -1,29 +1,31 @@
 // The coordinator process's wiring: NATS subscriptions (registrations, heartbeats, status requests), the
-// HealthTracker, the Inventory, the lease, and the Coordinator statechart with its DomainActors.
+// lease, and the Coordinator statechart, over three parts with one job each: the HealthTracker (health.ts,
+// the heartbeat hot path), the Sweeper (sweeper.ts, failure detection over time and load) and the
+// DomainPool (domain-pool.ts, the DomainActors and what they decide). The Inventory keeps the KV in view.
 //
 // Both replicas watch the KV, so a standby that wins the lease has the whole inventory at once. Heartbeats,
-// the fleet's largest stream, only the active follows, and a standby whose lease holder looks gone
-// (followHeartbeats): it wakes early enough to take over from a warm view (no cold re-election) and
-// otherwise costs nothing for them. Only the lease holder replies, acknowledges heartbeats, publishes
-// assignments and writes records; every one of those checks `lease.valid()` at the moment it acts.
+// the fleet's largest stream, only the active follows, and a standby whose lease holder looks gone or
+// announced its release (the machine's standby.following): it wakes early enough to take over from a warm
+// view (no cold re-election) and otherwise costs nothing for them. Only the lease holder replies,
+// acknowledges heartbeats, publishes assignments and writes records; every one of those checks
+// `lease.valid()` at the moment it acts.
 //
-// Acknowledgements are the gateways' leases (the rule and its argument: shared/fencing.ts): a heartbeat from a candidate is acknowledged (an assignment
-// naming its seq) only while it is healthy, active in its unit's record, and the unit is not mid-write, so
-// a candidate about to be replaced never gets its lease extended; and only after this coordinator's
-// DomainActor has written the record once (a write of a deposed coordinator still in flight then fails
-// its compare-and-swap instead of landing behind an acknowledgement based on an older record).
+// Acknowledgements are the gateways' leases: which heartbeat earns one is shared/fencing.ts's ackDecision
+// (healthy, named in its unit's record, the record settled), so a candidate about to be replaced never gets
+// its lease extended, and nothing is acknowledged before this coordinator's DomainActor has written the
+// record once (a write of a deposed coordinator still in flight then fails its compare-and-swap instead of
+// landing behind an acknowledgement based on an older record).
 import { createActor, fromCallback, fromPromise, type Actor } from "xstate";
-import type { ActorInspector } from "../../shared/inspect";
 import type { Subscription } from "@nats-io/transport-node";
-import { coordinatorMachine, domainMachine, type DomainEvent, type WriteInput } from "../../statecharts";
+import { coordinatorMachine } from "../../statecharts";
 import { sleep, type Clock, type TimerHandle } from "../../shared/clock";
 import type { Timings } from "../../shared/config";
-import { domainOf, domainProblem, type Unit } from "../../shared/domains";
-import { CasConflictError, InvalidMessageError, NotLeaderError, describeError, errorToWire } from "../../shared/errors";
-import { parseGatewayRecord, type Gateway } from "../../shared/gateway";
-import { casPut, readJson } from "../../shared/kv";
+import { domainOf, domainProblem } from "../../shared/domains";
+import { InvalidMessageError, describeError, errorToWire } from "../../shared/errors";
+import { AckDecision } from "../../shared/fencing";
+import type { ActorInspector } from "../../shared/inspect";
 import type { Logger } from "../../shared/log";
-import { counters, metrics } from "../../shared/metrics";
+import { counters } from "../../shared/metrics";
 import type { HubBuckets, NatsConnection } from "../../shared/nats";
 import {
   REJECTED_COUNTER,
@@ -31,20 +33,16 @@ import {
   subjectMatches,
   subjects,
   tryDecode,
-  type Assignment,
   type MessageBody,
   type MessageType,
   type StatusReply,
 } from "../../shared/protocol";
-import { ackDecision, AckDecision, handoverMs } from "../../shared/fencing";
-import { judgeSilence, STALL_MS } from "./detector";
+import { DomainPool } from "./domain-pool";
 import { HealthTracker } from "./health";
 import { Inventory } from "./inventory";
 import { CoordinatorLease } from "./lease";
 import { buildStatus } from "./status";
-import { TermChangeWindow } from "./term-changes";
-import { SlicedQueue } from "./work-queue";
-import { podCidrProblems } from "../tunnel/overlap";
+import { Sweeper } from "./sweeper";
 
 export type CoordinatorOptions = Readonly<{
   nc: NatsConnection;
@@ -59,11 +57,7 @@ export type CoordinatorOptions = Readonly<{
   inspector?: ActorInspector;
 }>;
 
-type DomainActor = Actor<typeof domainMachine>;
-
 const MAX_CONCURRENT_REGISTRATIONS = 64;
-/** Longest stretch of DomainActor work between two turns of the event loop. */
-const WORK_SLICE_MS = 10;
 /** Above this, registrations are shed (the node retries): heartbeats come first. */
 const BUSY_FOR_REGISTRATIONS = 0.9;
 
@@ -71,42 +65,15 @@ export class CoordinatorService {
   readonly tracker: HealthTracker;
   readonly inventory: Inventory;
   readonly lease: CoordinatorLease;
+  private readonly pool: DomainPool;
+  private readonly sweeper: Sweeper;
   private actor: Actor<typeof coordinatorMachine> | null = null;
-  /** One DomainActor per unit, exactly while this coordinator is active. */
-  private readonly domains = new Map<string, DomainActor>();
-  private readonly work: SlicedQueue;
-  private readonly domainLogic: typeof domainMachine;
   private readonly subs: Subscription[] = [];
   private readonly timers: TimerHandle[] = [];
-  private warmAnnounced = false;
-  private readonly membersDirty = new Set<string>();
-  /** Domain -> why tunnel mode refuses it (overlapping pod CIDRs), from the last membership flush. */
-  private tunnelProblems = new Map<string, string>();
-  private readonly candidateSignature = new Map<string, string>();
-  /** Units whose next load must read KV (their last compare-and-swap lost). */
-  private readonly readFresh = new Set<string>();
-  /** When a unit's candidate health last changed without a new term yet: the start of its election latency. */
-  private readonly healthChangedAt = new Map<string, number>();
-  /** Units whose comeback hold (healthEvent) ends at this time: their HEALTH is sent again then. */
-  private readonly comebackHolds = new Map<string, number>();
-  /** When this coordinator raised each unit's term, for `raven status` (term-changes.ts: a standby taking over starts empty). */
-  private readonly termChanges = new TermChangeWindow();
-  private lastSweepAt = 0;
-  /** Following gateway heartbeats (subscribed, swept): while active, or while the lease holder looks gone. */
+  /** Gateway and node heartbeat subscriptions, exactly while following them (see the head of this file). */
   private following: Subscription[] | null = null;
-  /** The next sweep: when it is due, and its timer. */
-  private sweepTimer: TimerHandle | null = null;
-  private sweepDueAt = Infinity;
-  /** The campaign's verdict: the lease holder looks gone (or announced its release). */
-  private holderStale = false;
-  /** Since when a silence across several domains has been waited out (detector.ts), or null. */
-  private deferringSince: number | null = null;
-  private lastElu = performance.eventLoopUtilization();
-  /** Event-loop utilisation, smoothed over about half a second. */
-  private loopBusy = 0;
   private registrationsInFlight = 0;
-  private stopping = false;
-  private stopped = false;
+  private stopTask: Promise<void> | null = null;
 
   constructor(private readonly opts: CoordinatorOptions) {
     const { timings, clock, log, buckets, id } = opts;
@@ -126,42 +93,55 @@ export class CoordinatorService {
       clock,
       log,
     );
-    this.work = new SlicedQueue(WORK_SLICE_MS, (err) => log.error({ err: describeError(err) }, "domain actor task failed"));
-    this.domainLogic = domainMachine.provide({
-      actors: {
-        // The inventory's watch already holds every record: a takeover of 1,000 units costs no KV reads.
-        // After a lost compare-and-swap the watch may lag behind the winner, so that reload goes to KV.
-        loadRecord: fromPromise(async ({ input }) => {
-          const warm = this.inventory.gateways.get(input.key);
-          if (warm && !this.readFresh.delete(input.key)) return { record: warm.value, revision: warm.revision };
-          const v = await readJson(buckets.gateways, input.key, (raw) => parseGatewayRecord(raw, input.key));
-          return { record: v.value, revision: v.revision };
-        }),
-        writeRecord: fromPromise(({ input }) => this.writeRecord(input)),
-      },
-    });
     this.inventory = new Inventory(buckets, clock, log, (change) => {
       if (change.partition) {
-        this.reconcileDomains();
-        this.refreshCandidates();
+        this.pool.reconcile(this.acting);
+        this.pool.refreshCandidates();
       }
-      const dirty = change.gatewaysChanged ? this.inventory.partition.units.keys() : change.membersOf;
-      for (const key of dirty) this.membersDirty.add(key);
-      for (const key of change.records) {
-        this.sendDomain(key, () => {
-          const v = this.inventory.gateways.get(key);
-          return { type: "RECORD", record: v?.value ?? null, revision: v?.revision ?? 0 };
-        });
-      }
+      this.pool.membersChanged(change.gatewaysChanged ? this.inventory.partition.units.keys() : change.membersOf);
+      for (const key of change.records) this.pool.recordChanged(key);
+    });
+    this.pool = new DomainPool({
+      ...opts,
+      tracker: this.tracker,
+      inventory: this.inventory,
+      lease: this.lease,
+      warm: () => this.matches({ active: "deciding" }),
+    });
+    this.sweeper = new Sweeper({
+      timings,
+      clock,
+      log,
+      tracker: this.tracker,
+      beforeSweep: (now) => {
+        if (this.matches("active") && !this.lease.valid(now)) this.actor!.send({ type: "LEASE_LOST", reason: "lease expired before it could be renewed" });
+      },
+      onSwept: (flipped, now) => {
+        if (!this.tracker.warm(now)) return true;
+        if (this.matches({ active: "warming" })) {
+          this.actor!.send({ type: "WARM" });
+          return true;
+        }
+        return this.pool.healthChanged(flipped, now);
+      },
     });
   }
 
   get isActive(): boolean {
-    return this.actor?.getSnapshot().value === "active" && this.lease.valid();
+    return this.matches("active") && this.lease.valid();
+  }
+
+  /** The machine is active and this process is not stopping: the DomainActors run. */
+  private get acting(): boolean {
+    return this.matches("active");
+  }
+
+  private matches(state: "active" | { active: "warming" | "deciding" } | { standby: "following" }): boolean {
+    return this.actor?.getSnapshot().matches(state) ?? false;
   }
 
   async start(): Promise<void> {
-    const { nc, clock, timings } = this.opts;
+    const { clock, timings } = this.opts;
     this.inventory.start();
     this.subs.push(this.listen(subjects.allNodeRegisters(), (m) => this.onRegister(m.subject, m.data, (d) => m.respond(d))));
     this.subs.push(this.listen(subjects.status(), (m) => this.onStatus(m.data, (d) => m.respond(d))));
@@ -179,14 +159,7 @@ export class CoordinatorService {
     const machine = coordinatorMachine.provide({
       actors: {
         campaign: fromPromise(({ signal }) =>
-          this.lease.campaign(
-            signal,
-            (stale) => {
-              this.holderStale = stale;
-              this.followHeartbeats();
-            },
-            wakeAfterMs,
-          ),
+          this.lease.campaign(signal, (stale) => this.actor?.send({ type: stale ? "HOLDER_STALE" : "HOLDER_FRESH" }), wakeAfterMs),
         ),
         hold: fromCallback(({ sendBack }) => {
           let busy = false;
@@ -202,43 +175,47 @@ export class CoordinatorService {
           return () => clock.clearInterval(renew);
         }),
       },
+      actions: {
+        warmed: () => this.pool.announceWarm(),
+      },
     });
     this.actor = createActor(machine, { clock, input: { id: this.opts.id, retryMs: timings.retryMs } });
     this.opts.inspector?.attach(this.actor);
+    let lastValue: unknown = "standby";
     this.actor.subscribe({
-      next: () => {
-        this.reconcileDomains();
+      next: (snap) => {
+        const value = typeof snap.value === "string" ? snap.value : Object.keys(snap.value)[0];
+        if (value !== lastValue) {
+          this.opts.log.info({ from: lastValue, to: value, reason: snap.context.lastError ?? undefined }, "coordinator role");
+          lastValue = value;
+        }
+        this.pool.reconcile(this.acting);
         this.followHeartbeats();
+        // A takeover from a standby that followed heartbeats long enough decides at once.
+        if (snap.matches({ active: "warming" }) && this.tracker.warm(clock.now())) this.actor!.send({ type: "WARM" });
       },
       error: (err) => {
         this.opts.log.fatal({ err: describeError(err) }, "coordinator statechart failed");
         this.opts.onFatal(err);
       },
     });
-    let lastValue: unknown = "standby";
-    this.actor.subscribe((snap) => {
-      if (snap.value !== lastValue) {
-        this.opts.log.info({ from: lastValue, to: snap.value, reason: snap.context.lastError ?? undefined }, "coordinator role");
-        lastValue = snap.value;
-      }
-    });
     this.actor.start();
   }
 
-  async stop(): Promise<void> {
-    if (this.stopping) return;
-    this.stopping = true;
+  stop(): Promise<void> {
+    this.stopTask ??= this.stopOnce();
+    return this.stopTask;
+  }
+
+  private async stopOnce(): Promise<void> {
     // A standby is told first and given the time to follow heartbeats, so it takes over warm: this
     // coordinator goes on acknowledging meanwhile. Neither KV write may hold the stop up for long: when the
     // whole fleet stops at once (Ctrl-C), the hub may already be gone, and the standby then waits for expiry.
     const { clock, timings } = this.opts;
     const quickly = <T>(p: Promise<T>) => Promise.race([p, sleep(timings.coordinatorRenewMs, clock).then(() => undefined)]);
     if (this.isActive && (await quickly(this.lease.announceRelease()))) await sleep(this.releaseNoticeMs(), clock);
-    this.stopped = true;
     for (const t of this.timers) clock.clearInterval(t);
-    this.actor?.send({ type: "STOP" });
-    this.reconcileDomains();
-    this.followHeartbeats();
+    this.actor?.send({ type: "STOP" }); // the subscription stops the DomainActors and the heartbeats
     await quickly(this.lease.release());
     this.inventory.stop();
     for (const s of this.subs) s.unsubscribe();
@@ -256,65 +233,27 @@ export class CoordinatorService {
   }
 
   /**
-   * Subscribes to gateway and node heartbeats and sweeps them while active or while the lease holder looks gone;
-   * otherwise neither (see the head of this file). Waking starts from a new tracker's view: health heard
-   * before the sleep is stale, and nothing is judged until a whole dead-after window has been heard.
+   * Subscribes to gateway and node heartbeats and sweeps them while active or standby.following; otherwise
+   * neither. Waking starts from a new tracker's view: health heard before the sleep is stale, and nothing is
+   * judged until a whole dead-after window has been heard.
    */
   private followHeartbeats(): void {
-    const active = this.actor?.getSnapshot().value === "active";
-    const want = !this.stopped && (active || this.holderStale);
+    const want = this.matches("active") || this.matches({ standby: "following" });
     if (want === (this.following !== null)) return;
-    const { clock, timings } = this.opts;
     if (!want) {
       for (const sub of this.following!) sub.unsubscribe();
       this.following = null;
-      if (this.sweepTimer) clock.clearTimeout(this.sweepTimer);
-      this.sweepTimer = null;
-      this.sweepDueAt = Infinity;
+      this.sweeper.stop();
       return;
     }
-    const now = clock.now();
-    this.tracker.restart(now);
-    this.warmAnnounced = false;
-    this.deferringSince = null; // a wait left over from before the sleep is not this silence's
-    this.lastSweepAt = now;
+    this.tracker.restart(this.opts.clock.now());
     // Node heartbeats only feed `raven status` (READY): a node not heard since the wake shows not ready until
     // its next heartbeat, a second at most.
     this.following = [
       this.listen(subjects.allGatewayHeartbeats(), (m) => this.onGatewayHeartbeat(m.subject, m.data)),
       this.listen(subjects.allNodeHeartbeats(), (m) => this.onNodeHeartbeat(m.subject, m.data)),
     ];
-    this.sweepWithin(timings.sweepMs);
-  }
-
-  /**
-   * Sweeps are scheduled, not periodic: every sweepMs while a deadline is near (some candidate's silence could
-   * reach its window by a slower sweep), a flip is waiting to be told, or anything is being waited out;
-   * otherwise a third of the shortest window (100 ms). A deadline is still judged within sweepMs of passing,
-   * and an idle coordinator wakes 10 times a second instead of 50.
-   */
-  private sweepWithin(ms: number): void {
-    const { clock } = this.opts;
-    const at = clock.now() + ms;
-    if (!this.following || (this.sweepTimer && this.sweepDueAt <= at)) return;
-    if (this.sweepTimer) clock.clearTimeout(this.sweepTimer);
-    this.sweepDueAt = at;
-    this.sweepTimer = clock.setTimeout(() => {
-      this.sweepTimer = null;
-      let close = true;
-      try {
-        close = this.sweep();
-      } finally {
-        // Also after a throw: without sweeps nobody is ever declared dead again, nor the lease's expiry seen.
-        this.sweepWithin(close ? this.opts.timings.sweepMs : this.idleSweepMs());
-      }
-    }, ms);
-  }
-
-  /** The sweeps' spacing while no deadline is near: a third of the shortest window. */
-  private idleSweepMs(): number {
-    const { timings } = this.opts;
-    return Math.max(timings.sweepMs, Math.floor(timings.gatewayDeadAfterMs / 3));
+    this.sweeper.start();
   }
 
   // --- messages ----------------------------------------------------------------------------------------------
@@ -362,7 +301,7 @@ export class CoordinatorService {
     const now = this.opts.clock.now();
     const c = this.tracker.gateway(hb, now);
     // A change of health (a recovery, a draining candidate) is told at the next sweep: make it a near one.
-    if (this.tracker.flipsPending) this.sweepWithin(this.opts.timings.sweepMs);
+    if (this.tracker.flipsPending) this.sweeper.soon();
     counters.inc("raven_gateway_heartbeats_total");
     if (!this.isActive) return;
     const key = this.inventory.candidateUnit.get(hb.node);
@@ -375,25 +314,13 @@ export class CoordinatorService {
       counters.inc(REJECTED_COUNTER, { reason: "WRONG_DOMAIN" });
       return;
     }
-    const ref = this.domain(key);
-    const snap = ref?.getSnapshot();
-    const record = snap?.context.record;
-    if (!snap || !record) return;
     if (hb.gateway !== unit?.name) {
       counters.inc("raven_heartbeats_wrong_gateway_total");
       return;
     }
-    const decision = ackDecision({
-      named: record.status.activeEndpoints.some((e) => e.nodeName === hb.node),
-      healthy: c.healthy,
-      settled: snap.value !== "writing" && snap.context.stamped,
-      recordTerm: record.status.term,
-      heartbeatTerm: hb.term,
-      heartbeatActs: hb.active.length > 0,
-    });
-    if (decision !== AckDecision.Ignore) {
-      this.publishAssignment(unit, record, decision === AckDecision.Ack ? [{ nodeName: hb.node, seq: hb.seq }] : [], hb.node);
-    }
+    const d = this.pool.decideAck(key, hb.node, c.healthy, hb.term, hb.active.length > 0);
+    if (!d || d.decision === AckDecision.Ignore) return;
+    this.pool.publishAssignment(unit, d.record, d.decision === AckDecision.Ack ? [{ nodeName: hb.node, seq: hb.seq }] : [], hb.node);
   }
 
   private onNodeHeartbeat(subject: string, data: Uint8Array): void {
@@ -413,10 +340,11 @@ export class CoordinatorService {
     if (domainOf({ name: reg.node, labels: reg.labels }) !== reg.domain) {
       return reply(new InvalidMessageError(`node ${reg.node} registers in domain ${reg.domain} but its labels place it in ${domainOf({ name: reg.node, labels: reg.labels })}`));
     }
-    // Elections first: while DomainActor work is queued (a takeover, a burst of health changes), registrations
-    // wait; so does everything when the loop is busy. The node retries with backoff.
-    const electionsPending = this.work.length > 0 || !this.warmAnnounced;
-    if (this.registrationsInFlight >= MAX_CONCURRENT_REGISTRATIONS || electionsPending || this.loopBusy > BUSY_FOR_REGISTRATIONS) {
+    // Elections first: while DomainActor work is queued (a takeover, a burst of health changes) or the health
+    // view is still warming, registrations wait; so does everything when the loop is busy. The node retries
+    // with backoff.
+    const electionsPending = this.pool.pending > 0 || !this.matches({ active: "deciding" });
+    if (this.registrationsInFlight >= MAX_CONCURRENT_REGISTRATIONS || electionsPending || this.sweeper.loopBusy > BUSY_FOR_REGISTRATIONS) {
       counters.inc("raven_registrations_shed_total");
       return; // the node retries with backoff
     }
@@ -449,317 +377,9 @@ export class CoordinatorService {
     respond(encode("status.reply", this.status(filter)));
   }
 
-  // --- domain actors -----------------------------------------------------------------------------------------
-
-  private domain(key: string): DomainActor | undefined {
-    return this.domains.get(key);
-  }
-
-  /**
-   * Every bulk event for a DomainActor goes through the sliced queue, so bursts never block the loop. The
-   * event is built when it is delivered, from the facts as they are then (level-triggered), so an event that
-   * waited in the queue can never carry older facts than one sent directly meanwhile.
-   */
-  private sendDomain(key: string, event: () => DomainEvent | undefined): void {
-    if (!this.domains.has(key)) return;
-    this.work.push(() => {
-      const e = event();
-      if (e) this.domains.get(key)?.send(e);
-    });
-  }
-
-  /** While active: one DomainActor per unit (created through the queue); otherwise none. */
-  private reconcileDomains(): void {
-    const active = this.actor?.getSnapshot().value === "active" && !this.stopped;
-    const wanted = active ? this.inventory.partition.units : new Map<string, Unit>();
-    for (const [key, ref] of this.domains) {
-      if (wanted.has(key)) continue;
-      ref.stop();
-      this.domains.delete(key);
-    }
-    for (const unit of wanted.values()) {
-      if (this.domains.has(unit.key)) continue;
-      const ref = createActor(this.domainLogic, {
-        clock: this.opts.clock,
-        input: {
-          key: unit.key,
-          name: unit.name,
-          solo: unit.solo,
-          retryMs: this.opts.timings.retryMs,
-          handoverMs: handoverMs(this.opts.timings.gatewayFenceMs, this.opts.timings.sweepMs),
-          stampFirst: true,
-        },
-      });
-      this.domains.set(unit.key, ref);
-      this.opts.inspector?.attach(ref, `domain/${unit.name}`);
-      this.work.push(() => {
-        if (this.domains.get(unit.key) !== ref) return; // stopped before it started
-        ref.on("assignment", (e) => this.publishAssignment(this.inventory.partition.units.get(e.key), e.record, this.acksFor(e.record)));
-        ref.subscribe({ error: (err) => this.opts.log.error({ unit: unit.key, domain: unit.domain ?? null, err: describeError(err) }, "domain actor failed") });
-        ref.start();
-        const current = this.inventory.partition.units.get(unit.key);
-        if (current) {
-          ref.send({ type: "MEMBERS", nodes: this.membersOf(current), tunnelProblem: this.tunnelProblemOf(current) });
-          if (this.warmAnnounced) ref.send(this.healthEvent(current));
-        }
-      });
-    }
-  }
-
-  /** A unit whose candidate list changed must re-decide with its current health (no flip will tell it). */
-  private refreshCandidates(): void {
-    for (const unit of this.inventory.partition.units.values()) {
-      const sig = unit.candidates.join(",");
-      if (this.candidateSignature.get(unit.key) === sig) continue;
-      this.candidateSignature.set(unit.key, sig);
-      if (this.warmAnnounced) this.sendDomain(unit.key, () => this.healthOf(unit.key));
-    }
-  }
-
-  /**
-   * Units whose membership changed get their MEMBERS on the next resync tick, so a burst of registrations
-   * costs each unit at most one status write per resyncMs.
-   */
-  private flushMembers(): void {
-    if (this.membersDirty.size > 0) this.refreshTunnelProblems();
-    for (const key of this.membersDirty) {
-      this.sendDomain(key, () => {
-        const unit = this.inventory.partition.units.get(key);
-        return unit && { type: "MEMBERS", nodes: this.membersOf(unit), tunnelProblem: this.tunnelProblemOf(unit) };
-      });
-    }
-    this.membersDirty.clear();
-  }
-
-  /**
-   * Tunnel mode refuses domains whose pod CIDRs overlap another domain's (services/tunnel/overlap.ts). A
-   * change of one node's podCIDR can change the verdict of other units: those become dirty too.
-   */
-  private refreshTunnelProblems(): void {
-    const byDomain = new Map<string, string[]>();
-    for (const unit of this.inventory.partition.units.values()) {
-      if (unit.domain === undefined) continue;
-      const list = byDomain.get(unit.domain) ?? [];
-      for (const n of unit.nodes) {
-        const cidr = this.inventory.nodes.get(n)?.podCIDR;
-        if (cidr) list.push(cidr);
-      }
-      byDomain.set(unit.domain, list);
-    }
-    const next = podCidrProblems([...byDomain].map(([domain, podCidrs]) => ({ domain, podCidrs })));
-    for (const unit of this.inventory.partition.units.values()) {
-      const d = unit.domain;
-      if (d !== undefined && (next.get(d) ?? null) !== (this.tunnelProblems.get(d) ?? null)) this.membersDirty.add(unit.key);
-    }
-    this.tunnelProblems = next;
-  }
-
-  private tunnelProblemOf(unit: Unit): string | null {
-    return unit.domain === undefined ? null : (this.tunnelProblems.get(unit.domain) ?? null);
-  }
-
-  private membersOf(unit: Unit) {
-    return unit.nodes.map((n) => {
-      const rec = this.inventory.nodes.get(n);
-      return { nodeName: n, privateIP: rec?.internalIP ?? "", subnets: rec?.podCIDR ? [rec.podCIDR] : [] };
-    });
-  }
-
-  private healthOf(key: string) {
-    const unit = this.inventory.partition.units.get(key);
-    return unit && this.healthEvent(unit);
-  }
-
-  /**
-   * The unit's candidate health for its DomainActor. One hold: when the unit's current active is silent, a
-   * candidate that came back from silence itself less than gatewayDeadAfterMs ago is not offered as healthy
-   * yet. After a cut that silenced the whole domain, its candidates come back within milliseconds of each
-   * other, in no particular order; without the hold, whichever was heard first would replace the active —
-   * one election that the cut itself no longer costs (statecharts/domain.ts keptSilent). The active gets
-   * that long to be heard; after it, the HEALTH is sent again (sweep) and the election goes on as after any
-   * death. A candidate that was never silent (the usual standby of an active that died) is not held.
-   */
-  private healthEvent(unit: Unit) {
-    const now = this.opts.clock.now();
-    const healthy: string[] = [];
-    const alive: string[] = [];
-    const rising: string[] = [];
-    const actives = this.domain(unit.key)?.getSnapshot().context.record?.status.activeEndpoints ?? [];
-    const activeSilent = actives.some((e) => !this.tracker.candidates.get(e.nodeName)?.alive);
-    const holdMs = this.opts.timings.gatewayDeadAfterMs;
-    for (const c of unit.candidates) {
-      const h = this.tracker.candidates.get(c);
-      if (h?.alive) alive.push(c);
-      if (h?.rising) rising.push(c);
-      // A candidate serving another Gateway (stale --gateway, moved label) would be elected and never act.
-      if (!h?.healthy || h.gateway !== unit.name) continue;
-      const held = activeSilent && !actives.some((e) => e.nodeName === c) && now - h.revivedAt < holdMs;
-      if (!held) {
-        healthy.push(c);
-        continue;
-      }
-      const until = h.revivedAt + holdMs;
-      if ((this.comebackHolds.get(unit.key) ?? -Infinity) < until) this.comebackHolds.set(unit.key, until);
-    }
-    return { type: "HEALTH" as const, healthy, alive, rising };
-  }
-
-  /** One sweep; returns whether the next must come soon (sweepWithin). */
-  private sweep(): boolean {
-    const { timings } = this.opts;
-    const now = this.opts.clock.now();
-    if (this.actor?.getSnapshot().value === "active" && !this.lease.valid(now)) {
-      this.actor.send({ type: "LEASE_LOST", reason: "lease expired before it could be renewed" });
-    }
-    const late = now - this.sweepDueAt;
-    this.sweepDueAt = Infinity;
-    const sinceLast = now - this.lastSweepAt;
-    this.lastSweepAt = now;
-    const elu = performance.eventLoopUtilization(this.lastElu);
-    this.lastElu = performance.eventLoopUtilization();
-    // Smoothed over ~0.5 s for shedding registrations (whatever the sweeps' spacing): one busy sweep window
-    // must not stall them.
-    const weight = 1 - Math.pow(0.96, Math.min(sinceLast, 1_000) / timings.sweepMs);
-    this.loopBusy = (1 - weight) * this.loopBusy + weight * elu.utilization;
-    const silences = this.tracker.silences(now);
-    // Near: an idle-spaced next sweep could find it past its window, and, running up to STALL_MS late without
-    // being judged a stall, could miss heartbeats a stall left unread. So every sweep that can declare a death
-    // is at most sweepMs after the one before, as with periodic sweeps, and the stall rule guards it alike.
-    const reach = this.idleSweepMs() + STALL_MS;
-    const deadlineNear = silences.some((c) => c.silentMs + reach >= c.deadAfterMs);
-    // Whether silent candidates may be declared dead now, or the silence is more likely ours (detector.ts).
-    const verdict = judgeSilence({
-      deadAfterMs: timings.gatewayDeadAfterMs,
-      candidates: silences,
-      sweepLateMs: late,
-      loopUtilisation: elu.utilization,
-      deferredForMs: this.deferringSince === null ? 0 : now - this.deferringSince,
-    });
-    if (verdict.kind === "defer") {
-      counters.inc("raven_sweeps_deferred_total", { reason: verdict.reason });
-      // A stalled or saturated loop has heartbeats waiting unread: judge nothing, not even recoveries, until
-      // the next sweep runs after they are processed.
-      if (verdict.reason !== "correlated") return true;
-      if (this.deferringSince === null) {
-        this.deferringSince = now;
-        this.opts.log.warn({ suspects: verdict.suspects }, "heartbeats late in several domains at once: waiting for them before declaring anyone dead");
-      }
-    } else if (this.deferringSince !== null) {
-      this.opts.log.info({ waitedMs: Math.round(now - this.deferringSince), dead: verdict.dead }, "correlated silence over");
-      this.deferringSince = null;
-    }
-    const flipped = this.tracker.sweep(now, verdict.kind === "judge" ? verdict.dead : []);
-    if (!this.tracker.warm(now)) return true;
-    if (!this.warmAnnounced) {
-      this.warmAnnounced = true;
-      for (const key of this.domains.keys()) this.sendDomain(key, () => this.healthOf(key));
-      return true;
-    }
-    const touched = new Set<string>();
-    for (const node of flipped) {
-      const key = this.inventory.candidateUnit.get(node);
-      if (key) touched.add(key);
-      // The first flip of a burst starts the clock; one that led to no new term is forgotten after 2 s.
-      const since = key ? this.healthChangedAt.get(key) : undefined;
-      if (key && (since === undefined || now - since > 2_000)) this.healthChangedAt.set(key, now);
-      const c = this.tracker.candidates.get(node);
-      if (c && !c.healthy && !c.alive) counters.inc("raven_heartbeats_missed_total", { domain: c.domain });
-    }
-    for (const [key, until] of this.comebackHolds) {
-      if (now < until) continue;
-      this.comebackHolds.delete(key);
-      touched.add(key);
-    }
-    for (const key of touched) {
-      const unit = this.inventory.partition.units.get(key);
-      // Health flips are what failover waits on: they go straight to the actor, ahead of queued bulk work.
-      if (unit) this.domain(key)?.send(this.healthEvent(unit));
-    }
-    return deadlineNear || this.deferringSince !== null || this.comebackHolds.size > 0;
-  }
-
   private resync(): void {
     this.tracker.prune(this.opts.clock.now(), (node) => this.inventory.candidateUnit.has(node) || this.inventory.nodes.has(node));
-    if (!this.isActive) return;
-    this.flushMembers();
-    for (const key of this.domains.keys()) this.sendDomain(key, () => ({ type: "RESYNC" }));
-  }
-
-  // --- I/O -----------------------------------------------------------------------------------------------------
-
-  private async writeRecord(input: WriteInput) {
-    if (!this.lease.valid()) throw new NotLeaderError("coordinator lease is not valid; not writing");
-    const before = this.domain(input.key)?.getSnapshot().context.record?.status.term ?? 0;
-    let revision: number;
-    try {
-      revision = await casPut(this.opts.buckets.gateways, input.key, input.record, input.revision);
-    } catch (err) {
-      if (err instanceof CasConflictError) this.readFresh.add(input.key);
-      throw err;
-    }
-    counters.inc("raven_record_writes_total");
-    if (input.record.status.term !== before) {
-      counters.inc("raven_elections_total");
-      this.termChanges.record(input.key, this.opts.clock.now());
-      this.measureElection(input, before);
-      this.opts.log.info(
-        {
-          unit: input.key,
-          domain: this.inventory.partition.units.get(input.key)?.domain ?? null,
-          term: input.record.status.term,
-          active: input.record.status.activeEndpoints.map((e) => `${e.type}/${e.nodeName}`),
-          problem: input.record.status.problem,
-        },
-        "elected",
-      );
-    }
-    return { record: input.record, revision, handover: input.handover };
-  }
-
-  /** Failovers (a term that removed an active), election latency since the health change, the unit's term. */
-  private measureElection(input: WriteInput, termBefore: number): void {
-    const unit = this.inventory.partition.units.get(input.key);
-    const domain = unit?.domain ?? "";
-    metrics.domainTerm.set({ domain, gateway: input.record.metadata.name }, input.record.status.term);
-    const prev = this.domain(input.key)?.getSnapshot().context.record?.status.activeEndpoints ?? [];
-    const now = input.record.status.activeEndpoints.map((e) => e.nodeName);
-    if (termBefore > 0 && prev.some((e) => !now.includes(e.nodeName))) counters.inc("raven_failovers_total", { domain });
-    const since = this.healthChangedAt.get(input.key);
-    if (since !== undefined) {
-      metrics.electionLatency.observe({ domain }, Math.max(0, this.opts.clock.now() - since) / 1000);
-      this.healthChangedAt.delete(input.key);
-    }
-  }
-
-  private acksFor(record: Gateway): Assignment["acks"] {
-    const acks: Assignment["acks"] = [];
-    const seen = new Set<string>();
-    for (const e of record.status.activeEndpoints) {
-      if (seen.has(e.nodeName)) continue;
-      seen.add(e.nodeName);
-      const h = this.tracker.candidates.get(e.nodeName);
-      if (h?.healthy) acks.push({ nodeName: e.nodeName, seq: h.seq });
-    }
-    return acks;
-  }
-
-  /** To the whole domain, or (an acknowledgement, a correction) to the one candidate `to`. */
-  private publishAssignment(unit: Unit | undefined, record: Gateway, acks: Assignment["acks"], to?: string): void {
-    if (!this.lease.valid()) return;
-    const domain = unit?.domain ?? this.tracker.candidates.get(unit?.candidates[0] ?? "")?.domain;
-    if (!domain) return;
-    const body: Assignment = {
-      domain,
-      gateway: record.metadata.name,
-      term: record.status.term,
-      active: record.status.activeEndpoints.map((e) => ({ nodeName: e.nodeName, type: e.type })),
-      acks,
-      leaseMs: this.opts.timings.gatewayFenceMs,
-      coordinator: this.opts.id,
-      issuedAt: this.opts.clock.wallMs(),
-    };
-    this.opts.nc.publish(to ? subjects.gatewayAssignment(domain, to) : subjects.assignment(domain), encode("assignment", body));
-    counters.inc("raven_assignments_published_total");
+    if (this.isActive) this.pool.resync();
   }
 
   // --- status --------------------------------------------------------------------------------------------------
@@ -769,10 +389,10 @@ export class CoordinatorService {
       coordinator: this.opts.id,
       activeSince: this.lease.heldSince(),
       units: this.inventory.partition.units.values(),
-      record: (key) => this.domain(key)?.getSnapshot().context.record ?? this.inventory.gateways.get(key)?.value ?? null,
+      record: (key) => this.pool.record(key),
       nodeIP: (name) => this.inventory.nodes.get(name)?.internalIP ?? "",
       tracker: this.tracker,
-      termChanges: this.termChanges,
+      termChanges: this.pool.termChanges,
       now: this.opts.clock.now(),
       deadAfterMs: this.opts.timings.gatewayDeadAfterMs,
       ...(domainFilter ? { domainFilter } : {}),

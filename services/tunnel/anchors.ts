@@ -8,7 +8,7 @@
 // costs one netlink dump when nothing is to change: it makes the labelled addresses equal the wanted set and
 // touches nothing else.
 import { TunnelError } from "../../shared/errors";
-import { intToIp, parseCidr } from "./cidr";
+import { intToIp, parseCidr } from "../../shared/cidr";
 import { linkNamed, type KernelNet } from "./kernel-net";
 
 export const ANCHOR_LABEL = "lo:raven";

@@ -12,7 +12,7 @@
 //   (vpn-driver.ts `initiates`), so both sides decide alike without talking.
 import type { Endpoint, Gateway } from "../../shared/gateway";
 import type { NodeRecord } from "../../shared/node-record";
-import { parseCidr } from "./cidr";
+import { parseCidr } from "../../shared/cidr";
 import type { RouteInput } from "./routes";
 import type { VpnPeer } from "./vpn-driver";
 

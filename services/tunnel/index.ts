@@ -32,7 +32,7 @@ export {
   RAVEN_ROUTE_PROTO,
 } from "./routes";
 export type { RouteInput, RouteDesired, RouteEntry, VxlanDesired, VxlanPeer, DomainNodeFacts, DomainPodCidrs } from "./routes";
-export { podCidrProblems } from "./overlap";
+export { podCidrProblems } from "../../shared/pod-cidrs";
 export { tunnelDomains, vpnPeersOf, routeInputOf, podCidrsOf, peerNameOf } from "./facts";
 export type { TunnelDomain, TunnelNode, TunnelEndpoint, PeerPlan } from "./facts";
 export { RouteDriver } from "./route-driver";
@@ -42,8 +42,8 @@ export { NetlinkNet, linkNamed } from "./kernel-net";
 export type { KernelNet, Addr, Link, Neighbour, Route, VxlanSpec, LinkChange, RouteSpec } from "./kernel-net";
 export { FakeNet } from "./fake-net";
 export { NetlinkSocket, NetnsFile, Pinger, watchNetlink } from "./netlink";
-export { parseCidr, cidrsOverlap, cidrContains } from "./cidr";
-export type { Cidr } from "./cidr";
+export { parseCidr, cidrsOverlap, cidrContains } from "../../shared/cidr";
+export type { Cidr } from "../../shared/cidr";
 export { TUNNEL_DRIVERS, TunnelDriverName, WIREGUARD_DEVICE, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "./drivers";
 export { WireGuardDriver, WIREGUARD_PACKAGES, DEFAULT_WIREGUARD_GO, DEFAULT_WIREGUARD_PORT, checkWireGuardInstalled } from "./wireguard";
 export type { WireGuardOptions } from "./wireguard";

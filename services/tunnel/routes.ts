@@ -25,7 +25,7 @@
 // protocol RAVEN_ROUTE_PROTO so that the driver can find, replace and remove exactly its own routes.
 import { TunnelError } from "../../shared/errors";
 import { isIPv4 } from "../../shared/topology";
-import { cidrsOverlap, parseCidr } from "./cidr";
+import { cidrsOverlap, parseCidr } from "../../shared/cidr";
 
 export const VXLAN_OVERHEAD_BYTES = 50;
 export const IPSEC_OVERHEAD_BYTES = 20 + 8 + 8 + 8 + 3 + 1 + 1 + 16; // 65, see above
@@ -189,7 +189,8 @@ function normalizeCidrs(list: readonly string[], what: string): string[] {
   return [...out];
 }
 
-export type DomainPodCidrs = Readonly<{ domain: string; podCidrs: readonly string[] }>;
+export type { DomainPodCidrs } from "../../shared/pod-cidrs";
+import type { DomainPodCidrs } from "../../shared/pod-cidrs";
 
 /**
  * Undefined when no two domains' pod CIDRs overlap; otherwise one sentence per overlapping pair naming both

@@ -13,7 +13,7 @@
 import { TunnelError } from "../../shared/errors";
 import { isObjectName } from "../../shared/protocol/subjects";
 import { isIPv4 } from "../../shared/topology";
-import { ipToInt, parseCidr } from "./cidr";
+import { ipToInt, parseCidr } from "../../shared/cidr";
 
 export type VpnPeer = Readonly<{
   /** Unique among the peers; [a-z0-9-], 1-32 chars (it names connections, files and devices). */

@@ -30,7 +30,7 @@
 // slowest 573 ms with stress-ng --cpu 2 beside).
 import { createPrivateKey, createPublicKey, hkdfSync } from "node:crypto";
 import { TunnelError } from "../../shared/errors";
-import { cidrsOverlap, parseCidr } from "./cidr";
+import { cidrsOverlap, parseCidr } from "../../shared/cidr";
 import { initiates, type VpnPeer } from "./vpn-driver";
 
 export const WIREGUARD_KEY_SALT = "raven-wireguard-v1";

@@ -186,7 +186,7 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
     );
     // The silent active stays named while nobody can replace it, so the cut writes no term with nobody in
     // it. When the domain comes back, a standby heard before the active is held back for gatewayDeadAfterMs
-    // (coordinator.ts healthEvent), which usually leaves the active in its term; one heard later than that
+    // (domain-pool.ts healthEvent), which usually leaves the active in its term; one heard later than that
     // takes over: one election at most.
     expect(changes.filter((a) => a.active.length === 0).map((a) => `${a.gateway} term ${a.term} names nobody`)).toEqual([]);
     expect(changes.filter((a) => a.gateway !== before.gateway).map((a) => `${a.gateway} term ${a.term}`)).toEqual([]);

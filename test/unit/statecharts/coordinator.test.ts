@@ -34,14 +34,14 @@ const retrying = (): Snap => step(start(), lost(new Error("kv gone")))[0];
 describe("Coordinator transitions", () => {
   it("starts in standby campaigning for the lease", () => {
     const [s, actions] = initialTransition(coordinatorMachine, input);
-    expect(s.value).toBe("standby");
+    expect(s.value).toEqual({ standby: "dormant" });
     expect(s.context).toEqual({ id: "coord-1", retryMs: 100, lastError: null });
     expect(spawned(actions)).toEqual([expect.objectContaining({ id: CAMPAIGN, src: "campaign", input: { id: "coord-1" } })]);
   });
 
   it("becomes active when the campaign resolves, and holds the lease", () => {
     const [s, actions] = step(start(), won);
-    expect(s.value).toBe("active");
+    expect(s.value).toEqual({ active: "warming" });
     expect(Object.keys(s.children)).toEqual([HOLD]);
     expect(stoppedChildren(actions)).toEqual([CAMPAIGN]);
     expect(spawned(actions)).toEqual([expect.objectContaining({ src: "hold", input: { id: "coord-1" } })]);
@@ -58,13 +58,13 @@ describe("Coordinator transitions", () => {
 
   it("campaigns again once the retry delay fires", () => {
     const [s, actions] = step(retrying(), RETRY);
-    expect(s.value).toBe("standby");
+    expect(s.value).toEqual({ standby: "dormant" });
     expect(spawned(actions).map((a) => a.src)).toEqual(["campaign"]);
   });
 
   it("steps down to standby on LEASE_LOST, releasing the hold and campaigning again", () => {
     const [s, actions] = step(active(), LEASE_LOST);
-    expect(s.value).toBe("standby");
+    expect(s.value).toEqual({ standby: "dormant" });
     expect(s.context.lastError).toBe("lease taken by another coordinator");
     expect(stoppedChildren(actions)).toEqual([HOLD]);
     expect(spawned(actions).map((a) => a.src)).toEqual(["campaign"]);
@@ -78,6 +78,25 @@ describe("Coordinator transitions", () => {
       expect(next.context).toEqual(s.context);
       expect(actions).toEqual([]);
     }
+  });
+
+  it("follows heartbeats as a standby only while the campaign finds the holder stale", () => {
+    const [following] = step(start(), { type: "HOLDER_STALE" });
+    expect(following.value).toEqual({ standby: "following" });
+    expect(Object.keys(following.children)).toEqual([CAMPAIGN]); // the same campaign goes on
+    expect(step(following, { type: "HOLDER_FRESH" })[0].value).toEqual({ standby: "dormant" });
+    expect(step(following, won)[0].value).toEqual({ active: "warming" });
+    expect(step(active(), { type: "HOLDER_STALE" })[0].value).toEqual({ active: "warming" });
+  });
+
+  it("decides only once its health view is warm, and forgets it when the lease goes", () => {
+    const [deciding, actions] = step(active(), { type: "WARM" });
+    expect(deciding.value).toEqual({ active: "deciding" });
+    expect(actions.map((a) => a.type)).toContain("warmed");
+    expect(Object.keys(deciding.children)).toEqual([HOLD]); // still holding the lease
+    expect(step(deciding, LEASE_LOST)[0].value).toEqual({ standby: "dormant" });
+    expect(step(step(deciding, LEASE_LOST)[0], won)[0].value).toEqual({ active: "warming" });
+    expect(step(start(), { type: "WARM" })[0].value).toEqual({ standby: "dormant" });
   });
 
   it("stops for good on STOP from every state, stopping what that state runs", () => {
@@ -147,7 +166,7 @@ describe("Coordinator on a SimulatedClock", () => {
     const { actor, h } = harness(["win", "pending"]);
     await waitFor(actor, (s) => s.matches("active"));
     h.sendBack!({ type: "LEASE_LOST", reason: "lease expired before it could be renewed" });
-    expect(actor.getSnapshot().value).toBe("standby");
+    expect(actor.getSnapshot().value).toEqual({ standby: "dormant" });
     expect(actor.getSnapshot().context.lastError).toBe("lease expired before it could be renewed");
     expect(h.released).toBe(1);
     expect(h.campaigns).toBe(2);
@@ -190,7 +209,9 @@ describe("Coordinator graph", () => {
   const machine = coordinatorMachine.provide({
     actors: { campaign: fromPromise<void, { id: string }>(async () => {}), hold: fromCallback(() => {}) },
   });
-  const events: CoordinatorEvent[] = [won, lost(new Error("kv gone")), RETRY, LEASE_LOST, { type: "STOP" }];
+  const events: CoordinatorEvent[] = [
+    won, lost(new Error("kv gone")), RETRY, LEASE_LOST, { type: "HOLDER_STALE" }, { type: "HOLDER_FRESH" }, { type: "WARM" }, { type: "STOP" },
+  ];
   let paths: ReturnType<typeof getShortestPaths<typeof machine>> = [];
   beforeAll(() => {
     paths = getShortestPaths(machine, { input, events, serializeEvent });
@@ -206,9 +227,9 @@ describe("Coordinator graph", () => {
   });
 
   it("is active only after a campaign won", () => {
-    for (const p of paths.filter((q) => q.state.value === "active")) {
-      const i = p.steps.findIndex((s) => s.state.value === "active");
-      expect(p.steps[i - 1]!.state.value).toBe("standby");
+    for (const p of paths.filter((q) => q.state.matches("active"))) {
+      const i = p.steps.findIndex((s) => s.state.matches("active"));
+      expect(p.steps[i - 1]!.state.matches("standby")).toBe(true);
       expect(p.steps[i]!.event.type).toBe(`xstate.done.actor.${CAMPAIGN}`);
     }
   });

@@ -89,9 +89,10 @@ export function declaredStates(machine: Parameters<typeof toDirectedGraph>[0]): 
   return toDirectedGraph(machine).children.map((c) => c.stateNode.key).sort();
 }
 
-/** Distinct top-level values of the end states of a set of graph paths. */
+/** Distinct top-level values of the end states of a set of graph paths (the parent state of a nested value). */
 export function reachedStates<S extends Snapshot<unknown>, E extends EventObject>(paths: StatePath<S, E>[]): string[] {
-  return [...new Set(paths.map((p) => String((p.state as unknown as { value: unknown }).value)))].sort();
+  const top = (v: unknown) => (typeof v === "string" ? v : Object.keys(v as object)[0]!);
+  return [...new Set(paths.map((p) => top((p.state as unknown as { value: unknown }).value)))].sort();
 }
 
 /** Serializes Error values by name and message so that two different errors make two different graph edges. */
@@ -111,8 +112,13 @@ export function edgeKey(t: TransitionLike): string {
 
 /** Every transition the machine declares that an event can take (eventless `always` ones excluded). */
 export function declaredEdges(machine: GraphMachine): string[] {
-  const g = toDirectedGraph(machine);
-  const all = [...g.edges, ...g.children.flatMap((c) => c.edges)];
+  type Node = ReturnType<typeof toDirectedGraph>;
+  const all: Node["edges"] = [];
+  const walk = (n: Node) => {
+    all.push(...n.edges);
+    n.children.forEach(walk);
+  };
+  walk(toDirectedGraph(machine));
   return [...new Set(all.map((e) => e.transition as unknown as TransitionLike).filter((t) => t.eventType !== "").map(edgeKey))].sort();
 }
 

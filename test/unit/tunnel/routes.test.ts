@@ -11,7 +11,7 @@ import {
   vxlanMac,
   type RouteInput,
 } from "../../../services/tunnel";
-import { parseCidr } from "../../../services/tunnel/cidr";
+import { parseCidr } from "../../../shared/cidr";
 
 const nodes = [
   { lanIP: "192.168.1.1", podCidrs: ["10.244.0.0/24"] },

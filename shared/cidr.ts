@@ -1,6 +1,6 @@
-// IPv4 CIDR arithmetic for tunnel mode (pod CIDRs, traffic selectors). Pure.
-import { TunnelError } from "../../shared/errors";
-import { isIPv4 } from "../../shared/topology";
+// IPv4 CIDR arithmetic (pod CIDRs, traffic selectors): the coordinator's overlap check and tunnel mode. Pure.
+import { TunnelError } from "./errors";
+import { isIPv4 } from "./topology";
 
 export type Cidr = Readonly<{ text: string; start: number; end: number; prefixLen: number }>;
 

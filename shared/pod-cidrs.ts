@@ -7,7 +7,8 @@
 // CIDRs either nest or are disjoint, so after sorting by (start, widest first) every CIDR that overlaps the
 // current one and came before it encloses it: a stack of open enclosing CIDRs finds them all.
 import { parseCidr } from "./cidr";
-import type { DomainPodCidrs } from "./routes";
+
+export type DomainPodCidrs = Readonly<{ domain: string; podCidrs: readonly string[] }>;
 
 /** At most this many sentences per domain; the rest are counted. */
 const MAX_SENTENCES = 3;
