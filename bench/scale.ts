@@ -19,7 +19,7 @@ import { buildEntrypoints, REPO_ROOT } from "../services/fleet/build";
 import { hubConfig } from "../services/fleet/nats-config";
 import { freePorts, waitForPort } from "../services/fleet/procs";
 import { sampleProcess } from "./proc-stats";
-import { domainName, gatewayName, nodeName } from "./sim";
+import { gatewayName, nodeName } from "./sim";
 
 runMain(async () => {
   const parsed = parseFlags(process.argv.slice(2), "npm run bench:scale -- [options]", "Coordinator scale benchmark.", {

@@ -134,13 +134,13 @@ export const metrics = {
   channelsOpen: new Gauge({ name: "raven_channels_open", help: "Proxy channels open", registers: [registry] }),
   channelBytes: new Counter({ name: "raven_channel_bytes_total", help: "Bytes carried by proxy channels", labelNames: ["direction"], registers: [registry] }),
   channelErrors: new Counter({ name: "raven_channel_errors_total", help: "Proxy channels aborted by an error", labelNames: ["reason"], registers: [registry] }),
-  tunnelState: new Gauge({ name: "raven_tunnel_state", help: "Tunnels per state (idle, connecting, up, degraded, backoff, closed)", labelNames: ["state"], registers: [registry] }),
+  proxyLinks: new Gauge({ name: "raven_proxy_links", help: "Proxy links (spare connections to one cloud peer) per state (idle, connecting, up, degraded, backoff, closed)", labelNames: ["state"], registers: [registry] }),
 } as const;
 
 metrics.channelsOpen.set(0);
 metrics.channelBytes.inc({ direction: "in" }, 0);
 metrics.channelBytes.inc({ direction: "out" }, 0);
 metrics.channelErrors.inc({ reason: "none" }, 0);
-for (const state of ["idle", "connecting", "up", "degraded", "backoff", "closed"]) metrics.tunnelState.set({ state }, 0);
+for (const state of ["idle", "connecting", "up", "degraded", "backoff", "closed"]) metrics.proxyLinks.set({ state }, 0);
 // Always present, so a dashboard can graph them before the first occurrence.
 for (const name of ["raven_messages_rejected_total", "raven_failovers_total", "raven_heartbeats_missed_total"]) counters.inc(name, undefined, 0);

@@ -9,7 +9,7 @@ export type { Plan, DomainContext, DomainEvent, DomainEmitted, DomainInput, Load
 export type { GatewayContext, GatewayEvent, GatewayEmitted, GatewayInput, GatewayRole } from "./gateway";
 export type { NodeContext, NodeEvent, NodeInput, Registration } from "./node";
 export type { CoordinatorContext, CoordinatorEvent, CoordinatorInput } from "./coordinator";
-export { tunnelMachine, wantsDials } from "./tunnel";
-export type { TunnelContext, TunnelEvent, TunnelEmitted, TunnelInput, TunnelState } from "./tunnel";
+export { proxyLinkMachine, wantsDials } from "./proxy-link";
+export type { ProxyLinkContext, ProxyLinkEvent, ProxyLinkEmitted, ProxyLinkInput, ProxyLinkState } from "./proxy-link";
 export { l3TunnelMachine, l3TunnelView, isTunnelUsable } from "./l3-tunnel";
 export type { L3TunnelContext, L3TunnelEvent, L3TunnelEmitted, L3TunnelInput, L3TunnelState, L3TunnelView } from "./l3-tunnel";

@@ -13,7 +13,6 @@ import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
 import { watchBucket, type Versioned } from "../../shared/kv";
 import { parseNodeRecord, type NodeRecord } from "../../shared/node-record";
-import { isObjectName } from "../../shared/protocol";
 
 
 export type InventoryChange = {
@@ -44,7 +43,6 @@ export class Inventory {
   partition: Partition = { units: new Map(), unitOfNode: new Map() };
   /** Candidate node -> the unit key it is a candidate of. */
   readonly candidateUnit = new Map<string, string>();
-  private stopped = false;
   private recomputeTimer: TimerHandle | null = null;
   private pendingRecords = new Set<string>();
   private pendingPartition = false;
@@ -72,7 +70,6 @@ export class Inventory {
   }
 
   stop(): void {
-    this.stopped = true;
     for (const w of this.watchers) w.stop();
     if (this.recomputeTimer) this.clock.clearTimeout(this.recomputeTimer);
   }

@@ -6,7 +6,7 @@ import { parseTimings } from "../../shared/config";
 import { ConfigError } from "../../shared/errors";
 import { loadTopology } from "../../shared/topology";
 import { runMain } from "../../shared/process";
-import { renderStatus } from "../cli/format";
+import { renderStatus } from "../../shared/status-text";
 import { REPO_ROOT } from "./build";
 import { Fleet } from "./fleet";
 import { tunnelDriverFlag } from "../tunnel";

@@ -81,7 +81,7 @@ export class GatewayActorService {
   }
 
   start(): void {
-    const { nc, clock, timings, domain } = this.opts;
+    const { nc, domain } = this.opts;
     this.actor.on("roleChanged", (e) => {
       this.log = this.opts.log.child({ term: e.term });
       this.log.info({ role: e.role, activeTypes: e.activeTypes }, "gateway role");

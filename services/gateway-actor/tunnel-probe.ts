@@ -3,8 +3,7 @@
 // keep them, see services/tunnel/anchors.ts), so the echo crosses exactly the tunnel the pods use, and is
 // answered by the peer gateway's kernel. The echo leaves a raw socket opened inside the gateway's namespace
 // (services/tunnel/netlink.ts Pinger): no process per probe.
-import { anchorOf } from "../tunnel/anchors";
-import { Pinger, type VpnPeer } from "../tunnel";
+import { Pinger, anchorOf, type VpnPeer } from "../tunnel";
 
 export type TunnelProbe = ((peer: VpnPeer) => Promise<number | null>) & { close(): void };
 

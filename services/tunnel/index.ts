@@ -8,12 +8,10 @@ export {
   STRONGSWAN_PACKAGES,
   DEFAULT_CHARON,
   VICI_PLUGIN,
-  MIN_PSK_BYTES,
-  ensurePskFile,
-  readPsk,
   kernelHasEsp,
   checkStrongSwanInstalled,
 } from "./strongswan";
+export { MIN_PSK_BYTES, ensurePskFile, readPsk } from "./psk";
 export type { StrongSwanOptions, EspMode, CharonLauncher } from "./strongswan";
 export { renderStrongswanConf, connectionMessage, sharedKeyMessage, sharedKeyId, ikeSasOf, uncoveredSubnets, IKE_PROPOSALS, ESP_PROPOSALS } from "./strongswan-conf";
 export type { IkeSaInfo, ChildSaInfo, CharonConfInput } from "./strongswan-conf";

@@ -21,10 +21,11 @@
 //   (no group/other permissions) and hold at least 16 bytes; there is no built-in default.
 // - cleanup() stops charon by its PID (TERM, then KILL after a grace period) and removes stateDir.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { dirname, isAbsolute, join, resolve } from "node:path";
-import { MissingDependencyError, PkiError, TunnelError } from "../../shared/errors";
+import { createHash } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync } from "node:fs";
+import { isAbsolute, join, resolve } from "node:path";
+import { MissingDependencyError, TunnelError } from "../../shared/errors";
+import { readPsk } from "./psk";
 import { ensureAnchors } from "./anchors";
 import { execInNs } from "./exec";
 import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
@@ -40,7 +41,6 @@ export const DEFAULT_CHARON = "/usr/lib/ipsec/charon";
 /** charon's vici plugin (Debian ships it with strongswan-swanctl). */
 export const VICI_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-vici.so";
 export const LIBIPSEC_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so";
-export const MIN_PSK_BYTES = 16;
 /** strongSwan 5.9's kernel-libipsec TUN MTU (TUN_DEFAULT_MTU), not configurable. */
 export const LIBIPSEC_TUN_MTU = 1400;
 /** kernel-libipsec's TUN device. */
@@ -78,30 +78,6 @@ export type StrongSwanOptions = Readonly<{
 export type CharonLauncher = (argv: readonly string[], env: NodeJS.ProcessEnv, outFd: number) => ChildProcess;
 
 const spawnCharon: CharonLauncher = (argv, env, outFd) => spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", outFd, outFd], env });
-
-/** Creates `file` with 32 random bytes (hex, mode 0600) unless it exists; returns the path. Setup calls this. */
-export function ensurePskFile(file: string): string {
-  if (existsSync(file)) return file;
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${randomBytes(32).toString("hex")}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
-  return file;
-}
-
-/** Reads and checks the PSK; throws PkiError naming the file when it is missing, readable by others or short. */
-export function readPsk(file: string): Buffer {
-  let st;
-  try {
-    st = statSync(file);
-  } catch (err) {
-    throw new PkiError(file, "the tunnel pre-shared key file is missing (setup creates it; there is no default key)", { cause: err });
-  }
-  if ((st.mode & 0o077) !== 0) throw new PkiError(file, `the pre-shared key must not be readable by group or others (mode ${(st.mode & 0o777).toString(8)}; chmod 600)`);
-  const psk = Buffer.from(readFileSync(file, "utf8").trim(), "utf8");
-  if (psk.length < MIN_PSK_BYTES) throw new PkiError(file, `the pre-shared key is ${psk.length} bytes; at least ${MIN_PSK_BYTES} are required`);
-  return psk;
-}
 
 /**
  * The per-packet cost of strongSwan's tunnel on an underlay of `underlayMtu`: the ESP-in-UDP overhead with

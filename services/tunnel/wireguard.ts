@@ -40,13 +40,12 @@ import { WIREGUARD_DEVICE } from "./drivers";
 import { ensureAnchors } from "./anchors";
 import { execInNs } from "./exec";
 import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
-import { canConnect, writePrivate } from "./files";
+import { canConnect } from "./files";
 import { daemonNiceArgv, stopDaemon, watchDaemon, type Daemon } from "./daemon";
 import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./routes";
-import { readPsk } from "./strongswan";
+import { readPsk } from "./psk";
 import {
   HANDSHAKE_FRESH_SEC,
-  PERSISTENT_KEEPALIVE_SEC,
   RESPONDER_NUDGE_MS,
   diffWireGuardPeers,
   parseUapiGet,

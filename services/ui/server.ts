@@ -13,7 +13,7 @@ import { describeError } from "../../shared/errors";
 import { metricsText, METRICS_CONTENT_TYPE } from "../../shared/metrics";
 import type { NatsConnection } from "../../shared/nats";
 import { instanceId } from "../../shared/process";
-import { MACHINES, render, type MachineName } from "../cli/diagrams";
+import { MACHINES, render, type MachineName } from "./diagrams";
 import { InspectRecorder, type RecorderUpdate } from "./recorder";
 
 export const STATIC_DIR = join(dirname(fileURLToPath(import.meta.url)), "static");

@@ -34,7 +34,7 @@
 //                    native/frames.c), relayed natively on both gateways. The edge stops reading TLS as it sends
 //                    chan.opened and sends no frame before the cloud's first.
 //   chan.opened      edge -> cloud: the target answered; raw bytes (or sealed frames) follow in both directions.
-//   gw.proxy         a gateway's proxy, every second while it runs: its peer links (TunnelActor state and
+//   gw.proxy         a gateway's proxy, every second while it runs: its peer links (ProxyLinkActor state and
 //                    spare connections) and channel totals, for the statechart debugger and operators.
 //   gw.tunnel        a gateway candidate's tunnel mode, every second and on every change: its driver, whether
 //                    it is the domain's active tunnel endpoint, and per peer domain the TunnelActor's state,
@@ -155,12 +155,13 @@ const chanHello = obj({ domain, node: name, gateway: name, term: int(0), token: 
 const chanWelcome = obj({ node: name });
 const chanOpen = obj({ id: str({ max: 64 }), node: name, port: int(1, 65_535), term: int(0) });
 const chanOpened = obj({ id: str({ max: 64 }) });
-const proxyTunnel = obj({ peer: name, state: str({ max: 32 }), spares: int(0) });
+// A proxy link (spare connections to one peer). Protocol 1 names the list `tunnels`; it is not tunnel mode.
+const proxyLink = obj({ peer: name, state: str({ max: 32 }), spares: int(0) });
 const gatewayProxy = obj({
   node: name,
   domain,
   side: literal("cloud", "edge"),
-  tunnels: arr(proxyTunnel, 1024),
+  tunnels: arr(proxyLink, 1024),
   channelsOpen: int(0),
   channelsOpened: int(0),
   bytesIn: int(0),

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BrowserContext, Page } from "playwright-core";
 import { connectDaemon, type NatsConnection } from "../../shared/nats";
 import { startUiServer, type UiServer } from "../../services/ui/server";
-import { eventually, fleetStatus, smallTopology, startTestFleet, type TestFleet } from "../helpers/fleet";
+import { fleetStatus, smallTopology, startTestFleet, type TestFleet } from "../helpers/fleet";
 
 const CHROMIUM = process.env.RAVEN_CHROMIUM ?? "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);

@@ -19,7 +19,7 @@ import { verifyDomainToken } from "../../../shared/pki";
 import { isObjectName } from "../../../shared/protocol";
 import { ChannelTable, newChannelId, type ChannelTransport } from "./channels";
 import { proxyPortsOf, type Directory, type NodeRoute } from "../../../shared/directory";
-import { dialTcp } from "./edge";
+import { dialTcp } from "./dial";
 import { frame, readFrame } from "./frames";
 import { NativeRelay, channelKeys, type SealKeys } from "./native-relay";
 

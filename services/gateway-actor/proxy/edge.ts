@@ -1,6 +1,6 @@
 // EdgeProxy: the edge side of proxy mode. While this candidate acts active for its Gateway's proxy endpoint,
 // it keeps `spares` TLS connections dialed out to every active cloud gateway (edges need no inbound port),
-// one TunnelActor per cloud peer deciding when to dial and when to back off. The cloud turns a spare into a
+// one ProxyLinkActor per cloud peer deciding when to dial and when to back off. The cloud turns a spare into a
 // channel with `chan.open`; the edge checks the term (fencing: an open carrying a term older than ours is
 // refused), that the target is a node of *this* domain and the port one of the Gateway's proxy ports, dials
 // the node's InternalIP here — inside the domain, where colliding IPs are unambiguous — answers `chan.opened`
@@ -12,13 +12,14 @@
 import net from "node:net";
 import tls from "node:tls";
 import { createActor, type Actor } from "xstate";
-import { tunnelMachine, wantsDials, type TunnelState } from "../../../statecharts";
+import { proxyLinkMachine, wantsDials, type ProxyLinkState } from "../../../statecharts";
 import type { Clock } from "../../../shared/clock";
 import { ChannelError, describeError, errorToWire } from "../../../shared/errors";
 import { isStaleTerm } from "../../../shared/fencing";
 import type { Logger } from "../../../shared/log";
 import { counters } from "../../../shared/metrics";
 import type { ChanOpen } from "../../../shared/protocol";
+import { dialTcp } from "./dial";
 import { ChannelTable, type ChannelTransport } from "./channels";
 import { proxyPortsOf, type Directory, type ProxyPeer } from "../../../shared/directory";
 import { frame, readFrame } from "./frames";
@@ -50,7 +51,7 @@ export type EdgeProxyOptions = Readonly<{
 type Peer = {
   key: string;
   info: ProxyPeer;
-  actor: Actor<typeof tunnelMachine>;
+  actor: Actor<typeof proxyLinkMachine>;
   spares: Set<net.Socket>;
   dialing: number;
   /** The last TLS session ticket from this peer: resuming skips the certificate work of a full handshake. */
@@ -88,14 +89,14 @@ export class EdgeProxy {
       let peer = this.peers.get(key);
       if (!peer) peer = this.addPeer(key, info);
       peer.actor.send({ type: "TICK", now });
-      const state = peer.actor.getSnapshot().value as TunnelState;
+      const state = peer.actor.getSnapshot().value as ProxyLinkState;
       if (!wantsDials(state)) continue;
       while (peer.spares.size + peer.dialing < this.opts.spares) this.dial(peer);
     }
   }
 
-  tunnels(): { peer: string; state: TunnelState; spares: number }[] {
-    return [...this.peers.values()].map((p) => ({ peer: p.info.node, state: p.actor.getSnapshot().value as TunnelState, spares: p.spares.size }));
+  links(): { peer: string; state: ProxyLinkState; spares: number }[] {
+    return [...this.peers.values()].map((p) => ({ peer: p.info.node, state: p.actor.getSnapshot().value as ProxyLinkState, spares: p.spares.size }));
   }
 
   stop(): void {
@@ -105,13 +106,13 @@ export class EdgeProxy {
   }
 
   private addPeer(key: string, info: ProxyPeer): Peer {
-    const actor = createActor(tunnelMachine, { input: { peer: info.node, retryMs: this.opts.retryMs } });
+    const actor = createActor(proxyLinkMachine, { input: { peer: info.node, retryMs: this.opts.retryMs } });
     // connecting <-> up flips with every spare used under load: debug; the states that mean trouble: info.
-    actor.on("tunnelState", (e) => {
+    actor.on("linkState", (e) => {
       const level = e.state === "up" || e.state === "connecting" ? "debug" : "info";
-      this.opts.log[level]({ peer: e.peer, state: e.state, err: e.error ?? undefined }, "proxy tunnel");
+      this.opts.log[level]({ peer: e.peer, state: e.state, err: e.error ?? undefined }, "proxy link");
     });
-    actor.subscribe({ error: (err) => this.opts.log.error({ err: describeError(err), peer: info.node }, "tunnel statechart failed") });
+    actor.subscribe({ error: (err) => this.opts.log.error({ err: describeError(err), peer: info.node }, "proxy link statechart failed") });
     actor.start();
     const peer: Peer = { key, info, actor, spares: new Set(), dialing: 0, session: undefined };
     this.peers.set(key, peer);
@@ -145,7 +146,7 @@ export class EdgeProxy {
     const ready = opts.transport === "tcp" ? "connect" : "secureConnect";
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 10_000);
-    /** Ends the dial once: with an error (the TunnelActor hears it) or, without one, as a welcomed spare. */
+    /** Ends the dial once: with an error (the ProxyLinkActor hears it) or, without one, as a welcomed spare. */
     const settle = (err?: unknown) => {
       if (settled) return;
       settled = true;
@@ -262,22 +263,3 @@ export class EdgeProxy {
 
 const peerKey = (p: ProxyPeer) => `${p.node}@${p.host}:${p.port}`;
 
-/** A TCP connection to host:port, or a DIAL_FAILED ChannelError naming the address. */
-export function dialTcp(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect({ host, port, allowHalfOpen: true, noDelay: true });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new ChannelError("DIAL_FAILED", `dial ${host}:${port}: no answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-    s.once("connect", () => {
-      clearTimeout(timer);
-      s.removeAllListeners("error");
-      resolve(s);
-    });
-    s.once("error", (err) => {
-      clearTimeout(timer);
-      reject(new ChannelError("DIAL_FAILED", `dial ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }));
-    });
-  });
-}

@@ -49,7 +49,8 @@ export const defaultProxyConfig = (pkiDir: string): ProxyConfig => ({
 
 export type ProxyStats = {
   side: "cloud" | "edge";
-  tunnels: { peer: string; state: string; spares: number }[];
+  /** The proxy links: spare connections per cloud peer (edge), connected edge peers (cloud). */
+  links: { peer: string; state: string; spares: number }[];
   channelsOpen: number;
   channelsOpened: number;
   bytesIn: number;
@@ -131,10 +132,10 @@ export class ProxyEngine {
   /** What the proxy is doing, for the gateway's `gw.proxy` report: its peer links and channel totals. */
   stats(): ProxyStats | null {
     if (this.edge) {
-      return { side: "edge", tunnels: this.edge.tunnels(), channelsOpen: this.edge.channels.size, ...channelTotals() };
+      return { side: "edge", links: this.edge.links(), channelsOpen: this.edge.channels.size, ...channelTotals() };
     }
     if (this.cloud) {
-      return { side: "cloud", tunnels: this.cloud.peers(), channelsOpen: this.cloud.channels.size, ...channelTotals() };
+      return { side: "cloud", links: this.cloud.peers(), channelsOpen: this.cloud.channels.size, ...channelTotals() };
     }
     return null;
   }

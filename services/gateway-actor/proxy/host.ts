@@ -28,7 +28,7 @@ export class ProxyHost {
   ready = false;
   private lastRole: { proxy: boolean; term: number } | null = null;
 
-  constructor(private readonly opts: ProxyHostOptions) {
+  constructor(opts: ProxyHostOptions) {
     const data: WorkerInit = {
       nats: opts.nats,
       node: opts.node,

@@ -1,7 +1,8 @@
 export { ProxyEngine, defaultProxyConfig } from "./engine";
 export { ProxyHost } from "./host";
 export { CloudProxy } from "./cloud";
-export { EdgeProxy, dialTcp } from "./edge";
+export { EdgeProxy } from "./edge";
+export { dialTcp } from "./dial";
 export { Directory } from "../../../shared/directory";
 export { ProxyFrontDoor, NameRoutedListener, httpStatusOf, parseTarget } from "./front";
 export { sniff } from "./sniff";

@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../../services/fleet/build";
-import { DIAGRAM_FORMATS, EXTENSION, MACHINES, describeMachine, diagramsReadme, render, type MachineName } from "../../../services/cli/diagrams";
+import { DIAGRAM_FORMATS, EXTENSION, MACHINES, describeMachine, diagramsReadme, render, type MachineName } from "../../../services/ui/diagrams";
 
 const DOCS = join(REPO_ROOT, "docs", "statecharts");
 const names = Object.keys(MACHINES) as MachineName[];

@@ -3,37 +3,37 @@
 import { describe, expect, it } from "vitest";
 import { initialTransition, transition, type SnapshotFrom } from "xstate";
 import { getShortestPaths } from "xstate/graph";
-import { tunnelMachine, wantsDials, type TunnelEmitted, type TunnelEvent, type TunnelState } from "../../../statecharts/tunnel";
+import { proxyLinkMachine, wantsDials, type ProxyLinkEmitted, type ProxyLinkEvent, type ProxyLinkState } from "../../../statecharts/proxy-link";
 import { declaredEdges, declaredStates, emitted, reachedStates, serializeEvent, takenEdges } from "./fixtures";
 
-type Snap = SnapshotFrom<typeof tunnelMachine>;
+type Snap = SnapshotFrom<typeof proxyLinkMachine>;
 const input = { peer: "cloud-gw-1", retryMs: 100 };
 
-function run(...events: TunnelEvent[]): [Snap, TunnelEmitted[]] {
-  let [snap] = initialTransition(tunnelMachine, input);
-  let out: TunnelEmitted[] = [];
+function run(...events: ProxyLinkEvent[]): [Snap, ProxyLinkEmitted[]] {
+  let [snap] = initialTransition(proxyLinkMachine, input);
+  let out: ProxyLinkEmitted[] = [];
   for (const e of events) {
-    const [next, actions] = transition(tunnelMachine, snap, e);
+    const [next, actions] = transition(proxyLinkMachine, snap, e);
     snap = next;
-    out = emitted<TunnelEmitted>(actions);
+    out = emitted<ProxyLinkEmitted>(actions);
   }
   return [snap, out];
 }
 
-const up: TunnelEvent = { type: "SPARE_UP" };
-const gone: TunnelEvent = { type: "SPARE_GONE" };
-const failed = (now: number): TunnelEvent => ({ type: "DIAL_FAILED", error: "ECONNREFUSED", now });
-const tick = (now: number): TunnelEvent => ({ type: "TICK", now });
+const up: ProxyLinkEvent = { type: "SPARE_UP" };
+const gone: ProxyLinkEvent = { type: "SPARE_GONE" };
+const failed = (now: number): ProxyLinkEvent => ({ type: "DIAL_FAILED", error: "ECONNREFUSED", now });
+const tick = (now: number): ProxyLinkEvent => ({ type: "TICK", now });
 
 describe("TunnelActor", () => {
   it("starts connecting and wants dials; a welcomed spare makes it up", () => {
     const [start] = run();
     expect(start.value).toBe("connecting");
-    expect(wantsDials(start.value as TunnelState)).toBe(true);
+    expect(wantsDials(start.value as ProxyLinkState)).toBe(true);
     const [snap, out] = run(up);
     expect(snap.value).toBe("up");
     expect(snap.context.spares).toBe(1);
-    expect(out).toEqual([{ type: "tunnelState", state: "up", peer: "cloud-gw-1", error: null }]);
+    expect(out).toEqual([{ type: "linkState", state: "up", peer: "cloud-gw-1", error: null }]);
   });
 
   it("a failed dial with no spare backs off with a growing delay, then dials again when due", () => {
@@ -71,7 +71,7 @@ describe("TunnelActor", () => {
   });
 
   it("closes from any state, for good", () => {
-    for (const prefix of [[], [up], [failed(0)], [up, failed(0)]] as TunnelEvent[][]) {
+    for (const prefix of [[], [up], [failed(0)], [up, failed(0)]] as ProxyLinkEvent[][]) {
       const [snap, out] = run(...prefix, { type: "CLOSE" });
       expect(snap.value).toBe("closed");
       expect(snap.status).toBe("done");
@@ -80,15 +80,15 @@ describe("TunnelActor", () => {
   });
 
   it("reaches every declared state and takes every declared transition", () => {
-    const events: TunnelEvent[] = [up, gone, failed(0), tick(0), tick(10_000), { type: "CLOSE" }];
-    const paths = getShortestPaths(tunnelMachine, {
+    const events: ProxyLinkEvent[] = [up, gone, failed(0), tick(0), tick(10_000), { type: "CLOSE" }];
+    const paths = getShortestPaths(proxyLinkMachine, {
       input,
       events,
       serializeEvent,
       serializeState: (s) => JSON.stringify({ v: s.value, spares: Math.min(s.context.spares, 2), due: s.context.retryAt <= 10_000 }),
     });
-    expect(declaredStates(tunnelMachine)).toEqual(["backoff", "closed", "connecting", "degraded", "up"]);
-    expect(reachedStates(paths)).toEqual(declaredStates(tunnelMachine));
-    expect(takenEdges(tunnelMachine, paths, events)).toEqual(declaredEdges(tunnelMachine));
+    expect(declaredStates(proxyLinkMachine)).toEqual(["backoff", "closed", "connecting", "degraded", "up"]);
+    expect(reachedStates(paths)).toEqual(declaredStates(proxyLinkMachine));
+    expect(takenEdges(proxyLinkMachine, paths, events)).toEqual(declaredEdges(proxyLinkMachine));
   });
 });

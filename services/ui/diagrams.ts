@@ -2,7 +2,7 @@
 // Mermaid (GitHub renders it), Graphviz dot, and SVG laid out in-process with elkjs. `raven statecharts export` writes them under
 // docs/statecharts; a test fails when the committed files no longer match the machines.
 import { toDirectedGraph } from "xstate/graph";
-import { coordinatorMachine, domainMachine, gatewayMachine, l3TunnelMachine, nodeMachine, tunnelMachine } from "../../statecharts";
+import { coordinatorMachine, domainMachine, gatewayMachine, l3TunnelMachine, nodeMachine, proxyLinkMachine } from "../../statecharts";
 import { assertNever } from "../../shared/errors";
 
 export const MACHINES = {
@@ -10,7 +10,7 @@ export const MACHINES = {
   domain: domainMachine,
   node: nodeMachine,
   coordinator: coordinatorMachine,
-  tunnel: tunnelMachine,
+  "proxy-link": proxyLinkMachine,
   l3tunnel: l3TunnelMachine,
 } as const;
 export type MachineName = keyof typeof MACHINES;

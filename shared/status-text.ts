@@ -1,6 +1,6 @@
-// Plain-text rendering for the CLI: aligned tables, the status view, and a small YAML emitter for JSON data
-// (enough for Gateway records; strings are JSON-quoted, which YAML reads as-is).
-import type { GatewayTunnel, StatusReply } from "../../shared/protocol";
+// Plain-text rendering of what the mesh reports, for the CLI and the fleet launcher: aligned tables, the status
+// view, tunnel reports, and a small YAML emitter for JSON data (enough for Gateway records; strings are JSON-quoted).
+import type { GatewayTunnel, StatusReply } from "./protocol";
 
 export function table(header: string[], rows: string[][], indent = ""): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { soloGateway } from "../../../shared/gateway";
 import type { CandidateStatus, DomainStatus, StatusReply } from "../../../shared/protocol";
-import { renderStatus, table, toYaml } from "../../../services/cli/format";
+import { renderStatus, table, toYaml } from "../../../shared/status-text";
 
 describe("table", () => {
   it("pads every column but the last to its widest cell, two spaces apart", () => {

@@ -1,4 +1,4 @@
-// TunnelActor: the lifecycle of one peer link of a gateway — for proxy mode, the set of spare channel
+// ProxyLinkActor: the lifecycle of one proxy-mode peer link of a gateway: the set of spare channel
 // connections an active edge gateway keeps dialed out to one cloud gateway.
 //   connecting → up ⇄ degraded → backoff → connecting …, and closed (final) when the peer or the role goes.
 // The machine decides *whether* to dial (`wantsDials`) and when to retry after failures (backoff deadline in
@@ -7,9 +7,9 @@
 import { assign, emit, setup } from "xstate";
 import { backoffMs } from "./retry";
 
-export type TunnelInput = Readonly<{ peer: string; retryMs: number }>;
+export type ProxyLinkInput = Readonly<{ peer: string; retryMs: number }>;
 
-export type TunnelContext = {
+export type ProxyLinkContext = {
   peer: string;
   retryMs: number;
   /** Spare connections the peer has welcomed and not yet used. */
@@ -20,22 +20,22 @@ export type TunnelContext = {
   lastError: string | null;
 };
 
-export type TunnelEvent =
+export type ProxyLinkEvent =
   | { type: "SPARE_UP" }
   | { type: "SPARE_GONE" }
   | { type: "DIAL_FAILED"; error: string; now: number }
   | { type: "TICK"; now: number }
   | { type: "CLOSE" };
 
-export type TunnelState = "connecting" | "up" | "degraded" | "backoff" | "closed";
-export type TunnelEmitted = { type: "tunnelState"; state: TunnelState; peer: string; error: string | null };
+export type ProxyLinkState = "connecting" | "up" | "degraded" | "backoff" | "closed";
+export type ProxyLinkEmitted = { type: "linkState"; state: ProxyLinkState; peer: string; error: string | null };
 
-export const tunnelMachine = setup({
+export const proxyLinkMachine = setup({
   types: {
-    context: {} as TunnelContext,
-    events: {} as TunnelEvent,
-    input: {} as TunnelInput,
-    emitted: {} as TunnelEmitted,
+    context: {} as ProxyLinkContext,
+    events: {} as ProxyLinkEvent,
+    input: {} as ProxyLinkInput,
+    emitted: {} as ProxyLinkEmitted,
   },
   guards: {
     lastSpare: ({ context }) => context.spares <= 1,
@@ -50,15 +50,15 @@ export const tunnelMachine = setup({
       return { failures, lastError: event.error, retryAt: event.now + backoffMs(context.retryMs, failures) };
     }),
     noteError: assign({ lastError: ({ event }) => (event.type === "DIAL_FAILED" ? event.error : null) }),
-    report: emit(({ context }, params: { state: TunnelState }) => ({
-      type: "tunnelState" as const,
+    report: emit(({ context }, params: { state: ProxyLinkState }) => ({
+      type: "linkState" as const,
       state: params.state,
       peer: context.peer,
       error: context.lastError,
     })),
   },
 }).createMachine({
-  id: "tunnel",
+  id: "proxyLink",
   context: ({ input }) => ({ peer: input.peer, retryMs: input.retryMs, spares: 0, failures: 0, retryAt: 0, lastError: null }),
   initial: "connecting",
   on: { CLOSE: ".closed" },
@@ -103,6 +103,6 @@ export const tunnelMachine = setup({
 });
 
 /** Whether the service should dial more spares now (it tops the pool up to its target). */
-export function wantsDials(state: TunnelState): boolean {
+export function wantsDials(state: ProxyLinkState): boolean {
   return state === "connecting" || state === "up";
 }
