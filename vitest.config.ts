@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config";
 
-// Unit tests run in parallel; integration and chaos tests start real nats-server processes and fleets, so
-// each file runs alone (one fork at a time) to keep timings on a 2-core machine meaningful.
+// Integration and chaos tests start real nats-server processes and fleets, so each file runs alone (one fork
+// at a time) to keep timings on a 2-core machine meaningful. `npm run test:unit` (pure and in-process tests
+// only) runs its files in parallel: about 30 s here.
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
