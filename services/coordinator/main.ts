@@ -5,9 +5,10 @@ import { loadConfigFile } from "../../shared/config";
 import { describeError } from "../../shared/errors";
 import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
-import { metricsPortOf, startMetricsServer } from "../../shared/metrics-server";
+import { metricsPortOf } from "../../shared/metrics-server";
+import { serveActorProcess } from "../../shared/actor-process";
 import { connectDaemon, openBuckets } from "../../shared/nats";
-import { instanceId, onShutdown, runMain } from "../../shared/process";
+import { instanceId, runMain } from "../../shared/process";
 import { CoordinatorService } from "./coordinator";
 
 runMain(async () => {
@@ -40,14 +41,5 @@ runMain(async () => {
   const service = new CoordinatorService({ nc, buckets, id, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
   await service.start();
   log.info({ nats: flags.nats }, "coordinator started");
-  const metricsPort = metricsPortOf(flags["metrics-port"]);
-  const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;
-  if (metrics) log.info({ metrics: metrics.url }, "serving metrics");
-  onShutdown(async () => {
-    await service.stop();
-    inspector.stop();
-    await metrics?.close();
-    await nc.drain().catch(() => nc.close());
-    await kvConn.drain().catch(() => kvConn.close());
-  });
+  await serveActorProcess({ log, metricsPort: metricsPortOf(flags["metrics-port"]), connections: [nc, kvConn], inspector, stop: () => service.stop() });
 });

@@ -18,6 +18,7 @@ import { casPut, readJson } from "../../shared/kv";
 import type { KV } from "@nats-io/kv";
 import { ensurePskFile, type TunnelDriverName } from "../tunnel";
 import { ensurePki } from "../../shared/pki";
+import { pollUntil } from "../../shared/poll";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
 import { applyGateway } from "../../shared/gateway-store";
 import { connectOnce, openBuckets, requestStatus, type NatsConnection } from "../../shared/nats";
@@ -369,16 +370,14 @@ export class Fleet {
 
   private async waitCoordinator(timeoutMs: number): Promise<void> {
     const nc = await this.connect();
-    const deadline = Date.now() + timeoutMs;
     try {
-      while (Date.now() < deadline) {
-        if (await this.status(nc)) return;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await pollUntil("an active coordinator", timeoutMs, () => this.status(nc), {
+        everyMs: 50,
+        error: () => new MeshUnavailableError(`no coordinator became active within ${timeoutMs} ms (${this.lastStatusError}); see ${join(this.runDir, "logs")}`),
+      });
     } finally {
       await nc.close();
     }
-    throw new MeshUnavailableError(`no coordinator became active within ${timeoutMs} ms (${this.lastStatusError}); see ${join(this.runDir, "logs")}`);
   }
 
   /** Resolves when every one of these gateway candidates has sent a heartbeat. */
@@ -403,50 +402,43 @@ export class Fleet {
   /** Resolves when the coordinator reports every one of these nodes ready. */
   private async waitNodesReady(nodes: string[], timeoutMs: number): Promise<void> {
     const nc = await this.connect();
-    const deadline = Date.now() + timeoutMs;
     let missing = nodes;
     try {
-      while (Date.now() < deadline) {
+      await pollUntil("the nodes to be ready", timeoutMs, async () => {
         const st = await this.status(nc);
-        if (st) {
-          const ready = new Set(st.domains.flatMap((d) => d.nodes.filter((n) => n.ready).map((n) => n.node)));
-          missing = nodes.filter((n) => !ready.has(n));
-          if (missing.length === 0) return;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
+        if (!st) return false;
+        const ready = new Set(st.domains.flatMap((d) => d.nodes.filter((n) => n.ready).map((n) => n.node)));
+        missing = nodes.filter((n) => !ready.has(n));
+        return missing.length === 0;
+      }, { error: () => new MeshUnavailableError(`node actor(s) ${missing.join(", ")} not ready after ${timeoutMs} ms`) });
     } finally {
       await nc.close();
     }
-    throw new MeshUnavailableError(`node actor(s) ${missing.join(", ")} not ready after ${timeoutMs} ms`);
   }
 
   /** Resolves when every unit with candidates has every wanted replica active and every node is ready. */
   async waitElected(timeoutMs: number): Promise<StatusReply> {
     const nc = await this.connect();
-    const deadline = Date.now() + timeoutMs;
     const expectedUnits = partitionOf(this.topology).units.size;
     let last = "no coordinator answered yet";
     let reported = Date.now();
     try {
-      while (Date.now() < deadline) {
+      return await pollUntil("every unit elected and every node ready", timeoutMs, async () => {
         if (Date.now() - reported > 2_000) {
           this.progress(`      waiting: ${last} (${this.lastStatusError})`);
           reported = Date.now();
         }
         const st = await this.status(nc);
-        if (st) {
-          const missing = st.domains.filter((d) => d.active.length === 0 || d.nodes.some((n) => !n.ready));
-          const nodes = st.domains.reduce((sum, d) => sum + d.nodes.length, 0);
-          if (st.domains.length >= expectedUnits && nodes >= this.topology.nodes.length && missing.length === 0) return st;
-          last = `${st.domains.length}/${expectedUnits} units known; waiting for ${missing.map((d) => d.gateway).join(", ") || "registrations"}`;
-        }
-        await new Promise((r) => setTimeout(r, 100));
-      }
+        if (!st) return false;
+        const missing = st.domains.filter((d) => d.active.length === 0 || d.nodes.some((n) => !n.ready));
+        const nodes = st.domains.reduce((sum, d) => sum + d.nodes.length, 0);
+        if (st.domains.length >= expectedUnits && nodes >= this.topology.nodes.length && missing.length === 0) return st;
+        last = `${st.domains.length}/${expectedUnits} units known; waiting for ${missing.map((d) => d.gateway).join(", ") || "registrations"}`;
+        return false;
+      }, { error: () => new MeshUnavailableError(`fleet not ready after ${timeoutMs} ms: ${last}; see ${join(this.runDir, "logs")}`) });
     } finally {
       await nc.close();
     }
-    throw new MeshUnavailableError(`fleet not ready after ${timeoutMs} ms: ${last}; see ${join(this.runDir, "logs")}`);
   }
 
   kill(name: string, signal: NodeJS.Signals = "SIGKILL"): number | undefined {

@@ -5,7 +5,8 @@ import { loadConfigFile } from "../../shared/config";
 import { ConfigError, describeError } from "../../shared/errors";
 import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
-import { metricsPortOf, startMetricsServer } from "../../shared/metrics-server";
+import { metricsPortOf } from "../../shared/metrics-server";
+import { serveActorProcess } from "../../shared/actor-process";
 import { connectDaemon, openBuckets, type NatsConnection } from "../../shared/nats";
 import { resolve } from "node:path";
 import { Directory } from "../../shared/directory";
@@ -14,7 +15,7 @@ import type { Logger } from "../../shared/log";
 import { StrongSwanDriver, WireGuardDriver, tunnelDriverFlag, underlayMtuFlag } from "../tunnel";
 import { TunnelManager } from "./tunnel-manager";
 import { pingProbe } from "./tunnel-probe";
-import { onShutdown, runMain } from "../../shared/process";
+import { runMain } from "../../shared/process";
 import { isDomainName, isObjectName } from "../../shared/protocol";
 import { GatewayActorService } from "./gateway";
 import { proxyReporter } from "./proxy-report";
@@ -128,15 +129,17 @@ runMain(async () => {
   const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, proxy, tunnel: tunnel?.manager, onFatal: () => process.exit(1), inspector });
   service.start();
   log.info({ nats: flags.nats }, "gateway actor started");
-  const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;
-  if (metrics) log.info({ metrics: metrics.url }, "serving metrics");
-  onShutdown(async () => {
-    await service.drain();
-    service.stop();
-    await proxy?.stop();
-    await tunnel?.stop();
-    inspector.stop();
-    await metrics?.close();
-    await nc.drain().catch(() => nc.close());
-  }, config.timings.drainTimeoutMs + 2_000);
+  await serveActorProcess({
+    log,
+    metricsPort,
+    connections: [nc],
+    inspector,
+    stop: async () => {
+      await service.drain();
+      service.stop();
+      await proxy?.stop();
+      await tunnel?.stop();
+    },
+    graceMs: config.timings.drainTimeoutMs + 2_000,
+  });
 });

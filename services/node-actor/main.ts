@@ -8,9 +8,10 @@ import { domainOf, domainProblem } from "../../shared/domains";
 import { ConfigError } from "../../shared/errors";
 import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
-import { metricsPortOf, startMetricsServer } from "../../shared/metrics-server";
+import { metricsPortOf } from "../../shared/metrics-server";
+import { serveActorProcess } from "../../shared/actor-process";
 import { connectDaemon, openBuckets, type NatsConnection } from "../../shared/nats";
-import { onShutdown, runMain } from "../../shared/process";
+import { runMain } from "../../shared/process";
 import { isObjectName } from "../../shared/protocol";
 import { isIPv4 } from "../../shared/topology";
 import { NodeActorService } from "./node";
@@ -105,21 +106,22 @@ runMain(async () => {
   const log = createLogger({ service: "node-actor", actor: `node/${name}`, node: name, domain });
   const nc = await connectDaemon(flags.nats!, `node-actor/${name}`);
   const metricsPort = metricsPortOf(flags["metrics-port"]);
-  const metrics = metricsPort ? await startMetricsServer({ port: metricsPort }).catch((err) => void log.warn({ err: String(err) }, "no /metrics")) : undefined;
-  if (metrics) log.info({ metrics: metrics.url }, "serving metrics");
   const inspector = createMeshInspector(nc, { actorSource: `node/${name}`, domain });
   const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
   service.start();
   const routes = flags.tunnel ? await startRouteAgent(nc, name, domain, flags, config.timings, log) : undefined;
   const target = await startDemoTarget(name, internalIP, flags);
   if (target) log.info({ ports: target.ports }, "demo target serving");
-  onShutdown(async () => {
-    await target?.close();
-    // The routes stay: pods keep their path while the node actor restarts (a later run adopts them).
-    await routes?.stop();
-    service.stop();
-    inspector.stop();
-    await metrics?.close();
-    await nc.drain().catch(() => nc.close());
+  await serveActorProcess({
+    log,
+    metricsPort,
+    connections: [nc],
+    inspector,
+    stop: async () => {
+      await target?.close();
+      // The routes stay: pods keep their path while the node actor restarts (a later run adopts them).
+      await routes?.stop();
+      service.stop();
+    },
   });
 });

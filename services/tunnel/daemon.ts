@@ -2,7 +2,9 @@
 // they are stopped, the same for every driver.
 import type { ChildProcess } from "node:child_process";
 import { getPriority } from "node:os";
-import { describeError } from "../../shared/errors";
+import { TunnelError, describeError } from "../../shared/errors";
+import { pollUntil } from "../../shared/poll";
+import { canConnect } from "./files";
 
 /**
  * The nice value the daemons run at: the machine's default, below the control path that starts them (the
@@ -42,6 +44,14 @@ export function watchDaemon(child: ChildProcess, name: string): Daemon {
   });
   daemon = { child, exitInfo: null, exited };
   return daemon;
+}
+
+/**
+ * Resolves once the daemon's control socket (`socket`, named `what`) accepts connections; rejects with a
+ * TunnelError saying why when the daemon exits first or `timeoutMs` runs out.
+ */
+export async function waitForSocket(d: Daemon, what: string, socket: string, timeoutMs: number): Promise<void> {
+  await pollUntil(what, timeoutMs, () => canConnect(socket), { everyMs: 20, giveUp: () => d.exitInfo, error: (why) => new TunnelError(why) });
 }
 
 /** SIGTERM, then SIGKILL if it is still there after `graceMs`; resolves once it is gone. */

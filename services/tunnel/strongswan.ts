@@ -24,13 +24,13 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { MissingDependencyError, TunnelError } from "../../shared/errors";
+import { MissingDependencyError, TunnelError, describeError } from "../../shared/errors";
 import { readPsk } from "./psk";
 import { ensureAnchors } from "./anchors";
 import { execInNs } from "./exec";
 import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
-import { canConnect, writePrivate } from "./files";
-import { daemonNiceArgv, stopDaemon, watchDaemon, type Daemon } from "./daemon";
+import { writePrivate } from "./files";
+import { daemonNiceArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
 import { IPSEC_OVERHEAD_BYTES } from "./routes";
 import { connectionMessage, ikeSasOf, renderStrongswanConf, sharedKeyId, sharedKeyMessage, uncoveredSubnets, type IkeSaInfo } from "./strongswan-conf";
 import { checkSuccess, viciCall, ViciClient, ViciError, type ViciCallOptions, type ViciMessage, type ViciReply, type ViciSection } from "./vici";
@@ -367,14 +367,11 @@ export class StrongSwanDriver implements VpnDriver {
     closeSync(out);
     const charon = watchDaemon(child, "charon");
     this.charon = charon;
-    const deadline = Date.now() + this.o.startTimeoutMs;
-    while (!(await canConnect(f.vici))) {
-      if (charon.exitInfo !== null || Date.now() > deadline) {
-        const why = charon.exitInfo ?? `vici socket ${f.vici} not ready after ${this.o.startTimeoutMs} ms`;
-        await this.stopCharon();
-        throw new TunnelError(`strongswan: ${why}; log: ${this.logTail()}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
+    try {
+      await waitForSocket(charon, `charon's vici socket ${f.vici}`, f.vici, this.o.startTimeoutMs);
+    } catch (err) {
+      await this.stopCharon();
+      throw new TunnelError(`strongswan: ${describeError(err)}; log: ${this.logTail()}`, { cause: err });
     }
     const tunMtu = this.o.underlayMtu - this.overheadBytes;
     if (this.libipsec && tunMtu < LIBIPSEC_TUN_MTU) {

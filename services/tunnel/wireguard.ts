@@ -40,8 +40,7 @@ import { WIREGUARD_DEVICE } from "./drivers";
 import { ensureAnchors } from "./anchors";
 import { execInNs } from "./exec";
 import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
-import { canConnect } from "./files";
-import { daemonNiceArgv, stopDaemon, watchDaemon, type Daemon } from "./daemon";
+import { daemonNiceArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
 import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./routes";
 import { readPsk } from "./psk";
 import {
@@ -383,14 +382,11 @@ export class WireGuardDriver implements VpnDriver {
     this.starts++;
     // The socket as wireguard-go sees it: /proc/<pid>/root crosses into its mount namespace.
     const socket = this.socketOf(daemon.pid);
-    const deadline = this.clock.now() + this.o.startTimeoutMs;
-    while (daemon.exitInfo !== null || !(await canConnect(socket))) {
-      if (daemon.exitInfo !== null || this.clock.now() > deadline) {
-        const why = daemon.exitInfo ?? `UAPI socket of ${this.tunnelDev} not ready after ${this.o.startTimeoutMs} ms`;
-        await this.stopDaemon();
-        throw new TunnelError(`wireguard: ${why}; log: ${this.logTail()}`);
-      }
-      await new Promise((r) => setTimeout(r, 20));
+    try {
+      await waitForSocket(daemon, `the UAPI socket of ${this.tunnelDev}`, socket, this.o.startTimeoutMs);
+    } catch (err) {
+      await this.stopDaemon();
+      throw new TunnelError(`wireguard: ${describeError(err)}; log: ${this.logTail()}`, { cause: err });
     }
     return daemon.pid;
   }
