@@ -30,7 +30,7 @@ import { loadTopology } from "../shared/topology";
 import { REPO_ROOT } from "../services/fleet/build";
 import { CONTROL_NICE, Fleet } from "../services/fleet/fleet";
 import { FleetObserver, replicasIn } from "../services/fleet/observer";
-import { checkStrongSwanInstalled, kernelHasEsp } from "../services/tunnel";
+import { checkStrongSwanInstalled, kernelHasEsp } from "../lib/vpn";
 import { integerFlag, once } from "./flags";
 import { startCpuHog, stopCpuHog } from "./hog";
 import { PrerequisiteError } from "./tunnel-fleet";

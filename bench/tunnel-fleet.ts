@@ -11,8 +11,8 @@ import { parseTopology, type Topology } from "../shared/topology";
 import type { Fleet } from "../services/fleet/fleet";
 import type { NodeHost } from "../services/fleet/netns";
 import { FleetObserver } from "../services/fleet/observer";
-import { defaultTunnelTimings } from "../services/gateway-actor/tunnel-manager";
-import { checkStrongSwanInstalled, kernelHasEsp } from "../services/tunnel";
+import { defaultTunnelTimings } from "../services/gateway-actor/tunnel/manager";
+import { checkStrongSwanInstalled, kernelHasEsp } from "../lib/vpn";
 import { PathError } from "./proxy-lib";
 
 export const DOMAINS = ["cloud", "edge-a", "edge-b"] as const;

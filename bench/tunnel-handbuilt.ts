@@ -20,24 +20,9 @@ import { join } from "node:path";
 import { domainOf } from "../shared/domains";
 import { partitionOf } from "../shared/topology";
 import { createNetns, destroyNetns, findFreeSubnetIndex, newNetnsPrefix, nsExec, planNetns, type NetnsPlan, type NodeHost } from "../services/fleet/netns";
-import {
-  anchorOf,
-  computeRoutes,
-  connectionMessage,
-  DEFAULT_CHARON,
-  ensurePskFile,
-  ikeSasOf,
-  initiates,
-  kernelHasEsp,
-  peerNameOf,
-  readPsk,
-  renderStrongswanConf,
-  sharedKeyMessage,
-  TUNNEL_DRIVERS,
-  viciCall,
-  vpnOverheadFor,
-  type VpnPeer,
-} from "../services/tunnel";
+import { anchorOf, connectionMessage, DEFAULT_CHARON, ensurePskFile, ikeSasOf, initiates, kernelHasEsp, readPsk, renderStrongswanConf, sharedKeyMessage, TUNNEL_DRIVERS, viciCall, vpnOverheadFor, type VpnPeer } from "../lib/vpn";
+import { computeRoutes } from "../lib/vxlan";
+import { peerNameOf } from "../lib/tunnel";
 import { PathError } from "./proxy-lib";
 import { benchTopology, DOMAINS, waitUntil } from "./tunnel-fleet";
 import { handbuiltRouteCommands, swanctlConf } from "./tunnel-lib";
@@ -186,7 +171,7 @@ export class HandbuiltTunnel {
     return `unix://${join(this.dir, node, "charon.vici")}`;
   }
 
-  /** One charon in `gw`'s namespace, started as services/tunnel/strongswan.ts starts it. */
+  /** One charon in `gw`'s namespace, started as lib/vpn/strongswan.ts starts it. */
   private async startCharon(gw: NodeHost, stateDir: string): Promise<void> {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const conf = join(stateDir, "strongswan.conf");

@@ -3,7 +3,8 @@
 // hand-built reference datapath as text (the swanctl.conf and the iproute2 commands that tunnel-handbuilt.ts
 // runs). No I/O, no clock: times come in as numbers (epoch ms, as `ping -D` stamps its lines).
 import { TunnelError } from "../shared/errors";
-import { RAVEN_ROUTE_PROTO, type RouteDesired, type ViciSection, type ViciValue } from "../services/tunnel";
+import { RAVEN_ROUTE_PROTO, type RouteDesired } from "../lib/vxlan";
+import { type ViciSection, type ViciValue } from "../lib/vpn";
 import { percentile } from "./proc-stats";
 import { ratio } from "./proxy-lib";
 
@@ -125,10 +126,10 @@ export function swanctlConf(connections: readonly ViciSection[], sharedKeys: rea
 }
 
 /**
- * The commands (argv) that give node namespace `ns` what the route driver (services/tunnel/route-driver.ts)
+ * The commands (argv) that give node namespace `ns` what the route driver (lib/vxlan/route-driver.ts)
  * would make of `desired` over netlink — the VXLAN device with its /32, pinned FDB entries and neighbours, the
  * routes (protocol RAVEN_ROUTE_PROTO, on-link via the peers' VXLAN addresses), IPv4 forwarding — plus the
- * `lo:raven` anchors of a gateway's pod CIDRs (services/tunnel/anchors.ts), in a fresh namespace.
+ * `lo:raven` anchors of a gateway's pod CIDRs (lib/vpn/anchors.ts), in a fresh namespace.
  */
 export function handbuiltRouteCommands(ns: string, desired: RouteDesired, anchors: readonly string[] = []): string[][] {
   const v = desired.vxlan;

@@ -50,7 +50,7 @@ import { runMain } from "../shared/process";
 import { Fleet } from "../services/fleet/fleet";
 import { isPidAlive, nsExec } from "../services/fleet/netns";
 import type { FleetObserver } from "../services/fleet/observer";
-import { anchorOf, kernelHasEsp } from "../services/tunnel";
+import { anchorOf, kernelHasEsp } from "../lib/vpn";
 import { integerFlag, once, parseBytes } from "./flags";
 import { consoleReporter, formatBytes, MIB, PathError, ratio, startTargetsProcess } from "./proxy-lib";
 import { HandbuiltTunnel } from "./tunnel-handbuilt";
@@ -159,7 +159,7 @@ type SaCounter = Readonly<{ label: string; bytesOut: () => Promise<number> }>;
 async function assertAnchor(w: Witness, node: string, ip: string): Promise<void> {
   const argv = ["ip", "-n", w.host(node).ns, "-o", "-4", "addr", "show", "dev", "lo"];
   const text = await new Promise<string>((resolve) => execFile(argv[0]!, argv.slice(1), (_e, stdout) => resolve(stdout)));
-  if (!text.includes(` ${ip}/32 `)) throw new PathError(`${node} has no IPsec anchor ${ip}/32 on lo (the VPN driver's anchors, services/tunnel/anchors.ts); found: ${text.trim() || "none"}`);
+  if (!text.includes(` ${ip}/32 `)) throw new PathError(`${node} has no IPsec anchor ${ip}/32 on lo (the VPN driver's anchors, lib/vpn/anchors.ts); found: ${text.trim() || "none"}`);
 }
 
 async function measureThroughput(w: Witness, bytes: number, runs: number, stoppers: Array<() => Promise<void>>): Promise<BulkPath[]> {

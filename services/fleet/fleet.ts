@@ -16,7 +16,7 @@ import { domainOf } from "../../shared/domains";
 import { gatewayKey, parseGatewayRecord, proxyPortsOf, soloGateway, soloKey, type Gateway } from "../../shared/gateway";
 import { casPut, readJson } from "../../shared/kv";
 import type { KV } from "@nats-io/kv";
-import { ensurePskFile, type TunnelDriverName } from "../tunnel";
+import { ensurePskFile, type TunnelDriverName } from "../../lib/vpn";
 import { ensurePki } from "../../shared/pki";
 import { pollUntil } from "../../shared/poll";
 import { MeshUnavailableError, describeError } from "../../shared/errors";

@@ -9,7 +9,7 @@ import { runMain } from "../../shared/process";
 import { renderStatus } from "../../shared/status-text";
 import { REPO_ROOT } from "./build";
 import { Fleet } from "./fleet";
-import { tunnelDriverFlag } from "../tunnel";
+import { tunnelDriverFlag } from "../../lib/vpn";
 
 runMain(async () => {
   const parsed = parseFlags(process.argv.slice(2), "npm run fleet -- [options]", "Start a Raven fleet on this machine: hub, one leaf per edge domain, 2 coordinators, node and gateway actors.", {

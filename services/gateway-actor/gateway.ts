@@ -21,7 +21,7 @@ import { counters, reportGatewayRole } from "../../shared/metrics";
 import type { NatsConnection } from "../../shared/nats";
 import { REJECTED_COUNTER, encode, subjects, tryDecode, type Assignment } from "../../shared/protocol";
 import type { ProxyHost } from "./proxy";
-import type { TunnelManager } from "./tunnel-manager";
+import type { TunnelManager } from "./tunnel/manager";
 
 export type DatapathProbe = () => { ok: boolean; detail?: string };
 

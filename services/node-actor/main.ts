@@ -19,7 +19,8 @@ import { RouteAgent } from "./route-agent";
 import { Directory } from "../../shared/directory";
 import type { Timings } from "../../shared/config";
 import type { Logger } from "../../shared/log";
-import { RouteDriver, TUNNEL_DRIVERS, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "../tunnel";
+import { RouteDriver } from "../../lib/vxlan";
+import { TUNNEL_DRIVERS, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "../../lib/vpn";
 import { startTargetServer } from "./target-server";
 
 function portList(value: string | undefined, key: string): number[] {

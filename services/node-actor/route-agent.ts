@@ -1,6 +1,6 @@
 // A node's tunnel-mode routes (NodeActor's data-path duty): the VXLAN device toward its domain's active
 // gateway and the routes for the other domains' pod CIDRs through it — or, on the active gateway itself,
-// the local nodes' pod CIDRs back over VXLAN. Computed from the fleet's records (services/tunnel/facts.ts,
+// the local nodes' pod CIDRs back over VXLAN. Computed from the fleet's records (lib/tunnel/facts.ts,
 // computeRoutes) and applied by a route driver (RouteDriver) in the node's host-network namespace.
 //
 // Guarantees:
@@ -20,7 +20,8 @@ import { describeError } from "../../shared/errors";
 import { SerialTask } from "../../shared/serial";
 import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
-import { computeRoutes, routeInputOf, tunnelDomains, type RouteDesired } from "../tunnel";
+import { computeRoutes, type RouteDesired } from "../../lib/vxlan";
+import { routeInputOf, tunnelDomains } from "../../lib/tunnel";
 
 export type RouteDriverLike = {
   apply(desired: RouteDesired): Promise<string[]>;

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { benchTopology } from "../../bench/tunnel-fleet";
 import { startCpuHog, stopCpuHog } from "../../bench/hog";
 import { replicasIn } from "../../services/fleet/observer";
-import { VICI_PLUGIN } from "../../services/tunnel";
+import { VICI_PLUGIN } from "../../lib/vpn";
 import type { NatsConnection } from "../../shared/nats";
 import { decode, subjects, type GatewayHeartbeat } from "../../shared/protocol";
 import { eventually, fleetStatus, sleep, startTestFleet, type TestFleet } from "../helpers/fleet";

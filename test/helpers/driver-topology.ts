@@ -13,7 +13,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DEFAULT_MARKER_DIR, destroyNetns, newNetnsPrefix, reapStaleNetns } from "../../services/fleet/netns";
-import { computeRoutes, ensurePskFile, RouteDriver, type RouteDesired, type VpnDriver, type VpnStatus } from "../../services/tunnel";
+import { computeRoutes, RouteDriver, type RouteDesired } from "../../lib/vxlan";
+import { ensurePskFile, type VpnDriver, type VpnStatus } from "../../lib/vpn";
 import { leftovers, run, send, startSink } from "./netns-traffic";
 
 export const POD = { a: "10.244.1.10", b: "10.244.2.10" } as const;

@@ -1,4 +1,4 @@
-// A stand-in for charon that speaks the real vici protocol (services/tunnel/vici.ts's codec) on the socket
+// A stand-in for charon that speaks the real vici protocol (lib/vpn/vici.ts's codec) on the socket
 // named in $STRONGSWAN_CONF, for the strongSwan driver's unit tests: a process the driver starts, watches
 // and stops like charon, without IKE, namespaces or root. It keeps connections, shared keys and SAs (an
 // initiation of a loaded connection establishes one at once, with the connection's traffic selectors) and
@@ -9,7 +9,7 @@
 // Run: node --import tsx test/helpers/fake-charon.ts (exits on SIGTERM).
 import { readFileSync, rmSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
-import { encodePacket, Packet, type ViciMessage, type ViciSection } from "../../services/tunnel/vici";
+import { encodePacket, Packet, type ViciMessage, type ViciSection } from "../../lib/vpn/vici";
 import { readClientPackets } from "./vici-server";
 
 const conf = readFileSync(process.env.STRONGSWAN_CONF ?? "", "utf8");

@@ -2,7 +2,7 @@
 // test/unit/tunnel/vici.test.ts): reads a client's length-prefixed packets off a socket, however the bytes
 // are split, and hands over each event registration and command request.
 import type { Socket } from "node:net";
-import { decodeMessage, Packet, type ViciMessage } from "../../services/tunnel/vici";
+import { decodeMessage, Packet, type ViciMessage } from "../../lib/vpn/vici";
 
 export type ClientPacket = { type: "register"; name: string } | { type: "request"; name: string; message: ViciMessage };
 

@@ -1,4 +1,4 @@
-// Tunnel mode's kernel access without processes (services/tunnel/netlink.ts, kernel-net.ts, the raven_netns
+// Tunnel mode's kernel access without processes (lib/kernel/netlink.ts, kernel-net.ts, the raven_netns
 // addon) against the real kernel, in a namespace of its own (root): reads and changes land in that namespace
 // only, refusals carry errno and the kernel's own words, a sysctl changes the namespace's value and not the
 // host's, the monitor hears changes and falls silent once stopped, and the pinger times a real echo.
@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NetlinkError } from "../../shared/errors";
 import { destroyNetns, newNetnsPrefix } from "../../services/fleet/netns";
-import { NetlinkNet, Pinger, linkNamed } from "../../services/tunnel";
+import { NetlinkNet, Pinger, linkNamed } from "../../lib/kernel";
 import { eventually } from "../helpers/fleet";
 
 function skipReason(): string | null {

@@ -16,12 +16,12 @@ import { openBuckets, type NatsConnection } from "../../shared/nats";
 import { listGateways } from "../../shared/gateway-store";
 import { REPO_ROOT } from "../../services/fleet/build";
 import { CONTROL_NICE } from "../../services/fleet/fleet";
-import { DAEMON_NICE } from "../../services/tunnel/daemon";
+import { DAEMON_NICE } from "../../lib/vpn/daemon";
 import { InspectRecorder } from "../../services/ui/recorder";
 import { systemClock } from "../../shared/clock";
 import { isPidAlive } from "../../services/fleet/netns";
 import { benchTopology } from "../../bench/tunnel-fleet";
-import { VICI_PLUGIN } from "../../services/tunnel";
+import { VICI_PLUGIN } from "../../lib/vpn";
 import { eventually, fleetStatus, startTestFleet, type TestFleet } from "../helpers/fleet";
 import { inNs, MIB, run, send, startInNs, startSink, throughput } from "../helpers/netns-traffic";
 

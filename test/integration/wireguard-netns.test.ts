@@ -16,8 +16,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { destroyNetns, isPidAlive } from "../../services/fleet/netns";
-import { WIREGUARD_OVERHEAD_BYTES, type VpnPeer } from "../../services/tunnel";
-import { DEFAULT_WIREGUARD_GO, WireGuardDriver } from "../../services/tunnel/wireguard";
+import { WIREGUARD_OVERHEAD_BYTES, type VpnPeer } from "../../lib/vpn";
+import { DEFAULT_WIREGUARD_GO, WireGuardDriver } from "../../lib/vpn/wireguard";
 
 /** `wg`, to look at the device from outside the driver (which speaks UAPI itself). */
 const DEFAULT_WG = "/usr/bin/wg";
@@ -36,7 +36,7 @@ function skipReason(): string | null {
   return null;
 }
 const skip = skipReason();
-const DRIVER_MODULE = fileURLToPath(new URL("../../services/tunnel/wireguard.ts", import.meta.url));
+const DRIVER_MODULE = fileURLToPath(new URL("../../lib/vpn/wireguard.ts", import.meta.url));
 
 /** `wg` next to a driver's wireguard-go (its mount namespace holds the UAPI socket). */
 const wgOf = (drv: WireGuardDriver, ...args: string[]) => run(["nsenter", "-t", String(drv.pid), "-m", "-n", DEFAULT_WG, ...args]);

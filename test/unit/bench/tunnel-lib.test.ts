@@ -1,7 +1,8 @@
 // bench:tunnel's pure part: ping reply lines, the reply that ends a failover, nearest-rank spreads, the last line,
 // and the hand-built datapath's swanctl.conf and iproute2 commands.
 import { describe, expect, it } from "vitest";
-import { computeRoutes, connectionMessage, sharedKeyMessage, type VpnPeer } from "../../../services/tunnel";
+import { computeRoutes } from "../../../lib/vxlan";
+import { connectionMessage, sharedKeyMessage, type VpnPeer } from "../../../lib/vpn";
 import { figure, firstRecovery, handbuiltRouteCommands, lastLine, p99Note, parsePingReply, pingRtts, spread, swanctlConf, type PingReply } from "../../../bench/tunnel-lib";
 
 describe("parsePingReply", () => {

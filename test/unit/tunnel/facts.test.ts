@@ -3,7 +3,9 @@
 import { describe, expect, it } from "vitest";
 import { soloGateway, type Gateway } from "../../../shared/gateway";
 import type { NodeRecord } from "../../../shared/node-record";
-import { computeRoutes, podCidrProblems, routeInputOf, tunnelDomains, vpnPeersOf } from "../../../services/tunnel";
+import { computeRoutes } from "../../../lib/vxlan";
+import { podCidrProblems } from "../../../shared/pod-cidrs";
+import { routeInputOf, tunnelDomains, vpnPeersOf } from "../../../lib/tunnel";
 
 const rec = (name: string, domain: string, internalIP: string, podCIDR?: string): NodeRecord => ({
   name,

@@ -8,8 +8,9 @@ import { silentLogger } from "../../../shared/log";
 import type { NodeRecord } from "../../../shared/node-record";
 import { decode, type GatewayTunnel } from "../../../shared/protocol";
 import type { NatsConnection } from "../../../shared/nats";
-import { FakeVpnDriver, type RouteDesired } from "../../../services/tunnel";
-import { TunnelManager } from "../../../services/gateway-actor/tunnel-manager";
+import { FakeVpnDriver } from "../../../lib/vpn";
+import { type RouteDesired } from "../../../lib/vxlan";
+import { TunnelManager } from "../../../services/gateway-actor/tunnel/manager";
 import { RouteAgent } from "../../../services/node-actor/route-agent";
 
 const rec = (name: string, domain: string, internalIP: string, podCIDR: string): NodeRecord => ({ name, labels: {}, internalIP, domain, registeredAt: 0, podCIDR });

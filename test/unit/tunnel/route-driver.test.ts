@@ -2,7 +2,8 @@
 // them): what it reads, what it changes and in which order — a failover is make-before-break — and that a
 // resync of an unchanged state changes nothing.
 import { describe, expect, it } from "vitest";
-import { computeRoutes, FakeNet, RAVEN_ROUTE_PROTO, RouteDriver, type RouteDesired } from "../../../services/tunnel";
+import { computeRoutes, RAVEN_ROUTE_PROTO, RouteDriver, type RouteDesired } from "../../../lib/vxlan";
+import { FakeNet } from "../../../lib/kernel";
 
 /** a-node-1 (192.168.0.3) of a domain whose active gateway is `gatewayIP`. */
 function nodeRoutes(gatewayIP: string): RouteDesired {

@@ -1,16 +1,8 @@
 // computeRoutes (node and gateway, failover, MTU arithmetic, validation) and checkPodCidrOverlap.
 import { describe, expect, it } from "vitest";
 import { TunnelError } from "../../../shared/errors";
-import {
-  checkPodCidrOverlap,
-  computeRoutes,
-  IPSEC_OVERHEAD_BYTES,
-  VXLAN_OVERHEAD_BYTES,
-  WIREGUARD_OVERHEAD_BYTES,
-  vxlanAddress,
-  vxlanMac,
-  type RouteInput,
-} from "../../../services/tunnel";
+import { checkPodCidrOverlap, computeRoutes, VXLAN_OVERHEAD_BYTES, vxlanAddress, vxlanMac, type RouteInput } from "../../../lib/vxlan";
+import { IPSEC_OVERHEAD_BYTES, WIREGUARD_OVERHEAD_BYTES } from "../../../lib/vpn";
 import { parseCidr } from "../../../shared/cidr";
 
 const nodes = [

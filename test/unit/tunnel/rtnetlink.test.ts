@@ -3,7 +3,7 @@
 // ack/error with the kernel's own words, truncation, and the ICMP echo of the tunnel probe.
 import { describe, expect, it } from "vitest";
 import { NetlinkError, TunnelError } from "../../../shared/errors";
-import { echoRequest, NLM_F, NLMSG, parseEchoReply, parseLink, parseRoute, repliesOf, requests, RTM, splitMessages } from "../../../services/tunnel/rtnetlink";
+import { echoRequest, NLM_F, NLMSG, parseEchoReply, parseLink, parseRoute, repliesOf, requests, RTM, splitMessages } from "../../../lib/kernel/rtnetlink";
 
 /** A reply message as the kernel lays it out: header (seq), then the body. */
 function reply(type: number, flags: number, seq: number, body: Buffer): Buffer {

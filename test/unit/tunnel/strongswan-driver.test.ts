@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { ensurePskFile, FakeNet, StrongSwanDriver, viciCall, type CharonLauncher, type VpnPeer } from "../../../services/tunnel";
+import { ensurePskFile, StrongSwanDriver, viciCall, type CharonLauncher, type VpnPeer } from "../../../lib/vpn";
+import { FakeNet } from "../../../lib/kernel";
 
 const FAKE_CHARON = fileURLToPath(new URL("../../helpers/fake-charon.ts", import.meta.url));
 const launch: CharonLauncher = (_argv, env, outFd) => spawn(process.execPath, ["--import", "tsx", FAKE_CHARON], { stdio: ["ignore", outFd, outFd], env });

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TunnelError } from "../../../shared/errors";
-import { checkSuccess, decodeMessage, encodeMessage, encodePacket, Packet, viciCall, ViciClient, ViciError, type ViciMessage } from "../../../services/tunnel";
+import { checkSuccess, decodeMessage, encodeMessage, encodePacket, Packet, viciCall, ViciClient, ViciError, type ViciMessage } from "../../../lib/vpn";
 import { readClientPackets } from "../../helpers/vici-server";
 
 const dir = mkdtempSync(join(tmpdir(), "raven-vici-unit-"));

@@ -5,24 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { MissingDependencyError, PkiError, RavenError, TunnelError } from "../../../shared/errors";
-import {
-  checkStrongSwanInstalled,
-  ensurePskFile,
-  FakeVpnDriver,
-  connectionMessage,
-  ikeSasOf,
-  initiates,
-  readPsk,
-  renderStrongswanConf,
-  sharedKeyMessage,
-  STRONGSWAN_PACKAGES,
-  StrongSwanDriver,
-  uncoveredSubnets,
-  validateVpnDesired,
-  type ViciMessage,
-  type VpnPeer,
-  vpnOverheadFor,
-} from "../../../services/tunnel";
+import { checkStrongSwanInstalled, ensurePskFile, FakeVpnDriver, connectionMessage, ikeSasOf, initiates, readPsk, renderStrongswanConf, sharedKeyMessage, STRONGSWAN_PACKAGES, StrongSwanDriver, uncoveredSubnets, validateVpnDesired, type ViciMessage, type VpnPeer, vpnOverheadFor } from "../../../lib/vpn";
 
 const peer = (name: string, remoteAddr = "198.18.0.2"): VpnPeer => ({
   name, localAddr: "198.18.0.1", remoteAddr, localSubnets: ["10.244.0.0/24"], remoteSubnets: ["10.245.0.0/24"],

@@ -8,8 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { MissingDependencyError, TunnelError } from "../../../shared/errors";
-import { connectionMessage, validateVpnDesired, WIREGUARD_OVERHEAD_BYTES, type VpnPeer } from "../../../services/tunnel";
-import { checkWireGuardInstalled, WIREGUARD_PACKAGES, WireGuardDriver } from "../../../services/tunnel/wireguard";
+import { connectionMessage, validateVpnDesired, WIREGUARD_OVERHEAD_BYTES, type VpnPeer } from "../../../lib/vpn";
+import { checkWireGuardInstalled, WIREGUARD_PACKAGES, WireGuardDriver } from "../../../lib/vpn/wireguard";
 import {
   diffWireGuardPeers,
   parseUapiGet,
@@ -23,7 +23,7 @@ import {
   uapiSet,
   wireguardPresharedKey,
   type WgPeerDump,
-} from "../../../services/tunnel/wireguard-conf";
+} from "../../../lib/vpn/wireguard-conf";
 
 const PSK = Buffer.from("0123456789abcdef0123");
 const peer = (name: string, remoteNode: string | undefined, remoteAddr = "198.18.0.2", remoteSubnets = ["10.245.0.0/24"]): VpnPeer => ({

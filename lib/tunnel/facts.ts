@@ -13,8 +13,8 @@
 import type { Endpoint, Gateway } from "../../shared/gateway";
 import type { NodeRecord } from "../../shared/node-record";
 import { parseCidr } from "../../shared/cidr";
-import type { RouteInput } from "./routes";
-import type { VpnPeer } from "./vpn-driver";
+import type { RouteInput } from "../vxlan/routes";
+import type { VpnPeer } from "../vpn/vpn-driver";
 
 export type TunnelNode = Readonly<{ name: string; lanIP: string; podCidrs: readonly string[] }>;
 export type TunnelEndpoint = Readonly<{ node: string; addr: string; underNAT: boolean; lanIP: string | null }>;

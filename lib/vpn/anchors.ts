@@ -2,14 +2,14 @@
 // give the gateway itself an address inside its pod CIDRs (never a pod's: IPAM starts at .1), which
 //  - kernel-libipsec requires before it installs a CHILD_SA's route ("error installing route with policy"
 //    when the local subnet holds no address of this host, the normal case for a gateway);
-//  - the latency probe (services/gateway-actor/tunnel-probe.ts) pings from and to, with either VPN driver, so
+//  - the latency probe (services/gateway-actor/tunnel/probe.ts) pings from and to, with either VPN driver, so
 //    that the echo crosses exactly the tunnel the pods use and the peer gateway itself answers.
 // ensureAnchors is idempotent (an address already there, whatever its label, is replaced, not refused) and
 // costs one netlink dump when nothing is to change: it makes the labelled addresses equal the wanted set and
 // touches nothing else.
 import { TunnelError } from "../../shared/errors";
 import { intToIp, parseCidr } from "../../shared/cidr";
-import { linkNamed, type KernelNet } from "./kernel-net";
+import { linkNamed, type KernelNet } from "../kernel/kernel-net";
 
 export const ANCHOR_LABEL = "lo:raven";
 

@@ -38,10 +38,10 @@ import { MissingDependencyError, TunnelError, describeError } from "../../shared
 import { isObjectName } from "../../shared/protocol/subjects";
 import { WIREGUARD_DEVICE } from "./drivers";
 import { ensureAnchors } from "./anchors";
-import { execInNs } from "./exec";
-import { linkNamed, NetlinkNet, type KernelNet } from "./kernel-net";
+import { execInNs } from "../kernel/exec";
+import { linkNamed, NetlinkNet, type KernelNet } from "../kernel/kernel-net";
 import { daemonNiceArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
-import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./routes";
+import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./overhead";
 import { readPsk } from "./psk";
 import {
   HANDSHAKE_FRESH_SEC,

@@ -1,6 +1,6 @@
 // A gateway candidate's tunnel mode: while it is its domain's active tunnel endpoint, one TunnelActor
 // (statecharts/l3-tunnel.ts) per peer domain, and the VPN driver (strongSwan, WireGuard) brought to the
-// desired peers computed from the fleet's records (services/tunnel/facts.ts). Reported on the mesh as
+// desired peers computed from the fleet's records (lib/tunnel/facts.ts). Reported on the mesh as
 // `gw.tunnel`.
 //
 // Division of labour: the driver holds the security associations; the actors decide lifecycle from what the
@@ -17,17 +17,18 @@
 // - A failed apply (daemon died, missing binary) is reported as the gateway's tunnel error and retried;
 //   it never throws out of here.
 import { createActor, type Actor } from "xstate";
-import { l3TunnelMachine, l3TunnelView, isTunnelUsable, type L3TunnelState } from "../../statecharts";
-import type { Clock, TimerHandle } from "../../shared/clock";
-import type { Directory } from "../../shared/directory";
-import { describeError } from "../../shared/errors";
-import { SerialTask } from "../../shared/serial";
-import type { ActorInspector } from "../../shared/inspect";
-import type { Logger } from "../../shared/log";
-import { counters } from "../../shared/metrics";
-import type { NatsConnection } from "../../shared/nats";
-import { encode, subjects, type L3TunnelReport } from "../../shared/protocol";
-import { tunnelDomains, vpnPeersOf, type PeerPlan, type VpnDriver, type VpnPeer, type VpnStatus } from "../tunnel";
+import { l3TunnelMachine, l3TunnelView, isTunnelUsable, type L3TunnelState } from "../../../statecharts";
+import type { Clock, TimerHandle } from "../../../shared/clock";
+import type { Directory } from "../../../shared/directory";
+import { describeError } from "../../../shared/errors";
+import { SerialTask } from "../../../shared/serial";
+import type { ActorInspector } from "../../../shared/inspect";
+import type { Logger } from "../../../shared/log";
+import { counters } from "../../../shared/metrics";
+import type { NatsConnection } from "../../../shared/nats";
+import { encode, subjects, type L3TunnelReport } from "../../../shared/protocol";
+import { tunnelDomains, vpnPeersOf, type PeerPlan } from "../../../lib/tunnel";
+import { type VpnDriver, type VpnPeer, type VpnStatus } from "../../../lib/vpn";
 
 /** Round trip through the tunnel to the peer, in ms, or null when it did not answer. */
 export type TunnelProbe = (peer: VpnPeer) => Promise<number | null>;

@@ -18,8 +18,8 @@
 //   caller can repair drift at once: a VPN device that was recreated (wireguard-go restarted) has lost the
 //   routes into it.
 import { TunnelError } from "../../shared/errors";
-import { linkNamed, NetlinkNet, type KernelNet, type Link, type Route } from "./kernel-net";
-import { NUD_PERMANENT } from "./rtnetlink";
+import { linkNamed, NetlinkNet, type KernelNet, type Link, type Route } from "../kernel/kernel-net";
+import { NUD_PERMANENT } from "../kernel/rtnetlink";
 import { RAVEN_ROUTE_PROTO, type RouteDesired, type RouteEntry, type VxlanDesired } from "./routes";
 
 export type RouteDriverOptions = Readonly<{

@@ -3,7 +3,7 @@
 // routed into on the gateway (null: strongSwan's charon routes them itself, in table 220, with
 // kernel-libipsec; the kernel's XFRM policies catch them otherwise).
 import { ConfigError } from "../../shared/errors";
-import { WIREGUARD_OVERHEAD_BYTES } from "./routes";
+import { WIREGUARD_OVERHEAD_BYTES } from "./overhead";
 import { kernelHasEsp, strongSwanOverheadBytes } from "./strongswan";
 
 export const TunnelDriverName = { StrongSwan: "strongswan", WireGuard: "wireguard" } as const;

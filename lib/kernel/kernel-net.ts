@@ -1,6 +1,6 @@
 // KernelNet: what tunnel mode reads and changes in one network namespace — links (VXLAN included), IPv4
 // addresses, main-table IPv4 routes, IPv4 neighbours, VXLAN FDB entries and the IPv4 forwarding switch — as
-// typed calls. NetlinkNet does it over rtnetlink (services/tunnel/netlink.ts), with no process per read or
+// typed calls. NetlinkNet does it over rtnetlink (netlink.ts), with no process per read or
 // change; FakeNet (fake-net.ts) keeps the same state in memory for unit tests, with error injection.
 //
 // Every call is synchronous and complete when it returns; a refusal is a NetlinkError naming the request.

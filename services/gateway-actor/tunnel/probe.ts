@@ -1,9 +1,10 @@
 // The latency probe of tunnel mode: one ICMP echo through the tunnel, between the network addresses of the
 // first local and first remote pod CIDR. Those addresses are the gateways' anchors on `lo` (both VPN drivers
-// keep them, see services/tunnel/anchors.ts), so the echo crosses exactly the tunnel the pods use, and is
+// keep them, see lib/vpn/anchors.ts), so the echo crosses exactly the tunnel the pods use, and is
 // answered by the peer gateway's kernel. The echo leaves a raw socket opened inside the gateway's namespace
-// (services/tunnel/netlink.ts Pinger): no process per probe.
-import { Pinger, anchorOf, type VpnPeer } from "../tunnel";
+// (lib/kernel/netlink.ts Pinger): no process per probe.
+import { Pinger } from "../../../lib/kernel";
+import { anchorOf, type VpnPeer } from "../../../lib/vpn";
 
 export type TunnelProbe = ((peer: VpnPeer) => Promise<number | null>) & { close(): void };
 

@@ -1,6 +1,6 @@
 // Tunnel mode's routing, as a pure function of facts: for one node (or the domain's active gateway), the
 // VXLAN device toward the gateway, the routes for the other domains' pod CIDRs, and the MTUs. No I/O here;
-// ip-route.ts applies the result. Also the inventory check that refuses overlapping pod CIDRs.
+// route-driver.ts applies the result. Also the inventory check that refuses overlapping pod CIDRs.
 //
 // Path of a packet from a pod behind node N (domain A) to a pod in domain B:
 //   N --VXLAN over A's LAN--> gateway GA --IPsec/WireGuard over the underlay--> gateway GB --> pod
@@ -10,14 +10,7 @@
 //
 // Overheads (IPv4 underlay; the worst case, so the inner packet always fits one outer packet):
 //   VXLAN     50 = outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
-//   ESP in UDP (NAT-T, UDP 4500) with AES-GCM-128, as strongSwan negotiates it here:
-//             65 = outer IPv4 20 + UDP 8 + ESP header (SPI, seq) 8 + GCM IV 8 + padding <= 3 (4-byte
-//                  alignment) + pad length 1 + next header 1 + ICV 16
-//             Raven upstream subtracts 64 (one short in the worst case); an IPv6 underlay would need 85.
-//             The figure is checked by the root integration test: a DF ping of exactly that inner size
-//             crosses the tunnel and the outer packet is not fragmented.
-//   WireGuard 80 = outer IPv6 40 (wg-quick's conservative choice; 60 over IPv4) + UDP 8 + type/index 8 +
-//                  counter 8 + Poly1305 tag 16
+//   the VPN's: ../vpn/overhead.ts (ESP in UDP 65, WireGuard 80)
 //
 // Addresses on the VXLAN segment: each member gets 240.b.c.d/32 (from its LAN IP a.b.c.d; 240/4 is reserved
 // and never routed) and a MAC 0e:52:<LAN IP in hex>; the driver pins both per peer (a permanent neighbour and
@@ -26,15 +19,13 @@
 import { TunnelError } from "../../shared/errors";
 import { isIPv4 } from "../../shared/topology";
 import { cidrsOverlap, parseCidr } from "../../shared/cidr";
+import { MIN_IPV4_MTU } from "../vpn/overhead";
 
 export const VXLAN_OVERHEAD_BYTES = 50;
-export const IPSEC_OVERHEAD_BYTES = 20 + 8 + 8 + 8 + 3 + 1 + 1 + 16; // 65, see above
-export const WIREGUARD_OVERHEAD_BYTES = 80;
 /** Raven upstream's VXLAN device, kept for familiarity: raven0, VNI 200, UDP 4472. */
 export const DEFAULT_VXLAN = Object.freeze({ name: "raven0", vni: 200, port: 4472 });
 /** `ip route ... proto 82` marks the routes the route driver owns (82 = 'R'; unused by iproute2's table). */
 export const RAVEN_ROUTE_PROTO = 82;
-export const MIN_IPV4_MTU = 576;
 
 export const RouteRole = { Node: "node", Gateway: "gateway" } as const;
 export type RouteRole = (typeof RouteRole)[keyof typeof RouteRole];
