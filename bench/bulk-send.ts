@@ -9,12 +9,17 @@ import { integerFlag, parseBytes } from "./flags";
 import { connectTcp, measureBulk } from "./proxy-lib";
 
 runMain(async () => {
-  const parsed = parseFlags(process.argv.slice(2), "node --import tsx bench/bulk-send.ts --host IP --port N --bytes N [--local-address IP]", "Pushes bytes into a bench sink and prints MB/s.", {
-    host: { type: "string", help: "the sink's address" },
-    port: { type: "string", help: "the sink's port" },
-    bytes: { type: "string", help: "bytes to push (1073741824, 256MiB, …)" },
-    "local-address": { type: "string", help: "source address to bind the connection to" },
-  });
+  const parsed = parseFlags(
+    process.argv.slice(2),
+    "node --import tsx bench/bulk-send.ts --host IP --port N --bytes N [--local-address IP]",
+    "Pushes bytes into a bench sink and prints MB/s.",
+    {
+      host: { type: "string", help: "the sink's address" },
+      port: { type: "string", help: "the sink's port" },
+      bytes: { type: "string", help: "bytes to push (1073741824, 256MiB, …)" },
+      "local-address": { type: "string", help: "source address to bind the connection to" },
+    },
+  );
   if (!parsed) return;
   const { flags } = parsed;
   const host = requireFlag(flags.host, "host");

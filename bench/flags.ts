@@ -8,19 +8,22 @@ export function parseBytes(text: string, key: string): number {
   const m = /^(\d+)\s*(KiB|MiB|GiB)?$/i.exec(text.trim());
   const unit = { kib: 1024, mib: MIB, gib: GIB }[(m?.[2] ?? "").toLowerCase() as "kib" | "mib" | "gib"] ?? 1;
   const v = m ? Number(m[1]) * unit : NaN;
-  if (!Number.isSafeInteger(v) || v <= 0) throw new ConfigError(key, `must be a byte count like 1073741824, 1GiB or 64MiB, got ${JSON.stringify(text)}`);
+  if (!Number.isSafeInteger(v) || v <= 0)
+    throw new ConfigError(key, `must be a byte count like 1073741824, 1GiB or 64MiB, got ${JSON.stringify(text)}`);
   return v;
 }
 
 export function integerFlag(text: string, key: string, min: number): number {
   const v = Number(text);
-  if (!Number.isInteger(v) || v < min) throw new ConfigError(key, `must be an integer >= ${min}, got ${JSON.stringify(text)}`);
+  if (!Number.isInteger(v) || v < min)
+    throw new ConfigError(key, `must be an integer >= ${min}, got ${JSON.stringify(text)}`);
   return v;
 }
 
 export function secondsFlag(text: string, key: string): number {
   const v = Number(text);
-  if (!(v > 0) || !Number.isFinite(v)) throw new ConfigError(key, `must be a positive number of seconds, got ${JSON.stringify(text)}`);
+  if (!(v > 0) || !Number.isFinite(v))
+    throw new ConfigError(key, `must be a positive number of seconds, got ${JSON.stringify(text)}`);
   return v;
 }
 

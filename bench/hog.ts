@@ -5,7 +5,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { CONTROL_NICE } from "../services/fleet/fleet";
 
 export function startCpuHog(onError: (err: Error) => void = () => undefined): ChildProcess {
-  const child = spawn("nice", ["-n", String(CONTROL_NICE), "stress-ng", "--cpu", "4", "--quiet"], { stdio: "ignore", detached: true });
+  const child = spawn("nice", ["-n", String(CONTROL_NICE), "stress-ng", "--cpu", "4", "--quiet"], {
+    stdio: "ignore",
+    detached: true,
+  });
   child.on("error", onError);
   return child;
 }

@@ -22,7 +22,9 @@ import { GatewayActorService } from "../services/gateway-actor/gateway";
 import { gatewayMachine } from "../statecharts";
 import { freePorts, waitForPort } from "../services/fleet/procs";
 
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "2" }, rounds: { type: "string", default: "3" } } });
+const { values } = parseArgs({
+  options: { seconds: { type: "string", default: "2" }, rounds: { type: "string", default: "3" } },
+});
 const SECONDS = Number(values.seconds);
 const ROUNDS = Number(values.rounds);
 const DOMAIN = "bench";
@@ -38,7 +40,11 @@ async function withViewer<T>(nc: NatsConnection, on: boolean, fn: (count: () => 
   let published = 0;
   if (!on) return fn(() => 0);
   const sub = nc.subscribe(subjects.gatewayInspect(DOMAIN, NODE), { callback: () => void published++ });
-  const announce = () => nc.publish(subjects.inspectViewer(DOMAIN), encode("inspect.viewer", { viewer: "bench", sentAt: Date.now(), ttlMs: 3_000 }));
+  const announce = () =>
+    nc.publish(
+      subjects.inspectViewer(DOMAIN),
+      encode("inspect.viewer", { viewer: "bench", sentAt: Date.now(), ttlMs: 3_000 }),
+    );
   announce();
   const timer = setInterval(announce, 1_000);
   await nc.flush();
@@ -53,8 +59,12 @@ async function withViewer<T>(nc: NatsConnection, on: boolean, fn: (count: () => 
 }
 
 function makeService(nc: NatsConnection, mode: Mode) {
-  const settings: Partial<InspectorSettings> | undefined = mode === "unsampled" ? { quietEvents: new Set() } : undefined;
-  const inspector = mode === "off" ? null : createMeshInspector(nc, { actorSource: `gateway/${NODE}`, domain: DOMAIN, ...(settings ? { settings } : {}) });
+  const settings: Partial<InspectorSettings> | undefined =
+    mode === "unsampled" ? { quietEvents: new Set() } : undefined;
+  const inspector =
+    mode === "off"
+      ? null
+      : createMeshInspector(nc, { actorSource: `gateway/${NODE}`, domain: DOMAIN, ...(settings ? { settings } : {}) });
   const service = new GatewayActorService({
     nc,
     node: NODE,
@@ -69,7 +79,10 @@ function makeService(nc: NatsConnection, mode: Mode) {
   });
   if (inspector && mode === "idle-createActor") {
     // The same actor, created with the observer as an option (GatewayActorService attaches instead).
-    const actor = createActor(gatewayMachine, { input: { node: NODE, drainTimeoutMs: 1_000, lapseHoldMs: 2_000 }, inspect: inspector.inspect });
+    const actor = createActor(gatewayMachine, {
+      input: { node: NODE, drainTimeoutMs: 1_000, lapseHoldMs: 2_000 },
+      inspect: inspector.inspect,
+    });
     (service as unknown as { actor: unknown }).actor = actor;
   } else if (inspector) inspector.attach(service.actor);
   return { service, inspector };
@@ -105,10 +118,19 @@ async function flatOut(nc: NatsConnection, mode: Mode): Promise<Result> {
 /** CPU % of one core at the nominal rates (heartbeat every gatewayHeartbeatMs, TICK every sweepMs). */
 async function nominal(nc: NatsConnection, mode: Mode, actors: number): Promise<number> {
   const made = Array.from({ length: actors }, (_, i) => {
-    const inspector = mode === "off" ? null : createMeshInspector(nc, { actorSource: `gateway/${NODE}`, domain: DOMAIN });
+    const inspector =
+      mode === "off" ? null : createMeshInspector(nc, { actorSource: `gateway/${NODE}`, domain: DOMAIN });
     const service = new GatewayActorService({
-      nc, node: `bench-gw-${i + 1}`, domain: DOMAIN, gateway: "gw-bench", timings: defaultTimings, clock: systemClock, log: silentLogger(),
-      onFatal: (err) => { throw err; },
+      nc,
+      node: `bench-gw-${i + 1}`,
+      domain: DOMAIN,
+      gateway: "gw-bench",
+      timings: defaultTimings,
+      clock: systemClock,
+      log: silentLogger(),
+      onFatal: (err) => {
+        throw err;
+      },
     });
     inspector?.attach(service.actor);
     return { service, inspector };
@@ -150,14 +172,20 @@ async function main() {
       const rs = results.get(m)!;
       const perSec = median(rs.map((x) => x.perSec));
       console.log(
-        `${m.padEnd(16)} ${perSec.toFixed(0).padStart(13)} ${((perSec / base) * 100).toFixed(1).padStart(7)} % ${median(rs.map((x) => x.cpuUsPerHb)).toFixed(2).padStart(18)} ${String(median(rs.map((x) => x.published))).padStart(29)}`,
+        `${m.padEnd(16)} ${perSec.toFixed(0).padStart(13)} ${((perSec / base) * 100).toFixed(1).padStart(7)} % ${median(
+          rs.map((x) => x.cpuUsPerHb),
+        )
+          .toFixed(2)
+          .padStart(18)} ${String(median(rs.map((x) => x.published))).padStart(29)}`,
       );
     }
     const ACTORS = 50;
     const idle = await nominal(nc, "idle", ACTORS);
     const viewer = await nominal(nc, "viewer", ACTORS);
     const off = await nominal(nc, "off", ACTORS);
-    console.log(`\n${ACTORS} gateway actors in one process at nominal rates (hb ${defaultTimings.gatewayHeartbeatMs} ms, TICK ${defaultTimings.sweepMs} ms): CPU of one core: off ${off.toFixed(1)} %, idle inspector ${idle.toFixed(1)} %, viewer attached ${viewer.toFixed(1)} %`);
+    console.log(
+      `\n${ACTORS} gateway actors in one process at nominal rates (hb ${defaultTimings.gatewayHeartbeatMs} ms, TICK ${defaultTimings.sweepMs} ms): CPU of one core: off ${off.toFixed(1)} %, idle inspector ${idle.toFixed(1)} %, viewer attached ${viewer.toFixed(1)} %`,
+    );
     await nc.close();
   } finally {
     server.kill("SIGTERM");

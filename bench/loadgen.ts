@@ -9,12 +9,15 @@ import { runMain } from "../shared/process";
 import { encode, subjects, tryDecode } from "../shared/protocol";
 import { domainName, gatewayName, nodeName } from "./sim";
 
-
 runMain(async () => {
   const parsed = parseFlags(process.argv.slice(2), "loadgen [options]", "Simulated fleet for bench:scale.", {
     nats: { type: "string", default: "nats://127.0.0.1:4222", help: "NATS URL" },
     domains: { type: "string", default: "1000", help: "domains" },
-    "nodes-per-domain": { type: "string", default: "10", help: "nodes per domain, the first two are gateway candidates" },
+    "nodes-per-domain": {
+      type: "string",
+      default: "10",
+      help: "nodes per domain, the first two are gateway candidates",
+    },
     config: { type: "string", help: "Raven config JSON (timings)" },
   });
   if (!parsed) return;
@@ -93,7 +96,10 @@ runMain(async () => {
       if (!registered[idx]) continue;
       const d = Math.floor(idx / N);
       const node = nodeName(d, idx % N);
-      nc.publish(subjects.nodeHeartbeat(domainName(d), node), encode("node.hb", { node, domain: domainName(d), seq: ++nodeSeq[idx]!, ready: true, sentAt: now }));
+      nc.publish(
+        subjects.nodeHeartbeat(domainName(d), node),
+        encode("node.hb", { node, domain: domainName(d), seq: ++nodeSeq[idx]!, ready: true, sentAt: now }),
+      );
     }
   }, SLICE);
 
@@ -105,11 +111,22 @@ runMain(async () => {
       const idx = next++;
       const d = Math.floor(idx / N);
       const node = nodeName(d, idx % N);
-      const labels: Record<string, string> = { "apps.openyurt.io/nodepool": domainName(d), "raven.openyurt.io/gateway": gatewayName(d) };
-      const body = { node, domain: domainName(d), labels, internalIP: `10.${Math.floor(d / 250)}.${d % 250}.${(idx % N) + 1}`, startedAt: Date.now() };
+      const labels: Record<string, string> = {
+        "apps.openyurt.io/nodepool": domainName(d),
+        "raven.openyurt.io/gateway": gatewayName(d),
+      };
+      const body = {
+        node,
+        domain: domainName(d),
+        labels,
+        internalIP: `10.${Math.floor(d / 250)}.${d % 250}.${(idx % N) + 1}`,
+        startedAt: Date.now(),
+      };
       for (let attempt = 0; ; attempt++) {
         try {
-          const reply = await nc.request(subjects.nodeRegister(domainName(d), node), encode("node.register", body), { timeout: 2_000 });
+          const reply = await nc.request(subjects.nodeRegister(domainName(d), node), encode("node.register", body), {
+            timeout: 2_000,
+          });
           if (tryDecode(reply.data)?.type === "node.registered") break;
         } catch {
           // shed or no coordinator yet: retry

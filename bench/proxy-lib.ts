@@ -94,7 +94,9 @@ export async function startTargets(host = "127.0.0.1", ports: { sink?: number; e
     });
   const closeAll = async () => {
     for (const s of sockets) s.destroy();
-    await Promise.all([sink, echo].map((srv) => new Promise<void>((r) => (srv.listening ? srv.close(() => r()) : r()))));
+    await Promise.all(
+      [sink, echo].map((srv) => new Promise<void>((r) => (srv.listening ? srv.close(() => r()) : r()))),
+    );
   };
   try {
     const sinkPort = await listen(sink, ports.sink ?? 0);
@@ -106,7 +108,13 @@ export async function startTargets(host = "127.0.0.1", ports: { sink?: number; e
   }
 }
 
-export type TargetsProcess = Readonly<{ host: string; sinkPort: number; echoPort: number; pid: number; stop(): Promise<void> }>;
+export type TargetsProcess = Readonly<{
+  host: string;
+  sinkPort: number;
+  echoPort: number;
+  pid: number;
+  stop(): Promise<void>;
+}>;
 
 const TARGETS_ENTRY = fileURLToPath(new URL("./targets.ts", import.meta.url));
 const RELAY_ENTRY = fileURLToPath(new URL("./relay.ts", import.meta.url));
@@ -116,8 +124,18 @@ const RELAY_ENTRY = fileURLToPath(new URL("./relay.ts", import.meta.url));
  * `["ip", "netns", "exec", "edge"]` (which execs, so the PID is node's). The child exits when its stdin
  * pipe closes, so it never outlives this process; stop() closes the pipe and kills it by PID.
  */
-export function startTargetsProcess(opts: { host?: string; sinkPort?: number; echoPort?: number; prefix?: string[]; timeoutMs?: number } = {}): Promise<TargetsProcess> {
-  const args = [TARGETS_ENTRY, "--host", opts.host ?? "127.0.0.1", "--sink-port", String(opts.sinkPort ?? 0), "--echo-port", String(opts.echoPort ?? 0)];
+export function startTargetsProcess(
+  opts: { host?: string; sinkPort?: number; echoPort?: number; prefix?: string[]; timeoutMs?: number } = {},
+): Promise<TargetsProcess> {
+  const args = [
+    TARGETS_ENTRY,
+    "--host",
+    opts.host ?? "127.0.0.1",
+    "--sink-port",
+    String(opts.sinkPort ?? 0),
+    "--echo-port",
+    String(opts.echoPort ?? 0),
+  ];
   return startBenchProcess("targets", args, opts.prefix ?? [], opts.timeoutMs ?? 15_000);
 }
 
@@ -127,12 +145,28 @@ export function startRelayProcess(
   sides: { in: "tcp" | "tls"; out: "tcp" | "tls"; native?: boolean },
   pkiDir?: string,
 ): Promise<TargetsProcess> {
-  const args = [RELAY_ENTRY, "--upstream-sink", String(upstream.sinkPort), "--upstream-echo", String(upstream.echoPort), "--in", sides.in, "--out", sides.out, ...(pkiDir ? ["--pki", pkiDir] : [])];
+  const args = [
+    RELAY_ENTRY,
+    "--upstream-sink",
+    String(upstream.sinkPort),
+    "--upstream-echo",
+    String(upstream.echoPort),
+    "--in",
+    sides.in,
+    "--out",
+    sides.out,
+    ...(pkiDir ? ["--pki", pkiDir] : []),
+  ];
   if (sides.native) args.push("--native");
   return startBenchProcess("relay", args, [], 15_000);
 }
 
-async function startBenchProcess(what: string, args: string[], prefix: string[], timeoutMs: number): Promise<TargetsProcess> {
+async function startBenchProcess(
+  what: string,
+  args: string[],
+  prefix: string[],
+  timeoutMs: number,
+): Promise<TargetsProcess> {
   const [cmd, ...rest] = [...prefix, process.execPath, "--import", "tsx", ...args];
   const child = spawn(cmd!, rest, { stdio: ["pipe", "pipe", "pipe"] });
   let stderr = "";
@@ -148,7 +182,13 @@ async function startBenchProcess(what: string, args: string[], prefix: string[],
   };
   try {
     const ready = await readyLine(what, child, timeoutMs, () => stderr);
-    return { host: ready.host ?? "127.0.0.1", sinkPort: ready.sinkPort, echoPort: ready.echoPort, pid: child.pid!, stop };
+    return {
+      host: ready.host ?? "127.0.0.1",
+      sinkPort: ready.sinkPort,
+      echoPort: ready.echoPort,
+      pid: child.pid!,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
@@ -191,7 +231,10 @@ function readyLine(what: string, child: ChildProcess, timeoutMs: number, stderr:
 export function connectTcp(host: string, port: number, timeoutMs = 10_000, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = createConnection({ host, port, allowHalfOpen: true, ...(localAddress ? { localAddress } : {}) });
-    const timer = setTimeout(() => s.destroy(new PathError(`connect to ${host}:${port} timed out after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => s.destroy(new PathError(`connect to ${host}:${port} timed out after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     s.once("error", (err) => {
       clearTimeout(timer);
       reject(err);
@@ -204,7 +247,10 @@ export function connectTcp(host: string, port: number, timeoutMs = 10_000, local
   });
 }
 
-export const tcpDialer = (host: string, port: number): Dial => () => connectTcp(host, port);
+export const tcpDialer =
+  (host: string, port: number): Dial =>
+  () =>
+    connectTcp(host, port);
 
 /** Dialers for the targets reached directly (the loopback baseline). */
 export const directDialers = (t: { host: string; sinkPort: number; echoPort: number }): PathDialers => ({
@@ -226,7 +272,10 @@ export function connectVia(proxyHost: string, proxyPort: number, target: string,
     const via = `${proxyHost}:${proxyPort}`;
     let head: Buffer = Buffer.alloc(0);
     let settled = false;
-    const timer = setTimeout(() => fail(new PathError(`CONNECT ${target} via ${via}: no answer after ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(
+      () => fail(new PathError(`CONNECT ${target} via ${via}: no answer after ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     const detach = () => {
       clearTimeout(timer);
       s.off("readable", onReadable);
@@ -241,7 +290,11 @@ export function connectVia(proxyHost: string, proxyPort: number, target: string,
       reject(err);
     }
     function onEnd() {
-      fail(new PathError(`CONNECT ${target} via ${via}: the proxy closed the connection before answering${head.length ? ` (got ${JSON.stringify(head.toString("latin1"))})` : ""}`));
+      fail(
+        new PathError(
+          `CONNECT ${target} via ${via}: the proxy closed the connection before answering${head.length ? ` (got ${JSON.stringify(head.toString("latin1"))})` : ""}`,
+        ),
+      );
     }
     // 'readable' + read() rather than 'data': removing a 'readable' listener leaves the stream neither
     // flowing nor paused, so the caller's own 'data' listener starts it as it would on a fresh socket.
@@ -251,14 +304,29 @@ export function connectVia(proxyHost: string, proxyPort: number, target: string,
         head = head.length ? Buffer.concat([head, chunk]) : chunk;
         const end = head.indexOf(HEADER_END);
         if (end < 0) {
-          if (head.length > MAX_HEADER_BYTES) fail(new PathError(`CONNECT ${target} via ${via}: no end of response headers within ${MAX_HEADER_BYTES} bytes`));
+          if (head.length > MAX_HEADER_BYTES)
+            fail(
+              new PathError(
+                `CONNECT ${target} via ${via}: no end of response headers within ${MAX_HEADER_BYTES} bytes`,
+              ),
+            );
           continue;
         }
         const statusLine = head.subarray(0, head.indexOf("\r\n")).toString("latin1");
         if (!/^HTTP\/1\.[01] 200(?: |$)/.test(statusLine)) {
           // The proxy's reason, when it sent one in the body, is part of the message.
-          const reason = head.subarray(end + HEADER_END.length).toString("utf8").trim().slice(0, 300);
-          fail(new ProxyConnectError(target, statusLine, `CONNECT ${target} via ${via} refused: ${statusLine}${reason ? ` ${reason}` : ""}`));
+          const reason = head
+            .subarray(end + HEADER_END.length)
+            .toString("utf8")
+            .trim()
+            .slice(0, 300);
+          fail(
+            new ProxyConnectError(
+              target,
+              statusLine,
+              `CONNECT ${target} via ${via} refused: ${statusLine}${reason ? ` ${reason}` : ""}`,
+            ),
+          );
           return;
         }
         settled = true;
@@ -275,7 +343,10 @@ export function connectVia(proxyHost: string, proxyPort: number, target: string,
   });
 }
 
-export const connectViaDialer = (proxyHost: string, proxyPort: number, target: string): Dial => () => connectVia(proxyHost, proxyPort, target);
+export const connectViaDialer =
+  (proxyHost: string, proxyPort: number, target: string): Dial =>
+  () =>
+    connectVia(proxyHost, proxyPort, target);
 
 // ---- measurements -------------------------------------------------------------------------------------
 
@@ -286,13 +357,17 @@ function readToEnd(s: Socket, what: string): Promise<Buffer> {
   const p = new Promise<Buffer>((resolve, reject) => {
     const parts: Buffer[] = [];
     let ended = false;
-    s.setTimeout(IDLE_TIMEOUT_MS, () => s.destroy(new PathError(`${what}: no progress for ${IDLE_TIMEOUT_MS / 1000} s`)));
+    s.setTimeout(IDLE_TIMEOUT_MS, () =>
+      s.destroy(new PathError(`${what}: no progress for ${IDLE_TIMEOUT_MS / 1000} s`)),
+    );
     s.on("data", (b: Buffer) => parts.push(b));
     s.once("end", () => {
       ended = true;
       resolve(Buffer.concat(parts));
     });
-    s.once("error", (err) => reject(err instanceof PathError ? err : new PathError(`${what}: ${err.message}`, { cause: err })));
+    s.once("error", (err) =>
+      reject(err instanceof PathError ? err : new PathError(`${what}: ${err.message}`, { cause: err })),
+    );
     s.once("close", () => ended || reject(new PathError(`${what}: connection closed before the reply`)));
   });
   p.catch(() => {}); // awaited later; keep an early failure from counting as unhandled meanwhile
@@ -318,7 +393,8 @@ function drained(s: Socket): Promise<void> {
  * Returns MB/s (1 MB = 1e6 bytes) from the first write to the count's arrival; dialing is not included.
  */
 export async function measureBulk(dial: Dial, bytes = GIB): Promise<number> {
-  if (!Number.isSafeInteger(bytes) || bytes <= 0) throw new PathError(`bulk: bytes must be a positive integer, got ${bytes}`);
+  if (!Number.isSafeInteger(bytes) || bytes <= 0)
+    throw new PathError(`bulk: bytes must be a positive integer, got ${bytes}`);
   const s = await dial();
   try {
     const reply = readToEnd(s, "bulk");
@@ -334,7 +410,8 @@ export async function measureBulk(dial: Dial, bytes = GIB): Promise<number> {
     s.end();
     const text = (await reply).toString("latin1").trim();
     const elapsed = seconds(t0);
-    if (!/^\d+$/.test(text)) throw new PathError(`bulk: the sink answered ${JSON.stringify(text.slice(0, 80))} instead of a byte count`);
+    if (!/^\d+$/.test(text))
+      throw new PathError(`bulk: the sink answered ${JSON.stringify(text.slice(0, 80))} instead of a byte count`);
     if (Number(text) !== bytes) throw new PathError(`bulk: sent ${bytes} bytes but the sink counted ${text}`);
     return bytes / 1e6 / elapsed;
   } finally {
@@ -347,7 +424,8 @@ export async function measureBulk(dial: Dial, bytes = GIB): Promise<number> {
  * carries its sequence number, checked in the answer. The first `warmup` round trips are not counted.
  */
 export async function measureRtt(dial: Dial, n = 20_000, warmup = 1_000): Promise<Rtt> {
-  if (!Number.isInteger(n) || n < 1 || !Number.isInteger(warmup) || warmup < 0) throw new PathError(`rtt: bad sample counts n=${n} warmup=${warmup}`);
+  if (!Number.isInteger(n) || n < 1 || !Number.isInteger(warmup) || warmup < 0)
+    throw new PathError(`rtt: bad sample counts n=${n} warmup=${warmup}`);
   const s = await dial();
   s.setNoDelay(true);
   const samples = new Float64Array(n);
@@ -370,12 +448,14 @@ export async function measureRtt(dial: Dial, n = 20_000, warmup = 1_000): Promis
         s.write(req);
       };
       const onData = (b: Buffer) => {
-        if (got + b.length > ECHO_BYTES) return fail(new PathError(`rtt: ${got + b.length} bytes arrived for one ${ECHO_BYTES}-byte request`));
+        if (got + b.length > ECHO_BYTES)
+          return fail(new PathError(`rtt: ${got + b.length} bytes arrived for one ${ECHO_BYTES}-byte request`));
         b.copy(resp, got);
         got += b.length;
         if (got < ECHO_BYTES) return;
         const us = Number(process.hrtime.bigint() - t0) / 1e3;
-        if (resp.readUInt32BE(0) !== i) return fail(new PathError(`rtt: answer ${resp.readUInt32BE(0)} to request ${i}`));
+        if (resp.readUInt32BE(0) !== i)
+          return fail(new PathError(`rtt: answer ${resp.readUInt32BE(0)} to request ${i}`));
         if (i >= warmup) samples[i - warmup] = us;
         got = 0;
         if (++i === warmup + n) {
@@ -403,7 +483,10 @@ async function oneConnection(dial: Dial, req: Buffer): Promise<void> {
     s.setNoDelay(true);
     await new Promise<void>((resolve, reject) => {
       let got = 0;
-      const timer = setTimeout(() => reject(new PathError(`conn: no answer within ${IDLE_TIMEOUT_MS / 1000} s`)), IDLE_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new PathError(`conn: no answer within ${IDLE_TIMEOUT_MS / 1000} s`)),
+        IDLE_TIMEOUT_MS,
+      );
       const done = (err?: Error) => {
         clearTimeout(timer);
         if (err) reject(err instanceof PathError ? err : new PathError(`conn: ${err.message}`, { cause: err }));
@@ -414,7 +497,12 @@ async function oneConnection(dial: Dial, req: Buffer): Promise<void> {
         if (got >= ECHO_BYTES) done();
       });
       s.once("error", done);
-      s.once("end", () => got < ECHO_BYTES && done(new PathError(`conn: the path ended the connection after ${got} of ${ECHO_BYTES} bytes`)));
+      s.once(
+        "end",
+        () =>
+          got < ECHO_BYTES &&
+          done(new PathError(`conn: the path ended the connection after ${got} of ${ECHO_BYTES} bytes`)),
+      );
       s.write(req);
     });
   } finally {
@@ -427,7 +515,8 @@ async function oneConnection(dial: Dial, req: Buffer): Promise<void> {
  * echo round trip and closing. Any failed connection fails the measurement.
  */
 export async function measureConnRate(dial: Dial, durationMs = 3_000, concurrency = 8): Promise<number> {
-  if (!(durationMs > 0) || !Number.isInteger(concurrency) || concurrency < 1) throw new PathError(`conn: bad durationMs=${durationMs} concurrency=${concurrency}`);
+  if (!(durationMs > 0) || !Number.isInteger(concurrency) || concurrency < 1)
+    throw new PathError(`conn: bad durationMs=${durationMs} concurrency=${concurrency}`);
   const req = Buffer.alloc(ECHO_BYTES, 0x63);
   const t0 = process.hrtime.bigint();
   const deadline = performance.now() + durationMs;
@@ -450,7 +539,13 @@ export async function measureConnRate(dial: Dial, durationMs = 3_000, concurrenc
 
 // ---- one path, end to end, and printing ---------------------------------------------------------------
 
-export type MeasureOptions = Readonly<{ bulkBytes: number; rttSamples: number; rttWarmup: number; connMs: number; concurrency: number }>;
+export type MeasureOptions = Readonly<{
+  bulkBytes: number;
+  rttSamples: number;
+  rttWarmup: number;
+  connMs: number;
+  concurrency: number;
+}>;
 
 export type Reporter = Readonly<{ figure(line: string): void; progress(line: string): void }>;
 
@@ -464,12 +559,19 @@ export const consoleReporter: Reporter = {
 export const fmt = (v: number, digits = 0): string => (Number.isFinite(v) ? v.toFixed(digits) : "nan");
 
 /** a / b, NaN when either is missing. */
-export const ratio = (a: number, b: number): number => (Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN);
+export const ratio = (a: number, b: number): number =>
+  Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN;
 
-export const formatBytes = (n: number): string => (n % GIB === 0 ? `${n / GIB} GiB` : n % MIB === 0 ? `${n / MIB} MiB` : `${n} bytes`);
+export const formatBytes = (n: number): string =>
+  n % GIB === 0 ? `${n / GIB} GiB` : n % MIB === 0 ? `${n / MIB} MiB` : `${n} bytes`;
 
 /** The result of a path that was not measured: every figure NaN. */
-export const notMeasured = (label: string): PathResult => ({ label, bulkMBps: NaN, rtt: { p50_us: NaN, p99_us: NaN }, connPerS: NaN });
+export const notMeasured = (label: string): PathResult => ({
+  label,
+  bulkMBps: NaN,
+  rtt: { p50_us: NaN, p99_us: NaN },
+  connPerS: NaN,
+});
 
 /** `label mbps=… rtt_p50_us=… rtt_p99_us=… conn_per_s=…` */
 export const formatPathResult = (r: PathResult): string =>
@@ -480,7 +582,12 @@ export const formatRatios = (a: PathResult, b: PathResult): string =>
   `ratios ${a.label}/${b.label} mbps=${fmt(ratio(a.bulkMBps, b.bulkMBps), 2)} rtt_p50=${fmt(ratio(a.rtt.p50_us, b.rtt.p50_us), 2)} rtt_p99=${fmt(ratio(a.rtt.p99_us, b.rtt.p99_us), 2)} conn_per_s=${fmt(ratio(a.connPerS, b.connPerS), 2)}`;
 
 /** Runs the three measurements on one path in order (bulk, RTT, connection rate), printing each figure. */
-export async function measurePath(label: string, dial: PathDialers, o: MeasureOptions, out: Reporter = consoleReporter): Promise<PathResult> {
+export async function measurePath(
+  label: string,
+  dial: PathDialers,
+  o: MeasureOptions,
+  out: Reporter = consoleReporter,
+): Promise<PathResult> {
   out.progress(`${label}: pushing ${formatBytes(o.bulkBytes)} to the sink`);
   const bulkMBps = await measureBulk(dial.sink, o.bulkBytes);
   out.figure(`${label}: bulk ${fmt(bulkMBps, 1)} MB/s`);

@@ -61,7 +61,13 @@ function benchTopology(loopback: boolean): Topology {
   });
   const gateway = (name: string, nodes: string[], exposeType: string) => ({
     metadata: { name },
-    spec: { exposeType, endpoints: nodes.flatMap((n) => [{ nodeName: n, type: "proxy" }, { nodeName: n, type: "tunnel" }]) },
+    spec: {
+      exposeType,
+      endpoints: nodes.flatMap((n) => [
+        { nodeName: n, type: "proxy" },
+        { nodeName: n, type: "tunnel" },
+      ]),
+    },
   });
   return parseTopology({
     name: "bench-proxy",
@@ -72,7 +78,10 @@ function benchTopology(loopback: boolean): Topology {
       node("edge-gw-2", "edge", "10.0.2.12", "gw-edge"),
       node("edge-node-1", "edge", "10.0.2.13", "gw-edge"),
     ],
-    gateways: [gateway("gw-cloud", ["cloud-gw-1", "cloud-gw-2"], "PublicIP"), gateway("gw-edge", ["edge-gw-1", "edge-gw-2"], "")],
+    gateways: [
+      gateway("gw-cloud", ["cloud-gw-1", "cloud-gw-2"], "PublicIP"),
+      gateway("gw-edge", ["edge-gw-1", "edge-gw-2"], ""),
+    ],
   });
 }
 
@@ -88,7 +97,9 @@ async function measureFloor(targets: TargetsProcess, opts: MeasureOptions, nativ
     relays.push(inner);
     const outer = await startRelayProcess(inner, { in: "tcp", out: "tls", native }, pkiDir);
     relays.push(outer);
-    consoleReporter.progress(`${label}: 127.0.0.1 relay ${outer.sinkPort}/${outer.echoPort} (TLS out) -> relay ${inner.sinkPort}/${inner.echoPort} (TLS in) -> targets`);
+    consoleReporter.progress(
+      `${label}: 127.0.0.1 relay ${outer.sinkPort}/${outer.echoPort} (TLS out) -> relay ${inner.sinkPort}/${inner.echoPort} (TLS in) -> targets`,
+    );
     return await measurePath(label, directDialers(outer), opts);
   } finally {
     for (const r of relays.reverse()) await r.stop();
@@ -104,7 +115,16 @@ async function ravenPath(transport: "tls" | "tcp"): Promise<{ dial: PathDialers;
   const topology = benchTopology(!netns);
   const target = topology.nodes.find((n) => n.name === "edge-node-1")!;
   const runDir = mkdtempSync(join(tmpdir(), "raven-bench-proxy-"));
-  const fleet = new Fleet(topology, { runDir, hubPort: 0, proxy: true, netns, demoTargets: false, proxyTransport: transport, logLevel: "warn", progress: (l) => consoleReporter.progress(`raven: ${l.trim()}`) });
+  const fleet = new Fleet(topology, {
+    runDir,
+    hubPort: 0,
+    proxy: true,
+    netns,
+    demoTargets: false,
+    proxyTransport: transport,
+    logLevel: "warn",
+    progress: (l) => consoleReporter.progress(`raven: ${l.trim()}`),
+  });
   let targets: TargetsProcess | null = null;
   let viewer: { ui: UiServer; nc: NatsConnection } | null = null;
   const stop = async () => {
@@ -123,14 +143,21 @@ async function ravenPath(transport: "tls" | "tcp"): Promise<{ dial: PathDialers;
       consoleReporter.progress(`raven: statechart viewer attached (${viewer.ui.url})`);
     }
     const ns = fleet.namespaceOf("edge");
-    targets = await startTargetsProcess({ host: target.internalIP, sinkPort: SINK_PORT, echoPort: ECHO_PORT, ...(ns ? { prefix: nsExec(ns, []) } : {}) });
+    targets = await startTargetsProcess({
+      host: target.internalIP,
+      sinkPort: SINK_PORT,
+      echoPort: ECHO_PORT,
+      ...(ns ? { prefix: nsExec(ns, []) } : {}),
+    });
     const nc = await fleet.connect();
     const st = await fleet.status(nc);
     await nc.close();
     const cloud = st?.domains.find((d) => d.gateway === "gw-cloud")?.active.find((a) => a.type === "proxy")?.nodeName;
     const door = cloud ? fleet.proxyListen(cloud) : undefined;
     if (!door) throw new Error("the bench fleet has no active cloud proxy gateway");
-    consoleReporter.progress(`raven: ${netns ? "network namespaces" : "loopback"}; front door ${door.host}:${door.frontPort} on ${cloud}; target ${target.name} (${target.internalIP})`);
+    consoleReporter.progress(
+      `raven: ${netns ? "network namespaces" : "loopback"}; front door ${door.host}:${door.frontPort} on ${cloud}; target ${target.name} (${target.internalIP})`,
+    );
     const dial = {
       sink: connectViaDialer(door.host, door.frontPort, `${target.name}:${SINK_PORT}`),
       echo: connectViaDialer(door.host, door.frontPort, `${target.name}:${ECHO_PORT}`),
@@ -154,26 +181,60 @@ async function ravenPath(transport: "tls" | "tcp"): Promise<{ dial: PathDialers;
 }
 
 runMain(async () => {
-  const parsed = parseFlags(process.argv.slice(2), "npm run bench:proxy -- [options]", "Throughput, RTT and connection rate: direct TCP, ssh -R, and the Raven proxy.", {
-    bytes: { type: "string", help: "bulk bytes per path, >= 1GiB unless --quick (default: 1GiB; 64MiB with --quick)" },
-    "rtt-samples": { type: "string", help: "64-byte round trips per path (default: 20000; 2000 with --quick)" },
-    "rtt-warmup": { type: "string", help: "round trips before the counted ones (default: 1000; 200 with --quick)" },
-    "conn-seconds": { type: "string", help: "seconds of connection-rate measurement per path (default: 3; 1 with --quick)" },
-    concurrency: { type: "string", default: "8", help: "connections in flight during the connection-rate measurement" },
-    "ssh-cipher": { type: "string", help: "ssh -c for the tunnels, e.g. aes128-gcm@openssh.com (default: OpenSSH's own choice)" },
-    quick: { type: "boolean", default: false, help: "smoke test: small defaults, allows --bytes below 1GiB" },
-    "with-viewer": { type: "boolean", default: false, help: "attach a statechart viewer (raven ui) to the Raven path's fleet while measuring" },
-    "no-netns": { type: "boolean", default: false, help: "run the Raven path's fleet on loopback even as root" },
-    "skip-tcp": { type: "boolean", default: false, help: "do not measure the Raven path with plain-TCP channels (only the default, TLS)" },
-    "skip-floor": { type: "boolean", default: false, help: "do not measure the floor paths (two bare relays with TLS between them: Node's, and the native relay)" },
-  });
+  const parsed = parseFlags(
+    process.argv.slice(2),
+    "npm run bench:proxy -- [options]",
+    "Throughput, RTT and connection rate: direct TCP, ssh -R, and the Raven proxy.",
+    {
+      bytes: {
+        type: "string",
+        help: "bulk bytes per path, >= 1GiB unless --quick (default: 1GiB; 64MiB with --quick)",
+      },
+      "rtt-samples": { type: "string", help: "64-byte round trips per path (default: 20000; 2000 with --quick)" },
+      "rtt-warmup": { type: "string", help: "round trips before the counted ones (default: 1000; 200 with --quick)" },
+      "conn-seconds": {
+        type: "string",
+        help: "seconds of connection-rate measurement per path (default: 3; 1 with --quick)",
+      },
+      concurrency: {
+        type: "string",
+        default: "8",
+        help: "connections in flight during the connection-rate measurement",
+      },
+      "ssh-cipher": {
+        type: "string",
+        help: "ssh -c for the tunnels, e.g. aes128-gcm@openssh.com (default: OpenSSH's own choice)",
+      },
+      quick: { type: "boolean", default: false, help: "smoke test: small defaults, allows --bytes below 1GiB" },
+      "with-viewer": {
+        type: "boolean",
+        default: false,
+        help: "attach a statechart viewer (raven ui) to the Raven path's fleet while measuring",
+      },
+      "no-netns": { type: "boolean", default: false, help: "run the Raven path's fleet on loopback even as root" },
+      "skip-tcp": {
+        type: "boolean",
+        default: false,
+        help: "do not measure the Raven path with plain-TCP channels (only the default, TLS)",
+      },
+      "skip-floor": {
+        type: "boolean",
+        default: false,
+        help: "do not measure the floor paths (two bare relays with TLS between them: Node's, and the native relay)",
+      },
+    },
+  );
   if (!parsed) return;
   const { flags } = parsed;
   const quick = flags.quick === true;
   noNetns = flags["no-netns"] === true;
   withViewer = flags["with-viewer"] === true;
   const bulkBytes = parseBytes(flags.bytes ?? (quick ? "64MiB" : "1GiB"), "--bytes");
-  if (bulkBytes < GIB && !quick) throw new ConfigError("--bytes", `must be at least 1GiB for a real run (got ${formatBytes(bulkBytes)}); pass --quick for a smoke test`);
+  if (bulkBytes < GIB && !quick)
+    throw new ConfigError(
+      "--bytes",
+      `must be at least 1GiB for a real run (got ${formatBytes(bulkBytes)}); pass --quick for a smoke test`,
+    );
   const opts: MeasureOptions = {
     bulkBytes,
     rttSamples: integerFlag(flags["rtt-samples"] ?? (quick ? "2000" : "20000"), "--rtt-samples", 1),
@@ -188,15 +249,22 @@ runMain(async () => {
   // Everything started here is stopped by these, newest first, once: at the end, on error, on SIGINT/SIGTERM.
   const stoppers: Array<() => Promise<void>> = [];
   const stopAll = once(async () => {
-    for (const stop of stoppers.reverse()) await stop().catch((err) => consoleReporter.progress(`cleanup: ${(err as Error).message}`));
+    for (const stop of stoppers.reverse())
+      await stop().catch((err) => consoleReporter.progress(`cleanup: ${(err as Error).message}`));
   });
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) process.once(signal, () => void stopAll().finally(() => process.exit(code)));
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const)
+    process.once(signal, () => void stopAll().finally(() => process.exit(code)));
 
   try {
     // Targets in a process of their own for every path, as the Raven path's must be (inside the edge domain).
     const targets = await startTargetsProcess();
     stoppers.push(once(() => targets.stop()));
-    consoleReporter.progress(`targets on ${targets.host}: sink ${targets.sinkPort}, echo ${targets.echoPort}; bulk ${formatBytes(opts.bulkBytes)}, ${opts.rttSamples} round trips, ${opts.connMs / 1000} s of connections x ${opts.concurrency}`);
+    consoleReporter.progress(
+      `targets on ${targets.host}: sink ${targets.sinkPort}, echo ${targets.echoPort}; bulk ${formatBytes(opts.bulkBytes)}, ${opts.rttSamples} round trips, ${opts.connMs / 1000} s of connections x ${opts.concurrency}`,
+    );
 
     const direct = await measurePath("direct", directDialers(targets), opts);
 
@@ -205,8 +273,15 @@ runMain(async () => {
     const sshd = await startSshd();
     const stopSsh = once(() => sshd.stop());
     stoppers.push(stopSsh);
-    const [sinkTunnel, echoTunnel] = [await reverseTunnel(sshd, targets.sinkPort, tunnelOpts), await reverseTunnel(sshd, targets.echoPort, tunnelOpts)];
-    const ssh = await measurePath("ssh", { sink: tcpDialer("127.0.0.1", sinkTunnel.port), echo: tcpDialer("127.0.0.1", echoTunnel.port) }, opts);
+    const [sinkTunnel, echoTunnel] = [
+      await reverseTunnel(sshd, targets.sinkPort, tunnelOpts),
+      await reverseTunnel(sshd, targets.echoPort, tunnelOpts),
+    ];
+    const ssh = await measurePath(
+      "ssh",
+      { sink: tcpDialer("127.0.0.1", sinkTunnel.port), echo: tcpDialer("127.0.0.1", echoTunnel.port) },
+      opts,
+    );
     await stopSsh(); // its tunnels too; nothing of ssh competes for the CPU while the next path runs
 
     const floor = flags["skip-floor"] ? notMeasured("node-tls-relay") : await measureFloor(targets, opts, false);

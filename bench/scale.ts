@@ -30,7 +30,11 @@ runMain(async () => {
   if (!parsed) return;
   const positive = (name: string, min: number) => {
     const v = Number(parsed.flags[name as keyof typeof parsed.flags]);
-    if (!Number.isInteger(v) || v < min) throw new ConfigError(`--${name}`, `must be an integer >= ${min}, got ${parsed.flags[name as keyof typeof parsed.flags]}`);
+    if (!Number.isInteger(v) || v < min)
+      throw new ConfigError(
+        `--${name}`,
+        `must be an integer >= ${min}, got ${parsed.flags[name as keyof typeof parsed.flags]}`,
+      );
     return v;
   };
   const D = positive("domains", 1);
@@ -63,7 +67,15 @@ runMain(async () => {
   try {
     const [client, leafnode] = await freePorts(2);
     const conf = join(runDir, "hub.conf");
-    writeFileSync(conf, hubConfig({ configDir: runDir, baseConf: join(REPO_ROOT, "nats.conf"), ports: { client: client!, leafnode: leafnode! }, storeDir: join(runDir, "js") }));
+    writeFileSync(
+      conf,
+      hubConfig({
+        configDir: runDir,
+        baseConf: join(REPO_ROOT, "nats.conf"),
+        ports: { client: client!, leafnode: leafnode! },
+        storeDir: join(runDir, "js"),
+      }),
+    );
     spawnLogged("hub", "nats-server", ["-c", conf]);
     await waitForPort(client!, 10_000);
     const url = `nats://127.0.0.1:${client}`;
@@ -80,7 +92,11 @@ runMain(async () => {
             buckets.gateways,
             parseGatewayManifest({
               metadata: { name: gatewayName(d + i) },
-              spec: { endpoints: [0, 1].flatMap((n) => ["proxy", "tunnel"].map((type) => ({ nodeName: nodeName(d + i, n), type }))) },
+              spec: {
+                endpoints: [0, 1].flatMap((n) =>
+                  ["proxy", "tunnel"].map((type) => ({ nodeName: nodeName(d + i, n), type })),
+                ),
+              },
             }),
           ),
         ),
@@ -106,7 +122,19 @@ runMain(async () => {
 
     // The simulated fleet runs first; then the coordinator cold-starts against it, as after a restart of
     // the whole control plane. cold_elect_ms runs from the coordinator's spawn.
-    const loadgen = spawnLogged("loadgen", process.execPath, ["--import", "tsx", join(REPO_ROOT, "bench/loadgen.ts"), "--nats", url, "--domains", String(D), "--nodes-per-domain", String(N), "--config", configFile]);
+    const loadgen = spawnLogged("loadgen", process.execPath, [
+      "--import",
+      "tsx",
+      join(REPO_ROOT, "bench/loadgen.ts"),
+      "--nats",
+      url,
+      "--domains",
+      String(D),
+      "--nodes-per-domain",
+      String(N),
+      "--config",
+      configFile,
+    ]);
     let registrationsDone = false;
     let heartbeating = false;
     let startedAt = 0;
@@ -116,7 +144,9 @@ runMain(async () => {
           const o = JSON.parse(line) as { registered?: number; complete?: boolean; heartbeating?: boolean };
           if (o.heartbeating) heartbeating = true;
           if (o.registered === undefined) continue;
-          console.log(`  loadgen: ${o.registered} nodes registered${o.complete ? " (all)" : ""} at ${((performance.now() - startedAt) / 1000).toFixed(1)} s`);
+          console.log(
+            `  loadgen: ${o.registered} nodes registered${o.complete ? " (all)" : ""} at ${((performance.now() - startedAt) / 1000).toFixed(1)} s`,
+          );
           if (o.complete) registrationsDone = true;
         } catch {
           // not progress
@@ -125,39 +155,63 @@ runMain(async () => {
     });
     const bundles = await buildEntrypoints();
     while (!heartbeating) {
-      if (loadgen.exitCode !== null) throw new Error(`load generator exited (${loadgen.exitCode}); see ${runDir}/loadgen.log`);
+      if (loadgen.exitCode !== null)
+        throw new Error(`load generator exited (${loadgen.exitCode}); see ${runDir}/loadgen.log`);
       await new Promise((r) => setTimeout(r, 50));
     }
     await new Promise((r) => setTimeout(r, 1_000));
     console.log(`load generator heartbeating for ${D * 2} candidates and ${D * N} nodes; starting the coordinator`);
     startedAt = performance.now();
-    const coordinator = (coordinatorProc = spawnLogged("coordinator", process.execPath, [...(process.env.RAVEN_NODE_ARGS?.split(" ").filter(Boolean) ?? []), bundles.coordinator, "--nats", url, "--config", configFile]));
+    const coordinator = (coordinatorProc = spawnLogged("coordinator", process.execPath, [
+      ...(process.env.RAVEN_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
+      bundles.coordinator,
+      "--nats",
+      url,
+      "--config",
+      configFile,
+    ]));
     const deadline = performance.now() + 120_000;
     let lastReport = performance.now();
     while ((elected.size < D || !registrationsDone) && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       if (performance.now() - lastReport > 2_000) {
-        console.log(`  ${elected.size}/${D} domains elected at ${((performance.now() - startedAt) / 1000).toFixed(1)} s`);
+        console.log(
+          `  ${elected.size}/${D} domains elected at ${((performance.now() - startedAt) / 1000).toFixed(1)} s`,
+        );
         lastReport = performance.now();
       }
-      if (coordinator.exitCode !== null) throw new Error(`coordinator exited (${coordinator.exitCode}); see ${runDir}/coordinator.log`);
+      if (coordinator.exitCode !== null)
+        throw new Error(`coordinator exited (${coordinator.exitCode}); see ${runDir}/coordinator.log`);
     }
     if (elected.size < D) throw new Error(`only ${elected.size}/${D} domains elected after 120 s`);
     const coldElectMs = allElectedAt - startedAt;
-    console.log(`all ${D} domains elected ${coldElectMs.toFixed(0)} ms after the coordinator started (${termChanges} term changes after the first election while the load generator registered and warmed up); settling 5 s`);
+    console.log(
+      `all ${D} domains elected ${coldElectMs.toFixed(0)} ms after the coordinator started (${termChanges} term changes after the first election while the load generator registered and warmed up); settling 5 s`,
+    );
     await new Promise((r) => setTimeout(r, 5_000));
     console.log(`measuring steady state for ${steadyMs / 1000} s`);
     const changesBefore = termChanges;
-    const [{ cpuPct, rssMb }, loadgenStats] = await Promise.all([sampleProcess(coordinator.pid!, steadyMs), sampleProcess(loadgen.pid!, steadyMs)]);
+    const [{ cpuPct, rssMb }, loadgenStats] = await Promise.all([
+      sampleProcess(coordinator.pid!, steadyMs),
+      sampleProcess(loadgen.pid!, steadyMs),
+    ]);
     const steadyTermChanges = termChanges - changesBefore;
     sub.unsubscribe();
     await nc.close();
     const gwRate = (D * 2 * 1000) / defaultTimings.gatewayHeartbeatMs;
     const nodeRate = (D * N * 1000) / defaultTimings.nodeHeartbeatMs;
-    console.log(`heartbeats into the coordinator: ${gwRate.toFixed(0)}/s from candidates + ${nodeRate.toFixed(0)}/s from nodes`);
-    console.log(`re-elections during the steady window: ${steadyTermChanges} (a failover means a simulated candidate missed ${defaultTimings.gatewayDeadAfterMs} ms of heartbeats); load generator used ${loadgenStats.cpuPct.toFixed(0)} % of a core`);
-    console.log(`goals: cpu <= 50 % (${cpuPct <= 50 ? "met" : "missed"}), rss <= 1024 MB (${rssMb <= 1024 ? "met" : "missed"}), cold election <= 5000 ms (${coldElectMs <= 5000 ? "met" : "missed"})`);
-    console.log(`scale nodes=${D * N} domains=${D} coordinator_cpu_pct=${cpuPct.toFixed(1)} rss_mb=${rssMb.toFixed(0)} cold_elect_ms=${coldElectMs.toFixed(0)}`);
+    console.log(
+      `heartbeats into the coordinator: ${gwRate.toFixed(0)}/s from candidates + ${nodeRate.toFixed(0)}/s from nodes`,
+    );
+    console.log(
+      `re-elections during the steady window: ${steadyTermChanges} (a failover means a simulated candidate missed ${defaultTimings.gatewayDeadAfterMs} ms of heartbeats); load generator used ${loadgenStats.cpuPct.toFixed(0)} % of a core`,
+    );
+    console.log(
+      `goals: cpu <= 50 % (${cpuPct <= 50 ? "met" : "missed"}), rss <= 1024 MB (${rssMb <= 1024 ? "met" : "missed"}), cold election <= 5000 ms (${coldElectMs <= 5000 ? "met" : "missed"})`,
+    );
+    console.log(
+      `scale nodes=${D * N} domains=${D} coordinator_cpu_pct=${cpuPct.toFixed(1)} rss_mb=${rssMb.toFixed(0)} cold_elect_ms=${coldElectMs.toFixed(0)}`,
+    );
   } finally {
     cleanup();
   }

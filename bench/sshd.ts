@@ -7,7 +7,18 @@
 // kills by PID (SIGTERM, then SIGKILL) and is idempotent; Sshd.stop() stops its tunnels first. A temp dir
 // that a killed run could not remove is removed by the next startSshd once its sshd is gone.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { createConnection } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
@@ -20,7 +31,10 @@ const START_TIMEOUT_MS = 10_000;
 
 /** A program the ssh path needs is not installed. */
 export class SshMissingError extends RavenError {
-  constructor(readonly program: string, readonly pkg: string) {
+  constructor(
+    readonly program: string,
+    readonly pkg: string,
+  ) {
     super(ErrorCode.Config, `${program} not found: install ${pkg} (bash scripts/setup.sh installs it)`);
     this.name = "SshMissingError";
   }
@@ -36,7 +50,14 @@ export class SshStartError extends RavenError {
 
 export type Tunnel = Readonly<{ port: number; pid: number; stop(): Promise<void> }>;
 
-export type Sshd = Readonly<{ port: number; pid: number; dir: string; user: string; clientKey: string; stop(): Promise<void> }>;
+export type Sshd = Readonly<{
+  port: number;
+  pid: number;
+  dir: string;
+  user: string;
+  clientKey: string;
+  stop(): Promise<void>;
+}>;
 
 // ---- child processes tied to this one ----------------------------------------------------------------
 
@@ -51,7 +72,9 @@ function spawnTied(command: string, args: string[], logFile: string): ChildProce
     });
   }
   const fd = openSync(logFile, "a");
-  const [cmd, argv] = existsSync(SETPRIV_PATH) ? [SETPRIV_PATH, ["--pdeathsig", "SIGKILL", command, ...args]] : [command, args];
+  const [cmd, argv] = existsSync(SETPRIV_PATH)
+    ? [SETPRIV_PATH, ["--pdeathsig", "SIGKILL", command, ...args]]
+    : [command, args];
   const child = spawn(cmd, argv, { stdio: ["ignore", fd, fd] });
   closeSync(fd);
   live.add(child);
@@ -98,10 +121,17 @@ async function waitAccepting(port: number, child: ChildProcess, what: string, lo
   let spawnError: Error | null = null;
   child.once("error", (err) => (spawnError = err));
   for (;;) {
-    if (spawnError) throw new SshStartError(`${what} did not start: ${(spawnError as Error).message}`, { cause: spawnError });
-    if (!isRunning(child)) throw new SshStartError(`${what} exited (${child.signalCode ?? child.exitCode}) before port ${port} accepted:\n${logTail(logFile)}`);
+    if (spawnError)
+      throw new SshStartError(`${what} did not start: ${(spawnError as Error).message}`, { cause: spawnError });
+    if (!isRunning(child))
+      throw new SshStartError(
+        `${what} exited (${child.signalCode ?? child.exitCode}) before port ${port} accepted:\n${logTail(logFile)}`,
+      );
     if (await accepts(port)) return;
-    if (performance.now() > deadline) throw new SshStartError(`${what}: port ${port} does not accept after ${START_TIMEOUT_MS} ms:\n${logTail(logFile)}`);
+    if (performance.now() > deadline)
+      throw new SshStartError(
+        `${what}: port ${port} does not accept after ${START_TIMEOUT_MS} ms:\n${logTail(logFile)}`,
+      );
     await new Promise((r) => setTimeout(r, 25));
   }
 }
@@ -111,7 +141,10 @@ const onPath = (program: string) => (process.env.PATH ?? "").split(":").some((d)
 function run(command: string, args: string[]): void {
   const r = spawnSync(command, args, { encoding: "utf8" });
   if (r.error) throw new SshStartError(`${command} did not start: ${r.error.message}`, { cause: r.error });
-  if (r.status !== 0) throw new SshStartError(`${command} ${args.join(" ")} failed (${r.signal ?? r.status}): ${(r.stderr || r.stdout).trim()}`);
+  if (r.status !== 0)
+    throw new SshStartError(
+      `${command} ${args.join(" ")} failed (${r.signal ?? r.status}): ${(r.stderr || r.stdout).trim()}`,
+    );
 }
 
 // ---- sshd ---------------------------------------------------------------------------------------------
@@ -145,7 +178,8 @@ function sweepStaleDirs(): void {
 /** Starts a private sshd on 127.0.0.1 at a free port; resolves once it accepts connections. */
 export async function startSshd(): Promise<Sshd> {
   if (!existsSync(SSHD_PATH)) throw new SshMissingError(SSHD_PATH, "openssh-server");
-  for (const program of ["ssh", "ssh-keygen"]) if (!onPath(program)) throw new SshMissingError(program, "openssh-client");
+  for (const program of ["ssh", "ssh-keygen"])
+    if (!onPath(program)) throw new SshMissingError(program, "openssh-client");
   sweepStaleDirs();
   const dir = mkdtempSync(join(tmpdir(), DIR_PREFIX));
   const tunnels = new Set<Tunnel>();
@@ -160,7 +194,8 @@ export async function startSshd(): Promise<Sshd> {
   try {
     const hostKey = join(dir, "host_ed25519");
     const clientKey = join(dir, "client_ed25519");
-    for (const key of [hostKey, clientKey]) run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "raven-bench", "-f", key]);
+    for (const key of [hostKey, clientKey])
+      run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "raven-bench", "-f", key]);
     const authorizedKeys = join(dir, "authorized_keys");
     writeFileSync(authorizedKeys, readFileSync(`${clientKey}.pub`));
     chmodSync(authorizedKeys, 0o600);
@@ -220,9 +255,14 @@ export type TunnelOptions = Readonly<{ /** `ssh -c`; absent = OpenSSH's default 
  */
 export function tunnelCipher(opts: TunnelOptions = {}): string {
   if (!onPath("ssh")) throw new SshMissingError("ssh", "openssh-client");
-  const r = spawnSync("ssh", ["-F", "/dev/null", ...(opts.cipher ? ["-c", opts.cipher] : []), "-G", "127.0.0.1"], { encoding: "utf8" });
+  const r = spawnSync("ssh", ["-F", "/dev/null", ...(opts.cipher ? ["-c", opts.cipher] : []), "-G", "127.0.0.1"], {
+    encoding: "utf8",
+  });
   const line = /^ciphers (\S+)$/m.exec(r.stdout ?? "")?.[1];
-  if (r.status !== 0 || !line) throw new SshStartError(`ssh -c ${opts.cipher ?? "(default)"}: ${(r.stderr || r.error?.message || "no cipher list").trim()}`);
+  if (r.status !== 0 || !line)
+    throw new SshStartError(
+      `ssh -c ${opts.cipher ?? "(default)"}: ${(r.stderr || r.error?.message || "no cipher list").trim()}`,
+    );
   return line.split(",")[0]!;
 }
 
@@ -237,19 +277,30 @@ export async function reverseTunnel(sshd: Sshd, targetPort: number, opts: Tunnel
   const [port] = await freePorts(1);
   const log = join(sshd.dir, `ssh-R-${port}.log`);
   const args = [
-    "-F", "/dev/null", // no user or system client config: the same ssh everywhere
+    "-F",
+    "/dev/null", // no user or system client config: the same ssh everywhere
     "-N",
-    "-p", String(sshd.port),
-    "-i", sshd.clientKey,
-    "-o", "IdentitiesOnly=yes",
-    "-o", "IdentityAgent=none",
-    "-o", "StrictHostKeyChecking=no",
-    "-o", "UserKnownHostsFile=/dev/null",
-    "-o", "ExitOnForwardFailure=yes",
-    "-o", "BatchMode=yes",
-    "-o", "LogLevel=ERROR",
+    "-p",
+    String(sshd.port),
+    "-i",
+    sshd.clientKey,
+    "-o",
+    "IdentitiesOnly=yes",
+    "-o",
+    "IdentityAgent=none",
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "ExitOnForwardFailure=yes",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "LogLevel=ERROR",
     ...(opts.cipher ? ["-c", opts.cipher] : []),
-    "-R", `127.0.0.1:${port}:127.0.0.1:${targetPort}`,
+    "-R",
+    `127.0.0.1:${port}:127.0.0.1:${targetPort}`,
     `${sshd.user}@127.0.0.1`,
   ];
   const child = spawnTied("ssh", args, log);

@@ -10,7 +10,9 @@ export type TermChange = Readonly<{ gateway: string; at: number }>;
  * The term changes in an observer's history (every assignment whose term differs from the one before it,
  * Gateway by Gateway): the first assignment heard of a Gateway is not a change.
  */
-export function termChanges(history: readonly Readonly<{ gateway: string; term: number; seenAt: number }>[]): TermChange[] {
+export function termChanges(
+  history: readonly Readonly<{ gateway: string; term: number; seenAt: number }>[],
+): TermChange[] {
   const last = new Map<string, number>();
   const out: TermChange[] = [];
   for (const a of history) {
@@ -75,14 +77,26 @@ export function descendants(snap: ReadonlyMap<number, ProcSample>, root: number)
  * alive at the end, its ticks since the first snapshot (all of them when it started in between). A process
  * that exited in between is not counted (none should, in a quiet window; the caller reports restarts).
  */
-export function treeCpuPct(before: ReadonlyMap<number, ProcSample>, after: ReadonlyMap<number, ProcSample>, root: number, seconds: number, clockTicks = 100): number {
+export function treeCpuPct(
+  before: ReadonlyMap<number, ProcSample>,
+  after: ReadonlyMap<number, ProcSample>,
+  root: number,
+  seconds: number,
+  clockTicks = 100,
+): number {
   let pct = 0;
   for (const pid of descendants(after, root)) pct += pidCpuPct(before, after, pid, seconds, clockTicks);
   return pct;
 }
 
 /** CPU of one process alive at the end between two snapshots, in % of one core (as treeCpuPct counts it). */
-export function pidCpuPct(before: ReadonlyMap<number, ProcSample>, after: ReadonlyMap<number, ProcSample>, pid: number, seconds: number, clockTicks = 100): number {
+export function pidCpuPct(
+  before: ReadonlyMap<number, ProcSample>,
+  after: ReadonlyMap<number, ProcSample>,
+  pid: number,
+  seconds: number,
+  clockTicks = 100,
+): number {
   return (((after.get(pid)?.ticks ?? 0) - (before.get(pid)?.ticks ?? 0)) / clockTicks / seconds) * 100;
 }
 
@@ -100,7 +114,10 @@ export type StabilityFigures = Readonly<{
 
 /** `stability cold_converge_ms=A cold_flaps=B quiet_flaps=C fleet_cpu_pct=D noisy_flaps=E noisy_kill_p99_ms=F split_brain=G recover_ms=H` */
 export function stabilityLine(f: StabilityFigures): string {
-  const p99 = percentile([...f.noisyKillMs].sort((a, b) => a - b), 99);
+  const p99 = percentile(
+    [...f.noisyKillMs].sort((a, b) => a - b),
+    99,
+  );
   return (
     `stability cold_converge_ms=${figure(f.coldConvergeMs)} cold_flaps=${f.coldFlaps} quiet_flaps=${f.quietFlaps}` +
     ` fleet_cpu_pct=${figure(f.fleetCpuPct, 1)} noisy_flaps=${f.noisyFlaps} noisy_kill_p99_ms=${figure(p99)}` +
@@ -110,13 +127,22 @@ export function stabilityLine(f: StabilityFigures): string {
 
 /** The issue's goals, each as "name goal: met|missed (value)". */
 export function goals(f: StabilityFigures): string[] {
-  const p99 = percentile([...f.noisyKillMs].sort((a, b) => a - b), 99);
+  const p99 = percentile(
+    [...f.noisyKillMs].sort((a, b) => a - b),
+    99,
+  );
   const check = (name: string, ok: boolean, value: string) => `${name}: ${ok ? "met" : "missed"} (${value})`;
   return [
     check("cold convergence <= 20000 ms", f.coldConvergeMs <= 20_000, `${figure(f.coldConvergeMs)} ms`),
-    check("no term change after the first elections, when quiet or loaded", f.coldFlaps + f.quietFlaps + f.noisyFlaps === 0, `${f.coldFlaps}/${f.quietFlaps}/${f.noisyFlaps}`),
+    check(
+      "no term change after the first elections, when quiet or loaded",
+      f.coldFlaps + f.quietFlaps + f.noisyFlaps === 0,
+      `${f.coldFlaps}/${f.quietFlaps}/${f.noisyFlaps}`,
+    ),
     check("fleet CPU <= 25 % of one core", f.fleetCpuPct <= 25, `${figure(f.fleetCpuPct, 1)} %`),
-    f.noisyKillMs.length === 0 ? "failover under load p99 < 1000 ms: not measured (no kills)" : check("failover under load p99 < 1000 ms", p99 < 1_000, `${figure(p99)} ms`),
+    f.noisyKillMs.length === 0
+      ? "failover under load p99 < 1000 ms: not measured (no kills)"
+      : check("failover under load p99 < 1000 ms", p99 < 1_000, `${figure(p99)} ms`),
     check("no split brain", f.splitBrain === 0, String(f.splitBrain)),
     check("terms settled <= 5000 ms after the hog", f.recoverMs <= 5_000, `${figure(f.recoverMs)} ms`),
   ];

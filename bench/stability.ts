@@ -35,7 +35,19 @@ import { integerFlag, once } from "./flags";
 import { startCpuHog, stopCpuHog } from "./hog";
 import { PrerequisiteError } from "./tunnel-fleet";
 import { consoleReporter as out } from "./proxy-lib";
-import { descendants, goals, pidCpuPct, settledAfter, stabilityLine, termChanges, treeCpuPct, unexplainedChanges, type Kill, type ProcSample, type TermChange } from "./stability-lib";
+import {
+  descendants,
+  goals,
+  pidCpuPct,
+  settledAfter,
+  stabilityLine,
+  termChanges,
+  treeCpuPct,
+  unexplainedChanges,
+  type Kill,
+  type ProcSample,
+  type TermChange,
+} from "./stability-lib";
 import { figure } from "./tunnel-lib";
 
 /** After the fleet reports every domain elected, this long still counts as the cold start. */
@@ -54,7 +66,11 @@ function snapshot(): Map<number, ProcSample & { comm: string }> {
       const stat = readFileSync(`/proc/${d}/stat`, "utf8");
       const close = stat.lastIndexOf(")");
       const f = stat.slice(close + 2).split(" ");
-      out.set(Number(d), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]), comm: stat.slice(stat.indexOf("(") + 1, close) });
+      out.set(Number(d), {
+        ppid: Number(f[1]),
+        ticks: Number(f[11]) + Number(f[12]),
+        comm: stat.slice(stat.indexOf("(") + 1, close),
+      });
     } catch {
       // exited while we read
     }
@@ -63,7 +79,13 @@ function snapshot(): Map<number, ProcSample & { comm: string }> {
 }
 
 /** CPU % of one core per kind of process (the fleet's kinds; their children by name). */
-function cpuByKind(fleet: Fleet, before: Map<number, ProcSample & { comm: string }>, after: Map<number, ProcSample & { comm: string }>, seconds: number, exclude: number): Map<string, { pct: number; n: number }> {
+function cpuByKind(
+  fleet: Fleet,
+  before: Map<number, ProcSample & { comm: string }>,
+  after: Map<number, ProcSample & { comm: string }>,
+  seconds: number,
+  exclude: number,
+): Map<string, { pct: number; n: number }> {
   const kindOf = new Map<number, string>();
   for (const p of fleet.procs.values()) if (p.pid !== undefined) kindOf.set(p.pid, p.spec.kind);
   const groups = new Map<string, { pct: number; n: number }>();
@@ -108,14 +130,29 @@ runMain(async () => {
   const noisyMs = integerFlag(flags["noisy-s"]!, "--noisy-s", 1) * 1000;
   const kills = integerFlag(flags.kills!, "--kills", 0);
   const recoverMs = integerFlag(flags["recover-s"]!, "--recover-s", 1) * 1000;
-  if (process.getuid?.() !== 0) throw new PrerequisiteError("bench:stability needs root (the fleet in network namespaces, tunnel mode): run it as root; scripts/setup.sh installs what it uses");
-  if (spawnSync("stress-ng", ["--version"]).error) throw new MissingDependencyError("stress-ng", ["stress-ng"], "bench:stability loads the CPU with stress-ng");
+  if (process.getuid?.() !== 0)
+    throw new PrerequisiteError(
+      "bench:stability needs root (the fleet in network namespaces, tunnel mode): run it as root; scripts/setup.sh installs what it uses",
+    );
+  if (spawnSync("stress-ng", ["--version"]).error)
+    throw new MissingDependencyError("stress-ng", ["stress-ng"], "bench:stability loads the CPU with stress-ng");
   checkStrongSwanInstalled({ libipsec: !kernelHasEsp() });
 
   const topology = loadTopology(flags.topology!);
-  const multi = new Set(topology.gateways.filter((g) => new Set(g.spec.endpoints.map((e) => e.nodeName)).size >= 2).map((g) => g.metadata.name));
+  const multi = new Set(
+    topology.gateways
+      .filter((g) => new Set(g.spec.endpoints.map((e) => e.nodeName)).size >= 2)
+      .map((g) => g.metadata.name),
+  );
   const runDir = mkdtempSync(join(tmpdir(), "raven-bench-stability-"));
-  const fleet = new Fleet(topology, { runDir, hubPort: 0, restartDelayMs: 1_000, tunnel: true, tunnelDriver: "strongswan", progress: (l) => out.progress(`fleet: ${l.trim()}`) });
+  const fleet = new Fleet(topology, {
+    runDir,
+    hubPort: 0,
+    restartDelayMs: 1_000,
+    tunnel: true,
+    tunnelDriver: "strongswan",
+    progress: (l) => out.progress(`fleet: ${l.trim()}`),
+  });
   let observer: FleetObserver | null = null;
   let reference: ChildProcess | null = null;
   let hog: ChildProcess | null = null;
@@ -125,11 +162,15 @@ runMain(async () => {
     reference?.kill();
     await observer?.stop().catch(() => undefined);
     await fleet.stop();
-    if (failed || process.exitCode) out.progress(`bench:stability failed or was interrupted; the fleet's logs are kept in ${join(runDir, "logs")}`);
+    if (failed || process.exitCode)
+      out.progress(`bench:stability failed or was interrupted; the fleet's logs are kept in ${join(runDir, "logs")}`);
     else if (process.env.RAVEN_KEEP_RUN_DIR) out.progress(`run directory kept: ${runDir}`);
     else rmSync(runDir, { recursive: true, force: true });
   });
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
     process.once(signal, () => {
       failed = true;
       void stopAll().finally(() => process.exit(code));
@@ -157,7 +198,9 @@ runMain(async () => {
     await sleep(SETTLE_MS);
     const coldTerms = (await status()).domains.map((d) => [d.gateway, d.term] as const);
     const coldFlaps = coldTerms.reduce((n, [, term]) => n + Math.max(0, term - 1), 0);
-    out.figure(`cold: terms ${SETTLE_MS / 1000} s later: ${coldTerms.map(([g, t]) => `${g}=${t}`).join(" ")} (${coldFlaps} change(s) after the first elections)`);
+    out.figure(
+      `cold: terms ${SETTLE_MS / 1000} s later: ${coldTerms.map(([g, t]) => `${g}=${t}`).join(" ")} (${coldFlaps} change(s) after the first elections)`,
+    );
 
     // 2. Quiet.
     out.progress(`quiet window: ${quietMs / 1000} s`);
@@ -181,11 +224,20 @@ runMain(async () => {
     const quietChanges = changesIn(observer, quietFrom);
     const fleetCpuPct = treeCpuPct(snapBefore, snapAfter, process.pid, quietSeconds) - referencePct;
     const restarts = [...fleet.procs.values()].reduce((n, p) => n + p.restarts, 0) - restartsBefore;
-    out.figure(`quiet: ${quietChanges.length} term change(s)${quietChanges.map((c) => ` ${c.gateway}`).join("")}; ${restarts} process restart(s)`);
-    out.figure(`quiet: reference, an empty Node.js process woken 100 times a second: ${figure(referencePct, 2)} % of one core (the price of 100 wake-ups a second on this host now)`);
-    out.figure(`quiet: fleet CPU ${figure(fleetCpuPct, 1)} % of one core (${figure(fleetCpuPct / referencePct, 1)} x the reference), ${descendants(snapAfter, process.pid).size - 1} processes:`);
-    const kinds = [...cpuByKind(fleet, snapBefore, snapAfter, quietSeconds, referencePid)].sort((a, b) => b[1].pct - a[1].pct);
-    for (const [kind, g] of kinds) out.figure(`  ${kind.padEnd(34)} ${g.pct.toFixed(1).padStart(5)} %  (${g.n} x ${(g.pct / g.n).toFixed(2)} %)`);
+    out.figure(
+      `quiet: ${quietChanges.length} term change(s)${quietChanges.map((c) => ` ${c.gateway}`).join("")}; ${restarts} process restart(s)`,
+    );
+    out.figure(
+      `quiet: reference, an empty Node.js process woken 100 times a second: ${figure(referencePct, 2)} % of one core (the price of 100 wake-ups a second on this host now)`,
+    );
+    out.figure(
+      `quiet: fleet CPU ${figure(fleetCpuPct, 1)} % of one core (${figure(fleetCpuPct / referencePct, 1)} x the reference), ${descendants(snapAfter, process.pid).size - 1} processes:`,
+    );
+    const kinds = [...cpuByKind(fleet, snapBefore, snapAfter, quietSeconds, referencePid)].sort(
+      (a, b) => b[1].pct - a[1].pct,
+    );
+    for (const [kind, g] of kinds)
+      out.figure(`  ${kind.padEnd(34)} ${g.pct.toFixed(1).padStart(5)} %  (${g.n} x ${(g.pct / g.n).toFixed(2)} %)`);
 
     // 3. Loaded, with kills.
     out.progress(`loaded window: ${noisyMs / 1000} s of stress-ng --cpu 4 at nice ${CONTROL_NICE}, ${kills} kill(s)`);
@@ -198,7 +250,8 @@ runMain(async () => {
       // Spread over the window, leaving its last sixth without kills.
       await sleep(Math.max(0, noisyFrom + ((i + 0.5) * noisyMs * 5) / 6 / kills - performance.now()));
       let st = await status();
-      const ready = () => st.domains.filter((d) => multi.has(d.gateway) && d.active.length > 0 && d.candidates.every((c) => c.healthy));
+      const ready = () =>
+        st.domains.filter((d) => multi.has(d.gateway) && d.active.length > 0 && d.candidates.every((c) => c.healthy));
       while (ready().length === 0) {
         await sleep(100);
         st = await status();
@@ -213,12 +266,18 @@ runMain(async () => {
       killLog.push({ gateway: domain.gateway, at });
       try {
         const after = await observer.waitFor(
-          (a) => a.gateway === domain.gateway && a.term > before.term && a.active.length > 0 && a.active.every((e) => e.nodeName !== victim),
+          (a) =>
+            a.gateway === domain.gateway &&
+            a.term > before.term &&
+            a.active.length > 0 &&
+            a.active.every((e) => e.nodeName !== victim),
           FAILOVER_TIMEOUT_MS,
           `a new active for ${domain.gateway}`,
         );
         killMs.push(after.seenAt - at);
-        out.figure(`kill ${i + 1}/${kills}: ${domain.gateway} ${victim} -> ${after.active[0]!.nodeName} term ${after.term} named in ${(after.seenAt - at).toFixed(0)} ms`);
+        out.figure(
+          `kill ${i + 1}/${kills}: ${domain.gateway} ${victim} -> ${after.active[0]!.nodeName} term ${after.term} named in ${(after.seenAt - at).toFixed(0)} ms`,
+        );
       } catch (err) {
         killMs.push(Infinity);
         out.figure(`kill ${i + 1}/${kills}: ${domain.gateway} ${victim}: ${(err as Error).message}`);
@@ -229,14 +288,25 @@ runMain(async () => {
     hog = null;
     const noisyTo = performance.now();
     const noisy = unexplainedChanges(changesIn(observer, noisyFrom, noisyTo), killLog);
-    out.figure(`loaded: ${noisy.length} term change(s) no kill explains${noisy.map((c) => ` ${c.gateway}@+${((c.at - noisyFrom) / 1000).toFixed(1)}s`).join("")}`);
+    out.figure(
+      `loaded: ${noisy.length} term change(s) no kill explains${noisy.map((c) => ` ${c.gateway}@+${((c.at - noisyFrom) / 1000).toFixed(1)}s`).join("")}`,
+    );
 
     // 4. Recovery.
     await sleep(recoverMs);
     const recoverFigure = settledAfter(changesIn(observer, noisyTo), noisyTo);
     const splitBrain = observer.violations(replicasIn(topology.gateways)).length;
     await nc.close();
-    const figures = { coldConvergeMs, coldFlaps, quietFlaps: quietChanges.length, fleetCpuPct, noisyFlaps: noisy.length, noisyKillMs: killMs, splitBrain, recoverMs: recoverFigure };
+    const figures = {
+      coldConvergeMs,
+      coldFlaps,
+      quietFlaps: quietChanges.length,
+      fleetCpuPct,
+      noisyFlaps: noisy.length,
+      noisyKillMs: killMs,
+      splitBrain,
+      recoverMs: recoverFigure,
+    };
     out.figure(`observer: ${observer.heartbeats} heartbeats, ${observer.claims.length} active claims`);
     for (const g of goals(figures)) out.figure(`goal ${g}`);
     out.figure(stabilityLine(figures));

@@ -8,15 +8,21 @@ import { runMain } from "../shared/process";
 import { startTargets } from "./proxy-lib";
 
 runMain(async () => {
-  const parsed = parseFlags(process.argv.slice(2), "node --import tsx bench/targets.ts [options]", "Sink and echo servers for bench:proxy; exits when stdin closes.", {
-    host: { type: "string", default: "127.0.0.1", help: "address to listen on" },
-    "sink-port": { type: "string", default: "0", help: "sink port (0 = free port)" },
-    "echo-port": { type: "string", default: "0", help: "echo port (0 = free port)" },
-  });
+  const parsed = parseFlags(
+    process.argv.slice(2),
+    "node --import tsx bench/targets.ts [options]",
+    "Sink and echo servers for bench:proxy; exits when stdin closes.",
+    {
+      host: { type: "string", default: "127.0.0.1", help: "address to listen on" },
+      "sink-port": { type: "string", default: "0", help: "sink port (0 = free port)" },
+      "echo-port": { type: "string", default: "0", help: "echo port (0 = free port)" },
+    },
+  );
   if (!parsed) return;
   const port = (name: "sink-port" | "echo-port") => {
     const v = Number(parsed.flags[name]);
-    if (!Number.isInteger(v) || v < 0 || v > 65535) throw new ConfigError(`--${name}`, `must be a port number, got ${parsed.flags[name]}`);
+    if (!Number.isInteger(v) || v < 0 || v > 65535)
+      throw new ConfigError(`--${name}`, `must be a port number, got ${parsed.flags[name]}`);
     return v;
   };
   const targets = await startTargets(parsed.flags.host!, { sink: port("sink-port"), echo: port("echo-port") });
@@ -32,5 +38,13 @@ runMain(async () => {
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   process.stdout.on("error", stop);
-  process.stdout.write(JSON.stringify({ ready: true, host: targets.host, sinkPort: targets.sinkPort, echoPort: targets.echoPort, pid: process.pid }) + "\n");
+  process.stdout.write(
+    JSON.stringify({
+      ready: true,
+      host: targets.host,
+      sinkPort: targets.sinkPort,
+      echoPort: targets.echoPort,
+      pid: process.pid,
+    }) + "\n",
+  );
 });

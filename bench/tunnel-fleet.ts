@@ -29,12 +29,23 @@ export class PrerequisiteError extends RavenError {
 
 export function checkPrerequisites(): void {
   if (process.platform !== "linux") throw new PrerequisiteError("bench:tunnel needs Linux (network namespaces)");
-  if (process.getuid?.() !== 0) throw new PrerequisiteError("bench:tunnel needs root (network namespaces, IPsec): run it as root; scripts/setup.sh installs what it uses");
+  if (process.getuid?.() !== 0)
+    throw new PrerequisiteError(
+      "bench:tunnel needs root (network namespaces, IPsec): run it as root; scripts/setup.sh installs what it uses",
+    );
   // Each asked for its version only (nats-server's -V would start a server with tracing). bridge, sysctl and
   // swanctl build the hand-built reference datapath (tunnel-handbuilt.ts).
-  const bins = [["ip", "-V", "iproute2"], ["bridge", "-V", "iproute2"], ["sysctl", "-V", "procps"], ["ping", "-V", "iputils-ping"], ["nats-server", "--version", "nats-server"], ["swanctl", "--version", "strongswan-swanctl"]] as const;
+  const bins = [
+    ["ip", "-V", "iproute2"],
+    ["bridge", "-V", "iproute2"],
+    ["sysctl", "-V", "procps"],
+    ["ping", "-V", "iputils-ping"],
+    ["nats-server", "--version", "nats-server"],
+    ["swanctl", "--version", "strongswan-swanctl"],
+  ] as const;
   for (const [bin, arg, pkg] of bins) {
-    if (spawnSync(bin, [arg], { timeout: 5_000 }).error) throw new MissingDependencyError(bin, [pkg], `bench:tunnel runs ${bin}`);
+    if (spawnSync(bin, [arg], { timeout: 5_000 }).error)
+      throw new MissingDependencyError(bin, [pkg], `bench:tunnel runs ${bin}`);
   }
   checkStrongSwanInstalled({ libipsec: !kernelHasEsp() });
 }
@@ -49,7 +60,13 @@ export function benchTopology(): Topology {
   });
   const gateway = (name: string, nodes: string[], exposeType = "") => ({
     metadata: { name },
-    spec: { exposeType, endpoints: nodes.flatMap((n) => [{ nodeName: n, type: "proxy" }, { nodeName: n, type: "tunnel", underNAT: exposeType === "" }]) },
+    spec: {
+      exposeType,
+      endpoints: nodes.flatMap((n) => [
+        { nodeName: n, type: "proxy" },
+        { nodeName: n, type: "tunnel", underNAT: exposeType === "" },
+      ]),
+    },
   });
   return parseTopology({
     name: "bench-tunnel",
@@ -63,14 +80,23 @@ export function benchTopology(): Topology {
       node("b-gw-2", "edge-b", "192.168.0.2", "10.244.33.0/24", "gw-b"),
       node("b-node-1", "edge-b", "192.168.0.3", "10.244.34.0/24", "gw-b"),
     ],
-    gateways: [gateway("gw-c", ["c-gw-1"], "PublicIP"), gateway("gw-a", ["a-gw-1", "a-gw-2"]), gateway("gw-b", ["b-gw-1", "b-gw-2"])],
+    gateways: [
+      gateway("gw-c", ["c-gw-1"], "PublicIP"),
+      gateway("gw-a", ["a-gw-1", "a-gw-2"]),
+      gateway("gw-b", ["b-gw-1", "b-gw-2"]),
+    ],
   });
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** shared/poll.ts's pollUntil, its timeout a PathError (what this benchmark reports as a failed path). */
-export function waitUntil<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined | false> | T | undefined | false, everyMs = 100): Promise<T> {
+export function waitUntil<T>(
+  what: string,
+  timeoutMs: number,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  everyMs = 100,
+): Promise<T> {
   return pollUntil(what, timeoutMs, check, everyMs).catch((err: Error) => {
     throw new PathError(err.message, { cause: err });
   });
@@ -149,7 +175,12 @@ export class Witness {
   /** Both of a domain's candidates heartbeat as healthy and it has an active tunnel endpoint. */
   async candidatesHealthy(domain: string): Promise<boolean> {
     const d = (await this.fleet.status(this.nc))?.domains.find((x) => x.domain === domain);
-    return !!d && d.candidates.length >= 2 && d.candidates.every((c) => c.healthy) && d.active.some((a) => a.type === "tunnel");
+    return (
+      !!d &&
+      d.candidates.length >= 2 &&
+      d.candidates.every((c) => c.healthy) &&
+      d.active.some((a) => a.type === "tunnel")
+    );
   }
 
   /**
@@ -159,12 +190,18 @@ export class Witness {
    * that long after it, plus time for the read itself.
    */
   saBytesOut(node: string, peer: string, afterWallMs: number): Promise<number> {
-    const notBeforeWallMs = afterWallMs + defaultTunnelTimings.stableStatusMs + defaultTunnelTimings.statusMs + STATUS_READ_MARGIN_MS;
-    return waitUntil(`a gw.tunnel report of ${node} with its bytes to ${peer}`, 15_000, () => {
-      const r = this.reports.get(node);
-      const tun = r && r.sentAt >= notBeforeWallMs ? r.tunnels.find((t) => t.peer === peer) : undefined;
-      return typeof tun?.bytesOut === "number" ? tun.bytesOut : undefined;
-    }, 50);
+    const notBeforeWallMs =
+      afterWallMs + defaultTunnelTimings.stableStatusMs + defaultTunnelTimings.statusMs + STATUS_READ_MARGIN_MS;
+    return waitUntil(
+      `a gw.tunnel report of ${node} with its bytes to ${peer}`,
+      15_000,
+      () => {
+        const r = this.reports.get(node);
+        const tun = r && r.sentAt >= notBeforeWallMs ? r.tunnels.find((t) => t.peer === peer) : undefined;
+        return typeof tun?.bytesOut === "number" ? tun.bytesOut : undefined;
+      },
+      50,
+    );
   }
 
   async close(): Promise<void> {

@@ -19,8 +19,32 @@ import { closeSync, mkdirSync, openSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { domainOf } from "../shared/domains";
 import { partitionOf } from "../shared/topology";
-import { createNetns, destroyNetns, findFreeSubnetIndex, newNetnsPrefix, nsExec, planNetns, type NetnsPlan, type NodeHost } from "../services/fleet/netns";
-import { anchorOf, connectionMessage, DEFAULT_CHARON, ensurePskFile, ikeSasOf, initiates, kernelHasEsp, readPsk, renderStrongswanConf, sharedKeyMessage, TUNNEL_DRIVERS, viciCall, vpnOverheadFor, type VpnPeer } from "../lib/vpn";
+import {
+  createNetns,
+  destroyNetns,
+  findFreeSubnetIndex,
+  newNetnsPrefix,
+  nsExec,
+  planNetns,
+  type NetnsPlan,
+  type NodeHost,
+} from "../services/fleet/netns";
+import {
+  anchorOf,
+  connectionMessage,
+  DEFAULT_CHARON,
+  ensurePskFile,
+  ikeSasOf,
+  initiates,
+  kernelHasEsp,
+  readPsk,
+  renderStrongswanConf,
+  sharedKeyMessage,
+  TUNNEL_DRIVERS,
+  viciCall,
+  vpnOverheadFor,
+  type VpnPeer,
+} from "../lib/vpn";
 import { computeRoutes } from "../lib/vxlan";
 import { peerNameOf } from "../lib/tunnel";
 import { PathError } from "./proxy-lib";
@@ -42,7 +66,11 @@ function run(argv: readonly string[]): Promise<string> {
     execFile(argv[0]!, argv.slice(1), { timeout: 30_000 }, (err, stdout, stderr) => {
       if (!err) return resolve(stdout);
       // Not err itself as the cause: its message repeats all of stderr, plugin noise included.
-      const why = String(stderr).split("\n").filter((l) => l && !/^plugin '.*': failed to load/.test(l)).join(" | ") || err.message;
+      const why =
+        String(stderr)
+          .split("\n")
+          .filter((l) => l && !/^plugin '.*': failed to load/.test(l))
+          .join(" | ") || err.message;
       reject(new PathError(`${argv.join(" ")} failed (${err.signal ?? `exit ${String(err.code)}`}): ${why}`));
     });
   });
@@ -68,12 +96,24 @@ export class HandbuiltTunnel {
       domain,
       nodes: topology.nodes
         .filter((n) => domainOf(n) === domain)
-        .map((n) => ({ name: n.name, internalIP: n.internalIP, candidate: candidates.has(n.name), ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}) })),
+        .map((n) => ({
+          name: n.name,
+          internalIP: n.internalIP,
+          candidate: candidates.has(n.name),
+          ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}),
+        })),
     }));
-    const plan = planNetns({ prefix: newNetnsPrefix(), subnetIndex: await findFreeSubnetIndex(), domains, tunnel: true });
+    const plan = planNetns({
+      prefix: newNetnsPrefix(),
+      subnetIndex: await findFreeSubnetIndex(),
+      domains,
+      tunnel: true,
+    });
     this.plan = plan;
     await createNetns(plan);
-    this.progress(`namespaces ${plan.prefix}-*, ${plan.prefix}.<node>, ${plan.prefix}:<node> on underlay ${plan.subnet}`);
+    this.progress(
+      `namespaces ${plan.prefix}-*, ${plan.prefix}.<node>, ${plan.prefix}:<node> on underlay ${plan.subnet}`,
+    );
 
     const edges = plan.domains.filter((d) => d.domain === "edge-a" || d.domain === "edge-b");
     const podCidrs = (d: (typeof plan.domains)[number]) => d.hosts.flatMap((h) => (h.podCidr ? [h.podCidr] : []));
@@ -96,15 +136,19 @@ export class HandbuiltTunnel {
           vpnOverheadBytes: overhead,
           ...(isGw ? { tunnelDev: TUNNEL_DRIVERS.strongswan.tunnelDev } : {}),
         });
-        for (const argv of handbuiltRouteCommands(h.ns, desired, isGw ? podCidrs(d).map(anchorOf) : [])) await run(argv);
+        for (const argv of handbuiltRouteCommands(h.ns, desired, isGw ? podCidrs(d).map(anchorOf) : []))
+          await run(argv);
       }
     }
     const [gwA, gwB] = gateways as [NodeHost, NodeHost];
     const host = (node: string) => edges.flatMap((d) => d.hosts).find((h) => h.node === node);
     const [client, sink] = [host("a-node-1"), host("b-node-1")];
-    if (!client?.podNs || !sink?.podNs) throw new PathError("the hand-built plan has no pod namespaces for a-node-1 and b-node-1");
+    if (!client?.podNs || !sink?.podNs)
+      throw new PathError("the hand-built plan has no pod namespaces for a-node-1 and b-node-1");
     this.ends = { client, sink, gwA, gwB };
-    this.progress(`VXLAN, routes and forwarding on ${edges.flatMap((d) => d.hosts).length} nodes; gateways ${gwA.node}, ${gwB.node}`);
+    this.progress(
+      `VXLAN, routes and forwarding on ${edges.flatMap((d) => d.hosts).length} nodes; gateways ${gwA.node}, ${gwB.node}`,
+    );
 
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const psk = readPsk(ensurePskFile(join(this.dir, "tunnel.psk")));
@@ -127,9 +171,22 @@ export class HandbuiltTunnel {
     }
     const i = initiates(peers[0]) ? 0 : 1;
     const initiator = [gwA, gwB][i]!;
-    await run(["swanctl", "--initiate", "--ike", peers[i]!.name, "--child", peers[i]!.name, "--timeout", String(INITIATE_TIMEOUT_S), "--uri", this.uri(initiator.node)]);
+    await run([
+      "swanctl",
+      "--initiate",
+      "--ike",
+      peers[i]!.name,
+      "--child",
+      peers[i]!.name,
+      "--timeout",
+      String(INITIATE_TIMEOUT_S),
+      "--uri",
+      this.uri(initiator.node),
+    ]);
     await this.saBytesOut(); // throws unless the SA is up
-    this.progress(`SA ${gwA.node} <-> ${gwB.node} up (initiated by ${initiator.node}); strongSwan config and logs in ${this.dir}`);
+    this.progress(
+      `SA ${gwA.node} <-> ${gwB.node} up (initiated by ${initiator.node}); strongSwan config and logs in ${this.dir}`,
+    );
   }
 
   /** Where the path starts and ends; throws before build() has got that far. */
@@ -142,7 +199,12 @@ export class HandbuiltTunnel {
   async saBytesOut(): Promise<number> {
     const gw = this.endpoints.gwA.node;
     const name = peerNameOf("edge-b");
-    const reply = await viciCall(join(this.dir, gw, "charon.vici"), "list-sas", { noblock: "yes" }, { stream: "list-sa", timeoutMs: 5_000 });
+    const reply = await viciCall(
+      join(this.dir, gw, "charon.vici"),
+      "list-sas",
+      { noblock: "yes" },
+      { stream: "list-sa", timeoutMs: 5_000 },
+    );
     const children = ikeSasOf(reply.events)
       .filter((s) => s.name === name && s.state === "ESTABLISHED")
       .flatMap((s) => s.children.filter((c) => c.name === name && c.state === "INSTALLED"));
@@ -176,24 +238,56 @@ export class HandbuiltTunnel {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const conf = join(stateDir, "strongswan.conf");
     const vici = join(stateDir, "charon.vici");
-    writeFileSync(conf, renderStrongswanConf({ viciSocket: vici, logFile: join(stateDir, "charon.log"), libipsec: !kernelHasEsp(), ikePort: 500, natPort: 4500 }), { mode: 0o600 });
+    writeFileSync(
+      conf,
+      renderStrongswanConf({
+        viciSocket: vici,
+        logFile: join(stateDir, "charon.log"),
+        libipsec: !kernelHasEsp(),
+        ikePort: 500,
+        natPort: 4500,
+      }),
+      { mode: 0o600 },
+    );
     // exec chain, no fork: ip netns exec -> setpriv -> unshare -> sh -> charon keep one PID, so child.pid is charon's.
     const argv = nsExec(gw.ns, [
-      "setpriv", "--pdeathsig", "TERM",
-      "unshare", "--mount", "--propagation", "private",
-      "sh", "-c", 'mount -t tmpfs -o mode=0755,size=16m raven-charon /run && exec "$0"', DEFAULT_CHARON,
+      "setpriv",
+      "--pdeathsig",
+      "TERM",
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount -t tmpfs -o mode=0755,size=16m raven-charon /run && exec "$0"',
+      DEFAULT_CHARON,
     ]);
     const outFd = openSync(join(stateDir, "charon.stdout"), "a", 0o600);
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", outFd, outFd], env: { ...process.env, STRONGSWAN_CONF: conf } });
+    const child = spawn(argv[0]!, argv.slice(1), {
+      stdio: ["ignore", outFd, outFd],
+      env: { ...process.env, STRONGSWAN_CONF: conf },
+    });
     closeSync(outFd);
     const exited = new Promise<void>((r) => {
       child.once("exit", () => r());
       child.once("error", () => r());
     });
     this.charons.push({ node: gw.node, child, exited });
-    await waitUntil(`${gw.node}'s hand-built charon to answer on ${vici}`, 10_000, async () => {
-      if (child.exitCode !== null || child.signalCode !== null) throw new PathError(`${gw.node}'s hand-built charon exited (${child.signalCode ?? `code ${child.exitCode}`}); see ${stateDir}`);
-      return run(["swanctl", "--stats", "--uri", `unix://${vici}`]).then(() => true, () => false);
-    }, 50);
+    await waitUntil(
+      `${gw.node}'s hand-built charon to answer on ${vici}`,
+      10_000,
+      async () => {
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new PathError(
+            `${gw.node}'s hand-built charon exited (${child.signalCode ?? `code ${child.exitCode}`}); see ${stateDir}`,
+          );
+        return run(["swanctl", "--stats", "--uri", `unix://${vici}`]).then(
+          () => true,
+          () => false,
+        );
+      },
+      50,
+    );
   }
 }

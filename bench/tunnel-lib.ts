@@ -40,7 +40,11 @@ export function pingRtts(output: string, from?: string): number[] {
  * or after `receivedAfterMs` (when the coordinator had named the new active). The request's departure is its
  * arrival minus its round trip. Replies without a -D stamp never count.
  */
-export function firstRecovery(replies: readonly PingReply[], sentAfterMs: number, receivedAfterMs: number): PingReply | undefined {
+export function firstRecovery(
+  replies: readonly PingReply[],
+  sentAfterMs: number,
+  receivedAfterMs: number,
+): PingReply | undefined {
   let best: PingReply | undefined;
   for (const r of replies) {
     if (r.receivedAtMs === null || r.receivedAtMs < receivedAfterMs || r.receivedAtMs - r.rttMs < sentAfterMs) continue;
@@ -54,7 +58,12 @@ export type Spread = Readonly<{ n: number; p50: number; p99: number; max: number
 /** Nearest-rank p50/p99 and the maximum of `samples` (any order; Infinity counts as the slowest). */
 export function spread(samples: readonly number[]): Spread {
   const sorted = [...samples].sort((a, b) => a - b);
-  return { n: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted[sorted.length - 1] ?? NaN };
+  return {
+    n: sorted.length,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    max: sorted[sorted.length - 1] ?? NaN,
+  };
 }
 
 /** Nearest-rank p99 of fewer than 100 samples is their maximum: say so, since one slow kill then is the p99. */
@@ -69,7 +78,13 @@ export function figure(v: number, digits = 0): string {
   return v === Infinity ? "inf" : "nan";
 }
 
-export type TunnelFigures = Readonly<{ tunnelMBps: number; ipsecRawMBps: number; failoverP50Ms: number; failoverP99Ms: number; handbuiltMBps: number }>;
+export type TunnelFigures = Readonly<{
+  tunnelMBps: number;
+  ipsecRawMBps: number;
+  failoverP50Ms: number;
+  failoverP99Ms: number;
+  handbuiltMBps: number;
+}>;
 
 /**
  * `tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P l3_failover_p99_ms=Q handbuilt_mbps=H
@@ -93,19 +108,25 @@ const CONF_VALUE = /^[A-Za-z0-9._:/-]+$/;
 function confLines(section: ViciSection, indent: string): string[] {
   const lines: string[] = [];
   for (const [key, v] of Object.entries(section)) {
-    if (!CONF_KEY.test(key)) throw new TunnelError(`swanctl.conf: key ${JSON.stringify(key)} needs quoting, which this renderer does not do`);
+    if (!CONF_KEY.test(key))
+      throw new TunnelError(`swanctl.conf: key ${JSON.stringify(key)} needs quoting, which this renderer does not do`);
     if (isNestedSection(v)) {
       lines.push(`${indent}${key} {`, ...confLines(v, `${indent}  `), `${indent}}`);
       continue;
     }
     const items = Buffer.isBuffer(v) ? [`0x${v.toString("hex")}`] : typeof v === "string" ? [v] : [...v];
-    for (const item of items) if (!CONF_VALUE.test(item)) throw new TunnelError(`swanctl.conf: ${key} value ${JSON.stringify(item)} needs quoting, which this renderer does not do`);
+    for (const item of items)
+      if (!CONF_VALUE.test(item))
+        throw new TunnelError(
+          `swanctl.conf: ${key} value ${JSON.stringify(item)} needs quoting, which this renderer does not do`,
+        );
     lines.push(`${indent}${key} = ${items.join(",")}`);
   }
   return lines;
 }
 
-const isNestedSection = (v: ViciValue): v is ViciSection => typeof v === "object" && !Array.isArray(v) && !Buffer.isBuffer(v);
+const isNestedSection = (v: ViciValue): v is ViciSection =>
+  typeof v === "object" && !Array.isArray(v) && !Buffer.isBuffer(v);
 
 /**
  * swanctl.conf holding vici load-conn messages (strongswan-conf.ts connectionMessage: swanctl.conf(5) has the
@@ -116,12 +137,26 @@ const isNestedSection = (v: ViciValue): v is ViciSection => typeof v === "object
 export function swanctlConf(connections: readonly ViciSection[], sharedKeys: readonly ViciSection[]): string {
   const secrets = sharedKeys.map((k): ViciSection => {
     const { id, type, data, owners } = k;
-    if (type !== "IKE" || typeof id !== "string" || !id.startsWith("ike") || !Buffer.isBuffer(data) || !Array.isArray(owners)) {
-      throw new TunnelError(`swanctl.conf: ${JSON.stringify(id)} is not an IKE pre-shared key message with an "ike…" id`);
+    if (
+      type !== "IKE" ||
+      typeof id !== "string" ||
+      !id.startsWith("ike") ||
+      !Buffer.isBuffer(data) ||
+      !Array.isArray(owners)
+    ) {
+      throw new TunnelError(
+        `swanctl.conf: ${JSON.stringify(id)} is not an IKE pre-shared key message with an "ike…" id`,
+      );
     }
-    return { [id]: { secret: data, ...Object.fromEntries((owners as readonly string[]).map((o, i) => [`id-${i + 1}`, o])) } };
+    return {
+      [id]: { secret: data, ...Object.fromEntries((owners as readonly string[]).map((o, i) => [`id-${i + 1}`, o])) },
+    };
   });
-  const block = (name: string, sections: readonly ViciSection[]) => [`${name} {`, ...sections.flatMap((s) => confLines(s, "  ")), "}"];
+  const block = (name: string, sections: readonly ViciSection[]) => [
+    `${name} {`,
+    ...sections.flatMap((s) => confLines(s, "  ")),
+    "}",
+  ];
   return [...block("connections", connections), ...block("secrets", secrets), ""].join("\n");
 }
 
@@ -136,14 +171,44 @@ export function handbuiltRouteCommands(ns: string, desired: RouteDesired, anchor
   const ip = (...argv: string[]) => ["ip", "-n", ns, ...argv];
   return [
     ...anchors.map((a) => ip("addr", "add", `${a}/32`, "dev", "lo", "label", "lo:raven")),
-    ip("link", "add", v.name, "address", v.mac, "mtu", String(v.mtu), "type", "vxlan", "id", String(v.vni), "local", v.localIP, "dstport", String(v.port), "nolearning"),
+    ip(
+      "link",
+      "add",
+      v.name,
+      "address",
+      v.mac,
+      "mtu",
+      String(v.mtu),
+      "type",
+      "vxlan",
+      "id",
+      String(v.vni),
+      "local",
+      v.localIP,
+      "dstport",
+      String(v.port),
+      "nolearning",
+    ),
     ip("addr", "add", `${v.address}/32`, "dev", v.name),
     ip("link", "set", v.name, "up"),
     ...v.peers.flatMap((p) => [
       ["bridge", "-n", ns, "fdb", "replace", p.mac, "dev", v.name, "dst", p.lanIP, "self", "permanent"],
       ip("neigh", "replace", p.address, "lladdr", p.mac, "dev", v.name, "nud", "permanent"),
     ]),
-    ...desired.routes.map((r) => ip("route", "replace", r.dst, ...(r.via ? ["via", r.via, "onlink"] : []), "dev", r.dev, "mtu", String(r.mtu), "proto", String(RAVEN_ROUTE_PROTO))),
+    ...desired.routes.map((r) =>
+      ip(
+        "route",
+        "replace",
+        r.dst,
+        ...(r.via ? ["via", r.via, "onlink"] : []),
+        "dev",
+        r.dev,
+        "mtu",
+        String(r.mtu),
+        "proto",
+        String(RAVEN_ROUTE_PROTO),
+      ),
+    ),
     ...(desired.forwarding ? [["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1"]] : []),
   ];
 }

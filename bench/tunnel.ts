@@ -55,7 +55,17 @@ import { integerFlag, once, parseBytes } from "./flags";
 import { consoleReporter, formatBytes, MIB, PathError, ratio, startTargetsProcess } from "./proxy-lib";
 import { HandbuiltTunnel } from "./tunnel-handbuilt";
 import { benchTopology, checkPrerequisites, DOMAINS, sleep, waitUntil, wallOffsetMs, Witness } from "./tunnel-fleet";
-import { figure, firstRecovery, lastLine, p99Note, parsePingReply, pingRtts, spread, type PingReply, type Spread } from "./tunnel-lib";
+import {
+  figure,
+  firstRecovery,
+  lastLine,
+  p99Note,
+  parsePingReply,
+  pingRtts,
+  spread,
+  type PingReply,
+  type Spread,
+} from "./tunnel-lib";
 
 const out = consoleReporter;
 const BULK_SEND = fileURLToPath(new URL("./bulk-send.ts", import.meta.url));
@@ -82,7 +92,15 @@ function killHelpers(): void {
 
 /** Pushes `bytes` from namespace `ns` into the sink at host:port; MB/s. */
 function pushBulk(ns: string, host: string, port: number, bytes: number, localAddress?: string): Promise<number> {
-  const args = ["--host", host, "--port", String(port), "--bytes", String(bytes), ...(localAddress ? ["--local-address", localAddress] : [])];
+  const args = [
+    "--host",
+    host,
+    "--port",
+    String(port),
+    "--bytes",
+    String(bytes),
+    ...(localAddress ? ["--local-address", localAddress] : []),
+  ];
   const child = spawnHelper(nsExec(ns, [process.execPath, "--import", "tsx", BULK_SEND, ...args]));
   let stdout = "";
   let stderr = "";
@@ -98,18 +116,39 @@ function pushBulk(ns: string, host: string, port: number, bytes: number, localAd
         // not the JSON line: reported below with what it printed
       }
       if (typeof mbps === "number") resolve(mbps);
-      else reject(new PathError(`bulk sender in ${ns} -> ${host}:${port} failed (${signal ?? `exit ${code}`}): ${stderr.trim() || stdout.trim()}`));
+      else
+        reject(
+          new PathError(
+            `bulk sender in ${ns} -> ${host}:${port} failed (${signal ?? `exit ${code}`}): ${stderr.trim() || stdout.trim()}`,
+          ),
+        );
     });
   });
 }
 
 /** Round trips of `count` pings from namespace `ns`, 10 ms apart (from `source` when given). */
 function pingSpread(ns: string, target: string, count: number, source?: string): Promise<Spread & { lost: number }> {
-  const argv = nsExec(ns, ["ping", "-n", "-c", String(count), "-i", PING_INTERVAL_S, "-W", "1", ...(source ? ["-I", source] : []), target]);
+  const argv = nsExec(ns, [
+    "ping",
+    "-n",
+    "-c",
+    String(count),
+    "-i",
+    PING_INTERVAL_S,
+    "-W",
+    "1",
+    ...(source ? ["-I", source] : []),
+    target,
+  ]);
   return new Promise((resolve, reject) => {
     execFile(argv[0]!, argv.slice(1), { timeout: 60_000, maxBuffer: 16 * MIB }, (err, stdout, stderr) => {
       const rtts = pingRtts(stdout, target);
-      if (rtts.length === 0) return reject(new PathError(`ping ${target} from ${ns}${source ? ` (${source})` : ""}: no reply (${(stderr || err?.message || "").trim()})`));
+      if (rtts.length === 0)
+        return reject(
+          new PathError(
+            `ping ${target} from ${ns}${source ? ` (${source})` : ""}: no reply (${(stderr || err?.message || "").trim()})`,
+          ),
+        );
       resolve({ ...spread(rtts), lost: count - rtts.length });
     });
   });
@@ -121,7 +160,10 @@ class PingStream {
   private readonly child: ChildProcess;
   private stderr = "";
 
-  constructor(ns: string, readonly target: string) {
+  constructor(
+    ns: string,
+    readonly target: string,
+  ) {
     this.child = spawnHelper(nsExec(ns, ["ping", "-n", "-D", "-i", PING_INTERVAL_S, target]));
     this.child.stderr!.on("data", (b: Buffer) => (this.stderr = (this.stderr + b).slice(-2000)));
     createInterface({ input: this.child.stdout! }).on("line", (line) => {
@@ -132,7 +174,8 @@ class PingStream {
 
   /** Throws when ping is gone (then no kill can be timed). */
   assertRunning(): void {
-    if (this.child.exitCode !== null || this.child.signalCode !== null) throw new PathError(`ping ${this.target} exited: ${this.stderr.trim()}`);
+    if (this.child.exitCode !== null || this.child.signalCode !== null)
+      throw new PathError(`ping ${this.target} exited: ${this.stderr.trim()}`);
   }
 
   stop(): void {
@@ -158,11 +201,21 @@ type SaCounter = Readonly<{ label: string; bytesOut: () => Promise<number> }>;
 
 async function assertAnchor(w: Witness, node: string, ip: string): Promise<void> {
   const argv = ["ip", "-n", w.host(node).ns, "-o", "-4", "addr", "show", "dev", "lo"];
-  const text = await new Promise<string>((resolve) => execFile(argv[0]!, argv.slice(1), (_e, stdout) => resolve(stdout)));
-  if (!text.includes(` ${ip}/32 `)) throw new PathError(`${node} has no IPsec anchor ${ip}/32 on lo (the VPN driver's anchors, lib/vpn/anchors.ts); found: ${text.trim() || "none"}`);
+  const text = await new Promise<string>((resolve) =>
+    execFile(argv[0]!, argv.slice(1), (_e, stdout) => resolve(stdout)),
+  );
+  if (!text.includes(` ${ip}/32 `))
+    throw new PathError(
+      `${node} has no IPsec anchor ${ip}/32 on lo (the VPN driver's anchors, lib/vpn/anchors.ts); found: ${text.trim() || "none"}`,
+    );
 }
 
-async function measureThroughput(w: Witness, bytes: number, runs: number, stoppers: Array<() => Promise<void>>): Promise<BulkPath[]> {
+async function measureThroughput(
+  w: Witness,
+  bytes: number,
+  runs: number,
+  stoppers: Array<() => Promise<void>>,
+): Promise<BulkPath[]> {
   const gwA = (await w.activeTunnel("edge-a")).node;
   const gwB = (await w.activeTunnel("edge-b")).node;
   const [nodeA, nodeB, hostGwA, hostGwB] = [w.host("a-node-1"), w.host("b-node-1"), w.host(gwA), w.host(gwB)];
@@ -171,25 +224,100 @@ async function measureThroughput(w: Witness, bytes: number, runs: number, stoppe
   await assertAnchor(w, gwA, anchorA);
   await assertAnchor(w, gwB, anchorB);
   const paths: BulkPath[] = [
-    { name: "tunnel", what: `pod a-node-1 ${nodeA.podIP} -> pod b-node-1 ${nodeB.podIP} (VXLAN, ${gwA}, IPsec, ${gwB}, VXLAN)`, clientNs: nodeA.podNs!, sinkNs: nodeB.podNs!, sinkHost: nodeB.podIP!, viaSa: true, runs: [] },
-    { name: "ipsec_raw", what: `${gwA} ${anchorA} -> ${gwB} ${anchorB} (host namespaces, lo anchors, the same SA)`, clientNs: hostGwA.ns, sinkNs: hostGwB.ns, sinkHost: anchorB, localAddress: anchorA, viaSa: true, runs: [] },
-    { name: "veth_raw", what: `a-node-1 ${nodeA.lanIP} -> ${gwA} ${hostGwA.lanIP} (host namespaces, domain LAN veth + bridge)`, clientNs: nodeA.ns, sinkNs: hostGwA.ns, sinkHost: hostGwA.lanIP, viaSa: false, runs: [] },
-    { name: "gw_pods", what: `pod ${gwA} ${hostGwA.podIP} -> pod ${gwB} ${hostGwB.podIP} (routed on the gateways, IPsec; no VXLAN)`, clientNs: hostGwA.podNs!, sinkNs: hostGwB.podNs!, sinkHost: hostGwB.podIP!, viaSa: true, runs: [] },
-    { name: "node_hosts", what: `a-node-1 ${nodeA.podGatewayIP} -> b-node-1 ${nodeB.podGatewayIP} (host namespaces: VXLAN, ${gwA}, IPsec, ${gwB}, VXLAN; no pod veth)`, clientNs: nodeA.ns, sinkNs: nodeB.ns, sinkHost: nodeB.podGatewayIP!, localAddress: nodeA.podGatewayIP!, viaSa: true, runs: [] },
+    {
+      name: "tunnel",
+      what: `pod a-node-1 ${nodeA.podIP} -> pod b-node-1 ${nodeB.podIP} (VXLAN, ${gwA}, IPsec, ${gwB}, VXLAN)`,
+      clientNs: nodeA.podNs!,
+      sinkNs: nodeB.podNs!,
+      sinkHost: nodeB.podIP!,
+      viaSa: true,
+      runs: [],
+    },
+    {
+      name: "ipsec_raw",
+      what: `${gwA} ${anchorA} -> ${gwB} ${anchorB} (host namespaces, lo anchors, the same SA)`,
+      clientNs: hostGwA.ns,
+      sinkNs: hostGwB.ns,
+      sinkHost: anchorB,
+      localAddress: anchorA,
+      viaSa: true,
+      runs: [],
+    },
+    {
+      name: "veth_raw",
+      what: `a-node-1 ${nodeA.lanIP} -> ${gwA} ${hostGwA.lanIP} (host namespaces, domain LAN veth + bridge)`,
+      clientNs: nodeA.ns,
+      sinkNs: hostGwA.ns,
+      sinkHost: hostGwA.lanIP,
+      viaSa: false,
+      runs: [],
+    },
+    {
+      name: "gw_pods",
+      what: `pod ${gwA} ${hostGwA.podIP} -> pod ${gwB} ${hostGwB.podIP} (routed on the gateways, IPsec; no VXLAN)`,
+      clientNs: hostGwA.podNs!,
+      sinkNs: hostGwB.podNs!,
+      sinkHost: hostGwB.podIP!,
+      viaSa: true,
+      runs: [],
+    },
+    {
+      name: "node_hosts",
+      what: `a-node-1 ${nodeA.podGatewayIP} -> b-node-1 ${nodeB.podGatewayIP} (host namespaces: VXLAN, ${gwA}, IPsec, ${gwB}, VXLAN; no pod veth)`,
+      clientNs: nodeA.ns,
+      sinkNs: nodeB.ns,
+      sinkHost: nodeB.podGatewayIP!,
+      localAddress: nodeA.podGatewayIP!,
+      viaSa: true,
+      runs: [],
+    },
   ];
-  return measurePaths(paths, { label: `SA ${gwA} -> edge-b`, bytesOut: () => w.saBytesOut(gwA, "edge-b", Date.now()) }, bytes, runs, stoppers);
+  return measurePaths(
+    paths,
+    { label: `SA ${gwA} -> edge-b`, bytesOut: () => w.saBytesOut(gwA, "edge-b", Date.now()) },
+    bytes,
+    runs,
+    stoppers,
+  );
 }
 
 /** The hand-built reference of the tunnel path, measured as it is. */
-async function measureHandbuilt(hb: HandbuiltTunnel, bytes: number, runs: number, stoppers: Array<() => Promise<void>>): Promise<BulkPath> {
+async function measureHandbuilt(
+  hb: HandbuiltTunnel,
+  bytes: number,
+  runs: number,
+  stoppers: Array<() => Promise<void>>,
+): Promise<BulkPath> {
   const { client, sink, gwA, gwB } = hb.endpoints;
   const what = `pod a-node-1 ${client.podIP} -> pod b-node-1 ${sink.podIP} (VXLAN, ${gwA.node}, IPsec, ${gwB.node}, VXLAN; built with ip and swanctl, no Raven process)`;
-  const path: BulkPath = { name: "handbuilt", what, clientNs: client.podNs!, sinkNs: sink.podNs!, sinkHost: sink.podIP!, viaSa: true, runs: [] };
-  return (await measurePaths([path], { label: `hand-built SA ${gwA.node} -> edge-b`, bytesOut: () => hb.saBytesOut() }, bytes, runs, stoppers))[0]!;
+  const path: BulkPath = {
+    name: "handbuilt",
+    what,
+    clientNs: client.podNs!,
+    sinkNs: sink.podNs!,
+    sinkHost: sink.podIP!,
+    viaSa: true,
+    runs: [],
+  };
+  return (
+    await measurePaths(
+      [path],
+      { label: `hand-built SA ${gwA.node} -> edge-b`, bytesOut: () => hb.saBytesOut() },
+      bytes,
+      runs,
+      stoppers,
+    )
+  )[0]!;
 }
 
 /** A sink per path, then `runs` rounds of them all (bulkRounds); the sinks are stopped on the way out. */
-async function measurePaths(paths: BulkPath[], sa: SaCounter, bytes: number, runs: number, stoppers: Array<() => Promise<void>>): Promise<BulkPath[]> {
+async function measurePaths(
+  paths: BulkPath[],
+  sa: SaCounter,
+  bytes: number,
+  runs: number,
+  stoppers: Array<() => Promise<void>>,
+): Promise<BulkPath[]> {
   const sinks = new Map<PathName, { port: number; stop: () => Promise<void> }>();
   try {
     for (const p of paths) {
@@ -207,7 +335,13 @@ async function measurePaths(paths: BulkPath[], sa: SaCounter, bytes: number, run
 }
 
 /** `runs` rounds of every path in turn, each run checked against the SA counter when it crosses the SA. */
-async function bulkRounds(sa: SaCounter, paths: BulkPath[], sinks: Map<PathName, { port: number }>, bytes: number, runs: number): Promise<void> {
+async function bulkRounds(
+  sa: SaCounter,
+  paths: BulkPath[],
+  sinks: Map<PathName, { port: number }>,
+  bytes: number,
+  runs: number,
+): Promise<void> {
   // The SA counter before each path that crosses it, counting all traffic up to now.
   let counter = await sa.bytesOut();
   for (let round = 1; round <= runs; round++) {
@@ -220,7 +354,10 @@ async function bulkRounds(sa: SaCounter, paths: BulkPath[], sinks: Map<PathName,
         const next = await sa.bytesOut();
         const delta = next - counter;
         counter = next;
-        if (delta < bytes) throw new PathError(`${p.name}: ${sa.label} counted ${delta} bytes out during a run of ${bytes}: the traffic did not go through the tunnel (or the SA was replaced)`);
+        if (delta < bytes)
+          throw new PathError(
+            `${p.name}: ${sa.label} counted ${delta} bytes out during a run of ${bytes}: the traffic did not go through the tunnel (or the SA was replaced)`,
+          );
         through = `; ${sa.label} counted ${(delta / 1e6).toFixed(1)} MB out`;
       }
       out.figure(`${p.name} run ${round}: ${figure(mbps, 1)} MB/s${through}`);
@@ -251,14 +388,22 @@ async function killOnce(w: Witness, observer: FleetObserver, ping: PingStream): 
   const result: KillResult = { from: before.node, to: "?", term: before.term, namedMs: Infinity, ms: Infinity };
   try {
     const named = await observer.waitFor(
-      (a) => a.gateway === "gw-a" && a.term > before.term && a.active.some((e) => e.type === "tunnel" && e.nodeName !== before.node),
+      (a) =>
+        a.gateway === "gw-a" &&
+        a.term > before.term &&
+        a.active.some((e) => e.type === "tunnel" && e.nodeName !== before.node),
       RECOVERY_TIMEOUT_MS,
       "new active tunnel endpoint for edge-a",
     );
     result.to = named.active.find((e) => e.type === "tunnel")!.nodeName;
     result.term = named.term;
     result.namedMs = named.seenAt - killedAt;
-    const reply = await waitUntil("a ping through edge-a's new gateway", RECOVERY_TIMEOUT_MS - (performance.now() - killedAt), () => firstRecovery(ping.replies, exitedAt + offset, named.seenAt + offset), 5);
+    const reply = await waitUntil(
+      "a ping through edge-a's new gateway",
+      RECOVERY_TIMEOUT_MS - (performance.now() - killedAt),
+      () => firstRecovery(ping.replies, exitedAt + offset, named.seenAt + offset),
+      5,
+    );
     result.ms = reply.receivedAtMs! - (killedAt + offset);
   } catch (err) {
     out.progress(`kill of ${before.node}: ${(err as Error).message}`);
@@ -267,7 +412,9 @@ async function killOnce(w: Witness, observer: FleetObserver, ping: PingStream): 
   const killedWall = killedAt + offset;
   await waitUntil(`${before.node} back as a candidate and the tunnel mesh up again`, 60_000, async () => {
     const r = w.reports.get(before.node);
-    return !!r && r.sentAt > killedWall + RESTART_DELAY_MS && (await w.candidatesHealthy("edge-a")) && (await w.meshUp());
+    return (
+      !!r && r.sentAt > killedWall + RESTART_DELAY_MS && (await w.candidatesHealthy("edge-a")) && (await w.meshUp())
+    );
   });
   await sleep(SETTLE_MS);
   return result;
@@ -297,7 +444,14 @@ runMain(async () => {
 
   const t0 = performance.now();
   const runDir = mkdtempSync(join(tmpdir(), "raven-bench-tunnel-"));
-  const fleet = new Fleet(benchTopology(), { runDir, hubPort: 0, restartDelayMs: RESTART_DELAY_MS, tunnel: true, tunnelDriver: "strongswan", progress: (l) => out.progress(`fleet: ${l.trim()}`) });
+  const fleet = new Fleet(benchTopology(), {
+    runDir,
+    hubPort: 0,
+    restartDelayMs: RESTART_DELAY_MS,
+    tunnel: true,
+    tunnelDriver: "strongswan",
+    progress: (l) => out.progress(`fleet: ${l.trim()}`),
+  });
   const handbuilt = new HandbuiltTunnel(join(runDir, "handbuilt"), (l) => out.progress(`handbuilt: ${l}`));
   let witness: Witness | null = null;
   let ping: PingStream | null = null;
@@ -307,7 +461,10 @@ runMain(async () => {
   const stoppers: Array<() => Promise<void>> = [
     async () => {
       await fleet.stop(); // its namespaces with it
-      if (failed || process.exitCode) out.progress(`bench:tunnel failed or was interrupted; its logs are kept in ${runDir} (fleet: logs/, hand-built charons: handbuilt/)`);
+      if (failed || process.exitCode)
+        out.progress(
+          `bench:tunnel failed or was interrupted; its logs are kept in ${runDir} (fleet: logs/, hand-built charons: handbuilt/)`,
+        );
       else if (process.env.RAVEN_KEEP_RUN_DIR) out.progress(`run directory kept: ${runDir}`);
       else rmSync(runDir, { recursive: true, force: true });
     },
@@ -319,9 +476,13 @@ runMain(async () => {
     },
   ];
   const stopAll = once(async () => {
-    for (const stop of [...stoppers].reverse()) await stop().catch((err) => out.progress(`cleanup: ${(err as Error).message}`));
+    for (const stop of [...stoppers].reverse())
+      await stop().catch((err) => out.progress(`cleanup: ${(err as Error).message}`));
   });
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
     process.once(signal, () => {
       failed = true;
       void stopAll().finally(() => process.exit(code));
@@ -330,7 +491,9 @@ runMain(async () => {
 
   try {
     const esp = kernelHasEsp() ? "kernel ESP (XFRM)" : "kernel-libipsec (userspace ESP in charon, TUN ipsec0)";
-    out.figure(`bench:tunnel: strongSwan IKEv2 PSK, ESP in UDP 4500, ${esp}; ${formatBytes(bytes)} per run, ${runs} run(s) per path, median; 1 MB = 1e6 bytes`);
+    out.figure(
+      `bench:tunnel: strongSwan IKEv2 PSK, ESP in UDP 4500, ${esp}; ${formatBytes(bytes)} per run, ${runs} run(s) per path, median; 1 MB = 1e6 bytes`,
+    );
     // The reference first, while no Raven process runs on this machine; torn down before the fleet starts.
     out.progress("building the tunnel datapath by hand (no Raven process)");
     await handbuilt.build();
@@ -344,7 +507,9 @@ runMain(async () => {
     const tMesh = performance.now();
     await waitUntil("the tunnel mesh between the active gateways", 90_000, () => w.meshUp());
     const tReady = performance.now();
-    out.progress(`mesh of ${DOMAINS.length} domains up ${((tReady - tMesh) / 1000).toFixed(1)} s after the fleet was ready`);
+    out.progress(
+      `mesh of ${DOMAINS.length} domains up ${((tReady - tMesh) / 1000).toFixed(1)} s after the fleet was ready`,
+    );
 
     const paths = await measureThroughput(w, bytes, runs, stoppers);
     await measurePings(paths, pings);
@@ -361,7 +526,9 @@ runMain(async () => {
     for (let i = 1; i <= kills; i++) {
       const r = await killOnce(w, observer, ping);
       results.push(r);
-      out.figure(`kill ${i}/${kills}: ${r.from} -> ${r.to} (term ${r.term}): new active named after ${figure(r.namedMs)} ms, first ping through it after ${figure(r.ms)} ms`);
+      out.figure(
+        `kill ${i}/${kills}: ${r.from} -> ${r.to} (term ${r.term}): new active named after ${figure(r.namedMs)} ms, first ping through it after ${figure(r.ms)} ms`,
+      );
     }
     const tKills = performance.now();
 
@@ -405,7 +572,15 @@ runMain(async () => {
       `took ${((tAfter - t0) / 1000).toFixed(0)} s: handbuilt ${((tHandbuilt - t0) / 1000).toFixed(0)} s, fleet and mesh ${((tReady - tHandbuilt) / 1000).toFixed(0)} s, throughput and pings ${((tThroughput - tReady) / 1000).toFixed(0)} s, ${kills} kills ${((tKills - tThroughput) / 1000).toFixed(0)} s, handbuilt again ${((tAfter - tKills) / 1000).toFixed(0)} s`,
     ];
     for (const l of lines) out.figure(l);
-    out.figure(lastLine({ tunnelMBps: median(tunnel), ipsecRawMBps: median(raw), failoverP50Ms: failover.p50, failoverP99Ms: failover.p99, handbuiltMBps: median(hbPath) }));
+    out.figure(
+      lastLine({
+        tunnelMBps: median(tunnel),
+        ipsecRawMBps: median(raw),
+        failoverP50Ms: failover.p50,
+        failoverP99Ms: failover.p99,
+        handbuiltMBps: median(hbPath),
+      }),
+    );
     if (failedKills > 0) process.exitCode = 1;
   } catch (err) {
     failed = true;

@@ -21,7 +21,9 @@ export type ActorProcess = Readonly<{
 
 export async function serveActorProcess(p: ActorProcess): Promise<void> {
   const metrics = p.metricsPort
-    ? await startMetricsServer({ port: p.metricsPort }).catch((err) => void p.log.warn({ err: describeError(err) }, "no /metrics"))
+    ? await startMetricsServer({ port: p.metricsPort }).catch(
+        (err) => void p.log.warn({ err: describeError(err) }, "no /metrics"),
+      )
     : undefined;
   if (metrics) p.log.info({ metrics: metrics.url }, "serving metrics");
   onShutdown(async () => {

@@ -2,10 +2,17 @@
 import { parseArgs } from "node:util";
 import { ConfigError } from "./errors";
 
-export type FlagSpec = Record<string, { type: "string" | "boolean"; short?: string; default?: string | boolean; multiple?: boolean; help: string }>;
+export type FlagSpec = Record<
+  string,
+  { type: "string" | "boolean"; short?: string; default?: string | boolean; multiple?: boolean; help: string }
+>;
 
 export type ParsedFlags<S extends FlagSpec> = {
-  [K in keyof S]: S[K]["type"] extends "boolean" ? boolean : S[K]["multiple"] extends true ? string[] : string | undefined;
+  [K in keyof S]: S[K]["type"] extends "boolean"
+    ? boolean
+    : S[K]["multiple"] extends true
+      ? string[]
+      : string | undefined;
 };
 
 export function usage(command: string, summary: string, spec: FlagSpec): string {
@@ -30,12 +37,22 @@ export function parseFlags<S extends FlagSpec>(
   const options = Object.fromEntries(
     Object.entries(spec).map(([k, f]) => [
       k,
-      { type: f.type, ...(f.short ? { short: f.short } : {}), ...(f.default !== undefined ? { default: f.default } : {}), ...(f.multiple ? { multiple: true } : {}) },
+      {
+        type: f.type,
+        ...(f.short ? { short: f.short } : {}),
+        ...(f.default !== undefined ? { default: f.default } : {}),
+        ...(f.multiple ? { multiple: true } : {}),
+      },
     ]),
   );
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals, strict: true });
+    parsed = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: "boolean", short: "h" } },
+      allowPositionals,
+      strict: true,
+    });
   } catch (err) {
     throw new ConfigError("arguments", `${(err as Error).message}\n\n${usage(command, summary, spec)}`);
   }

@@ -16,11 +16,15 @@ export function intToIp(n: number): string {
 export function parseCidr(text: unknown): Cidr {
   if (typeof text !== "string") throw new TunnelError(`CIDR ${JSON.stringify(text)} is not a string`);
   const m = /^([0-9.]+)\/(\d{1,2})$/.exec(text);
-  if (!m || !isIPv4(m[1]) || Number(m[2]) > 32) throw new TunnelError(`CIDR ${JSON.stringify(text)} is not an IPv4 a.b.c.d/len`);
+  if (!m || !isIPv4(m[1]) || Number(m[2]) > 32)
+    throw new TunnelError(`CIDR ${JSON.stringify(text)} is not an IPv4 a.b.c.d/len`);
   const prefixLen = Number(m[2]);
   const size = 2 ** (32 - prefixLen);
   const start = ipToInt(m[1]!);
-  if (start % size !== 0) throw new TunnelError(`CIDR ${text} has host bits set (the network is ${intToIp(Math.floor(start / size) * size)}/${prefixLen})`);
+  if (start % size !== 0)
+    throw new TunnelError(
+      `CIDR ${text} has host bits set (the network is ${intToIp(Math.floor(start / size) * size)}/${prefixLen})`,
+    );
   return { text, start, end: start + size - 1, prefixLen };
 }
 

@@ -99,9 +99,16 @@ export function parseTimings(raw: unknown, path = "timings"): Timings {
   ) as { -readonly [K in keyof Timings]: Timings[K] };
   // Unless set, a standby heartbeats STANDBY_STRETCH times slower than the heartbeat period set.
   if (obj.gatewayStandbyHeartbeatMs === undefined) t.gatewayStandbyHeartbeatMs = STANDBY_STRETCH * t.gatewayHeartbeatMs;
-  const fence = fenceTimingsProblem({ heartbeatMs: t.gatewayHeartbeatMs, fenceMs: t.gatewayFenceMs, deadAfterMs: t.gatewayDeadAfterMs });
+  const fence = fenceTimingsProblem({
+    heartbeatMs: t.gatewayHeartbeatMs,
+    fenceMs: t.gatewayFenceMs,
+    deadAfterMs: t.gatewayDeadAfterMs,
+  });
   if (fence) throw new ConfigError(`${path}.${fence.key}`, fence.reason);
-  if (t.gatewayStandbyHeartbeatMs < t.gatewayHeartbeatMs || t.gatewayStandbyHeartbeatMs > MAX_HEARTBEAT_STRETCH * t.gatewayHeartbeatMs) {
+  if (
+    t.gatewayStandbyHeartbeatMs < t.gatewayHeartbeatMs ||
+    t.gatewayStandbyHeartbeatMs > MAX_HEARTBEAT_STRETCH * t.gatewayHeartbeatMs
+  ) {
     throw new ConfigError(
       `${path}.gatewayStandbyHeartbeatMs`,
       `must be between gatewayHeartbeatMs (${t.gatewayHeartbeatMs}) and ${MAX_HEARTBEAT_STRETCH} times it`,
@@ -143,7 +150,8 @@ export function loadConfigFile(file: string | undefined): RavenConfig {
   try {
     return parseConfig(raw);
   } catch (err) {
-    if (err instanceof ConfigError) throw new ConfigError(err.key, `${err.message.replace(/^config [^:]+: /, "")} (in ${file})`);
+    if (err instanceof ConfigError)
+      throw new ConfigError(err.key, `${err.message.replace(/^config [^:]+: /, "")} (in ${file})`);
     throw err;
   }
 }

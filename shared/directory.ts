@@ -62,7 +62,12 @@ export class Directory {
     const facts = this.nodes.get(node);
     if (!facts) return undefined;
     const key = this.recordOfNode.get(node);
-    return { node, domain: facts.domain, internalIP: facts.internalIP, gateway: (key && this.records.get(key)?.gw) || null };
+    return {
+      node,
+      domain: facts.domain,
+      internalIP: facts.internalIP,
+      gateway: (key && this.records.get(key)?.gw) || null,
+    };
   }
 
   record(key: string): Gateway | undefined {
@@ -104,7 +109,14 @@ export class Directory {
       for (const ep of gw.status.activeEndpoints) {
         if (ep.type !== "proxy") continue;
         const host = ep.publicIP ?? this.nodes.get(ep.nodeName)?.internalIP;
-        if (host) cloudPeers.push({ node: ep.nodeName, gateway: gw.metadata.name, host, port: ep.publicPort ?? ep.port, term: gw.status.term });
+        if (host)
+          cloudPeers.push({
+            node: ep.nodeName,
+            gateway: gw.metadata.name,
+            host,
+            port: ep.publicPort ?? ep.port,
+            term: gw.status.term,
+          });
       }
     }
     this.derived = { activeByDomain, cloudPeers };
@@ -114,7 +126,9 @@ export class Directory {
   private applyRecord(entry: KvWatchEntry): void {
     const prev = this.records.get(entry.key);
     if (prev && prev.revision >= entry.revision) return;
-    if (prev) for (const n of prev.gw.status.nodes) if (this.recordOfNode.get(n.nodeName) === entry.key) this.recordOfNode.delete(n.nodeName);
+    if (prev)
+      for (const n of prev.gw.status.nodes)
+        if (this.recordOfNode.get(n.nodeName) === entry.key) this.recordOfNode.delete(n.nodeName);
     if (entry.operation !== "PUT") {
       this.records.delete(entry.key);
     } else {

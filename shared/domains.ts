@@ -2,13 +2,7 @@
 // with no pool is a domain of its own. Within a domain, the nodes labelled `raven.openyurt.io/gateway=<gw>`
 // are served by that Gateway; a node whose pool has no Gateway (or whose label names none) is solo: its own
 // gateway, with its own election unit and term.
-import {
-  LABEL_GATEWAY,
-  LABEL_NODEPOOL,
-  gatewayKey,
-  soloKey,
-  type Gateway,
-} from "./gateway";
+import { LABEL_GATEWAY, LABEL_NODEPOOL, gatewayKey, soloKey, type Gateway } from "./gateway";
 import { isDomainName } from "./protocol/subjects";
 
 export type NodeFacts = Readonly<{
@@ -59,7 +53,8 @@ export function placeNode(
   const label = node.labels[LABEL_GATEWAY] ?? endpointOwner.get(node.name);
   if (label !== undefined && gatewayNames.has(label)) return { key: gatewayKey(label), name: label, solo: false };
   const placement: Placement = { key: soloKey(node.name), name: node.name, solo: true };
-  if (label !== undefined) placement.problem = `node ${node.name}: label ${LABEL_GATEWAY}=${label} names no Gateway; the node is its own gateway`;
+  if (label !== undefined)
+    placement.problem = `node ${node.name}: label ${LABEL_GATEWAY}=${label} names no Gateway; the node is its own gateway`;
   return placement;
 }
 
@@ -91,7 +86,14 @@ export function computeUnits(gateways: readonly Gateway[], nodes: readonly NodeF
       domainsOfGateway.get(place.name)!.add(domainOf(node));
       continue;
     }
-    const unit: Unit = { key: place.key, name: node.name, solo: true, domain: domainOf(node), nodes: [node.name], candidates: [node.name] };
+    const unit: Unit = {
+      key: place.key,
+      name: node.name,
+      solo: true,
+      domain: domainOf(node),
+      nodes: [node.name],
+      candidates: [node.name],
+    };
     if (place.problem) unit.problem = place.problem;
     units.set(place.key, unit);
   }

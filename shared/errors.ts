@@ -45,7 +45,11 @@ export class RavenError extends Error {
 
 /** A configuration value is missing or wrong; the message names the key. */
 export class ConfigError extends RavenError {
-  constructor(readonly key: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly key: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(ErrorCode.Config, `config ${key}: ${message}`, options);
     this.name = "ConfigError";
   }
@@ -82,7 +86,10 @@ export class UnknownTypeError extends RavenError {
 }
 
 export class OversizedMessageError extends RavenError {
-  constructor(readonly size: number, readonly limit: number) {
+  constructor(
+    readonly size: number,
+    readonly limit: number,
+  ) {
     super(ErrorCode.Oversized, `message of ${size} bytes exceeds the ${limit}-byte limit`);
     this.name = "OversizedMessageError";
   }
@@ -97,7 +104,10 @@ export class InvalidMessageError extends RavenError {
 }
 
 export class InvalidSubjectTokenError extends RavenError {
-  constructor(readonly what: string, readonly token: unknown) {
+  constructor(
+    readonly what: string,
+    readonly token: unknown,
+  ) {
     super(ErrorCode.InvalidSubjectToken, `invalid ${what} ${JSON.stringify(token)} for a NATS subject`);
     this.name = "InvalidSubjectTokenError";
   }
@@ -112,7 +122,10 @@ export class MeshUnavailableError extends RavenError {
 
 /** A compare-and-swap write lost against a newer revision. */
 export class CasConflictError extends RavenError {
-  constructor(readonly key: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly key: string,
+    options?: { cause?: unknown },
+  ) {
     super(ErrorCode.CasConflict, `compare-and-swap on ${key} lost to a newer revision`, options);
     this.name = "CasConflictError";
   }
@@ -171,7 +184,11 @@ export class NetnsError extends RavenError {
 
 /** The fleet's keys, certificates or secret are missing or unusable; `file` names the one at fault. */
 export class PkiError extends RavenError {
-  constructor(readonly file: string, message: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly file: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
     super(ErrorCode.Pki, `${file}: ${message}`, options);
     this.name = "PkiError";
   }
@@ -199,8 +216,15 @@ export class NetlinkError extends RavenError {
 
 /** A binary or plugin Raven needs is not installed; the message names the file and the packages that bring it. */
 export class MissingDependencyError extends RavenError {
-  constructor(readonly path: string, readonly packages: readonly string[], what: string) {
-    super(ErrorCode.MissingDependency, `${what}: ${path} not found; install the Debian packages ${packages.join(" ")} (scripts/setup.sh does)`);
+  constructor(
+    readonly path: string,
+    readonly packages: readonly string[],
+    what: string,
+  ) {
+    super(
+      ErrorCode.MissingDependency,
+      `${what}: ${path} not found; install the Debian packages ${packages.join(" ")} (scripts/setup.sh does)`,
+    );
     this.name = "MissingDependencyError";
   }
 }

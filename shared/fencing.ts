@@ -117,8 +117,12 @@ export type FenceTimings = Readonly<{ heartbeatMs: number; fenceMs: number; dead
  * a lease must end before its holder can be declared dead, and outlive at least two heartbeat periods so
  * one late acknowledgement does not lapse it.
  */
-export function fenceTimingsProblem(t: FenceTimings): { key: "gatewayFenceMs" | "gatewayHeartbeatMs"; reason: string } | null {
-  if (t.fenceMs >= t.deadAfterMs) return { key: "gatewayFenceMs", reason: `must be below gatewayDeadAfterMs (${t.deadAfterMs})` };
-  if (t.heartbeatMs * 2 > t.fenceMs) return { key: "gatewayHeartbeatMs", reason: `must be at most half of gatewayFenceMs (${t.fenceMs})` };
+export function fenceTimingsProblem(
+  t: FenceTimings,
+): { key: "gatewayFenceMs" | "gatewayHeartbeatMs"; reason: string } | null {
+  if (t.fenceMs >= t.deadAfterMs)
+    return { key: "gatewayFenceMs", reason: `must be below gatewayDeadAfterMs (${t.deadAfterMs})` };
+  if (t.heartbeatMs * 2 > t.fenceMs)
+    return { key: "gatewayHeartbeatMs", reason: `must be at most half of gatewayFenceMs (${t.fenceMs})` };
   return null;
 }

@@ -13,7 +13,11 @@ export async function applyGateway(kv: KV, gw: Gateway, attempts = 10): Promise<
   for (let i = 0; i < attempts; i++) {
     const current = await readJson(kv, key, (raw) => parseGatewayRecord(raw, key));
     const next: Gateway = { ...gw, status: current.value?.status ?? gw.status };
-    if (current.value && JSON.stringify(current.value.spec) === JSON.stringify(gw.spec) && JSON.stringify(current.value.metadata) === JSON.stringify(gw.metadata)) {
+    if (
+      current.value &&
+      JSON.stringify(current.value.spec) === JSON.stringify(gw.spec) &&
+      JSON.stringify(current.value.metadata) === JSON.stringify(gw.metadata)
+    ) {
       return "unchanged";
     }
     try {

@@ -75,7 +75,10 @@ export const DEFAULT_PROXY_HTTPS_PORTS = "10250,9100";
 
 /** The node ports the proxy may reach through this Gateway: its proxyHTTPPort and proxyHTTPSPort lists. */
 export function proxyPortsOf(spec: GatewaySpec): number[] {
-  const lists = [spec.proxyConfig.proxyHTTPPort ?? DEFAULT_PROXY_HTTP_PORTS, spec.proxyConfig.proxyHTTPSPort ?? DEFAULT_PROXY_HTTPS_PORTS];
+  const lists = [
+    spec.proxyConfig.proxyHTTPPort ?? DEFAULT_PROXY_HTTP_PORTS,
+    spec.proxyConfig.proxyHTTPSPort ?? DEFAULT_PROXY_HTTPS_PORTS,
+  ];
   return [...new Set(lists.flatMap((l) => l.split(",").map(Number)))].sort((a, b) => a - b);
 }
 
@@ -114,14 +117,23 @@ function need(cond: boolean, where: string, what: string): asserts cond {
 
 function parseReplicas(raw: unknown, where: string, max: number, dflt: number): number {
   if (raw === undefined) return dflt;
-  need(typeof raw === "number" && Number.isInteger(raw) && raw >= 0 && raw <= max, where, `must be an integer 0..${max}`);
+  need(
+    typeof raw === "number" && Number.isInteger(raw) && raw >= 0 && raw <= max,
+    where,
+    `must be an integer 0..${max}`,
+  );
   return raw;
 }
 
 function parsePortList(raw: unknown, where: string): string | undefined {
   if (raw === undefined) return undefined;
-  need(typeof raw === "string" && /^\d{1,5}(,\d{1,5})*$/.test(raw), where, 'must be a comma-separated port list like "10250,9100"');
-  for (const port of raw.split(",")) need(Number(port) >= 1 && Number(port) <= 65535, where, `port ${port} is outside 1..65535`);
+  need(
+    typeof raw === "string" && /^\d{1,5}(,\d{1,5})*$/.test(raw),
+    where,
+    'must be a comma-separated port list like "10250,9100"',
+  );
+  for (const port of raw.split(","))
+    need(Number(port) >= 1 && Number(port) <= 65535, where, `port ${port} is outside 1..65535`);
   return raw;
 }
 
@@ -131,7 +143,11 @@ function parseEndpoint(raw: unknown, where: string): Endpoint {
   need(raw.type === "proxy" || raw.type === "tunnel", `${where}.type`, 'must be "proxy" or "tunnel"');
   const type = raw.type as EndpointType;
   const port = raw.port ?? DEFAULT_PORT[type];
-  need(typeof port === "number" && Number.isInteger(port) && port > 0 && port < 65536, `${where}.port`, "must be a port number");
+  need(
+    typeof port === "number" && Number.isInteger(port) && port > 0 && port < 65536,
+    `${where}.port`,
+    "must be a port number",
+  );
   const ep: Endpoint = { nodeName: raw.nodeName as string, type, port, underNAT: raw.underNAT === true };
   if (raw.publicIP !== undefined) {
     need(typeof raw.publicIP === "string", `${where}.publicIP`, "must be a string");
@@ -143,7 +159,11 @@ function parseEndpoint(raw: unknown, where: string): Endpoint {
   }
   if (raw.natType !== undefined) ep.natType = String(raw.natType);
   if (raw.config !== undefined) {
-    need(isObj(raw.config) && Object.values(raw.config).every((v) => typeof v === "string"), `${where}.config`, "must map strings to strings");
+    need(
+      isObj(raw.config) && Object.values(raw.config).every((v) => typeof v === "string"),
+      `${where}.config`,
+      "must map strings to strings",
+    );
     ep.config = raw.config as Record<string, string>;
   }
   return ep;
@@ -174,7 +194,11 @@ export function parseGatewayManifest(raw: unknown, where = "gateway"): Gateway {
     seen.add(k);
   }
   const exposeType = spec.exposeType ?? "";
-  need(exposeType === "" || exposeType === "PublicIP" || exposeType === "LoadBalancer", `${at}.spec.exposeType`, 'must be "", "PublicIP" or "LoadBalancer"');
+  need(
+    exposeType === "" || exposeType === "PublicIP" || exposeType === "LoadBalancer",
+    `${at}.spec.exposeType`,
+    'must be "", "PublicIP" or "LoadBalancer"',
+  );
   const out: GatewaySpec = {
     proxyConfig: { replicas: parseReplicas(proxyConfig.replicas, `${at}.spec.proxyConfig.replicas`, 16, 1) },
     tunnelConfig: { replicas: parseReplicas(tunnelConfig.replicas, `${at}.spec.tunnelConfig.replicas`, 1, 1) },
@@ -201,7 +225,11 @@ export function parseGatewayRecord(raw: unknown, where: string): Gateway {
   const gw = parseGatewayManifest(raw, where);
   const st = isObj(raw) && isObj(raw.status) ? raw.status : {};
   const term = st.term ?? 0;
-  need(typeof term === "number" && Number.isInteger(term) && term >= 0, `${where}.status.term`, "must be a non-negative integer");
+  need(
+    typeof term === "number" && Number.isInteger(term) && term >= 0,
+    `${where}.status.term`,
+    "must be a non-negative integer",
+  );
   const active = Array.isArray(st.activeEndpoints) ? st.activeEndpoints : [];
   const nodes = Array.isArray(st.nodes) ? (st.nodes as NodeInfo[]) : [];
   gw.status = {

@@ -226,7 +226,8 @@ export class MeshInspector {
       const e = this.entry(id, ref, { type: "sync" }, snap, true);
       if (e) entries.push(e);
     }
-    for (let i = 0; i < entries.length; i += this.settings.maxBatch) this.publish(entries.slice(i, i + this.settings.maxBatch), true);
+    for (let i = 0; i < entries.length; i += this.settings.maxBatch)
+      this.publish(entries.slice(i, i + this.settings.maxBatch), true);
   }
 
   private record(actorId: string, ref: AnyActorRef, event: { type: string }, snapshot: unknown, sync: boolean): void {
@@ -241,7 +242,13 @@ export class MeshInspector {
   }
 
   /** The entry for one processed event, or null when it is a quiet event that changed nothing. */
-  private entry(actorId: string, ref: AnyActorRef, event: { type: string }, snapshot: unknown, sync: boolean): InspectEntry | null {
+  private entry(
+    actorId: string,
+    ref: AnyActorRef,
+    event: { type: string },
+    snapshot: unknown,
+    sync: boolean,
+  ): InspectEntry | null {
     const snap = snapshot as { value?: unknown; context?: unknown };
     if (snap.value === undefined) return null; // not a state machine
     const state = stateString(snap.value);
@@ -288,7 +295,10 @@ export class MeshInspector {
 
 type Mesh = {
   publish(subject: string, data: Uint8Array): void;
-  subscribe(subject: string, opts: { callback: (err: unknown, msg: { data: Uint8Array }) => void }): { unsubscribe(): void };
+  subscribe(
+    subject: string,
+    opts: { callback: (err: unknown, msg: { data: Uint8Array }) => void },
+  ): { unsubscribe(): void };
 };
 
 export type MeshInspectorHandle = Readonly<{
@@ -322,7 +332,9 @@ export function createMeshInspector(
     subject = kind === "gateway" ? subjects.gatewayInspect(opts.domain, name) : subjects.nodeInspect(opts.domain, name);
     presence = subjects.inspectViewer(opts.domain);
   } else {
-    throw new Error(`actorSource ${JSON.stringify(opts.actorSource)} must be gateway/<node> or node/<node> with a domain, or coordinator/<id>`);
+    throw new Error(
+      `actorSource ${JSON.stringify(opts.actorSource)} must be gateway/<node> or node/<node> with a domain, or coordinator/<id>`,
+    );
   }
   const inspector = new MeshInspector({
     source: opts.actorSource,

@@ -60,7 +60,11 @@ export async function readAll<T>(
  * Follows every change of a bucket (current values first) until `stop()`, restarting the watch 250 ms after
  * it ends or fails (a hub restart ends it). `apply` runs synchronously per entry, in order.
  */
-export function watchBucket(kv: KV, apply: (e: KvWatchEntry) => void, opts: { clock: Clock; log: Logger; what: string }): { stop(): void } {
+export function watchBucket(
+  kv: KV,
+  apply: (e: KvWatchEntry) => void,
+  opts: { clock: Clock; log: Logger; what: string },
+): { stop(): void } {
   let stopped = false;
   let current: { stop(): void } | null = null;
   void (async () => {

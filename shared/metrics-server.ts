@@ -36,6 +36,7 @@ export async function startMetricsServer(opts: { host?: string; port: number }):
 /** Parses a --metrics-port value: absent or 0 = off. */
 export function metricsPortOf(value: string | undefined): number {
   const port = Number(value ?? 0);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError("--metrics-port", `${value} is not a port (0 = off)`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ConfigError("--metrics-port", `${value} is not a port (0 = off)`);
   return port;
 }

@@ -110,18 +110,38 @@ export function enableProcessMetrics(): void {
 // --- Prometheus-typed metrics ---------------------------------------------------------------------------------
 
 /** The gateway-actor's role and term gauges, on every role change. */
-export function reportGatewayRole(labels: { domain: string; gateway: string; node: string }, role: string, term: number): void {
+export function reportGatewayRole(
+  labels: { domain: string; gateway: string; node: string },
+  role: string,
+  term: number,
+): void {
   metrics.gatewayTerm.set(labels, term);
-  for (const r of ["standby", "active", "lapsed", "draining", "stopped"]) metrics.gatewayRole.set({ ...labels, role: r }, r === role ? 1 : 0);
+  for (const r of ["standby", "active", "lapsed", "draining", "stopped"])
+    metrics.gatewayRole.set({ ...labels, role: r }, r === role ? 1 : 0);
 }
 
 export const metrics = {
   /** The highest term a gateway candidate has seen (gateway-actor). */
-  gatewayTerm: new Gauge({ name: "raven_gateway_term", help: "Highest term this gateway candidate has seen", labelNames: ["domain", "gateway", "node"], registers: [registry] }),
+  gatewayTerm: new Gauge({
+    name: "raven_gateway_term",
+    help: "Highest term this gateway candidate has seen",
+    labelNames: ["domain", "gateway", "node"],
+    registers: [registry],
+  }),
   /** 1 for the candidate's current role, 0 for the others (gateway-actor). */
-  gatewayRole: new Gauge({ name: "raven_gateway_role", help: "Current role of this gateway candidate (1 = in this role)", labelNames: ["domain", "gateway", "node", "role"], registers: [registry] }),
+  gatewayRole: new Gauge({
+    name: "raven_gateway_role",
+    help: "Current role of this gateway candidate (1 = in this role)",
+    labelNames: ["domain", "gateway", "node", "role"],
+    registers: [registry],
+  }),
   /** A unit's term as last written (coordinator). */
-  domainTerm: new Gauge({ name: "raven_domain_term", help: "Term of a domain's Gateway record as last written by this coordinator", labelNames: ["domain", "gateway"], registers: [registry] }),
+  domainTerm: new Gauge({
+    name: "raven_domain_term",
+    help: "Term of a domain's Gateway record as last written by this coordinator",
+    labelNames: ["domain", "gateway"],
+    registers: [registry],
+  }),
   /** From a candidate's health flip (or the unit's first decision) to the record written with the new term. */
   electionLatency: new Histogram({
     name: "raven_election_latency_seconds",
@@ -132,9 +152,24 @@ export const metrics = {
   }),
   // The data plane's metrics, registered now (zero until the channel and tunnel engines report).
   channelsOpen: new Gauge({ name: "raven_channels_open", help: "Proxy channels open", registers: [registry] }),
-  channelBytes: new Counter({ name: "raven_channel_bytes_total", help: "Bytes carried by proxy channels", labelNames: ["direction"], registers: [registry] }),
-  channelErrors: new Counter({ name: "raven_channel_errors_total", help: "Proxy channels aborted by an error", labelNames: ["reason"], registers: [registry] }),
-  proxyLinks: new Gauge({ name: "raven_proxy_links", help: "Proxy links (spare connections to one cloud peer) per state (idle, connecting, up, degraded, backoff, closed)", labelNames: ["state"], registers: [registry] }),
+  channelBytes: new Counter({
+    name: "raven_channel_bytes_total",
+    help: "Bytes carried by proxy channels",
+    labelNames: ["direction"],
+    registers: [registry],
+  }),
+  channelErrors: new Counter({
+    name: "raven_channel_errors_total",
+    help: "Proxy channels aborted by an error",
+    labelNames: ["reason"],
+    registers: [registry],
+  }),
+  proxyLinks: new Gauge({
+    name: "raven_proxy_links",
+    help: "Proxy links (spare connections to one cloud peer) per state (idle, connecting, up, degraded, backoff, closed)",
+    labelNames: ["state"],
+    registers: [registry],
+  }),
 } as const;
 
 metrics.channelsOpen.set(0);
@@ -143,4 +178,5 @@ metrics.channelBytes.inc({ direction: "out" }, 0);
 metrics.channelErrors.inc({ reason: "none" }, 0);
 for (const state of ["idle", "connecting", "up", "degraded", "backoff", "closed"]) metrics.proxyLinks.set({ state }, 0);
 // Always present, so a dashboard can graph them before the first occurrence.
-for (const name of ["raven_messages_rejected_total", "raven_failovers_total", "raven_heartbeats_missed_total"]) counters.inc(name, undefined, 0);
+for (const name of ["raven_messages_rejected_total", "raven_failovers_total", "raven_heartbeats_missed_total"])
+  counters.inc(name, undefined, 0);

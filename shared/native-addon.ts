@@ -12,7 +12,10 @@ export function loadNativeAddon<T>(file: string, what: string): T {
   try {
     return createRequire(import.meta.url)(addonPath(file)) as T;
   } catch (err) {
-    throw new RavenError(ErrorCode.MissingDependency, `${what} (${file}) cannot be loaded: run scripts/build-native.sh (setup does); ${(err as Error).message.split("\n")[0]}`);
+    throw new RavenError(
+      ErrorCode.MissingDependency,
+      `${what} (${file}) cannot be loaded: run scripts/build-native.sh (setup does); ${(err as Error).message.split("\n")[0]}`,
+    );
   }
 }
 

@@ -51,12 +51,19 @@ export async function openBuckets(nc: NatsConnection, timeoutMs = 5_000): Promis
   const kvm = new Kvm(js);
   const open = (name: BucketName) => kvm.create(name, { history: 1, storage: "file", timeout: timeoutMs });
   try {
-    const [gateways, nodes, leases] = await Promise.all([open(Buckets.gateways), open(Buckets.nodes), open(Buckets.leases)]);
+    const [gateways, nodes, leases] = await Promise.all([
+      open(Buckets.gateways),
+      open(Buckets.nodes),
+      open(Buckets.leases),
+    ]);
     return { gateways, nodes, leases };
   } catch (err) {
-    throw new MeshUnavailableError(`cannot open KV buckets on JetStream domain ${JETSTREAM_DOMAIN}: ${describeError(err)}`, {
-      cause: err,
-    });
+    throw new MeshUnavailableError(
+      `cannot open KV buckets on JetStream domain ${JETSTREAM_DOMAIN}: ${describeError(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -66,12 +73,19 @@ export async function bindBuckets(nc: NatsConnection, timeoutMs = 2_000): Promis
   const kvm = new Kvm(js);
   const open = (name: BucketName) => kvm.open(name, { bindOnly: true, timeout: timeoutMs });
   try {
-    const [gateways, nodes, leases] = await Promise.all([open(Buckets.gateways), open(Buckets.nodes), open(Buckets.leases)]);
+    const [gateways, nodes, leases] = await Promise.all([
+      open(Buckets.gateways),
+      open(Buckets.nodes),
+      open(Buckets.leases),
+    ]);
     return { gateways, nodes, leases };
   } catch (err) {
-    throw new MeshUnavailableError(`Raven's KV buckets are not on this mesh (is the coordinator running?): ${describeError(err)}`, {
-      cause: err,
-    });
+    throw new MeshUnavailableError(
+      `Raven's KV buckets are not on this mesh (is the coordinator running?): ${describeError(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -79,12 +93,19 @@ export async function bindBuckets(nc: NatsConnection, timeoutMs = 2_000): Promis
  * Asks the active coordinator for the fleet status. A reply that does not decode is a typed error of its
  * own (version skew, oversized reply); no answer in time is a MeshUnavailableError.
  */
-export async function requestStatus(nc: NatsConnection, opts: { domain?: string; timeoutMs?: number } = {}): Promise<StatusReply> {
+export async function requestStatus(
+  nc: NatsConnection,
+  opts: { domain?: string; timeoutMs?: number } = {},
+): Promise<StatusReply> {
   let reply;
   try {
-    reply = await nc.request(subjects.status(), encode("status.request", opts.domain ? { domain: opts.domain } : {}), { timeout: opts.timeoutMs ?? 2_000 });
+    reply = await nc.request(subjects.status(), encode("status.request", opts.domain ? { domain: opts.domain } : {}), {
+      timeout: opts.timeoutMs ?? 2_000,
+    });
   } catch (err) {
-    throw new MeshUnavailableError(`no active coordinator answered (${describeError(err)}); is the fleet running?`, { cause: err });
+    throw new MeshUnavailableError(`no active coordinator answered (${describeError(err)}); is the fleet running?`, {
+      cause: err,
+    });
   }
   return decodeAs(reply.data, "status.reply");
 }

@@ -13,7 +13,16 @@
 // - Tokens are HMAC-SHA256(secret, "raven-proxy:" + domain), compared in constant time.
 import { execFile } from "node:child_process";
 import { createHmac, createPrivateKey, randomBytes, timingSafeEqual, X509Certificate } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { systemClock, type Clock } from "./clock";
 import { PkiError } from "./errors";
@@ -42,7 +51,11 @@ type Leaf = Readonly<{ name: "proxy" | "kubelet"; cn: string; san: readonly stri
 const LEAVES: readonly Leaf[] = [
   { name: "proxy", cn: "raven-proxy", san: ["DNS:raven-proxy"] },
   // Kubelets are reached by node IPs that repeat across domains, so clients verify by name, not by IP.
-  { name: "kubelet", cn: "raven-kubelet", san: ["DNS:raven-kubelet", "DNS:*.raven.local", "DNS:localhost", "IP:127.0.0.1"] },
+  {
+    name: "kubelet",
+    cn: "raven-kubelet",
+    san: ["DNS:raven-kubelet", "DNS:*.raven.local", "DNS:localhost", "IP:127.0.0.1"],
+  },
 ];
 
 export function pkiFiles(dir: string): PkiFiles {
@@ -105,7 +118,13 @@ function usableCa(files: PkiFiles, nowMs: number): X509Certificate | undefined {
 
 function usableLeaf(keyFile: string, certFile: string, ca: X509Certificate, nowMs: number): boolean {
   const cert = parseCert(readIfPresent(certFile));
-  return !!cert && cert.checkIssued(ca) && cert.verify(ca.publicKey) && fresh(cert, nowMs) && keyMatches(cert, readIfPresent(keyFile));
+  return (
+    !!cert &&
+    cert.checkIssued(ca) &&
+    cert.verify(ca.publicKey) &&
+    fresh(cert, nowMs) &&
+    keyMatches(cert, readIfPresent(keyFile))
+  );
 }
 
 const genKey = (out: string) => ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", out];
@@ -123,13 +142,35 @@ function install(tmp: string, keyFile: string, certFile: string): void {
 
 async function makeCa(files: PkiFiles, tmp: string): Promise<void> {
   const cnf = join(tmp, "ca.cnf");
-  writeFileSync(cnf, reqConfig("Raven fleet CA", [
-    "basicConstraints = critical,CA:TRUE,pathlen:0",
-    "keyUsage = critical,keyCertSign,cRLSign",
-    "subjectKeyIdentifier = hash",
-  ]));
+  writeFileSync(
+    cnf,
+    reqConfig("Raven fleet CA", [
+      "basicConstraints = critical,CA:TRUE,pathlen:0",
+      "keyUsage = critical,keyCertSign,cRLSign",
+      "subjectKeyIdentifier = hash",
+    ]),
+  );
   await openssl(genKey("out.key"), tmp, files.caKey);
-  await openssl(["req", "-x509", "-new", "-key", "out.key", "-sha256", "-days", String(CA_DAYS), "-config", cnf, "-extensions", "ext", "-out", "out.crt"], tmp, files.caCert);
+  await openssl(
+    [
+      "req",
+      "-x509",
+      "-new",
+      "-key",
+      "out.key",
+      "-sha256",
+      "-days",
+      String(CA_DAYS),
+      "-config",
+      cnf,
+      "-extensions",
+      "ext",
+      "-out",
+      "out.crt",
+    ],
+    tmp,
+    files.caCert,
+  );
   install(tmp, files.caKey, files.caCert);
 }
 
@@ -137,21 +178,45 @@ async function makeLeaf(files: PkiFiles, leaf: Leaf, tmp: string): Promise<void>
   const keyFile = leaf.name === "proxy" ? files.proxyKey : files.kubeletKey;
   const certFile = leaf.name === "proxy" ? files.proxyCert : files.kubeletCert;
   const cnf = join(tmp, `${leaf.name}.cnf`);
-  writeFileSync(cnf, reqConfig(leaf.cn, [
-    "basicConstraints = critical,CA:FALSE",
-    "keyUsage = critical,digitalSignature,keyEncipherment",
-    "extendedKeyUsage = serverAuth,clientAuth",
-    `subjectAltName = ${leaf.san.join(",")}`,
-    "subjectKeyIdentifier = hash",
-    "authorityKeyIdentifier = keyid",
-  ]));
+  writeFileSync(
+    cnf,
+    reqConfig(leaf.cn, [
+      "basicConstraints = critical,CA:FALSE",
+      "keyUsage = critical,digitalSignature,keyEncipherment",
+      "extendedKeyUsage = serverAuth,clientAuth",
+      `subjectAltName = ${leaf.san.join(",")}`,
+      "subjectKeyIdentifier = hash",
+      "authorityKeyIdentifier = keyid",
+    ]),
+  );
   await openssl(genKey("out.key"), tmp, keyFile);
   await openssl(["req", "-new", "-key", "out.key", "-config", cnf, "-out", "out.csr"], tmp, certFile);
   const serial = `0x${randomBytes(15).toString("hex")}`; // 120 random bits: positive and unique enough
-  await openssl([
-    "x509", "-req", "-in", "out.csr", "-CA", files.caCert, "-CAkey", files.caKey, "-set_serial", serial,
-    "-days", String(LEAF_DAYS), "-sha256", "-extfile", cnf, "-extensions", "ext", "-out", "out.crt",
-  ], tmp, certFile);
+  await openssl(
+    [
+      "x509",
+      "-req",
+      "-in",
+      "out.csr",
+      "-CA",
+      files.caCert,
+      "-CAkey",
+      files.caKey,
+      "-set_serial",
+      serial,
+      "-days",
+      String(LEAF_DAYS),
+      "-sha256",
+      "-extfile",
+      cnf,
+      "-extensions",
+      "ext",
+      "-out",
+      "out.crt",
+    ],
+    tmp,
+    certFile,
+  );
   install(tmp, keyFile, certFile);
 }
 
@@ -191,13 +256,21 @@ function readRequired(file: string): string {
     return readFileSync(file, "utf8");
   } catch (err) {
     const missing = (err as NodeJS.ErrnoException).code === "ENOENT";
-    throw new PkiError(file, missing ? "missing; create the fleet PKI first (ensurePki)" : `unreadable: ${(err as Error).message}`, { cause: err });
+    throw new PkiError(
+      file,
+      missing ? "missing; create the fleet PKI first (ensurePki)" : `unreadable: ${(err as Error).message}`,
+      { cause: err },
+    );
   }
 }
 
 function readSecret(file: string): string {
   const secret = readRequired(file).trim();
-  if (!HEX64.test(secret)) throw new PkiError(file, "must hold 64 hex characters (32 bytes); delete it to have a new one made (this invalidates every domain token)");
+  if (!HEX64.test(secret))
+    throw new PkiError(
+      file,
+      "must hold 64 hex characters (32 bytes); delete it to have a new one made (this invalidates every domain token)",
+    );
   return secret.toLowerCase();
 }
 
@@ -226,7 +299,9 @@ function secretBytes(secretHex: string): Buffer {
 
 /** The proxy token of `domain`: HMAC-SHA256(secret, "raven-proxy:" + domain), hex. */
 export function domainToken(secretHex: string, domain: string): string {
-  return createHmac("sha256", secretBytes(secretHex)).update(TOKEN_CONTEXT + domain).digest("hex");
+  return createHmac("sha256", secretBytes(secretHex))
+    .update(TOKEN_CONTEXT + domain)
+    .digest("hex");
 }
 
 /** True when `token` is `domain`'s token; constant-time in the token's content. */

@@ -37,7 +37,9 @@ export async function pollUntil<T>(
       lastErr = err;
     }
     if (performance.now() >= deadline) {
-      throw fail(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ""}`);
+      throw fail(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ""}`,
+      );
     }
     await new Promise((r) => setTimeout(r, o.everyMs ?? 100));
   }

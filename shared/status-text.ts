@@ -4,7 +4,12 @@ import type { GatewayTunnel, StatusReply } from "./protocol";
 
 export function table(header: string[], rows: string[][], indent = ""): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => indent + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    indent +
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   return [line(header), ...rows.map(line)].join("\n");
 }
 
@@ -24,7 +29,17 @@ export function renderStatus(st: StatusReply): string {
         // Term changes in the last minute (flapping); "-" from an older coordinator that does not count them.
         d.termChangesLastMinute === undefined ? "-" : String(d.termChangesLastMinute),
         `proxy=${d.replicas.proxy} tunnel=${d.replicas.tunnel}`,
-        d.active.length ? [...new Set(d.active.map((a) => a.nodeName))].map((n) => `${n}(${d.active.filter((a) => a.nodeName === n).map((a) => a.type).join(",")})`).join(" ") : "-",
+        d.active.length
+          ? [...new Set(d.active.map((a) => a.nodeName))]
+              .map(
+                (n) =>
+                  `${n}(${d.active
+                    .filter((a) => a.nodeName === n)
+                    .map((a) => a.type)
+                    .join(",")})`,
+              )
+              .join(" ")
+          : "-",
         d.problem ?? "",
       ]),
     ),
@@ -38,7 +53,13 @@ export function renderStatus(st: StatusReply): string {
         d.candidates.map((c) => [
           c.node,
           c.types.join(",") || "-",
-          c.healthy ? "healthy" : c.draining ? "draining" : !c.datapathOk && c.lastHeartbeatAgeMs !== null ? "datapath-down" : "unhealthy",
+          c.healthy
+            ? "healthy"
+            : c.draining
+              ? "draining"
+              : !c.datapathOk && c.lastHeartbeatAgeMs !== null
+                ? "datapath-down"
+                : "unhealthy",
           c.actingActive.join(",") || "standby",
           age(c.lastHeartbeatAgeMs),
         ]),
@@ -58,7 +79,15 @@ export function renderStatus(st: StatusReply): string {
 }
 
 const bytes = (n: number | null) =>
-  n === null ? "-" : n < 1024 ? `${n}B` : n < 1024 ** 2 ? `${(n / 1024).toFixed(1)}KiB` : n < 1024 ** 3 ? `${(n / 1024 ** 2).toFixed(1)}MiB` : `${(n / 1024 ** 3).toFixed(2)}GiB`;
+  n === null
+    ? "-"
+    : n < 1024
+      ? `${n}B`
+      : n < 1024 ** 2
+        ? `${(n / 1024).toFixed(1)}KiB`
+        : n < 1024 ** 3
+          ? `${(n / 1024 ** 2).toFixed(1)}MiB`
+          : `${(n / 1024 ** 3).toFixed(2)}GiB`;
 
 /**
  * Tunnel mode: one row per tunnel of every active tunnel endpoint that reported (gw.tunnel), plus the
@@ -80,9 +109,17 @@ export function renderTunnels(reports: readonly GatewayTunnel[], st: StatusReply
       t.error ?? "",
     ]),
   );
-  out.push(rows.length > 0 ? table(["DOMAIN", "GATEWAY", "PEER", "PEER GATEWAY", "DRIVER", "STATE", "LATENCY", "BYTES IN/OUT", "ERROR"], rows) : "no tunnels reported (tunnel mode off, or no active tunnel endpoint yet)");
+  out.push(
+    rows.length > 0
+      ? table(
+          ["DOMAIN", "GATEWAY", "PEER", "PEER GATEWAY", "DRIVER", "STATE", "LATENCY", "BYTES IN/OUT", "ERROR"],
+          rows,
+        )
+      : "no tunnels reported (tunnel mode off, or no active tunnel endpoint yet)",
+  );
   for (const r of reports) if (r.error) out.push(`gateway ${r.node} (${r.domain}): tunnel driver error: ${r.error}`);
-  for (const d of st?.domains ?? []) if (d.tunnelProblem) out.push(`domain ${d.domain}: tunnel mode refused: ${d.tunnelProblem}`);
+  for (const d of st?.domains ?? [])
+    if (d.tunnelProblem) out.push(`domain ${d.domain}: tunnel mode refused: ${d.tunnelProblem}`);
   return out.join("\n");
 }
 

@@ -18,14 +18,22 @@ export function isIPv4(s: unknown): s is string {
 
 function parseNode(raw: unknown, i: number): NodeFacts {
   const where = `nodes[${i}]`;
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new TopologyError(`${where}: must be an object`);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new TopologyError(`${where}: must be an object`);
   const r = raw as Record<string, unknown>;
-  if (!isObjectName(r.name)) throw new TopologyError(`${where}.name: must be a node name, got ${JSON.stringify(r.name)}`);
+  if (!isObjectName(r.name))
+    throw new TopologyError(`${where}.name: must be a node name, got ${JSON.stringify(r.name)}`);
   const labels = r.labels ?? {};
-  if (typeof labels !== "object" || labels === null || Array.isArray(labels) || !Object.values(labels).every((v) => typeof v === "string")) {
+  if (
+    typeof labels !== "object" ||
+    labels === null ||
+    Array.isArray(labels) ||
+    !Object.values(labels).every((v) => typeof v === "string")
+  ) {
     throw new TopologyError(`node ${r.name}: labels must map strings to strings`);
   }
-  if (!isIPv4(r.internalIP)) throw new TopologyError(`node ${r.name}: internalIP must be an IPv4 address, got ${JSON.stringify(r.internalIP)}`);
+  if (!isIPv4(r.internalIP))
+    throw new TopologyError(`node ${r.name}: internalIP must be an IPv4 address, got ${JSON.stringify(r.internalIP)}`);
   if (r.podCIDR !== undefined && (typeof r.podCIDR !== "string" || !CIDR4.test(r.podCIDR))) {
     throw new TopologyError(`node ${r.name}: podCIDR must be an IPv4 CIDR, got ${JSON.stringify(r.podCIDR)}`);
   }
@@ -41,12 +49,15 @@ function parseNode(raw: unknown, i: number): NodeFacts {
 }
 
 export function parseTopology(raw: unknown): Topology {
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw new TopologyError("topology must be an object");
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw new TopologyError("topology must be an object");
   const r = raw as Record<string, unknown>;
   const name = typeof r.name === "string" ? r.name : "raven";
   if (!Array.isArray(r.nodes) || r.nodes.length === 0) throw new TopologyError("nodes: must be a non-empty list");
   const nodes = r.nodes.map(parseNode);
-  const gateways = (Array.isArray(r.gateways) ? r.gateways : []).map((g, i) => parseGatewayManifest(g, `gateways[${i}]`));
+  const gateways = (Array.isArray(r.gateways) ? r.gateways : []).map((g, i) =>
+    parseGatewayManifest(g, `gateways[${i}]`),
+  );
   const nodeNames = new Set<string>();
   for (const n of nodes) {
     if (nodeNames.has(n.name)) throw new TopologyError(`node ${n.name} is listed twice`);
@@ -63,7 +74,9 @@ export function parseTopology(raw: unknown): Topology {
       }
       const other = owner.get(ep.nodeName);
       if (other !== undefined && other !== g.metadata.name) {
-        throw new TopologyError(`node ${ep.nodeName} is an endpoint of both gateway ${other} and gateway ${g.metadata.name}`);
+        throw new TopologyError(
+          `node ${ep.nodeName} is an endpoint of both gateway ${other} and gateway ${g.metadata.name}`,
+        );
       }
       owner.set(ep.nodeName, g.metadata.name);
     }

@@ -114,7 +114,9 @@ export function plan(ctx: DomainContext): Plan | null {
   const currentKeys = new Set(status.activeEndpoints.map(epKey));
   const adds = elected.some((e) => !currentKeys.has(epKey(e)));
   // A rising active holds no lease (nothing acknowledged it since it fell silent): no handover needed.
-  const removedAlive = status.activeEndpoints.some((e) => !electedKeys.has(epKey(e)) && alive.has(e.nodeName) && !rising.has(e.nodeName));
+  const removedAlive = status.activeEndpoints.some(
+    (e) => !electedKeys.has(epKey(e)) && alive.has(e.nodeName) && !rising.has(e.nodeName),
+  );
   // Any write that removes a live active waits handoverMs before the next one, even if no successor is
   // ready yet: one may become healthy a moment later, while the removed active's lease still runs.
   const handover = removedAlive;
@@ -132,7 +134,15 @@ export function plan(ctx: DomainContext): Plan | null {
   const nodesChanged = JSON.stringify(nodes) !== JSON.stringify(status.nodes);
   const tunnelProblem = ctx.members !== null ? (ctx.tunnelProblem ?? undefined) : status.tunnelProblem;
   const tunnelChanged = tunnelProblem !== status.tunnelProblem;
-  if (!activeChanged && problem === status.problem && !nodesChanged && !tunnelChanged && ctx.record !== null && ctx.stamped) return null;
+  if (
+    !activeChanged &&
+    problem === status.problem &&
+    !nodesChanged &&
+    !tunnelChanged &&
+    ctx.record !== null &&
+    ctx.stamped
+  )
+    return null;
   return {
     handover,
     record: {
@@ -197,8 +207,7 @@ export const domainMachine = setup({
     needsWrite: ({ context }) => plan(context) !== null,
     wroteHandover: ({ event }) => (event as unknown as { output?: WriteOutput }).output?.handover === true,
     isNewer: ({ context, event }) => event.type === "RECORD" && event.revision > context.revision,
-    isConflict: ({ event }) =>
-      (event as { error?: { name?: string } }).error?.name === "CasConflictError",
+    isConflict: ({ event }) => (event as { error?: { name?: string } }).error?.name === "CasConflictError",
     hasRecord: ({ context }) => context.record !== null,
   },
   actions: {
@@ -211,7 +220,9 @@ export const domainMachine = setup({
     storeRecord: assign(({ event }) =>
       event.type === "RECORD" ? { record: event.record, revision: event.revision } : {},
     ),
-    storeMembers: assign(({ event }) => (event.type === "MEMBERS" ? { members: event.nodes, tunnelProblem: event.tunnelProblem ?? null } : {})),
+    storeMembers: assign(({ event }) =>
+      event.type === "MEMBERS" ? { members: event.nodes, tunnelProblem: event.tunnelProblem ?? null } : {},
+    ),
     storeLoaded: assign(({ event }) => {
       const out = (event as unknown as { output: LoadOutput }).output;
       return { record: out.record, revision: out.revision, attempt: 0, lastError: null };

@@ -41,7 +41,11 @@ export function sameEndpoints(a: readonly Endpoint[], b: readonly Endpoint[]): b
 }
 
 /** Why the election fills fewer than the wanted replicas, or undefined when it fills them all. */
-export function shortfall(active: readonly Endpoint[], replicas: Readonly<Record<EndpointType, number>>, endpoints: readonly Endpoint[]): string | undefined {
+export function shortfall(
+  active: readonly Endpoint[],
+  replicas: Readonly<Record<EndpointType, number>>,
+  endpoints: readonly Endpoint[],
+): string | undefined {
   const missing: string[] = [];
   for (const type of ENDPOINT_TYPES) {
     const want = Math.min(replicas[type], endpoints.filter((e) => e.type === type).length);

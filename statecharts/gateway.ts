@@ -71,7 +71,8 @@ export const gatewayMachine = setup({
     leaseExpired: ({ context, event }) => event.type === "TICK" && !leaseRunning(context.leaseUntil, event.now),
     lapseOver: ({ context, event }) => event.type === "TICK" && event.now >= context.leaseUntil + context.lapseHoldMs,
     drainOver: ({ context, event }) =>
-      (event.type === "TICK" && event.now >= context.drainDeadline) || (event.type === "TICK" && !leaseRunning(context.leaseUntil, event.now)),
+      (event.type === "TICK" && event.now >= context.drainDeadline) ||
+      (event.type === "TICK" && !leaseRunning(context.leaseUntil, event.now)),
   },
   actions: {
     takeAssignment: assign(({ context, event }) => {

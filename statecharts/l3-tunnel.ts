@@ -19,7 +19,11 @@ import { backoffMs } from "./retry";
 
 /** `peer` is the peer domain; `driver` names the VPN driver the service applies this tunnel with. */
 export type L3TunnelInput = Readonly<{
-  peer: string; driver: string; retryMs: number; negotiateTimeoutMs: number; probeFailLimit: number;
+  peer: string;
+  driver: string;
+  retryMs: number;
+  negotiateTimeoutMs: number;
+  probeFailLimit: number;
 }>;
 
 export type L3TunnelContext = L3TunnelInput & {
@@ -45,8 +49,16 @@ export type L3TunnelContext = L3TunnelInput & {
 
 export type L3TunnelEvent =
   | { type: "PEER"; node: string; addr: string; term: number; now: number }
-  | { type: "STATUS"; peerTerm: number; state: "up" | "connecting" | "down"; saId: string | null; error: string | null;
-      bytesIn: number | null; bytesOut: number | null; now: number }
+  | {
+      type: "STATUS";
+      peerTerm: number;
+      state: "up" | "connecting" | "down";
+      saId: string | null;
+      error: string | null;
+      bytesIn: number | null;
+      bytesOut: number | null;
+      now: number;
+    }
   | { type: "PROBE"; peerTerm: number; ok: boolean; rttMs: number | null; now: number }
   | { type: "TICK"; now: number }
   | { type: "CLOSE" };
@@ -54,7 +66,14 @@ export type L3TunnelEvent =
 export type L3TunnelState = "idle" | "negotiating" | "up" | "rekeying" | "degraded" | "down" | "backoff" | "closed";
 
 export type L3TunnelEmitted =
-  | { type: "tunnelState"; state: L3TunnelState; peer: string; peerNode: string | null; peerTerm: number; error: string | null }
+  | {
+      type: "tunnelState";
+      state: L3TunnelState;
+      peer: string;
+      peerNode: string | null;
+      peerTerm: number;
+      error: string | null;
+    }
   | { type: "negotiate"; peer: string; peerNode: string; peerAddr: string; peerTerm: number }
   | { type: "staleTerm"; peer: string; term: number; current: number };
 
@@ -82,11 +101,16 @@ const fail = (reason: FailReason) => ({ type: "failed", params: { reason } }) as
 
 function failMessage(reason: FailReason, c: L3TunnelContext): string {
   switch (reason) {
-    case "refused": return "negotiation failed";
-    case "negotiationTimeout": return `negotiation timed out after ${c.negotiateTimeoutMs} ms`;
-    case "lost": return "security association lost";
-    case "rekeyTimeout": return `rekey timed out after ${c.negotiateTimeoutMs} ms`;
-    default: return assertNever(reason, "failure reason");
+    case "refused":
+      return "negotiation failed";
+    case "negotiationTimeout":
+      return `negotiation timed out after ${c.negotiateTimeoutMs} ms`;
+    case "lost":
+      return "security association lost";
+    case "rekeyTimeout":
+      return `rekey timed out after ${c.negotiateTimeoutMs} ms`;
+    default:
+      return assertNever(reason, "failure reason");
   }
 }
 
@@ -99,7 +123,10 @@ const statusWhileEstablished = [
 
 export const l3TunnelMachine = setup({
   types: {
-    context: {} as L3TunnelContext, events: {} as L3TunnelEvent, input: {} as L3TunnelInput, emitted: {} as L3TunnelEmitted,
+    context: {} as L3TunnelContext,
+    events: {} as L3TunnelEvent,
+    input: {} as L3TunnelInput,
+    emitted: {} as L3TunnelEmitted,
   },
   guards: {
     staleTerm: ({ context, event }) => isStaleTerm(asPeer(event)?.term ?? Infinity, context.peerTerm),
@@ -109,7 +136,13 @@ export const l3TunnelMachine = setup({
     },
     sameGatewayNewerTerm: ({ context, event }) => {
       const p = asPeer(event);
-      return !!p && p.term > context.peerTerm && context.peerNode !== null && p.node === context.peerNode && p.addr === context.peerAddr;
+      return (
+        !!p &&
+        p.term > context.peerTerm &&
+        context.peerNode !== null &&
+        p.node === context.peerNode &&
+        p.addr === context.peerAddr
+      );
     },
     statusUpSameSa: ({ context, event }) => {
       const s = status(context, event);
@@ -166,7 +199,13 @@ export const l3TunnelMachine = setup({
     }),
     // negotiating is only ever entered after a PEER was adopted, so the endpoint is known.
     negotiate: emit(({ context: c }) => {
-      return { type: "negotiate" as const, peer: c.peer, peerNode: c.peerNode!, peerAddr: c.peerAddr!, peerTerm: c.peerTerm };
+      return {
+        type: "negotiate" as const,
+        peer: c.peer,
+        peerNode: c.peerNode!,
+        peerAddr: c.peerAddr!,
+        peerTerm: c.peerTerm,
+      };
     }),
     reportStale: emit(({ context: c, event }) => {
       return { type: "staleTerm" as const, peer: c.peer, term: asPeer(event)?.term ?? -1, current: c.peerTerm };
@@ -176,8 +215,19 @@ export const l3TunnelMachine = setup({
   id: "l3tunnel",
   context: ({ input }) => ({
     ...input,
-    peerNode: null, peerAddr: null, peerTerm: 0, saId: null, failures: 0, retryAt: 0, deadline: 0, lastError: null,
-    latencyMs: null, probeFails: 0, bytesIn: null, bytesOut: null, since: 0,
+    peerNode: null,
+    peerAddr: null,
+    peerTerm: 0,
+    saId: null,
+    failures: 0,
+    retryAt: 0,
+    deadline: 0,
+    lastError: null,
+    latencyMs: null,
+    probeFails: 0,
+    bytesIn: null,
+    bytesOut: null,
+    since: 0,
   }),
   initial: "idle",
   on: {
@@ -281,5 +331,12 @@ export function isTunnelUsable(state: L3TunnelState): boolean {
 }
 // A Record, not a boolean expression, so that a new state must be classified to compile.
 const USABLE: Readonly<Record<L3TunnelState, boolean>> = {
-  idle: false, negotiating: false, up: true, rekeying: true, degraded: true, down: false, backoff: false, closed: false,
+  idle: false,
+  negotiating: false,
+  up: true,
+  rekeying: true,
+  degraded: true,
+  down: false,
+  backoff: false,
+  closed: false,
 };

@@ -59,7 +59,14 @@ export const proxyLinkMachine = setup({
   },
 }).createMachine({
   id: "proxyLink",
-  context: ({ input }) => ({ peer: input.peer, retryMs: input.retryMs, spares: 0, failures: 0, retryAt: 0, lastError: null }),
+  context: ({ input }) => ({
+    peer: input.peer,
+    retryMs: input.retryMs,
+    spares: 0,
+    failures: 0,
+    retryAt: 0,
+    lastError: null,
+  }),
   initial: "connecting",
   on: { CLOSE: ".closed" },
   states: {

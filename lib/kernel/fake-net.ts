@@ -10,7 +10,9 @@ import { MAIN_TABLE, NUD_PERMANENT, AF } from "./rtnetlink";
 type MutableLink = { -readonly [K in keyof Link]: Link[K] };
 
 export class FakeNet implements KernelNet {
-  readonly linkTable = new Map<number, MutableLink>([[1, { index: 1, name: "lo", up: true, mtu: 65536, mac: "00:00:00:00:00:00", kind: null, vxlan: null }]]);
+  readonly linkTable = new Map<number, MutableLink>([
+    [1, { index: 1, name: "lo", up: true, mtu: 65536, mac: "00:00:00:00:00:00", kind: null, vxlan: null }],
+  ]);
   addrList: Addr[] = [{ index: 1, address: "127.0.0.1", prefixLen: 8, label: "lo" }];
   readonly routeTable = new Map<string, Route>();
   readonly neighTable = new Map<string, Neighbour>();
@@ -67,7 +69,15 @@ export class FakeNet implements KernelNet {
     if ([...this.linkTable.values()].some((l) => l.name === v.name)) throw new NetlinkError(what, "EEXIST", null);
     this.change(what);
     const index = this.nextIndex++;
-    this.linkTable.set(index, { index, name: v.name, up: false, mtu: v.mtu, mac: v.mac, kind: "vxlan", vxlan: { id: v.vni, local: v.local, port: v.port, learning: false } });
+    this.linkTable.set(index, {
+      index,
+      name: v.name,
+      up: false,
+      mtu: v.mtu,
+      mac: v.mac,
+      kind: "vxlan",
+      vxlan: { id: v.vni, local: v.local, port: v.port, learning: false },
+    });
     this.changed();
   }
 
@@ -108,14 +118,18 @@ export class FakeNet implements KernelNet {
     const what = `replace address ${address}/${prefixLen}`;
     const l = this.link(index, what);
     this.change(what);
-    this.addrList = this.addrList.filter((a) => !(a.index === index && a.address === address && a.prefixLen === prefixLen));
+    this.addrList = this.addrList.filter(
+      (a) => !(a.index === index && a.address === address && a.prefixLen === prefixLen),
+    );
     this.addrList.push({ index, address, prefixLen, label: label ?? l.name });
   }
 
   delAddr(index: number, address: string, prefixLen: number): void {
     const what = `delete address ${address}/${prefixLen}`;
     const before = this.addrList.length;
-    const rest = this.addrList.filter((a) => !(a.index === index && a.address === address && a.prefixLen === prefixLen));
+    const rest = this.addrList.filter(
+      (a) => !(a.index === index && a.address === address && a.prefixLen === prefixLen),
+    );
     if (rest.length === before) throw new NetlinkError(what, "EADDRNOTAVAIL", null);
     this.change(what);
     this.addrList = rest;
@@ -125,7 +139,14 @@ export class FakeNet implements KernelNet {
     const what = `replace route ${r.dst}${r.via ? ` via ${r.via}` : ""} mtu ${r.mtu}`;
     this.link(r.oif, what);
     this.change(what);
-    this.routeTable.set(r.dst, { dst: r.dst, table: MAIN_TABLE, protocol: r.protocol, oif: r.oif, gateway: r.via, mtu: r.mtu });
+    this.routeTable.set(r.dst, {
+      dst: r.dst,
+      table: MAIN_TABLE,
+      protocol: r.protocol,
+      oif: r.oif,
+      gateway: r.via,
+      mtu: r.mtu,
+    });
     this.changed();
   }
 

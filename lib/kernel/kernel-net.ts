@@ -95,11 +95,15 @@ export class NetlinkNet implements KernelNet {
   }
 
   neighbours(): Neighbour[] {
-    return this.run(requests.neighbours()).map(parseNeighbour).filter((n) => n.family === AF.INET);
+    return this.run(requests.neighbours())
+      .map(parseNeighbour)
+      .filter((n) => n.family === AF.INET);
   }
 
   fdb(): Neighbour[] {
-    return this.run(requests.fdb()).map(parseNeighbour).filter((n) => n.family === AF.BRIDGE);
+    return this.run(requests.fdb())
+      .map(parseNeighbour)
+      .filter((n) => n.family === AF.BRIDGE);
   }
 
   addVxlan(v: VxlanSpec): void {

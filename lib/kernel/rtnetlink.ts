@@ -16,15 +16,34 @@ import { endianness } from "node:os";
 import { getSystemErrorName } from "node:util";
 import { NetlinkError, TunnelError } from "../../shared/errors";
 
-if (endianness() !== "LE") throw new Error("rtnetlink.ts assumes a little-endian host (netlink headers are in host order)");
+if (endianness() !== "LE")
+  throw new Error("rtnetlink.ts assumes a little-endian host (netlink headers are in host order)");
 
-export const NLM_F = { REQUEST: 0x1, MULTI: 0x2, ACK: 0x4, DUMP_INTR: 0x10, REPLACE: 0x100, EXCL: 0x200, CREATE: 0x400, DUMP: 0x300, ACK_TLVS: 0x200 } as const;
+export const NLM_F = {
+  REQUEST: 0x1,
+  MULTI: 0x2,
+  ACK: 0x4,
+  DUMP_INTR: 0x10,
+  REPLACE: 0x100,
+  EXCL: 0x200,
+  CREATE: 0x400,
+  DUMP: 0x300,
+  ACK_TLVS: 0x200,
+} as const;
 export const NLMSG = { ERROR: 2, DONE: 3 } as const;
 export const RTM = {
-  NEWLINK: 16, DELLINK: 17, GETLINK: 18,
-  NEWADDR: 20, DELADDR: 21, GETADDR: 22,
-  NEWROUTE: 24, DELROUTE: 25, GETROUTE: 26,
-  NEWNEIGH: 28, DELNEIGH: 29, GETNEIGH: 30,
+  NEWLINK: 16,
+  DELLINK: 17,
+  GETLINK: 18,
+  NEWADDR: 20,
+  DELADDR: 21,
+  GETADDR: 22,
+  NEWROUTE: 24,
+  DELROUTE: 25,
+  GETROUTE: 26,
+  NEWNEIGH: 28,
+  DELNEIGH: 29,
+  GETNEIGH: 30,
 } as const;
 /** Multicast groups (bind(2) bitmask) for a monitor. */
 export const RTMGRP = { LINK: 0x1, IPV4_IFADDR: 0x10, IPV4_ROUTE: 0x40 } as const;
@@ -61,8 +80,21 @@ export type Link = Readonly<{
   vxlan: Readonly<{ id: number | null; local: string | null; port: number | null; learning: boolean | null }> | null;
 }>;
 export type Addr = Readonly<{ index: number; address: string; prefixLen: number; label: string | null }>;
-export type Route = Readonly<{ dst: string; table: number; protocol: number; oif: number | null; gateway: string | null; mtu: number | null }>;
-export type Neighbour = Readonly<{ index: number; dst: string | null; mac: string | null; state: number; family: number }>;
+export type Route = Readonly<{
+  dst: string;
+  table: number;
+  protocol: number;
+  oif: number | null;
+  gateway: string | null;
+  mtu: number | null;
+}>;
+export type Neighbour = Readonly<{
+  index: number;
+  dst: string | null;
+  mac: string | null;
+  state: number;
+  family: number;
+}>;
 
 export function errnoName(errno: number): string {
   try {
@@ -91,12 +123,14 @@ const cstr = (s: string) => Buffer.concat([Buffer.from(s, "utf8"), Buffer.alloc(
 
 export function ipv4Bytes(ip: string): Buffer {
   const parts = ip.split(".").map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new TunnelError(`${JSON.stringify(ip)} is not an IPv4 address`);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255))
+    throw new TunnelError(`${JSON.stringify(ip)} is not an IPv4 address`);
   return Buffer.from(parts);
 }
 
 export function macBytes(mac: string): Buffer {
-  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac)) throw new TunnelError(`${JSON.stringify(mac)} is not a MAC address`);
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac))
+    throw new TunnelError(`${JSON.stringify(mac)} is not a MAC address`);
   return Buffer.from(mac.split(":").map((h) => parseInt(h, 16)));
 }
 
@@ -171,7 +205,11 @@ const change = (what: string, type: number, flags: number, fixed: Buffer, attrs:
   dump: false,
   build: (seq) => message(type, flags | NLM_F.ACK, seq, fixed, attrs),
 });
-const dump = (what: string, type: number, fixed: Buffer): Request => ({ what, dump: true, build: (seq) => message(type, NLM_F.DUMP, seq, fixed) });
+const dump = (what: string, type: number, fixed: Buffer): Request => ({
+  what,
+  dump: true,
+  build: (seq) => message(type, NLM_F.DUMP, seq, fixed),
+});
 
 export const requests = {
   links: () => dump("dump links", RTM.GETLINK, ifinfo()),
@@ -208,19 +246,30 @@ export const requests = {
       RTM.NEWLINK,
       0,
       ifinfo(index, s.up ? IFF_UP : 0, s.up ? IFF_UP : 0),
-      [...(s.mac ? [{ type: IFLA.ADDRESS, data: macBytes(s.mac) }] : []), ...(s.mtu ? [{ type: IFLA.MTU, data: u32(s.mtu) }] : [])],
+      [
+        ...(s.mac ? [{ type: IFLA.ADDRESS, data: macBytes(s.mac) }] : []),
+        ...(s.mtu ? [{ type: IFLA.MTU, data: u32(s.mtu) }] : []),
+      ],
     ),
   delLink: (index: number, name: string) => change(`delete link ${name}`, RTM.DELLINK, 0, ifinfo(index)),
 
   /** `ip addr replace`: idempotent. */
   replaceAddr: (index: number, address: string, prefixLen: number, label?: string) =>
-    change(`replace address ${address}/${prefixLen}`, RTM.NEWADDR, NLM_F.CREATE | NLM_F.REPLACE, ifaddr(prefixLen, index, address.startsWith("127.") ? RT_SCOPE.HOST : RT_SCOPE.UNIVERSE), [
-      { type: IFA.LOCAL, data: ipv4Bytes(address) },
-      { type: IFA.ADDRESS, data: ipv4Bytes(address) },
-      ...(label ? [{ type: IFA.LABEL, data: cstr(label) }] : []),
-    ]),
+    change(
+      `replace address ${address}/${prefixLen}`,
+      RTM.NEWADDR,
+      NLM_F.CREATE | NLM_F.REPLACE,
+      ifaddr(prefixLen, index, address.startsWith("127.") ? RT_SCOPE.HOST : RT_SCOPE.UNIVERSE),
+      [
+        { type: IFA.LOCAL, data: ipv4Bytes(address) },
+        { type: IFA.ADDRESS, data: ipv4Bytes(address) },
+        ...(label ? [{ type: IFA.LABEL, data: cstr(label) }] : []),
+      ],
+    ),
   delAddr: (index: number, address: string, prefixLen: number) =>
-    change(`delete address ${address}/${prefixLen}`, RTM.DELADDR, 0, ifaddr(prefixLen, index, 0), [{ type: IFA.LOCAL, data: ipv4Bytes(address) }]),
+    change(`delete address ${address}/${prefixLen}`, RTM.DELADDR, 0, ifaddr(prefixLen, index, 0), [
+      { type: IFA.LOCAL, data: ipv4Bytes(address) },
+    ]),
 
   /** `ip route replace DST [via GW onlink] dev OIF mtu MTU proto PROTO` in the main table. */
   replaceRoute: (r: Readonly<{ dst: string; via: string | null; oif: number; mtu: number; protocol: number }>) => {
@@ -240,23 +289,40 @@ export const requests = {
   },
   delRoute: (dst: string, protocol: number) => {
     const [net, len] = splitCidr(dst);
-    return change(`delete route ${dst}`, RTM.DELROUTE, 0, rtmsg(len, protocol, RT_SCOPE.NOWHERE, 0), [{ type: RTA.DST, data: ipv4Bytes(net) }]);
+    return change(`delete route ${dst}`, RTM.DELROUTE, 0, rtmsg(len, protocol, RT_SCOPE.NOWHERE, 0), [
+      { type: RTA.DST, data: ipv4Bytes(net) },
+    ]);
   },
 
   /** A permanent IPv4 neighbour (`ip neigh replace … nud permanent`). */
   replaceNeighbour: (index: number, dst: string, mac: string) =>
-    change(`replace neighbour ${dst} ${mac}`, RTM.NEWNEIGH, NLM_F.CREATE | NLM_F.REPLACE, ndmsg(AF.INET, index, NUD_PERMANENT, 0), [
+    change(
+      `replace neighbour ${dst} ${mac}`,
+      RTM.NEWNEIGH,
+      NLM_F.CREATE | NLM_F.REPLACE,
+      ndmsg(AF.INET, index, NUD_PERMANENT, 0),
+      [
+        { type: NDA.DST, data: ipv4Bytes(dst) },
+        { type: NDA.LLADDR, data: macBytes(mac) },
+      ],
+    ),
+  delNeighbour: (index: number, dst: string) =>
+    change(`delete neighbour ${dst}`, RTM.DELNEIGH, 0, ndmsg(AF.INET, index, 0, 0), [
       { type: NDA.DST, data: ipv4Bytes(dst) },
-      { type: NDA.LLADDR, data: macBytes(mac) },
     ]),
-  delNeighbour: (index: number, dst: string) => change(`delete neighbour ${dst}`, RTM.DELNEIGH, 0, ndmsg(AF.INET, index, 0, 0), [{ type: NDA.DST, data: ipv4Bytes(dst) }]),
 
   /** A permanent VXLAN FDB entry (`bridge fdb replace MAC dev D dst IP self permanent`). */
   replaceFdb: (index: number, mac: string, dst: string) =>
-    change(`replace fdb ${mac} dst ${dst}`, RTM.NEWNEIGH, NLM_F.CREATE | NLM_F.REPLACE, ndmsg(AF.BRIDGE, index, NUD_PERMANENT, NTF_SELF), [
-      { type: NDA.LLADDR, data: macBytes(mac) },
-      { type: NDA.DST, data: ipv4Bytes(dst) },
-    ]),
+    change(
+      `replace fdb ${mac} dst ${dst}`,
+      RTM.NEWNEIGH,
+      NLM_F.CREATE | NLM_F.REPLACE,
+      ndmsg(AF.BRIDGE, index, NUD_PERMANENT, NTF_SELF),
+      [
+        { type: NDA.LLADDR, data: macBytes(mac) },
+        { type: NDA.DST, data: ipv4Bytes(dst) },
+      ],
+    ),
   delFdb: (index: number, mac: string, dst: string) =>
     change(`delete fdb ${mac} dst ${dst}`, RTM.DELNEIGH, 0, ndmsg(AF.BRIDGE, index, 0, NTF_SELF), [
       { type: NDA.LLADDR, data: macBytes(mac) },
@@ -267,7 +333,8 @@ export const requests = {
 function splitCidr(cidr: string): [string, number] {
   const [net, len] = cidr.split("/");
   const n = Number(len);
-  if (net === undefined || !Number.isInteger(n) || n < 0 || n > 32) throw new TunnelError(`${JSON.stringify(cidr)} is not an IPv4 CIDR`);
+  if (net === undefined || !Number.isInteger(n) || n < 0 || n > 32)
+    throw new TunnelError(`${JSON.stringify(cidr)} is not an IPv4 CIDR`);
   return [net, n];
 }
 
@@ -281,8 +348,16 @@ export function splitMessages(buf: Buffer): NlMessage[] {
   let off = 0;
   while (off + HDR <= buf.length) {
     const len = buf.readUInt32LE(off);
-    if (len < HDR || off + len > buf.length) throw new TunnelError(`netlink: a message of ${len} bytes at offset ${off} overruns the ${buf.length}-byte reply`);
-    out.push({ type: buf.readUInt16LE(off + 4), flags: buf.readUInt16LE(off + 6), seq: buf.readUInt32LE(off + 8), body: buf.subarray(off + HDR, off + len) });
+    if (len < HDR || off + len > buf.length)
+      throw new TunnelError(
+        `netlink: a message of ${len} bytes at offset ${off} overruns the ${buf.length}-byte reply`,
+      );
+    out.push({
+      type: buf.readUInt16LE(off + 4),
+      flags: buf.readUInt16LE(off + 6),
+      seq: buf.readUInt32LE(off + 8),
+      body: buf.subarray(off + HDR, off + len),
+    });
     off += align4(len);
   }
   return out;
@@ -298,7 +373,8 @@ export function repliesOf(what: string, buf: Buffer): NlMessage[] {
       if (errno === 0) break;
       throw new NetlinkError(what, errnoName(-errno), extAckMessage(m));
     }
-    if (m.flags & NLM_F.DUMP_INTR) throw new NetlinkError(what, "EINTR", "the dump was interrupted by a concurrent change");
+    if (m.flags & NLM_F.DUMP_INTR)
+      throw new NetlinkError(what, "EINTR", "the dump was interrupted by a concurrent change");
     data.push(m);
   }
   return data;
@@ -307,7 +383,8 @@ export function repliesOf(what: string, buf: Buffer): NlMessage[] {
 function extAckMessage(m: NlMessage): string | null {
   if (!(m.flags & NLM_F.ACK_TLVS)) return null;
   // With NETLINK_CAP_ACK the failed request comes back as its header only.
-  for (const a of attrs(m.body, 4 + HDR)) if (a.type === NLMSGERR_ATTR_MSG) return a.data.toString("utf8").replace(/\0.*$/s, "");
+  for (const a of attrs(m.body, 4 + HDR))
+    if (a.type === NLMSGERR_ATTR_MSG) return a.data.toString("utf8").replace(/\0.*$/s, "");
   return null;
 }
 
@@ -327,7 +404,8 @@ function attrs(buf: Buffer, start: number): RawAttr[] {
 
 const attrMap = (buf: Buffer, start: number) => new Map(attrs(buf, start).map((a) => [a.type, a.data]));
 const ipv4Of = (b: Buffer | undefined) => (b && b.length === 4 ? `${b[0]}.${b[1]}.${b[2]}.${b[3]}` : null);
-const macOf = (b: Buffer | undefined) => (b && b.length === 6 ? [...b].map((x) => x.toString(16).padStart(2, "0")).join(":") : null);
+const macOf = (b: Buffer | undefined) =>
+  b && b.length === 6 ? [...b].map((x) => x.toString(16).padStart(2, "0")).join(":") : null;
 const cstrOf = (b: Buffer | undefined) => (b ? b.toString("utf8").replace(/\0.*$/s, "") : null);
 
 export function parseLink(m: NlMessage): Link {
@@ -387,7 +465,13 @@ export function parseRoute(m: NlMessage): Route | null {
 export function parseNeighbour(m: NlMessage): Neighbour {
   const b = m.body;
   const a = attrMap(b, 12);
-  return { family: b.readUInt8(0), index: b.readInt32LE(4), state: b.readUInt16LE(8), dst: ipv4Of(a.get(NDA.DST)), mac: macOf(a.get(NDA.LLADDR)) };
+  return {
+    family: b.readUInt8(0),
+    index: b.readInt32LE(4),
+    state: b.readUInt16LE(8),
+    dst: ipv4Of(a.get(NDA.DST)),
+    mac: macOf(a.get(NDA.LLADDR)),
+  };
 }
 
 export const MAIN_TABLE = RT_TABLE_MAIN;
@@ -418,5 +502,9 @@ export function parseEchoReply(packet: Buffer): { id: number; seq: number; from:
   if (packet.length < 20 || packet[0]! >> 4 !== 4) return null;
   const ihl = (packet[0]! & 0x0f) * 4;
   if (packet.length < ihl + 8 || packet[9] !== 1 || packet[ihl] !== 0) return null;
-  return { id: packet.readUInt16BE(ihl + 4), seq: packet.readUInt16BE(ihl + 6), from: `${packet[12]}.${packet[13]}.${packet[14]}.${packet[15]}` };
+  return {
+    id: packet.readUInt16BE(ihl + 4),
+    seq: packet.readUInt16BE(ihl + 6),
+    from: `${packet[12]}.${packet[13]}.${packet[14]}.${packet[15]}`,
+  };
 }

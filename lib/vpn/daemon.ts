@@ -51,7 +51,11 @@ export function watchDaemon(child: ChildProcess, name: string): Daemon {
  * TunnelError saying why when the daemon exits first or `timeoutMs` runs out.
  */
 export async function waitForSocket(d: Daemon, what: string, socket: string, timeoutMs: number): Promise<void> {
-  await pollUntil(what, timeoutMs, () => canConnect(socket), { everyMs: 20, giveUp: () => d.exitInfo, error: (why) => new TunnelError(why) });
+  await pollUntil(what, timeoutMs, () => canConnect(socket), {
+    everyMs: 20,
+    giveUp: () => d.exitInfo,
+    error: (why) => new TunnelError(why),
+  });
 }
 
 /** SIGTERM, then SIGKILL if it is still there after `graceMs`; resolves once it is gone. */

@@ -38,7 +38,11 @@ export function underlayMtuFlag(value: unknown): number {
  * can carry no more than that whatever the underlay allows. (Nodes ask this of their own kernel, assuming
  * their gateways' kernels are alike, which holds for one machine image.)
  */
-export function vpnOverheadFor(driver: TunnelDriverName, underlayMtu: number, kernelEsp: boolean = kernelHasEsp()): number {
+export function vpnOverheadFor(
+  driver: TunnelDriverName,
+  underlayMtu: number,
+  kernelEsp: boolean = kernelHasEsp(),
+): number {
   if (driver === TunnelDriverName.WireGuard) return WIREGUARD_OVERHEAD_BYTES;
   return strongSwanOverheadBytes(underlayMtu, kernelEsp);
 }

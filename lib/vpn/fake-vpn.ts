@@ -7,7 +7,15 @@
 // makes the next apply throw before changing anything; `failPeer` keeps a peer down with the given error
 // until `healPeer`; `dropPeer` simulates the tunnel dying on its own (down until the next apply).
 import { RavenError, ErrorCode } from "../../shared/errors";
-import { PeerState, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
+import {
+  PeerState,
+  validateVpnDesired,
+  type VpnDesired,
+  type VpnDriver,
+  type VpnPeer,
+  type VpnPeerStatus,
+  type VpnStatus,
+} from "./vpn-driver";
 
 type Entry = { peer: VpnPeer; key: string; state: PeerState; saId: string | null; lastError: string | null };
 
@@ -82,7 +90,14 @@ export class FakeVpnDriver implements VpnDriver {
 
   async status(): Promise<VpnStatus> {
     const peers: VpnPeerStatus[] = [...this.peers.values()]
-      .map((e) => ({ name: e.peer.name, state: e.state, saId: e.saId, bytesIn: null, bytesOut: null, lastError: e.lastError }))
+      .map((e) => ({
+        name: e.peer.name,
+        state: e.state,
+        saId: e.saId,
+        bytesIn: null,
+        bytesOut: null,
+        lastError: e.lastError,
+      }))
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return { driver: this.name, peers };
   }

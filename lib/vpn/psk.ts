@@ -24,10 +24,17 @@ export function readPsk(file: string): Buffer {
   try {
     st = statSync(file);
   } catch (err) {
-    throw new PkiError(file, "the tunnel pre-shared key file is missing (setup creates it; there is no default key)", { cause: err });
+    throw new PkiError(file, "the tunnel pre-shared key file is missing (setup creates it; there is no default key)", {
+      cause: err,
+    });
   }
-  if ((st.mode & 0o077) !== 0) throw new PkiError(file, `the pre-shared key must not be readable by group or others (mode ${(st.mode & 0o777).toString(8)}; chmod 600)`);
+  if ((st.mode & 0o077) !== 0)
+    throw new PkiError(
+      file,
+      `the pre-shared key must not be readable by group or others (mode ${(st.mode & 0o777).toString(8)}; chmod 600)`,
+    );
   const psk = Buffer.from(readFileSync(file, "utf8").trim(), "utf8");
-  if (psk.length < MIN_PSK_BYTES) throw new PkiError(file, `the pre-shared key is ${psk.length} bytes; at least ${MIN_PSK_BYTES} are required`);
+  if (psk.length < MIN_PSK_BYTES)
+    throw new PkiError(file, `the pre-shared key is ${psk.length} bytes; at least ${MIN_PSK_BYTES} are required`);
   return psk;
 }

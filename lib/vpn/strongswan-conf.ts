@@ -116,7 +116,8 @@ export type IkeSaInfo = Readonly<{ name: string; uniqueId: string; state: string
 const str = (v: ViciMessage[string] | undefined): string => (typeof v === "string" ? v : "");
 const num = (v: ViciMessage[string] | undefined): number => (typeof v === "string" && /^\d+$/.test(v) ? Number(v) : 0);
 const isSection = (v: ViciMessage[string] | undefined): v is ViciMessage => typeof v === "object" && !Array.isArray(v);
-const list = (v: ViciMessage[string] | undefined): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : typeof v === "string" ? [v] : []);
+const list = (v: ViciMessage[string] | undefined): string[] =>
+  Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : typeof v === "string" ? [v] : [];
 
 /** The IKE SAs (with their CHILD SAs) in the list-sa events that vici's list-sas streams. */
 export function ikeSasOf(events: readonly ViciMessage[]): IkeSaInfo[] {
@@ -154,10 +155,17 @@ export function ikeSasOf(events: readonly ViciMessage[]): IkeSaInfo[] {
  * child listed with no selectors at all (a charon that does not report them) counts as covering: unknown is
  * no reason to tear an SA down.
  */
-export function uncoveredSubnets(child: ChildSaInfo, localSubnets: readonly string[], remoteSubnets: readonly string[]): string {
+export function uncoveredSubnets(
+  child: ChildSaInfo,
+  localSubnets: readonly string[],
+  remoteSubnets: readonly string[],
+): string {
   if (child.localTs.length === 0 && child.remoteTs.length === 0) return "";
   const missing = (want: readonly string[], have: readonly string[]) => want.filter((c) => !have.includes(c));
   const local = missing(localSubnets, child.localTs);
   const remote = missing(remoteSubnets, child.remoteTs);
-  return [...(local.length ? [`local ${local.join(" ")}`] : []), ...(remote.length ? [`remote ${remote.join(" ")}`] : [])].join(", ");
+  return [
+    ...(local.length ? [`local ${local.join(" ")}`] : []),
+    ...(remote.length ? [`remote ${remote.join(" ")}`] : []),
+  ].join(", ");
 }

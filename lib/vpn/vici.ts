@@ -29,7 +29,16 @@ export interface ViciSection {
 /** A decoded message: values are strings (charon's encoding), lists string arrays. */
 export type ViciMessage = { [key: string]: string | string[] | ViciMessage };
 
-export const Packet = { CmdRequest: 0, CmdResponse: 1, CmdUnknown: 2, EventRegister: 3, EventUnregister: 4, EventConfirm: 5, EventUnknown: 6, Event: 7 } as const;
+export const Packet = {
+  CmdRequest: 0,
+  CmdResponse: 1,
+  CmdUnknown: 2,
+  EventRegister: 3,
+  EventUnregister: 4,
+  EventConfirm: 5,
+  EventUnknown: 6,
+  Event: 7,
+} as const;
 export type Packet = (typeof Packet)[keyof typeof Packet];
 const Element = { SectionStart: 1, SectionEnd: 2, KeyValue: 3, ListStart: 4, ListItem: 5, ListEnd: 6 } as const;
 const VICI_MAX_SEGMENT = 512 * 1024;
@@ -132,7 +141,8 @@ export function decodeMessage(buf: Buffer): ViciMessage {
   while (at < buf.length) {
     const type = buf[at++]!;
     const top = stack[stack.length - 1]!;
-    if (list !== null && type !== Element.ListItem && type !== Element.ListEnd) throw new TunnelError(`vici: element ${type} inside a list at byte ${at - 1}`);
+    if (list !== null && type !== Element.ListItem && type !== Element.ListEnd)
+      throw new TunnelError(`vici: element ${type} inside a list at byte ${at - 1}`);
     switch (type) {
       case Element.SectionStart: {
         const s: ViciMessage = {};
@@ -175,7 +185,8 @@ export function encodePacket(type: Packet, name?: string, message?: ViciSection)
   w.u8(type);
   if (name !== undefined) w.name(name);
   const body = Buffer.concat([w.bytes(), message ? encodeMessage(message) : Buffer.alloc(0)]);
-  if (body.length > VICI_MAX_SEGMENT) throw new TunnelError(`vici: packet of ${body.length} bytes exceeds ${VICI_MAX_SEGMENT}`);
+  if (body.length > VICI_MAX_SEGMENT)
+    throw new TunnelError(`vici: packet of ${body.length} bytes exceeds ${VICI_MAX_SEGMENT}`);
   const len = Buffer.alloc(4);
   len.writeUInt32BE(body.length);
   return Buffer.concat([len, body]);
@@ -217,7 +228,12 @@ export type ViciCallOptions = Readonly<{
 export type ViciReply = Readonly<{ response: ViciMessage; events: ViciMessage[] }>;
 
 /** Runs one command on its own connection to the vici socket at `socketPath`, closed when the call ends. */
-export async function viciCall(socketPath: string, command: string, request: ViciSection = {}, options: ViciCallOptions = {}): Promise<ViciReply> {
+export async function viciCall(
+  socketPath: string,
+  command: string,
+  request: ViciSection = {},
+  options: ViciCallOptions = {},
+): Promise<ViciReply> {
   const conn = new ViciConnection(socketPath);
   try {
     return await conn.call(command, request, options);
@@ -326,7 +342,17 @@ class ViciConnection {
     }
     if (this.closed) return Promise.reject(new ViciError(command, "connection closed"));
     return new Promise((resolve, reject) => {
-      this.queue.push({ command, stream: options.stream ?? null, registerPacket, requestPacket, timeoutMs: options.timeoutMs ?? 10_000, events: [], resolve, reject, timer: null });
+      this.queue.push({
+        command,
+        stream: options.stream ?? null,
+        registerPacket,
+        requestPacket,
+        timeoutMs: options.timeoutMs ?? 10_000,
+        events: [],
+        resolve,
+        reject,
+        timer: null,
+      });
       this.pump();
     });
   }
@@ -395,7 +421,8 @@ class ViciConnection {
     if (this.closed) return;
     this.closed = true; // first: settling the call in flight must not start the next one
     this.settle(err);
-    for (const c of this.queue.splice(0)) c.reject(new ViciError(c.command, err.message.replace(/^vici: /, ""), { cause: err }));
+    for (const c of this.queue.splice(0))
+      c.reject(new ViciError(c.command, err.message.replace(/^vici: /, ""), { cause: err }));
     this.sock?.destroy();
     this.sock = null;
   }

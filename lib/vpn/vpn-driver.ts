@@ -83,15 +83,20 @@ export function validateVpnDesired(desired: VpnDesired): void {
   const seen = new Set<string>();
   for (const p of desired.peers) {
     const where = `vpn peer ${JSON.stringify(p?.name)}`;
-    if (typeof p?.name !== "string" || !PEER_NAME.test(p.name)) throw new TunnelError(`${where}: name must be 1-32 of [a-z0-9-], not starting or ending with '-'`);
+    if (typeof p?.name !== "string" || !PEER_NAME.test(p.name))
+      throw new TunnelError(`${where}: name must be 1-32 of [a-z0-9-], not starting or ending with '-'`);
     if (seen.has(p.name)) throw new TunnelError(`${where}: listed twice`);
     seen.add(p.name);
-    if (!isIPv4(p.localAddr)) throw new TunnelError(`${where}: localAddr ${JSON.stringify(p.localAddr)} is not an IPv4 address`);
-    if (!isIPv4(p.remoteAddr)) throw new TunnelError(`${where}: remoteAddr ${JSON.stringify(p.remoteAddr)} is not an IPv4 address`);
-    if (p.localAddr === p.remoteAddr) throw new TunnelError(`${where}: localAddr and remoteAddr are both ${p.localAddr}`);
+    if (!isIPv4(p.localAddr))
+      throw new TunnelError(`${where}: localAddr ${JSON.stringify(p.localAddr)} is not an IPv4 address`);
+    if (!isIPv4(p.remoteAddr))
+      throw new TunnelError(`${where}: remoteAddr ${JSON.stringify(p.remoteAddr)} is not an IPv4 address`);
+    if (p.localAddr === p.remoteAddr)
+      throw new TunnelError(`${where}: localAddr and remoteAddr are both ${p.localAddr}`);
     for (const key of ["localSubnets", "remoteSubnets"] as const) {
       const list = p[key];
-      if (!Array.isArray(list) || list.length === 0) throw new TunnelError(`${where}: ${key} must list at least one CIDR`);
+      if (!Array.isArray(list) || list.length === 0)
+        throw new TunnelError(`${where}: ${key} must list at least one CIDR`);
       for (const c of list) {
         try {
           parseCidr(c);
@@ -100,9 +105,12 @@ export function validateVpnDesired(desired: VpnDesired): void {
         }
       }
     }
-    if (p.initiate !== undefined && typeof p.initiate !== "boolean") throw new TunnelError(`${where}: initiate must be a boolean`);
+    if (p.initiate !== undefined && typeof p.initiate !== "boolean")
+      throw new TunnelError(`${where}: initiate must be a boolean`);
     if (p.remoteNode !== undefined && !isObjectName(p.remoteNode)) {
-      throw new TunnelError(`${where}: remoteNode ${JSON.stringify(p.remoteNode)} must be a node name (a DNS subdomain name)`);
+      throw new TunnelError(
+        `${where}: remoteNode ${JSON.stringify(p.remoteNode)} must be a node name (a DNS subdomain name)`,
+      );
     }
   }
 }

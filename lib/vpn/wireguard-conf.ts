@@ -60,7 +60,11 @@ export function wireguardKeyPair(psk: Buffer, node: string): WireGuardKeyPair {
 
 /** The X25519 public key of a private key (both base64). */
 export function publicKeyOf(privateKey: string): string {
-  const priv = createPrivateKey({ key: Buffer.concat([PKCS8_X25519_PREFIX, Buffer.from(privateKey, "base64")]), format: "der", type: "pkcs8" });
+  const priv = createPrivateKey({
+    key: Buffer.concat([PKCS8_X25519_PREFIX, Buffer.from(privateKey, "base64")]),
+    format: "der",
+    type: "pkcs8",
+  });
   const x = createPublicKey(priv).export({ format: "jwk" }).x;
   if (typeof x !== "string") throw new TunnelError("wireguard: could not compute an X25519 public key");
   return Buffer.from(x, "base64url").toString("base64");
@@ -89,21 +93,35 @@ export type WgWantedPeer = Readonly<{
  * remoteNode, names this gateway, shares a remoteNode with another peer, or claims remote subnets another
  * peer claims too (WireGuard routes each address to exactly one peer). `peers` are validated already.
  */
-export function planWireGuardPeers(peers: readonly VpnPeer[], psk: Buffer, node: string, listenPort: number): WgWantedPeer[] {
+export function planWireGuardPeers(
+  peers: readonly VpnPeer[],
+  psk: Buffer,
+  node: string,
+  listenPort: number,
+): WgWantedPeer[] {
   const byNode = new Map<string, string>();
   const claimed: { peer: string; cidr: ReturnType<typeof parseCidr> }[] = [];
   const out: WgWantedPeer[] = [];
   for (const p of [...peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     const where = `vpn peer ${JSON.stringify(p.name)}`;
-    if (p.remoteNode === undefined) throw new TunnelError(`${where}: remoteNode is required by WireGuard (the peer's public key is derived from its node name)`);
+    if (p.remoteNode === undefined)
+      throw new TunnelError(
+        `${where}: remoteNode is required by WireGuard (the peer's public key is derived from its node name)`,
+      );
     if (p.remoteNode === node) throw new TunnelError(`${where}: remoteNode ${node} is this gateway itself`);
     const other = byNode.get(p.remoteNode);
-    if (other !== undefined) throw new TunnelError(`${where}: remoteNode ${p.remoteNode} is also the remoteNode of peer ${JSON.stringify(other)}`);
+    if (other !== undefined)
+      throw new TunnelError(
+        `${where}: remoteNode ${p.remoteNode} is also the remoteNode of peer ${JSON.stringify(other)}`,
+      );
     byNode.set(p.remoteNode, p.name);
     const cidrs = p.remoteSubnets.map((c) => parseCidr(c));
     for (const c of cidrs) {
       const clash = claimed.find((x) => x.peer !== p.name && cidrsOverlap(x.cidr, c));
-      if (clash) throw new TunnelError(`${where}: remoteSubnets ${c.text} overlaps ${clash.cidr.text} of peer ${JSON.stringify(clash.peer)}`);
+      if (clash)
+        throw new TunnelError(
+          `${where}: remoteSubnets ${c.text} overlaps ${clash.cidr.text} of peer ${JSON.stringify(clash.peer)}`,
+        );
       claimed.push({ peer: p.name, cidr: c });
     }
     out.push({
@@ -144,7 +162,11 @@ export type WgDeviceDump = Readonly<{
  * Keys are hex on the wire and base64 here (as `wg` prints them); a zero key is none.
  */
 export function parseUapiGet(text: string): WgDeviceDump {
-  const device: { privateKey: string | null; listenPort: number; fwmark: number | null } = { privateKey: null, listenPort: 0, fwmark: null };
+  const device: { privateKey: string | null; listenPort: number; fwmark: number | null } = {
+    privateKey: null,
+    listenPort: 0,
+    fwmark: null,
+  };
   const peers: WgPeerDump[] = [];
   let peer: { -readonly [K in keyof WgPeerDump]: WgPeerDump[K] } | null = null;
   let errno: number | null = null;
@@ -162,7 +184,16 @@ export function parseUapiGet(text: string): WgDeviceDump {
     if (key === "errno") errno = n();
     else if (key === "public_key") {
       flush();
-      peer = { publicKey: hexKey(key, value)!, presharedKey: null, endpoint: null, allowedIps: [], latestHandshakeSec: 0, rxBytes: 0, txBytes: 0, persistentKeepaliveSec: null };
+      peer = {
+        publicKey: hexKey(key, value)!,
+        presharedKey: null,
+        endpoint: null,
+        allowedIps: [],
+        latestHandshakeSec: 0,
+        rxBytes: 0,
+        txBytes: 0,
+        persistentKeepaliveSec: null,
+      };
     } else if (!peer) {
       if (key === "private_key") device.privateKey = hexKey(key, value);
       else if (key === "listen_port") device.listenPort = n();
@@ -187,7 +218,10 @@ export function uapiSet(lines: readonly string[]): string {
 }
 
 /** The device's own key and port. */
-export const uapiDevice = (privateKey: string, listenPort: number): string[] => [`private_key=${keyHex(privateKey)}`, `listen_port=${listenPort}`];
+export const uapiDevice = (privateKey: string, listenPort: number): string[] => [
+  `private_key=${keyHex(privateKey)}`,
+  `listen_port=${listenPort}`,
+];
 
 /** A peer added or brought to the plan: key, preshared key, keepalive, exactly `allowedIps`, the endpoint when asked. */
 export const uapiPeer = (p: WgWantedPeer, presharedKey: string, setEndpoint: boolean): string[] => [
@@ -221,13 +255,15 @@ function keyHex(b64: string): string {
 }
 
 function hexKey(key: string, hex: string): string | null {
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new TunnelError(`wireguard uapi: ${key} ${JSON.stringify(hex)} is not a 32-byte hex key`);
+  if (!/^[0-9a-f]{64}$/.test(hex))
+    throw new TunnelError(`wireguard uapi: ${key} ${JSON.stringify(hex)} is not a 32-byte hex key`);
   return /^0+$/.test(hex) ? null : Buffer.from(hex, "hex").toString("base64");
 }
 
 function uapiNumber(key: string, value: string): number {
   const n = Number(value);
-  if (value === "" || !Number.isSafeInteger(n) || n < 0) throw new TunnelError(`wireguard uapi: ${key} ${JSON.stringify(value)} is not a number`);
+  if (value === "" || !Number.isSafeInteger(n) || n < 0)
+    throw new TunnelError(`wireguard uapi: ${key} ${JSON.stringify(value)} is not a number`);
   return n;
 }
 
@@ -237,7 +273,11 @@ export type WgPeerOp =
   | Readonly<{ type: "remove"; publicKey: string }>;
 
 /** What to change so that the live peers match `wanted` (see the header for the rules); empty = nothing. */
-export function diffWireGuardPeers(live: readonly WgPeerDump[], wanted: readonly WgWantedPeer[], presharedKey: string): WgPeerOp[] {
+export function diffWireGuardPeers(
+  live: readonly WgPeerDump[],
+  wanted: readonly WgWantedPeer[],
+  presharedKey: string,
+): WgPeerOp[] {
   const byKey = new Map(live.map((p) => [p.publicKey, p]));
   const ops: WgPeerOp[] = [];
   for (const w of wanted) {

@@ -114,7 +114,8 @@ export class CoordinatorService {
       log,
       tracker: this.tracker,
       beforeSweep: (now) => {
-        if (this.matches("active") && !this.lease.valid(now)) this.actor!.send({ type: "LEASE_LOST", reason: "lease expired before it could be renewed" });
+        if (this.matches("active") && !this.lease.valid(now))
+          this.actor!.send({ type: "LEASE_LOST", reason: "lease expired before it could be renewed" });
       },
       onSwept: (flipped, now) => {
         if (!this.tracker.warm(now)) return true;
@@ -143,7 +144,9 @@ export class CoordinatorService {
   async start(): Promise<void> {
     const { clock, timings } = this.opts;
     this.inventory.start();
-    this.subs.push(this.listen(subjects.allNodeRegisters(), (m) => this.onRegister(m.subject, m.data, (d) => m.respond(d))));
+    this.subs.push(
+      this.listen(subjects.allNodeRegisters(), (m) => this.onRegister(m.subject, m.data, (d) => m.respond(d))),
+    );
     this.subs.push(this.listen(subjects.status(), (m) => this.onStatus(m.data, (d) => m.respond(d))));
     this.timers.push(clock.setInterval(() => this.resync(), timings.resyncMs));
     // The campaign takes the lease once it has seen one revision for leaseMs; it wakes once it has seen it for
@@ -159,7 +162,11 @@ export class CoordinatorService {
     const machine = coordinatorMachine.provide({
       actors: {
         campaign: fromPromise(({ signal }) =>
-          this.lease.campaign(signal, (stale) => this.actor?.send({ type: stale ? "HOLDER_STALE" : "HOLDER_FRESH" }), wakeAfterMs),
+          this.lease.campaign(
+            signal,
+            (stale) => this.actor?.send({ type: stale ? "HOLDER_STALE" : "HOLDER_FRESH" }),
+            wakeAfterMs,
+          ),
         ),
         hold: fromCallback(({ sendBack }) => {
           let busy = false;
@@ -186,7 +193,10 @@ export class CoordinatorService {
       next: (snap) => {
         const value = typeof snap.value === "string" ? snap.value : Object.keys(snap.value)[0];
         if (value !== lastValue) {
-          this.opts.log.info({ from: lastValue, to: value, reason: snap.context.lastError ?? undefined }, "coordinator role");
+          this.opts.log.info(
+            { from: lastValue, to: value, reason: snap.context.lastError ?? undefined },
+            "coordinator role",
+          );
           lastValue = value;
         }
         this.pool.reconcile(this.acting);
@@ -212,7 +222,8 @@ export class CoordinatorService {
     // coordinator goes on acknowledging meanwhile. Neither KV write may hold the stop up for long: when the
     // whole fleet stops at once (Ctrl-C), the hub may already be gone, and the standby then waits for expiry.
     const { clock, timings } = this.opts;
-    const quickly = <T>(p: Promise<T>) => Promise.race([p, sleep(timings.coordinatorRenewMs, clock).then(() => undefined)]);
+    const quickly = <T>(p: Promise<T>) =>
+      Promise.race([p, sleep(timings.coordinatorRenewMs, clock).then(() => undefined)]);
     if (this.isActive && (await quickly(this.lease.announceRelease()))) await sleep(this.releaseNoticeMs(), clock);
     for (const t of this.timers) clock.clearInterval(t);
     this.actor?.send({ type: "STOP" }); // the subscription stops the DomainActors and the heartbeats
@@ -264,7 +275,10 @@ export class CoordinatorService {
    * read leave in a single socket write, where an async-iterator loop would yield between messages and
    * flush (one write syscall) per acknowledgement. Nothing here awaits.
    */
-  private listen(subject: string, handle: (m: { subject: string; data: Uint8Array; respond(d: Uint8Array): boolean }) => void): Subscription {
+  private listen(
+    subject: string,
+    handle: (m: { subject: string; data: Uint8Array; respond(d: Uint8Array): boolean }) => void,
+  ): Subscription {
     return this.opts.nc.subscribe(subject, {
       callback: (err, m) => {
         if (err) return;
@@ -279,7 +293,9 @@ export class CoordinatorService {
   }
 
   private decodeOn<T extends MessageType>(subject: string, data: Uint8Array, type: T): MessageBody<T> | undefined {
-    const msg = tryDecode(data, (err) => this.opts.log.debug({ subject, err: err.message }, "dropped malformed message"));
+    const msg = tryDecode(data, (err) =>
+      this.opts.log.debug({ subject, err: err.message }, "dropped malformed message"),
+    );
     if (!msg) return undefined;
     if (msg.type !== type) {
       counters.inc(REJECTED_COUNTER, { reason: "WRONG_TYPE" });
@@ -320,7 +336,12 @@ export class CoordinatorService {
     }
     const d = this.pool.decideAck(key, hb.node, c.healthy, hb.term, hb.active.length > 0);
     if (!d || d.decision === AckDecision.Ignore) return;
-    this.pool.publishAssignment(unit, d.record, d.decision === AckDecision.Ack ? [{ nodeName: hb.node, seq: hb.seq }] : [], hb.node);
+    this.pool.publishAssignment(
+      unit,
+      d.record,
+      d.decision === AckDecision.Ack ? [{ nodeName: hb.node, seq: hb.seq }] : [],
+      hb.node,
+    );
   }
 
   private onNodeHeartbeat(subject: string, data: Uint8Array): void {
@@ -334,17 +355,26 @@ export class CoordinatorService {
     const reg = this.decodeOn(subject, data, "node.register");
     const reply = (err: unknown) => respond(encode("error", errorToWire(err)));
     if (!reg) return reply(new InvalidMessageError("malformed node.register"));
-    if (!subjectMatches(subject, reg.domain, reg.node)) return reply(new InvalidMessageError("subject does not match the node and domain in the body"));
+    if (!subjectMatches(subject, reg.domain, reg.node))
+      return reply(new InvalidMessageError("subject does not match the node and domain in the body"));
     const problem = domainProblem({ name: reg.node, labels: reg.labels });
     if (problem) return reply(new InvalidMessageError(problem));
     if (domainOf({ name: reg.node, labels: reg.labels }) !== reg.domain) {
-      return reply(new InvalidMessageError(`node ${reg.node} registers in domain ${reg.domain} but its labels place it in ${domainOf({ name: reg.node, labels: reg.labels })}`));
+      return reply(
+        new InvalidMessageError(
+          `node ${reg.node} registers in domain ${reg.domain} but its labels place it in ${domainOf({ name: reg.node, labels: reg.labels })}`,
+        ),
+      );
     }
     // Elections first: while DomainActor work is queued (a takeover, a burst of health changes) or the health
     // view is still warming, registrations wait; so does everything when the loop is busy. The node retries
     // with backoff.
     const electionsPending = this.pool.pending > 0 || !this.matches({ active: "deciding" });
-    if (this.registrationsInFlight >= MAX_CONCURRENT_REGISTRATIONS || electionsPending || this.sweeper.loopBusy > BUSY_FOR_REGISTRATIONS) {
+    if (
+      this.registrationsInFlight >= MAX_CONCURRENT_REGISTRATIONS ||
+      electionsPending ||
+      this.sweeper.loopBusy > BUSY_FOR_REGISTRATIONS
+    ) {
       counters.inc("raven_registrations_shed_total");
       return; // the node retries with backoff
     }
@@ -362,7 +392,14 @@ export class CoordinatorService {
       .then(
         () => {
           counters.inc("raven_registrations_total");
-          respond(encode("node.registered", { node: reg.node, domain: reg.domain, gateway: place.solo ? null : place.name, solo: place.solo }));
+          respond(
+            encode("node.registered", {
+              node: reg.node,
+              domain: reg.domain,
+              gateway: place.solo ? null : place.name,
+              solo: place.solo,
+            }),
+          );
         },
         (err) => reply(err),
       )
@@ -378,7 +415,10 @@ export class CoordinatorService {
   }
 
   private resync(): void {
-    this.tracker.prune(this.opts.clock.now(), (node) => this.inventory.candidateUnit.has(node) || this.inventory.nodes.has(node));
+    this.tracker.prune(
+      this.opts.clock.now(),
+      (node) => this.inventory.candidateUnit.has(node) || this.inventory.nodes.has(node),
+    );
     if (this.isActive) this.pool.resync();
   }
 

@@ -56,6 +56,7 @@ export function judgeSilence(input: DetectorInput): Verdict {
   if (input.loopUtilisation > SATURATED) return { kind: "defer", reason: "saturated", suspects };
   if (suspects.length === 0) return { kind: "judge", dead: [] };
   const lateDomains = new Set(candidates.filter((c) => c.silentMs >= c.deadAfterMs / 2).map((c) => c.domain));
-  if (lateDomains.size >= 2 && input.deferredForMs < MAX_DEFER_FACTOR * deadAfterMs) return { kind: "defer", reason: "correlated", suspects };
+  if (lateDomains.size >= 2 && input.deferredForMs < MAX_DEFER_FACTOR * deadAfterMs)
+    return { kind: "defer", reason: "correlated", suspects };
   return { kind: "judge", dead: suspects };
 }

@@ -67,7 +67,9 @@ export class DomainPool {
   readonly termChanges = new TermChangeWindow();
 
   constructor(private readonly o: DomainPoolOptions) {
-    this.work = new SlicedQueue(WORK_SLICE_MS, (err) => o.log.error({ err: describeError(err) }, "domain actor task failed"));
+    this.work = new SlicedQueue(WORK_SLICE_MS, (err) =>
+      o.log.error({ err: describeError(err) }, "domain actor task failed"),
+    );
     this.logic = domainMachine.provide({
       actors: {
         // The inventory's watch already holds every record: a takeover of 1,000 units costs no KV reads.
@@ -127,8 +129,16 @@ export class DomainPool {
       this.o.inspector?.attach(ref, `domain/${unit.name}`);
       this.work.push(() => {
         if (this.actors.get(unit.key) !== ref) return; // stopped before it started
-        ref.on("assignment", (e) => this.publishAssignment(this.o.inventory.partition.units.get(e.key), e.record, this.acksFor(e.record)));
-        ref.subscribe({ error: (err) => this.o.log.error({ unit: unit.key, domain: unit.domain ?? null, err: describeError(err) }, "domain actor failed") });
+        ref.on("assignment", (e) =>
+          this.publishAssignment(this.o.inventory.partition.units.get(e.key), e.record, this.acksFor(e.record)),
+        );
+        ref.subscribe({
+          error: (err) =>
+            this.o.log.error(
+              { unit: unit.key, domain: unit.domain ?? null, err: describeError(err) },
+              "domain actor failed",
+            ),
+        });
         ref.start();
         const current = this.o.inventory.partition.units.get(unit.key);
         if (current) {
@@ -214,7 +224,13 @@ export class DomainPool {
    * What a heartbeat of `node` (believing `term`, acting or not) earns (shared/fencing.ts ackDecision), or null
    * when its unit has no actor or record here yet.
    */
-  decideAck(key: string, node: string, healthy: boolean, term: number, acts: boolean): { decision: AckDecision; record: Gateway } | null {
+  decideAck(
+    key: string,
+    node: string,
+    healthy: boolean,
+    term: number,
+    acts: boolean,
+  ): { decision: AckDecision; record: Gateway } | null {
     const snap = this.actors.get(key)?.getSnapshot();
     const record = snap?.context.record;
     if (!snap || !record) return null;
@@ -244,7 +260,10 @@ export class DomainPool {
       coordinator: this.o.id,
       issuedAt: this.o.clock.wallMs(),
     };
-    this.o.nc.publish(to ? subjects.gatewayAssignment(domain, to) : subjects.assignment(domain), encode("assignment", body));
+    this.o.nc.publish(
+      to ? subjects.gatewayAssignment(domain, to) : subjects.assignment(domain),
+      encode("assignment", body),
+    );
     counters.inc("raven_assignments_published_total");
   }
 
@@ -277,7 +296,8 @@ export class DomainPool {
     const next = podCidrProblems([...byDomain].map(([domain, podCidrs]) => ({ domain, podCidrs })));
     for (const unit of inventory.partition.units.values()) {
       const d = unit.domain;
-      if (d !== undefined && (next.get(d) ?? null) !== (this.tunnelProblems.get(d) ?? null)) this.membersDirty.add(unit.key);
+      if (d !== undefined && (next.get(d) ?? null) !== (this.tunnelProblems.get(d) ?? null))
+        this.membersDirty.add(unit.key);
     }
     this.tunnelProblems = next;
   }
@@ -371,7 +391,8 @@ export class DomainPool {
     metrics.domainTerm.set({ domain, gateway: input.record.metadata.name }, input.record.status.term);
     const prev = this.actors.get(input.key)?.getSnapshot().context.record?.status.activeEndpoints ?? [];
     const now = input.record.status.activeEndpoints.map((e) => e.nodeName);
-    if (termBefore > 0 && prev.some((e) => !now.includes(e.nodeName))) counters.inc("raven_failovers_total", { domain });
+    if (termBefore > 0 && prev.some((e) => !now.includes(e.nodeName)))
+      counters.inc("raven_failovers_total", { domain });
     const since = this.healthChangedAt.get(input.key);
     if (since !== undefined) {
       metrics.electionLatency.observe({ domain }, Math.max(0, this.o.clock.now() - since) / 1000);

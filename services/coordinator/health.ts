@@ -184,7 +184,8 @@ export class HealthTracker {
   silences(now: number): Silence[] {
     const out: Silence[] = [];
     for (const c of this.candidates.values()) {
-      if (c.alive) out.push({ node: c.node, domain: c.domain, silentMs: now - c.lastSeenAt, deadAfterMs: c.deadAfterMs });
+      if (c.alive)
+        out.push({ node: c.node, domain: c.domain, silentMs: now - c.lastSeenAt, deadAfterMs: c.deadAfterMs });
     }
     return out;
   }
@@ -208,7 +209,8 @@ export class HealthTracker {
    * spoofed: any client of a leaf can publish a heartbeat), so the maps cannot grow without bound.
    */
   prune(now: number, known: (node: string) => boolean, silentMs = 60_000): void {
-    for (const [name, c] of this.candidates) if (now - c.lastSeenAt > silentMs && !known(name)) this.candidates.delete(name);
+    for (const [name, c] of this.candidates)
+      if (now - c.lastSeenAt > silentMs && !known(name)) this.candidates.delete(name);
     for (const [name, n] of this.nodes) if (now - n.lastSeenAt > silentMs && !known(name)) this.nodes.delete(name);
   }
 

@@ -4,7 +4,14 @@
 // they end (hub restart); a record that does not parse is counted and skipped, never fatal.
 import type { KvWatchEntry } from "@nats-io/kv";
 import type { Clock, TimerHandle } from "../../shared/clock";
-import { computeUnits, endpointOwners, placeNode, type NodeFacts, type Partition, type Placement } from "../../shared/domains";
+import {
+  computeUnits,
+  endpointOwners,
+  placeNode,
+  type NodeFacts,
+  type Partition,
+  type Placement,
+} from "../../shared/domains";
 import { describeError } from "../../shared/errors";
 import { parseGatewayRecord, type Gateway } from "../../shared/gateway";
 import type { HubBuckets } from "../../shared/nats";
@@ -13,7 +20,6 @@ import type { Logger } from "../../shared/log";
 import { counters } from "../../shared/metrics";
 import { watchBucket, type Versioned } from "../../shared/kv";
 import { parseNodeRecord, type NodeRecord } from "../../shared/node-record";
-
 
 export type InventoryChange = {
   /** The partition into units changed (units added/removed, membership or candidates changed). */
@@ -126,7 +132,10 @@ export class Inventory {
     if (recordKey) this.pendingRecords.add(recordKey);
     if (partition) this.pendingPartition = true;
     if (this.recomputeTimer) return;
-    this.recomputeTimer = this.clock.setTimeout(() => this.flush(), Math.max(this.debounceMs, 10 * this.lastRecomputeMs));
+    this.recomputeTimer = this.clock.setTimeout(
+      () => this.flush(),
+      Math.max(this.debounceMs, 10 * this.lastRecomputeMs),
+    );
   }
 
   /** Applies pending changes now (also used by tests). */
@@ -165,7 +174,8 @@ export class Inventory {
   private recompute(): void {
     this.partition = computeUnits(this.userGateways(), [...this.nodes.values()]);
     this.candidateUnit.clear();
-    for (const unit of this.partition.units.values()) for (const c of unit.candidates) this.candidateUnit.set(c, unit.key);
+    for (const unit of this.partition.units.values())
+      for (const c of unit.candidates) this.candidateUnit.set(c, unit.key);
   }
 
   /** Where a node registering now belongs, without waiting for the debounced recompute. */

@@ -44,7 +44,11 @@ export class CoordinatorLease {
    * poll, whether the holder looks gone: no holder, or no renewal seen for `staleAfterMs` (the caller wakes
    * up what it needs warm by the time the lease can be taken, leaseMs after the last renewal seen).
    */
-  async campaign(signal: AbortSignal, onStale?: (stale: boolean) => void, staleAfterMs = this.settings.leaseMs): Promise<void> {
+  async campaign(
+    signal: AbortSignal,
+    onStale?: (stale: boolean) => void,
+    staleAfterMs = this.settings.leaseMs,
+  ): Promise<void> {
     let seenRevision = -1;
     let seenAt = this.clock.now();
     while (!signal.aborted) {
@@ -68,7 +72,8 @@ export class CoordinatorLease {
           return;
         }
       } catch (err) {
-        if (!(err instanceof CasConflictError)) this.log.warn({ err: describeError(err) }, "lease campaign: KV unavailable");
+        if (!(err instanceof CasConflictError))
+          this.log.warn({ err: describeError(err) }, "lease campaign: KV unavailable");
         // Unreadable for long: the holder may be gone too; be warm in case the lease can be taken after all.
         onStale?.(this.clock.now() - seenAt >= staleAfterMs);
       }
@@ -81,7 +86,12 @@ export class CoordinatorLease {
   async renew(): Promise<boolean> {
     const sentAt = this.clock.now();
     try {
-      const value: LeaseValue = { holder: this.id, renewedAt: this.clock.wallMs(), since: this.since, ...(this.releasing ? { releasing: true } : {}) };
+      const value: LeaseValue = {
+        holder: this.id,
+        renewedAt: this.clock.wallMs(),
+        since: this.since,
+        ...(this.releasing ? { releasing: true } : {}),
+      };
       this.revision = await casPut(this.kv, LEASE_KEY, value, this.revision);
       this.validUntil = coordinatorLeaseEnd(sentAt, this.settings.leaseMs);
       return true;
@@ -90,7 +100,7 @@ export class CoordinatorLease {
         // A renewal that timed out here may still have been applied: if the key is ours, adopt its revision.
         try {
           const entry = await this.kv.get(LEASE_KEY);
-          if (entry?.operation === "PUT" && (entry.json<LeaseValue>().holder === this.id)) {
+          if (entry?.operation === "PUT" && entry.json<LeaseValue>().holder === this.id) {
             this.revision = entry.revision;
             return this.valid();
           }

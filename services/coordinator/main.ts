@@ -12,12 +12,17 @@ import { instanceId, runMain } from "../../shared/process";
 import { CoordinatorService } from "./coordinator";
 
 runMain(async () => {
-  const parsed = parseFlags(process.argv.slice(2), "coordinator [options]", "Raven coordinator: inventory, domains and fenced gateway election (active + standby by KV lease).", {
-    nats: { type: "string", default: "nats://127.0.0.1:4222", help: "hub NATS URL(s), comma-separated" },
-    name: { type: "string", default: "coordinator", help: "replica name (an instance suffix is added)" },
-    config: { type: "string", help: "Raven config JSON (timings)" },
-    "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
-  });
+  const parsed = parseFlags(
+    process.argv.slice(2),
+    "coordinator [options]",
+    "Raven coordinator: inventory, domains and fenced gateway election (active + standby by KV lease).",
+    {
+      nats: { type: "string", default: "nats://127.0.0.1:4222", help: "hub NATS URL(s), comma-separated" },
+      name: { type: "string", default: "coordinator", help: "replica name (an instance suffix is added)" },
+      config: { type: "string", help: "Raven config JSON (timings)" },
+      "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
+    },
+  );
   if (!parsed) return;
   const { flags } = parsed;
   const config = loadConfigFile(flags.config);
@@ -38,8 +43,23 @@ runMain(async () => {
     }
   }
   const inspector = createMeshInspector(nc, { actorSource: `coordinator/${id}` });
-  const service = new CoordinatorService({ nc, buckets, id, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
+  const service = new CoordinatorService({
+    nc,
+    buckets,
+    id,
+    timings: config.timings,
+    clock: systemClock,
+    log,
+    onFatal: () => process.exit(1),
+    inspector,
+  });
   await service.start();
   log.info({ nats: flags.nats }, "coordinator started");
-  await serveActorProcess({ log, metricsPort: metricsPortOf(flags["metrics-port"]), connections: [nc, kvConn], inspector, stop: () => service.stop() });
+  await serveActorProcess({
+    log,
+    metricsPort: metricsPortOf(flags["metrics-port"]),
+    connections: [nc, kvConn],
+    inspector,
+    stop: () => service.stop(),
+  });
 });

@@ -64,9 +64,14 @@ export function buildStatus(input: StatusInput): StatusReply {
       })),
     };
     const problem = unit.problem ?? record?.status.problem;
-    if (problem) ds.problem = problem.length > MAX_PROBLEM_CHARS ? `${problem.slice(0, MAX_PROBLEM_CHARS - 3)}...` : problem;
+    if (problem)
+      ds.problem = problem.length > MAX_PROBLEM_CHARS ? `${problem.slice(0, MAX_PROBLEM_CHARS - 3)}...` : problem;
     const tunnelProblem = record?.status.tunnelProblem;
-    if (tunnelProblem) ds.tunnelProblem = tunnelProblem.length > MAX_PROBLEM_CHARS ? `${tunnelProblem.slice(0, MAX_PROBLEM_CHARS - 3)}...` : tunnelProblem;
+    if (tunnelProblem)
+      ds.tunnelProblem =
+        tunnelProblem.length > MAX_PROBLEM_CHARS
+          ? `${tunnelProblem.slice(0, MAX_PROBLEM_CHARS - 3)}...`
+          : tunnelProblem;
     budget -= 200 + 120 * (ds.nodes.length + ds.candidates.length);
     if (budget < 0) {
       truncated = true;

@@ -120,10 +120,16 @@ export class Sweeper {
       if (verdict.reason !== "correlated") return true;
       if (this.deferringSince === null) {
         this.deferringSince = now;
-        this.o.log.warn({ suspects: verdict.suspects }, "heartbeats late in several domains at once: waiting for them before declaring anyone dead");
+        this.o.log.warn(
+          { suspects: verdict.suspects },
+          "heartbeats late in several domains at once: waiting for them before declaring anyone dead",
+        );
       }
     } else if (this.deferringSince !== null) {
-      this.o.log.info({ waitedMs: Math.round(now - this.deferringSince), dead: verdict.dead }, "correlated silence over");
+      this.o.log.info(
+        { waitedMs: Math.round(now - this.deferringSince), dead: verdict.dead },
+        "correlated silence over",
+      );
       this.deferringSince = null;
     }
     const flipped = tracker.sweep(now, verdict.kind === "judge" ? verdict.dead : []);

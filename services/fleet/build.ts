@@ -18,7 +18,9 @@ export const ENTRYPOINTS = {
 export type Entrypoint = keyof typeof ENTRYPOINTS;
 
 /** Builds every entrypoint; returns the path of each bundle. */
-export async function buildEntrypoints(outDir = join(REPO_ROOT, ".raven", "build")): Promise<Record<Entrypoint, string>> {
+export async function buildEntrypoints(
+  outDir = join(REPO_ROOT, ".raven", "build"),
+): Promise<Record<Entrypoint, string>> {
   mkdirSync(outDir, { recursive: true });
   await build({
     entryPoints: Object.fromEntries(Object.entries(ENTRYPOINTS).map(([name, file]) => [name, join(REPO_ROOT, file)])),
@@ -35,5 +37,8 @@ export async function buildEntrypoints(outDir = join(REPO_ROOT, ".raven", "build
   // esbuild's service process would otherwise stay for the launcher's whole life, waking to ping it (0.1 % of
   // a core, for nothing); a later build starts it again.
   await stop();
-  return Object.fromEntries(Object.keys(ENTRYPOINTS).map((name) => [name, join(outDir, `${name}.mjs`)])) as Record<Entrypoint, string>;
+  return Object.fromEntries(Object.keys(ENTRYPOINTS).map((name) => [name, join(outDir, `${name}.mjs`)])) as Record<
+    Entrypoint,
+    string
+  >;
 }

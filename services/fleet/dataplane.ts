@@ -12,7 +12,12 @@ import { gatewayKey, proxyPortsOf, type Gateway } from "../../shared/gateway";
 import { domainToken, type PkiFiles } from "../../shared/pki";
 import { partitionOf, type Topology } from "../../shared/topology";
 
-export type ProxyListen = Readonly<{ host: string; dataPort: number; frontPort: number; namePorts: ReadonlyMap<number, number> }>;
+export type ProxyListen = Readonly<{
+  host: string;
+  dataPort: number;
+  frontPort: number;
+  namePorts: ReadonlyMap<number, number>;
+}>;
 
 /** Node ports the demo targets serve; 10250 (the kubelet's) speaks TLS, the rest plain HTTP. */
 export const DEMO_TLS_PORTS: readonly number[] = [10250];
@@ -34,7 +39,11 @@ function exposedGateways(topology: Topology): Set<string> {
  * `hostOf(node)` is the candidate's underlay address (namespaces) or 127.0.0.1; `ports(n)` returns n free
  * ports when listeners must not use the standard ones.
  */
-export async function planProxy(topology: Topology, hostOf: (node: string) => string, ports: ((n: number) => Promise<number[]>) | null): Promise<ProxyPlan> {
+export async function planProxy(
+  topology: Topology,
+  hostOf: (node: string) => string,
+  ports: ((n: number) => Promise<number[]>) | null,
+): Promise<ProxyPlan> {
   const exposed = exposedGateways(topology);
   const { units } = partitionOf(topology);
   const cloud = new Map<string, ProxyListen>();
@@ -47,7 +56,12 @@ export async function planProxy(topology: Topology, hostOf: (node: string) => st
       const host = hostOf(c);
       if (ports) {
         const [dataPort, frontPort, ...rest] = await ports(2 + nodePorts.length);
-        cloud.set(c, { host, dataPort: dataPort!, frontPort: frontPort!, namePorts: new Map(nodePorts.map((p, i) => [p, rest[i]!])) });
+        cloud.set(c, {
+          host,
+          dataPort: dataPort!,
+          frontPort: frontPort!,
+          namePorts: new Map(nodePorts.map((p, i) => [p, rest[i]!])),
+        });
       } else {
         cloud.set(c, { host, dataPort: 10262, frontPort: 10264, namePorts: new Map(nodePorts.map((p) => [p, p])) });
       }
@@ -74,7 +88,14 @@ export async function planProxy(topology: Topology, hostOf: (node: string) => st
 
 /** A directory per domain with only what its gateways may hold: the CA (to pin) and the domain's token;
  * the cloud domains' also get the proxy key, certificate and the fleet secret. */
-export function writeDomainPki(pki: PkiFiles, secretHex: string, root: string, domain: string, cloud: boolean, read: (f: string) => Buffer): string {
+export function writeDomainPki(
+  pki: PkiFiles,
+  secretHex: string,
+  root: string,
+  domain: string,
+  cloud: boolean,
+  read: (f: string) => Buffer,
+): string {
   const dir = join(root, "domains", domain);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileSync(join(dir, "ca.crt"), read(pki.caCert));

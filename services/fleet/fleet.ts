@@ -26,9 +26,28 @@ import { subjects, type StatusReply } from "../../shared/protocol";
 import { partitionOf, type Topology } from "../../shared/topology";
 import { buildEntrypoints, REPO_ROOT, type Entrypoint } from "./build";
 import { DEMO_TLS_PORTS, planProxy, writeDomainPki, type ProxyListen, type ProxyPlan } from "./dataplane";
-import { createNetns, destroyNetns, findFreeSubnetIndex, newNetnsPrefix, nsExec, planNetns, reapStaleNetns, type NetnsPlan, type NodeHost } from "./netns";
+import {
+  createNetns,
+  destroyNetns,
+  findFreeSubnetIndex,
+  newNetnsPrefix,
+  nsExec,
+  planNetns,
+  reapStaleNetns,
+  type NetnsPlan,
+  type NodeHost,
+} from "./netns";
 import { hubConfig, leafConfig } from "./nats-config";
-import { assertPortsFree, freePorts, ManagedProc, reapStale, waitForPort, writePidFile, type ProcEvent, type ProcSpec } from "./procs";
+import {
+  assertPortsFree,
+  freePorts,
+  ManagedProc,
+  reapStale,
+  waitForPort,
+  writePidFile,
+  type ProcEvent,
+  type ProcSpec,
+} from "./procs";
 
 export type FleetOptions = Readonly<{
   runDir: string;
@@ -156,26 +175,47 @@ export class Fleet {
     const storeDir = join(this.runDir, "jetstream");
     if (!options.keepState) rmSync(storeDir, { recursive: true, force: true });
     const hubConf = join(this.runDir, "hub.conf");
-    writeFileSync(hubConf, hubConfig({ configDir: this.runDir, baseConf: join(REPO_ROOT, "nats.conf"), ports: { client: hubPort, leafnode: this.hubLeafPort }, storeDir }));
+    writeFileSync(
+      hubConf,
+      hubConfig({
+        configDir: this.runDir,
+        baseConf: join(REPO_ROOT, "nats.conf"),
+        ports: { client: hubPort, leafnode: this.hubLeafPort },
+        storeDir,
+      }),
+    );
     this.hubUrl = `nats://127.0.0.1:${hubPort}`;
     this.add({ name: "hub", kind: "hub", command: "nats-server", args: ["-c", hubConf], logFile: this.logFile("hub") });
     const hub = this.procs.get("hub")!;
     hub.start();
     await waitForPort(hubPort, 10_000).catch((err) => {
-      throw new MeshUnavailableError(`the hub did not start: ${hub.spawnError ?? describeError(err)}; see ${this.logFile("hub")}`);
+      throw new MeshUnavailableError(
+        `the hub did not start: ${hub.spawnError ?? describeError(err)}; see ${this.logFile("hub")}`,
+      );
     });
     this.progress(`[2/5] hub ready on ${this.hubUrl} (leafnodes on ${this.hubLeafPort})`);
 
     // Leaves
     edges.forEach((domain, i) => {
       const conf = join(this.runDir, `leaf-${domain}.conf`);
-      writeFileSync(conf, leafConfig({ domain, port: leafPorts[i]!, hubLeafnodePort: this.hubLeafPort, host: leafHost }));
+      writeFileSync(
+        conf,
+        leafConfig({ domain, port: leafPorts[i]!, hubLeafnodePort: this.hubLeafPort, host: leafHost }),
+      );
       this.leafUrls.set(domain, `nats://${leafHost}:${leafPorts[i]}`);
-      this.add({ name: `leaf-${domain}`, kind: "leaf", command: "nats-server", args: ["-c", conf], logFile: this.logFile(`leaf-${domain}`) });
+      this.add({
+        name: `leaf-${domain}`,
+        kind: "leaf",
+        command: "nats-server",
+        args: ["-c", conf],
+        logFile: this.logFile(`leaf-${domain}`),
+      });
       this.procs.get(`leaf-${domain}`)!.start();
     });
     await Promise.all(leafPorts.map((p) => waitForPort(p, 10_000, leafHost)));
-    this.progress(`[3/5] ${edges.length} leaf server(s) ready: ${edges.map((d) => `${d}=${this.leafUrls.get(d)}`).join(" ")}`);
+    this.progress(
+      `[3/5] ${edges.length} leaf server(s) ready: ${edges.map((d) => `${d}=${this.leafUrls.get(d)}`).join(" ")}`,
+    );
 
     // Gateway records (in proxy mode with the cloud endpoints' addresses filled in)
     const pkiDirs = options.proxy || options.netns || options.tunnel ? await this.setupProxy() : null;
@@ -185,9 +225,22 @@ export class Fleet {
     // Coordinators, nodes and gateway candidates
     // Every actor process serves Prometheus /metrics on a port of its own (see `metricsPorts`); in a domain's
     // namespace that port is on the namespace's own addresses.
-    const metricsPorts = await freePorts((options.coordinators ?? 2) + this.topology.nodes.length + [...partitionOf(this.topology).units.values()].reduce((n, u) => n + u.candidates.length, 0));
+    const metricsPorts = await freePorts(
+      (options.coordinators ?? 2) +
+        this.topology.nodes.length +
+        [...partitionOf(this.topology).units.values()].reduce((n, u) => n + u.candidates.length, 0),
+    );
     const node = (entry: Entrypoint, args: string[], domain?: string) => {
-      const argv = [process.execPath, "--enable-source-maps", bundles[entry], ...args, "--config", configFile, "--metrics-port", String(metricsPorts.pop() ?? 0)];
+      const argv = [
+        process.execPath,
+        "--enable-source-maps",
+        bundles[entry],
+        ...args,
+        "--config",
+        configFile,
+        "--metrics-port",
+        String(metricsPorts.pop() ?? 0),
+      ];
       const ns = domain ? this.namespaceOf(domain) : undefined;
       const [command, ...rest] = ns ? nsExec(ns, argv) : argv;
       return { command: command!, args: rest };
@@ -196,22 +249,53 @@ export class Fleet {
     const restartDelayMs = options.restartDelayMs;
     for (let i = 1; i <= (options.coordinators ?? 2); i++) {
       const name = `coordinator-${i}`;
-      this.add({ name, kind: "coordinator", ...node("coordinator", ["--nats", this.hubUrl, "--name", name]), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
+      this.add({
+        name,
+        kind: "coordinator",
+        ...node("coordinator", ["--nats", this.hubUrl, "--name", name]),
+        logFile: this.logFile(name),
+        env,
+        ...(restartDelayMs !== undefined ? { restartDelayMs } : {}),
+      });
     }
     const { units } = partitionOf(this.topology);
     for (const n of this.topology.nodes) {
       const domain = domainOf(n);
       const name = `node-${n.name}`;
-      const args = ["--nats", this.natsUrlFor(domain), "--node", n.name, "--labels", JSON.stringify(n.labels), "--internal-ip", n.internalIP];
+      const args = [
+        "--nats",
+        this.natsUrlFor(domain),
+        "--node",
+        n.name,
+        "--labels",
+        JSON.stringify(n.labels),
+        "--internal-ip",
+        n.internalIP,
+      ];
       if (n.podCIDR) args.push("--pod-cidr", n.podCIDR);
       const host = this.hostOf(n.name);
-      if (host) args.push("--tunnel", "--tunnel-netns", host.ns, "--tunnel-driver", options.tunnelDriver ?? "strongswan");
+      if (host)
+        args.push("--tunnel", "--tunnel-netns", host.ns, "--tunnel-driver", options.tunnelDriver ?? "strongswan");
       if (pkiDirs && options.demoTargets !== false) {
         const ports = this.nodePorts(n.name);
         const tls = ports.filter((p) => DEMO_TLS_PORTS.includes(p));
-        args.push("--target-http-ports", ports.filter((p) => !tls.includes(p)).join(","), "--target-https-ports", tls.join(","), "--target-tls-dir", pkiDirs.get(domain)!);
+        args.push(
+          "--target-http-ports",
+          ports.filter((p) => !tls.includes(p)).join(","),
+          "--target-https-ports",
+          tls.join(","),
+          "--target-tls-dir",
+          pkiDirs.get(domain)!,
+        );
       }
-      this.add({ name, kind: "node", ...node("node-actor", args, domain), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
+      this.add({
+        name,
+        kind: "node",
+        ...node("node-actor", args, domain),
+        logFile: this.logFile(name),
+        env,
+        ...(restartDelayMs !== undefined ? { restartDelayMs } : {}),
+      });
       this.nodeActors.set(name, { name, node: n.name, domain });
     }
     for (const unit of units.values()) {
@@ -220,18 +304,47 @@ export class Fleet {
         const domain = domainOf(facts);
         const name = `gateway-${c}`;
         const args = ["--nats", this.natsUrlFor(domain), "--node", c, "--domain", domain, "--gateway", unit.name];
-        if (pkiDirs) args.push("--proxy-pki", pkiDirs.get(domain)!, "--proxy-transport", options.proxyTransport ?? "tls");
+        if (pkiDirs)
+          args.push("--proxy-pki", pkiDirs.get(domain)!, "--proxy-transport", options.proxyTransport ?? "tls");
         const host = this.hostOf(c);
         if (host && pskFile) {
           const stateDir = join(this.runDir, "tunnel", c);
-          args.push("--tunnel", "--tunnel-driver", options.tunnelDriver ?? "strongswan", "--tunnel-psk", pskFile, "--tunnel-state-dir", stateDir, "--tunnel-netns", host.ns);
+          args.push(
+            "--tunnel",
+            "--tunnel-driver",
+            options.tunnelDriver ?? "strongswan",
+            "--tunnel-psk",
+            pskFile,
+            "--tunnel-state-dir",
+            stateDir,
+            "--tunnel-netns",
+            host.ns,
+          );
         }
         const listen = this.proxyListen(c);
         if (listen) {
-          const names = [...listen.namePorts].map(([target, port]) => (target === port ? `${target}` : `${target}=${port}`)).join(",");
-          args.push("--proxy-bind", listen.host, "--proxy-port", `${listen.dataPort}`, "--proxy-front-port", `${listen.frontPort}`, "--proxy-name-ports", names);
+          const names = [...listen.namePorts]
+            .map(([target, port]) => (target === port ? `${target}` : `${target}=${port}`))
+            .join(",");
+          args.push(
+            "--proxy-bind",
+            listen.host,
+            "--proxy-port",
+            `${listen.dataPort}`,
+            "--proxy-front-port",
+            `${listen.frontPort}`,
+            "--proxy-name-ports",
+            names,
+          );
         }
-        this.add({ name, kind: "gateway", ...node("gateway-actor", args, domain), logFile: this.logFile(name), env, ...(restartDelayMs !== undefined ? { restartDelayMs } : {}) });
+        this.add({
+          name,
+          kind: "gateway",
+          ...node("gateway-actor", args, domain),
+          logFile: this.logFile(name),
+          env,
+          ...(restartDelayMs !== undefined ? { restartDelayMs } : {}),
+        });
         this.gatewayActors.set(name, { name, node: c, domain, gateway: unit.name });
       }
     }
@@ -248,7 +361,10 @@ export class Fleet {
     for (let i = 0; i < gateways.length; i += START_BATCH) {
       const batch = gateways.slice(i, i + START_BATCH);
       startAll(batch);
-      await this.waitHeartbeats(batch.map((p) => this.gatewayActors.get(p.spec.name)!), 20_000).catch((err) => this.progress(`      ${describeError(err)}; starting the next ones anyway`));
+      await this.waitHeartbeats(
+        batch.map((p) => this.gatewayActors.get(p.spec.name)!),
+        20_000,
+      ).catch((err) => this.progress(`      ${describeError(err)}; starting the next ones anyway`));
     }
     this.progress(`[4/5] coordinator active; started ${gateways.length} gateway candidates, ${START_BATCH} at a time`);
     const nodes = ofKind("node");
@@ -256,7 +372,9 @@ export class Fleet {
       const batch = nodes.slice(i, i + START_BATCH);
       startAll(batch);
       const names = batch.map((p) => this.nodeActors.get(p.spec.name)!.node);
-      await this.waitNodesReady(names, 20_000).catch((err) => this.progress(`      ${describeError(err)}; starting the next ones anyway`));
+      await this.waitNodesReady(names, 20_000).catch((err) =>
+        this.progress(`      ${describeError(err)}; starting the next ones anyway`),
+      );
     }
     this.progress(`      started ${nodes.length} node actors, ${START_BATCH} at a time`);
 
@@ -266,21 +384,34 @@ export class Fleet {
 
   private async setupNetns(): Promise<void> {
     const reaped = await reapStaleNetns();
-    if (reaped.length > 0) this.progress(`      removed the network namespaces of ${reaped.length} earlier run(s) that did not clean up: ${reaped.join(", ")}`);
+    if (reaped.length > 0)
+      this.progress(
+        `      removed the network namespaces of ${reaped.length} earlier run(s) that did not clean up: ${reaped.join(", ")}`,
+      );
     const { units } = partitionOf(this.topology);
     const candidates = new Set([...units.values()].flatMap((u) => u.candidates));
     const domains = this.allDomains().map((domain) => ({
       domain,
       nodes: this.topology.nodes
         .filter((n) => domainOf(n) === domain)
-        .map((n) => ({ name: n.name, internalIP: n.internalIP, candidate: candidates.has(n.name), ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}) })),
+        .map((n) => ({
+          name: n.name,
+          internalIP: n.internalIP,
+          candidate: candidates.has(n.name),
+          ...(n.podCIDR ? { podCIDR: n.podCIDR } : {}),
+        })),
     }));
     const tunnel = this.options.tunnel === true;
     const plan = planNetns({ prefix: newNetnsPrefix(), subnetIndex: await findFreeSubnetIndex(), domains, tunnel });
     await createNetns(plan);
     this.netns = plan;
-    this.progress(`      ${domains.length} network namespaces (${plan.domains.map((d) => d.ns).join(", ")}) on underlay ${plan.subnet}`);
-    if (tunnel) this.progress(`      tunnel mode: a host and a pod namespace per node (${plan.prefix}.<node>, ${plan.prefix}:<node>)`);
+    this.progress(
+      `      ${domains.length} network namespaces (${plan.domains.map((d) => d.ns).join(", ")}) on underlay ${plan.subnet}`,
+    );
+    if (tunnel)
+      this.progress(
+        `      tunnel mode: a host and a pod namespace per node (${plan.prefix}.<node>, ${plan.prefix}:<node>)`,
+      );
   }
 
   /** PKI, per-domain secrets and the cloud listeners; returns each domain's PKI directory. */
@@ -294,9 +425,14 @@ export class Fleet {
     };
     this.proxyPlan = await planProxy(this.topology, hostOf, this.netns ? null : freePorts);
     const cloudDomains = new Set<string>();
-    for (const c of this.proxyPlan.cloud.keys()) cloudDomains.add(domainOf(this.topology.nodes.find((n) => n.name === c)!));
+    for (const c of this.proxyPlan.cloud.keys())
+      cloudDomains.add(domainOf(this.topology.nodes.find((n) => n.name === c)!));
     const dirs = new Map<string, string>();
-    for (const d of this.allDomains()) dirs.set(d, writeDomainPki(pki, secret, root, d, cloudDomains.has(d), (f) => readFileSync(f)));
+    for (const d of this.allDomains())
+      dirs.set(
+        d,
+        writeDomainPki(pki, secret, root, d, cloudDomains.has(d), (f) => readFileSync(f)),
+      );
     return dirs;
   }
 
@@ -305,12 +441,17 @@ export class Fleet {
     const { units, unitOfNode } = partitionOf(this.topology);
     const unit = units.get(unitOfNode.get(node) ?? "");
     const gw = this.topology.gateways.find((g) => unit && gatewayKey(g.metadata.name) === unit.key);
-    return proxyPortsOf(gw?.spec ?? { proxyConfig: { replicas: 1 }, tunnelConfig: { replicas: 1 }, endpoints: [], exposeType: "" });
+    return proxyPortsOf(
+      gw?.spec ?? { proxyConfig: { replicas: 1 }, tunnelConfig: { replicas: 1 }, endpoints: [], exposeType: "" },
+    );
   }
 
   private add(spec: ProcSpec): void {
     const nice = spec.kind === "node" ? undefined : CONTROL_NICE;
-    this.procs.set(spec.name, new ManagedProc(nice === undefined ? spec : { ...spec, nice }, (e) => this.options.onProcEvent?.(e)));
+    this.procs.set(
+      spec.name,
+      new ManagedProc(nice === undefined ? spec : { ...spec, nice }, (e) => this.options.onProcEvent?.(e)),
+    );
   }
 
   private logFile(name: string): string {
@@ -340,7 +481,10 @@ export class Fleet {
       const gw = this.withTunnelAddresses(soloGateway(unit.name));
       const key = soloKey(unit.name);
       const current = await readJson(kv, key, (raw) => parseGatewayRecord(raw, key));
-      if (current.value === null) await casPut(kv, key, gw, current.revision).catch((err) => this.progress(`      solo record ${unit.name}: ${describeError(err)}`));
+      if (current.value === null)
+        await casPut(kv, key, gw, current.revision).catch((err) =>
+          this.progress(`      solo record ${unit.name}: ${describeError(err)}`),
+        );
     }
   }
 
@@ -373,7 +517,10 @@ export class Fleet {
     try {
       await pollUntil("an active coordinator", timeoutMs, () => this.status(nc), {
         everyMs: 50,
-        error: () => new MeshUnavailableError(`no coordinator became active within ${timeoutMs} ms (${this.lastStatusError}); see ${join(this.runDir, "logs")}`),
+        error: () =>
+          new MeshUnavailableError(
+            `no coordinator became active within ${timeoutMs} ms (${this.lastStatusError}); see ${join(this.runDir, "logs")}`,
+          ),
       });
     } finally {
       await nc.close();
@@ -391,7 +538,12 @@ export class Fleet {
         missing.delete(m.subject);
         if (missing.size === 0) return;
       }
-      throw new MeshUnavailableError(`no heartbeat from gateway candidate(s) ${actors.filter((a) => missing.has(subjects.gatewayHeartbeat(a.domain, a.node))).map((a) => a.name).join(", ")} within ${timeoutMs} ms`);
+      throw new MeshUnavailableError(
+        `no heartbeat from gateway candidate(s) ${actors
+          .filter((a) => missing.has(subjects.gatewayHeartbeat(a.domain, a.node)))
+          .map((a) => a.name)
+          .join(", ")} within ${timeoutMs} ms`,
+      );
     } finally {
       clearTimeout(timer);
       sub.unsubscribe();
@@ -404,13 +556,20 @@ export class Fleet {
     const nc = await this.connect();
     let missing = nodes;
     try {
-      await pollUntil("the nodes to be ready", timeoutMs, async () => {
-        const st = await this.status(nc);
-        if (!st) return false;
-        const ready = new Set(st.domains.flatMap((d) => d.nodes.filter((n) => n.ready).map((n) => n.node)));
-        missing = nodes.filter((n) => !ready.has(n));
-        return missing.length === 0;
-      }, { error: () => new MeshUnavailableError(`node actor(s) ${missing.join(", ")} not ready after ${timeoutMs} ms`) });
+      await pollUntil(
+        "the nodes to be ready",
+        timeoutMs,
+        async () => {
+          const st = await this.status(nc);
+          if (!st) return false;
+          const ready = new Set(st.domains.flatMap((d) => d.nodes.filter((n) => n.ready).map((n) => n.node)));
+          missing = nodes.filter((n) => !ready.has(n));
+          return missing.length === 0;
+        },
+        {
+          error: () => new MeshUnavailableError(`node actor(s) ${missing.join(", ")} not ready after ${timeoutMs} ms`),
+        },
+      );
     } finally {
       await nc.close();
     }
@@ -423,19 +582,30 @@ export class Fleet {
     let last = "no coordinator answered yet";
     let reported = Date.now();
     try {
-      return await pollUntil("every unit elected and every node ready", timeoutMs, async () => {
-        if (Date.now() - reported > 2_000) {
-          this.progress(`      waiting: ${last} (${this.lastStatusError})`);
-          reported = Date.now();
-        }
-        const st = await this.status(nc);
-        if (!st) return false;
-        const missing = st.domains.filter((d) => d.active.length === 0 || d.nodes.some((n) => !n.ready));
-        const nodes = st.domains.reduce((sum, d) => sum + d.nodes.length, 0);
-        if (st.domains.length >= expectedUnits && nodes >= this.topology.nodes.length && missing.length === 0) return st;
-        last = `${st.domains.length}/${expectedUnits} units known; waiting for ${missing.map((d) => d.gateway).join(", ") || "registrations"}`;
-        return false;
-      }, { error: () => new MeshUnavailableError(`fleet not ready after ${timeoutMs} ms: ${last}; see ${join(this.runDir, "logs")}`) });
+      return await pollUntil(
+        "every unit elected and every node ready",
+        timeoutMs,
+        async () => {
+          if (Date.now() - reported > 2_000) {
+            this.progress(`      waiting: ${last} (${this.lastStatusError})`);
+            reported = Date.now();
+          }
+          const st = await this.status(nc);
+          if (!st) return false;
+          const missing = st.domains.filter((d) => d.active.length === 0 || d.nodes.some((n) => !n.ready));
+          const nodes = st.domains.reduce((sum, d) => sum + d.nodes.length, 0);
+          if (st.domains.length >= expectedUnits && nodes >= this.topology.nodes.length && missing.length === 0)
+            return st;
+          last = `${st.domains.length}/${expectedUnits} units known; waiting for ${missing.map((d) => d.gateway).join(", ") || "registrations"}`;
+          return false;
+        },
+        {
+          error: () =>
+            new MeshUnavailableError(
+              `fleet not ready after ${timeoutMs} ms: ${last}; see ${join(this.runDir, "logs")}`,
+            ),
+        },
+      );
     } finally {
       await nc.close();
     }

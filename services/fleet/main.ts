@@ -12,25 +12,56 @@ import { Fleet } from "./fleet";
 import { tunnelDriverFlag } from "../../lib/vpn";
 
 runMain(async () => {
-  const parsed = parseFlags(process.argv.slice(2), "npm run fleet -- [options]", "Start a Raven fleet on this machine: hub, one leaf per edge domain, 2 coordinators, node and gateway actors.", {
-    topology: { type: "string", default: join(REPO_ROOT, "topology.json"), help: "topology file (nodes with labels, Gateway manifests)" },
-    "run-dir": { type: "string", default: join(REPO_ROOT, ".raven", "fleet"), help: "config, JetStream store, pid file and logs" },
-    port: { type: "string", default: "4222", help: "hub client port (leafnodes on port+3200, leaves from port+100); 0 picks free ports" },
-    timings: { type: "string", help: "timing overrides as JSON, e.g. {\"gatewayHeartbeatMs\":50}" },
-    "keep-state": { type: "boolean", default: false, help: "keep the hub's KV from the previous run" },
-    "no-restart": { type: "boolean", default: false, help: "do not restart actor processes that die" },
-    "no-netns": { type: "boolean", default: false, help: "as root, still run everything on loopback (no network namespaces, no proxy)" },
-    "no-tunnel": { type: "boolean", default: false, help: "as root, proxy mode only: no tunnel mode (host and pod namespaces per node, VXLAN to the gateways, IPsec between them)" },
-    "tunnel-driver": { type: "string", default: "strongswan", help: 'tunnel mode\'s VPN between gateways: "strongswan" (IKEv2 PSK, ESP in UDP) or "wireguard" (wireguard-go)' },
-  });
+  const parsed = parseFlags(
+    process.argv.slice(2),
+    "npm run fleet -- [options]",
+    "Start a Raven fleet on this machine: hub, one leaf per edge domain, 2 coordinators, node and gateway actors.",
+    {
+      topology: {
+        type: "string",
+        default: join(REPO_ROOT, "topology.json"),
+        help: "topology file (nodes with labels, Gateway manifests)",
+      },
+      "run-dir": {
+        type: "string",
+        default: join(REPO_ROOT, ".raven", "fleet"),
+        help: "config, JetStream store, pid file and logs",
+      },
+      port: {
+        type: "string",
+        default: "4222",
+        help: "hub client port (leafnodes on port+3200, leaves from port+100); 0 picks free ports",
+      },
+      timings: { type: "string", help: 'timing overrides as JSON, e.g. {"gatewayHeartbeatMs":50}' },
+      "keep-state": { type: "boolean", default: false, help: "keep the hub's KV from the previous run" },
+      "no-restart": { type: "boolean", default: false, help: "do not restart actor processes that die" },
+      "no-netns": {
+        type: "boolean",
+        default: false,
+        help: "as root, still run everything on loopback (no network namespaces, no proxy)",
+      },
+      "no-tunnel": {
+        type: "boolean",
+        default: false,
+        help: "as root, proxy mode only: no tunnel mode (host and pod namespaces per node, VXLAN to the gateways, IPsec between them)",
+      },
+      "tunnel-driver": {
+        type: "string",
+        default: "strongswan",
+        help: 'tunnel mode\'s VPN between gateways: "strongswan" (IKEv2 PSK, ESP in UDP) or "wireguard" (wireguard-go)',
+      },
+    },
+  );
   if (!parsed) return;
   const { flags } = parsed;
   const topology = loadTopology(flags.topology!);
   const port = Number(flags.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65535 - 3200) throw new ConfigError("--port", `${flags.port} is not a usable port (0..${65535 - 3200})`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535 - 3200)
+    throw new ConfigError("--port", `${flags.port} is not a usable port (0..${65535 - 3200})`);
   const timings = parseTimings(parseJsonFlag(flags.timings, "timings"));
   const netns = process.getuid?.() === 0 && !flags["no-netns"];
-  if (!netns) process.stdout.write("proxy mode is off: it needs network namespaces, so run as root (without --no-netns)\n");
+  if (!netns)
+    process.stdout.write("proxy mode is off: it needs network namespaces, so run as root (without --no-netns)\n");
   // As root, tunnel mode runs too (it needs the namespaces); --no-tunnel leaves it out.
   const tunnel = netns && !flags["no-tunnel"];
   const tunnelDriver = tunnelDriverFlag(flags["tunnel-driver"]);
@@ -47,7 +78,8 @@ runMain(async () => {
     ...(tunnel ? { tunnel: true, tunnelDriver } : {}),
     progress: (line) => process.stdout.write(`${stamp()} ${line}\n`),
     onProcEvent: (e) => {
-      if (e.type === "exit") process.stdout.write(`${stamp()} process ${e.name} exited (${e.signal ?? `code ${e.code}`})\n`);
+      if (e.type === "exit")
+        process.stdout.write(`${stamp()} process ${e.name} exited (${e.signal ?? `code ${e.code}`})\n`);
     },
   });
   let stopping = false;
@@ -71,7 +103,9 @@ runMain(async () => {
   const st = await fleet.status(nc);
   await nc.close();
   if (st) process.stdout.write(`\n${renderStatus(st)}\n`);
-  const cloud = st?.domains.flatMap((d) => d.active.filter((a) => a.type === "proxy").map((a) => fleet.proxyListen(a.nodeName))).find((l) => l);
+  const cloud = st?.domains
+    .flatMap((d) => d.active.filter((a) => a.type === "proxy").map((a) => fleet.proxyListen(a.nodeName)))
+    .find((l) => l);
   if (cloud) {
     const proxy = `http://${cloud.host}:${cloud.frontPort}`;
     process.stdout.write(
@@ -84,7 +118,10 @@ runMain(async () => {
   }
   const pods = tunnel ? topology.nodes.map((n) => fleet.hostOf(n.name)).filter((h) => h?.podNs && h.podIP) : [];
   if (pods.length >= 2) {
-    const [a, b] = [pods.find((h) => h!.node.startsWith("factory-a-node")) ?? pods[0]!, pods.find((h) => h!.node.startsWith("shop-b-node")) ?? pods[1]!];
+    const [a, b] = [
+      pods.find((h) => h!.node.startsWith("factory-a-node")) ?? pods[0]!,
+      pods.find((h) => h!.node.startsWith("shop-b-node")) ?? pods[1]!,
+    ];
     process.stdout.write(
       `\nTunnel mode (${tunnelDriver}): every node has a pod namespace. Try:\n` +
         `  ip netns exec '${a!.podNs}' ping -c 3 ${b!.podIP}       pod on ${a!.node} -> pod on ${b!.node}, through both gateways\n` +

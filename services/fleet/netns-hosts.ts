@@ -56,7 +56,10 @@ const toIp = (n: number) => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 2
 function podAddresses(cidr: string, where: string): { podIP: string; podGatewayIP: string; prefixLen: number } {
   const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(cidr);
   const prefixLen = Number(m?.[2]);
-  if (!m || prefixLen > 30) throw new NetnsError(`${where}: podCIDR ${JSON.stringify(cidr)} must be an IPv4 CIDR of /30 or wider (a pod and its gateway)`);
+  if (!m || prefixLen > 30)
+    throw new NetnsError(
+      `${where}: podCIDR ${JSON.stringify(cidr)} must be an IPv4 CIDR of /30 or wider (a pod and its gateway)`,
+    );
   const size = 2 ** (32 - prefixLen);
   const base = Math.floor(toInt(m[1]!) / size) * size;
   return { podGatewayIP: toIp(base + 1), podIP: toIp(base + (size > 16 ? 10 : 2)), prefixLen };
@@ -66,7 +69,13 @@ function podAddresses(cidr: string, where: string): { podIP: string; podGatewayI
  * The hosts of one domain. `nextUnderlay` hands out underlay addresses (netns-plan.ts's counter) and
  * `nextVeth` root veth indexes, both unique across the plan.
  */
-export function planHosts(prefix: string, domain: string, nodes: readonly HostInput[], nextUnderlay: () => string, nextVeth: () => number): NodeHost[] {
+export function planHosts(
+  prefix: string,
+  domain: string,
+  nodes: readonly HostInput[],
+  nextUnderlay: () => string,
+  nextVeth: () => number,
+): NodeHost[] {
   return [...nodes]
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
     .map((n) => {
@@ -77,13 +86,20 @@ export function planHosts(prefix: string, domain: string, nodes: readonly HostIn
         ns: nodeNsName(prefix, n.name),
         lanIP: n.internalIP,
         ...(n.candidate ? { underlayIP: nextUnderlay(), hostVeth: tunnelVethName(prefix, nextVeth()) } : {}),
-        ...(pod ? { podNs: podNsName(prefix, n.name), podCidr: n.podCIDR!, podIP: pod.podIP, podGatewayIP: pod.podGatewayIP } : {}),
+        ...(pod
+          ? { podNs: podNsName(prefix, n.name), podCidr: n.podCIDR!, podIP: pod.podIP, podGatewayIP: pod.podGatewayIP }
+          : {}),
       };
     });
 }
 
 /** The `ip` commands that build a domain's hosts (after its namespace D and the underlay bridge exist). */
-export function hostCommands(domainNs: string, hosts: readonly NodeHost[], bridge: string, hostIP: string): { argv: string[] }[] {
+export function hostCommands(
+  domainNs: string,
+  hosts: readonly NodeHost[],
+  bridge: string,
+  hostIP: string,
+): { argv: string[] }[] {
   const cmds: { argv: string[] }[] = [];
   const inNs = (ns: string, ...argv: string[]) => cmds.push({ argv: ["-n", ns, ...argv] });
   const root = (...argv: string[]) => cmds.push({ argv });

@@ -70,7 +70,9 @@ export function isNetnsPrefix(prefix: unknown): prefix is string {
 
 export function assertNetnsPrefix(prefix: unknown): asserts prefix is string {
   if (!isNetnsPrefix(prefix)) {
-    throw new NetnsError(`prefix ${JSON.stringify(prefix)}: must be a lowercase letter then 1-10 of [a-z0-9] (interface names stay within ${IFNAMSIZ_MAX} chars)`);
+    throw new NetnsError(
+      `prefix ${JSON.stringify(prefix)}: must be a lowercase letter then 1-10 of [a-z0-9] (interface names stay within ${IFNAMSIZ_MAX} chars)`,
+    );
   }
 }
 
@@ -104,7 +106,8 @@ function ipToInt(ip: string): number {
 function lanIPProblem(ip: string, subnetIndex: number): string | undefined {
   if (!isIPv4(ip)) return "is not an IPv4 address";
   const first = Number(ip.split(".")[0]);
-  if (first === 0 || first === 127 || first >= 224) return "is not a unicast host address (0/8, 127/8 and 224/3 are reserved)";
+  if (first === 0 || first === 127 || first >= 224)
+    return "is not a unicast host address (0/8, 127/8 and 224/3 are reserved)";
   if (ip.startsWith(`198.18.${subnetIndex}.`)) return `lies in the underlay subnet 198.18.${subnetIndex}.0/24`;
   return undefined;
 }
@@ -119,7 +122,8 @@ export function planNetns(input: NetnsInput): NetnsPlan {
   const seenDomains = new Set<string>();
   const seenNs = new Map<string, string>();
   for (const d of input.domains) {
-    if (typeof d.domain !== "string" || d.domain === "") throw new NetnsError(`domain ${JSON.stringify(d.domain)}: must be a non-empty name`);
+    if (typeof d.domain !== "string" || d.domain === "")
+      throw new NetnsError(`domain ${JSON.stringify(d.domain)}: must be a non-empty name`);
     if (seenDomains.has(d.domain)) throw new NetnsError(`domain ${d.domain}: listed twice`);
     seenDomains.add(d.domain);
     const ns = nsName(prefix, d.domain);
@@ -132,7 +136,9 @@ export function planNetns(input: NetnsInput): NetnsPlan {
   const needed = sorted.reduce((sum, d) => sum + Math.max(1, candidates(d)) + (input.tunnel ? candidates(d) : 0), 0);
   const capacity = UNDERLAY_LAST_HOST - UNDERLAY_FIRST_HOST + 1;
   if (needed > capacity) {
-    throw new NetnsError(`too many underlay addresses: the domains need ${needed} (one per gateway candidate${input.tunnel ? " and another for its tunnel" : ""}, one per domain without), ${base}.0/24 holds ${capacity} (.${UNDERLAY_FIRST_HOST}-.${UNDERLAY_LAST_HOST})`);
+    throw new NetnsError(
+      `too many underlay addresses: the domains need ${needed} (one per gateway candidate${input.tunnel ? " and another for its tunnel" : ""}, one per domain without), ${base}.0/24 holds ${capacity} (.${UNDERLAY_FIRST_HOST}-.${UNDERLAY_LAST_HOST})`,
+    );
   }
   let next = UNDERLAY_FIRST_HOST;
   let nextVeth = 0;
@@ -141,12 +147,19 @@ export function planNetns(input: NetnsInput): NetnsPlan {
     const lanIPs: Record<string, string> = {};
     const ipOwner = new Map<string, string>();
     for (const n of nodes) {
-      if (typeof n.name !== "string" || n.name === "") throw new NetnsError(`domain ${d.domain}: node name ${JSON.stringify(n.name)} must be non-empty`);
+      if (typeof n.name !== "string" || n.name === "")
+        throw new NetnsError(`domain ${d.domain}: node name ${JSON.stringify(n.name)} must be non-empty`);
       if (Object.hasOwn(lanIPs, n.name)) throw new NetnsError(`domain ${d.domain}: node ${n.name} listed twice`);
       const problem = lanIPProblem(n.internalIP, subnetIndex);
-      if (problem) throw new NetnsError(`domain ${d.domain}: node ${n.name} internalIP ${JSON.stringify(n.internalIP)} ${problem}`);
+      if (problem)
+        throw new NetnsError(
+          `domain ${d.domain}: node ${n.name} internalIP ${JSON.stringify(n.internalIP)} ${problem}`,
+        );
       const other = ipOwner.get(n.internalIP);
-      if (other !== undefined) throw new NetnsError(`domain ${d.domain}: nodes ${other} and ${n.name} share internalIP ${n.internalIP} (IPs may repeat only across domains)`);
+      if (other !== undefined)
+        throw new NetnsError(
+          `domain ${d.domain}: nodes ${other} and ${n.name} share internalIP ${n.internalIP} (IPs may repeat only across domains)`,
+        );
       ipOwner.set(n.internalIP, n.name);
       lanIPs[n.name] = n.internalIP;
     }
@@ -157,7 +170,15 @@ export function planNetns(input: NetnsInput): NetnsPlan {
       wanIPs.push(underlayIPs[n.name]!);
     }
     if (wanIPs.length === 0) wanIPs.push(`${base}.${next++}`);
-    const hosts = input.tunnel ? planHosts(prefix, d.domain, nodes, () => `${base}.${next++}`, () => nextVeth++) : [];
+    const hosts = input.tunnel
+      ? planHosts(
+          prefix,
+          d.domain,
+          nodes,
+          () => `${base}.${next++}`,
+          () => nextVeth++,
+        )
+      : [];
     return {
       domain: d.domain,
       ns: nsName(prefix, d.domain),
@@ -171,7 +192,10 @@ export function planNetns(input: NetnsInput): NetnsPlan {
   });
   const bridge = bridgeName(prefix);
   for (const name of [bridge, ...domains.flatMap((d) => [d.hostVeth, ...d.hosts.flatMap((h) => h.hostVeth ?? [])])]) {
-    if (name.length > IFNAMSIZ_MAX) throw new NetnsError(`interface name ${name} is longer than ${IFNAMSIZ_MAX} chars; use a shorter prefix than ${prefix}`);
+    if (name.length > IFNAMSIZ_MAX)
+      throw new NetnsError(
+        `interface name ${name} is longer than ${IFNAMSIZ_MAX} chars; use a shorter prefix than ${prefix}`,
+      );
   }
   return { prefix, subnetIndex, bridge, hostIP: `${base}.1`, subnet: `${base}.0/24`, domains };
 }
@@ -193,7 +217,10 @@ export function netnsCommands(plan: NetnsPlan): IpCommand[] {
       { argv: ["link", "add", d.hostVeth, "type", "veth", "peer", "name", WAN_IF, "netns", d.ns] },
       { argv: ["link", "set", d.hostVeth, "master", bridge] },
       { argv: ["link", "set", d.hostVeth, "up"] },
-      { argv: ["-n", d.ns, "link", "add", LAN_IF, "type", "dummy"], fallback: ["-n", d.ns, "link", "add", LAN_IF, "type", "ifb"] },
+      {
+        argv: ["-n", d.ns, "link", "add", LAN_IF, "type", "dummy"],
+        fallback: ["-n", d.ns, "link", "add", LAN_IF, "type", "ifb"],
+      },
       inNs("link", "set", LAN_IF, "up"),
       ...Object.values(d.lanIPs).map((ip) => inNs("addr", "add", `${ip}/32`, "dev", LAN_IF)),
       ...d.wanIPs.map((ip) => inNs("addr", "add", `${ip}/24`, "dev", WAN_IF)),

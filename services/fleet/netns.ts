@@ -17,9 +17,28 @@ import { randomBytes, randomInt } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { NetnsError } from "../../shared/errors";
-import { assertNetnsPrefix, netnsCommands, ownsLink, ownsNs, pickSubnetIndex, usedSubnetIndexes, type NetnsPlan } from "./netns-plan";
+import {
+  assertNetnsPrefix,
+  netnsCommands,
+  ownsLink,
+  ownsNs,
+  pickSubnetIndex,
+  usedSubnetIndexes,
+  type NetnsPlan,
+} from "./netns-plan";
 
-export { planNetns, netnsCommands, nsName, bridgeName, hostVethName, ownsLink, ownsNs, isNetnsPrefix, usedSubnetIndexes, pickSubnetIndex } from "./netns-plan";
+export {
+  planNetns,
+  netnsCommands,
+  nsName,
+  bridgeName,
+  hostVethName,
+  ownsLink,
+  ownsNs,
+  isNetnsPrefix,
+  usedSubnetIndexes,
+  pickSubnetIndex,
+} from "./netns-plan";
 export { nodeNsName, podNsName, tunnelVethName, NODE_LAN_IF, NODE_WAN_IF, NODE_POD_IF } from "./netns-hosts";
 export type { NodeHost } from "./netns-hosts";
 export type { NetnsPlan, NetnsInput, NetnsNodeInput, DomainNetns, IpCommand } from "./netns-plan";
@@ -69,11 +88,15 @@ async function ipJson(argv: readonly string[]): Promise<unknown[]> {
 }
 
 async function listNs(): Promise<string[]> {
-  return (await ipJson(["netns", "list"])).map((n) => (n as { name?: unknown }).name).filter((n): n is string => typeof n === "string");
+  return (await ipJson(["netns", "list"]))
+    .map((n) => (n as { name?: unknown }).name)
+    .filter((n): n is string => typeof n === "string");
 }
 
 async function listRootLinks(): Promise<string[]> {
-  return (await ipJson(["link", "show"])).map((l) => (l as { ifname?: unknown }).ifname).filter((n): n is string => typeof n === "string");
+  return (await ipJson(["link", "show"]))
+    .map((l) => (l as { ifname?: unknown }).ifname)
+    .filter((n): n is string => typeof n === "string");
 }
 
 const markerFile = (dir: string, prefix: string) => join(dir, `${prefix}.pid`);
@@ -96,8 +119,12 @@ export async function createNetns(plan: NetnsPlan, options: NetnsOptions = {}): 
   const markerDir = options.markerDir ?? DEFAULT_MARKER_DIR;
   const [nss, links, used] = await Promise.all([listNs(), listRootLinks(), usedIndexes()]);
   const existing = [...nss.filter((n) => ownsNs(prefix, n)), ...links.filter((l) => ownsLink(prefix, l))];
-  if (existing.length > 0) throw new NetnsError(`prefix ${prefix} is already in use (${existing.join(", ")}); destroy it or pick a new prefix`);
-  if (used.has(plan.subnetIndex)) throw new NetnsError(`subnet ${plan.subnet} is already in use in the root namespace; pick another subnetIndex`);
+  if (existing.length > 0)
+    throw new NetnsError(
+      `prefix ${prefix} is already in use (${existing.join(", ")}); destroy it or pick a new prefix`,
+    );
+  if (used.has(plan.subnetIndex))
+    throw new NetnsError(`subnet ${plan.subnet} is already in use in the root namespace; pick another subnetIndex`);
 
   mkdirSync(markerDir, { recursive: true, mode: 0o755 });
   // Written whole (temp file + rename) so a reaper never reads a half-written, ownerless marker.
@@ -119,13 +146,18 @@ export async function createNetns(plan: NetnsPlan, options: NetnsOptions = {}): 
         continue;
       }
       const hint = r.missingBinary ? " (is iproute2 installed?)" : "";
-      throw new NetnsError(`ip ${cmd.argv.join(" ")} failed${hint}: ${r.stderr}`, { command: ["ip", ...cmd.argv], stderr: r.stderr });
+      throw new NetnsError(`ip ${cmd.argv.join(" ")} failed${hint}: ${r.stderr}`, {
+        command: ["ip", ...cmd.argv],
+        stderr: r.stderr,
+      });
     }
     // A concurrent run may have taken the same subnet between the check above and our bridge address: then
     // both of us fail here (and roll back) rather than share a subnet with ambiguous routes.
     const others = (await ipJson(["addr", "show"])).filter((l) => (l as { ifname?: unknown }).ifname !== plan.bridge);
     if (usedSubnetIndexes(others).has(plan.subnetIndex)) {
-      throw new NetnsError(`subnet ${plan.subnet} was taken by another interface while ${prefix} was being built; retry with a new subnetIndex`);
+      throw new NetnsError(
+        `subnet ${plan.subnet} was taken by another interface while ${prefix} was being built; retry with a new subnetIndex`,
+      );
     }
   } catch (err) {
     try {
@@ -165,9 +197,14 @@ export async function destroyNetns(prefix: string, options: NetnsOptions = {}): 
   for (const l of links) await attempt(["link", "del", l]);
   for (const n of (await listNs()).filter((x) => ownsNs(prefix, x))) await attempt(["netns", "del", n]);
 
-  const left = [...(await listNs()).filter((n) => ownsNs(prefix, n)), ...(await listRootLinks()).filter((l) => ownsLink(prefix, l))];
+  const left = [
+    ...(await listNs()).filter((n) => ownsNs(prefix, n)),
+    ...(await listRootLinks()).filter((l) => ownsLink(prefix, l)),
+  ];
   if (left.length > 0) {
-    throw new NetnsError(`could not remove ${left.join(", ")} of prefix ${prefix}${failures.length ? `: ${failures.join("; ")}` : ""}`);
+    throw new NetnsError(
+      `could not remove ${left.join(", ")} of prefix ${prefix}${failures.length ? `: ${failures.join("; ")}` : ""}`,
+    );
   }
   rmSync(markerFile(markerDir, prefix), { force: true });
 }
@@ -186,7 +223,10 @@ export function isPidAlive(pid: number): boolean {
  * which `liveCheck` is false, or it has no marker at all (a live owner always has one: see the header).
  * Returns the reaped prefixes, sorted.
  */
-export async function reapStaleNetns(liveCheck: (pid: number) => boolean = isPidAlive, options: NetnsOptions = {}): Promise<string[]> {
+export async function reapStaleNetns(
+  liveCheck: (pid: number) => boolean = isPidAlive,
+  options: NetnsOptions = {},
+): Promise<string[]> {
   const markerDir = options.markerDir ?? DEFAULT_MARKER_DIR;
   const probe = await ip(["-V"]);
   if (!probe.ok) return [];

@@ -12,7 +12,16 @@ import { replicasOf, type EndpointType, type Gateway } from "../../shared/gatewa
 import { connectDaemon, type NatsConnection } from "../../shared/nats";
 import { subjects, tryDecode, type Assignment, type GatewayHeartbeat } from "../../shared/protocol";
 
-export type Claim = { node: string; gateway: string; domain: string; type: EndpointType; term: number; start: number; end: number; seq: number };
+export type Claim = {
+  node: string;
+  gateway: string;
+  domain: string;
+  type: EndpointType;
+  term: number;
+  start: number;
+  end: number;
+  seq: number;
+};
 
 export type SeenAssignment = Assignment & { seenAt: number };
 
@@ -59,7 +68,9 @@ export class FleetObserver {
   followHeartbeats(on: boolean): void {
     if (on === (this.heartbeatSub !== null)) return;
     if (on) {
-      this.heartbeatSub = this.nc.subscribe(subjects.allGatewayHeartbeats(), { callback: (_e, m) => this.onHeartbeat(m.data) });
+      this.heartbeatSub = this.nc.subscribe(subjects.allGatewayHeartbeats(), {
+        callback: (_e, m) => this.onHeartbeat(m.data),
+      });
       return;
     }
     this.heartbeatSub!.unsubscribe();
@@ -104,7 +115,16 @@ export class FleetObserver {
         current.end = Math.max(current.end, hb.sentAt + hb.leaseLeftMs);
         current.term = Math.max(current.term, hb.term);
       } else {
-        const c: Claim = { node: hb.node, gateway: hb.gateway, domain: hb.domain, type, term: hb.term, start: hb.sentAt, end: hb.sentAt + hb.leaseLeftMs, seq: hb.seq };
+        const c: Claim = {
+          node: hb.node,
+          gateway: hb.gateway,
+          domain: hb.domain,
+          type,
+          term: hb.term,
+          start: hb.sentAt,
+          end: hb.sentAt + hb.leaseLeftMs,
+          seq: hb.seq,
+        };
         this.open.set(key, c);
         this.claims.push(c);
       }
@@ -115,7 +135,13 @@ export class FleetObserver {
   waitFor(pred: (a: SeenAssignment) => boolean, timeoutMs: number, what = "assignment"): Promise<SeenAssignment> {
     for (const a of this.latest.values()) if (pred(a)) return Promise.resolve(a);
     return new Promise((resolve, reject) => {
-      const waiter = { pred, resolve: (a: SeenAssignment) => { clearTimeout(timer); resolve(a); } };
+      const waiter = {
+        pred,
+        resolve: (a: SeenAssignment) => {
+          clearTimeout(timer);
+          resolve(a);
+        },
+      };
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
         reject(new Error(`no ${what} within ${timeoutMs} ms`));
@@ -137,7 +163,10 @@ export class FleetObserver {
 }
 
 /** Sweeps claims per Gateway and type; reports each instant where more than `replicas` claims overlap. */
-export function findViolations(claims: readonly Claim[], replicas: (gateway: string, type: EndpointType) => number): Violation[] {
+export function findViolations(
+  claims: readonly Claim[],
+  replicas: (gateway: string, type: EndpointType) => number,
+): Violation[] {
   const groups = new Map<string, Claim[]>();
   for (const c of claims) {
     const k = `${c.gateway}\u0000${c.type}`;
@@ -159,7 +188,8 @@ export function findViolations(claims: readonly Claim[], replicas: (gateway: str
     for (const e of edges) {
       if (e.d < 0) activeNow.delete(e.c);
       else activeNow.add(e.c);
-      if (activeNow.size > limit) out.push({ gateway, type, at: e.at, nodes: [...activeNow].map((c) => c.node), replicas: limit });
+      if (activeNow.size > limit)
+        out.push({ gateway, type, at: e.at, nodes: [...activeNow].map((c) => c.node), replicas: limit });
     }
   }
   return out;

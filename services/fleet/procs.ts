@@ -41,12 +41,19 @@ export function restartDelay(baseMs: number, crashes: number, random: number): n
 }
 
 /** The command line that runs argv at a nice value (unchanged when none is asked for or allowed). */
-export function niced(command: string, args: string[], nice: number | undefined, isRoot: boolean): { command: string; args: string[] } {
+export function niced(
+  command: string,
+  args: string[],
+  nice: number | undefined,
+  isRoot: boolean,
+): { command: string; args: string[] } {
   if (nice === undefined || nice === 0 || (nice < 0 && !isRoot)) return { command, args };
   return { command: "nice", args: ["-n", String(nice), command, ...args] };
 }
 
-export type ProcEvent = { type: "exit"; name: string; code: number | null; signal: string | null } | { type: "start"; name: string; pid: number };
+export type ProcEvent =
+  | { type: "exit"; name: string; code: number | null; signal: string | null }
+  | { type: "start"; name: string; pid: number };
 
 export class ManagedProc {
   child: ChildProcess | null = null;
@@ -91,13 +98,16 @@ export class ManagedProc {
         resolve();
         if (!this.stopping && this.spec.restartDelayMs !== undefined) {
           this.crashes = Date.now() - this.startedAt >= STABLE_MS ? 1 : this.crashes + 1;
-          this.restartTimer = setTimeout(() => {
-            this.restartTimer = null;
-            if (!this.stopping) {
-              this.restarts++;
-              this.start();
-            }
-          }, restartDelay(this.spec.restartDelayMs, this.crashes, Math.random()));
+          this.restartTimer = setTimeout(
+            () => {
+              this.restartTimer = null;
+              if (!this.stopping) {
+                this.restarts++;
+                this.start();
+              }
+            },
+            restartDelay(this.spec.restartDelayMs, this.crashes, Math.random()),
+          );
         }
       });
     });
@@ -182,7 +192,14 @@ export async function assertPortsFree(ports: number[]): Promise<void> {
   for (const port of ports) {
     await new Promise<void>((resolve, reject) => {
       const s = createServer();
-      s.once("error", () => reject(new ConfigError("--port", `port ${port} on 127.0.0.1 is in use (another fleet or nats-server?); stop it, or pass --port 0 for free ports`)));
+      s.once("error", () =>
+        reject(
+          new ConfigError(
+            "--port",
+            `port ${port} on 127.0.0.1 is in use (another fleet or nats-server?); stop it, or pass --port 0 for free ports`,
+          ),
+        ),
+      );
       s.listen(port, "127.0.0.1", () => s.close(() => resolve()));
     });
   }

@@ -67,7 +67,11 @@ export class GatewayActorService {
     this.log = opts.log;
     this.actor = createActor(gatewayMachine, {
       clock: opts.clock,
-      input: { node: opts.node, drainTimeoutMs: opts.timings.drainTimeoutMs, lapseHoldMs: opts.timings.gatewayLapseHoldMs },
+      input: {
+        node: opts.node,
+        drainTimeoutMs: opts.timings.drainTimeoutMs,
+        lapseHoldMs: opts.timings.gatewayLapseHoldMs,
+      },
     });
     opts.inspector?.attach(this.actor);
   }
@@ -128,10 +132,13 @@ export class GatewayActorService {
     this.leaseTimer = null;
     const left = this.actor.getSnapshot().context.leaseUntil - clock.now();
     if (this.role !== "active" || !(left > 0)) return;
-    this.leaseTimer = clock.setTimeout(() => {
-      this.leaseTimer = null;
-      this.actor.send({ type: "TICK", now: clock.now() });
-    }, Math.ceil(left) + 1);
+    this.leaseTimer = clock.setTimeout(
+      () => {
+        this.leaseTimer = null;
+        this.actor.send({ type: "TICK", now: clock.now() });
+      },
+      Math.ceil(left) + 1,
+    );
   }
 
   private onAssignment(data: Uint8Array): void {
@@ -165,7 +172,9 @@ export class GatewayActorService {
       // Also after a throw: a candidate that stops heartbeating is declared dead, however healthy it is.
       const { clock } = this.opts;
       if (this.heartbeatTimer) clock.clearTimeout(this.heartbeatTimer);
-      this.heartbeatTimer = this.stopped ? null : clock.setTimeout(() => this.heartbeat(), this.everyMs || this.period());
+      this.heartbeatTimer = this.stopped
+        ? null
+        : clock.setTimeout(() => this.heartbeat(), this.everyMs || this.period());
     }
   }
 
@@ -199,7 +208,11 @@ export class GatewayActorService {
     // What the candidate keeps set up follows the role it holds, lapsed or not; acting follows the lease (the
     // proxy thread gets how long it may still act and stops on its own when that runs out).
     const held = heldTypes(snap);
-    this.opts.proxy?.role(held.includes("proxy"), snap.context.term, active.includes("proxy") ? snap.context.leaseUntil - now : 0);
+    this.opts.proxy?.role(
+      held.includes("proxy"),
+      snap.context.term,
+      active.includes("proxy") ? snap.context.leaseUntil - now : 0,
+    );
     this.opts.tunnel?.role(held.includes("tunnel"), snap.context.term);
     try {
       nc.publish(subjects.gatewayHeartbeat(domain, node), encode("gw.hb", body));

@@ -23,13 +23,16 @@ import { ProxyHost, defaultProxyConfig, type ChannelTransport, type ProxyConfig 
 
 function portFlag(value: string | undefined, key: string): number {
   const n = Number(value);
-  if (!/^\d{1,5}$/.test(value ?? "") || n > 65535) throw new ConfigError(`--${key}`, `${JSON.stringify(value)} is not a port number`);
+  if (!/^\d{1,5}$/.test(value ?? "") || n > 65535)
+    throw new ConfigError(`--${key}`, `${JSON.stringify(value)} is not a port number`);
   return n;
 }
 
 function parseProxyFlags(flags: Record<string, string | boolean | undefined>): ProxyConfig {
   const namePorts = new Map<number, number>();
-  for (const item of String(flags["proxy-name-ports"] ?? "").split(",").filter(Boolean)) {
+  for (const item of String(flags["proxy-name-ports"] ?? "")
+    .split(",")
+    .filter(Boolean)) {
     const [target, listen = target] = item.split("=");
     namePorts.set(portFlag(target, "proxy-name-ports"), portFlag(listen, "proxy-name-ports"));
   }
@@ -49,7 +52,14 @@ function parseTransport(value: unknown): ChannelTransport {
 }
 
 /** Tunnel mode's manager with the chosen VPN driver, its daemon started warm (standby: no peers). */
-async function startTunnel(nc: NatsConnection, node: string, domain: string, flags: Record<string, string | boolean | undefined>, log: Logger, inspector: ActorInspector) {
+async function startTunnel(
+  nc: NatsConnection,
+  node: string,
+  domain: string,
+  flags: Record<string, string | boolean | undefined>,
+  log: Logger,
+  inspector: ActorInspector,
+) {
   const driverName = tunnelDriverFlag(flags["tunnel-driver"]);
   const pskFile = requireFlag(flags["tunnel-psk"] as string | undefined, "tunnel-psk");
   const stateDir = requireFlag(flags["tunnel-state-dir"] as string | undefined, "tunnel-state-dir");
@@ -57,11 +67,24 @@ async function startTunnel(nc: NatsConnection, node: string, domain: string, fla
   const underlayMtu = underlayMtuFlag(flags["tunnel-underlay-mtu"]);
   const common = { stateDir: resolve(stateDir), pskFile: resolve(pskFile), underlayMtu, ...(netns ? { netns } : {}) };
   // The latency probe pings between the gateways' pod-CIDR anchors on lo, which both drivers keep.
-  const driver = driverName === "strongswan" ? new StrongSwanDriver({ ...common, initiateTimeoutSec: 2 }) : new WireGuardDriver({ ...common, node });
+  const driver =
+    driverName === "strongswan"
+      ? new StrongSwanDriver({ ...common, initiateTimeoutSec: 2 })
+      : new WireGuardDriver({ ...common, node });
   const probe = pingProbe(netns);
   const directory = new Directory(await openBuckets(nc), systemClock, log);
   directory.start();
-  const manager = new TunnelManager({ nc, node, domain, directory, driver, probe, clock: systemClock, log: log.child({ tunnel: driverName }), inspector });
+  const manager = new TunnelManager({
+    nc,
+    node,
+    domain,
+    directory,
+    driver,
+    probe,
+    clock: systemClock,
+    log: log.child({ tunnel: driverName }),
+    inspector,
+  });
   manager.start();
   return {
     manager,
@@ -74,26 +97,66 @@ async function startTunnel(nc: NatsConnection, node: string, domain: string, fla
 }
 
 runMain(async () => {
-  const parsed = parseFlags(process.argv.slice(2), "gateway-actor --node NAME --domain POOL --gateway GW [options]", "Raven gateway candidate: heartbeats, fenced standby/active role.", {
-    nats: { type: "string", default: "nats://127.0.0.1:4222", help: "this domain's NATS server URL(s)" },
-    node: { type: "string", help: "node name" },
-    domain: { type: "string", help: "network domain (node pool)" },
-    gateway: { type: "string", help: "Gateway record this candidate serves (the node name when solo)" },
-    config: { type: "string", help: "Raven config JSON (timings)" },
-    "proxy-pki": { type: "string", help: "enable proxy mode: directory with ca.crt, and proxy.key/proxy.crt/secret (cloud) or token (edge)" },
-    "proxy-bind": { type: "string", default: "0.0.0.0", help: "cloud: address the proxy listeners bind" },
-    "proxy-port": { type: "string", default: "10262", help: "cloud: port edge gateways dial in to" },
-    "proxy-front-port": { type: "string", default: "10264", help: "cloud: HTTP proxy port (CONNECT and absolute URLs)" },
-    "proxy-transport": { type: "string", default: "tls", help: 'channels between gateways: "tls", or "tcp" where the underlay is already private/encrypted (both ends must agree)' },
-    "proxy-name-ports": { type: "string", default: "", help: 'cloud: name-routed node ports (DNS mode), e.g. "10250,10255" or "10250=20250" to listen elsewhere' },
-    "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
-    tunnel: { type: "boolean", help: "tunnel mode: while active for a tunnel endpoint, VPN tunnels to the other domains' active gateways" },
-    "tunnel-driver": { type: "string", default: "strongswan", help: 'tunnel mode: "strongswan" (IKEv2 PSK, ESP in UDP 4500) or "wireguard"' },
-    "tunnel-psk": { type: "string", help: "tunnel mode: file with the fleet's pre-shared key (mode 0600; setup creates it, there is no default)" },
-    "tunnel-state-dir": { type: "string", help: "tunnel mode: directory for the VPN daemon's files (not under /run)" },
-    "tunnel-netns": { type: "string", help: "tunnel mode: the network namespace holding this node's host network (default: the process's own)" },
-    "tunnel-underlay-mtu": { type: "string", default: "1500", help: "tunnel mode: MTU of the underlay between gateways" },
-  });
+  const parsed = parseFlags(
+    process.argv.slice(2),
+    "gateway-actor --node NAME --domain POOL --gateway GW [options]",
+    "Raven gateway candidate: heartbeats, fenced standby/active role.",
+    {
+      nats: { type: "string", default: "nats://127.0.0.1:4222", help: "this domain's NATS server URL(s)" },
+      node: { type: "string", help: "node name" },
+      domain: { type: "string", help: "network domain (node pool)" },
+      gateway: { type: "string", help: "Gateway record this candidate serves (the node name when solo)" },
+      config: { type: "string", help: "Raven config JSON (timings)" },
+      "proxy-pki": {
+        type: "string",
+        help: "enable proxy mode: directory with ca.crt, and proxy.key/proxy.crt/secret (cloud) or token (edge)",
+      },
+      "proxy-bind": { type: "string", default: "0.0.0.0", help: "cloud: address the proxy listeners bind" },
+      "proxy-port": { type: "string", default: "10262", help: "cloud: port edge gateways dial in to" },
+      "proxy-front-port": {
+        type: "string",
+        default: "10264",
+        help: "cloud: HTTP proxy port (CONNECT and absolute URLs)",
+      },
+      "proxy-transport": {
+        type: "string",
+        default: "tls",
+        help: 'channels between gateways: "tls", or "tcp" where the underlay is already private/encrypted (both ends must agree)',
+      },
+      "proxy-name-ports": {
+        type: "string",
+        default: "",
+        help: 'cloud: name-routed node ports (DNS mode), e.g. "10250,10255" or "10250=20250" to listen elsewhere',
+      },
+      "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
+      tunnel: {
+        type: "boolean",
+        help: "tunnel mode: while active for a tunnel endpoint, VPN tunnels to the other domains' active gateways",
+      },
+      "tunnel-driver": {
+        type: "string",
+        default: "strongswan",
+        help: 'tunnel mode: "strongswan" (IKEv2 PSK, ESP in UDP 4500) or "wireguard"',
+      },
+      "tunnel-psk": {
+        type: "string",
+        help: "tunnel mode: file with the fleet's pre-shared key (mode 0600; setup creates it, there is no default)",
+      },
+      "tunnel-state-dir": {
+        type: "string",
+        help: "tunnel mode: directory for the VPN daemon's files (not under /run)",
+      },
+      "tunnel-netns": {
+        type: "string",
+        help: "tunnel mode: the network namespace holding this node's host network (default: the process's own)",
+      },
+      "tunnel-underlay-mtu": {
+        type: "string",
+        default: "1500",
+        help: "tunnel mode: MTU of the underlay between gateways",
+      },
+    },
+  );
   if (!parsed) return;
   const { flags } = parsed;
   const node = requireFlag(flags.node, "node");
@@ -103,13 +166,18 @@ runMain(async () => {
   if (!isDomainName(domain)) throw new ConfigError("--domain", `${JSON.stringify(domain)} is not a DNS label`);
   if (!isObjectName(gateway)) throw new ConfigError("--gateway", `${JSON.stringify(gateway)} is not a valid name`);
   const config = loadConfigFile(flags.config);
-  const log = createLogger({ service: "gateway-actor", actor: `gateway/${node}`, node, domain, gateway }, { term: () => service.actor.getSnapshot().context.term });
+  const log = createLogger(
+    { service: "gateway-actor", actor: `gateway/${node}`, node, domain, gateway },
+    { term: () => service.actor.getSnapshot().context.term },
+  );
   const metricsPort = metricsPortOf(flags["metrics-port"]);
   const nc = await connectDaemon(flags.nats!, `gateway-actor/${node}`);
   const proxy = flags["proxy-pki"]
     ? new ProxyHost({
         // Bundled: the worker bundle sits next to this one; from source (tsx): the worker's TypeScript.
-        workerUrl: import.meta.url.endsWith(".mjs") ? new URL("./proxy-worker.mjs", import.meta.url) : new URL("./proxy/worker.ts", import.meta.url),
+        workerUrl: import.meta.url.endsWith(".mjs")
+          ? new URL("./proxy-worker.mjs", import.meta.url)
+          : new URL("./proxy/worker.ts", import.meta.url),
         nats: flags.nats!,
         node,
         domain,
@@ -126,7 +194,19 @@ runMain(async () => {
     : undefined;
   const inspector = createMeshInspector(nc, { actorSource: `gateway/${node}`, domain });
   const tunnel = flags.tunnel ? await startTunnel(nc, node, domain, flags, log, inspector) : undefined;
-  const service = new GatewayActorService({ nc, node, domain, gateway, timings: config.timings, clock: systemClock, log, proxy, tunnel: tunnel?.manager, onFatal: () => process.exit(1), inspector });
+  const service = new GatewayActorService({
+    nc,
+    node,
+    domain,
+    gateway,
+    timings: config.timings,
+    clock: systemClock,
+    log,
+    proxy,
+    tunnel: tunnel?.manager,
+    onFatal: () => process.exit(1),
+    inspector,
+  });
   service.start();
   log.info({ nats: flags.nats }, "gateway actor started");
   await serveActorProcess({

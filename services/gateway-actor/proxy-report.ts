@@ -10,11 +10,17 @@ import type { ProxyStats } from "./proxy";
 
 const LINK_STATES = ["connecting", "up", "degraded", "backoff", "closed"] as const;
 
-export function proxyReporter(nc: NatsConnection, node: string, domain: string, log: Logger): (stats: ProxyStats) => void {
+export function proxyReporter(
+  nc: NatsConnection,
+  node: string,
+  domain: string,
+  log: Logger,
+): (stats: ProxyStats) => void {
   let last = { bytesIn: 0, bytesOut: 0, errors: 0 };
   return (stats) => {
     metrics.channelsOpen.set(stats.channelsOpen);
-    for (const state of LINK_STATES) metrics.proxyLinks.set({ state }, stats.links.filter((t) => t.state === state).length);
+    for (const state of LINK_STATES)
+      metrics.proxyLinks.set({ state }, stats.links.filter((t) => t.state === state).length);
     metrics.channelBytes.inc({ direction: "in" }, Math.max(0, stats.bytesIn - last.bytesIn));
     metrics.channelBytes.inc({ direction: "out" }, Math.max(0, stats.bytesOut - last.bytesOut));
     metrics.channelErrors.inc({ reason: "any" }, Math.max(0, stats.errors - last.errors));
@@ -22,7 +28,10 @@ export function proxyReporter(nc: NatsConnection, node: string, domain: string, 
     try {
       // Protocol 1 calls the links `tunnels` on the wire (shared/protocol/messages.ts); only the name differs.
       const { links, ...rest } = stats;
-      nc.publish(subjects.gatewayProxy(domain, node), encode("gw.proxy", { node, domain, ...rest, tunnels: links, sentAt: Date.now() }));
+      nc.publish(
+        subjects.gatewayProxy(domain, node),
+        encode("gw.proxy", { node, domain, ...rest, tunnels: links, sentAt: Date.now() }),
+      );
     } catch (err) {
       log.warn({ err: describeError(err) }, "proxy report not published");
     }

@@ -25,7 +25,9 @@ import { startTargetServer } from "./target-server";
 
 function portList(value: string | undefined, key: string): number[] {
   const ports = (value ?? "").split(",").filter(Boolean).map(Number);
-  for (const p of ports) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new ConfigError(`--${key}`, `${JSON.stringify(value)} is not a comma-separated port list`);
+  for (const p of ports)
+    if (!Number.isInteger(p) || p < 1 || p > 65535)
+      throw new ConfigError(`--${key}`, `${JSON.stringify(value)} is not a comma-separated port list`);
   return ports;
 }
 
@@ -40,13 +42,23 @@ async function startDemoTarget(node: string, host: string, flags: Record<string,
     try {
       tls = { key: readFileSync(join(dir, "kubelet.key")), cert: readFileSync(join(dir, "kubelet.crt")) };
     } catch (err) {
-      throw new ConfigError("--target-tls-dir", `cannot read kubelet.key/kubelet.crt in ${dir}: ${(err as Error).message}`);
+      throw new ConfigError(
+        "--target-tls-dir",
+        `cannot read kubelet.key/kubelet.crt in ${dir}: ${(err as Error).message}`,
+      );
     }
   }
   return startTargetServer({ node, host, httpPorts, httpsPorts, ...(tls ? { tls } : {}) });
 }
 
-async function startRouteAgent(nc: NatsConnection, node: string, domain: string, flags: Record<string, string | boolean | undefined>, timings: Timings, log: Logger) {
+async function startRouteAgent(
+  nc: NatsConnection,
+  node: string,
+  domain: string,
+  flags: Record<string, string | boolean | undefined>,
+  timings: Timings,
+  log: Logger,
+) {
   const driver = tunnelDriverFlag(flags["tunnel-driver"]);
   const underlayMtu = underlayMtuFlag(flags["tunnel-underlay-mtu"]);
   const netns = flags["tunnel-netns"] as string | undefined;
@@ -57,7 +69,11 @@ async function startRouteAgent(nc: NatsConnection, node: string, domain: string,
     node,
     domain,
     driver: new RouteDriver(netns ? { netns } : {}),
-    link: { underlayMtu, vpnOverheadBytes: vpnOverheadFor(driver, underlayMtu), tunnelDev: TUNNEL_DRIVERS[driver].tunnelDev },
+    link: {
+      underlayMtu,
+      vpnOverheadBytes: vpnOverheadFor(driver, underlayMtu),
+      tunnelDev: TUNNEL_DRIVERS[driver].tunnelDev,
+    },
     clock: systemClock,
     log: log.child({ netns: netns ?? null }),
     retryMs: timings.retryMs,
@@ -73,33 +89,70 @@ async function startRouteAgent(nc: NatsConnection, node: string, domain: string,
 }
 
 runMain(async () => {
-  const parsed = parseFlags(process.argv.slice(2), "node-actor --node NAME --internal-ip IP [options]", "Raven node actor: registration and heartbeat.", {
-    nats: { type: "string", default: "nats://127.0.0.1:4222", help: "this domain's NATS server URL(s)" },
-    node: { type: "string", help: "node name" },
-    labels: { type: "string", default: "{}", help: 'node labels as JSON, e.g. {"apps.openyurt.io/nodepool":"factory-a"}' },
-    "internal-ip": { type: "string", help: "the node's InternalIP" },
-    "pod-cidr": { type: "string", help: "the node's podCIDR" },
-    config: { type: "string", help: "Raven config JSON (timings)" },
-    "target-http-ports": { type: "string", default: "", help: "demo: serve a kubelet stand-in (answers with the node name) on these ports of the InternalIP" },
-    "target-https-ports": { type: "string", default: "", help: "demo: the same over TLS (kubelet.crt/kubelet.key from --target-tls-dir)" },
-    "target-tls-dir": { type: "string", help: "demo: directory with kubelet.crt and kubelet.key" },
-    "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
-    tunnel: { type: "boolean", help: "tunnel mode: keep a VXLAN device toward the domain's active gateway and routes to the other domains' pod CIDRs" },
-    "tunnel-netns": { type: "string", help: "tunnel mode: the network namespace holding this node's host network (default: the process's own)" },
-    "tunnel-driver": { type: "string", default: "strongswan", help: 'tunnel mode: the VPN between gateways, "strongswan" or "wireguard" (sets the MTU overhead)' },
-    "tunnel-underlay-mtu": { type: "string", default: "1500", help: "tunnel mode: MTU of the LAN and underlay links" },
-  });
+  const parsed = parseFlags(
+    process.argv.slice(2),
+    "node-actor --node NAME --internal-ip IP [options]",
+    "Raven node actor: registration and heartbeat.",
+    {
+      nats: { type: "string", default: "nats://127.0.0.1:4222", help: "this domain's NATS server URL(s)" },
+      node: { type: "string", help: "node name" },
+      labels: {
+        type: "string",
+        default: "{}",
+        help: 'node labels as JSON, e.g. {"apps.openyurt.io/nodepool":"factory-a"}',
+      },
+      "internal-ip": { type: "string", help: "the node's InternalIP" },
+      "pod-cidr": { type: "string", help: "the node's podCIDR" },
+      config: { type: "string", help: "Raven config JSON (timings)" },
+      "target-http-ports": {
+        type: "string",
+        default: "",
+        help: "demo: serve a kubelet stand-in (answers with the node name) on these ports of the InternalIP",
+      },
+      "target-https-ports": {
+        type: "string",
+        default: "",
+        help: "demo: the same over TLS (kubelet.crt/kubelet.key from --target-tls-dir)",
+      },
+      "target-tls-dir": { type: "string", help: "demo: directory with kubelet.crt and kubelet.key" },
+      "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
+      tunnel: {
+        type: "boolean",
+        help: "tunnel mode: keep a VXLAN device toward the domain's active gateway and routes to the other domains' pod CIDRs",
+      },
+      "tunnel-netns": {
+        type: "string",
+        help: "tunnel mode: the network namespace holding this node's host network (default: the process's own)",
+      },
+      "tunnel-driver": {
+        type: "string",
+        default: "strongswan",
+        help: 'tunnel mode: the VPN between gateways, "strongswan" or "wireguard" (sets the MTU overhead)',
+      },
+      "tunnel-underlay-mtu": {
+        type: "string",
+        default: "1500",
+        help: "tunnel mode: MTU of the LAN and underlay links",
+      },
+    },
+  );
   if (!parsed) return;
   const { flags } = parsed;
   const name = requireFlag(flags.node, "node");
   if (!isObjectName(name)) throw new ConfigError("--node", `${JSON.stringify(name)} is not a valid node name`);
   const internalIP = requireFlag(flags["internal-ip"], "internal-ip");
-  if (!isIPv4(internalIP)) throw new ConfigError("--internal-ip", `${JSON.stringify(internalIP)} is not an IPv4 address`);
+  if (!isIPv4(internalIP))
+    throw new ConfigError("--internal-ip", `${JSON.stringify(internalIP)} is not an IPv4 address`);
   const labels = parseJsonFlag(flags.labels, "labels");
   if (typeof labels !== "object" || labels === null || !Object.values(labels).every((v) => typeof v === "string")) {
     throw new ConfigError("--labels", "must be a JSON object of string values");
   }
-  const facts = { name, labels: labels as Record<string, string>, internalIP, ...(flags["pod-cidr"] ? { podCIDR: flags["pod-cidr"] } : {}) };
+  const facts = {
+    name,
+    labels: labels as Record<string, string>,
+    internalIP,
+    ...(flags["pod-cidr"] ? { podCIDR: flags["pod-cidr"] } : {}),
+  };
   const problem = domainProblem(facts);
   if (problem) throw new ConfigError("--labels", problem);
   const domain = domainOf(facts);
@@ -108,7 +161,16 @@ runMain(async () => {
   const nc = await connectDaemon(flags.nats!, `node-actor/${name}`);
   const metricsPort = metricsPortOf(flags["metrics-port"]);
   const inspector = createMeshInspector(nc, { actorSource: `node/${name}`, domain });
-  const service = new NodeActorService({ nc, facts, domain, timings: config.timings, clock: systemClock, log, onFatal: () => process.exit(1), inspector });
+  const service = new NodeActorService({
+    nc,
+    facts,
+    domain,
+    timings: config.timings,
+    clock: systemClock,
+    log,
+    onFatal: () => process.exit(1),
+    inspector,
+  });
   service.start();
   const routes = flags.tunnel ? await startRouteAgent(nc, name, domain, flags, config.timings, log) : undefined;
   const target = await startDemoTarget(name, internalIP, flags);

@@ -49,9 +49,13 @@ export class NodeActorService {
           };
           let reply;
           try {
-            reply = await nc.request(subjects.nodeRegister(domain, facts.name), encode("node.register", body), { timeout: 1_000 });
+            reply = await nc.request(subjects.nodeRegister(domain, facts.name), encode("node.register", body), {
+              timeout: 1_000,
+            });
           } catch (err) {
-            throw new MeshUnavailableError(`no coordinator answered the registration: ${describeError(err)}`, { cause: err });
+            throw new MeshUnavailableError(`no coordinator answered the registration: ${describeError(err)}`, {
+              cause: err,
+            });
           }
           const msg = decode(reply.data);
           if (msg.type === "error") throw errorFromWire(msg.body);
@@ -60,7 +64,10 @@ export class NodeActorService {
         }),
       },
     });
-    this.actor = createActor(machine, { clock: opts.clock, input: { node: facts.name, domain, retryMs: opts.timings.retryMs } });
+    this.actor = createActor(machine, {
+      clock: opts.clock,
+      input: { node: facts.name, domain, retryMs: opts.timings.retryMs },
+    });
     opts.inspector?.attach(this.actor);
   }
 
@@ -71,7 +78,10 @@ export class NodeActorService {
       next: (snap) => {
         if (snap.value === last) return;
         last = snap.value;
-        log.info({ state: snap.value, registration: snap.context.registration, error: snap.context.lastError ?? undefined }, "node state");
+        log.info(
+          { state: snap.value, registration: snap.context.registration, error: snap.context.lastError ?? undefined },
+          "node state",
+        );
         if (snap.value === "registered") this.heartbeat();
       },
       error: (err) => {
@@ -93,7 +103,13 @@ export class NodeActorService {
   private heartbeat(): void {
     if (this.actor.getSnapshot().value !== "registered") return;
     const { nc, facts, domain, clock } = this.opts;
-    const body = { node: facts.name, domain, seq: ++this.seq, ready: this.opts.ready?.() ?? true, sentAt: clock.wallMs() };
+    const body = {
+      node: facts.name,
+      domain,
+      seq: ++this.seq,
+      ready: this.opts.ready?.() ?? true,
+      sentAt: clock.wallMs(),
+    };
     try {
       nc.publish(subjects.nodeHeartbeat(domain, facts.name), encode("node.hb", body));
     } catch {

@@ -50,7 +50,12 @@ export type RouteAgentOptions = Readonly<{
   driftDebounceMs?: number;
 }>;
 
-export type RouteAgentStatus = Readonly<{ role: "node" | "gateway" | null; gatewayIP: string | null; applies: number; lastError: string | null }>;
+export type RouteAgentStatus = Readonly<{
+  role: "node" | "gateway" | null;
+  gatewayIP: string | null;
+  applies: number;
+  lastError: string | null;
+}>;
 
 export class RouteAgent {
   private readonly task = new SerialTask(() => this.run());
@@ -62,7 +67,12 @@ export class RouteAgent {
   private unsubscribe: (() => void) | null = null;
   private unwatch: (() => void) | null = null;
   private drift: TimerHandle | null = null;
-  private state: { role: "node" | "gateway" | null; gatewayIP: string | null; applies: number; lastError: string | null } = {
+  private state: {
+    role: "node" | "gateway" | null;
+    gatewayIP: string | null;
+    applies: number;
+    lastError: string | null;
+  } = {
     role: null,
     gatewayIP: null,
     applies: 0,
@@ -124,7 +134,10 @@ export class RouteAgent {
       const moved = this.state.gatewayIP !== input.gatewayIP || this.state.role !== input.role;
       this.state = { role: input.role, gatewayIP: input.gatewayIP, applies: this.state.applies + 1, lastError: null };
       if (changes.length > 0) {
-        opts.log[moved ? "info" : "debug"]({ role: input.role, gateway: input.gatewayIP, changes }, moved ? "tunnel routes point to the active gateway" : "tunnel routes updated");
+        opts.log[moved ? "info" : "debug"](
+          { role: input.role, gateway: input.gatewayIP, changes },
+          moved ? "tunnel routes point to the active gateway" : "tunnel routes updated",
+        );
       }
     } catch (err) {
       this.state.lastError = describeError(err);

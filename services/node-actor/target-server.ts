@@ -90,15 +90,30 @@ function parseLogQuery(q: URLSearchParams): LogQuery | string {
 
 function rawResponse(socket: Duplex, status: string, body: string, headers: string[] = []): void {
   if (!socket.writable) return void socket.destroy();
-  socket.end([`HTTP/1.1 ${status}`, "Content-Type: text/plain; charset=utf-8", `Content-Length: ${Buffer.byteLength(body)}`, "Connection: close", ...headers, "", body].join("\r\n"));
+  socket.end(
+    [
+      `HTTP/1.1 ${status}`,
+      "Content-Type: text/plain; charset=utf-8",
+      `Content-Length: ${Buffer.byteLength(body)}`,
+      "Connection: close",
+      ...headers,
+      "",
+      body,
+    ].join("\r\n"),
+  );
 }
 
 export async function startTargetServer(opts: TargetServerOptions): Promise<TargetServer> {
   const { node, host } = opts;
   const clock = opts.clock ?? systemClock;
   if (typeof node !== "string" || node === "") throw new ConfigError("node", "must be a non-empty node name");
-  for (const [key, list] of [["httpPorts", opts.httpPorts], ["httpsPorts", opts.httpsPorts]] as const) {
-    for (const p of list) if (!Number.isInteger(p) || p < 0 || p > 65535) throw new ConfigError(key, `${JSON.stringify(p)} is not a port (0..65535)`);
+  for (const [key, list] of [
+    ["httpPorts", opts.httpPorts],
+    ["httpsPorts", opts.httpsPorts],
+  ] as const) {
+    for (const p of list)
+      if (!Number.isInteger(p) || p < 0 || p > 65535)
+        throw new ConfigError(key, `${JSON.stringify(p)} is not a port (0..65535)`);
   }
   if (opts.httpPorts.length + opts.httpsPorts.length === 0) throw new ConfigError("httpPorts", "no ports to serve on");
   if (opts.httpsPorts.length > 0 && !opts.tls) throw new ConfigError("tls", "httpsPorts need a key and certificate");
@@ -119,7 +134,11 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
       for (let i = 1; i <= q.lines; i++) body += line(i);
       return text(res, 200, body);
     }
-    res.writeHead(200, { "content-type": "text/plain; charset=utf-8", "cache-control": "no-cache", "x-content-type-options": "nosniff" });
+    res.writeHead(200, {
+      "content-type": "text/plain; charset=utf-8",
+      "cache-control": "no-cache",
+      "x-content-type-options": "nosniff",
+    });
     if (req.method === "HEAD" || q.lines === 0) return void res.end();
     let i = 0;
     let timer: TimerHandle | null = null;
@@ -163,7 +182,8 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
     const path = url.pathname;
     if (path === "/" || path === "/name") return text(res, 200, `${node}\n`);
     if (path === "/healthz") return text(res, 200, "ok");
-    if (path === "/metrics") return text(res, 200, metricsText(node, stats), "text/plain; version=0.0.4; charset=utf-8");
+    if (path === "/metrics")
+      return text(res, 200, metricsText(node, stats), "text/plain; version=0.0.4; charset=utf-8");
     if (path === "/logs" || path.startsWith("/containerLogs/")) {
       const q = parseLogQuery(url.searchParams);
       return typeof q === "string" ? text(res, 400, `bad /logs query: ${q}\n`) : streamLogs(req, res, q);
@@ -174,17 +194,35 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     stats.requests++;
     socket.on("error", () => socket.destroy());
-    const protocols = String(req.headers.upgrade ?? "").toLowerCase().split(",").map((p) => p.trim());
+    const protocols = String(req.headers.upgrade ?? "")
+      .toLowerCase()
+      .split(",")
+      .map((p) => p.trim());
     const nodeHeader = `x-raven-node: ${node}`;
     if (protocols.includes("websocket")) {
       const key = req.headers["sec-websocket-key"];
       if (req.method !== "GET" || req.headers["sec-websocket-version"] !== "13" || !isWebSocketKey(key)) {
-        return rawResponse(socket, "400 Bad Request", "bad WebSocket handshake: need GET, Sec-WebSocket-Version: 13 and a 16-byte Sec-WebSocket-Key\n", ["Sec-WebSocket-Version: 13", nodeHeader]);
+        return rawResponse(
+          socket,
+          "400 Bad Request",
+          "bad WebSocket handshake: need GET, Sec-WebSocket-Version: 13 and a 16-byte Sec-WebSocket-Key\n",
+          ["Sec-WebSocket-Version: 13", nodeHeader],
+        );
       }
       stats.websocket++;
       upgraded.add(socket);
       socket.once("close", () => upgraded.delete(socket));
-      socket.write(["HTTP/1.1 101 Switching Protocols", "Upgrade: websocket", "Connection: Upgrade", `Sec-WebSocket-Accept: ${webSocketAccept(key)}`, nodeHeader, "", ""].join("\r\n"));
+      socket.write(
+        [
+          "HTTP/1.1 101 Switching Protocols",
+          "Upgrade: websocket",
+          "Connection: Upgrade",
+          `Sec-WebSocket-Accept: ${webSocketAccept(key)}`,
+          nodeHeader,
+          "",
+          "",
+        ].join("\r\n"),
+      );
       return serveWebSocketEcho(socket, head, () => stats.wsMessages++);
     }
     if (protocols.includes("spdy/3.1")) {
@@ -192,13 +230,30 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
       upgraded.add(socket);
       socket.once("close", () => upgraded.delete(socket));
       // kubectl offers stream protocol versions; settle on the first one, as a kubelet would pick one.
-      const offered = String(req.headers["x-stream-protocol-version"] ?? "").split(",")[0]?.trim();
-      socket.write(["HTTP/1.1 101 Switching Protocols", "Connection: Upgrade", "Upgrade: SPDY/3.1", ...(offered ? [`X-Stream-Protocol-Version: ${offered}`] : []), nodeHeader, "", ""].join("\r\n"));
+      const offered = String(req.headers["x-stream-protocol-version"] ?? "")
+        .split(",")[0]
+        ?.trim();
+      socket.write(
+        [
+          "HTTP/1.1 101 Switching Protocols",
+          "Connection: Upgrade",
+          "Upgrade: SPDY/3.1",
+          ...(offered ? [`X-Stream-Protocol-Version: ${offered}`] : []),
+          nodeHeader,
+          "",
+          "",
+        ].join("\r\n"),
+      );
       if (head.length > 0) socket.write(head);
       socket.pipe(socket);
       return;
     }
-    rawResponse(socket, "400 Bad Request", `unsupported upgrade ${JSON.stringify(req.headers.upgrade ?? "")}: this target speaks websocket and SPDY/3.1\n`, [nodeHeader]);
+    rawResponse(
+      socket,
+      "400 Bad Request",
+      `unsupported upgrade ${JSON.stringify(req.headers.upgrade ?? "")}: this target speaks websocket and SPDY/3.1\n`,
+      [nodeHeader],
+    );
   };
 
   const servers: Server[] = [];
@@ -216,7 +271,9 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
   };
   const listen = (server: Server, port: number, key: string) =>
     new Promise<number>((resolve, reject) => {
-      server.once("error", (err) => reject(new ConfigError(key, `cannot listen on ${host}:${port}: ${err.message}`, { cause: err })));
+      server.once("error", (err) =>
+        reject(new ConfigError(key, `cannot listen on ${host}:${port}: ${err.message}`, { cause: err })),
+      );
       server.listen(port, host, () => resolve((server.address() as AddressInfo).port));
     });
 
@@ -239,7 +296,10 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
     const httpPorts: number[] = [];
     for (const p of opts.httpPorts) httpPorts.push(await listen(configure(createHttpServer()), p, "httpPorts"));
     const httpsPorts: number[] = [];
-    for (const p of opts.httpsPorts) httpsPorts.push(await listen(configure(createHttpsServer({ key: opts.tls!.key, cert: opts.tls!.cert })), p, "httpsPorts"));
+    for (const p of opts.httpsPorts)
+      httpsPorts.push(
+        await listen(configure(createHttpsServer({ key: opts.tls!.key, cert: opts.tls!.cert })), p, "httpsPorts"),
+      );
     return { ports: [...httpPorts, ...httpsPorts], httpPorts, httpsPorts, close };
   } catch (err) {
     await close();

@@ -22,7 +22,9 @@ export function isWebSocketKey(key: unknown): key is string {
 }
 
 export function webSocketAccept(key: string): string {
-  return createHash("sha1").update(key + WS_GUID).digest("base64");
+  return createHash("sha1")
+    .update(key + WS_GUID)
+    .digest("base64");
 }
 
 export function encodeFrame(opcode: number, payload: Buffer, fin = true): Buffer {
@@ -74,7 +76,8 @@ export class FrameReader {
     if ((b[0]! & 0x70) !== 0) return { type: "error", code: 1002, reason: "RSV bits set without an extension" };
     if (![0, 1, 2, 8, 9, 10].includes(opcode)) return { type: "error", code: 1002, reason: `unknown opcode ${opcode}` };
     if (!masked) return { type: "error", code: 1002, reason: "client frames must be masked" };
-    if (opcode >= 8 && (!fin || len7 > 125)) return { type: "error", code: 1002, reason: "control frames must be final and at most 125 bytes" };
+    if (opcode >= 8 && (!fin || len7 > 125))
+      return { type: "error", code: 1002, reason: "control frames must be final and at most 125 bytes" };
     const extLen = len7 === 126 ? 2 : len7 === 127 ? 8 : 0;
     const headLen = 2 + extLen + 4;
     if (this.buffered < headLen) return undefined;
@@ -83,10 +86,12 @@ export class FrameReader {
     if (len7 === 126) len = head.readUInt16BE(2);
     else if (len7 === 127) {
       const big = head.readBigUInt64BE(2);
-      if (big > BigInt(this.maxFrameBytes)) return { type: "error", code: 1009, reason: `frame of ${big} bytes exceeds ${this.maxFrameBytes}` };
+      if (big > BigInt(this.maxFrameBytes))
+        return { type: "error", code: 1009, reason: `frame of ${big} bytes exceeds ${this.maxFrameBytes}` };
       len = Number(big);
     } else len = len7;
-    if (len > this.maxFrameBytes) return { type: "error", code: 1009, reason: `frame of ${len} bytes exceeds ${this.maxFrameBytes}` };
+    if (len > this.maxFrameBytes)
+      return { type: "error", code: 1009, reason: `frame of ${len} bytes exceeds ${this.maxFrameBytes}` };
     if (this.buffered < headLen + len) return undefined;
     const mask = this.take(headLen).subarray(2 + extLen);
     const payload = Buffer.from(this.take(len));

@@ -2,7 +2,14 @@
 // Mermaid (GitHub renders it), Graphviz dot, and SVG laid out in-process with elkjs. `raven statecharts export` writes them under
 // docs/statecharts; a test fails when the committed files no longer match the machines.
 import { toDirectedGraph } from "xstate/graph";
-import { coordinatorMachine, domainMachine, gatewayMachine, l3TunnelMachine, nodeMachine, proxyLinkMachine } from "../../statecharts";
+import {
+  coordinatorMachine,
+  domainMachine,
+  gatewayMachine,
+  l3TunnelMachine,
+  nodeMachine,
+  proxyLinkMachine,
+} from "../../statecharts";
 import { assertNever } from "../../shared/errors";
 
 export const MACHINES = {
@@ -45,13 +52,19 @@ export function describeMachine(name: MachineName): Diagram {
   const g = toDirectedGraph(machine);
   const root = machine.root as unknown as { config: { initial?: string } };
   const states = g.children.map((c) => c.stateNode.key);
-  const finals = g.children.filter((c) => (c.stateNode as unknown as { type: string }).type === "final").map((c) => c.stateNode.key);
+  const finals = g.children
+    .filter((c) => (c.stateNode as unknown as { type: string }).type === "final")
+    .map((c) => c.stateNode.key);
   const edges: Edge[] = [];
   for (const c of g.children) {
     // Eventless (`always`) transitions are not in the graph's edges; they are read from the state node.
-    const always = ((c.stateNode as unknown as { always?: TransitionLike[] }).always ?? []).map((t) => ({ t, from: c.stateNode.key }));
+    const always = ((c.stateNode as unknown as { always?: TransitionLike[] }).always ?? []).map((t) => ({
+      t,
+      from: c.stateNode.key,
+    }));
     const evented = c.edges.map((e) => ({ t: e.transition as unknown as TransitionLike, from: e.source.key }));
-    for (const { t, from } of [...evented, ...always]) edges.push({ from, to: t.target?.[0]?.key ?? from, label: label(t) });
+    for (const { t, from } of [...evented, ...always])
+      edges.push({ from, to: t.target?.[0]?.key ?? from, label: label(t) });
   }
   // Transitions declared on the machine itself apply in every state: listed once, not drawn from each state.
   const anyState = g.edges.map((e) => {
@@ -63,7 +76,11 @@ export function describeMachine(name: MachineName): Diagram {
 }
 
 export function toMermaid(d: Diagram): string {
-  const lines = ["stateDiagram-v2", `  %% ${d.id}: generated from statecharts/ by \`raven statecharts export\``, `  [*] --> ${d.initial}`];
+  const lines = [
+    "stateDiagram-v2",
+    `  %% ${d.id}: generated from statecharts/ by \`raven statecharts export\``,
+    `  [*] --> ${d.initial}`,
+  ];
   for (const e of d.edges) lines.push(`  ${e.from} --> ${e.to}: ${e.label}`);
   for (const f of d.finals) lines.push(`  ${f} --> [*]`);
   if (d.anyState.length) {
@@ -109,9 +126,23 @@ export async function render(name: MachineName, format: DiagramFormat): Promise<
 
 /** docs/statecharts/README.md: every machine's Mermaid diagram, for GitHub to render. */
 export function diagramsReadme(): string {
-  const parts = ["# Raven's statecharts", "", "Generated from the machine definitions in `statecharts/` by `raven statecharts export`; a test fails when these no longer match the code.", ""];
+  const parts = [
+    "# Raven's statecharts",
+    "",
+    "Generated from the machine definitions in `statecharts/` by `raven statecharts export`; a test fails when these no longer match the code.",
+    "",
+  ];
   for (const name of Object.keys(MACHINES) as MachineName[]) {
-    parts.push(`## ${name}`, "", `![${name}](${name}.svg)`, "", "```mermaid", toMermaid(describeMachine(name)).trimEnd(), "```", "");
+    parts.push(
+      `## ${name}`,
+      "",
+      `![${name}](${name}.svg)`,
+      "",
+      "```mermaid",
+      toMermaid(describeMachine(name)).trimEnd(),
+      "```",
+      "",
+    );
   }
   return parts.join("\n");
 }
@@ -127,7 +158,14 @@ type ElkEdge = {
   labels?: { text: string; width: number; height: number; x?: number; y?: number }[];
   sections?: { startPoint: ElkPoint; endPoint: ElkPoint; bendPoints?: ElkPoint[] }[];
 };
-type ElkGraph = { id: string; layoutOptions: Record<string, string>; children: ElkNode[]; edges: ElkEdge[]; width?: number; height?: number };
+type ElkGraph = {
+  id: string;
+  layoutOptions: Record<string, string>;
+  children: ElkNode[];
+  edges: ElkEdge[];
+  width?: number;
+  height?: number;
+};
 
 const CHAR_PX = 7;
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -151,7 +189,9 @@ export async function toSvg(d: Diagram): Promise<string> {
     children: [
       { id: "__start", width: 12, height: 12 },
       ...d.states.map(stateBox),
-      ...(note.length ? [{ id: "__any", width: Math.max(...note.map((l) => l.length)) * CHAR_PX + 16, height: note.length * 16 + 10 }] : []),
+      ...(note.length
+        ? [{ id: "__any", width: Math.max(...note.map((l) => l.length)) * CHAR_PX + 16, height: note.length * 16 + 10 }]
+        : []),
     ],
     edges: [
       { id: "e_start", sources: ["__start"], targets: [d.initial] },
@@ -167,16 +207,24 @@ export async function toSvg(d: Diagram): Promise<string> {
   const out: string[] = [];
   const w = n1((laid.width ?? 0) + 20);
   const h = n1((laid.height ?? 0) + 20);
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="-10 -10 ${w} ${h}" width="${w}" height="${h}" font-family="Helvetica, Arial, sans-serif" font-size="12">`);
+  out.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="-10 -10 ${w} ${h}" width="${w}" height="${h}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+  );
   out.push(`<!-- ${esc(d.id)}: generated from statecharts/ by raven statecharts export -->`);
-  out.push('<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#444"/></marker></defs>');
+  out.push(
+    '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#444"/></marker></defs>',
+  );
   for (const e of laid.edges) {
     for (const s of e.sections ?? []) {
       const pts = [s.startPoint, ...(s.bendPoints ?? []), s.endPoint].map((p) => `${n1(p.x)},${n1(p.y)}`).join(" ");
-      out.push(`<polyline class="edge" data-edge="${esc(e.id)}" points="${pts}" fill="none" stroke="#444" marker-end="url(#arrow)"/>`);
+      out.push(
+        `<polyline class="edge" data-edge="${esc(e.id)}" points="${pts}" fill="none" stroke="#444" marker-end="url(#arrow)"/>`,
+      );
     }
     for (const l of e.labels ?? []) {
-      out.push(`<text class="edge-label" x="${n1((l.x ?? 0) + 3)}" y="${n1((l.y ?? 0) + 11)}" fill="#225">${esc(l.text)}</text>`);
+      out.push(
+        `<text class="edge-label" x="${n1((l.x ?? 0) + 3)}" y="${n1((l.y ?? 0) + 11)}" fill="#225">${esc(l.text)}</text>`,
+      );
     }
   }
   for (const n of laid.children) {
@@ -185,8 +233,12 @@ export async function toSvg(d: Diagram): Promise<string> {
     if (n.id === "__start") {
       out.push(`<circle cx="${n1(x + 6)}" cy="${n1(y + 6)}" r="6" fill="#222"/>`);
     } else if (n.id === "__any") {
-      out.push(`<rect x="${x}" y="${y}" width="${n1(n.width)}" height="${n1(n.height)}" fill="#fffbe6" stroke="#bba"/>`);
-      note.forEach((line, i) => out.push(`<text x="${n1(x + 8)}" y="${n1(y + 18 + i * 16)}" fill="#443">${esc(line)}</text>`));
+      out.push(
+        `<rect x="${x}" y="${y}" width="${n1(n.width)}" height="${n1(n.height)}" fill="#fffbe6" stroke="#bba"/>`,
+      );
+      note.forEach((line, i) =>
+        out.push(`<text x="${n1(x + 8)}" y="${n1(y + 18 + i * 16)}" fill="#443">${esc(line)}</text>`),
+      );
     } else {
       const final = d.finals.includes(n.id);
       out.push(

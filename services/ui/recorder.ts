@@ -8,7 +8,15 @@ import type { Subscription } from "@nats-io/transport-node";
 import type { Clock, TimerHandle } from "../../shared/clock";
 import { describeError } from "../../shared/errors";
 import { requestStatus, type NatsConnection } from "../../shared/nats";
-import { encode, subjects, tryDecode, type GatewayProxy, type GatewayTunnel, type InspectEntry, type StatusReply } from "../../shared/protocol";
+import {
+  encode,
+  subjects,
+  tryDecode,
+  type GatewayProxy,
+  type GatewayTunnel,
+  type InspectEntry,
+  type StatusReply,
+} from "../../shared/protocol";
 
 const PROXY_REPORT_TTL_MS = 3_500;
 
@@ -71,14 +79,16 @@ export class InspectRecorder {
         callback: (err, m) => {
           if (err) return;
           const msg = tryDecode(m.data);
-          if (msg?.type === "gw.proxy") this.proxies.set(msg.body.node, { ...msg.body, receivedAt: this.opts.clock.wallMs() });
+          if (msg?.type === "gw.proxy")
+            this.proxies.set(msg.body.node, { ...msg.body, receivedAt: this.opts.clock.wallMs() });
         },
       }),
       nc.subscribe(subjects.allGatewayTunnel(), {
         callback: (err, m) => {
           if (err) return;
           const msg = tryDecode(m.data);
-          if (msg?.type === "gw.tunnel") this.tunnels.set(msg.body.node, { ...msg.body, receivedAt: this.opts.clock.wallMs() });
+          if (msg?.type === "gw.tunnel")
+            this.tunnels.set(msg.body.node, { ...msg.body, receivedAt: this.opts.clock.wallMs() });
         },
       }),
     );
@@ -124,7 +134,10 @@ export class InspectRecorder {
   private announce(): void {
     const ttlMs = this.opts.ttlMs ?? 3_000;
     const msg = encode("inspect.viewer", { viewer: this.opts.viewerId, sentAt: this.opts.clock.wallMs(), ttlMs });
-    const targets = [subjects.controlInspectViewer(), ...(this.topology.status?.domains ?? []).map((d) => subjects.inspectViewer(d.domain))];
+    const targets = [
+      subjects.controlInspectViewer(),
+      ...(this.topology.status?.domains ?? []).map((d) => subjects.inspectViewer(d.domain)),
+    ];
     for (const s of new Set(targets)) {
       try {
         this.opts.nc.publish(s, msg);
@@ -139,13 +152,26 @@ export class InspectRecorder {
     this.polling = true;
     const hadDomains = new Set((this.topology.status?.domains ?? []).map((d) => d.domain));
     const now = this.opts.clock.wallMs();
-    for (const reports of [this.proxies, this.tunnels]) for (const [node, r] of reports) if (now - r.receivedAt > PROXY_REPORT_TTL_MS) reports.delete(node);
+    for (const reports of [this.proxies, this.tunnels])
+      for (const [node, r] of reports) if (now - r.receivedAt > PROXY_REPORT_TTL_MS) reports.delete(node);
     const proxies = Object.fromEntries(this.proxies);
     const tunnels = Object.fromEntries(this.tunnels);
     try {
-      this.topology = { status: await requestStatus(this.opts.nc, { timeoutMs: 1_500 }), error: null, at: this.opts.clock.wallMs(), proxies, tunnels };
+      this.topology = {
+        status: await requestStatus(this.opts.nc, { timeoutMs: 1_500 }),
+        error: null,
+        at: this.opts.clock.wallMs(),
+        proxies,
+        tunnels,
+      };
     } catch (err) {
-      this.topology = { status: this.topology.status, error: describeError(err), at: this.opts.clock.wallMs(), proxies, tunnels };
+      this.topology = {
+        status: this.topology.status,
+        error: describeError(err),
+        at: this.opts.clock.wallMs(),
+        proxies,
+        tunnels,
+      };
     } finally {
       this.polling = false;
     }
@@ -160,7 +186,12 @@ export class InspectRecorder {
     if (msg?.type !== "inspect.batch") return;
     const b = msg.body;
     this.droppedAtSource += b.dropped;
-    const recorded: RecordedEntry[] = b.entries.map((e) => ({ ...e, seq: this.nextSeq++, source: b.source, ...(b.domain ? { domain: b.domain } : {}) }));
+    const recorded: RecordedEntry[] = b.entries.map((e) => ({
+      ...e,
+      seq: this.nextSeq++,
+      source: b.source,
+      ...(b.domain ? { domain: b.domain } : {}),
+    }));
     for (const e of recorded) {
       this.history.push(e);
       this.latest.set(e.actor, e);

@@ -57,7 +57,8 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
     res.writeHead(status, { "content-type": type, "cache-control": "no-store", "x-content-type-options": "nosniff" });
     res.end(body);
   };
-  const json = (res: ServerResponse, value: unknown) => send(res, 200, "application/json; charset=utf-8", JSON.stringify(value));
+  const json = (res: ServerResponse, value: unknown) =>
+    send(res, 200, "application/json; charset=utf-8", JSON.stringify(value));
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? "/", "http://localhost");
@@ -81,7 +82,13 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
           entries: recorder.entries(0, HISTORY_ON_LOAD),
         });
       case "/api/history":
-        return json(res, recorder.entries(Number(url.searchParams.get("since") ?? 0) || 0, Number(url.searchParams.get("limit") ?? HISTORY_ON_LOAD) || HISTORY_ON_LOAD));
+        return json(
+          res,
+          recorder.entries(
+            Number(url.searchParams.get("since") ?? 0) || 0,
+            Number(url.searchParams.get("limit") ?? HISTORY_ON_LOAD) || HISTORY_ON_LOAD,
+          ),
+        );
       case "/api/events":
         return stream(req, res);
       case "/metrics":

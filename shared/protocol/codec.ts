@@ -45,7 +45,8 @@ function decodeUnchecked(bytes: Uint8Array): Message {
   } catch (err) {
     throw new MalformedMessageError(`not msgpack: ${describeError(err)}`);
   }
-  if (!Array.isArray(raw) || raw.length < 2) throw new MalformedMessageError("frame is not a [version, type, ...] array");
+  if (!Array.isArray(raw) || raw.length < 2)
+    throw new MalformedMessageError("frame is not a [version, type, ...] array");
   const [version, typeName] = raw as unknown[];
   if (typeof version !== "number" || !SUPPORTED_VERSIONS.includes(version)) throw new UnknownVersionError(version);
   if (typeof typeName !== "string" || !Object.hasOwn(messageSchemas, typeName)) throw new UnknownTypeError(typeName);

@@ -59,7 +59,12 @@ export const str =
   (opts: { max?: number; pattern?: RegExp; check?: (s: string) => boolean; what?: string } = {}): Schema<string> =>
   (v, path) => {
     const max = opts.max ?? 1024;
-    if (typeof v !== "string" || v.length > max || (opts.pattern && !opts.pattern.test(v)) || (opts.check && !opts.check(v))) {
+    if (
+      typeof v !== "string" ||
+      v.length > max ||
+      (opts.pattern && !opts.pattern.test(v)) ||
+      (opts.check && !opts.check(v))
+    ) {
       return fail(path, `${opts.what ?? "a string"} of at most ${max} chars`, v);
     }
     return v;

@@ -58,14 +58,19 @@ export const subjects = {
   gatewayHeartbeat: (domain: string, node: string) =>
     `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.hb`,
   assignment: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.assign`,
-  gatewayAssignment: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.assign`,
+  gatewayAssignment: (domain: string, node: string) =>
+    `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.assign`,
   status: () => `${SUBJECT_PREFIX}.ctl.status`,
   inspectViewer: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.inspect.viewer`,
-  gatewayInspect: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.inspect`,
-  nodeInspect: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.node.${nameToken(node)}.inspect`,
-  gatewayProxy: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.proxy`,
+  gatewayInspect: (domain: string, node: string) =>
+    `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.inspect`,
+  nodeInspect: (domain: string, node: string) =>
+    `${SUBJECT_PREFIX}.d.${domainToken(domain)}.node.${nameToken(node)}.inspect`,
+  gatewayProxy: (domain: string, node: string) =>
+    `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.proxy`,
   allGatewayProxy: () => `${SUBJECT_PREFIX}.d.*.gw.*.proxy`,
-  gatewayTunnel: (domain: string, node: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.tunnel`,
+  gatewayTunnel: (domain: string, node: string) =>
+    `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.${nameToken(node)}.tunnel`,
   allGatewayTunnel: () => `${SUBJECT_PREFIX}.d.*.gw.*.tunnel`,
   domainGatewayTunnels: (domain: string) => `${SUBJECT_PREFIX}.d.${domainToken(domain)}.gw.*.tunnel`,
   controlInspectViewer: () => `${SUBJECT_PREFIX}.ctl.inspect.viewer`,

@@ -13,7 +13,7 @@ import { defaultTopology, eventually, fleetStatus, startTestFleet, type TestFlee
 const KILLS = Number(process.env.RAVEN_CHAOS_KILLS ?? 12);
 const seed = Number(process.env.RAVEN_CHAOS_SEED ?? Date.now() % 100_000);
 let rand = seed;
-const random = () => ((rand = (rand * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+const random = () => (rand = (rand * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
 
 let t: TestFleet;
 const topology = defaultTopology();
@@ -41,7 +41,9 @@ async function bothCandidatesHealthy(gateway: string): Promise<boolean> {
 
 describe("chaos", () => {
   it(`survives ${KILLS} SIGKILLs of active gateways without split brain`, async () => {
-    const multi = topology.gateways.filter((g) => new Set(g.spec.endpoints.map((e) => e.nodeName)).size >= 2).map((g) => g.metadata.name);
+    const multi = topology.gateways
+      .filter((g) => new Set(g.spec.endpoints.map((e) => e.nodeName)).size >= 2)
+      .map((g) => g.metadata.name);
     for (let i = 0; i < KILLS; i++) {
       const gateway = multi[Math.floor(random() * multi.length)]!;
       await eventually(`${gateway} to have two healthy candidates`, 15_000, () => bothCandidatesHealthy(gateway));
@@ -50,7 +52,11 @@ describe("chaos", () => {
       const killedAt = performance.now();
       expect(t.fleet.kill(`gateway-${victim}`), `kill gateway-${victim}`).toBeGreaterThan(0);
       const after = await t.observer.waitFor(
-        (a) => a.gateway === gateway && a.term > before.term && a.active.length > 0 && a.active.every((e) => e.nodeName !== victim),
+        (a) =>
+          a.gateway === gateway &&
+          a.term > before.term &&
+          a.active.length > 0 &&
+          a.active.every((e) => e.nodeName !== victim),
         5_000,
         `a new active for ${gateway} after killing ${victim}`,
       );

@@ -27,7 +27,8 @@ function skipReason(): string | null {
   if (process.platform !== "linux") return "network namespaces need Linux";
   if (process.getuid?.() !== 0) return "needs root";
   if (spawnSync("ip", ["-V"]).error) return "needs iproute2";
-  if (spawnSync("/usr/lib/ipsec/charon", ["--version"]).error || !existsSync(VICI_PLUGIN)) return "needs strongSwan (scripts/setup.sh)";
+  if (spawnSync("/usr/lib/ipsec/charon", ["--version"]).error || !existsSync(VICI_PLUGIN))
+    return "needs strongSwan (scripts/setup.sh)";
   if (spawnSync("stress-ng", ["--version"]).error) return "needs stress-ng (scripts/setup.sh)";
   return null;
 }
@@ -75,7 +76,11 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
       }
     })();
     await eventually("every domain settled with healthy candidates", 30_000, settled, 200);
-    await eventually("the observer heard every Gateway's assignment", 5_000, () => t.observer.latest.size === topology.gateways.length);
+    await eventually(
+      "the observer heard every Gateway's assignment",
+      5_000,
+      () => t.observer.latest.size === topology.gateways.length,
+    );
   }, 150_000);
 
   afterAll(async () => {
@@ -84,25 +89,29 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
     await t?.stop();
   }, 60_000);
 
-  it(`changes no term through ${HOG_MS / 1000} s of stress-ng --cpu 4 at the fleet's priority`, async () => {
-    const before = t.observer.history.length;
-    const terms = (await fleetStatus(t.fleet))!.domains.map((d) => [d.gateway, d.term] as const);
-    const termAtStart = new Map(terms);
-    hog = startCpuHog();
-    const heardBefore = heartbeats.length;
-    await sleep(HOG_MS);
-    expect(hog.exitCode, "stress-ng kept running").toBeNull();
-    // The hog was real: the fleet kept heartbeating through it, but on a loaded machine.
-    expect(heartbeats.length - heardBefore).toBeGreaterThan(0);
-    // The observer's history holds the first assignment it hears of each Gateway too: only a term other
-    // than the one the coordinator reported at the start is a change.
-    const changes = t.observer.history
-      .slice(before)
-      .filter((a) => a.term !== termAtStart.get(a.gateway))
-      .map((a) => `${a.gateway} term ${a.term} -> ${a.active.map((e) => e.nodeName).join(",")}`);
-    expect(changes).toEqual([]);
-    expect((await fleetStatus(t.fleet, 5_000))!.domains.map((d) => [d.gateway, d.term])).toEqual(terms);
-  }, HOG_MS + 30_000);
+  it(
+    `changes no term through ${HOG_MS / 1000} s of stress-ng --cpu 4 at the fleet's priority`,
+    async () => {
+      const before = t.observer.history.length;
+      const terms = (await fleetStatus(t.fleet))!.domains.map((d) => [d.gateway, d.term] as const);
+      const termAtStart = new Map(terms);
+      hog = startCpuHog();
+      const heardBefore = heartbeats.length;
+      await sleep(HOG_MS);
+      expect(hog.exitCode, "stress-ng kept running").toBeNull();
+      // The hog was real: the fleet kept heartbeating through it, but on a loaded machine.
+      expect(heartbeats.length - heardBefore).toBeGreaterThan(0);
+      // The observer's history holds the first assignment it hears of each Gateway too: only a term other
+      // than the one the coordinator reported at the start is a change.
+      const changes = t.observer.history
+        .slice(before)
+        .filter((a) => a.term !== termAtStart.get(a.gateway))
+        .map((a) => `${a.gateway} term ${a.term} -> ${a.active.map((e) => e.nodeName).join(",")}`);
+      expect(changes).toEqual([]);
+      expect((await fleetStatus(t.fleet, 5_000))!.domains.map((d) => [d.gateway, d.term])).toEqual(terms);
+    },
+    HOG_MS + 30_000,
+  );
 
   it("fails over a SIGKILLed active gateway during the hog, with no split brain", async () => {
     expect(hog, "the hog from the test before").not.toBeNull();
@@ -110,11 +119,17 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
     const killedAt = performance.now();
     expect(t.fleet.kill(`gateway-${before.node}`, "SIGKILL")).toBeGreaterThan(0);
     const after = await t.observer.waitFor(
-      (a) => a.gateway === before.gateway && a.term > before.term && a.active.length > 0 && a.active.every((e) => e.nodeName !== before.node),
+      (a) =>
+        a.gateway === before.gateway &&
+        a.term > before.term &&
+        a.active.length > 0 &&
+        a.active.every((e) => e.nodeName !== before.node),
       10_000,
       `a new active for ${before.gateway} after killing ${before.node}`,
     );
-    console.log(`[stability] SIGKILL ${before.node} under stress-ng -> ${after.active[0]!.nodeName} named after ${(after.seenAt - killedAt).toFixed(0)} ms`);
+    console.log(
+      `[stability] SIGKILL ${before.node} under stress-ng -> ${after.active[0]!.nodeName} named after ${(after.seenAt - killedAt).toFixed(0)} ms`,
+    );
     stopHog();
     expect(t.observer.claims.length).toBeGreaterThan(0);
     expect(t.observer.violations(replicas)).toEqual([]);
@@ -129,18 +144,26 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
     let resumedAt = Infinity;
     try {
       const after = await t.observer.waitFor(
-        (a) => a.gateway === before.gateway && a.term > before.term && a.active.length > 0 && a.active.every((e) => e.nodeName !== before.node),
+        (a) =>
+          a.gateway === before.gateway &&
+          a.term > before.term &&
+          a.active.length > 0 &&
+          a.active.every((e) => e.nodeName !== before.node),
         3_000,
         `a new active for ${before.gateway} while ${before.node} is stopped`,
       );
-      console.log(`[stability] SIGSTOP ${before.node} -> ${after.active[0]!.nodeName} named after ${(after.seenAt - stoppedAt).toFixed(0)} ms`);
+      console.log(
+        `[stability] SIGSTOP ${before.node} -> ${after.active[0]!.nodeName} named after ${(after.seenAt - stoppedAt).toFixed(0)} ms`,
+      );
       await sleep(Math.max(0, 3_000 - (performance.now() - stoppedAt)));
     } finally {
       t.fleet.kill(name, "SIGCONT");
       resumedAt = performance.now();
     }
     // Back as a healthy standby, by its own heartbeat and by the coordinator's view.
-    await eventually(`${before.node} heartbeating again`, 5_000, () => heartbeats.some((h) => h.node === before.node && h.heardAt > resumedAt));
+    await eventually(`${before.node} heartbeating again`, 5_000, () =>
+      heartbeats.some((h) => h.node === before.node && h.heardAt > resumedAt),
+    );
     await eventually(`${before.node} healthy standby`, 10_000, async () => {
       const d = (await fleetStatus(t.fleet, 500))?.domains.find((x) => x.gateway === before.gateway);
       const c = d?.candidates.find((x) => x.node === before.node);
@@ -149,7 +172,9 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
     await sleep(1_000);
     const resumed = heartbeats.filter((h) => h.node === before.node && h.heardAt > resumedAt);
     expect(resumed.length).toBeGreaterThan(0);
-    expect(resumed.filter((h) => h.active.length > 0).map((h) => `seq ${h.seq} term ${h.term} acting ${h.active.join(",")}`)).toEqual([]);
+    expect(
+      resumed.filter((h) => h.active.length > 0).map((h) => `seq ${h.seq} term ${h.term} acting ${h.active.join(",")}`),
+    ).toEqual([]);
     expect(t.observer.violations(replicas)).toEqual([]);
   }, 60_000);
 
@@ -176,7 +201,8 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
       healedWallMs = Date.now();
     }
     // Sent after the heal: heartbeats the stopped leaf held are delivered after SIGCONT too, stale.
-    const actingAgain = () => heartbeats.find((h) => h.gateway === before.gateway && h.sentAt >= healedWallMs && h.active.length > 0);
+    const actingAgain = () =>
+      heartbeats.find((h) => h.gateway === before.gateway && h.sentAt >= healedWallMs && h.active.length > 0);
     await eventually(`a candidate of ${before.gateway} acting again`, 10_000, actingAgain);
     const acting = actingAgain()!;
     await sleep(1_000);
@@ -188,7 +214,9 @@ describe.skipIf(skip)(`a tunnel-mode fleet under load${skip ? ` (skipped: ${skip
     // it. When the domain comes back, a standby heard before the active is held back for gatewayDeadAfterMs
     // (domain-pool.ts healthEvent), which usually leaves the active in its term; one heard later than that
     // takes over: one election at most.
-    expect(changes.filter((a) => a.active.length === 0).map((a) => `${a.gateway} term ${a.term} names nobody`)).toEqual([]);
+    expect(changes.filter((a) => a.active.length === 0).map((a) => `${a.gateway} term ${a.term} names nobody`)).toEqual(
+      [],
+    );
     expect(changes.filter((a) => a.gateway !== before.gateway).map((a) => `${a.gateway} term ${a.term}`)).toEqual([]);
     expect(changes.length).toBeLessThanOrEqual(1);
     expect(t.observer.violations(replicas)).toEqual([]);

@@ -14,7 +14,8 @@ import { fleetStatus, smallTopology, startTestFleet, type TestFleet } from "../h
 
 const CHROMIUM = process.env.RAVEN_CHROMIUM ?? "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) console.warn(`ui e2e skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set RAVEN_CHROMIUM)`);
+if (!haveChromium)
+  console.warn(`ui e2e skipped: no Chromium at ${CHROMIUM} (apt-get install chromium, or set RAVEN_CHROMIUM)`);
 
 let t: TestFleet;
 let nc: NatsConnection;
@@ -63,7 +64,8 @@ describe.skipIf(!haveChromium)("raven ui in a browser", () => {
 
   it("shows the topology: every domain, the active gateway and the term", async () => {
     await page.goto(ui.url);
-    for (const d of ["cloud", "edge-a", "edge-s"]) await page.locator(`.domain[data-domain="${d}"]`).waitFor({ timeout: 15_000 });
+    for (const d of ["cloud", "edge-a", "edge-s"])
+      await page.locator(`.domain[data-domain="${d}"]`).waitFor({ timeout: 15_000 });
     const st = (await fleetStatus(t.fleet))!;
     const a = st.domains.find((d) => d.domain === "edge-a")!;
     await expect.poll(activeOnPage, { timeout: 10_000 }).toBe(a.active[0]!.nodeName);
@@ -78,17 +80,24 @@ describe.skipIf(!haveChromium)("raven ui in a browser", () => {
     // Open the standby's statechart: highlighted state `standby`.
     await edge().locator(`.candidate[data-node="${heir}"]`).click();
     await page.locator("#chart g.state.current").waitFor({ timeout: 15_000 });
-    await expect.poll(() => page.locator("#chart g.state.current").getAttribute("data-state"), { timeout: 10_000 }).toBe("standby");
+    await expect
+      .poll(() => page.locator("#chart g.state.current").getAttribute("data-state"), { timeout: 10_000 })
+      .toBe("standby");
 
     expect(t.fleet.kill(`gateway-${victim}`), `kill gateway-${victim}`).toBeGreaterThan(0);
 
     await expect.poll(activeOnPage, { timeout: 15_000 }).toBe(heir);
     await expect.poll(termOnPage, { timeout: 15_000 }).toBeGreaterThan(before.term);
-    await expect.poll(() => page.locator("#chart g.state.current").getAttribute("data-state"), { timeout: 10_000 }).toBe("active");
-    await expect.poll(() => page.locator("#log tbody tr").first().textContent(), { timeout: 5_000 }).toContain("ASSIGNMENT");
+    await expect
+      .poll(() => page.locator("#chart g.state.current").getAttribute("data-state"), { timeout: 10_000 })
+      .toBe("active");
+    await expect
+      .poll(() => page.locator("#log tbody tr").first().textContent(), { timeout: 5_000 })
+      .toContain("ASSIGNMENT");
 
     // Replay: a step back leaves live mode and moves the cursor back one state change…
-    const cursor = async () => Number(/^#(\d+)\//.exec((await page.locator("#t-label").textContent()) ?? "")?.[1] ?? NaN);
+    const cursor = async () =>
+      Number(/^#(\d+)\//.exec((await page.locator("#t-label").textContent()) ?? "")?.[1] ?? NaN);
     await page.locator("#t-prev").click();
     await expect.poll(cursor, { timeout: 5_000 }).toBeGreaterThan(0);
     const first = await cursor();
@@ -96,17 +105,28 @@ describe.skipIf(!haveChromium)("raven ui in a browser", () => {
     await expect.poll(cursor, { timeout: 5_000 }).toBeLessThan(first);
     // …and the heir's last record as standby, picked from its event log, shows it standby again. (Stepping
     // back to it one change at a time took over 20 s once under a loaded CI run: every actor's changes count.)
-    const standbyRow = page.locator("#log tbody tr[data-index]").filter({ has: page.locator("td:nth-child(3)", { hasText: /^standby$/ }) }).first();
+    const standbyRow = page
+      .locator("#log tbody tr[data-index]")
+      .filter({ has: page.locator("td:nth-child(3)", { hasText: /^standby$/ }) })
+      .first();
     const standbyAt = Number(await standbyRow.getAttribute("data-index"));
     await standbyRow.click();
     await expect.poll(cursor, { timeout: 5_000 }).toBe(standbyAt + 1);
-    await expect.poll(() => page.locator("#chart g.state.current").getAttribute("data-state"), { timeout: 10_000 }).toBe("standby");
+    await expect
+      .poll(() => page.locator("#chart g.state.current").getAttribute("data-state"), { timeout: 10_000 })
+      .toBe("standby");
     expect(await page.locator("body.replay").count()).toBe(1);
     await page.locator("#t-live").click();
-    await expect.poll(() => page.locator("#chart g.state.current").getAttribute("data-state"), { timeout: 5_000 }).toBe("active");
+    await expect
+      .poll(() => page.locator("#chart g.state.current").getAttribute("data-state"), { timeout: 5_000 })
+      .toBe("active");
     // The killed gateway is shown down, then back (restarted by the fleet) as a standby.
-    await expect.poll(() => edge().locator(`.candidate[data-node="${victim}"]`).getAttribute("data-role"), { timeout: 5_000 }).toMatch(/down|standby/);
-    await expect.poll(() => edge().locator(`.candidate[data-node="${victim}"]`).getAttribute("data-role"), { timeout: 20_000 }).toBe("standby");
+    await expect
+      .poll(() => edge().locator(`.candidate[data-node="${victim}"]`).getAttribute("data-role"), { timeout: 5_000 })
+      .toMatch(/down|standby/);
+    await expect
+      .poll(() => edge().locator(`.candidate[data-node="${victim}"]`).getAttribute("data-role"), { timeout: 20_000 })
+      .toBe("standby");
     if (process.env.RAVEN_UI_SCREENSHOT) await page.screenshot({ path: process.env.RAVEN_UI_SCREENSHOT });
   }, 90_000);
 });

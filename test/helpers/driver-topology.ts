@@ -24,7 +24,13 @@ export const CIDR = { gwA: "10.244.0.0/24", nodeA: "10.244.1.0/24", gwB: "10.244
 export type LoggingVpnDriver = VpnDriver & { logTail(n?: number): string };
 
 /** What a test's VPN driver factory gets for each gateway. */
-export type GatewaySide = Readonly<{ name: "gw-a" | "gw-b"; netns: string; stateDir: string; pskFile: string; underlayMtu: number }>;
+export type GatewaySide = Readonly<{
+  name: "gw-a" | "gw-b";
+  netns: string;
+  stateDir: string;
+  pskFile: string;
+  underlayMtu: number;
+}>;
 
 export type DriverTopologyOptions = Readonly<{
   underlay: Readonly<{ a: string; b: string }>;
@@ -64,7 +70,13 @@ export class DriverTopology<D extends VpnDriver> {
     for (const k of NAMESPACES) this.ns[k] = `${this.prefix}-${k.toLowerCase()}`;
     this.workDir = mkdtempSync(join(tmpdir(), this.o.workDirPrefix));
     const pskFile = (this.pskFile = ensurePskFile(join(this.workDir, "secrets", "tunnel.psk")));
-    const side = (name: GatewaySide["name"], netns: string): GatewaySide => ({ name, netns, stateDir: join(this.workDir, name), pskFile, underlayMtu: this.o.underlayMtu });
+    const side = (name: GatewaySide["name"], netns: string): GatewaySide => ({
+      name,
+      netns,
+      stateDir: join(this.workDir, name),
+      pskFile,
+      underlayMtu: this.o.underlayMtu,
+    });
     this.vpn = [makeDriver(side("gw-a", this.ns.gwA)), makeDriver(side("gw-b", this.ns.gwB))];
     await this.build();
     return this.vpn;
@@ -74,7 +86,8 @@ export class DriverTopology<D extends VpnDriver> {
     for (const h of this.helpers) if (h.exitCode === null) h.kill("SIGKILL");
     for (const d of this.vpn ?? []) await d.cleanup().catch((err) => console.error(`${d.name} cleanup:`, err));
     for (const r of this.routeDrivers) await r.cleanup().catch(() => undefined); // namespaces go next anyway
-    if (this.prefix) await destroyNetns(this.prefix).catch((err) => console.error(`netns cleanup of ${this.prefix}:`, err));
+    if (this.prefix)
+      await destroyNetns(this.prefix).catch((err) => console.error(`netns cleanup of ${this.prefix}:`, err));
     if (this.workDir) rmSync(this.workDir, { recursive: true, force: true });
   }
 
@@ -97,13 +110,22 @@ export class DriverTopology<D extends VpnDriver> {
     // domain B's LAN: only its gateway (an ifb: this kernel has no dummy links)
     ipn(ns.gwB, "link", "add", "lan0", "type", "ifb");
     ipn(ns.gwB, "addr", "add", `${o.lanB.gw}/24`, "dev", "lan0");
-    const mtuLinks: [string, string][] = [[ns.gwA, "wan0"], [ns.gwB, "wan0"], [ns.gwA, "lan0"], [ns.nodeA, "lan0"], [ns.gwB, "lan0"]];
+    const mtuLinks: [string, string][] = [
+      [ns.gwA, "wan0"],
+      [ns.gwB, "wan0"],
+      [ns.gwA, "lan0"],
+      [ns.nodeA, "lan0"],
+      [ns.gwB, "lan0"],
+    ];
     if (o.gwAPodBridge) {
       ipn(ns.gwA, "link", "add", "cni0", "type", "ifb");
       ipn(ns.gwA, "addr", "add", "10.244.0.1/24", "dev", "cni0");
       mtuLinks.push([ns.gwA, "cni0"]);
     }
-    for (const [host, pod, gwIp, podIp] of [[ns.nodeA, ns.podA, "10.244.1.1", POD.a], [ns.gwB, ns.podB, "10.244.2.1", POD.b]] as const) {
+    for (const [host, pod, gwIp, podIp] of [
+      [ns.nodeA, ns.podA, "10.244.1.1", POD.a],
+      [ns.gwB, ns.podB, "10.244.2.1", POD.b],
+    ] as const) {
       cmds.push(["ip", "-n", host, "link", "add", "vpod", "type", "veth", "peer", "name", "eth0", "netns", pod]);
       ipn(host, "addr", "add", `${gwIp}/24`, "dev", "vpod");
       ipn(pod, "addr", "add", `${podIp}/24`, "dev", "eth0");
@@ -124,8 +146,16 @@ export class DriverTopology<D extends VpnDriver> {
   routesNodeA(gatewayIP = this.o.lanA.gw): RouteDesired {
     const { lanA, underlayMtu } = this.o;
     return computeRoutes({
-      role: "node", localIP: lanA.node, gatewayIP, localNodes: [{ lanIP: lanA.gw, podCidrs: [CIDR.gwA] }, { lanIP: lanA.node, podCidrs: [CIDR.nodeA] }],
-      remotePodCidrs: [CIDR.gwB], underlayMtu, vpnOverheadBytes: this.drivers[0].overheadBytes,
+      role: "node",
+      localIP: lanA.node,
+      gatewayIP,
+      localNodes: [
+        { lanIP: lanA.gw, podCidrs: [CIDR.gwA] },
+        { lanIP: lanA.node, podCidrs: [CIDR.nodeA] },
+      ],
+      remotePodCidrs: [CIDR.gwB],
+      underlayMtu,
+      vpnOverheadBytes: this.drivers[0].overheadBytes,
     });
   }
 
@@ -133,8 +163,17 @@ export class DriverTopology<D extends VpnDriver> {
     const { lanA, underlayMtu } = this.o;
     const [drvA] = this.drivers;
     return computeRoutes({
-      role: "gateway", localIP: lanA.gw, gatewayIP: lanA.gw, localNodes: [{ lanIP: lanA.gw, podCidrs: [CIDR.gwA] }, { lanIP: lanA.node, podCidrs: [CIDR.nodeA] }],
-      remotePodCidrs: [CIDR.gwB], underlayMtu, vpnOverheadBytes: drvA.overheadBytes, tunnelDev: drvA.tunnelDev,
+      role: "gateway",
+      localIP: lanA.gw,
+      gatewayIP: lanA.gw,
+      localNodes: [
+        { lanIP: lanA.gw, podCidrs: [CIDR.gwA] },
+        { lanIP: lanA.node, podCidrs: [CIDR.nodeA] },
+      ],
+      remotePodCidrs: [CIDR.gwB],
+      underlayMtu,
+      vpnOverheadBytes: drvA.overheadBytes,
+      tunnelDev: drvA.tunnelDev,
     });
   }
 
@@ -142,15 +181,25 @@ export class DriverTopology<D extends VpnDriver> {
     const { lanB, underlayMtu } = this.o;
     const [, drvB] = this.drivers;
     return computeRoutes({
-      role: "gateway", localIP: lanB.gw, gatewayIP: lanB.gw, localNodes: [{ lanIP: lanB.gw, podCidrs: [CIDR.gwB] }],
-      remotePodCidrs: [CIDR.gwA, CIDR.nodeA], underlayMtu, vpnOverheadBytes: drvB.overheadBytes, tunnelDev: drvB.tunnelDev,
+      role: "gateway",
+      localIP: lanB.gw,
+      gatewayIP: lanB.gw,
+      localNodes: [{ lanIP: lanB.gw, podCidrs: [CIDR.gwB] }],
+      remotePodCidrs: [CIDR.gwA, CIDR.nodeA],
+      underlayMtu,
+      vpnOverheadBytes: drvB.overheadBytes,
+      tunnelDev: drvB.tunnelDev,
     });
   }
 
   /** Starts a route driver each in gwB, gwA and nodeA (into routeDrivers, in that order) and applies its routes; the changes each made. */
   async applyRoutes(): Promise<string[][]> {
     const changes: string[][] = [];
-    for (const [n, desired] of [[this.ns.gwB, this.routesGwB()], [this.ns.gwA, this.routesGwA()], [this.ns.nodeA, this.routesNodeA()]] as const) {
+    for (const [n, desired] of [
+      [this.ns.gwB, this.routesGwB()],
+      [this.ns.gwA, this.routesGwA()],
+      [this.ns.nodeA, this.routesNodeA()],
+    ] as const) {
       const drv = new RouteDriver({ netns: n });
       this.routeDrivers.push(drv);
       changes.push([...(await drv.apply(desired))]);
@@ -185,7 +234,10 @@ export async function waitUp(drv: LoggingVpnDriver, timeoutMs = 15_000): Promise
   for (;;) {
     const st = await drv.status();
     if (st.peers.length > 0 && st.peers.every((p) => p.state === "up")) return st;
-    if (Date.now() > deadline) throw new Error(`${drv.name} not up after ${timeoutMs} ms: ${JSON.stringify(st)}\nlog:\n${drv.logTail(40).replaceAll(" | ", "\n")}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `${drv.name} not up after ${timeoutMs} ms: ${JSON.stringify(st)}\nlog:\n${drv.logTail(40).replaceAll(" | ", "\n")}`,
+      );
     await new Promise((r) => setTimeout(r, 25));
   }
 }

@@ -71,7 +71,8 @@ function handle(command: string, req: ViciMessage): Reply | null {
     case "initiate": {
       const name = str(req.ike);
       log.push(`initiate ${name}`);
-      if (!conns.has(name)) return no(`no config named '${name}'`, [{ group: "CFG", level: "1", msg: `no IKE config named '${name}'` }]);
+      if (!conns.has(name))
+        return no(`no config named '${name}'`, [{ group: "CFG", level: "1", msg: `no IKE config named '${name}'` }]);
       if (name === fail.init) {
         return no(`establishing CHILD_SA '${name}' failed`, [
           { group: "ENC", level: "1", msg: "parsed IKE_SA_INIT response 0 [ N(NO_PROP) ]" },
@@ -79,18 +80,29 @@ function handle(command: string, req: ViciMessage): Reply | null {
         ]);
       }
       const child = ((conns.get(name)!.children as ViciMessage)[name] ?? {}) as ViciMessage;
-      const ts = (v: ViciMessage[string] | undefined) => (Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []);
+      const ts = (v: ViciMessage[string] | undefined) =>
+        Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : [];
       const localTs = ts(child.local_ts);
       const narrowed = name === fail.narrow;
       if (narrowed) fail.narrow = "";
-      sas.set(String(nextId++), { name, childId: String(nextId++), localTs: narrowed ? localTs.slice(0, 1) : localTs, remoteTs: ts(child.remote_ts) });
+      sas.set(String(nextId++), {
+        name,
+        childId: String(nextId++),
+        localTs: narrowed ? localTs.slice(0, 1) : localTs,
+        remoteTs: ts(child.remote_ts),
+      });
       return ok();
     }
     case "terminate":
       log.push(`terminate ${str(req["ike-id"])}`);
       return sas.delete(str(req["ike-id"])) ? ok() : no("no matching SAs");
     case "fake-state":
-      return ok({ log, conns: [...conns.keys()], shared: [...shared], sas: [...sas].map(([id, sa]) => `${sa.name}#${id}`) });
+      return ok({
+        log,
+        conns: [...conns.keys()],
+        shared: [...shared],
+        sas: [...sas].map(([id, sa]) => `${sa.name}#${id}`),
+      });
     case "fake-set":
       fail.load = str(req.failLoad);
       fail.init = str(req.failInit);

@@ -29,7 +29,13 @@ export function smallTopology(loopback = false): Topology {
   const ip = (usual: string, lo: string) => (loopback ? lo : usual);
   const gateway = (name: string, nodes: string[], exposeType = "") => ({
     metadata: { name },
-    spec: { exposeType, endpoints: nodes.flatMap((n) => [{ nodeName: n, type: "proxy" }, { nodeName: n, type: "tunnel" }]) },
+    spec: {
+      exposeType,
+      endpoints: nodes.flatMap((n) => [
+        { nodeName: n, type: "proxy" },
+        { nodeName: n, type: "tunnel" },
+      ]),
+    },
   });
   return parseTopology({
     name: "small",
@@ -47,7 +53,14 @@ export function smallTopology(loopback = false): Topology {
 
 export async function startTestFleet(
   topology: Topology,
-  opts: { timings?: Partial<Timings>; restartDelayMs?: number; proxy?: boolean; netns?: boolean; tunnel?: boolean; tunnelDriver?: "strongswan" | "wireguard" } = {},
+  opts: {
+    timings?: Partial<Timings>;
+    restartDelayMs?: number;
+    proxy?: boolean;
+    netns?: boolean;
+    tunnel?: boolean;
+    tunnelDriver?: "strongswan" | "wireguard";
+  } = {},
 ): Promise<TestFleet> {
   const runDir = mkdtempSync(join(tmpdir(), "raven-test-"));
   const fleet = new Fleet(topology, {

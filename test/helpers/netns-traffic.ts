@@ -48,15 +48,20 @@ export function startInNs(helpers: ChildProcess[], ns: string, script: string, .
 }
 
 /** Starts the TCP sink in `ns` on `ip`:SINK_PORT. */
-export const startSink = (helpers: ChildProcess[], ns: string, ip: string) => startInNs(helpers, ns, SINK, ip, String(SINK_PORT));
+export const startSink = (helpers: ChildProcess[], ns: string, ip: string) =>
+  startInNs(helpers, ns, SINK, ip, String(SINK_PORT));
 
 /** Sends `bytes` from namespace `fromNs` to the sink on `toIp` (rounded up to whole 64 KiB chunks): what the sink counted, and the time to its answer. */
 export async function send(fromNs: string, toIp: string, bytes: number): Promise<{ bytes: number; ms: number }> {
-  return JSON.parse(await inNs(fromNs, process.execPath, "-e", SEND, toIp, String(SINK_PORT), String(bytes))) as { bytes: number; ms: number };
+  return JSON.parse(await inNs(fromNs, process.execPath, "-e", SEND, toIp, String(SINK_PORT), String(bytes))) as {
+    bytes: number;
+    ms: number;
+  };
 }
 
 /** "`bytes` in `ms`" as a log line fragment: "64 MiB in 812 ms = 78.8 MiB/s". */
-export const throughput = (bytes: number, ms: number) => `${bytes / MIB} MiB in ${ms.toFixed(0)} ms = ${(bytes / MIB / (ms / 1000)).toFixed(1)} MiB/s`;
+export const throughput = (bytes: number, ms: number) =>
+  `${bytes / MIB} MiB in ${ms.toFixed(0)} ms = ${(bytes / MIB / (ms / 1000)).toFixed(1)} MiB/s`;
 
 /** The IPv4 FragCreates counter of namespace `ns`: packets this namespace fragmented so far. */
 export async function fragCreates(ns: string): Promise<number> {

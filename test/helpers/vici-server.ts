@@ -16,7 +16,8 @@ export function readClientPackets(sock: Socket, onPacket: (p: ClientPacket) => v
       buf = buf.subarray(4 + seg.length);
       const name = seg.toString("ascii", 2, 2 + seg[1]!);
       if (seg[0] === Packet.EventRegister) onPacket({ type: "register", name });
-      else if (seg[0] === Packet.CmdRequest) onPacket({ type: "request", name, message: decodeMessage(seg.subarray(2 + seg[1]!)) });
+      else if (seg[0] === Packet.CmdRequest)
+        onPacket({ type: "request", name, message: decodeMessage(seg.subarray(2 + seg[1]!)) });
     }
   });
 }

@@ -36,7 +36,10 @@ export function maskedFrame(opcode: number, payload: Buffer, fin = true): Buffer
   return Buffer.concat([head, mask, body]);
 }
 
-export function connectWebSocket(port: number, opts: { host?: string; path?: string; tls?: ConnectionOptions } = {}): Promise<WsClient> {
+export function connectWebSocket(
+  port: number,
+  opts: { host?: string; path?: string; tls?: ConnectionOptions } = {},
+): Promise<WsClient> {
   const host = opts.host ?? "127.0.0.1";
   const key = randomBytes(16).toString("base64");
   const socket: Socket = opts.tls ? tlsConnect({ host, port, ...opts.tls }) : netConnect(port, host);
@@ -54,7 +57,11 @@ export function connectWebSocket(port: number, opts: { host?: string; path?: str
       if (buf.length < 2 + ext) return;
       const len = len7 === 126 ? buf.readUInt16BE(2) : len7 === 127 ? Number(buf.readBigUInt64BE(2)) : len7;
       if (buf.length < 2 + ext + len) return;
-      const frame = { fin: (buf[0]! & 0x80) !== 0, opcode: buf[0]! & 0x0f, payload: Buffer.from(buf.subarray(2 + ext, 2 + ext + len)) };
+      const frame = {
+        fin: (buf[0]! & 0x80) !== 0,
+        opcode: buf[0]! & 0x0f,
+        payload: Buffer.from(buf.subarray(2 + ext, 2 + ext + len)),
+      };
       buf = buf.subarray(2 + ext + len);
       const w = waiters.shift();
       if (w) w.resolve(frame);
@@ -77,7 +84,9 @@ export function connectWebSocket(port: number, opts: { host?: string; path?: str
         if (end < 0) return;
         response = buf.subarray(0, end).toString();
         buf = buf.subarray(end + 4);
-        const accept = createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
+        const accept = createHash("sha1")
+          .update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
+          .digest("base64");
         if (!response.startsWith("HTTP/1.1 101") || !response.includes(`Sec-WebSocket-Accept: ${accept}`)) {
           socket.destroy();
           return reject(new Error(`handshake refused: ${response}`));
@@ -102,7 +111,16 @@ export function connectWebSocket(port: number, opts: { host?: string; path?: str
     });
     const path = opts.path ?? "/";
     socket.write(
-      [`GET ${path} HTTP/1.1`, `Host: ${host}:${port}`, "Upgrade: websocket", "Connection: Upgrade", `Sec-WebSocket-Key: ${key}`, "Sec-WebSocket-Version: 13", "", ""].join("\r\n"),
+      [
+        `GET ${path} HTTP/1.1`,
+        `Host: ${host}:${port}`,
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        `Sec-WebSocket-Key: ${key}`,
+        "Sec-WebSocket-Version: 13",
+        "",
+        "",
+      ].join("\r\n"),
     );
   });
 }

@@ -24,7 +24,8 @@ import {
 import { SSHD_PATH, SshStartError, reverseTunnel, startSshd, tunnelCipher } from "../../bench/sshd";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const listen = (server: Server) => new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as { port: number }).port)));
+const listen = (server: Server) =>
+  new Promise<number>((r) => server.listen(0, "127.0.0.1", () => r((server.address() as { port: number }).port)));
 const close = (server: Server) => new Promise<void>((r) => server.close(() => r()));
 /** True while the process exists and is not a zombie. */
 function isAlive(pid: number): boolean {
@@ -126,7 +127,9 @@ describe("measurements on direct loopback targets", () => {
     const liar = createServer({ allowHalfOpen: true }, (s) => s.on("data", () => {}).on("end", () => s.end("12")));
     const port = await listen(liar);
     try {
-      await expect(measureBulk(tcpDialer("127.0.0.1", port), MIB)).rejects.toThrow(/sent 1048576 bytes but the sink counted 12/);
+      await expect(measureBulk(tcpDialer("127.0.0.1", port), MIB)).rejects.toThrow(
+        /sent 1048576 bytes but the sink counted 12/,
+      );
     } finally {
       await close(liar);
     }
@@ -222,11 +225,16 @@ describe("standalone targets process", () => {
 });
 
 const sshdMissing = !existsSync(SSHD_PATH);
-if (sshdMissing) console.warn(`skipping the ssh -R test: ${SSHD_PATH} is not installed (apt-get install openssh-server, or bash scripts/setup.sh)`);
+if (sshdMissing)
+  console.warn(
+    `skipping the ssh -R test: ${SSHD_PATH} is not installed (apt-get install openssh-server, or bash scripts/setup.sh)`,
+  );
 
 describe("sshd + ssh -R", () => {
   it.skipIf(sshdMissing)(
-    sshdMissing ? `carries bytes through a reverse tunnel — SKIPPED: ${SSHD_PATH} missing, install openssh-server` : "carries bytes through reverse tunnels (default and chosen cipher), and stop() ends every process",
+    sshdMissing
+      ? `carries bytes through a reverse tunnel — SKIPPED: ${SSHD_PATH} missing, install openssh-server`
+      : "carries bytes through reverse tunnels (default and chosen cipher), and stop() ends every process",
     async () => {
       const sshd = await startSshd();
       let pids: number[] = [sshd.pid];

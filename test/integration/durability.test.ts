@@ -27,7 +27,16 @@ async function records() {
 }
 
 const summary = (gws: Awaited<ReturnType<typeof records>>) =>
-  Object.fromEntries(gws.map((g) => [g.metadata.name, { term: g.status.term, active: g.status.activeEndpoints.map((e) => `${e.type}/${e.nodeName}`).sort(), spec: g.spec }]));
+  Object.fromEntries(
+    gws.map((g) => [
+      g.metadata.name,
+      {
+        term: g.status.term,
+        active: g.status.activeEndpoints.map((e) => `${e.type}/${e.nodeName}`).sort(),
+        spec: g.spec,
+      },
+    ]),
+  );
 
 describe("durability", () => {
   it("survives a SIGKILL of the active coordinator: the standby takes over and re-elects nothing", async () => {
@@ -46,7 +55,11 @@ describe("durability", () => {
   });
 
   it("survives a SIGKILL of the hub: records and terms intact, fleet recovers by itself", async () => {
-    await eventually("both coordinators up again", 10_000, () => t.fleet.procs.get("coordinator-1")!.running && t.fleet.procs.get("coordinator-2")!.running);
+    await eventually(
+      "both coordinators up again",
+      10_000,
+      () => t.fleet.procs.get("coordinator-1")!.running && t.fleet.procs.get("coordinator-2")!.running,
+    );
     const before = summary(await records());
     const hub = t.fleet.procs.get("hub")!;
     const exited = hub.waitExit();
@@ -55,7 +68,9 @@ describe("durability", () => {
     await sleep(500);
     hub.start();
     await waitForPort(Number(t.fleet.hubUrl.split(":").pop()), 10_000);
-    const after = await eventually("records readable after the hub restart", 15_000, async () => summary(await records()));
+    const after = await eventually("records readable after the hub restart", 15_000, async () =>
+      summary(await records()),
+    );
     for (const [name, rec] of Object.entries(before)) {
       expect(after[name], `record ${name}`).toBeDefined();
       expect(after[name]!.spec).toEqual(rec.spec);
@@ -63,7 +78,11 @@ describe("durability", () => {
     }
     const st = await eventually("every domain active again", 20_000, async () => {
       const s = await fleetStatus(t.fleet, 500);
-      return s && s.domains.length === 3 && s.domains.every((d) => d.active.length === 2 && d.nodes.every((n) => n.ready)) ? s : undefined;
+      return s &&
+        s.domains.length === 3 &&
+        s.domains.every((d) => d.active.length === 2 && d.nodes.every((n) => n.ready))
+        ? s
+        : undefined;
     });
     expect(st.domains.map((d) => d.gateway).sort()).toEqual(["gw-a", "gw-c", "solo-1"]);
     expect(t.observer.violations(() => 1)).toEqual([]);

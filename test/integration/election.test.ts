@@ -31,7 +31,12 @@ describe("election on a real mesh", () => {
     }
     expect(byGateway.get("solo-1")!.solo).toBe(true);
     expect(byGateway.get("solo-1")!.active[0]!.nodeName).toBe("solo-1");
-    expect(byGateway.get("gw-a")!.nodes.map((n) => n.node).sort()).toEqual(["a-gw-1", "a-gw-2", "a-node-1"]);
+    expect(
+      byGateway
+        .get("gw-a")!
+        .nodes.map((n) => n.node)
+        .sort(),
+    ).toEqual(["a-gw-1", "a-gw-2", "a-node-1"]);
   });
 
   it("fails over to the other candidate when the active is SIGKILLed, with a higher term", async () => {
@@ -39,7 +44,11 @@ describe("election on a real mesh", () => {
     const victim = before.active[0]!.nodeName;
     const killedAt = performance.now();
     expect(t.fleet.kill(`gateway-${victim}`)).toBeGreaterThan(0);
-    const after = await t.observer.waitFor((a) => a.gateway === "gw-a" && a.term > before.term && a.active.length > 0, 5_000, "new gw-a active");
+    const after = await t.observer.waitFor(
+      (a) => a.gateway === "gw-a" && a.term > before.term && a.active.length > 0,
+      5_000,
+      "new gw-a active",
+    );
     expect(after.active.every((e) => e.nodeName !== victim)).toBe(true);
     expect(after.seenAt - killedAt).toBeLessThan(3_000);
     expect(t.observer.violations(replicas)).toEqual([]);
@@ -63,10 +72,16 @@ describe("election on a real mesh", () => {
     const proc = t.fleet.procs.get(`gateway-${victim}`)!;
     const exited = proc.waitExit();
     t.fleet.kill(`gateway-${victim}`, "SIGTERM");
-    const after = await t.observer.waitFor((a) => a.gateway === "gw-a" && a.active.some((e) => e.nodeName !== victim), 5_000, "successor after drain");
+    const after = await t.observer.waitFor(
+      (a) => a.gateway === "gw-a" && a.active.some((e) => e.nodeName !== victim),
+      5_000,
+      "successor after drain",
+    );
     // Phase one removes the live active alone, phase two adds the successor: two terms.
     expect(after.term).toBe(before.term + 2);
-    expect(t.observer.history.some((a) => a.gateway === "gw-a" && a.term === before.term + 1 && a.active.length === 0)).toBe(true);
+    expect(
+      t.observer.history.some((a) => a.gateway === "gw-a" && a.term === before.term + 1 && a.active.length === 0),
+    ).toBe(true);
     await exited;
     expect(proc.child?.exitCode).toBe(0);
     expect(t.observer.violations(replicas)).toEqual([]);
@@ -80,12 +95,23 @@ describe("election on a real mesh", () => {
     const gw = smallTopology().gateways.find((g) => g.metadata.name === "gw-a")!;
     const nc = await t.fleet.connect();
     try {
-      expect(await applyGateway((await openBuckets(nc)).gateways, { ...gw, spec: { ...gw.spec, proxyConfig: { replicas: 2 } } })).toBe("updated");
+      expect(
+        await applyGateway((await openBuckets(nc)).gateways, {
+          ...gw,
+          spec: { ...gw.spec, proxyConfig: { replicas: 2 } },
+        }),
+      ).toBe("updated");
     } finally {
       await nc.close();
     }
-    const after = await t.observer.waitFor((a) => a.gateway === "gw-a" && a.active.filter((e) => e.type === "proxy").length === 2, 5_000, "two proxy actives");
-    expect(new Set(after.active.filter((e) => e.type === "proxy").map((e) => e.nodeName))).toEqual(new Set(["a-gw-1", "a-gw-2"]));
+    const after = await t.observer.waitFor(
+      (a) => a.gateway === "gw-a" && a.active.filter((e) => e.type === "proxy").length === 2,
+      5_000,
+      "two proxy actives",
+    );
+    expect(new Set(after.active.filter((e) => e.type === "proxy").map((e) => e.nodeName))).toEqual(
+      new Set(["a-gw-1", "a-gw-2"]),
+    );
     expect(after.active.filter((e) => e.type === "tunnel")).toHaveLength(1);
     expect(t.observer.violations((g, type) => (g === "gw-a" && type === "proxy" ? 2 : 1))).toEqual([]);
   });
@@ -99,19 +125,36 @@ describe("election on a real mesh", () => {
         nc.publish(subjects.gatewayHeartbeat("edge-a", "a-gw-1"), junk);
         nc.publish(subjects.nodeHeartbeat("edge-a", "a-node-1"), junk);
       }
-      const garbage = await nc.request(subjects.nodeRegister("edge-a", "intruder"), new Uint8Array([0xc1, 0x00]), { timeout: 2_000 });
+      const garbage = await nc.request(subjects.nodeRegister("edge-a", "intruder"), new Uint8Array([0xc1, 0x00]), {
+        timeout: 2_000,
+      });
       const err = decode(garbage.data);
       expect(err.type).toBe("error");
       expect(err.type === "error" && err.body.code).toBe("INVALID_MESSAGE");
 
       // A node that claims a domain its labels do not place it in is refused, and the error names both.
-      const body = { node: "intruder", domain: "edge-a", labels: { "apps.openyurt.io/nodepool": "cloud" }, internalIP: "10.9.9.9", startedAt: Date.now() };
-      const reply = decode((await nc.request(subjects.nodeRegister("edge-a", "intruder"), encode("node.register", body), { timeout: 2_000 })).data);
+      const body = {
+        node: "intruder",
+        domain: "edge-a",
+        labels: { "apps.openyurt.io/nodepool": "cloud" },
+        internalIP: "10.9.9.9",
+        startedAt: Date.now(),
+      };
+      const reply = decode(
+        (
+          await nc.request(subjects.nodeRegister("edge-a", "intruder"), encode("node.register", body), {
+            timeout: 2_000,
+          })
+        ).data,
+      );
       expect(reply.type).toBe("error");
       expect(reply.type === "error" && reply.body.message).toMatch(/edge-a.*cloud/);
 
       // A body that does not match its subject is refused too.
-      const spoof = decode((await nc.request(subjects.nodeRegister("cloud", "c-gw-1"), encode("node.register", body), { timeout: 2_000 })).data);
+      const spoof = decode(
+        (await nc.request(subjects.nodeRegister("cloud", "c-gw-1"), encode("node.register", body), { timeout: 2_000 }))
+          .data,
+      );
       expect(spoof.type === "error" && spoof.body.message).toMatch(/subject/);
     } finally {
       await nc.close();

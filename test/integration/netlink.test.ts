@@ -37,7 +37,13 @@ describe.skipIf(skip !== null)(`netlink in a network namespace${skip ? ` (skippe
     expect(net.links().map((l) => l.name)).toEqual(["lo"]);
     net.addVxlan({ name: "raven0", mac: "0e:52:c0:a8:00:03", mtu: 1450, vni: 200, port: 4472, local: "127.0.0.1" });
     const dev = linkNamed(net, "raven0")!;
-    expect(dev).toMatchObject({ kind: "vxlan", mtu: 1450, mac: "0e:52:c0:a8:00:03", up: false, vxlan: { id: 200, port: 4472, local: "127.0.0.1", learning: false } });
+    expect(dev).toMatchObject({
+      kind: "vxlan",
+      mtu: 1450,
+      mac: "0e:52:c0:a8:00:03",
+      up: false,
+      vxlan: { id: 200, port: 4472, local: "127.0.0.1", learning: false },
+    });
     net.setLink(dev.index, "raven0", { up: true });
     net.replaceAddr(dev.index, "240.168.0.3", 32);
     net.replaceAddr(dev.index, "240.168.0.3", 32); // idempotent
@@ -46,9 +52,18 @@ describe.skipIf(skip !== null)(`netlink in a network namespace${skip ? ` (skippe
     net.replaceRoute({ dst: "10.244.34.0/24", via: "240.168.0.1", oif: dev.index, mtu: 1400, protocol: 82 });
     expect(ip("route", "show", "proto", "82")).toBe("10.244.34.0/24 via 240.168.0.1 dev raven0 onlink mtu 1400 \n");
     expect(ip("neigh", "show", "dev", "raven0")).toContain("240.168.0.1 lladdr 0e:52:c0:a8:00:01 PERMANENT");
-    expect(execFileSync("bridge", ["-n", ns, "fdb", "show", "dev", "raven0"], { encoding: "utf8" })).toContain("0e:52:c0:a8:00:01 dst 192.168.0.1 self permanent");
-    expect(net.routes().filter((r) => r.protocol === 82)).toEqual([{ dst: "10.244.34.0/24", table: 254, protocol: 82, oif: dev.index, gateway: "240.168.0.1", mtu: 1400 }]);
-    expect(net.addrs().filter((a) => a.index === dev.index).map((a) => a.address)).toEqual(["240.168.0.3"]);
+    expect(execFileSync("bridge", ["-n", ns, "fdb", "show", "dev", "raven0"], { encoding: "utf8" })).toContain(
+      "0e:52:c0:a8:00:01 dst 192.168.0.1 self permanent",
+    );
+    expect(net.routes().filter((r) => r.protocol === 82)).toEqual([
+      { dst: "10.244.34.0/24", table: 254, protocol: 82, oif: dev.index, gateway: "240.168.0.1", mtu: 1400 },
+    ]);
+    expect(
+      net
+        .addrs()
+        .filter((a) => a.index === dev.index)
+        .map((a) => a.address),
+    ).toEqual(["240.168.0.3"]);
     expect(execFileSync("ip", ["-o", "link", "show"], { encoding: "utf8" })).not.toContain("raven0"); // not the host's
   });
 
@@ -56,8 +71,12 @@ describe.skipIf(skip !== null)(`netlink in a network namespace${skip ? ` (skippe
     const dev = linkNamed(net, "raven0")!;
     expect(() => net.delRoute("10.99.0.0/24", 82)).toThrow(NetlinkError);
     expect(() => net.delRoute("10.99.0.0/24", 82)).toThrow(/^delete route 10\.99\.0\.0\/24: ESRCH/);
-    expect(() => net.addVxlan({ name: "raven0", mac: "0e:52:c0:a8:00:03", mtu: 1450, vni: 200, port: 4472, local: "127.0.0.1" })).toThrow(/^add vxlan raven0: EEXIST/);
-    expect(() => net.replaceRoute({ dst: "10.98.0.0/24", via: null, oif: 9999, mtu: 1400, protocol: 82 })).toThrow(/^replace route 10\.98\.0\.0\/24 mtu 1400: ENODEV/);
+    expect(() =>
+      net.addVxlan({ name: "raven0", mac: "0e:52:c0:a8:00:03", mtu: 1450, vni: 200, port: 4472, local: "127.0.0.1" }),
+    ).toThrow(/^add vxlan raven0: EEXIST/);
+    expect(() => net.replaceRoute({ dst: "10.98.0.0/24", via: null, oif: 9999, mtu: 1400, protocol: 82 })).toThrow(
+      /^replace route 10\.98\.0\.0\/24 mtu 1400: ENODEV/,
+    );
     expect(() => net.setLink(dev.index, "raven0", { mtu: 10 })).toThrow(/EINVAL \(.+\)/); // the kernel says why
   });
 
@@ -65,7 +84,9 @@ describe.skipIf(skip !== null)(`netlink in a network namespace${skip ? ` (skippe
     const host = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
     net.setForwarding(true);
     expect(net.forwarding()).toBe(true);
-    expect(execFileSync("ip", ["netns", "exec", ns, "sysctl", "-n", "net.ipv4.ip_forward"], { encoding: "utf8" }).trim()).toBe("1");
+    expect(
+      execFileSync("ip", ["netns", "exec", ns, "sysctl", "-n", "net.ipv4.ip_forward"], { encoding: "utf8" }).trim(),
+    ).toBe("1");
     net.setForwarding(false);
     expect(net.forwarding()).toBe(false);
     expect(readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim()).toBe(host);

@@ -40,7 +40,9 @@ s.on("error", (e) => { console.error(e.message); process.exit(1); });`;
 
 function run(argv: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(argv[0]!, argv.slice(1), { timeout: 10_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${argv.join(" ")}: ${stderr || err.message}`)) : resolve(stdout)));
+    execFile(argv[0]!, argv.slice(1), { timeout: 10_000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${argv.join(" ")}: ${stderr || err.message}`)) : resolve(stdout),
+    );
   });
 }
 
@@ -88,7 +90,14 @@ describe.skipIf(skip !== null)(`per-domain network namespaces${skip ? ` (skipped
       { name: `${d}-1`, internalIP: "192.168.1.11", candidate: true },
       { name: `${d}-2`, internalIP: "192.168.1.12", candidate: false },
     ];
-    plan = planNetns({ prefix, subnetIndex, domains: [{ domain: "edge-a", nodes: nodes("a") }, { domain: "edge-b", nodes: nodes("b") }] });
+    plan = planNetns({
+      prefix,
+      subnetIndex,
+      domains: [
+        { domain: "edge-a", nodes: nodes("a") },
+        { domain: "edge-b", nodes: nodes("b") },
+      ],
+    });
     await createNetns(plan);
     for (const d of plan.domains) await startServer(d.ns, d.domain, [d.lanIPs[`${d.domain.slice(-1)}-1`]!, d.domainIP]);
   }, 30_000);
@@ -112,7 +121,9 @@ describe.skipIf(skip !== null)(`per-domain network namespaces${skip ? ` (skipped
     expect(await fromRoot(b!.domainIP)).toBe("edge-b\n");
     expect(await fromNs(a!.ns, b!.domainIP)).toBe("edge-b\n");
     expect(await fromNs(b!.ns, a!.domainIP)).toBe("edge-a\n");
-    const wan = JSON.parse(await run(["ip", "-n", a!.ns, "-j", "addr", "show", "dev", "wan0"])) as { addr_info: { local: string }[] }[];
+    const wan = JSON.parse(await run(["ip", "-n", a!.ns, "-j", "addr", "show", "dev", "wan0"])) as {
+      addr_info: { local: string }[];
+    }[];
     expect(wan[0]!.addr_info.map((x) => x.local)).toContain(a!.underlayIPs["a-1"]);
   });
 
@@ -124,11 +135,27 @@ describe.skipIf(skip !== null)(`per-domain network namespaces${skip ? ` (skipped
   it("rolls back everything when a command fails, reporting the command and ip's stderr", async () => {
     const prefix = newNetnsPrefix();
     prefixes.push(prefix);
-    const good = planNetns({ prefix, subnetIndex: await findFreeSubnetIndex(), domains: [{ domain: "x", nodes: [{ name: "x-1", internalIP: "10.1.1.1", candidate: true }] }] });
+    const good = planNetns({
+      prefix,
+      subnetIndex: await findFreeSubnetIndex(),
+      domains: [{ domain: "x", nodes: [{ name: "x-1", internalIP: "10.1.1.1", candidate: true }] }],
+    });
     const bad: NetnsPlan = { ...good, domains: [{ ...good.domains[0]!, lanIPs: { "x-1": "10.1.1.999" } }] };
-    const err = await createNetns(bad).then(() => null, (e: unknown) => e);
+    const err = await createNetns(bad).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(NetnsError);
-    expect((err as NetnsError).command).toEqual(["ip", "-n", `${prefix}-x`, "addr", "add", "10.1.1.999/32", "dev", "lan0"]);
+    expect((err as NetnsError).command).toEqual([
+      "ip",
+      "-n",
+      `${prefix}-x`,
+      "addr",
+      "add",
+      "10.1.1.999/32",
+      "dev",
+      "lan0",
+    ]);
     expect((err as NetnsError).stderr).toMatch(/\S/);
     expect((err as NetnsError).message).toContain("ip -n");
     expect(await leftovers(prefix)).toEqual([]);
@@ -138,7 +165,11 @@ describe.skipIf(skip !== null)(`per-domain network namespaces${skip ? ` (skipped
   it("reaps a prefix whose owner is dead and keeps a live one", async () => {
     const prefix = newNetnsPrefix();
     prefixes.push(prefix);
-    const stale = planNetns({ prefix, subnetIndex: await findFreeSubnetIndex(), domains: [{ domain: "y", nodes: [{ name: "y-1", internalIP: "10.2.2.2", candidate: false }] }] });
+    const stale = planNetns({
+      prefix,
+      subnetIndex: await findFreeSubnetIndex(),
+      domains: [{ domain: "y", nodes: [{ name: "y-1", internalIP: "10.2.2.2", candidate: false }] }],
+    });
     await createNetns(stale);
     const deadPid = spawnSync("true").pid!;
     const { writeFileSync } = await import("node:fs");

@@ -25,7 +25,13 @@ export async function activeDoor(t: TestFleet, cloudGateway: string): Promise<Do
   });
 }
 
-export type SuiteContext = { t: () => TestFleet; topology: Topology; cloudGateway: string; edgeGateway: string; edgeNode: string };
+export type SuiteContext = {
+  t: () => TestFleet;
+  topology: Topology;
+  cloudGateway: string;
+  edgeGateway: string;
+  edgeNode: string;
+};
 
 export function proxySuite(ctx: SuiteContext): void {
   const proxyUrl = (d: Door) => `http://${d.host}:${d.frontPort}`;
@@ -43,7 +49,12 @@ export function proxySuite(ctx: SuiteContext): void {
 
   it("serves absolute URLs as a forward proxy (Prometheus proxy_url), keep-alive across requests", async () => {
     const door = await activeDoor(ctx.t(), ctx.cloudGateway);
-    const r = await curl(["-x", proxyUrl(door), `http://${ctx.edgeNode}:9100/metrics`, `http://${ctx.edgeNode}:9100/name`]);
+    const r = await curl([
+      "-x",
+      proxyUrl(door),
+      `http://${ctx.edgeNode}:9100/metrics`,
+      `http://${ctx.edgeNode}:9100/name`,
+    ]);
     expect(r.status).toBe(200);
     expect(r.body).toContain(`node="${ctx.edgeNode}"`);
     expect(r.body.trim().endsWith(ctx.edgeNode)).toBe(true);
@@ -77,9 +88,15 @@ export function proxySuite(ctx: SuiteContext): void {
     const door = await activeDoor(ctx.t(), ctx.cloudGateway);
     const ip = await curl(["-p", "-x", proxyUrl(door), "http://127.0.0.1:10255/"]);
     expect(ip.code).not.toBe(0);
-    await expect(connectVia({ host: door.host, port: door.frontPort }, "127.0.0.1:10255")).rejects.toThrow(/400 .*IP literal/);
-    await expect(connectVia({ host: door.host, port: door.frontPort }, "no-such-node:10255")).rejects.toThrow(/404 .*unknown node no-such-node/);
-    await expect(connectVia({ host: door.host, port: door.frontPort }, `${ctx.edgeNode}:22`)).rejects.toThrow(/403 .*port 22 is not a proxy port/);
+    await expect(connectVia({ host: door.host, port: door.frontPort }, "127.0.0.1:10255")).rejects.toThrow(
+      /400 .*IP literal/,
+    );
+    await expect(connectVia({ host: door.host, port: door.frontPort }, "no-such-node:10255")).rejects.toThrow(
+      /404 .*unknown node no-such-node/,
+    );
+    await expect(connectVia({ host: door.host, port: door.frontPort }, `${ctx.edgeNode}:22`)).rejects.toThrow(
+      /403 .*port 22 is not a proxy port/,
+    );
     const forward = await curl(["-x", proxyUrl(door), "http://10.1.2.3:9100/metrics"]);
     expect(forward.status).toBe(400);
     expect(forward.body).toMatch(/IP literal/);
@@ -117,7 +134,10 @@ export function proxySuite(ctx: SuiteContext): void {
 
   it("delivers a chunked stream as it flows (logs -f), not at the end", async () => {
     const door = await activeDoor(ctx.t(), ctx.cloudGateway);
-    const r = await streamVia({ host: door.host, port: door.frontPort }, `http://${ctx.edgeNode}:10255/logs?follow=true&lines=10&intervalMs=100`);
+    const r = await streamVia(
+      { host: door.host, port: door.frontPort },
+      `http://${ctx.edgeNode}:10255/logs?follow=true&lines=10&intervalMs=100`,
+    );
     expect(r.status).toBe(200);
     const text = r.chunks.map((c) => c.text).join("");
     expect(text.trim().split("\n")).toHaveLength(10);
@@ -130,7 +150,13 @@ export function proxySuite(ctx: SuiteContext): void {
     const N = 1_000;
     const socks = [];
     for (let i = 0; i < N; i += 25) {
-      socks.push(...(await Promise.all(Array.from({ length: Math.min(25, N - i) }, () => connectVia({ host: door.host, port: door.frontPort }, `${ctx.edgeNode}:10255`, 15_000)))));
+      socks.push(
+        ...(await Promise.all(
+          Array.from({ length: Math.min(25, N - i) }, () =>
+            connectVia({ host: door.host, port: door.frontPort }, `${ctx.edgeNode}:10255`, 15_000),
+          ),
+        )),
+      );
     }
     expect(socks).toHaveLength(N);
     const answers = await Promise.all(socks.map((s) => requestOver(s, ctx.edgeNode, "/name")));
@@ -141,7 +167,9 @@ export function proxySuite(ctx: SuiteContext): void {
     const t = ctx.t();
     const door = await activeDoor(t, ctx.cloudGateway);
     const st = await fleetStatus(t.fleet);
-    const victim = st!.domains.find((d) => d.gateway === ctx.edgeGateway)!.active.find((a) => a.type === "proxy")!.nodeName;
+    const victim = st!.domains
+      .find((d) => d.gateway === ctx.edgeGateway)!
+      .active.find((a) => a.type === "proxy")!.nodeName;
     const sock = await connectVia({ host: door.host, port: door.frontPort }, `${ctx.edgeNode}:10255`);
     sock.write(`GET /logs?follow=true&intervalMs=50 HTTP/1.1\r\nHost: ${ctx.edgeNode}\r\n\r\n`);
     const first = new Promise((r) => sock.once("data", r));
@@ -160,7 +188,9 @@ export function proxySuite(ctx: SuiteContext): void {
     });
     expect(r.body.trim()).toBe(ctx.edgeNode);
     const after = await fleetStatus(t.fleet);
-    expect(after!.domains.find((d) => d.gateway === ctx.edgeGateway)!.active.find((a) => a.type === "proxy")!.nodeName).not.toBe(victim);
+    expect(
+      after!.domains.find((d) => d.gateway === ctx.edgeGateway)!.active.find((a) => a.type === "proxy")!.nodeName,
+    ).not.toBe(victim);
     await sleep(1_500); // let the supervisor restart the killed candidate before the next suite
   }, 30_000);
 }

@@ -11,7 +11,14 @@ import { proxySuite } from "./proxy-suite";
 let t: TestFleet;
 // Pod CIDRs as the inventory would have them, with edge-a's a-node-1 overlapping the solo node's: tunnel
 // mode must refuse both domains on their records, and proxy mode (by name) must not care.
-const POD_CIDRS: Record<string, string> = { "c-gw-1": "10.244.0.0/24", "c-gw-2": "10.244.1.0/24", "a-gw-1": "10.244.16.0/24", "a-gw-2": "10.244.17.0/24", "a-node-1": "10.244.18.0/24", "solo-1": "10.244.18.0/23" };
+const POD_CIDRS: Record<string, string> = {
+  "c-gw-1": "10.244.0.0/24",
+  "c-gw-2": "10.244.1.0/24",
+  "a-gw-1": "10.244.16.0/24",
+  "a-gw-2": "10.244.17.0/24",
+  "a-node-1": "10.244.18.0/24",
+  "solo-1": "10.244.18.0/23",
+};
 const base = smallTopology(true);
 const topology = { ...base, nodes: base.nodes.map((n) => ({ ...n, podCIDR: POD_CIDRS[n.name]! })) };
 
@@ -38,7 +45,9 @@ describe("proxy mode on loopback", () => {
     const cloud = st.domains.find((d) => d.gateway === "gw-c")!.active.find((a) => a.type === "proxy")!.nodeName;
     const door = t.fleet.proxyListen(cloud)!;
     for (const node of ["a-node-1", "solo-1"]) {
-      expect((await curl(["-p", "-x", `http://${door.host}:${door.frontPort}`, `http://${node}:10255/name`])).body.trim()).toBe(node);
+      expect(
+        (await curl(["-p", "-x", `http://${door.host}:${door.frontPort}`, `http://${node}:10255/name`])).body.trim(),
+      ).toBe(node);
     }
   });
 
@@ -48,7 +57,8 @@ describe("proxy mode on loopback", () => {
     recorder.start();
     try {
       const st = await fleetStatus(t.fleet);
-      const activeOf = (gw: string) => st!.domains.find((d) => d.gateway === gw)!.active.find((a) => a.type === "proxy")!.nodeName;
+      const activeOf = (gw: string) =>
+        st!.domains.find((d) => d.gateway === gw)!.active.find((a) => a.type === "proxy")!.nodeName;
       const cloud = activeOf("gw-c");
       const edge = activeOf("gw-a");
       const door = t.fleet.proxyListen(cloud)!;
@@ -56,7 +66,9 @@ describe("proxy mode on loopback", () => {
       expect(answer.body.trim()).toBe("a-node-1");
       const reports = await eventually("proxy reports from both active gateways, counting the channel", 10_000, () => {
         const p = recorder.topology.proxies;
-        const linked = p[edge]?.tunnels.some((l) => l.peer === cloud && l.state === "up") && p[cloud]?.tunnels.some((l) => l.peer === edge);
+        const linked =
+          p[edge]?.tunnels.some((l) => l.peer === cloud && l.state === "up") &&
+          p[cloud]?.tunnels.some((l) => l.peer === edge);
         return linked && p[cloud]!.channelsOpened > 0 && p[edge]!.channelsOpened > 0 ? p : undefined;
       });
       expect(reports[edge]!.side).toBe("edge");

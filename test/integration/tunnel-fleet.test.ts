@@ -29,7 +29,8 @@ function skipReason(): string | null {
   if (process.platform !== "linux") return "network namespaces need Linux";
   if (process.getuid?.() !== 0) return "needs root";
   if (spawnSync("ip", ["-V"]).error) return "needs iproute2";
-  if (spawnSync("/usr/lib/ipsec/charon", ["--version"]).error || !existsSync(VICI_PLUGIN)) return "needs strongSwan (scripts/setup.sh)";
+  if (spawnSync("/usr/lib/ipsec/charon", ["--version"]).error || !existsSync(VICI_PLUGIN))
+    return "needs strongSwan (scripts/setup.sh)";
   if (spawnSync("ping", ["-V"]).error) return "needs ping (iputils-ping)";
   return null;
 }
@@ -75,7 +76,9 @@ async function activeTunnel(domain: string): Promise<{ node: string; term: numbe
 
 /** Every active gateway reports a tunnel to each other domain, up, fenced to that domain's current active. */
 async function meshUp(): Promise<boolean> {
-  const actives = await Promise.all(["cloud", "edge-a", "edge-b"].map(async (d) => ({ domain: d, ...(await activeTunnel(d)) })));
+  const actives = await Promise.all(
+    ["cloud", "edge-a", "edge-b"].map(async (d) => ({ domain: d, ...(await activeTunnel(d)) })),
+  );
   for (const a of actives) {
     const r = reports.get(a.node);
     if (!r?.active) return false;
@@ -89,7 +92,14 @@ async function meshUp(): Promise<boolean> {
 
 const DRIVERS = [
   { driver: "strongswan" as const, skip },
-  { driver: "wireguard" as const, skip: skip ?? (spawnSync("wireguard-go", ["--version"]).error || spawnSync("wg", ["--version"]).error ? "needs wireguard-go and wg (scripts/setup.sh)" : null) },
+  {
+    driver: "wireguard" as const,
+    skip:
+      skip ??
+      (spawnSync("wireguard-go", ["--version"]).error || spawnSync("wg", ["--version"]).error
+        ? "needs wireguard-go and wg (scripts/setup.sh)"
+        : null),
+  },
 ];
 
 describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip }) => {
@@ -115,7 +125,9 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
     const podCidrs = benchTopology().nodes.filter((n) => n.podCIDR).length;
     const buckets = await openBuckets(nc);
     await eventually("every node's pod CIDR in its Gateway record", 60_000, async () => {
-      const listed = (await listGateways(buckets.gateways)).flatMap((g) => g.status.nodes.filter((n) => n.subnets.length > 0));
+      const listed = (await listGateways(buckets.gateways)).flatMap((g) =>
+        g.status.nodes.filter((n) => n.subnets.length > 0),
+      );
       return listed.length >= podCidrs;
     });
     await eventually("the tunnel mesh between the active gateways", 60_000, meshUp, 100);
@@ -131,7 +143,9 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
         (await inNs(host(far).ns, "ip", "route", "show", "dev", "raven0")).includes("10.244.18.0/24"),
       );
     }
-    console.log(`[tunnel-fleet ${driver}] mesh of 3 domains up ${(performance.now() - t0).toFixed(0)} ms after the fleet was ready`);
+    console.log(
+      `[tunnel-fleet ${driver}] mesh of 3 domains up ${(performance.now() - t0).toFixed(0)} ms after the fleet was ready`,
+    );
   }, 150_000);
 
   afterAll(async () => {
@@ -151,10 +165,13 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
   it("runs its VPN daemon at the default priority, below the gateway actor's (no IKE burst delays a heartbeat)", () => {
     const gateway = t.fleet.procs.get("gateway-a-gw-1")!.pid!;
     const daemonName = driver === "strongswan" ? "charon" : "wireguard-go";
-    const daemons = readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((pid) => {
-      const st = procStat(pid);
-      return st?.ppid === gateway && st.comm === daemonName;
-    });
+    const daemons = readdirSync("/proc")
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .filter((pid) => {
+        const st = procStat(pid);
+        return st?.ppid === gateway && st.comm === daemonName;
+      });
     expect(daemons).toHaveLength(1);
     expect(procStat(gateway)!.nice).toBe(CONTROL_NICE);
     expect(procStat(daemons[0]!)!.nice).toBe(DAEMON_NICE);
@@ -168,8 +185,14 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
       return tun?.latencyUs !== null && tun?.latencyUs !== undefined ? tun : undefined;
     });
     expect(withLatency).toMatchObject({ state: "up", error: null });
-    await eventually("bytes counted on the tunnel", 10_000, () => (reports.get(cloud)?.tunnels.find((x) => x.peer === "edge-b")?.bytesOut ?? 0) > 0);
-    console.log(`[tunnel-fleet ${driver}] cloud -> edge-b latency through the tunnel ${(withLatency.latencyUs! / 1000).toFixed(2)} ms`);
+    await eventually(
+      "bytes counted on the tunnel",
+      10_000,
+      () => (reports.get(cloud)?.tunnels.find((x) => x.peer === "edge-b")?.bytesOut ?? 0) > 0,
+    );
+    console.log(
+      `[tunnel-fleet ${driver}] cloud -> edge-b latency through the tunnel ${(withLatency.latencyUs! / 1000).toFixed(2)} ms`,
+    );
   });
 
   it("carries ICMP from a pod on edge-a's plain node to pods on edge-b's and the cloud's plain nodes", async () => {
@@ -191,12 +214,24 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
 
   it("lets the cloud scrape an HTTP metrics endpoint in an edge pod through the tunnel", async () => {
     await startInNs(helpers, host("b-node-1").podNs!, METRICS, host("b-node-1").podIP!, "b-node-1-pod");
-    const body = await inPod("c-node-1", "curl", "-sS", "--max-time", "5", `http://${host("b-node-1").podIP}:9100/metrics`);
+    const body = await inPod(
+      "c-node-1",
+      "curl",
+      "-sS",
+      "--max-time",
+      "5",
+      `http://${host("b-node-1").podIP}:9100/metrics`,
+    );
     expect(body).toContain('pod_requests_total{pod="b-node-1-pod"} 42');
   });
 
   it("gives the statechart debugger each active gateway's L3 TunnelActors", async () => {
-    const recorder = new InspectRecorder({ nc, clock: systemClock, viewerId: `tunnel-test-${driver}`, statusEveryMs: 200 });
+    const recorder = new InspectRecorder({
+      nc,
+      clock: systemClock,
+      viewerId: `tunnel-test-${driver}`,
+      statusEveryMs: 200,
+    });
     recorder.start();
     try {
       const gw = (await activeTunnel("edge-a")).node;
@@ -204,18 +239,36 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
         const r = recorder.topology.tunnels[gw];
         return r?.active && r.tunnels.length === 2 ? r : undefined;
       });
-      expect(report.tunnels.map((x) => [x.peer, x.state])).toEqual([["cloud", "up"], ["edge-b", "up"]]);
+      expect(report.tunnels.map((x) => [x.peer, x.state])).toEqual([
+        ["cloud", "up"],
+        ["edge-b", "up"],
+      ]);
       // Their statecharts are inspected like every other actor's.
-      await eventually("an inspection entry of an L3 TunnelActor", 10_000, () => recorder.actors().some((e) => e.machine === "l3tunnel"));
+      await eventually("an inspection entry of an L3 TunnelActor", 10_000, () =>
+        recorder.actors().some((e) => e.machine === "l3tunnel"),
+      );
     } finally {
       recorder.stop();
     }
   });
 
   it("shows the tunnels in `raven status`", async () => {
-    const out = await run([process.execPath, "--import", "tsx", join(REPO_ROOT, "services/cli/main.ts"), "status", "--nats", t.fleet.hubUrl], 30_000);
+    const out = await run(
+      [
+        process.execPath,
+        "--import",
+        "tsx",
+        join(REPO_ROOT, "services/cli/main.ts"),
+        "status",
+        "--nats",
+        t.fleet.hubUrl,
+      ],
+      30_000,
+    );
     const cloud = (await activeTunnel("cloud")).node;
-    const row = out.split("\n").find((l) => l.startsWith("cloud") && l.includes(cloud) && l.includes("edge-a") && l.includes(driver));
+    const row = out
+      .split("\n")
+      .find((l) => l.startsWith("cloud") && l.includes(cloud) && l.includes("edge-a") && l.includes(driver));
     expect(row, out).toMatch(driver === "strongswan" ? /\bup\b.*ms/ : /\bup\b/);
   });
 
@@ -228,17 +281,24 @@ describe.each(DRIVERS)("tunnel mode in a fleet with $driver", ({ driver, skip })
     // A packet sent before the process (and with it its charon) is gone still crosses the old path: count
     // only pings sent after that, through a gateway the coordinator has named since.
     await eventually("the killed gateway actor to exit", 5_000, () => !isPidAlive(pid), 1);
-    await eventually("pod a -> pod b through the new gateway", 20_000, async () => {
-      try {
-        if (!(await inPod("a-node-1", "ping", "-c", "1", "-W", "0.2", target)).includes("1 received")) return false;
-      } catch {
-        return false;
-      }
-      return (await activeTunnel("edge-a")).node !== before.node;
-    }, 0);
+    await eventually(
+      "pod a -> pod b through the new gateway",
+      20_000,
+      async () => {
+        try {
+          if (!(await inPod("a-node-1", "ping", "-c", "1", "-W", "0.2", target)).includes("1 received")) return false;
+        } catch {
+          return false;
+        }
+        return (await activeTunnel("edge-a")).node !== before.node;
+      },
+      0,
+    );
     const ms = performance.now() - t0;
     const after = await activeTunnel("edge-a");
-    console.log(`[tunnel-fleet ${driver}] SIGKILL ${before.node} -> first ping through ${after.node}: ${ms.toFixed(0)} ms`);
+    console.log(
+      `[tunnel-fleet ${driver}] SIGKILL ${before.node} -> first ping through ${after.node}: ${ms.toFixed(0)} ms`,
+    );
     expect(after.node).not.toBe(before.node);
     expect(after.term).toBeGreaterThan(before.term);
     const route = await inNs(host("a-node-1").ns, "ip", "route", "show", "10.244.34.0/24");

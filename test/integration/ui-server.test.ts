@@ -39,7 +39,13 @@ const batch = (entries: { actor: string; state: string; term: number | null; eve
     seq: 1,
     dropped: 0,
     sync: false,
-    entries: entries.map((e) => ({ machine: "gateway", at: 1_700_000_000_000, event: e.event ?? "ASSIGNMENT", changed: true, ...e })),
+    entries: entries.map((e) => ({
+      machine: "gateway",
+      at: 1_700_000_000_000,
+      event: e.event ?? "ASSIGNMENT",
+      changed: true,
+      ...e,
+    })),
   });
 
 describe("raven ui server", () => {
@@ -48,7 +54,10 @@ describe("raven ui server", () => {
     expect(page.status).toBe(200);
     expect(page.type).toContain("text/html");
     expect(page.body).toContain('src="/app.js"');
-    for (const [path, type] of [["/app.js", "javascript"], ["/style.css", "text/css"]] as const) {
+    for (const [path, type] of [
+      ["/app.js", "javascript"],
+      ["/style.css", "text/css"],
+    ] as const) {
       const r = await get(path);
       expect(r.status).toBe(200);
       expect(r.type).toContain(type);
@@ -62,7 +71,8 @@ describe("raven ui server", () => {
   it("serves every machine's statechart with one element per state", async () => {
     const svg = await get("/api/statechart/gateway.svg");
     expect(svg.type).toContain("image/svg+xml");
-    for (const s of ["standby", "active", "draining", "stopped"]) expect(svg.body).toContain(`class="state" data-state="${s}"`);
+    for (const s of ["standby", "active", "draining", "stopped"])
+      expect(svg.body).toContain(`class="state" data-state="${s}"`);
     expect((await get("/api/statechart/domain.svg")).body).toContain('data-state="writing"');
     expect((await get("/api/statechart/nope.svg")).status).toBe(404);
   });
@@ -91,8 +101,14 @@ describe("raven ui server", () => {
       req.end();
     });
     await new Promise((r) => setTimeout(r, 200));
-    nc.publish(subjects.gatewayInspect("edge-a", "a-gw-1"), batch([{ actor: "gateway/a-gw-1", state: "active", term: 3 }]));
-    nc.publish(subjects.gatewayInspect("edge-a", "a-gw-2"), batch([{ actor: "gateway/a-gw-2", state: "standby", term: 3 }]));
+    nc.publish(
+      subjects.gatewayInspect("edge-a", "a-gw-1"),
+      batch([{ actor: "gateway/a-gw-1", state: "active", term: 3 }]),
+    );
+    nc.publish(
+      subjects.gatewayInspect("edge-a", "a-gw-2"),
+      batch([{ actor: "gateway/a-gw-2", state: "standby", term: 3 }]),
+    );
     nc.publish(subjects.gatewayInspect("edge-a", "a-gw-2"), new Uint8Array([0xc1])); // garbage: dropped, counted
     await sse;
     ac.abort();
@@ -100,10 +116,9 @@ describe("raven ui server", () => {
     expect(all).toContain("event: inspect");
     expect(all).toContain('"actor":"gateway/a-gw-1"');
     const state = JSON.parse((await get("/api/state")).body);
-    expect(state.entries.map((e: { actor: string; state: string; seq: number }) => `${e.seq}:${e.actor}:${e.state}`)).toEqual([
-      "1:gateway/a-gw-1:active",
-      "2:gateway/a-gw-2:standby",
-    ]);
+    expect(
+      state.entries.map((e: { actor: string; state: string; seq: number }) => `${e.seq}:${e.actor}:${e.state}`),
+    ).toEqual(["1:gateway/a-gw-1:active", "2:gateway/a-gw-2:standby"]);
     expect(state.entries[0]).toMatchObject({ domain: "edge-a", source: "gateway/a-gw-1", term: 3 });
     expect(state.topology.error).toMatch(/no active coordinator/);
     expect(JSON.parse((await get("/api/history?since=1")).body).map((e: { seq: number }) => e.seq)).toEqual([2]);

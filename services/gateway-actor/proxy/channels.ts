@@ -50,7 +50,11 @@ export class ChannelTable {
     counters.inc("raven_channels_closed_total", { side: this.side });
     // A peer that broke the sealed-frame protocol (tampering, a gap, truncation) is counted apart from a channel
     // that merely broke (a reset, an abort).
-    if (err) counters.inc("raven_channel_errors_total", { side: this.side, reason: (err as RavenError).code === "PROTOCOL" ? "protocol" : "broken" });
+    if (err)
+      counters.inc("raven_channel_errors_total", {
+        side: this.side,
+        reason: (err as RavenError).code === "PROTOCOL" ? "protocol" : "broken",
+      });
     counters.inc("raven_channel_bytes_total", { side: this.side, direction: "in" }, bytes.in);
     counters.inc("raven_channel_bytes_total", { side: this.side, direction: "out" }, bytes.out);
   }

@@ -54,7 +54,14 @@ type Waiter = { domain: string; nodes: readonly string[]; resolve: (s: Waited) =
 export type ChannelUse = "relay" | "stream";
 
 /** An open channel; `keys` when its bytes travel as sealed frames (a `relay` channel over TLS). */
-export type Channel = { socket: Socket; route: NodeRoute; id: string; port: number; via: string; keys: SealKeys | null };
+export type Channel = {
+  socket: Socket;
+  route: NodeRoute;
+  id: string;
+  port: number;
+  via: string;
+  keys: SealKeys | null;
+};
 
 /** Bytes for either end of a channel before the relay reads anything: a request head already read from the
  * client, the proxy's own response line to it. */
@@ -122,7 +129,10 @@ export class CloudProxy {
   async openChannel(node: string, port: number, use: ChannelUse = "relay"): Promise<Channel> {
     const { opts } = this;
     if (isIP(node) || node.startsWith("[")) {
-      throw new ChannelError("BAD_TARGET", `IP literal targets are refused (${node}): ask for a node by name; IPs are ambiguous across domains`);
+      throw new ChannelError(
+        "BAD_TARGET",
+        `IP literal targets are refused (${node}): ask for a node by name; IPs are ambiguous across domains`,
+      );
     }
     if (!isObjectName(node)) throw new ChannelError("BAD_TARGET", `${JSON.stringify(node)} is not a node name`);
     const role = opts.role();
@@ -133,10 +143,14 @@ export class CloudProxy {
     const route = opts.directory.route(node);
     if (!route) throw new ChannelError("NOT_FOUND", `unknown node ${node}: no node of that name is registered`);
     const gw = route.gateway;
-    if (!gw) throw new ChannelError("NO_GATEWAY", `node ${node} (domain ${route.domain}) is not placed in any Gateway yet`);
+    if (!gw)
+      throw new ChannelError("NO_GATEWAY", `node ${node} (domain ${route.domain}) is not placed in any Gateway yet`);
     const ports = proxyPortsOf(gw.spec);
     if (!ports.includes(port)) {
-      throw new ChannelError("FORBIDDEN", `port ${port} is not a proxy port of Gateway ${gw.metadata.name} (allowed: ${ports.join(", ")})`);
+      throw new ChannelError(
+        "FORBIDDEN",
+        `port ${port} is not a proxy port of Gateway ${gw.metadata.name} (allowed: ${ports.join(", ")})`,
+      );
     }
     const id = newChannelId(opts.node);
     if (route.domain === opts.domain) {
@@ -149,7 +163,10 @@ export class CloudProxy {
       const term = opts.directory.route(node)?.gateway?.status.term ?? gw.status.term;
       if (actives.length === 0) {
         const problem = gw.status.problem ? `: ${gw.status.problem}` : "";
-        throw new ChannelError("NO_GATEWAY", `domain ${route.domain} has no active proxy gateway (Gateway ${gw.metadata.name}, term ${term}${problem})`);
+        throw new ChannelError(
+          "NO_GATEWAY",
+          `domain ${route.domain} has no active proxy gateway (Gateway ${gw.metadata.name}, term ${term}${problem})`,
+        );
       }
       const spare = await this.takeSpare(route.domain, actives, deadline - opts.clock.now());
       if (spare === "changed") continue;
@@ -181,10 +198,19 @@ export class CloudProxy {
 
   /** Hands a client socket and an open `relay` channel to the native relay, and tracks it until it ends. */
   attach(client: Socket, ch: Channel, pre: Preload = {}): void {
-    const relayed = NativeRelay.get().join(client, ch.socket, { keys: ch.keys ?? undefined, toPeer: pre.toTarget, toPlain: pre.toClient }, (end) => {
-      if ((end.error as ChannelError | undefined)?.code === "PROTOCOL") this.opts.log.warn({ channel: ch.id, peer: ch.via, err: end.error!.message }, "channel broken by the edge gateway");
-      this.channels.closed(ch.id, end.error, { in: end.bytesToPeer, out: end.bytesToPlain });
-    });
+    const relayed = NativeRelay.get().join(
+      client,
+      ch.socket,
+      { keys: ch.keys ?? undefined, toPeer: pre.toTarget, toPlain: pre.toClient },
+      (end) => {
+        if ((end.error as ChannelError | undefined)?.code === "PROTOCOL")
+          this.opts.log.warn(
+            { channel: ch.id, peer: ch.via, err: end.error!.message },
+            "channel broken by the edge gateway",
+          );
+        this.channels.closed(ch.id, end.error, { in: end.bytesToPeer, out: end.bytesToPlain });
+      },
+    );
     this.channels.add(this.infoOf(ch), relayed.abort, this.opts.clock.now());
   }
 
@@ -192,7 +218,12 @@ export class CloudProxy {
   track(ch: Channel): void {
     const s = ch.socket;
     this.channels.add(this.infoOf(ch), () => s.destroy(), this.opts.clock.now());
-    s.once("close", (hadError) => this.channels.closed(ch.id, hadError ? new Error("channel broke") : undefined, { in: s.bytesWritten, out: s.bytesRead }));
+    s.once("close", (hadError) =>
+      this.channels.closed(ch.id, hadError ? new Error("channel broke") : undefined, {
+        in: s.bytesWritten,
+        out: s.bytesRead,
+      }),
+    );
   }
 
   /** Edge gateways with spares parked here, as peer links ("up" while they have spares). */
@@ -203,14 +234,25 @@ export class CloudProxy {
   }
 
   private infoOf(ch: Channel) {
-    return { id: ch.id, domain: ch.route.domain, via: ch.via, target: ch.route.node, port: ch.port, term: ch.route.gateway?.status.term ?? 0 };
+    return {
+      id: ch.id,
+      domain: ch.route.domain,
+      via: ch.via,
+      target: ch.route.node,
+      port: ch.port,
+      term: ch.route.gateway?.status.term ?? 0,
+    };
   }
 
   private activeOf(domain: string): readonly string[] {
     return this.opts.directory.activeProxyOf(domain);
   }
 
-  private async open(spare: Spare, req: { id: string; node: string; port: number; term: number }, sealed: boolean): Promise<Socket> {
+  private async open(
+    spare: Spare,
+    req: { id: string; node: string; port: number; term: number },
+    sealed: boolean,
+  ): Promise<Socket> {
     const { socket } = spare;
     socket.write(frame(sealed ? "chan.sealed" : "chan.open", req));
     let got;
@@ -223,17 +265,26 @@ export class CloudProxy {
     if (got.msg.type === "error") {
       socket.destroy();
       const remote = errorFromWire(got.msg.body);
-      throw new ChannelError(remote.code as ConstructorParameters<typeof ChannelError>[0], `${spare.node}: ${remote.message}`);
+      throw new ChannelError(
+        remote.code as ConstructorParameters<typeof ChannelError>[0],
+        `${spare.node}: ${remote.message}`,
+      );
     }
     if (got.msg.type !== "chan.opened") {
       socket.destroy();
-      throw new ChannelError("PROTOCOL", `${spare.node} answered ${sealed ? "chan.sealed" : "chan.open"} with ${got.msg.type}`);
+      throw new ChannelError(
+        "PROTOCOL",
+        `${spare.node} answered ${sealed ? "chan.sealed" : "chan.open"} with ${got.msg.type}`,
+      );
     }
     if (got.rest.length > 0) {
       if (sealed) {
         // The edge sends no frame before ours: anything here was read through TLS and cannot be relayed.
         socket.destroy();
-        throw new ChannelError("PROTOCOL", `${spare.node} sent ${got.rest.length} bytes after chan.opened on a sealed channel`);
+        throw new ChannelError(
+          "PROTOCOL",
+          `${spare.node} sent ${got.rest.length} bytes after chan.opened on a sealed channel`,
+        );
       }
       socket.unshift(got.rest);
     }
@@ -290,7 +341,8 @@ export class CloudProxy {
     if (!verifyDomainToken(opts.secret, hello.domain, hello.token)) {
       return refuse(new ChannelError("UNAUTHORIZED", `the token does not belong to domain ${hello.domain}`));
     }
-    if (!opts.role().proxy) return refuse(new ChannelError("STALE_TERM", `${opts.node} is not the active cloud proxy gateway`));
+    if (!opts.role().proxy)
+      return refuse(new ChannelError("STALE_TERM", `${opts.node} is not the active cloud proxy gateway`));
     // An idle spare says nothing until we open it; a close (or stray bytes) drops it from the pool. Taking
     // it from the pool calls `retire`, which removes these listeners.
     const drop = () => this.dropWhere((s) => s === spare);

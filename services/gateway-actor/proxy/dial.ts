@@ -19,7 +19,11 @@ export function dialTcp(host: string, port: number, timeoutMs: number): Promise<
     });
     s.once("error", (err) => {
       clearTimeout(timer);
-      reject(new ChannelError("DIAL_FAILED", `dial ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, { cause: err }));
+      reject(
+        new ChannelError("DIAL_FAILED", `dial ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, {
+          cause: err,
+        }),
+      );
     });
   });
 }

@@ -78,7 +78,8 @@ export class EdgeProxy {
     const role = this.opts.role();
     const wanted = role.proxy ? this.opts.directory.cloudPeers() : [];
     const wantedKeys = new Set(wanted.map(peerKey));
-    for (const [key, peer] of this.peers) if (!wantedKeys.has(key)) this.dropPeer(peer, role.proxy ? "peer no longer active" : "not active");
+    for (const [key, peer] of this.peers)
+      if (!wantedKeys.has(key)) this.dropPeer(peer, role.proxy ? "peer no longer active" : "not active");
     if (!role.proxy) {
       const n = this.channels.closeWhere(() => true);
       if (n > 0) this.opts.log.info({ channels: n }, "closed channels: this gateway is no longer active");
@@ -96,7 +97,11 @@ export class EdgeProxy {
   }
 
   links(): { peer: string; state: ProxyLinkState; spares: number }[] {
-    return [...this.peers.values()].map((p) => ({ peer: p.info.node, state: p.actor.getSnapshot().value as ProxyLinkState, spares: p.spares.size }));
+    return [...this.peers.values()].map((p) => ({
+      peer: p.info.node,
+      state: p.actor.getSnapshot().value as ProxyLinkState,
+      spares: p.spares.size,
+    }));
   }
 
   stop(): void {
@@ -112,7 +117,9 @@ export class EdgeProxy {
       const level = e.state === "up" || e.state === "connecting" ? "debug" : "info";
       this.opts.log[level]({ peer: e.peer, state: e.state, err: e.error ?? undefined }, "proxy link");
     });
-    actor.subscribe({ error: (err) => this.opts.log.error({ err: describeError(err), peer: info.node }, "proxy link statechart failed") });
+    actor.subscribe({
+      error: (err) => this.opts.log.error({ err: describeError(err), peer: info.node }, "proxy link statechart failed"),
+    });
     actor.start();
     const peer: Peer = { key, info, actor, spares: new Set(), dialing: 0, session: undefined };
     this.peers.set(key, peer);
@@ -141,7 +148,12 @@ export class EdgeProxy {
     const socket =
       opts.transport === "tcp"
         ? net.connect(target)
-        : tls.connect({ ...target, secureContext: this.tlsContext, servername: PROXY_SERVERNAME, ...(peer.session ? { session: peer.session } : {}) } as tls.ConnectionOptions);
+        : tls.connect({
+            ...target,
+            secureContext: this.tlsContext,
+            servername: PROXY_SERVERNAME,
+            ...(peer.session ? { session: peer.session } : {}),
+          } as tls.ConnectionOptions);
     socket.once("session", (session: Buffer) => (peer.session = session));
     const ready = opts.transport === "tcp" ? "connect" : "secureConnect";
     socket.setNoDelay(true);
@@ -159,16 +171,32 @@ export class EdgeProxy {
       peer.actor.send({ type: "DIAL_FAILED", error: describeError(err), now: opts.clock.now() });
     };
     const timer = setTimeout(
-      () => settle(new ChannelError("TIMEOUT", `no welcome from ${peer.info.node} at ${peer.info.host}:${peer.info.port} within ${opts.dialTimeoutMs} ms`)),
+      () =>
+        settle(
+          new ChannelError(
+            "TIMEOUT",
+            `no welcome from ${peer.info.node} at ${peer.info.host}:${peer.info.port} within ${opts.dialTimeoutMs} ms`,
+          ),
+        ),
       opts.dialTimeoutMs,
     );
     socket.on("error", settle); // after the welcome, later errors belong to awaitOpen / splice; settle ignores them
     socket.once(ready, async () => {
-      socket.write(frame("chan.hello", { domain: opts.domain, node: opts.node, gateway: opts.gateway, term: opts.role().term, token: opts.token }));
+      socket.write(
+        frame("chan.hello", {
+          domain: opts.domain,
+          node: opts.node,
+          gateway: opts.gateway,
+          term: opts.role().term,
+          token: opts.token,
+        }),
+      );
       try {
         const { msg, rest } = await readFrame(socket, opts.dialTimeoutMs, `hello to ${peer.info.node}`);
-        if (msg.type === "error") throw new ChannelError("UNAUTHORIZED", `${peer.info.node} refused this gateway: ${msg.body.message}`);
-        if (msg.type !== "chan.welcome") throw new ChannelError("PROTOCOL", `${peer.info.node} answered the hello with ${msg.type}`);
+        if (msg.type === "error")
+          throw new ChannelError("UNAUTHORIZED", `${peer.info.node} refused this gateway: ${msg.body.message}`);
+        if (msg.type !== "chan.welcome")
+          throw new ChannelError("PROTOCOL", `${peer.info.node} answered the hello with ${msg.type}`);
         // A cloud with opens waiting sends chan.open right behind the welcome, often in the same segment.
         if (rest.length > 0) socket.unshift(rest);
       } catch (err) {
@@ -190,12 +218,15 @@ export class EdgeProxy {
     let sealed: boolean;
     try {
       const got = await readFrame(socket, 0, `spare to ${peer.info.node}`);
-      if (got.msg.type !== "chan.open" && got.msg.type !== "chan.sealed") throw new ChannelError("PROTOCOL", `expected chan.open or chan.sealed, got ${got.msg.type}`);
+      if (got.msg.type !== "chan.open" && got.msg.type !== "chan.sealed")
+        throw new ChannelError("PROTOCOL", `expected chan.open or chan.sealed, got ${got.msg.type}`);
       open = got.msg.body;
       rest = got.rest;
       sealed = got.msg.type === "chan.sealed";
-      if (sealed && this.opts.transport !== "tls") throw new ChannelError("PROTOCOL", "chan.sealed on a connection without TLS");
-      if (sealed && rest.length > 0) throw new ChannelError("PROTOCOL", `${rest.length} bytes after chan.sealed, before chan.opened`);
+      if (sealed && this.opts.transport !== "tls")
+        throw new ChannelError("PROTOCOL", "chan.sealed on a connection without TLS");
+      if (sealed && rest.length > 0)
+        throw new ChannelError("PROTOCOL", `${rest.length} bytes after chan.sealed, before chan.opened`);
     } catch {
       socket.destroy();
       if (peer.spares.delete(socket) && this.live(peer)) peer.actor.send({ type: "SPARE_GONE" });
@@ -209,13 +240,24 @@ export class EdgeProxy {
       // Derived before answering: a connection the cloud has reset meanwhile fails here, not after chan.opened.
       const keys = sealed ? channelKeys(socket as tls.TLSSocket, open.id, "client") : undefined;
       socket.write(frame("chan.opened", { id: open.id }));
-      const info = { id: open.id, domain: this.opts.domain, via: this.opts.node, target: open.node, port: open.port, term: open.term };
+      const info = {
+        id: open.id,
+        domain: this.opts.domain,
+        via: this.opts.node,
+        target: open.node,
+        port: open.port,
+        term: open.term,
+      };
       const now = this.opts.clock.now();
       if (sealed || this.opts.transport === "tcp") {
         // Sealed: TLS ends with chan.opened; stop reading it before the event loop can, the cloud's frames follow.
         if (sealed) stopReading(socket);
         const relayed = NativeRelay.get().join(target, socket, { keys, gated: sealed, toPlain: rest }, (end) => {
-          if ((end.error as ChannelError | undefined)?.code === "PROTOCOL") this.opts.log.warn({ channel: open.id, peer: peer.info.node, err: end.error!.message }, "channel broken by the cloud gateway");
+          if ((end.error as ChannelError | undefined)?.code === "PROTOCOL")
+            this.opts.log.warn(
+              { channel: open.id, peer: peer.info.node, err: end.error!.message },
+              "channel broken by the cloud gateway",
+            );
           this.channels.closed(open.id, end.error, { in: end.bytesToPlain, out: end.bytesToPeer });
         });
         return void this.channels.add(info, relayed.abort, now);
@@ -223,12 +265,17 @@ export class EdgeProxy {
       const t = target;
       if (rest.length > 0) t.write(rest);
       this.channels.add(info, () => (socket.destroy(), t.destroy()), now);
-      splice(socket, t, (err) => this.channels.closed(open.id, err, { in: socket.bytesRead, out: socket.bytesWritten }));
+      splice(socket, t, (err) =>
+        this.channels.closed(open.id, err, { in: socket.bytesRead, out: socket.bytesWritten }),
+      );
     } catch (err) {
       target?.destroy();
       const wire = errorToWire(err);
       counters.inc("raven_channel_errors_total", { side: "edge", reason: wire.code });
-      this.opts.log.info({ target: `${open.node}:${open.port}`, code: wire.code, err: wire.message }, "channel refused");
+      this.opts.log.info(
+        { target: `${open.node}:${open.port}`, code: wire.code, err: wire.message },
+        "channel refused",
+      );
       socket.end(frame("error", wire));
     }
   }
@@ -239,10 +286,17 @@ export class EdgeProxy {
     const role = opts.role();
     if (!role.acting) {
       const why = role.proxy ? "its lease lapsed; it is not acting as" : "it is not";
-      return Promise.reject(new ChannelError("STALE_TERM", `${opts.node} refuses channels: ${why} the active proxy gateway of ${opts.domain}`));
+      return Promise.reject(
+        new ChannelError(
+          "STALE_TERM",
+          `${opts.node} refuses channels: ${why} the active proxy gateway of ${opts.domain}`,
+        ),
+      );
     }
     if (isStaleTerm(open.term, role.term)) {
-      return Promise.reject(new ChannelError("STALE_TERM", `channel for term ${open.term} refused: ${opts.domain} is at term ${role.term}`));
+      return Promise.reject(
+        new ChannelError("STALE_TERM", `channel for term ${open.term} refused: ${opts.domain} is at term ${role.term}`),
+      );
     }
     const route = opts.directory.route(open.node);
     if (!route || route.domain !== opts.domain) {
@@ -255,11 +309,15 @@ export class EdgeProxy {
     if (!gw) return Promise.reject(new ChannelError("NOT_FOUND", `node ${open.node} is not placed in a Gateway yet`));
     const ports = proxyPortsOf(gw.spec);
     if (!ports.includes(open.port)) {
-      return Promise.reject(new ChannelError("FORBIDDEN", `port ${open.port} is not a proxy port of Gateway ${gw.metadata.name} (allowed: ${ports.join(", ")})`));
+      return Promise.reject(
+        new ChannelError(
+          "FORBIDDEN",
+          `port ${open.port} is not a proxy port of Gateway ${gw.metadata.name} (allowed: ${ports.join(", ")})`,
+        ),
+      );
     }
     return dialTcp(route.internalIP, open.port, opts.dialTimeoutMs);
   }
 }
 
 const peerKey = (p: ProxyPeer) => `${p.node}@${p.host}:${p.port}`;
-

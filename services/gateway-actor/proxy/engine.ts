@@ -67,7 +67,12 @@ function channelTotals(): Pick<ProxyStats, "channelsOpened" | "bytesIn" | "bytes
     if (e.labels.direction === "in") bytesIn += e.value;
     else bytesOut += e.value;
   }
-  return { channelsOpened: counters.total("raven_channels_opened_total"), bytesIn, bytesOut, errors: counters.total("raven_channel_errors_total") };
+  return {
+    channelsOpened: counters.total("raven_channels_opened_total"),
+    bytesIn,
+    bytesOut,
+    errors: counters.total("raven_channel_errors_total"),
+  };
 }
 
 export type ProxyEngineOptions = Readonly<{
@@ -143,7 +148,10 @@ export class ProxyEngine {
   ownRecord(): Gateway | undefined {
     const d = this.directory;
     if (!d) return undefined;
-    return d.record(gatewayKey(this.opts.gateway)) ?? (this.opts.gateway === this.opts.node ? d.record(soloKey(this.opts.node)) : undefined);
+    return (
+      d.record(gatewayKey(this.opts.gateway)) ??
+      (this.opts.gateway === this.opts.node ? d.record(soloKey(this.opts.node)) : undefined)
+    );
   }
 
   /** Level-triggered reconcile; cheap, called on every role change, heartbeat and directory change. */
@@ -199,7 +207,9 @@ export class ProxyEngine {
     const cfg = opts.config;
     this.doorsPending = true;
     const front = new ProxyFrontDoor(this.cloud!, opts.log.child({ part: "proxy-front" }));
-    const names = [...cfg.namePorts].map(([target]) => new NameRoutedListener(this.cloud!, target, opts.log.child({ part: "proxy-names" })));
+    const names = [...cfg.namePorts].map(
+      ([target]) => new NameRoutedListener(this.cloud!, target, opts.log.child({ part: "proxy-names" })),
+    );
     try {
       const frontPort = await front.listen(cfg.bindHost, cfg.frontPort);
       const ports = await Promise.all(names.map((n) => n.listen(cfg.bindHost, cfg.namePorts.get(n.targetPort)!)));

@@ -43,7 +43,8 @@ export function readFrame(socket: Duplex, timeoutMs: number, what: string): Prom
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       if (buf.length < 4) return;
       const len = buf.readUInt32BE(0);
-      if (len > MAX_FRAME_BYTES) return done(new ChannelError("PROTOCOL", `${what}: frame of ${len} bytes exceeds ${MAX_FRAME_BYTES}`));
+      if (len > MAX_FRAME_BYTES)
+        return done(new ChannelError("PROTOCOL", `${what}: frame of ${len} bytes exceeds ${MAX_FRAME_BYTES}`));
       if (buf.length < 4 + len) return;
       try {
         const msg = decode(buf.subarray(4, 4 + len));
@@ -55,7 +56,9 @@ export function readFrame(socket: Duplex, timeoutMs: number, what: string): Prom
     const onEnd = () => done(new ChannelError("CLOSED", `${what}: the peer closed the connection`));
     const onError = (err: Error) => done(new ChannelError("CLOSED", `${what}: ${err.message}`, { cause: err }));
     const timer =
-      timeoutMs > 0 ? setTimeout(() => done(new ChannelError("TIMEOUT", `${what}: no answer within ${timeoutMs} ms`)), timeoutMs) : undefined;
+      timeoutMs > 0
+        ? setTimeout(() => done(new ChannelError("TIMEOUT", `${what}: no answer within ${timeoutMs} ms`)), timeoutMs)
+        : undefined;
     socket.on("data", onData);
     socket.on("end", onEnd);
     socket.on("close", onEnd);

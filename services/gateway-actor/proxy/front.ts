@@ -50,7 +50,17 @@ export function parseTarget(hostPort: string): { node: string; port: number } {
   return { node: host, port };
 }
 
-const HOP_BY_HOP = new Set(["connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer", "transfer-encoding", "upgrade"]);
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authorization",
+  "proxy-authenticate",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
 /** The answer to a CONNECT that got its channel; written by the relay ahead of the target's first bytes. */
 const CONNECT_OK = Buffer.from("HTTP/1.1 200 Connection Established\r\n\r\n", "latin1");
 
@@ -100,11 +110,15 @@ export class ProxyFrontDoor {
       url = new URL(req.url ?? "");
     } catch {
       if (req.url === "/healthz") return void res.end("ok\n");
-      res.writeHead(400, { "content-type": "text/plain" }).end("raven: this is a proxy: send CONNECT node:port, or an absolute URL such as http://node:9100/metrics\n");
+      res
+        .writeHead(400, { "content-type": "text/plain" })
+        .end("raven: this is a proxy: send CONNECT node:port, or an absolute URL such as http://node:9100/metrics\n");
       return;
     }
     if (url.protocol !== "http:") {
-      res.writeHead(400, { "content-type": "text/plain" }).end(`raven: ${url.protocol} targets go through CONNECT (curl -p), not as an absolute URL\n`);
+      res
+        .writeHead(400, { "content-type": "text/plain" })
+        .end(`raven: ${url.protocol} targets go through CONNECT (curl -p), not as an absolute URL\n`);
       return;
     }
     const node = url.hostname;
@@ -112,7 +126,14 @@ export class ProxyFrontDoor {
     const headers: http.OutgoingHttpHeaders = {};
     for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k)) headers[k] = v;
     const upstream = http.request(
-      { method: req.method, path: url.pathname + url.search, headers, agent: this.agentFor(node, port), host: node, port },
+      {
+        method: req.method,
+        path: url.pathname + url.search,
+        headers,
+        agent: this.agentFor(node, port),
+        host: node,
+        port,
+      },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.statusMessage, up.headers);
         up.pipe(res);
@@ -124,7 +145,10 @@ export class ProxyFrontDoor {
       this.refused(err, req.url);
       if (res.headersSent) return void res.destroy(err);
       const [status] = httpStatusOf(err);
-      res.writeHead(status, { "content-type": "text/plain; charset=utf-8", "x-raven-error": (err as RavenError).code ?? "INTERNAL" });
+      res.writeHead(status, {
+        "content-type": "text/plain; charset=utf-8",
+        "x-raven-error": (err as RavenError).code ?? "INTERNAL",
+      });
       res.end(`raven: ${describeError(err)}\n`);
     });
     req.pipe(upstream);
@@ -142,7 +166,9 @@ export class ProxyFrontDoor {
         const k = req.rawHeaders[i]!;
         if (!k.toLowerCase().startsWith("proxy-")) lines.push(`${k}: ${req.rawHeaders[i + 1]}`);
       }
-      this.proxy.attach(socket, ch, { toTarget: Buffer.concat([Buffer.from(lines.join("\r\n") + "\r\n\r\n", "latin1"), head]) });
+      this.proxy.attach(socket, ch, {
+        toTarget: Buffer.concat([Buffer.from(lines.join("\r\n") + "\r\n\r\n", "latin1"), head]),
+      });
     } catch (err) {
       this.refused(err, req.url);
       rawError(socket, err);
@@ -176,7 +202,10 @@ class ChannelAgent extends http.Agent {
   }
 
   // The async form of createConnection: Agent calls back with (err, socket) when given a callback.
-  override createConnection(_opts: http.ClientRequestArgs, cb?: (err: Error | null, stream: Duplex) => void): Duplex | null | undefined {
+  override createConnection(
+    _opts: http.ClientRequestArgs,
+    cb?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
     this.proxy.openChannel(this.node, this.port, "stream").then(
       (ch) => {
         this.proxy.track(ch);
@@ -232,10 +261,17 @@ export class NameRoutedListener {
         else rawError(socket, err);
       };
       if (!name) {
-        const why = got.kind === "invalid" ? got.reason : isTls ? "the TLS ClientHello carries no SNI server name" : "the request has no Host header";
+        const why =
+          got.kind === "invalid"
+            ? got.reason
+            : isTls
+              ? "the TLS ClientHello carries no SNI server name"
+              : "the request has no Host header";
         return fail(new ChannelError("BAD_TARGET", `cannot tell which node this connection is for: ${why}`));
       }
-      this.proxy.openChannel(name, this.targetPort).then((ch) => this.proxy.attach(socket, ch, { toTarget: buf }), fail);
+      this.proxy
+        .openChannel(name, this.targetPort)
+        .then((ch) => this.proxy.attach(socket, ch, { toTarget: buf }), fail);
     };
     socket.on("data", onData);
   }

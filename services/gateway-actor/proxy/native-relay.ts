@@ -16,8 +16,25 @@ import { ChannelError } from "../../../shared/errors";
 import { loadNativeAddon } from "../../../shared/native-addon";
 
 type Addon = {
-  start(onEnded: (id: number, code: "PROTOCOL" | "CLOSED" | undefined, message: string, toPeer: number, toPlain: number) => void): void;
-  open(o: { plainFd: number; peerFd: number; sealed: number; gated: number; sealKey?: Buffer; openKey?: Buffer; toPeer?: Buffer; toPlain?: Buffer }): number;
+  start(
+    onEnded: (
+      id: number,
+      code: "PROTOCOL" | "CLOSED" | undefined,
+      message: string,
+      toPeer: number,
+      toPlain: number,
+    ) => void,
+  ): void;
+  open(o: {
+    plainFd: number;
+    peerFd: number;
+    sealed: number;
+    gated: number;
+    sealKey?: Buffer;
+    openKey?: Buffer;
+    toPeer?: Buffer;
+    toPlain?: Buffer;
+  }): number;
   abort(id: number): void;
 };
 
@@ -53,7 +70,9 @@ export function channelKeys(tls: TLSSocket, id: string, side: "client" | "server
   try {
     k = tls.exportKeyingMaterial(64, KEY_LABEL, Buffer.from(id, "utf8"));
   } catch (err) {
-    throw new ChannelError("CLOSED", `channel ${id}: its TLS connection closed before the keys were derived`, { cause: err });
+    throw new ChannelError("CLOSED", `channel ${id}: its TLS connection closed before the keys were derived`, {
+      cause: err,
+    });
   }
   const fromClient = k.subarray(0, 32);
   const fromServer = k.subarray(32, 64);
@@ -78,7 +97,11 @@ export class NativeRelay {
       const onEnd = this.ends.get(id);
       if (!onEnd) return;
       this.ends.delete(id);
-      onEnd({ error: code === undefined ? undefined : new ChannelError(code, message), bytesToPeer: toPeer, bytesToPlain: toPlain });
+      onEnd({
+        error: code === undefined ? undefined : new ChannelError(code, message),
+        bytesToPeer: toPeer,
+        bytesToPlain: toPlain,
+      });
     });
   }
 
@@ -116,14 +139,21 @@ export class NativeRelay {
     };
   }
 
-  private async handOver(plain: Socket, peer: Socket, opts: JoinOptions, onEnd: (end: RelayEnd) => void, state: HandOver): Promise<void> {
+  private async handOver(
+    plain: Socket,
+    peer: Socket,
+    opts: JoinOptions,
+    onEnd: (end: RelayEnd) => void,
+    state: HandOver,
+  ): Promise<void> {
     await Promise.all([flushed(plain), flushed(peer)]);
     if (state.aborted) throw new ChannelError("CLOSED", "channel closed by the gateway before it was handed over");
     // From here to `open`, nothing yields to the event loop, so Node reads nothing more from either socket.
     stopReading(plain);
     const early = drain(plain);
     const fromPeer = drain(peer);
-    if (fromPeer.length > 0 && opts.keys) throw new ChannelError("PROTOCOL", `${fromPeer.length} bytes arrived over TLS after the channel's handshake`);
+    if (fromPeer.length > 0 && opts.keys)
+      throw new ChannelError("PROTOCOL", `${fromPeer.length} bytes arrived over TLS after the channel's handshake`);
     const toPeer = concat(opts.toPeer, early);
     const toPlain = concat(opts.toPlain, fromPeer);
     let id: number;
@@ -158,7 +188,8 @@ function fdOf(s: Socket): number {
   // A TLSSocket's handle wraps the TCP handle that owns the descriptor (`_parent`); a net.Socket's is that handle.
   const h = (s as unknown as { _handle?: { fd?: number; _parent?: { fd?: number } } })._handle;
   const fd = h?._parent?.fd ?? h?.fd;
-  if (typeof fd !== "number" || fd < 0) throw new ChannelError("CLOSED", "the socket has no descriptor to hand over (already closed)");
+  if (typeof fd !== "number" || fd < 0)
+    throw new ChannelError("CLOSED", "the socket has no descriptor to hand over (already closed)");
   return fd;
 }
 
@@ -172,7 +203,13 @@ function flushed(s: Socket): Promise<void> {
     const check = () => {
       if (s.destroyed) return reject(new ChannelError("CLOSED", "a channel's socket closed before it was handed over"));
       if (s.writableLength === 0) return resolve();
-      if (performance.now() > deadline) return reject(new ChannelError("TIMEOUT", `a channel's peer left ${s.writableLength} written bytes untaken for ${FLUSH_TIMEOUT_MS} ms`));
+      if (performance.now() > deadline)
+        return reject(
+          new ChannelError(
+            "TIMEOUT",
+            `a channel's peer left ${s.writableLength} written bytes untaken for ${FLUSH_TIMEOUT_MS} ms`,
+          ),
+        );
       setTimeout(check, 2);
     };
     check();

@@ -19,12 +19,16 @@ export function sniff(buf: Buffer): Sniffed {
 
 function sniffHttp(buf: Buffer): Sniffed {
   const end = buf.indexOf("\r\n\r\n");
-  if (end < 0) return buf.length >= MAX_SNIFF_BYTES ? { kind: "invalid", reason: "HTTP request head larger than 16 KiB" } : { kind: "more" };
+  if (end < 0)
+    return buf.length >= MAX_SNIFF_BYTES
+      ? { kind: "invalid", reason: "HTTP request head larger than 16 KiB" }
+      : { kind: "more" };
   const lines = buf.subarray(0, end).toString("latin1").split("\r\n");
   if (!/^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(lines[0] ?? "")) return { kind: "invalid", reason: "not an HTTP/1.x request" };
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(":");
-    if (colon > 0 && line.slice(0, colon).trim().toLowerCase() === "host") return { kind: "http", host: hostOnly(line.slice(colon + 1).trim()) };
+    if (colon > 0 && line.slice(0, colon).trim().toLowerCase() === "host")
+      return { kind: "http", host: hostOnly(line.slice(colon + 1).trim()) };
   }
   return { kind: "http", host: null };
 }

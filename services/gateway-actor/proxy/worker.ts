@@ -30,7 +30,11 @@ const STATS_EVERY_MS = 1_000;
 const DATA_PLANE_NICE = Number(process.env.RAVEN_NICE ?? 5);
 
 export type ToWorker = { type: "role"; proxy: boolean; term: number; leaseLeftMs: number } | { type: "stop" };
-export type FromWorker = { type: "ready" } | { type: "stats"; stats: ProxyStats } | { type: "stopped" } | { type: "fatal"; error: string };
+export type FromWorker =
+  | { type: "ready" }
+  | { type: "stats"; stats: ProxyStats }
+  | { type: "stopped" }
+  | { type: "fatal"; error: string };
 
 const init = workerData as WorkerInit;
 
@@ -60,7 +64,8 @@ async function main(): Promise<void> {
     clock: systemClock,
     log,
     role: () => {
-      for (let m = receiveMessageOnPort(parentPort!); m; m = receiveMessageOnPort(parentPort!)) onMessage(m.message as ToWorker);
+      for (let m = receiveMessageOnPort(parentPort!); m; m = receiveMessageOnPort(parentPort!))
+        onMessage(m.message as ToWorker);
       return { proxy: role.proxy, acting: role.proxy && leaseRunning(role.until, systemClock.now()), term: role.term };
     },
     onReady: () => parentPort!.postMessage({ type: "ready" } satisfies FromWorker),

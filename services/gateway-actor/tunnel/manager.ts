@@ -138,7 +138,14 @@ export class TunnelManager {
       status = await driver.apply(desired);
       // A change of peers is news; a forced re-apply (a TunnelActor renegotiating) is routine.
       const level = key === this.appliedKey ? "debug" : "info";
-      log[level]({ ms: Math.round(clock.now() - t0), peers: desired.peers.map((p) => `${p.name}@${p.remoteAddr}`), states: status.peers.map((p) => `${p.name}:${p.state}`) }, "tunnel driver applied");
+      log[level](
+        {
+          ms: Math.round(clock.now() - t0),
+          peers: desired.peers.map((p) => `${p.name}@${p.remoteAddr}`),
+          states: status.peers.map((p) => `${p.name}:${p.state}`),
+        },
+        "tunnel driver applied",
+      );
       this.appliedKey = key;
     } catch (err) {
       const message = describeError(err);
@@ -184,19 +191,30 @@ export class TunnelManager {
     const t = this.timings;
     const actor = createActor(l3TunnelMachine, {
       clock,
-      input: { peer: plan.domain, driver: driver.name, retryMs: t.retryMs, negotiateTimeoutMs: t.negotiateTimeoutMs, probeFailLimit: t.probeFailLimit },
+      input: {
+        peer: plan.domain,
+        driver: driver.name,
+        retryMs: t.retryMs,
+        negotiateTimeoutMs: t.negotiateTimeoutMs,
+        probeFailLimit: t.probeFailLimit,
+      },
     });
     inspector?.attach(actor, `tunnel/${this.opts.node}/${plan.domain}`);
     actor.on("tunnelState", (e) => {
       if (e.state !== "up") this.pollWithin(this.timings.statusMs);
       const level = e.state === "up" || e.state === "negotiating" || e.state === "closed" ? "info" : "warn";
-      log[level]({ peer: e.peer, peerNode: e.peerNode, peerTerm: e.peerTerm, state: e.state, error: e.error ?? undefined }, "tunnel state");
+      log[level](
+        { peer: e.peer, peerNode: e.peerNode, peerTerm: e.peerTerm, state: e.state, error: e.error ?? undefined },
+        "tunnel state",
+      );
       counters.inc("raven_tunnel_transitions_total", { state: e.state });
       this.report();
     });
     actor.on("negotiate", () => this.kick(true));
     actor.on("staleTerm", () => counters.inc("raven_stale_tunnel_terms_total"));
-    actor.subscribe({ error: (err) => log.error({ peer: plan.domain, err: describeError(err) }, "tunnel actor failed") });
+    actor.subscribe({
+      error: (err) => log.error({ peer: plan.domain, err: describeError(err) }, "tunnel actor failed"),
+    });
     actor.start();
     return actor;
   }
@@ -301,7 +319,16 @@ export class TunnelManager {
   private report(): void {
     const { nc, node, domain, driver, clock } = this.opts;
     if (this.stopped) return;
-    const body = { node, domain, driver: driver.name, term: this.term, active: this.active, tunnels: this.tunnels(), error: this.lastError, sentAt: clock.wallMs() };
+    const body = {
+      node,
+      domain,
+      driver: driver.name,
+      term: this.term,
+      active: this.active,
+      tunnels: this.tunnels(),
+      error: this.lastError,
+      sentAt: clock.wallMs(),
+    };
     try {
       nc.publish(subjects.gatewayTunnel(domain, node), encode("gw.tunnel", body));
     } catch {
@@ -319,6 +346,9 @@ export class TunnelManager {
     for (const p of this.peers.values()) p.actor.stop();
     this.peers.clear();
     await this.applyTask.stop();
-    if (cleanup) await this.opts.driver.cleanup().catch((err) => this.opts.log.warn({ err: describeError(err) }, "tunnel driver cleanup failed"));
+    if (cleanup)
+      await this.opts.driver
+        .cleanup()
+        .catch((err) => this.opts.log.warn({ err: describeError(err) }, "tunnel driver cleanup failed"));
   }
 }

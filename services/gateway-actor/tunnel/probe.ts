@@ -10,6 +10,7 @@ export type TunnelProbe = ((peer: VpnPeer) => Promise<number | null>) & { close(
 
 export function pingProbe(netns: string | undefined, timeoutMs = 1_000): TunnelProbe {
   const pinger = new Pinger(netns);
-  const probe = (peer: VpnPeer) => pinger.ping(anchorOf(peer.localSubnets[0]!), anchorOf(peer.remoteSubnets[0]!), timeoutMs).catch(() => null);
+  const probe = (peer: VpnPeer) =>
+    pinger.ping(anchorOf(peer.localSubnets[0]!), anchorOf(peer.remoteSubnets[0]!), timeoutMs).catch(() => null);
   return Object.assign(probe, { close: () => pinger.close() });
 }

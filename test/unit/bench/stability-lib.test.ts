@@ -1,7 +1,17 @@
 // bench:stability's pure part: term changes from an observer's history, which of them a kill explains, when
 // the terms settled, a process tree's CPU between two /proc snapshots, and the exact last line.
 import { describe, expect, it } from "vitest";
-import { descendants, goals, settledAfter, stabilityLine, termChanges, treeCpuPct, unexplainedChanges, type ProcSample, type StabilityFigures } from "../../../bench/stability-lib";
+import {
+  descendants,
+  goals,
+  settledAfter,
+  stabilityLine,
+  termChanges,
+  treeCpuPct,
+  unexplainedChanges,
+  type ProcSample,
+  type StabilityFigures,
+} from "../../../bench/stability-lib";
 
 describe("termChanges", () => {
   it("counts a change only after a Gateway's first assignment, Gateway by Gateway", () => {
@@ -40,7 +50,9 @@ describe("unexplainedChanges", () => {
   });
 
   it("does not let a kill explain a change before it", () => {
-    expect(unexplainedChanges([{ gateway: "gw-a", at: 50 }], [{ gateway: "gw-a", at: 100 }])).toEqual([{ gateway: "gw-a", at: 50 }]);
+    expect(unexplainedChanges([{ gateway: "gw-a", at: 50 }], [{ gateway: "gw-a", at: 100 }])).toEqual([
+      { gateway: "gw-a", at: 50 },
+    ]);
   });
 });
 
@@ -57,7 +69,8 @@ describe("settledAfter", () => {
 });
 
 describe("process tree CPU", () => {
-  const snap = (entries: Array<[number, number, number]>) => new Map<number, ProcSample>(entries.map(([pid, ppid, ticks]) => [pid, { ppid, ticks }]));
+  const snap = (entries: Array<[number, number, number]>) =>
+    new Map<number, ProcSample>(entries.map(([pid, ppid, ticks]) => [pid, { ppid, ticks }]));
 
   it("finds every descendant of the root, not the root, not strangers", () => {
     const s = snap([
@@ -111,7 +124,15 @@ describe("stabilityLine and goals", () => {
 
   it("names every goal met, and each one missed", () => {
     expect(goals(met).every((g) => g.includes(": met ("))).toBe(true);
-    const missed = goals({ ...met, coldConvergeMs: 25_000, quietFlaps: 2, fleetCpuPct: 38.3, noisyKillMs: [1200], splitBrain: 1, recoverMs: 6000 });
+    const missed = goals({
+      ...met,
+      coldConvergeMs: 25_000,
+      quietFlaps: 2,
+      fleetCpuPct: 38.3,
+      noisyKillMs: [1200],
+      splitBrain: 1,
+      recoverMs: 6000,
+    });
     expect(missed.filter((g) => g.includes(": missed ("))).toHaveLength(6);
     expect(goals({ ...met, noisyKillMs: [] }).some((g) => g.includes("not measured"))).toBe(true);
   });

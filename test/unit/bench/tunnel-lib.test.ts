@@ -3,7 +3,18 @@
 import { describe, expect, it } from "vitest";
 import { computeRoutes } from "../../../lib/vxlan";
 import { connectionMessage, sharedKeyMessage, type VpnPeer } from "../../../lib/vpn";
-import { figure, firstRecovery, handbuiltRouteCommands, lastLine, p99Note, parsePingReply, pingRtts, spread, swanctlConf, type PingReply } from "../../../bench/tunnel-lib";
+import {
+  figure,
+  firstRecovery,
+  handbuiltRouteCommands,
+  lastLine,
+  p99Note,
+  parsePingReply,
+  pingRtts,
+  spread,
+  swanctlConf,
+  type PingReply,
+} from "../../../bench/tunnel-lib";
 
 describe("parsePingReply", () => {
   it("reads a reply with and without the -D stamp", () => {
@@ -12,7 +23,11 @@ describe("parsePingReply", () => {
       rttMs: 0.512,
       receivedAtMs: 1718000000123.456,
     });
-    expect(parsePingReply("64 bytes from 10.244.34.10: icmp_seq=1 ttl=62 time=12 ms")).toEqual({ seq: 1, rttMs: 12, receivedAtMs: null });
+    expect(parsePingReply("64 bytes from 10.244.34.10: icmp_seq=1 ttl=62 time=12 ms")).toEqual({
+      seq: 1,
+      rttMs: 12,
+      receivedAtMs: null,
+    });
   });
 
   it("ignores errors, duplicates, other senders, the header and the summary", () => {
@@ -29,7 +44,8 @@ describe("parsePingReply", () => {
   });
 
   it("collects the round trips of a whole output", () => {
-    const out = "PING x\n64 bytes from 1.2.3.4: icmp_seq=1 ttl=64 time=0.1 ms\n64 bytes from 1.2.3.4: icmp_seq=2 ttl=64 time=0.3 ms\n\n--- stats ---\n";
+    const out =
+      "PING x\n64 bytes from 1.2.3.4: icmp_seq=1 ttl=64 time=0.1 ms\n64 bytes from 1.2.3.4: icmp_seq=2 ttl=64 time=0.3 ms\n\n--- stats ---\n";
     expect(pingRtts(out, "1.2.3.4")).toEqual([0.1, 0.3]);
   });
 });
@@ -74,10 +90,20 @@ describe("spread and figures", () => {
   });
 
   it("formats the last line exactly", () => {
-    expect(lastLine({ tunnelMBps: 25.54, ipsecRawMBps: 30.04, failoverP50Ms: 702.4, failoverP99Ms: 1773.6, handbuiltMBps: 26.04 })).toBe(
+    expect(
+      lastLine({
+        tunnelMBps: 25.54,
+        ipsecRawMBps: 30.04,
+        failoverP50Ms: 702.4,
+        failoverP99Ms: 1773.6,
+        handbuiltMBps: 26.04,
+      }),
+    ).toBe(
       "tunnel mbps=25.5 ipsec_raw_mbps=30.0 ratio=0.85 l3_failover_p50_ms=702 l3_failover_p99_ms=1774 handbuilt_mbps=26.0 ratio_vs_handbuilt=0.98",
     );
-    expect(lastLine({ tunnelMBps: 20, ipsecRawMBps: 40, failoverP50Ms: 600, failoverP99Ms: Infinity, handbuiltMBps: NaN })).toBe(
+    expect(
+      lastLine({ tunnelMBps: 20, ipsecRawMBps: 40, failoverP50Ms: 600, failoverP99Ms: Infinity, handbuiltMBps: NaN }),
+    ).toBe(
       "tunnel mbps=20.0 ipsec_raw_mbps=40.0 ratio=0.50 l3_failover_p50_ms=600 l3_failover_p99_ms=inf handbuilt_mbps=nan ratio_vs_handbuilt=nan",
     );
   });
@@ -99,8 +125,12 @@ describe("the hand-built datapath", () => {
     expect(text).toContain("connections {\n  edge-b {\n    version = 2\n    local_addrs = 198.18.7.12\n");
     expect(text).toContain("    proposals = aes128gcm16-prfsha256-x25519\n");
     expect(text).toContain("    local {\n      auth = psk\n      id = 198.18.7.12\n    }\n");
-    expect(text).toContain("        local_ts = 10.244.16.0/24,10.244.17.0/24\n        remote_ts = 10.244.32.0/24\n        esp_proposals = aes128gcm16\n");
-    expect(text).toContain(`secrets {\n  ike-edge-b {\n    secret = 0x${psk.toString("hex")}\n    id-1 = 198.18.7.12\n    id-2 = 198.18.7.15\n  }\n}\n`);
+    expect(text).toContain(
+      "        local_ts = 10.244.16.0/24,10.244.17.0/24\n        remote_ts = 10.244.32.0/24\n        esp_proposals = aes128gcm16\n",
+    );
+    expect(text).toContain(
+      `secrets {\n  ike-edge-b {\n    secret = 0x${psk.toString("hex")}\n    id-1 = 198.18.7.12\n    id-2 = 198.18.7.15\n  }\n}\n`,
+    );
     // Braces balance: every section is closed.
     expect(text.split("{").length).toBe(text.split("}").length);
   });
@@ -108,7 +138,9 @@ describe("the hand-built datapath", () => {
   it("refuses values that would need quoting and keys that are not IKE secrets", () => {
     expect(() => swanctlConf([{ c: { local_addrs: ["10.0.0.1 # x"] } }], [])).toThrow(/needs quoting/);
     expect(() => swanctlConf([{ "c d": { version: "2" } }], [])).toThrow(/needs quoting/);
-    expect(() => swanctlConf([], [{ id: "eap-x", type: "EAP", data: Buffer.from("k"), owners: [] }])).toThrow(/IKE pre-shared key/);
+    expect(() => swanctlConf([], [{ id: "eap-x", type: "EAP", data: Buffer.from("k"), owners: [] }])).toThrow(
+      /IKE pre-shared key/,
+    );
   });
 
   it("builds a node's VXLAN device, pinned peer and routes with iproute2", () => {
@@ -145,6 +177,8 @@ describe("the hand-built datapath", () => {
     const cmds = handbuiltRouteCommands("p.a-gw-1", desired, ["10.244.16.0"]).map((a) => a.join(" "));
     expect(cmds[0]).toBe("ip -n p.a-gw-1 addr add 10.244.16.0/32 dev lo label lo:raven");
     // Remote pod CIDRs are charon's to route (kernel-libipsec, table 220): only the local node's goes over VXLAN.
-    expect(cmds.filter((c) => c.includes(" route "))).toEqual(["ip -n p.a-gw-1 route replace 10.244.18.0/24 via 240.168.0.3 onlink dev raven0 mtu 1450 proto 82"]);
+    expect(cmds.filter((c) => c.includes(" route "))).toEqual([
+      "ip -n p.a-gw-1 route replace 10.244.18.0/24 via 240.168.0.3 onlink dev raven0 mtu 1450 proto 82",
+    ]);
   });
 });

@@ -9,7 +9,9 @@ const node = (nodeName: string) => ({ nodeName, privateIP: "192.168.1.11", subne
 function records(): Gateway[] {
   const cloud = gateway("gw-cloud", { endpoints: both("c-1"), nodes: [node("c-1"), node("c-2")] });
   cloud.spec.exposeType = "PublicIP";
-  cloud.status.activeEndpoints = [{ nodeName: "c-1", type: "proxy", port: 10262, underNAT: false, publicIP: "198.18.7.10" }];
+  cloud.status.activeEndpoints = [
+    { nodeName: "c-1", type: "proxy", port: 10262, underNAT: false, publicIP: "198.18.7.10" },
+  ];
   const edge = gateway("gw-a", { endpoints: both("a-gw-1"), nodes: [node("a-node-1"), node("a-gw-1")] });
   const solo = soloGateway("kiosk-1");
   solo.status.nodes = [node("kiosk-1")];
@@ -19,7 +21,13 @@ function records(): Gateway[] {
 describe("raven hosts", () => {
   it("maps every edge node, solo ones included, to the proxy, sorted; cloud nodes are left out", () => {
     expect(hostsFile(records(), "198.18.7.10")).toBe(
-      ["# Raven edge nodes -> proxy 198.18.7.10 (raven hosts; 3 nodes)", "198.18.7.10 a-gw-1", "198.18.7.10 a-node-1", "198.18.7.10 kiosk-1", ""].join("\n"),
+      [
+        "# Raven edge nodes -> proxy 198.18.7.10 (raven hosts; 3 nodes)",
+        "198.18.7.10 a-gw-1",
+        "198.18.7.10 a-node-1",
+        "198.18.7.10 kiosk-1",
+        "",
+      ].join("\n"),
     );
   });
 

@@ -21,7 +21,10 @@ const twoDomains: NetnsInput = {
   subnetIndex: 7,
   domains: [
     { domain: "edge-b", nodes: [node("b-2", "192.168.1.12"), node("b-1", "192.168.1.11", true)] },
-    { domain: "edge-a", nodes: [node("a-1", "192.168.1.11", true), node("a-2", "192.168.1.12", true), node("a-3", "192.168.1.13")] },
+    {
+      domain: "edge-a",
+      nodes: [node("a-1", "192.168.1.11", true), node("a-2", "192.168.1.12", true), node("a-3", "192.168.1.13")],
+    },
     { domain: "solo", nodes: [node("solo-1", "10.0.0.1")] },
   ],
 };
@@ -40,7 +43,13 @@ function planError(input: NetnsInput): NetnsError {
 describe("planNetns", () => {
   it("lays out bridge, namespaces, veths and addresses deterministically", () => {
     const plan = planNetns(twoDomains);
-    expect(plan).toMatchObject({ prefix: "rv3fa2c1", subnetIndex: 7, bridge: "rv3fa2c1br", hostIP: "198.18.7.1", subnet: "198.18.7.0/24" });
+    expect(plan).toMatchObject({
+      prefix: "rv3fa2c1",
+      subnetIndex: 7,
+      bridge: "rv3fa2c1br",
+      hostIP: "198.18.7.1",
+      subnet: "198.18.7.0/24",
+    });
     expect(plan.domains.map((d) => [d.domain, d.ns, d.hostVeth])).toEqual([
       ["edge-a", "rv3fa2c1-edge-a", "rv3fa2c1h0"],
       ["edge-b", "rv3fa2c1-edge-b", "rv3fa2c1h1"],
@@ -61,8 +70,13 @@ describe("planNetns", () => {
   });
 
   it("keeps every interface name within IFNAMSIZ and namespace names legal", () => {
-    const plan = planNetns({ prefix: "abcdefghijk", subnetIndex: 0, domains: Array.from({ length: 120 }, (_, i) => ({ domain: `d${i}`, nodes: [node("n", "10.0.0.1", true)] })) });
-    for (const name of [plan.bridge, ...plan.domains.map((d) => d.hostVeth)]) expect(name.length).toBeLessThanOrEqual(IFNAMSIZ_MAX);
+    const plan = planNetns({
+      prefix: "abcdefghijk",
+      subnetIndex: 0,
+      domains: Array.from({ length: 120 }, (_, i) => ({ domain: `d${i}`, nodes: [node("n", "10.0.0.1", true)] })),
+    });
+    for (const name of [plan.bridge, ...plan.domains.map((d) => d.hostVeth)])
+      expect(name.length).toBeLessThanOrEqual(IFNAMSIZ_MAX);
     const odd = nsName("rv000000", "Weird/Domain name with spaces and a very long tail that goes on");
     expect(odd).toMatch(/^rv000000-[A-Za-z0-9_.-]+-[0-9a-f]{8}$/);
     expect(odd.length).toBeLessThan(60);
@@ -70,23 +84,43 @@ describe("planNetns", () => {
   });
 
   it("names the bad input", () => {
-    const one = (nodes: { name: string; internalIP: string; candidate: boolean }[], subnetIndex = 7): NetnsInput => ({ prefix: "rv3fa2c1", subnetIndex, domains: [{ domain: "edge-a", nodes }] });
-    expect(planError(one([node("a-1", "192.168.1.11"), node("a-2", "192.168.1.11")])).message).toMatch(/edge-a: nodes a-1 and a-2 share internalIP 192\.168\.1\.11/);
-    expect(planError(one([node("a-1", "192.168.1.300")])).message).toMatch(/node a-1 internalIP "192\.168\.1\.300" is not an IPv4 address/);
+    const one = (nodes: { name: string; internalIP: string; candidate: boolean }[], subnetIndex = 7): NetnsInput => ({
+      prefix: "rv3fa2c1",
+      subnetIndex,
+      domains: [{ domain: "edge-a", nodes }],
+    });
+    expect(planError(one([node("a-1", "192.168.1.11"), node("a-2", "192.168.1.11")])).message).toMatch(
+      /edge-a: nodes a-1 and a-2 share internalIP 192\.168\.1\.11/,
+    );
+    expect(planError(one([node("a-1", "192.168.1.300")])).message).toMatch(
+      /node a-1 internalIP "192\.168\.1\.300" is not an IPv4 address/,
+    );
     expect(planError(one([node("a-1", "127.0.0.1")])).message).toMatch(/a-1.*not a unicast host address/);
     expect(planError(one([node("a-1", "198.18.7.20")])).message).toMatch(/underlay subnet 198\.18\.7\.0\/24/);
     expect(planError(one([node("a-1", "10.0.0.1"), node("a-1", "10.0.0.2")])).message).toMatch(/node a-1 listed twice/);
     expect(planError(one([], 256)).message).toMatch(/subnetIndex 256/);
     expect(planError({ ...twoDomains, prefix: "eth" + "0".repeat(12) }).message).toMatch(/prefix "eth0+"/);
     expect(planError({ ...twoDomains, prefix: "" }).message).toMatch(/prefix ""/);
-    expect(planError({ ...twoDomains, domains: [twoDomains.domains[0]!, twoDomains.domains[0]!] }).message).toMatch(/domain edge-b: listed twice/);
+    expect(planError({ ...twoDomains, domains: [twoDomains.domains[0]!, twoDomains.domains[0]!] }).message).toMatch(
+      /domain edge-b: listed twice/,
+    );
   });
 
   it("refuses more than 241 underlay addresses (.10-.250), counting one per candidate-less domain", () => {
-    const domains = (n: number) => Array.from({ length: n }, (_, i) => ({ domain: `d${i}`, nodes: [node("n", "10.0.0.1")] }));
-    expect(planNetns({ prefix: "rv000000", subnetIndex: 1, domains: domains(241) }).domains.at(-1)!.domainIP).toBe("198.18.1.250");
-    expect(planError({ prefix: "rv000000", subnetIndex: 1, domains: domains(242) }).message).toMatch(/too many underlay addresses: the domains need 242/);
-    const big = [{ domain: "big", nodes: Array.from({ length: 300 }, (_, i) => node(`n${i}`, `10.0.${i >> 8}.${(i & 255) + 1}`, true)) }];
+    const domains = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({ domain: `d${i}`, nodes: [node("n", "10.0.0.1")] }));
+    expect(planNetns({ prefix: "rv000000", subnetIndex: 1, domains: domains(241) }).domains.at(-1)!.domainIP).toBe(
+      "198.18.1.250",
+    );
+    expect(planError({ prefix: "rv000000", subnetIndex: 1, domains: domains(242) }).message).toMatch(
+      /too many underlay addresses: the domains need 242/,
+    );
+    const big = [
+      {
+        domain: "big",
+        nodes: Array.from({ length: 300 }, (_, i) => node(`n${i}`, `10.0.${i >> 8}.${(i & 255) + 1}`, true)),
+      },
+    ];
     expect(planError({ prefix: "rv000000", subnetIndex: 1, domains: big }).message).toMatch(/need 300/);
   });
 });
@@ -112,7 +146,15 @@ describe("netnsCommands", () => {
       "-n rv3fa2c1-edge-b link set wan0 up",
       "-n rv3fa2c1-edge-b route add default via 198.18.7.1 dev wan0",
     ]);
-    expect(netnsCommands(plan).find((c) => c.fallback)?.fallback).toEqual(["-n", "rv3fa2c1-edge-b", "link", "add", "lan0", "type", "ifb"]);
+    expect(netnsCommands(plan).find((c) => c.fallback)?.fallback).toEqual([
+      "-n",
+      "rv3fa2c1-edge-b",
+      "link",
+      "add",
+      "lan0",
+      "type",
+      "ifb",
+    ]);
   });
 });
 
@@ -120,7 +162,8 @@ describe("ownership and helpers", () => {
   it("owns only its bridge, its host veths and its namespaces", () => {
     expect(ownsLink("rv3fa2c1", "rv3fa2c1br")).toBe(true);
     expect(ownsLink("rv3fa2c1", "rv3fa2c1h12")).toBe(true);
-    for (const other of ["rv3fa2c1", "rv3fa2c1x", "rv3fa2c1hbr", "rv3fa2c10br", "eth0", "rv3fa2c2br"]) expect(ownsLink("rv3fa2c1", other)).toBe(false);
+    for (const other of ["rv3fa2c1", "rv3fa2c1x", "rv3fa2c1hbr", "rv3fa2c10br", "eth0", "rv3fa2c2br"])
+      expect(ownsLink("rv3fa2c1", other)).toBe(false);
     expect(ownsNs("rv3fa2c1", "rv3fa2c1-edge-a")).toBe(true);
     expect(ownsNs("rv3fa2c1", "rv3fa2c10-edge-a")).toBe(false);
   });
@@ -128,7 +171,13 @@ describe("ownership and helpers", () => {
   it("finds subnets overlapped by any root address, including wider prefixes", () => {
     const addrs = [
       { ifname: "lo", addr_info: [{ family: "inet", local: "127.0.0.1", prefixlen: 8 }] },
-      { ifname: "x", addr_info: [{ family: "inet", local: "198.18.3.1", prefixlen: 24 }, { family: "inet6", local: "::1", prefixlen: 128 }] },
+      {
+        ifname: "x",
+        addr_info: [
+          { family: "inet", local: "198.18.3.1", prefixlen: 24 },
+          { family: "inet6", local: "::1", prefixlen: 128 },
+        ],
+      },
       { ifname: "y", addr_info: [{ family: "inet", local: "198.18.9.77", prefixlen: 23 }] },
       { ifname: "z", addr_info: [{ family: "inet", local: "198.19.0.1", prefixlen: 16 }] },
     ];

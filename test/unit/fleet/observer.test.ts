@@ -30,7 +30,11 @@ describe("findViolations", () => {
   });
 
   it("judges each Gateway and endpoint type on its own", () => {
-    const claims = [claim("a", 0, 150), claim("b", 100, 200, { type: "tunnel" }), claim("c", 100, 200, { gateway: "gw-b" })];
+    const claims = [
+      claim("a", 0, 150),
+      claim("b", 100, 200, { type: "tunnel" }),
+      claim("c", 100, 200, { gateway: "gw-b" }),
+    ];
     expect(findViolations(claims, () => 1)).toEqual([]);
   });
 });

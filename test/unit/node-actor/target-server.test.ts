@@ -28,7 +28,13 @@ beforeAll(async () => {
   pkiDir = mkdtempSync(join(tmpdir(), "raven-target-"));
   if (hasOpenssl) pki = await ensurePki(join(pkiDir, "pki"));
   const tls = pki ? { key: readFileSync(pki.kubeletKey), cert: readFileSync(pki.kubeletCert) } : undefined;
-  target = await startTargetServer({ node: "node-1", host: HOST, httpPorts: [0, 0], httpsPorts: tls ? [0] : [], ...(tls ? { tls } : {}) });
+  target = await startTargetServer({
+    node: "node-1",
+    host: HOST,
+    httpPorts: [0, 0],
+    httpsPorts: tls ? [0] : [],
+    ...(tls ? { tls } : {}),
+  });
   [port] = target.httpPorts as [number];
   tlsPort = target.httpsPorts[0] ?? 0;
 }, 20_000);
@@ -46,7 +52,7 @@ function raw(request: string | Buffer, p = port, untilBytes = Infinity): Promise
     s.setTimeout(3_000, () => s.destroy(new Error(`timeout; got ${JSON.stringify(got.toString())}`)));
     s.on("data", (d) => {
       got = Buffer.concat([got, d]);
-      if (got.length >= untilBytes) s.destroy(), resolve(got.toString("latin1"));
+      if (got.length >= untilBytes) (s.destroy(), resolve(got.toString("latin1")));
     });
     s.on("close", () => resolve(got.toString("latin1")));
     s.on("error", reject);
@@ -74,7 +80,7 @@ describe("plain HTTP routes", () => {
   });
 
   it("serves Prometheus metrics with a request counter that moves", async () => {
-    const scrape = async () => (await (await fetch(url("/metrics"))).text());
+    const scrape = async () => await (await fetch(url("/metrics"))).text();
     const first = await scrape();
     expect(first).toContain('node_info{node="node-1"} 1');
     expect(first).toMatch(/# TYPE raven_target_requests_total counter/);
@@ -97,7 +103,9 @@ describe("plain HTTP routes", () => {
 
   it("returns N log lines at once without follow, on /logs and the kubelet containerLogs path", async () => {
     expect(await (await fetch(url("/logs?lines=3"))).text()).toBe("node-1 line 1\nnode-1 line 2\nnode-1 line 3\n");
-    expect(await (await fetch(url("/containerLogs/default/pod/c?lines=2"))).text()).toBe("node-1 line 1\nnode-1 line 2\n");
+    expect(await (await fetch(url("/containerLogs/default/pod/c?lines=2"))).text()).toBe(
+      "node-1 line 1\nnode-1 line 2\n",
+    );
   });
 
   it("streams followed logs chunked, each line as it is produced", async () => {
@@ -126,10 +134,12 @@ describe("plain HTTP routes", () => {
         let got = "";
         res.on("data", (d) => {
           got += d;
-          if (got.split("\n").length > 4) req.destroy(), resolve(got);
+          if (got.split("\n").length > 4) (req.destroy(), resolve(got));
         });
       });
-      req.on("error", (e) => (e.message.includes("aborted") || e.message.includes("socket hang up") ? undefined : reject(e)));
+      req.on("error", (e) =>
+        e.message.includes("aborted") || e.message.includes("socket hang up") ? undefined : reject(e),
+      );
     });
     expect(lines.startsWith("node-1 line 1\nnode-1 line 2\nnode-1 line 3\nnode-1 line 4\n")).toBe(true);
   });
@@ -181,13 +191,17 @@ describe("upgrades", () => {
   });
 
   it("refuses a bad WebSocket handshake and unknown upgrades with 400", async () => {
-    const head = (upgrade: string, extra = "") => `GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${upgrade}\r\n${extra}\r\n`;
-    expect(await raw(head("websocket", "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n"))).toMatch(/^HTTP\/1\.1 400[\s\S]*bad WebSocket handshake/);
+    const head = (upgrade: string, extra = "") =>
+      `GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: ${upgrade}\r\n${extra}\r\n`;
+    expect(await raw(head("websocket", "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n"))).toMatch(
+      /^HTTP\/1\.1 400[\s\S]*bad WebSocket handshake/,
+    );
     expect(await raw(head("h2c"))).toMatch(/^HTTP\/1\.1 400[\s\S]*unsupported upgrade "h2c"/);
   });
 
   it("switches to SPDY/3.1 and echoes raw bytes both ways, including bytes sent with the request", async () => {
-    const request = "POST /exec/default/pod/c?command=sh HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io, v3.channel.k8s.io\r\n\r\n";
+    const request =
+      "POST /exec/default/pod/c?command=sh HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io, v3.channel.k8s.io\r\n\r\n";
     const payload = Buffer.from([0x80, 0x03, 0x00, 0x01, 0x00, 0xff, 0x41]);
     const sock = connect(port, HOST, () => sock.write(Buffer.concat([Buffer.from(request), payload])));
     let got = Buffer.alloc(0);
@@ -214,55 +228,82 @@ describe("upgrades", () => {
   });
 });
 
-describe.skipIf(!hasOpenssl)(`TLS port with the fleet kubelet certificate${hasOpenssl ? "" : " (skipped: no openssl CLI)"}`, () => {
-  it("serves HTTPS to a client pinning the fleet CA", async () => {
-    const body = await new Promise<string>((resolve, reject) => {
-      httpsGet({ host: HOST, port: tlsPort, path: "/name", ca: readFileSync(pki!.caCert) }, (res) => {
-        let b = "";
-        res.on("data", (d) => (b += d));
-        res.on("end", () => resolve(b));
-      }).on("error", reject);
+describe.skipIf(!hasOpenssl)(
+  `TLS port with the fleet kubelet certificate${hasOpenssl ? "" : " (skipped: no openssl CLI)"}`,
+  () => {
+    it("serves HTTPS to a client pinning the fleet CA", async () => {
+      const body = await new Promise<string>((resolve, reject) => {
+        httpsGet({ host: HOST, port: tlsPort, path: "/name", ca: readFileSync(pki!.caCert) }, (res) => {
+          let b = "";
+          res.on("data", (d) => (b += d));
+          res.on("end", () => resolve(b));
+        }).on("error", reject);
+      });
+      expect(body).toBe("node-1\n");
     });
-    expect(body).toBe("node-1\n");
-  });
 
-  it("upgrades to WebSocket over TLS", async () => {
-    const ws = await connectWebSocket(tlsPort, { tls: { ca: readFileSync(pki!.caCert), servername: "node-1.raven.local" } });
-    ws.send(Opcode.Text, "over tls");
-    expect((await ws.next()).payload.toString()).toBe("over tls");
-    ws.socket.destroy();
-  });
-});
+    it("upgrades to WebSocket over TLS", async () => {
+      const ws = await connectWebSocket(tlsPort, {
+        tls: { ca: readFileSync(pki!.caCert), servername: "node-1.raven.local" },
+      });
+      ws.send(Opcode.Text, "over tls");
+      expect((await ws.next()).payload.toString()).toBe("over tls");
+      ws.socket.destroy();
+    });
+  },
+);
 
 const curl = (args: string[]) =>
-  new Promise<string>((resolve, reject) => execFile("curl", ["-sS", "--max-time", "5", ...args], (err, out, stderr) => (err ? reject(new Error(stderr || err.message)) : resolve(out))));
+  new Promise<string>((resolve, reject) =>
+    execFile("curl", ["-sS", "--max-time", "5", ...args], (err, out, stderr) =>
+      err ? reject(new Error(stderr || err.message)) : resolve(out),
+    ),
+  );
 
 describe.skipIf(!hasCurl)(`curl${hasCurl ? "" : " (skipped: curl not installed)"}`, () => {
   it("gets the name, headers and a followed log stream", async () => {
     expect(await curl([url("/name")])).toBe("node-1\n");
     const head = await curl(["-i", url("/")]);
     expect(head).toMatch(/x-raven-node: node-1/i);
-    expect(await curl(["-N", url("/logs?follow=true&lines=3&intervalMs=20")])).toBe("node-1 line 1\nnode-1 line 2\nnode-1 line 3\n");
+    expect(await curl(["-N", url("/logs?follow=true&lines=3&intervalMs=20")])).toBe(
+      "node-1 line 1\nnode-1 line 2\nnode-1 line 3\n",
+    );
   });
 
   it.skipIf(!hasOpenssl)("verifies the TLS port against ca.crt", async () => {
     expect(await curl(["--cacert", pki!.caCert, `https://${HOST}:${tlsPort}/name`])).toBe("node-1\n");
-    expect(await curl(["--cacert", pki!.caCert, "--resolve", `n1.raven.local:${tlsPort}:${HOST}`, `https://n1.raven.local:${tlsPort}/healthz`])).toBe("ok");
+    expect(
+      await curl([
+        "--cacert",
+        pki!.caCert,
+        "--resolve",
+        `n1.raven.local:${tlsPort}:${HOST}`,
+        `https://n1.raven.local:${tlsPort}/healthz`,
+      ]),
+    ).toBe("ok");
   });
 });
 
 describe("lifecycle", () => {
   it("rejects bad options with a ConfigError naming the key", async () => {
-    await expect(startTargetServer({ node: "n", host: HOST, httpPorts: [], httpsPorts: [0] })).rejects.toThrow(/config tls/);
-    await expect(startTargetServer({ node: "n", host: HOST, httpPorts: [70000], httpsPorts: [] })).rejects.toThrow(ConfigError);
-    await expect(startTargetServer({ node: "", host: HOST, httpPorts: [0], httpsPorts: [] })).rejects.toThrow(/config node/);
+    await expect(startTargetServer({ node: "n", host: HOST, httpPorts: [], httpsPorts: [0] })).rejects.toThrow(
+      /config tls/,
+    );
+    await expect(startTargetServer({ node: "n", host: HOST, httpPorts: [70000], httpsPorts: [] })).rejects.toThrow(
+      ConfigError,
+    );
+    await expect(startTargetServer({ node: "", host: HOST, httpPorts: [0], httpsPorts: [] })).rejects.toThrow(
+      /config node/,
+    );
   });
 
   it("fails cleanly when a port is taken, closing what it had bound", async () => {
     const blocker: Server = createServer();
     await new Promise<void>((r) => blocker.listen(0, HOST, r));
     const taken = (blocker.address() as { port: number }).port;
-    await expect(startTargetServer({ node: "n", host: HOST, httpPorts: [0, taken], httpsPorts: [] })).rejects.toThrow(new RegExp(`config httpPorts: cannot listen on 127\\.0\\.0\\.1:${taken}`));
+    await expect(startTargetServer({ node: "n", host: HOST, httpPorts: [0, taken], httpsPorts: [] })).rejects.toThrow(
+      new RegExp(`config httpPorts: cannot listen on 127\\.0\\.0\\.1:${taken}`),
+    );
     await new Promise((r) => blocker.close(r));
   });
 

@@ -9,7 +9,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { NativeRelay, channelKeys, type RelayEnd, type SealKeys } from "../../../services/gateway-actor/proxy/native-relay";
+import {
+  NativeRelay,
+  channelKeys,
+  type RelayEnd,
+  type SealKeys,
+} from "../../../services/gateway-actor/proxy/native-relay";
 import type { ChannelError } from "../../../shared/errors";
 import { ensurePki, loadPki } from "../../../shared/pki";
 import { eventually } from "../../helpers/fleet";
@@ -64,7 +69,11 @@ async function tcpPair(): Promise<[net.Socket, net.Socket]> {
   const server = net.createServer({ allowHalfOpen: true });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const accepted = new Promise<net.Socket>((r) => server.once("connection", r));
-  const dialer = net.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1", allowHalfOpen: true });
+  const dialer = net.connect({
+    port: (server.address() as net.AddressInfo).port,
+    host: "127.0.0.1",
+    allowHalfOpen: true,
+  });
   await new Promise((r) => dialer.once("connect", r));
   const other = await accepted;
   server.close();
@@ -81,7 +90,9 @@ function collect(s: net.Socket): Promise<{ data: Buffer; error?: string }> {
   s.on("data", (b: Buffer) => parts.push(b));
   return new Promise((resolve) => {
     s.once("end", () => resolve({ data: Buffer.concat(parts) }));
-    s.once("error", (err: NodeJS.ErrnoException) => resolve({ data: Buffer.concat(parts), error: err.code ?? err.message }));
+    s.once("error", (err: NodeJS.ErrnoException) =>
+      resolve({ data: Buffer.concat(parts), error: err.code ?? err.message }),
+    );
   });
 }
 
@@ -169,16 +180,32 @@ describe("native relay", () => {
     await new Promise((r) => setTimeout(r, 150));
     expect(Buffer.concat(seen).length).toBe(0); // gated: nothing sealed before the cloud has spoken
     peer.write(sealFrame(k.cloud.seal, 0, DATA, Buffer.alloc(0)));
-    await eventually("the banner, sealed", 5_000, async () => openFrames(k.cloud.open, 0, Buffer.concat(seen)).frames.length > 0);
+    await eventually(
+      "the banner, sealed",
+      5_000,
+      async () => openFrames(k.cloud.open, 0, Buffer.concat(seen)).frames.length > 0,
+    );
     expect(openFrames(k.cloud.open, 0, Buffer.concat(seen)).frames[0]!.data.toString()).toMatch(/^220 banner/);
   });
 
   for (const [what, bytes, message] of [
-    ["a frame that fails authentication", (k: SealKeys) => flipLastBit(sealFrame(k.seal, 0, DATA, Buffer.from("hello"))), /failed authentication/],
-    ["a frame sealed out of sequence (a gap)", (k: SealKeys) => sealFrame(k.seal, 1, DATA, Buffer.from("hello")), /failed authentication/],
+    [
+      "a frame that fails authentication",
+      (k: SealKeys) => flipLastBit(sealFrame(k.seal, 0, DATA, Buffer.from("hello"))),
+      /failed authentication/,
+    ],
+    [
+      "a frame sealed out of sequence (a gap)",
+      (k: SealKeys) => sealFrame(k.seal, 1, DATA, Buffer.from("hello")),
+      /failed authentication/,
+    ],
     ["a malformed frame header", () => Buffer.from([7, 0, 0, 1, 0, 0]), /malformed frame/],
     ["an oversized frame", () => Buffer.from([0, 0x02, 0, 0]), /malformed frame/],
-    ["bytes after the end frame", (k: SealKeys) => Buffer.concat([sealFrame(k.seal, 0, END, Buffer.alloc(0)), Buffer.from("x")]), /after the end frame/],
+    [
+      "bytes after the end frame",
+      (k: SealKeys) => Buffer.concat([sealFrame(k.seal, 0, END, Buffer.alloc(0)), Buffer.from("x")]),
+      /after the end frame/,
+    ],
   ] as const) {
     it(`resets both sides on ${what}`, async () => {
       const { target, peer, k, end } = await edgeFacingTest();
@@ -238,7 +265,12 @@ describe("native relay", () => {
     const atClient = collect(client);
     const atTarget = collect(target);
     NativeRelay.get().join(edgePlain, linkEdge, { keys: k.edge, gated: true }, () => undefined);
-    NativeRelay.get().join(cloudPlain, linkCloud, { keys: k.cloud, toPeer: Buffer.from("head, "), toPlain: Buffer.from("HTTP/1.1 200 OK\r\n\r\n") }, () => undefined);
+    NativeRelay.get().join(
+      cloudPlain,
+      linkCloud,
+      { keys: k.cloud, toPeer: Buffer.from("head, "), toPlain: Buffer.from("HTTP/1.1 200 OK\r\n\r\n") },
+      () => undefined,
+    );
     client.end("late bytes");
     target.end("answer");
     expect((await atTarget).data.toString()).toBe("head, early bytes, late bytes");
@@ -311,7 +343,12 @@ describe("channelKeys", () => {
     const server = tls.createServer({ key: pki.proxy.key, cert: pki.proxy.cert });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const accepted = new Promise<tls.TLSSocket>((r) => server.once("secureConnection", r));
-    const client = tls.connect({ port: (server.address() as net.AddressInfo).port, host: "127.0.0.1", ca: pki.caCert, servername: "raven-proxy" });
+    const client = tls.connect({
+      port: (server.address() as net.AddressInfo).port,
+      host: "127.0.0.1",
+      ca: pki.caCert,
+      servername: "raven-proxy",
+    });
     await new Promise((r) => client.once("secureConnect", r));
     const srv = await accepted;
     const c = channelKeys(client, "cloud-gw-1-7", "client");

@@ -18,7 +18,12 @@ async function clientHello(servername?: string): Promise<Buffer> {
     });
     server.listen(0, "127.0.0.1", () => {
       const port = (server.address() as net.AddressInfo).port;
-      const c = tls.connect({ port, host: "127.0.0.1", ...(servername ? { servername } : {}), rejectUnauthorized: false });
+      const c = tls.connect({
+        port,
+        host: "127.0.0.1",
+        ...(servername ? { servername } : {}),
+        rejectUnauthorized: false,
+      });
       c.on("error", () => {});
     });
     server.on("error", reject);

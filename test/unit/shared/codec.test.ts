@@ -64,7 +64,9 @@ describe("frame", () => {
     const b = encode("gw.hb", fullBodies["gw.hb"]);
     expect(Buffer.from(b).equals(Buffer.from(a))).toBe(true);
     // A decoder that never saw our encoder's structures reads it: no msgpackr records are in use.
-    expect(new Unpackr({ mapsAsObjects: true }).unpack(a)).toEqual(frameValue(PROTOCOL_VERSION, "gw.hb", fullBodies["gw.hb"]));
+    expect(new Unpackr({ mapsAsObjects: true }).unpack(a)).toEqual(
+      frameValue(PROTOCOL_VERSION, "gw.hb", fullBodies["gw.hb"]),
+    );
   });
 
   it("earlier encoded buffers stay intact after many later encodes", () => {
@@ -150,7 +152,7 @@ describe("decode rejects", () => {
     const notMsgpack = [
       [0xde, 0x00, 0x05], // map16 of 5 entries, then nothing
       [0xa5, 0x61], // str of 5, 1 byte present
-      Array.from(Buffer.from("{\"v\":1}")), // JSON is one fixint and trailing bytes
+      Array.from(Buffer.from('{"v":1}')), // JSON is one fixint and trailing bytes
       [...encode("node.hb", fullBodies["node.hb"]), 0x00], // a valid message plus a trailing byte
       [0xc7, 0x01, 0x55, 0x00], // unknown extension type
     ];
@@ -223,7 +225,11 @@ describe("decode rejects", () => {
   it("a deeply nested bad field with its full path", () => {
     const reply = structuredClone(fullBodies["status.reply"]);
     delete (reply.domains[0]!.candidates[1] as Partial<(typeof reply.domains)[0]["candidates"][0]>).healthy;
-    const err = expectRejection(() => decode(frame("status.reply", reply)), InvalidMessageError, ErrorCode.InvalidMessage);
+    const err = expectRejection(
+      () => decode(frame("status.reply", reply)),
+      InvalidMessageError,
+      ErrorCode.InvalidMessage,
+    );
     expect(err.message).toBe("status.reply.domains[0].candidates[1].healthy: expected a boolean, got nothing");
   });
 
@@ -231,13 +237,24 @@ describe("decode rejects", () => {
     for (const bad of [-1, 1.5, "3"]) {
       const reply = structuredClone(fullBodies["status.reply"]);
       (reply.domains[0] as Record<string, unknown>).termChangesLastMinute = bad;
-      const err = expectRejection(() => decode(frame("status.reply", reply)), InvalidMessageError, ErrorCode.InvalidMessage);
-      expect(err.message.startsWith("status.reply.domains[0].termChangesLastMinute: expected an integer"), err.message).toBe(true);
+      const err = expectRejection(
+        () => decode(frame("status.reply", reply)),
+        InvalidMessageError,
+        ErrorCode.InvalidMessage,
+      );
+      expect(
+        err.message.startsWith("status.reply.domains[0].termChangesLastMinute: expected an integer"),
+        err.message,
+      ).toBe(true);
     }
   });
 
   it("a frame without its fields as INVALID_MESSAGE naming the first field", () => {
-    const err = expectRejection(() => decode(rawPackr.pack([PROTOCOL_VERSION, "node.hb"])), InvalidMessageError, ErrorCode.InvalidMessage);
+    const err = expectRejection(
+      () => decode(rawPackr.pack([PROTOCOL_VERSION, "node.hb"])),
+      InvalidMessageError,
+      ErrorCode.InvalidMessage,
+    );
     expect(err.message).toMatch(/^node\.hb\.node: expected /);
   });
 
@@ -263,11 +280,19 @@ describe("decode rejects", () => {
   it("input over MAX_MESSAGE_BYTES as OVERSIZED before looking at it", () => {
     const huge = new Uint8Array(MAX_MESSAGE_BYTES + 1);
     huge.set(encode("node.hb", fullBodies["node.hb"]));
-    const err = expectRejection(() => decode(huge), OversizedMessageError, ErrorCode.Oversized) as OversizedMessageError;
+    const err = expectRejection(
+      () => decode(huge),
+      OversizedMessageError,
+      ErrorCode.Oversized,
+    ) as OversizedMessageError;
     expect(err.size).toBe(MAX_MESSAGE_BYTES + 1);
     expect(err.limit).toBe(MAX_MESSAGE_BYTES);
     // Exactly at the limit is decoded (and here fails as garbage, not as oversized).
-    expectRejection(() => decode(new Uint8Array(MAX_MESSAGE_BYTES).fill(0xc1)), MalformedMessageError, ErrorCode.Malformed);
+    expectRejection(
+      () => decode(new Uint8Array(MAX_MESSAGE_BYTES).fill(0xc1)),
+      MalformedMessageError,
+      ErrorCode.Malformed,
+    );
   });
 });
 
@@ -289,7 +314,9 @@ describe("encode", () => {
     const node = { node: "n", internalIP: "10.0.0.1", ready: true, lastHeartbeatAgeMs: 1 };
     const domain = { ...fullBodies["status.reply"].domains[0]!, nodes: Array.from({ length: 8_000 }, () => node) };
     const total = counters.total(REJECTED_COUNTER);
-    expect(() => encode("status.reply", { ...fullBodies["status.reply"], domains: [domain] })).toThrow(OversizedMessageError);
+    expect(() => encode("status.reply", { ...fullBodies["status.reply"], domains: [domain] })).toThrow(
+      OversizedMessageError,
+    );
     expect(counters.total(REJECTED_COUNTER)).toBe(total);
   });
 });
@@ -304,7 +331,11 @@ describe("decodeAs and tryDecode", () => {
   });
 
   it("decodeAs passes decode's own rejection through, counted once", () => {
-    expectRejection(() => decodeAs(new Uint8Array([0xa5, 0x61]), "node.hb"), MalformedMessageError, ErrorCode.Malformed);
+    expectRejection(
+      () => decodeAs(new Uint8Array([0xa5, 0x61]), "node.hb"),
+      MalformedMessageError,
+      ErrorCode.Malformed,
+    );
     expectRejection(() => decodeAs(frame("node.hb", {}), "node.hb"), InvalidMessageError, ErrorCode.InvalidMessage);
   });
 

@@ -112,15 +112,60 @@ describe("invariants", () => {
   const cases: [string, Partial<Timings>, Partial<Timings>, keyof Timings][] = [
     // name, breaking override, boundary override that is still fine, key the error must name
     ["fence below dead-after", { gatewayFenceMs: 300 }, { gatewayFenceMs: 299 }, "gatewayFenceMs"],
-    ["fence below dead-after (dead lowered)", { gatewayDeadAfterMs: 240 }, { gatewayDeadAfterMs: 251 }, "gatewayFenceMs"],
-    ["gateway heartbeat at most half the fence", { gatewayHeartbeatMs: 126 }, { gatewayHeartbeatMs: 125, gatewayStandbyHeartbeatMs: 300 }, "gatewayHeartbeatMs"],
-    ["standby heartbeat no faster than an active's", { gatewayStandbyHeartbeatMs: 99 }, { gatewayStandbyHeartbeatMs: 100 }, "gatewayStandbyHeartbeatMs"],
-    ["standby heartbeat at most 10 times slower", { gatewayStandbyHeartbeatMs: 1001 }, { gatewayStandbyHeartbeatMs: 1000 }, "gatewayStandbyHeartbeatMs"],
-    ["gateway heartbeat at most half the fence (fence lowered)", { gatewayFenceMs: 199 }, { gatewayFenceMs: 200 }, "gatewayHeartbeatMs"],
-    ["renew at most a third of the lease", { coordinatorRenewMs: 334 }, { coordinatorRenewMs: 333 }, "coordinatorRenewMs"],
-    ["renew at most a third of the lease (lease lowered)", { coordinatorLeaseMs: 599 }, { coordinatorLeaseMs: 600 }, "coordinatorRenewMs"],
-    ["node heartbeat at most half of node dead-after", { nodeHeartbeatMs: 1751 }, { nodeHeartbeatMs: 1750 }, "nodeHeartbeatMs"],
-    ["node heartbeat at most half of node dead-after (dead lowered)", { nodeDeadAfterMs: 1999 }, { nodeDeadAfterMs: 2000 }, "nodeHeartbeatMs"],
+    [
+      "fence below dead-after (dead lowered)",
+      { gatewayDeadAfterMs: 240 },
+      { gatewayDeadAfterMs: 251 },
+      "gatewayFenceMs",
+    ],
+    [
+      "gateway heartbeat at most half the fence",
+      { gatewayHeartbeatMs: 126 },
+      { gatewayHeartbeatMs: 125, gatewayStandbyHeartbeatMs: 300 },
+      "gatewayHeartbeatMs",
+    ],
+    [
+      "standby heartbeat no faster than an active's",
+      { gatewayStandbyHeartbeatMs: 99 },
+      { gatewayStandbyHeartbeatMs: 100 },
+      "gatewayStandbyHeartbeatMs",
+    ],
+    [
+      "standby heartbeat at most 10 times slower",
+      { gatewayStandbyHeartbeatMs: 1001 },
+      { gatewayStandbyHeartbeatMs: 1000 },
+      "gatewayStandbyHeartbeatMs",
+    ],
+    [
+      "gateway heartbeat at most half the fence (fence lowered)",
+      { gatewayFenceMs: 199 },
+      { gatewayFenceMs: 200 },
+      "gatewayHeartbeatMs",
+    ],
+    [
+      "renew at most a third of the lease",
+      { coordinatorRenewMs: 334 },
+      { coordinatorRenewMs: 333 },
+      "coordinatorRenewMs",
+    ],
+    [
+      "renew at most a third of the lease (lease lowered)",
+      { coordinatorLeaseMs: 599 },
+      { coordinatorLeaseMs: 600 },
+      "coordinatorRenewMs",
+    ],
+    [
+      "node heartbeat at most half of node dead-after",
+      { nodeHeartbeatMs: 1751 },
+      { nodeHeartbeatMs: 1750 },
+      "nodeHeartbeatMs",
+    ],
+    [
+      "node heartbeat at most half of node dead-after (dead lowered)",
+      { nodeDeadAfterMs: 1999 },
+      { nodeDeadAfterMs: 2000 },
+      "nodeHeartbeatMs",
+    ],
   ];
   for (const [name, broken, boundary, key] of cases) {
     it(`${name}: refused naming ${key}, accepted at the boundary`, () => {

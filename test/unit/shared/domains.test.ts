@@ -9,7 +9,14 @@ import {
   type NodeFacts,
   type Partition,
 } from "../../../shared/domains";
-import { LABEL_GATEWAY, LABEL_NODEPOOL, gatewayKey, parseGatewayManifest, soloKey, type Gateway } from "../../../shared/gateway";
+import {
+  LABEL_GATEWAY,
+  LABEL_NODEPOOL,
+  gatewayKey,
+  parseGatewayManifest,
+  soloKey,
+  type Gateway,
+} from "../../../shared/gateway";
 import { loadTopology } from "../../../shared/topology";
 
 const node = (name: string, pool?: string, gateway?: string): NodeFacts => ({
@@ -21,7 +28,10 @@ const node = (name: string, pool?: string, gateway?: string): NodeFacts => ({
   internalIP: "10.0.0.1",
 });
 const gw = (name: string, ...endpoints: [string, "proxy" | "tunnel"][]): Gateway =>
-  parseGatewayManifest({ metadata: { name }, spec: { endpoints: endpoints.map(([nodeName, type]) => ({ nodeName, type })) } });
+  parseGatewayManifest({
+    metadata: { name },
+    spec: { endpoints: endpoints.map(([nodeName, type]) => ({ nodeName, type })) },
+  });
 
 /** placeNode must agree with computeUnits for every node: the coordinator uses one, the node agent the other. */
 function expectPlacementAgrees(gateways: Gateway[], nodes: NodeFacts[], partition: Partition) {
@@ -48,7 +58,9 @@ describe("domainOf / domainProblem", () => {
 
   it("explains why a node cannot be placed", () => {
     expect(domainProblem(node("n1", "Factory"))).toBe('node pool "Factory" is not a DNS label');
-    expect(domainProblem(node("n.example.com"))).toBe('node "n.example.com" has no node pool and its name is not a DNS label');
+    expect(domainProblem(node("n.example.com"))).toBe(
+      'node "n.example.com" has no node pool and its name is not a DNS label',
+    );
     expect(domainProblem(node("n.example.com", "edge"))).toBeUndefined();
   });
 });
@@ -56,7 +68,12 @@ describe("domainOf / domainProblem", () => {
 describe("computeUnits", () => {
   it("a pool with a Gateway: one unit serving the labelled nodes, sorted, candidates from the endpoints", () => {
     const gateways = [gw("gw-a", ["a-gw-1", "proxy"], ["a-gw-1", "tunnel"], ["a-gw-2", "proxy"])];
-    const nodes = [node("a-node-2", "a", "gw-a"), node("a-gw-2", "a", "gw-a"), node("a-gw-1", "a", "gw-a"), node("a-node-1", "a", "gw-a")];
+    const nodes = [
+      node("a-node-2", "a", "gw-a"),
+      node("a-gw-2", "a", "gw-a"),
+      node("a-gw-1", "a", "gw-a"),
+      node("a-node-1", "a", "gw-a"),
+    ];
     const p = computeUnits(gateways, nodes);
     expect(p.units.size).toBe(1);
     expect(p.units.get(gatewayKey("gw-a"))).toEqual({
@@ -96,7 +113,12 @@ describe("computeUnits", () => {
 
   it("a node without a pool is solo in a domain named after itself", () => {
     const p = computeUnits([gw("gw-a", ["a-1", "proxy"])], [node("a-1", "a", "gw-a"), node("loner")]);
-    expect(p.units.get("solo.loner")).toMatchObject({ solo: true, domain: "loner", nodes: ["loner"], candidates: ["loner"] });
+    expect(p.units.get("solo.loner")).toMatchObject({
+      solo: true,
+      domain: "loner",
+      nodes: ["loner"],
+      candidates: ["loner"],
+    });
     expect(p.units.get("solo.loner")!.problem).toBeUndefined();
   });
 
@@ -106,7 +128,9 @@ describe("computeUnits", () => {
     const unit = p.units.get("solo.stray")!;
     expect(unit.solo).toBe(true);
     expect(unit.domain).toBe("a");
-    expect(unit.problem).toBe(`node stray: label ${LABEL_GATEWAY}=gw-gone names no Gateway; the node is its own gateway`);
+    expect(unit.problem).toBe(
+      `node stray: label ${LABEL_GATEWAY}=gw-gone names no Gateway; the node is its own gateway`,
+    );
     expectPlacementAgrees([], nodes, p);
   });
 
@@ -171,6 +195,11 @@ describe("computeUnits", () => {
 describe("endpointOwners", () => {
   it("maps each endpoint node to its Gateway", () => {
     const owners = endpointOwners([gw("gw-a", ["a-1", "proxy"], ["a-1", "tunnel"]), gw("gw-b", ["b-1", "tunnel"])]);
-    expect(owners).toEqual(new Map([["a-1", "gw-a"], ["b-1", "gw-b"]]));
+    expect(owners).toEqual(
+      new Map([
+        ["a-1", "gw-a"],
+        ["b-1", "gw-b"],
+      ]),
+    );
   });
 });

@@ -13,7 +13,14 @@ import {
 } from "../../../shared/fencing";
 import { defaultTimings } from "../../../shared/config";
 
-const settledNamedHealthy: AckInput = { named: true, healthy: true, settled: true, recordTerm: 7, heartbeatTerm: 7, heartbeatActs: true };
+const settledNamedHealthy: AckInput = {
+  named: true,
+  healthy: true,
+  settled: true,
+  recordTerm: 7,
+  heartbeatTerm: 7,
+  heartbeatActs: true,
+};
 
 /** Every combination of the decision's inputs, terms drawn from around the record's. */
 function* everyInput(): Generator<AckInput> {
@@ -21,7 +28,8 @@ function* everyInput(): Generator<AckInput> {
     for (const healthy of [false, true])
       for (const settled of [false, true])
         for (const heartbeatTerm of [5, 6, 7, 8])
-          for (const heartbeatActs of [false, true]) yield { named, healthy, settled, recordTerm: 7, heartbeatTerm, heartbeatActs };
+          for (const heartbeatActs of [false, true])
+            yield { named, healthy, settled, recordTerm: 7, heartbeatTerm, heartbeatActs };
 }
 
 describe("ackDecision", () => {
@@ -52,8 +60,12 @@ describe("ackDecision", () => {
   });
 
   it("corrects a candidate that acts unnamed or believes another term, without a lease", () => {
-    expect(ackDecision({ ...settledNamedHealthy, named: false, heartbeatTerm: 7, heartbeatActs: true })).toBe(AckDecision.Correct);
-    expect(ackDecision({ ...settledNamedHealthy, named: false, heartbeatTerm: 6, heartbeatActs: false })).toBe(AckDecision.Correct);
+    expect(ackDecision({ ...settledNamedHealthy, named: false, heartbeatTerm: 7, heartbeatActs: true })).toBe(
+      AckDecision.Correct,
+    );
+    expect(ackDecision({ ...settledNamedHealthy, named: false, heartbeatTerm: 6, heartbeatActs: false })).toBe(
+      AckDecision.Correct,
+    );
     expect(ackDecision({ ...settledNamedHealthy, healthy: false, heartbeatTerm: 8 })).toBe(AckDecision.Correct);
   });
 
@@ -94,7 +106,7 @@ describe("the fencing argument", () => {
   // A deterministic pseudo-random sequence, so a failure names a reproducible case.
   function rng(seed: number): () => number {
     let s = seed >>> 0;
-    return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
+    return () => (s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32;
   }
   const t = defaultTimings;
 
@@ -119,12 +131,20 @@ describe("the fencing argument", () => {
       // and the successor is written handoverMs after the removal.
       const removedAt = r() * 1e6;
       const sent = removedAt - r() * 2_000;
-      expect(leaseRunning(gatewayLeaseEnd(sent, t.gatewayFenceMs), removedAt + handoverMs(t.gatewayFenceMs, t.sweepMs))).toBe(false);
+      expect(
+        leaseRunning(gatewayLeaseEnd(sent, t.gatewayFenceMs), removedAt + handoverMs(t.gatewayFenceMs, t.sweepMs)),
+      ).toBe(false);
     }
   });
 
   it("holds for the defaults, and the config refuses timings that would break it", () => {
-    expect(fenceTimingsProblem({ heartbeatMs: t.gatewayHeartbeatMs, fenceMs: t.gatewayFenceMs, deadAfterMs: t.gatewayDeadAfterMs })).toBeNull();
+    expect(
+      fenceTimingsProblem({
+        heartbeatMs: t.gatewayHeartbeatMs,
+        fenceMs: t.gatewayFenceMs,
+        deadAfterMs: t.gatewayDeadAfterMs,
+      }),
+    ).toBeNull();
     expect(fenceTimingsProblem({ heartbeatMs: 100, fenceMs: 300, deadAfterMs: 300 })?.key).toBe("gatewayFenceMs");
     expect(fenceTimingsProblem({ heartbeatMs: 150, fenceMs: 250, deadAfterMs: 300 })?.key).toBe("gatewayHeartbeatMs");
   });

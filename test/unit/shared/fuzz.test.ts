@@ -65,7 +65,13 @@ function prng(seed: number) {
 }
 type Rng = ReturnType<typeof prng>;
 
-const KNOWN_ERRORS = [MalformedMessageError, UnknownVersionError, UnknownTypeError, InvalidMessageError, OversizedMessageError];
+const KNOWN_ERRORS = [
+  MalformedMessageError,
+  UnknownVersionError,
+  UnknownTypeError,
+  InvalidMessageError,
+  OversizedMessageError,
+];
 
 function rejectionSnapshot(): Map<string, number> {
   const out = new Map<string, number>();
@@ -108,7 +114,10 @@ class Harness {
   private checkError(err: unknown, input: Uint8Array, via: string): RavenError {
     const where = () => `${this.label} ${via} input=${hex(input)}`;
     check(err instanceof RavenError, () => `${where()}: threw a non-RavenError: ${String(err)}`);
-    check(KNOWN_ERRORS.some((cls) => err instanceof cls), () => `${where()}: unexpected error class ${err.name}`);
+    check(
+      KNOWN_ERRORS.some((cls) => err instanceof cls),
+      () => `${where()}: unexpected error class ${err.name}`,
+    );
     return err;
   }
 
@@ -118,7 +127,10 @@ class Harness {
     // What decode returns is in normal form: validating it again changes nothing, and re-encoding it is stable.
     const again = messageSchemas[msg.type](msg.body, msg.type);
     check(isDeepStrictEqual(again, msg.body), () => `${where()}: body does not re-validate to itself`);
-    check(isDeepStrictEqual(decode(encode(msg.type, msg.body)), msg), () => `${where()}: re-encoding changes the message`);
+    check(
+      isDeepStrictEqual(decode(encode(msg.type, msg.body)), msg),
+      () => `${where()}: re-encoding changes the message`,
+    );
   }
 
   /**
@@ -205,8 +217,8 @@ const validOf = (type: MessageType) => [encode(type, fullBodies[type]), encode(t
 
 /** Bytes that are markers in msgpack: containers, length prefixes, extension heads, nil/bool, never-used. */
 const INTERESTING = [
-  0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc7, 0xca, 0xcb, 0xcc, 0xcf,
-  0xd0, 0xd3, 0xd4, 0xd6, 0xd8, 0xd9, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff,
+  0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc7, 0xca, 0xcb, 0xcc, 0xcf, 0xd0,
+  0xd3, 0xd4, 0xd6, 0xd8, 0xd9, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xe0, 0xff,
 ];
 
 function mutate(rng: Rng, src: Uint8Array): Uint8Array {
@@ -252,7 +264,20 @@ function mutate(rng: Rng, src: Uint8Array): Uint8Array {
   }
 }
 
-const NAMES = ["a", "factory-a", "node.example.com", "Bad", "a b", "*", ">", "", "x".repeat(300), "gw-1", "proxy", "tunnel"];
+const NAMES = [
+  "a",
+  "factory-a",
+  "node.example.com",
+  "Bad",
+  "a b",
+  "*",
+  ">",
+  "",
+  "x".repeat(300),
+  "gw-1",
+  "proxy",
+  "tunnel",
+];
 
 /** Values msgpackr packs as extensions and always unpacks to class instances: BigInt, Date, Set, RegExp, Error. */
 const EXOTIC: (() => unknown)[] = [
@@ -282,7 +307,9 @@ function randomValue(rng: Rng, depth = 0): unknown {
     case 6:
       return Array.from({ length: rng.int(4) }, () => randomValue(rng, depth + 1));
     default:
-      return Object.fromEntries(Array.from({ length: rng.int(4) }, () => [rng.pick(NAMES), randomValue(rng, depth + 1)]));
+      return Object.fromEntries(
+        Array.from({ length: rng.int(4) }, () => [rng.pick(NAMES), randomValue(rng, depth + 1)]),
+      );
   }
 }
 

@@ -96,7 +96,12 @@ describe("parseGatewayManifest", () => {
   it("defaults ports, replicas and exposeType", () => {
     const gw = parseGatewayManifest({
       metadata: { name: "gw-a" },
-      spec: { endpoints: [{ nodeName: "n1", type: "proxy" }, { nodeName: "n1", type: "tunnel" }] },
+      spec: {
+        endpoints: [
+          { nodeName: "n1", type: "proxy" },
+          { nodeName: "n1", type: "tunnel" },
+        ],
+      },
     });
     expect(DEFAULT_PORT).toEqual({ proxy: 10262, tunnel: 4500 });
     expect(gw.spec.endpoints).toEqual([
@@ -134,7 +139,13 @@ describe("parseGatewayManifest", () => {
   });
 
   it("rejects an endpoint listed twice (same node and type)", () => {
-    const spec = { endpoints: [{ nodeName: "n1", type: "proxy" }, { nodeName: "n2", type: "proxy" }, { nodeName: "n1", type: "proxy", port: 1 }] };
+    const spec = {
+      endpoints: [
+        { nodeName: "n1", type: "proxy" },
+        { nodeName: "n2", type: "proxy" },
+        { nodeName: "n1", type: "proxy", port: 1 },
+      ],
+    };
     expect(topologyError(() => parseGatewayManifest(withSpec(spec)))).toBe(
       "gateway gw-a.spec.endpoints: lists proxy endpoint n1 twice",
     );
@@ -162,7 +173,9 @@ describe("parseGatewayManifest", () => {
   // gateway.ts parsePortList checks the shape with /^\d{1,5}(,\d{1,5})*$/ only, so "0" and "70000" pass.
   it("rejects ports outside 1..65535 in a port list", () => {
     for (const list of ["70000", "10250,0", "65536"]) {
-      expect(() => parseGatewayManifest(withSpec({ proxyConfig: { proxyHTTPPort: list } })), list).toThrow(TopologyError);
+      expect(() => parseGatewayManifest(withSpec({ proxyConfig: { proxyHTTPPort: list } })), list).toThrow(
+        TopologyError,
+      );
     }
   });
 
@@ -175,8 +188,14 @@ describe("parseGatewayManifest", () => {
       [{ nodeName: "n1", type: "proxy", port: 65536 }, "gateway gw-a.spec.endpoints[0].port: must be a port number"],
       [{ nodeName: "n1", type: "proxy", port: "10262" }, "gateway gw-a.spec.endpoints[0].port: must be a port number"],
       [{ nodeName: "n1", type: "proxy", publicIP: 1 }, "gateway gw-a.spec.endpoints[0].publicIP: must be a string"],
-      [{ nodeName: "n1", type: "proxy", publicPort: "1" }, "gateway gw-a.spec.endpoints[0].publicPort: must be a number"],
-      [{ nodeName: "n1", type: "proxy", config: { a: 1 } }, "gateway gw-a.spec.endpoints[0].config: must map strings to strings"],
+      [
+        { nodeName: "n1", type: "proxy", publicPort: "1" },
+        "gateway gw-a.spec.endpoints[0].publicPort: must be a number",
+      ],
+      [
+        { nodeName: "n1", type: "proxy", config: { a: 1 } },
+        "gateway gw-a.spec.endpoints[0].config: must map strings to strings",
+      ],
       ["n1", "gateway gw-a.spec.endpoints[0]: must be an object"],
     ];
     for (const [endpoint, message] of bad) {
@@ -189,9 +208,9 @@ describe("parseGatewayManifest", () => {
 
   it("rejects a wrong apiVersion, kind or name, naming where", () => {
     const ok = openYurtGateway();
-    expect(topologyError(() => parseGatewayManifest({ ...ok, apiVersion: "raven.openyurt.io/v1alpha1" }, "gateways[2]"))).toBe(
-      `gateways[2].apiVersion: must be ${GATEWAY_API_VERSION}`,
-    );
+    expect(
+      topologyError(() => parseGatewayManifest({ ...ok, apiVersion: "raven.openyurt.io/v1alpha1" }, "gateways[2]")),
+    ).toBe(`gateways[2].apiVersion: must be ${GATEWAY_API_VERSION}`);
     expect(topologyError(() => parseGatewayManifest({ ...ok, kind: "Pod" }))).toBe("gateway.kind: must be Gateway");
     expect(topologyError(() => parseGatewayManifest({ ...ok, metadata: {} }))).toBe(
       "gateway.metadata.name: must be a DNS subdomain name, got undefined",

@@ -19,10 +19,20 @@ const gwHb = (seq: number, patch: Partial<GatewayHeartbeat> = {}): GatewayHeartb
   datapathOk: true,
   ...patch,
 });
-const nodeHb = (seq: number, ready = true, node = "n-1"): NodeHeartbeat => ({ node, domain: "factory-a", seq, ready, sentAt: seq });
+const nodeHb = (seq: number, ready = true, node = "n-1"): NodeHeartbeat => ({
+  node,
+  domain: "factory-a",
+  seq,
+  ready,
+  sentAt: seq,
+});
 
 /** A sweep after a detector that declares every candidate silent for deadAfterMs (detector.ts decides when). */
-const sweepAll = (h: HealthTracker, now: number) => h.sweep(now, h.silences(now).map((s) => s.node));
+const sweepAll = (h: HealthTracker, now: number) =>
+  h.sweep(
+    now,
+    h.silences(now).map((s) => s.node),
+  );
 
 /** A tracker with `gw-1` healthy after `riseCount` heartbeats at 0, 100, ...; returns the time of the last. */
 function healthyTracker(s: HealthSettings = settings): { h: HealthTracker; last: number } {
@@ -92,7 +102,15 @@ describe("HealthTracker: rising", () => {
   it("records the heartbeat's facts", () => {
     const h = new HealthTracker(settings, 0);
     const c = h.gateway(gwHb(9, { term: 5, active: ["proxy"], domain: "shop-b" }), 50);
-    expect(c).toMatchObject({ node: "gw-1", domain: "shop-b", seq: 9, sentAt: 1_009, term: 5, acting: ["proxy"], lastSeenAt: 50 });
+    expect(c).toMatchObject({
+      node: "gw-1",
+      domain: "shop-b",
+      seq: 9,
+      sentAt: 1_009,
+      term: 5,
+      acting: ["proxy"],
+      lastSeenAt: 50,
+    });
     expect(h.candidates.get("gw-1")).toBe(c);
     expect(h.isHealthy("nobody")).toBe(false);
   });
@@ -132,7 +150,9 @@ describe("HealthTracker: silence", () => {
 
   it("expires only what the detector names, and never before deadAfterMs of silence", () => {
     const { h, last } = healthyTracker();
-    expect(h.silences(last + DEAD - 1)).toEqual([{ node: "gw-1", domain: "factory-a", silentMs: DEAD - 1, deadAfterMs: DEAD }]);
+    expect(h.silences(last + DEAD - 1)).toEqual([
+      { node: "gw-1", domain: "factory-a", silentMs: DEAD - 1, deadAfterMs: DEAD },
+    ]);
     expect(h.sweep(last + DEAD - 1, ["gw-1"])).toEqual(new Set());
     expect(h.isHealthy("gw-1")).toBe(true);
     expect(h.sweep(last + DEAD, ["nobody"])).toEqual(new Set());
@@ -154,7 +174,9 @@ describe("HealthTracker: a standby's longer period", () => {
     const { h, last } = healthyTracker();
     expect(h.candidates.get("gw-1")!.deadAfterMs).toBe(DEAD); // no everyMs: the usual period
     h.gateway(gwHb(3, { everyMs: 300 }), last + 100);
-    expect(h.silences(last + 100 + DEAD)).toEqual([{ node: "gw-1", domain: "factory-a", silentMs: DEAD, deadAfterMs: 3 * DEAD }]);
+    expect(h.silences(last + 100 + DEAD)).toEqual([
+      { node: "gw-1", domain: "factory-a", silentMs: DEAD, deadAfterMs: 3 * DEAD },
+    ]);
     expect(h.sweep(last + 100 + DEAD, ["gw-1"])).toEqual(new Set()); // named too early: not expired
     expect(h.sweep(last + 100 + 3 * DEAD, ["gw-1"])).toEqual(new Set(["gw-1"]));
     h.gateway(gwHb(4, { everyMs: 600_000 }), last + 5_000);
@@ -265,7 +287,10 @@ describe("HealthTracker: restarts, draining, data path", () => {
 
   it("tracks candidates independently", () => {
     const h = new HealthTracker(settings, 0);
-    for (const [t, seq] of [[0, 1], [100, 2]] as const) {
+    for (const [t, seq] of [
+      [0, 1],
+      [100, 2],
+    ] as const) {
       h.gateway(gwHb(seq), t);
       h.gateway(gwHb(seq, { node: "gw-2" }), t);
     }

@@ -18,9 +18,13 @@ function setup(settings: ConstructorParameters<typeof MeshInspector>[0]["setting
     clock,
     settings,
   });
-  const actor = createActor(gatewayMachine, { input: { node: "a-gw-1", drainTimeoutMs: 1_000, lapseHoldMs: 2_000 }, inspect: inspector.inspect });
+  const actor = createActor(gatewayMachine, {
+    input: { node: "a-gw-1", drainTimeoutMs: 1_000, lapseHoldMs: 2_000 },
+    inspect: inspector.inspect,
+  });
   actor.start();
-  const viewer = (id = "ui-1", ttlMs = 3_000) => inspector.onPresence(encode("inspect.viewer", { viewer: id, sentAt: 0, ttlMs }));
+  const viewer = (id = "ui-1", ttlMs = 3_000) =>
+    inspector.onPresence(encode("inspect.viewer", { viewer: id, sentAt: 0, ttlMs }));
   const entries = () => sent.flatMap((s) => s.batch.entries);
   return { clock, sent, inspector, actor, viewer, entries };
 }
@@ -53,7 +57,14 @@ describe("MeshInspector", () => {
     expect(sent[0]!.subject).toBe("raven.d.edge-a.gw.a-gw-1.inspect");
     expect(sent[0]!.batch).toMatchObject({ source: "gateway/a-gw-1", domain: "edge-a", sync: true, dropped: 0 });
     expect(sent[0]!.batch.entries).toEqual([
-      expect.objectContaining({ actor: "gateway/a-gw-1", machine: "gateway", event: "sync", state: "active", term: 3, changed: false }),
+      expect.objectContaining({
+        actor: "gateway/a-gw-1",
+        machine: "gateway",
+        event: "sync",
+        state: "active",
+        term: 3,
+        changed: false,
+      }),
     ]);
     actor.send({ type: "TICK", now: 1_000 }); // lease over: active -> lapsed
     clock.advance(100);
@@ -77,7 +88,11 @@ describe("MeshInspector", () => {
     actor.send({ type: "TICK", now: 10 }); // no change
     actor.send({ type: "TICK", now: 300 }); // lease expired: a state change, published
     clock.advance(100);
-    expect(entries().slice(before + 1).map((e) => `${e.event}:${e.state}:${e.term}`)).toEqual(["ASSIGNMENT:active:2", "TICK:lapsed:2"]);
+    expect(
+      entries()
+        .slice(before + 1)
+        .map((e) => `${e.event}:${e.state}:${e.term}`),
+    ).toEqual(["ASSIGNMENT:active:2", "TICK:lapsed:2"]);
   });
 
   it("stops publishing about ttlMs after the last announcement", () => {
@@ -113,8 +128,19 @@ describe("MeshInspector", () => {
 
   it("never throws into the actor, even when publishing fails", () => {
     const clock = new ManualClock();
-    const inspector = new MeshInspector({ source: "node/n1", domain: "edge-a", subject: "x", clock, publish: () => { throw new Error("mesh down"); } });
-    const actor = createActor(nodeMachine, { input: { node: "n1", domain: "edge-a", retryMs: 10 }, inspect: inspector.inspect });
+    const inspector = new MeshInspector({
+      source: "node/n1",
+      domain: "edge-a",
+      subject: "x",
+      clock,
+      publish: () => {
+        throw new Error("mesh down");
+      },
+    });
+    const actor = createActor(nodeMachine, {
+      input: { node: "n1", domain: "edge-a", retryMs: 10 },
+      inspect: inspector.inspect,
+    });
     inspector.onPresence(encode("inspect.viewer", { viewer: "v", sentAt: 0, ttlMs: 1_000 }));
     inspector.onPresence(new Uint8Array([1, 2, 3])); // garbage presence is dropped
     actor.start();
@@ -125,9 +151,20 @@ describe("MeshInspector", () => {
   it("keeps one entry per named actor and reports only machines (not their invoked promises)", () => {
     const clock = new ManualClock();
     const sent: InspectBatch[] = [];
-    const inspector = new MeshInspector({ source: "coordinator/c-1", subject: "x", clock, publish: (_s, d) => sent.push(decodeAs(d, "inspect.batch")) });
-    const a = createActor(nodeMachine, { input: { node: "n1", domain: "edge-a", retryMs: 10 }, inspect: inspector.observer("node/n1") });
-    const b = createActor(nodeMachine, { input: { node: "n2", domain: "edge-a", retryMs: 10 }, inspect: inspector.observer("node/n2") });
+    const inspector = new MeshInspector({
+      source: "coordinator/c-1",
+      subject: "x",
+      clock,
+      publish: (_s, d) => sent.push(decodeAs(d, "inspect.batch")),
+    });
+    const a = createActor(nodeMachine, {
+      input: { node: "n1", domain: "edge-a", retryMs: 10 },
+      inspect: inspector.observer("node/n1"),
+    });
+    const b = createActor(nodeMachine, {
+      input: { node: "n2", domain: "edge-a", retryMs: 10 },
+      inspect: inspector.observer("node/n2"),
+    });
     a.start();
     b.start();
     inspector.onPresence(encode("inspect.viewer", { viewer: "v", sentAt: 0, ttlMs: 1_000 }));
@@ -137,20 +174,36 @@ describe("MeshInspector", () => {
     b.stop();
     inspector.onPresence(encode("inspect.viewer", { viewer: "v2", sentAt: 0, ttlMs: 1_000 })); // a new viewer: sync again
     clock.advance(100);
-    expect(sent.filter((s) => s.sync).at(-1)!.entries.map((e) => e.actor)).toEqual(["node/n1"]);
+    expect(
+      sent
+        .filter((s) => s.sync)
+        .at(-1)!
+        .entries.map((e) => e.actor),
+    ).toEqual(["node/n1"]);
   });
 
   it("attach: no inspection observer on the actor until a viewer is present, none after it left", () => {
     const clock = new ManualClock();
     const sent: InspectBatch[] = [];
-    const inspector = new MeshInspector({ source: "gateway/g1", domain: "edge-a", subject: "x", clock, publish: (_s, d) => sent.push(decodeAs(d, "inspect.batch")) });
+    const inspector = new MeshInspector({
+      source: "gateway/g1",
+      domain: "edge-a",
+      subject: "x",
+      clock,
+      publish: (_s, d) => sent.push(decodeAs(d, "inspect.batch")),
+    });
     const actor = createActor(gatewayMachine, { input: { node: "g1", drainTimeoutMs: 1_000, lapseHoldMs: 2_000 } });
     let observers = 0;
     const inspect = actor.system.inspect.bind(actor.system);
     actor.system.inspect = (o) => {
       observers++;
       const sub = inspect(o);
-      return { unsubscribe: () => { observers--; sub.unsubscribe(); } };
+      return {
+        unsubscribe: () => {
+          observers--;
+          sub.unsubscribe();
+        },
+      };
     };
     inspector.attach(actor);
     actor.start();

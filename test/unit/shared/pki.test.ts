@@ -57,9 +57,15 @@ describe.skipIf(noOpenssl)(`ensurePki${noOpenssl ? " (skipped: the openssl CLI i
   });
 
   it("reuses everything on a second call", async () => {
-    const before = Object.values(files).slice(1).map((f) => [read(f), statSync(f).mtimeMs]);
+    const before = Object.values(files)
+      .slice(1)
+      .map((f) => [read(f), statSync(f).mtimeMs]);
     await ensurePki(files.dir);
-    expect(Object.values(files).slice(1).map((f) => [read(f), statSync(f).mtimeMs])).toEqual(before);
+    expect(
+      Object.values(files)
+        .slice(1)
+        .map((f) => [read(f), statSync(f).mtimeMs]),
+    ).toEqual(before);
   });
 
   it("re-issues only what is missing; a new CA re-issues every leaf but keeps the secret", async () => {
@@ -68,7 +74,9 @@ describe.skipIf(noOpenssl)(`ensurePki${noOpenssl ? " (skipped: the openssl CLI i
     unlinkSync(files.kubeletCert);
     await ensurePki(files.dir);
     expect(read(files.proxyCert)).toBe(proxyCert);
-    expect(new X509Certificate(read(files.kubeletCert)).checkIssued(new X509Certificate(read(files.caCert)))).toBe(true);
+    expect(new X509Certificate(read(files.kubeletCert)).checkIssued(new X509Certificate(read(files.caCert)))).toBe(
+      true,
+    );
 
     unlinkSync(files.caKey);
     await ensurePki(files.dir);
@@ -157,7 +165,8 @@ describe("domain tokens", () => {
     expect(verifyDomainToken(secret, "edge-a", a.toUpperCase())).toBe(true);
     expect(verifyDomainToken(secret, "edge-b", a)).toBe(false);
     expect(verifyDomainToken(secret, "edge-a", a.slice(0, 62) + (a.endsWith("0") ? "11" : "00"))).toBe(false);
-    for (const bad of ["", a.slice(0, 10), `${a}00`, "zz".repeat(32), undefined, 42]) expect(verifyDomainToken(secret, "edge-a", bad)).toBe(false);
+    for (const bad of ["", a.slice(0, 10), `${a}00`, "zz".repeat(32), undefined, 42])
+      expect(verifyDomainToken(secret, "edge-a", bad)).toBe(false);
   });
 
   it("rejects a secret that is not 32 hex bytes", () => {

@@ -5,15 +5,28 @@ import { renderStatus, table, toYaml } from "../../../shared/status-text";
 
 describe("table", () => {
   it("pads every column but the last to its widest cell, two spaces apart", () => {
-    expect(table(["NAME", "IP"], [["a", "10.0.0.1"], ["long-name", "x"]])).toBe(
-      ["NAME       IP", "a          10.0.0.1", "long-name  x"].join("\n"),
-    );
+    expect(
+      table(
+        ["NAME", "IP"],
+        [
+          ["a", "10.0.0.1"],
+          ["long-name", "x"],
+        ],
+      ),
+    ).toBe(["NAME       IP", "a          10.0.0.1", "long-name  x"].join("\n"));
   });
 
   it("indents every line and trims trailing blanks of empty last cells", () => {
-    expect(table(["A", "BB", "C"], [["xxx", "y", ""], ["z", "", "w"]], "  ")).toBe(
-      ["  A    BB  C", "  xxx  y", "  z        w"].join("\n"),
-    );
+    expect(
+      table(
+        ["A", "BB", "C"],
+        [
+          ["xxx", "y", ""],
+          ["z", "", "w"],
+        ],
+        "  ",
+      ),
+    ).toBe(["  A    BB  C", "  xxx  y", "  z        w"].join("\n"));
   });
 
   it("prints just the header for no rows", () => {
@@ -214,14 +227,19 @@ describe("toYaml", () => {
   });
 
   it("quotes keys that are not plain", () => {
-    expect(toYaml({ "has space": 1, "10250": 2, "a.b/c": 3 })).toBe(['"10250": 2', '"has space": 1', "a.b/c: 3"].join("\n"));
+    expect(toYaml({ "has space": 1, "10250": 2, "a.b/c": 3 })).toBe(
+      ['"10250": 2', '"has space": 1', "a.b/c: 3"].join("\n"),
+    );
   });
 
   it("renders nested objects and arrays, including arrays of arrays and empty containers", () => {
     const value = {
       spec: {
         proxyConfig: { replicas: 2, proxyHTTPSPort: "10250,9100" },
-        endpoints: [{ nodeName: "a", config: { k: "v" } }, { nodeName: "b", config: {} }],
+        endpoints: [
+          { nodeName: "a", config: { k: "v" } },
+          { nodeName: "b", config: {} },
+        ],
         ports: [[1, 2], [], ["x"]],
         nested: [{ list: ["p", "q"] }],
       },

@@ -72,7 +72,9 @@ function thrown(fn: () => unknown): unknown {
 describe("subject builders", () => {
   it("build the documented subjects", () => {
     expect(SUBJECT_PREFIX).toBe("raven");
-    expect(subjects.nodeRegister("factory-a", "factory-a-node-1")).toBe("raven.d.factory-a.node.factory-a-node-1.register");
+    expect(subjects.nodeRegister("factory-a", "factory-a-node-1")).toBe(
+      "raven.d.factory-a.node.factory-a-node-1.register",
+    );
     expect(subjects.nodeHeartbeat("factory-a", "factory-a-node-1")).toBe("raven.d.factory-a.node.factory-a-node-1.hb");
     expect(subjects.gatewayHeartbeat("shop-b", "shop-b-gw-2")).toBe("raven.d.shop-b.gw.shop-b-gw-2.hb");
     expect(subjects.assignment("vehicle-c")).toBe("raven.d.vehicle-c.assign");
@@ -219,7 +221,16 @@ describe("domainOfSubject", () => {
   });
 
   it("is undefined for anything that is not a raven.d. subject", () => {
-    for (const s of ["raven.ctl.status", "raven.d", "raven.d.", "raven", "", "other.d.x.assign", "RAVEN.d.x.assign", "raven.dd.x"]) {
+    for (const s of [
+      "raven.ctl.status",
+      "raven.d",
+      "raven.d.",
+      "raven",
+      "",
+      "other.d.x.assign",
+      "RAVEN.d.x.assign",
+      "raven.dd.x",
+    ]) {
       expect(domainOfSubject(s), s).toBeUndefined();
     }
   });
@@ -236,7 +247,11 @@ describe("subjectMatches (allocation-free check of a body against its subject)",
     let checked = 0;
     for (const d of domains) {
       for (const n of names) {
-        for (const subject of [subjects.gatewayHeartbeat(d, n), subjects.nodeHeartbeat(d, n), subjects.nodeRegister(d, n)]) {
+        for (const subject of [
+          subjects.gatewayHeartbeat(d, n),
+          subjects.nodeHeartbeat(d, n),
+          subjects.nodeRegister(d, n),
+        ]) {
           for (const d2 of domains) {
             for (const n2 of names) {
               expect(subjectMatches(subject, d2, n2), `${subject} vs ${d2}/${n2}`).toBe(reference(subject, d2, n2));
@@ -265,13 +280,19 @@ describe("inspection subjects", () => {
     expect(subjects.gatewayInspect("edge-a", "a-gw.1")).toBe("raven.d.edge-a.gw.a-gw_1.inspect");
     expect(subjects.nodeInspect("edge-a", "n1")).toBe("raven.d.edge-a.node.n1.inspect");
     expect(subjects.inspectViewer("edge-a")).toBe("raven.d.edge-a.inspect.viewer");
-    for (const s of [subjects.gatewayInspect("edge-a", "g"), subjects.nodeInspect("edge-a", "n"), subjects.inspectViewer("edge-a")]) {
+    for (const s of [
+      subjects.gatewayInspect("edge-a", "g"),
+      subjects.nodeInspect("edge-a", "n"),
+      subjects.inspectViewer("edge-a"),
+    ]) {
       expect(domainOfSubject(s)).toBe("edge-a");
     }
     expect(matches(subjects.allEdgeInspect(), subjects.gatewayInspect("edge-a", "g"))).toBe(true);
     expect(matches(subjects.allEdgeInspect(), subjects.nodeInspect("edge-a", "n"))).toBe(true);
     expect(matches(subjects.allEdgeInspect(), subjects.inspectViewer("edge-a"))).toBe(false);
-    expect(matches(subjects.allCoordinatorInspect(), subjects.coordinatorInspect("coordinator-1-42-ab12cd"))).toBe(true);
+    expect(matches(subjects.allCoordinatorInspect(), subjects.coordinatorInspect("coordinator-1-42-ab12cd"))).toBe(
+      true,
+    );
     expect(subjects.controlInspectViewer()).toBe("raven.ctl.inspect.viewer");
   });
 

@@ -1,7 +1,11 @@
 import { describe, expect, it } from "vitest";
 import { HealthTracker } from "../../../services/coordinator/health";
 import { buildStatus } from "../../../services/coordinator/status";
-import { MAX_TERM_CHANGES_PER_UNIT, TERM_CHANGE_WINDOW_MS, TermChangeWindow } from "../../../services/coordinator/term-changes";
+import {
+  MAX_TERM_CHANGES_PER_UNIT,
+  TERM_CHANGE_WINDOW_MS,
+  TermChangeWindow,
+} from "../../../services/coordinator/term-changes";
 import type { Unit } from "../../../shared/domains";
 
 const MIN = TERM_CHANGE_WINDOW_MS;
@@ -76,7 +80,14 @@ describe("TermChangeWindow", () => {
 });
 
 describe("buildStatus termChangesLastMinute", () => {
-  const unit = (key: string, domain: string): Unit => ({ key, name: key, solo: false, domain, nodes: [], candidates: [] });
+  const unit = (key: string, domain: string): Unit => ({
+    key,
+    name: key,
+    solo: false,
+    domain,
+    nodes: [],
+    candidates: [],
+  });
 
   it("fills each domain row from the window, by unit key, at the status's now", () => {
     const w = new TermChangeWindow();

@@ -49,7 +49,12 @@ describe("the demo topology.json", () => {
   it("parses into 19 nodes and 4 Gateways", () => {
     expect(topo.name).toBe("raven-demo");
     expect(topo.nodes).toHaveLength(19);
-    expect(topo.gateways.map((g) => g.metadata.name)).toEqual(["gw-cloud", "gw-factory-a", "gw-shop-b", "gw-vehicle-c"]);
+    expect(topo.gateways.map((g) => g.metadata.name)).toEqual([
+      "gw-cloud",
+      "gw-factory-a",
+      "gw-shop-b",
+      "gw-vehicle-c",
+    ]);
   });
 
   it("has five election units: four Gateways and the solo kiosk-1", () => {
@@ -86,8 +91,15 @@ describe("the demo topology.json", () => {
   it("names every endpoint node and the solo node as gateway candidates", () => {
     expect([...gatewayCandidates(topo)].sort()).toEqual(
       [
-        "cloud-gw-1", "cloud-gw-2", "factory-a-gw-1", "factory-a-gw-2", "kiosk-1",
-        "shop-b-gw-1", "shop-b-gw-2", "vehicle-c-gw-1", "vehicle-c-gw-2",
+        "cloud-gw-1",
+        "cloud-gw-2",
+        "factory-a-gw-1",
+        "factory-a-gw-2",
+        "kiosk-1",
+        "shop-b-gw-1",
+        "shop-b-gw-2",
+        "vehicle-c-gw-1",
+        "vehicle-c-gw-2",
       ].sort(),
     );
   });
@@ -147,7 +159,18 @@ describe("parseTopology refuses, naming the culprit", () => {
   });
 
   it("bad InternalIPs", () => {
-    for (const ip of ["256.0.0.1", "10.0.0", "10.0.0.1.5", "a.b.c.d", " 10.0.0.1", "10.0.0.1/24", "::1", "", 167772161, undefined]) {
+    for (const ip of [
+      "256.0.0.1",
+      "10.0.0",
+      "10.0.0.1.5",
+      "a.b.c.d",
+      " 10.0.0.1",
+      "10.0.0.1/24",
+      "::1",
+      "",
+      167772161,
+      undefined,
+    ]) {
       const t = base();
       t.nodes[1] = { ...node("edge-gw-2", "edge", "gw-edge"), internalIP: ip as string };
       const msg = topologyError(t);
@@ -200,7 +223,9 @@ describe("parseTopology refuses, naming the culprit", () => {
   it("a label naming a Gateway that does not exist", () => {
     const t = base();
     t.nodes.push(node("stray", "edge", "gw-missing"));
-    expect(topologyError(t)).toBe("node stray: label raven.openyurt.io/gateway=gw-missing names no Gateway; the node is its own gateway");
+    expect(topologyError(t)).toBe(
+      "node stray: label raven.openyurt.io/gateway=gw-missing names no Gateway; the node is its own gateway",
+    );
   });
 
   it("a Gateway that serves no node", () => {
@@ -211,7 +236,10 @@ describe("parseTopology refuses, naming the culprit", () => {
 
   it("labels that are not a string map", () => {
     const t = base();
-    t.nodes[0] = { ...node("edge-gw-1", "edge"), labels: { "apps.openyurt.io/nodepool": 3 } as unknown as Record<string, string> };
+    t.nodes[0] = {
+      ...node("edge-gw-1", "edge"),
+      labels: { "apps.openyurt.io/nodepool": 3 } as unknown as Record<string, string>,
+    };
     expect(topologyError(t)).toBe("node edge-gw-1: labels must map strings to strings");
   });
 
@@ -252,7 +280,8 @@ describe("loadTopology", () => {
 describe("isIPv4", () => {
   it("accepts dotted quads in range only", () => {
     for (const ok of ["0.0.0.0", "10.0.0.11", "192.168.1.255", "255.255.255.255"]) expect(isIPv4(ok), ok).toBe(true);
-    for (const bad of ["256.1.1.1", "1.1.1", "1.1.1.1.", "1.1.1.a", "", null, 1]) expect(isIPv4(bad), String(bad)).toBe(false);
+    for (const bad of ["256.1.1.1", "1.1.1", "1.1.1.1.", "1.1.1.a", "", null, 1])
+      expect(isIPv4(bad), String(bad)).toBe(false);
   });
 });
 
@@ -264,12 +293,14 @@ describe("parseTopology refuses ambiguous Gateway membership", () => {
   const gw = (name: string) => ({ metadata: { name }, spec: { endpoints: [{ nodeName: "n1", type: "proxy" }] } });
 
   it("a node that is an endpoint of two Gateways", () => {
-    expect(() => parseTopology(raw([gw("gw-1"), gw("gw-2")]))).toThrow("node n1 is an endpoint of both gateway gw-1 and gateway gw-2");
+    expect(() => parseTopology(raw([gw("gw-1"), gw("gw-2")]))).toThrow(
+      "node n1 is an endpoint of both gateway gw-1 and gateway gw-2",
+    );
   });
 
   it("a node labelled for one Gateway but an endpoint of another", () => {
-    expect(() => parseTopology(raw([gw("gw-1"), { metadata: { name: "gw-2" } }], { "raven.openyurt.io/gateway": "gw-2" }))).toThrow(
-      "node n1 is an endpoint of gateway gw-1 but labelled raven.openyurt.io/gateway=gw-2",
-    );
+    expect(() =>
+      parseTopology(raw([gw("gw-1"), { metadata: { name: "gw-2" } }], { "raven.openyurt.io/gateway": "gw-2" })),
+    ).toThrow("node n1 is an endpoint of gateway gw-1 but labelled raven.openyurt.io/gateway=gw-2");
   });
 });

@@ -14,7 +14,16 @@ import {
 } from "xstate";
 import { getShortestPaths } from "xstate/graph";
 import { coordinatorMachine, type CoordinatorEvent } from "../../../statecharts/coordinator";
-import { declaredEdges, declaredStates, takenEdges, delays, reachedStates, serializeEvent, spawned, stoppedChildren } from "./fixtures";
+import {
+  declaredEdges,
+  declaredStates,
+  takenEdges,
+  delays,
+  reachedStates,
+  serializeEvent,
+  spawned,
+  stoppedChildren,
+} from "./fixtures";
 
 type Snap = SnapshotFrom<typeof coordinatorMachine>;
 const input = { id: "coord-1", retryMs: 100 };
@@ -36,7 +45,9 @@ describe("Coordinator transitions", () => {
     const [s, actions] = initialTransition(coordinatorMachine, input);
     expect(s.value).toEqual({ standby: "dormant" });
     expect(s.context).toEqual({ id: "coord-1", retryMs: 100, lastError: null });
-    expect(spawned(actions)).toEqual([expect.objectContaining({ id: CAMPAIGN, src: "campaign", input: { id: "coord-1" } })]);
+    expect(spawned(actions)).toEqual([
+      expect.objectContaining({ id: CAMPAIGN, src: "campaign", input: { id: "coord-1" } }),
+    ]);
   });
 
   it("becomes active when the campaign resolves, and holds the lease", () => {
@@ -210,7 +221,14 @@ describe("Coordinator graph", () => {
     actors: { campaign: fromPromise<void, { id: string }>(async () => {}), hold: fromCallback(() => {}) },
   });
   const events: CoordinatorEvent[] = [
-    won, lost(new Error("kv gone")), RETRY, LEASE_LOST, { type: "HOLDER_STALE" }, { type: "HOLDER_FRESH" }, { type: "WARM" }, { type: "STOP" },
+    won,
+    lost(new Error("kv gone")),
+    RETRY,
+    LEASE_LOST,
+    { type: "HOLDER_STALE" },
+    { type: "HOLDER_FRESH" },
+    { type: "WARM" },
+    { type: "STOP" },
   ];
   let paths: ReturnType<typeof getShortestPaths<typeof machine>> = [];
   beforeAll(() => {

@@ -3,19 +3,39 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { fromPromise, getMicrosteps, initialTransition, transition, waitFor, type SnapshotFrom } from "xstate";
 import { getShortestPaths } from "xstate/graph";
-import { domainMachine, plan, type DomainContext, type DomainEmitted, type DomainEvent } from "../../../statecharts/domain";
+import {
+  domainMachine,
+  plan,
+  type DomainContext,
+  type DomainEmitted,
+  type DomainEvent,
+} from "../../../statecharts/domain";
 import type { LoadOutput, WriteInput, WriteOutput } from "../../../statecharts/domain";
 import { CasConflictError } from "../../../shared/errors";
 import { LABEL_SOLO, type Gateway } from "../../../shared/gateway";
 import { runDomain, settle, type HarnessOptions } from "./domain-harness";
-import { both, declaredEdges, declaredStates, takenEdges, delays, emitted, ep, gateway, keys, reachedStates, serializeEvent, spawned } from "./fixtures";
+import {
+  both,
+  declaredEdges,
+  declaredStates,
+  takenEdges,
+  delays,
+  emitted,
+  ep,
+  gateway,
+  keys,
+  reachedStates,
+  serializeEvent,
+  spawned,
+} from "./fixtures";
 
 type Snap = SnapshotFrom<typeof domainMachine>;
 const input = { key: "gw.g", name: "g", solo: false, retryMs: 100, handoverMs: 500 };
 const LOAD = "0.domain.loading";
 const WRITE = "0.domain.writing";
 const ev = (e: object) => e as unknown as DomainEvent;
-const loaded = (record: Gateway | null, revision: number) => ev({ type: `xstate.done.actor.${LOAD}`, output: { record, revision } });
+const loaded = (record: Gateway | null, revision: number) =>
+  ev({ type: `xstate.done.actor.${LOAD}`, output: { record, revision } });
 const loadFailed = (error: unknown) => ev({ type: `xstate.error.actor.${LOAD}`, error });
 const written = (output: WriteOutput) => ev({ type: `xstate.done.actor.${WRITE}`, output });
 const writeFailed = (error: unknown) => ev({ type: `xstate.error.actor.${WRITE}`, error });
@@ -29,7 +49,20 @@ const record = (o: Partial<Parameters<typeof gateway>[1]> = {}) =>
   gateway("g", { endpoints: [ep("a"), ep("b")], tunnel: 0, active: [ep("a")], term: 1, ...o });
 
 const ctx = (over: Partial<DomainContext>): DomainContext => ({
-  ...{ ...input, record: null, revision: 0, healthy: [], alive: [], rising: [], healthKnown: true, stamped: true, members: null, tunnelProblem: null, attempt: 0, lastError: null },
+  ...{
+    ...input,
+    record: null,
+    revision: 0,
+    healthy: [],
+    alive: [],
+    rising: [],
+    healthKnown: true,
+    stamped: true,
+    members: null,
+    tunnelProblem: null,
+    attempt: 0,
+    lastError: null,
+  },
   ...over,
 });
 
@@ -59,7 +92,12 @@ describe("plan", () => {
 
   it("creates a solo record even when its node is not healthy yet, with term 0 and the shortfall", () => {
     const p = plan(ctx({ solo: true }))!;
-    expect(p.record.status).toEqual({ nodes: [], activeEndpoints: [], term: 0, problem: "no healthy candidate for proxy 0/1, tunnel 0/1" });
+    expect(p.record.status).toEqual({
+      nodes: [],
+      activeEndpoints: [],
+      term: 0,
+      problem: "no healthy candidate for proxy 0/1, tunnel 0/1",
+    });
   });
 
   it("does nothing for a Gateway unit whose record does not exist", () => {
@@ -86,7 +124,12 @@ describe("plan", () => {
 
   it("keeps the term when only the problem changes", () => {
     const short = plan(ctx({ record: record({ active: [], term: 2 }) }))!;
-    expect(short.record.status).toEqual({ nodes: [], activeEndpoints: [], term: 2, problem: "no healthy candidate for proxy 0/1" });
+    expect(short.record.status).toEqual({
+      nodes: [],
+      activeEndpoints: [],
+      term: 2,
+      problem: "no healthy candidate for proxy 0/1",
+    });
     const cleared = plan(ctx({ record: record({ term: 2, problem: "stale" }), healthy: ["a"], alive: ["a"] }))!;
     expect(cleared.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 2 });
   });
@@ -95,7 +138,12 @@ describe("plan", () => {
     // The whole domain went silent (its uplink is down): no term with nobody in it.
     const cut = plan(ctx({ record: record({ term: 3 }) }))!;
     expect(cut.handover).toBe(false);
-    expect(cut.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 3, problem: "silent active proxy/a kept named" });
+    expect(cut.record.status).toEqual({
+      nodes: [],
+      activeEndpoints: [ep("a")],
+      term: 3,
+      problem: "silent active proxy/a kept named",
+    });
     // Heard again and risen: the same active, the same term, the problem cleared — no election at all.
     const healed = plan(ctx({ record: cut.record, healthy: ["a"], alive: ["a"] }))!;
     expect(healed.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 3 });
@@ -116,7 +164,11 @@ describe("plan", () => {
     const cut = plan(ctx({ record: record({ term: 3 }) }))!.record;
     expect(plan(ctx({ record: cut, healthy: ["b"], alive: ["a", "b"], rising: ["a"] }))).toBeNull();
     // Risen: the same active, the same term.
-    expect(plan(ctx({ record: cut, healthy: ["a", "b"], alive: ["a", "b"] }))!.record.status).toEqual({ nodes: [], activeEndpoints: [ep("a")], term: 3 });
+    expect(plan(ctx({ record: cut, healthy: ["a", "b"], alive: ["a", "b"] }))!.record.status).toEqual({
+      nodes: [],
+      activeEndpoints: [ep("a")],
+      term: 3,
+    });
     // Its data path fails instead (no longer rising, but alive): handed over in two phases, as a live active.
     const live = plan(ctx({ record: cut, healthy: ["b"], alive: ["a", "b"] }))!;
     expect(live.handover).toBe(true);
@@ -144,9 +196,13 @@ describe("plan", () => {
   it("keeps no more silent actives of a type than its replicas now ask for", () => {
     // Two proxy actives went silent together after the spec went down to one replica, then to none.
     const two = record({ endpoints: [ep("a"), ep("b")], proxy: 2, active: [ep("a"), ep("b")], term: 2 });
-    const one = plan(ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, replicas: 1 } } } }))!;
+    const one = plan(
+      ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, replicas: 1 } } } }),
+    )!;
     expect(one.record.status).toMatchObject({ activeEndpoints: [ep("a")], term: 3 });
-    const none = plan(ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, replicas: 0 } } } }))!;
+    const none = plan(
+      ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, replicas: 0 } } } }),
+    )!;
     expect(none.record.status).toMatchObject({ activeEndpoints: [], term: 3 });
   });
 
@@ -159,13 +215,22 @@ describe("plan", () => {
     // silent one is dropped and the shortfall reported.
     const rec = record({ endpoints: [ep("a"), ep("b")], proxy: 2, active: [ep("a"), ep("b")], term: 2 });
     const p = plan(ctx({ record: rec, healthy: ["b"], alive: ["b"] }))!;
-    expect(p.record.status).toEqual({ nodes: [], activeEndpoints: [ep("b")], term: 3, problem: "no healthy candidate for proxy 1/2" });
+    expect(p.record.status).toEqual({
+      nodes: [],
+      activeEndpoints: [ep("b")],
+      term: 3,
+      problem: "no healthy candidate for proxy 1/2",
+    });
   });
 
   it("removes a live but unhealthy active alone first, then adds the successor", () => {
     const phaseOne = plan(ctx({ record: record({ term: 3 }), healthy: ["b"], alive: ["a", "b"] }))!;
     expect(phaseOne.handover).toBe(true);
-    expect(phaseOne.record.status).toMatchObject({ activeEndpoints: [], term: 4, problem: "handing over from a live gateway" });
+    expect(phaseOne.record.status).toMatchObject({
+      activeEndpoints: [],
+      term: 4,
+      problem: "handing over from a live gateway",
+    });
     const phaseTwo = plan(ctx({ record: phaseOne.record, healthy: ["b"], alive: ["a", "b"] }))!;
     expect(phaseTwo.handover).toBe(false);
     expect(phaseTwo.record.status).toEqual({ nodes: [], activeEndpoints: [ep("b")], term: 5 });
@@ -285,7 +350,11 @@ describe("DomainActor transitions", () => {
       expect(s.context).toEqual(steady.context);
       expect(actions).toEqual([]);
     }
-    const [loading] = step(step(start(), { type: "RECORD", record: record(), revision: 3 })[0], { type: "RECORD", record: null, revision: 3 });
+    const [loading] = step(step(start(), { type: "RECORD", record: record(), revision: 3 })[0], {
+      type: "RECORD",
+      record: null,
+      revision: 3,
+    });
     expect(loading.context).toMatchObject({ record: record(), revision: 3 });
   });
 
@@ -304,7 +373,11 @@ describe("DomainActor transitions", () => {
   it("writes new members without changing the term", () => {
     const [s, actions] = step(steadyWith(record({ term: 3 }), ["a"]), { type: "MEMBERS", nodes: [nodeInfo("a")] });
     expect(s.value).toBe("writing");
-    expect((spawned(actions)[0]!.input as WriteInput).record.status).toEqual({ nodes: [nodeInfo("a")], activeEndpoints: [ep("a")], term: 3 });
+    expect((spawned(actions)[0]!.input as WriteInput).record.status).toEqual({
+      nodes: [nodeInfo("a")],
+      activeEndpoints: [ep("a")],
+      term: 3,
+    });
   });
 
   it("re-emits the current assignment on RESYNC in steady, and only with a record", () => {
@@ -365,7 +438,10 @@ describe("DomainActor on a SimulatedClock", () => {
   });
 
   it("backs off retryDelay after another write error before reloading", async () => {
-    const h = harness({ load: () => ({ record: record(), revision: 1 }), write: (_w, n) => (n === 0 ? new Error("kv down") : null) });
+    const h = harness({
+      load: () => ({ record: record(), revision: 1 }),
+      write: (_w, n) => (n === 0 ? new Error("kv down") : null),
+    });
     await waitFor(h.actor, (s) => s.matches("steady"));
     h.actor.send(health(["b"]));
     await waitFor(h.actor, (s) => s.matches("backoff"));
@@ -413,7 +489,10 @@ describe("DomainActor on a SimulatedClock", () => {
 describe("DomainActor with stampFirst (as the coordinator runs it)", () => {
   it("plan: an unstamped record that needs no change is written back unchanged once health is known", () => {
     const rec = record();
-    expect(plan(ctx({ record: rec, revision: 4, healthy: ["a"], alive: ["a"], stamped: false }))).toEqual({ record: rec, handover: false });
+    expect(plan(ctx({ record: rec, revision: 4, healthy: ["a"], alive: ["a"], stamped: false }))).toEqual({
+      record: rec,
+      handover: false,
+    });
     expect(plan(ctx({ record: rec, revision: 4, healthy: ["a"], alive: ["a"], stamped: true }))).toBeNull();
     expect(plan(ctx({ record: rec, revision: 4, healthKnown: false, stamped: false }))).toBeNull();
   });
@@ -435,10 +514,13 @@ describe("DomainActor with stampFirst (as the coordinator runs it)", () => {
   });
 
   it("stays unstamped after a lost compare-and-swap until its reload is written", async () => {
-    const h = runDomain({ ...input, stampFirst: true }, {
-      load: (n) => ({ record: record(), revision: n === 0 ? 7 : 8 }),
-      write: (_w, n) => (n === 0 ? new CasConflictError("gw.g") : null),
-    });
+    const h = runDomain(
+      { ...input, stampFirst: true },
+      {
+        load: (n) => ({ record: record(), revision: n === 0 ? 7 : 8 }),
+        write: (_w, n) => (n === 0 ? new CasConflictError("gw.g") : null),
+      },
+    );
     h.actor.send(health(["a"]));
     await waitFor(h.actor, (s) => s.matches("steady") && s.context.stamped);
     expect(h.writes.map((w) => w.revision)).toEqual([7, 8]);
@@ -480,7 +562,15 @@ describe("DomainActor graph", () => {
       serializeEvent,
       serializeState: (s) => {
         const { healthKnown, healthy, alive, record: r, members, attempt } = s.context;
-        return JSON.stringify({ v: s.value, healthKnown, healthy, alive, r: r && keys(r.status.activeEndpoints), m: !!members, f: attempt > 0 });
+        return JSON.stringify({
+          v: s.value,
+          healthKnown,
+          healthy,
+          alive,
+          r: r && keys(r.status.activeEndpoints),
+          m: !!members,
+          f: attempt > 0,
+        });
       },
     });
   });
@@ -500,7 +590,8 @@ describe("DomainActor graph", () => {
     const seen = new Set<string>(reachedStates(paths));
     for (const p of paths) {
       for (let i = 1; i < p.steps.length; i++) {
-        for (const [snap] of getMicrosteps(machine, p.steps[i - 1]!.state, p.steps[i]!.event)) seen.add(String(snap.value));
+        for (const [snap] of getMicrosteps(machine, p.steps[i - 1]!.state, p.steps[i]!.event))
+          seen.add(String(snap.value));
       }
     }
     expect([...seen].sort()).toEqual(declaredStates(domainMachine));

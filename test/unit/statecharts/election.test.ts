@@ -11,7 +11,12 @@ const healthy = (...names: string[]) => new Set(names);
 describe("electActive", () => {
   it("fills the replicas in spec order when nobody is active", () => {
     const endpoints = [ep("a"), ep("b"), ep("c")];
-    const out = electActive({ endpoints, replicas: { proxy: 2, tunnel: 1 }, healthy: healthy("a", "b", "c"), current: [] });
+    const out = electActive({
+      endpoints,
+      replicas: { proxy: 2, tunnel: 1 },
+      healthy: healthy("a", "b", "c"),
+      current: [],
+    });
     expect(keys(out)).toEqual(["proxy/a", "proxy/b"]);
   });
 
@@ -38,7 +43,12 @@ describe("electActive", () => {
 
   it("keeps the sticky active and fills the other replicas in spec order, returning spec order", () => {
     const endpoints = [ep("a"), ep("b"), ep("c")];
-    const out = electActive({ endpoints, replicas: { proxy: 2, tunnel: 0 }, healthy: healthy("a", "b", "c"), current: [ep("c")] });
+    const out = electActive({
+      endpoints,
+      replicas: { proxy: 2, tunnel: 0 },
+      healthy: healthy("a", "b", "c"),
+      current: [ep("c")],
+    });
     expect(keys(out)).toEqual(["proxy/a", "proxy/c"]);
   });
 
@@ -50,7 +60,12 @@ describe("electActive", () => {
 
   it("respects replicas per type: proxy and tunnel are elected independently", () => {
     const endpoints = [ep("a"), ep("b"), ep("c"), ep("a", "tunnel"), ep("b", "tunnel")];
-    const out = electActive({ endpoints, replicas: { proxy: 3, tunnel: 1 }, healthy: healthy("a", "b", "c"), current: [ep("b", "tunnel")] });
+    const out = electActive({
+      endpoints,
+      replicas: { proxy: 3, tunnel: 1 },
+      healthy: healthy("a", "b", "c"),
+      current: [ep("b", "tunnel")],
+    });
     expect(keys(out)).toEqual(["proxy/a", "proxy/b", "proxy/c", "tunnel/b"]);
   });
 
@@ -61,7 +76,12 @@ describe("electActive", () => {
   });
 
   it("elects nobody of a type with zero replicas", () => {
-    const out = electActive({ endpoints: both("a", "b"), replicas: { proxy: 0, tunnel: 1 }, healthy: healthy("a", "b"), current: [ep("a")] });
+    const out = electActive({
+      endpoints: both("a", "b"),
+      replicas: { proxy: 0, tunnel: 1 },
+      healthy: healthy("a", "b"),
+      current: [ep("a")],
+    });
     expect(keys(out)).toEqual(["tunnel/a"]);
   });
 
@@ -84,7 +104,9 @@ describe("electActive", () => {
   });
 
   it("elects nobody when nobody is healthy", () => {
-    expect(electActive({ endpoints: both("a", "b"), replicas: one, healthy: healthy(), current: both("a") })).toEqual([]);
+    expect(electActive({ endpoints: both("a", "b"), replicas: one, healthy: healthy(), current: both("a") })).toEqual(
+      [],
+    );
   });
 
   it("returns the spec's endpoint objects, not the stale copies in `current`", () => {
@@ -121,12 +143,16 @@ describe("shortfall", () => {
   });
 
   it("lists every short type, proxy first", () => {
-    expect(shortfall([ep("a")], { proxy: 2, tunnel: 1 }, both("a", "b"))).toBe("no healthy candidate for proxy 1/2, tunnel 0/1");
+    expect(shortfall([ep("a")], { proxy: 2, tunnel: 1 }, both("a", "b"))).toBe(
+      "no healthy candidate for proxy 1/2, tunnel 0/1",
+    );
   });
 
   it("wants no more than the spec lists", () => {
     expect(shortfall([ep("a"), ep("b")], { proxy: 3, tunnel: 1 }, [ep("a"), ep("b")])).toBeUndefined();
-    expect(shortfall([ep("a")], { proxy: 3, tunnel: 1 }, [ep("a"), ep("b")])).toBe("no healthy candidate for proxy 1/2");
+    expect(shortfall([ep("a")], { proxy: 3, tunnel: 1 }, [ep("a"), ep("b")])).toBe(
+      "no healthy candidate for proxy 1/2",
+    );
   });
 
   it("wants nothing for zero replicas or an empty spec", () => {

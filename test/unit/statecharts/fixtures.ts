@@ -86,7 +86,9 @@ export function delays(actions: readonly ActionLike[]): number[] {
 
 /** Top-level state names a machine declares, read from its directed graph. */
 export function declaredStates(machine: Parameters<typeof toDirectedGraph>[0]): string[] {
-  return toDirectedGraph(machine).children.map((c) => c.stateNode.key).sort();
+  return toDirectedGraph(machine)
+    .children.map((c) => c.stateNode.key)
+    .sort();
 }
 
 /** Distinct top-level values of the end states of a set of graph paths (the parent state of a nested value). */
@@ -99,7 +101,12 @@ export function reachedStates<S extends Snapshot<unknown>, E extends EventObject
 export const serializeEvent = (e: EventObject): string =>
   JSON.stringify(e, (_k, v: unknown) => (v instanceof Error ? `${v.name}: ${v.message}` : v));
 
-type TransitionLike = { source: { key: string }; target?: readonly { key: string }[] | undefined; eventType: string; guard?: unknown };
+type TransitionLike = {
+  source: { key: string };
+  target?: readonly { key: string }[] | undefined;
+  eventType: string;
+  guard?: unknown;
+};
 type GraphMachine = Parameters<typeof toDirectedGraph>[0] & {
   getTransitionData(snapshot: never, event: never): TransitionLike[];
 };
@@ -119,7 +126,14 @@ export function declaredEdges(machine: GraphMachine): string[] {
     n.children.forEach(walk);
   };
   walk(toDirectedGraph(machine));
-  return [...new Set(all.map((e) => e.transition as unknown as TransitionLike).filter((t) => t.eventType !== "").map(edgeKey))].sort();
+  return [
+    ...new Set(
+      all
+        .map((e) => e.transition as unknown as TransitionLike)
+        .filter((t) => t.eventType !== "")
+        .map(edgeKey),
+    ),
+  ].sort();
 }
 
 /** Every transition taken when each event is sent in each state the paths reach. */

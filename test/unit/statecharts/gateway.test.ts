@@ -248,7 +248,11 @@ describe("GatewayActor: draining", () => {
 describe("GatewayActor: stopped", () => {
   it("is final and ignores everything", () => {
     const [stopped] = step(draining(3), assignment(4, [], null, 250));
-    for (const e of [assignment(9, ["proxy"], 10_000, 300), { type: "TICK", now: 0 } as const, { type: "DRAIN", now: 0 } as const]) {
+    for (const e of [
+      assignment(9, ["proxy"], 10_000, 300),
+      { type: "TICK", now: 0 } as const,
+      { type: "DRAIN", now: 0 } as const,
+    ]) {
       const [snap, events] = step(stopped, e);
       expect(snap.value).toBe("stopped");
       expect(snap.context).toEqual(stopped.context);

@@ -18,7 +18,13 @@ import { declaredEdges, declaredStates, emitted, reachedStates, serializeEvent, 
 type Snap = SnapshotFrom<typeof l3TunnelMachine>;
 const input = { peer: "edge-b", driver: "fake", retryMs: 100, negotiateTimeoutMs: 1_000, probeFailLimit: 3 };
 
-const peer = (term: number, now = 0, node = "b-gw1", addr = "10.2.0.1"): L3TunnelEvent => ({ type: "PEER", node, addr, term, now });
+const peer = (term: number, now = 0, node = "b-gw1", addr = "10.2.0.1"): L3TunnelEvent => ({
+  type: "PEER",
+  node,
+  addr,
+  term,
+  now,
+});
 type StatusOpts = { term?: number; saId?: string | null; now?: number; error?: string | null; bytes?: number | null };
 const status = (state: "up" | "connecting" | "down", o: StatusOpts = {}): L3TunnelEvent => ({
   type: "STATUS",
@@ -63,8 +69,10 @@ function at(expected: L3TunnelState, events: L3TunnelEvent[]): Snap {
 // One snapshot per state, for term 1 with peer b-gw1 (all at now = 0 unless said).
 const negotiating = () => at("negotiating", [peer(1, 10)]);
 const up = () => at("up", [peer(1, 10), status("up", { now: 20, bytes: 5 })]);
-const rekeying = () => at("rekeying", [peer(1, 10), status("up", { now: 20 }), status("up", { saId: "sa-2", now: 30 })]);
-const degraded = () => at("degraded", [peer(1, 10), status("up"), probe(false), probe(false), probe(false, { now: 40 })]);
+const rekeying = () =>
+  at("rekeying", [peer(1, 10), status("up", { now: 20 }), status("up", { saId: "sa-2", now: 30 })]);
+const degraded = () =>
+  at("degraded", [peer(1, 10), status("up"), probe(false), probe(false), probe(false, { now: 40 })]);
 const down = () => at("down", [peer(1, 10), status("up"), status("down", { error: "peer deleted the SA", now: 50 })]);
 const backoff = () => at("backoff", [peer(1, 10), status("down", { error: "NO_PROPOSAL_CHOSEN", now: 60 })]);
 const idle = () => start();
@@ -83,8 +91,17 @@ describe("L3TunnelActor: idle and the first peer", () => {
   it("starts idle with no peer and reports it", () => {
     const [snap, actions] = initialTransition(l3TunnelMachine, input);
     expect(snap.value).toBe("idle");
-    expect(snap.context).toMatchObject({ peer: "edge-b", driver: "fake", peerNode: null, peerTerm: 0, saId: null, since: 0 });
-    expect(emitted(actions)).toEqual([{ type: "tunnelState", state: "idle", peer: "edge-b", peerNode: null, peerTerm: 0, error: null }]);
+    expect(snap.context).toMatchObject({
+      peer: "edge-b",
+      driver: "fake",
+      peerNode: null,
+      peerTerm: 0,
+      saId: null,
+      since: 0,
+    });
+    expect(emitted(actions)).toEqual([
+      { type: "tunnelState", state: "idle", peer: "edge-b", peerNode: null, peerTerm: 0, error: null },
+    ]);
   });
 
   it("ignores STATUS, PROBE and TICK until a peer is known", () => {
@@ -99,7 +116,13 @@ describe("L3TunnelActor: idle and the first peer", () => {
   it("adopts a PEER, arms the negotiation deadline and asks the service to negotiate", () => {
     const [snap, out] = step(idle(), peer(1, 10));
     expect(snap.value).toBe("negotiating");
-    expect(snap.context).toMatchObject({ peerNode: "b-gw1", peerAddr: "10.2.0.1", peerTerm: 1, deadline: 1_010, since: 10 });
+    expect(snap.context).toMatchObject({
+      peerNode: "b-gw1",
+      peerAddr: "10.2.0.1",
+      peerTerm: 1,
+      deadline: 1_010,
+      since: 10,
+    });
     expect(out).toEqual([
       { type: "tunnelState", state: "negotiating", peer: "edge-b", peerNode: "b-gw1", peerTerm: 1, error: null },
       { type: "negotiate", peer: "edge-b", peerNode: "b-gw1", peerAddr: "10.2.0.1", peerTerm: 1 },
@@ -128,20 +151,35 @@ describe("L3TunnelActor: PEER fencing", () => {
   it.each(ALL)("in %s, a newer term renegotiates at once (no backoff) with the counters reset", (_name, make) => {
     const [snap, out] = step(make(), peer(2, 90, "b-gw2", "10.2.0.2"));
     expect(snap.value).toBe("negotiating");
-    expect(snap.context).toMatchObject({ peerNode: "b-gw2", peerAddr: "10.2.0.2", peerTerm: 2, saId: null, failures: 0 });
+    expect(snap.context).toMatchObject({
+      peerNode: "b-gw2",
+      peerAddr: "10.2.0.2",
+      peerTerm: 2,
+      saId: null,
+      failures: 0,
+    });
     expect(snap.context).toMatchObject({ probeFails: 0, latencyMs: null, bytesIn: null, deadline: 1_090, since: 90 });
-    expect(out.at(-1)).toEqual({ type: "negotiate", peer: "edge-b", peerNode: "b-gw2", peerAddr: "10.2.0.2", peerTerm: 2 });
+    expect(out.at(-1)).toEqual({
+      type: "negotiate",
+      peer: "edge-b",
+      peerNode: "b-gw2",
+      peerAddr: "10.2.0.2",
+      peerTerm: 2,
+    });
   });
 
-  it.each(LIVE)("in %s, a newer term naming the same gateway only advances the fence (a proxy-only change of the peer's record)", (_name, make) => {
-    const before = make();
-    const [snap, out] = step(before, peer(before.context.peerTerm + 1, 500));
-    expect(snap.value).toBe(before.value);
-    expect(snap.context).toEqual({ ...before.context, peerTerm: before.context.peerTerm + 1 });
-    expect(out).toEqual([]);
-    // reports about the old term are fenced off from now on
-    expect(step(snap, status("down", { term: before.context.peerTerm }))[0].context).toEqual(snap.context);
-  });
+  it.each(LIVE)(
+    "in %s, a newer term naming the same gateway only advances the fence (a proxy-only change of the peer's record)",
+    (_name, make) => {
+      const before = make();
+      const [snap, out] = step(before, peer(before.context.peerTerm + 1, 500));
+      expect(snap.value).toBe(before.value);
+      expect(snap.context).toEqual({ ...before.context, peerTerm: before.context.peerTerm + 1 });
+      expect(out).toEqual([]);
+      // reports about the old term are fenced off from now on
+      expect(step(snap, status("down", { term: before.context.peerTerm }))[0].context).toEqual(snap.context);
+    },
+  );
 
   it("treats a changed node or address at the same term as a new peer", () => {
     expect(step(up(), peer(1, 90, "b-gw2"))[0].context).toMatchObject({ peerNode: "b-gw2", saId: null });
@@ -188,8 +226,17 @@ describe("L3TunnelActor: negotiating", () => {
   it("comes up on STATUS up, storing the association and its counters", () => {
     const [snap, out] = step(negotiating(), status("up", { saId: "sa-1", bytes: 5, now: 20 }));
     expect(snap.value).toBe("up");
-    expect(snap.context).toMatchObject({ saId: "sa-1", bytesIn: 5, bytesOut: 10, failures: 0, lastError: null, since: 20 });
-    expect(out).toEqual([{ type: "tunnelState", state: "up", peer: "edge-b", peerNode: "b-gw1", peerTerm: 1, error: null }]);
+    expect(snap.context).toMatchObject({
+      saId: "sa-1",
+      bytesIn: 5,
+      bytesOut: 10,
+      failures: 0,
+      lastError: null,
+      since: 20,
+    });
+    expect(out).toEqual([
+      { type: "tunnelState", state: "up", peer: "edge-b", peerNode: "b-gw1", peerTerm: 1, error: null },
+    ]);
   });
 
   it("keeps waiting while the driver is connecting", () => {
@@ -204,7 +251,14 @@ describe("L3TunnelActor: negotiating", () => {
     expect(snap.value).toBe("backoff");
     expect(snap.context).toMatchObject({ failures: 1, retryAt: 160, lastError: "AUTHENTICATION_FAILED", since: 60 });
     expect(out).toEqual([
-      { type: "tunnelState", state: "backoff", peer: "edge-b", peerNode: "b-gw1", peerTerm: 1, error: "AUTHENTICATION_FAILED" },
+      {
+        type: "tunnelState",
+        state: "backoff",
+        peer: "edge-b",
+        peerNode: "b-gw1",
+        peerTerm: 1,
+        error: "AUTHENTICATION_FAILED",
+      },
     ]);
     expect(step(negotiating(), status("down"))[0].context.lastError).toBe("negotiation failed");
   });
@@ -213,7 +267,11 @@ describe("L3TunnelActor: negotiating", () => {
     expect(step(negotiating(), tick(1_009))[0].value).toBe("negotiating");
     const [snap, out] = step(negotiating(), tick(1_010));
     expect(snap.value).toBe("backoff");
-    expect(snap.context).toMatchObject({ failures: 1, retryAt: 1_110, lastError: "negotiation timed out after 1000 ms" });
+    expect(snap.context).toMatchObject({
+      failures: 1,
+      retryAt: 1_110,
+      lastError: "negotiation timed out after 1000 ms",
+    });
     expect(out[0]).toMatchObject({ state: "backoff", error: "negotiation timed out after 1000 ms" });
   });
 });
@@ -271,9 +329,21 @@ describe("L3TunnelActor: up", () => {
   it("goes down when the driver reports connecting or down, counting a failure", () => {
     const [lost, out] = step(up(), status("connecting", { now: 50 }));
     expect(lost.value).toBe("down");
-    expect(lost.context).toMatchObject({ failures: 1, retryAt: 150, lastError: "security association lost", since: 50 });
+    expect(lost.context).toMatchObject({
+      failures: 1,
+      retryAt: 150,
+      lastError: "security association lost",
+      since: 50,
+    });
     expect(out).toEqual([
-      { type: "tunnelState", state: "down", peer: "edge-b", peerNode: "b-gw1", peerTerm: 1, error: "security association lost" },
+      {
+        type: "tunnelState",
+        state: "down",
+        peer: "edge-b",
+        peerNode: "b-gw1",
+        peerTerm: 1,
+        error: "security association lost",
+      },
     ]);
     expect(step(up(), status("down", { error: "DPD timeout" }))[0].context.lastError).toBe("DPD timeout");
   });
@@ -320,7 +390,10 @@ describe("L3TunnelActor: rekeying", () => {
   });
 
   it("goes down on STATUS down or at the deadline", () => {
-    expect(step(rekeying(), status("down", { error: "rekey rejected" }))[0].context).toMatchObject({ failures: 1, lastError: "rekey rejected" });
+    expect(step(rekeying(), status("down", { error: "rekey rejected" }))[0].context).toMatchObject({
+      failures: 1,
+      lastError: "rekey rejected",
+    });
     expect(step(rekeying(), tick(1_029))[0].value).toBe("rekeying");
     const [snap] = step(rekeying(), tick(1_030));
     expect(snap.value).toBe("down");
@@ -333,7 +406,9 @@ describe("L3TunnelActor: degraded", () => {
     const [snap, out] = step(degraded(), probe(true, { rttMs: 30, now: 45 }));
     expect(snap.value).toBe("up");
     expect(snap.context).toMatchObject({ probeFails: 0, latencyMs: 30, lastError: null, since: 45 });
-    expect(out).toEqual([{ type: "tunnelState", state: "up", peer: "edge-b", peerNode: "b-gw1", peerTerm: 1, error: null }]);
+    expect(out).toEqual([
+      { type: "tunnelState", state: "up", peer: "edge-b", peerNode: "b-gw1", peerTerm: 1, error: null },
+    ]);
   });
 
   it("keeps counting failed probes", () => {
@@ -363,7 +438,13 @@ describe("L3TunnelActor: down", () => {
     expect(step(down(), tick(149))[0].value).toBe("down");
     const [snap, out] = step(down(), tick(150));
     expect(snap.value).toBe("negotiating");
-    expect(out).toContainEqual({ type: "negotiate", peer: "edge-b", peerNode: "b-gw1", peerAddr: "10.2.0.1", peerTerm: 1 });
+    expect(out).toContainEqual({
+      type: "negotiate",
+      peer: "edge-b",
+      peerNode: "b-gw1",
+      peerAddr: "10.2.0.1",
+      peerTerm: 1,
+    });
     const [again] = step(snap, status("down", { now: 200 }));
     expect(again.context).toMatchObject({ failures: 2, retryAt: 400 });
   });
@@ -377,7 +458,14 @@ describe("L3TunnelActor: CLOSE", () => {
     expect(snap.status).toBe("done");
     expect(snap.context.since).toBe(before.context.since); // CLOSE carries no time
     expect(out).toEqual([
-      { type: "tunnelState", state: "closed", peer: "edge-b", peerNode: before.context.peerNode, peerTerm: before.context.peerTerm, error: before.context.lastError },
+      {
+        type: "tunnelState",
+        state: "closed",
+        peer: "edge-b",
+        peerNode: before.context.peerNode,
+        peerTerm: before.context.peerTerm,
+        error: before.context.lastError,
+      },
     ]);
     for (const e of [peer(9, 1), status("up"), probe(true), tick(1e9), close]) {
       const [after, none] = step(snap, e);
@@ -438,7 +526,16 @@ describe("L3TunnelActor: graph", () => {
   });
 
   it("reaches every declared state and takes every declared transition", () => {
-    expect(declaredStates(l3TunnelMachine)).toEqual(["backoff", "closed", "degraded", "down", "idle", "negotiating", "rekeying", "up"]);
+    expect(declaredStates(l3TunnelMachine)).toEqual([
+      "backoff",
+      "closed",
+      "degraded",
+      "down",
+      "idle",
+      "negotiating",
+      "rekeying",
+      "up",
+    ]);
     expect(reachedStates(paths)).toEqual(declaredStates(l3TunnelMachine));
     expect(takenEdges(l3TunnelMachine, paths, events)).toEqual(declaredEdges(l3TunnelMachine));
   });
@@ -471,7 +568,12 @@ describe("L3TunnelActor: graph", () => {
   it("in every reachable state, a STATUS or PROBE about another peer term changes nothing", () => {
     for (const snap of reached) {
       for (const term of [snap.context.peerTerm - 1, snap.context.peerTerm + 1]) {
-        for (const e of [status("up", { term, saId: "sa-z" }), status("down", { term }), probe(true, { term }), probe(false, { term })]) {
+        for (const e of [
+          status("up", { term, saId: "sa-z" }),
+          status("down", { term }),
+          probe(true, { term }),
+          probe(false, { term }),
+        ]) {
           const [next, out] = step(snap, e);
           expect(next.value).toBe(snap.value);
           expect(next.context).toEqual(snap.context);

@@ -12,7 +12,16 @@ import {
 } from "xstate";
 import { getShortestPaths } from "xstate/graph";
 import { nodeMachine, type NodeEvent, type Registration } from "../../../statecharts/node";
-import { declaredEdges, declaredStates, takenEdges, delays, reachedStates, serializeEvent, spawned, stoppedChildren } from "./fixtures";
+import {
+  declaredEdges,
+  declaredStates,
+  takenEdges,
+  delays,
+  reachedStates,
+  serializeEvent,
+  spawned,
+  stoppedChildren,
+} from "./fixtures";
 
 type Snap = SnapshotFrom<typeof nodeMachine>;
 const input = { node: "n1", domain: "pool-a", retryMs: 100 };
@@ -29,7 +38,9 @@ describe("NodeActor transitions", () => {
   it("starts registering, invoking `register` with its node and domain", () => {
     const [snap, actions] = initialTransition(nodeMachine, input);
     expect(snap.value).toBe("registering");
-    expect(spawned(actions)).toEqual([expect.objectContaining({ src: "register", input: { node: "n1", domain: "pool-a" } })]);
+    expect(spawned(actions)).toEqual([
+      expect.objectContaining({ src: "register", input: { node: "n1", domain: "pool-a" } }),
+    ]);
   });
 
   it("registering → registered on success, storing the registration", () => {

@@ -3,7 +3,13 @@
 import { describe, expect, it } from "vitest";
 import { initialTransition, transition, type SnapshotFrom } from "xstate";
 import { getShortestPaths } from "xstate/graph";
-import { proxyLinkMachine, wantsDials, type ProxyLinkEmitted, type ProxyLinkEvent, type ProxyLinkState } from "../../../statecharts/proxy-link";
+import {
+  proxyLinkMachine,
+  wantsDials,
+  type ProxyLinkEmitted,
+  type ProxyLinkEvent,
+  type ProxyLinkState,
+} from "../../../statecharts/proxy-link";
 import { declaredEdges, declaredStates, emitted, reachedStates, serializeEvent, takenEdges } from "./fixtures";
 
 type Snap = SnapshotFrom<typeof proxyLinkMachine>;
@@ -85,7 +91,8 @@ describe("TunnelActor", () => {
       input,
       events,
       serializeEvent,
-      serializeState: (s) => JSON.stringify({ v: s.value, spares: Math.min(s.context.spares, 2), due: s.context.retryAt <= 10_000 }),
+      serializeState: (s) =>
+        JSON.stringify({ v: s.value, spares: Math.min(s.context.spares, 2), due: s.context.retryAt <= 10_000 }),
     });
     expect(declaredStates(proxyLinkMachine)).toEqual(["backoff", "closed", "connecting", "degraded", "up"]);
     expect(reachedStates(paths)).toEqual(declaredStates(proxyLinkMachine));

@@ -26,7 +26,11 @@ function importsOf(src: string): string[] {
 
 const builtins = new Set(builtinModules);
 const isForbiddenModule = (spec: string) =>
-  spec.startsWith("@nats-io") || spec.startsWith("node:") || builtins.has(spec.split("/")[0]!) || spec === "child_process" || spec === "net";
+  spec.startsWith("@nats-io") ||
+  spec.startsWith("node:") ||
+  builtins.has(spec.split("/")[0]!) ||
+  spec === "child_process" ||
+  spec === "net";
 
 const TIME_APIS: [string, RegExp][] = [
   ["Date.now", /\bDate\.now\b/],
@@ -39,7 +43,9 @@ const TIME_APIS: [string, RegExp][] = [
 function violations(src: string): string[] {
   const code = stripComments(src);
   return [
-    ...importsOf(src).filter(isForbiddenModule).map((m) => `imports ${m}`),
+    ...importsOf(src)
+      .filter(isForbiddenModule)
+      .map((m) => `imports ${m}`),
     ...TIME_APIS.filter(([, re]) => re.test(code)).map(([name]) => `uses ${name}`),
   ];
 }
@@ -100,7 +106,8 @@ describe("the checker itself", () => {
   });
 
   it("ignores comments and allowed imports", () => {
-    const src = '// no Date.now() here\n/* setTimeout */\nimport { setup } from "xstate";\nimport { x } from "../shared/gateway";';
+    const src =
+      '// no Date.now() here\n/* setTimeout */\nimport { setup } from "xstate";\nimport { x } from "../shared/gateway";';
     expect(violations(src)).toEqual([]);
   });
 });
@@ -112,9 +119,12 @@ describe("statecharts/ purity", () => {
     );
   });
 
-  it.each(files.map((f) => [relative(ROOT, f), f]))("%s imports no NATS or Node module and reads no clock", (_name, file) => {
-    expect(violations(readFileSync(file, "utf8"))).toEqual([]);
-  });
+  it.each(files.map((f) => [relative(ROOT, f), f]))(
+    "%s imports no NATS or Node module and reads no clock",
+    (_name, file) => {
+      expect(violations(readFileSync(file, "utf8"))).toEqual([]);
+    },
+  );
 
   it("pulls in no NATS or Node module through its relative imports", () => {
     const reached = new Set<string>();

@@ -16,7 +16,13 @@ const rec = (name: string, domain: string, internalIP: string, podCIDR?: string)
   ...(podCIDR ? { podCIDR } : {}),
 });
 
-function gateway(name: string, members: string[], active: { node: string; publicIP?: string; underNAT?: boolean } | null, term: number, tunnelProblem?: string): Gateway {
+function gateway(
+  name: string,
+  members: string[],
+  active: { node: string; publicIP?: string; underNAT?: boolean } | null,
+  term: number,
+  tunnelProblem?: string,
+): Gateway {
   const gw = soloGateway(name);
   gw.metadata = { name };
   gw.status = {
@@ -24,7 +30,13 @@ function gateway(name: string, members: string[], active: { node: string; public
     activeEndpoints: active
       ? [
           { nodeName: active.node, type: "proxy", port: 10262, underNAT: false },
-          { nodeName: active.node, type: "tunnel", port: 4500, underNAT: active.underNAT ?? false, ...(active.publicIP ? { publicIP: active.publicIP } : {}) },
+          {
+            nodeName: active.node,
+            type: "tunnel",
+            port: 4500,
+            underNAT: active.underNAT ?? false,
+            ...(active.publicIP ? { publicIP: active.publicIP } : {}),
+          },
         ]
       : [],
     term,
@@ -71,7 +83,10 @@ describe("tunnelDomains", () => {
   });
 
   it("falls back to the endpoint node's InternalIP without a publicIP, and has no active without a tunnel endpoint", () => {
-    const ds = tunnelDomains([gateway("gw-c", ["c-gw"], { node: "c-gw" }, 1), gateway("gw-a", ["a-gw-1"], null, 0)], nodes);
+    const ds = tunnelDomains(
+      [gateway("gw-c", ["c-gw"], { node: "c-gw" }, 1), gateway("gw-a", ["a-gw-1"], null, 0)],
+      nodes,
+    );
     expect(ds[0]!.active?.addr).toBe("10.0.0.1");
     expect(ds[1]!.active).toBeNull();
   });
@@ -100,19 +115,38 @@ describe("vpnPeersOf", () => {
 
   it("gives a standby candidate, when asked, the peers it would have as the active, none to initiate", () => {
     const withStandby = records.map((g) =>
-      g.metadata.name === "gw-a" ? { ...g, spec: { ...g.spec, endpoints: [{ nodeName: "a-gw-1", type: "tunnel" as const, port: 4500, underNAT: true, publicIP: "198.18.0.11" }] } } : g,
+      g.metadata.name === "gw-a"
+        ? {
+            ...g,
+            spec: {
+              ...g.spec,
+              endpoints: [
+                { nodeName: "a-gw-1", type: "tunnel" as const, port: 4500, underNAT: true, publicIP: "198.18.0.11" },
+              ],
+            },
+          }
+        : g,
     );
-    const plans = vpnPeersOf(tunnelDomains(withStandby, nodes), { domain: "edge-a", node: "a-gw-1" }, { standby: true });
+    const plans = vpnPeersOf(
+      tunnelDomains(withStandby, nodes),
+      { domain: "edge-a", node: "a-gw-1" },
+      { standby: true },
+    );
     expect(plans.map((p) => [p.domain, p.peer.localAddr, p.peer.remoteAddr, p.peer.initiate])).toEqual([
       ["cloud", "198.18.0.11", "198.18.0.10", false],
       ["edge-b", "198.18.0.11", "198.18.0.13", false],
     ]);
-    expect(vpnPeersOf(tunnelDomains(withStandby, nodes), { domain: "edge-a", node: "a-node" }, { standby: true })).toEqual([]);
+    expect(
+      vpnPeersOf(tunnelDomains(withStandby, nodes), { domain: "edge-a", node: "a-node" }, { standby: true }),
+    ).toEqual([]);
   });
 
   it("gives a standby, or any node of a refused domain, no peers, and leaves refused peers out", () => {
     expect(vpnPeersOf(ds, { domain: "edge-a", node: "a-gw-1" })).toEqual([]);
-    const refused = tunnelDomains([records[0]!, records[1]!, gateway("gw-b", ["b-gw"], { node: "b-gw", publicIP: "198.18.0.13" }, 2, "overlap")], nodes);
+    const refused = tunnelDomains(
+      [records[0]!, records[1]!, gateway("gw-b", ["b-gw"], { node: "b-gw", publicIP: "198.18.0.13" }, 2, "overlap")],
+      nodes,
+    );
     expect(vpnPeersOf(refused, { domain: "edge-a", node: "a-gw-2" }).map((p) => p.domain)).toEqual(["cloud"]);
     expect(vpnPeersOf(refused, { domain: "edge-b", node: "b-gw" })).toEqual([]);
   });
@@ -123,17 +157,31 @@ describe("routeInputOf", () => {
 
   it("routes a plain node's remote pod CIDRs to its domain's active gateway over VXLAN", () => {
     const input = routeInputOf(ds, { domain: "edge-a", node: "a-node" }, link)!;
-    expect(input).toMatchObject({ role: "node", localIP: "192.168.0.3", gatewayIP: "192.168.0.2", remotePodCidrs: ["10.244.0.0/24", "10.244.32.0/24"] });
+    expect(input).toMatchObject({
+      role: "node",
+      localIP: "192.168.0.3",
+      gatewayIP: "192.168.0.2",
+      remotePodCidrs: ["10.244.0.0/24", "10.244.32.0/24"],
+    });
     const desired = computeRoutes(input);
-    expect(desired.routes.map((r) => `${r.dst} via ${r.via}`)).toEqual(["10.244.0.0/24 via 240.168.0.2", "10.244.32.0/24 via 240.168.0.2"]);
+    expect(desired.routes.map((r) => `${r.dst} via ${r.via}`)).toEqual([
+      "10.244.0.0/24 via 240.168.0.2",
+      "10.244.32.0/24 via 240.168.0.2",
+    ]);
   });
 
   it("makes the active endpoint's node the gateway, routing the local nodes' pod CIDRs back over VXLAN", () => {
     const input = routeInputOf(ds, { domain: "edge-a", node: "a-gw-2" }, { ...link, tunnelDev: "raven-wg0" })!;
     expect(input.role).toBe("gateway");
     const desired = computeRoutes(input);
-    expect(desired.routes.filter((r) => r.dev === "raven0").map((r) => r.dst)).toEqual(["10.244.16.0/24", "10.244.18.0/24"]);
-    expect(desired.routes.filter((r) => r.dev === "raven-wg0").map((r) => r.dst)).toEqual(["10.244.0.0/24", "10.244.32.0/24"]);
+    expect(desired.routes.filter((r) => r.dev === "raven0").map((r) => r.dst)).toEqual([
+      "10.244.16.0/24",
+      "10.244.18.0/24",
+    ]);
+    expect(desired.routes.filter((r) => r.dev === "raven-wg0").map((r) => r.dst)).toEqual([
+      "10.244.0.0/24",
+      "10.244.32.0/24",
+    ]);
   });
 
   it("is null while the domain has no active endpoint or the node is unknown", () => {
@@ -157,18 +205,28 @@ describe("podCidrProblems", () => {
     expect(problems.get("kiosk")).toBe(
       "pod CIDR 10.244.17.0/24 of domain kiosk overlaps 10.244.17.0/24 of domain factory; pod CIDR 10.244.17.0/24 of domain kiosk overlaps 10.244.16.0/20 of domain shop",
     );
-    expect(problems.get("factory")).toContain("pod CIDR 10.244.16.0/24 of domain factory overlaps 10.244.16.0/20 of domain shop");
+    expect(problems.get("factory")).toContain(
+      "pod CIDR 10.244.16.0/24 of domain factory overlaps 10.244.16.0/20 of domain shop",
+    );
   });
 
   it("ignores overlap inside one domain, reports a malformed CIDR, and caps the sentences", () => {
     expect(podCidrProblems([{ domain: "a", podCidrs: ["10.0.0.0/16", "10.0.1.0/24"] }]).size).toBe(0);
-    expect(podCidrProblems([{ domain: "a", podCidrs: ["10.0.0.1/24"] }]).get("a")).toMatch(/domain a: CIDR 10.0.0.1\/24 has host bits set/);
-    const many = podCidrProblems([{ domain: "big", podCidrs: ["10.0.0.0/8"] }, ...[1, 2, 3, 4, 5].map((i) => ({ domain: `d${i}`, podCidrs: [`10.${i}.0.0/16`] }))]);
+    expect(podCidrProblems([{ domain: "a", podCidrs: ["10.0.0.1/24"] }]).get("a")).toMatch(
+      /domain a: CIDR 10.0.0.1\/24 has host bits set/,
+    );
+    const many = podCidrProblems([
+      { domain: "big", podCidrs: ["10.0.0.0/8"] },
+      ...[1, 2, 3, 4, 5].map((i) => ({ domain: `d${i}`, podCidrs: [`10.${i}.0.0/16`] })),
+    ]);
     expect(many.get("big")).toMatch(/; and 2 more$/);
   });
 
   it("handles a large inventory quickly enough to run on every membership change (sort, not all pairs)", () => {
-    const domains = Array.from({ length: 1000 }, (_, d) => ({ domain: `d${d}`, podCidrs: Array.from({ length: 100 }, (_, n) => cidr24(d * 100 + n)) }));
+    const domains = Array.from({ length: 1000 }, (_, d) => ({
+      domain: `d${d}`,
+      podCidrs: Array.from({ length: 100 }, (_, n) => cidr24(d * 100 + n)),
+    }));
     expect(podCidrProblems(domains).size).toBe(0);
   });
 });

@@ -13,7 +13,14 @@ import { type RouteDesired } from "../../../lib/vxlan";
 import { TunnelManager } from "../../../services/gateway-actor/tunnel/manager";
 import { RouteAgent } from "../../../services/node-actor/route-agent";
 
-const rec = (name: string, domain: string, internalIP: string, podCIDR: string): NodeRecord => ({ name, labels: {}, internalIP, domain, registeredAt: 0, podCIDR });
+const rec = (name: string, domain: string, internalIP: string, podCIDR: string): NodeRecord => ({
+  name,
+  labels: {},
+  internalIP,
+  domain,
+  registeredAt: 0,
+  podCIDR,
+});
 const NODES = new Map(
   [
     rec("c-gw", "cloud", "10.0.0.1", "10.244.0.0/24"),
@@ -24,14 +31,24 @@ const NODES = new Map(
     rec("b-gw-2", "edge-b", "192.168.0.2", "10.244.33.0/24"),
   ].map((n) => [n.name, n]),
 );
-const ADDR: Record<string, string> = { "c-gw": "198.18.0.10", "a-gw-1": "198.18.0.11", "a-gw-2": "198.18.0.12", "b-gw-1": "198.18.0.13", "b-gw-2": "198.18.0.14" };
+const ADDR: Record<string, string> = {
+  "c-gw": "198.18.0.10",
+  "a-gw-1": "198.18.0.11",
+  "a-gw-2": "198.18.0.12",
+  "b-gw-1": "198.18.0.13",
+  "b-gw-2": "198.18.0.14",
+};
 
 function record(name: string, candidates: string[], members: string[], active: string | null, term: number): Gateway {
   const gw = soloGateway(name);
   gw.metadata = { name };
   const ep = (n: string) => ({ nodeName: n, type: "tunnel" as const, port: 4500, underNAT: false, publicIP: ADDR[n]! });
   gw.spec = { ...gw.spec, endpoints: candidates.map(ep) };
-  gw.status = { nodes: members.map((n) => ({ nodeName: n, privateIP: "", subnets: [] })), activeEndpoints: active ? [ep(active)] : [], term };
+  gw.status = {
+    nodes: members.map((n) => ({ nodeName: n, privateIP: "", subnets: [] })),
+    activeEndpoints: active ? [ep(active)] : [],
+    term,
+  };
   return gw;
 }
 
@@ -73,8 +90,19 @@ function setup(node: string) {
   const dir = fleet();
   const driver = new FakeVpnDriver();
   const published: GatewayTunnel[] = [];
-  const nc = { publish: (_s: string, data: Uint8Array) => void published.push((decode(data) as { body: GatewayTunnel }).body) } as unknown as NatsConnection;
-  const manager = new TunnelManager({ nc, node, domain: "edge-a", directory: dir, driver, clock, log: silentLogger(), probe: async () => 0.5 });
+  const nc = {
+    publish: (_s: string, data: Uint8Array) => void published.push((decode(data) as { body: GatewayTunnel }).body),
+  } as unknown as NatsConnection;
+  const manager = new TunnelManager({
+    nc,
+    node,
+    domain: "edge-a",
+    directory: dir,
+    driver,
+    clock,
+    log: silentLogger(),
+    probe: async () => 0.5,
+  });
   manager.start();
   const step = async (ms = 0) => {
     clock.advance(ms);
@@ -122,7 +150,11 @@ describe("TunnelManager", () => {
     await step(300);
     expect(driver.applied.at(-1)!.peers.find((p) => p.name === "edge-b")!.remoteAddr).toBe("198.18.0.14");
     expect(driver.established).toEqual(["cloud", "edge-b", "edge-b"]);
-    expect(manager.tunnels().find((t) => t.peer === "edge-b")).toMatchObject({ state: "up", peerNode: "b-gw-2", peerTerm: 2 });
+    expect(manager.tunnels().find((t) => t.peer === "edge-b")).toMatchObject({
+      state: "up",
+      peerNode: "b-gw-2",
+      peerTerm: 2,
+    });
   });
 
   it("losing the role closes every TunnelActor and falls back to the preloaded, uninitiated peers", async () => {
@@ -162,7 +194,10 @@ describe("TunnelManager", () => {
     driver.failPeer("edge-b", "NO_PROPOSAL_CHOSEN");
     manager.role(true, 1);
     await step(300);
-    expect(manager.tunnels().find((t) => t.peer === "edge-b")).toMatchObject({ state: "backoff", error: "NO_PROPOSAL_CHOSEN" });
+    expect(manager.tunnels().find((t) => t.peer === "edge-b")).toMatchObject({
+      state: "backoff",
+      error: "NO_PROPOSAL_CHOSEN",
+    });
     const applies = driver.applied.length;
     await step(2_000);
     expect(driver.applied.length).toBeGreaterThan(applies); // renegotiated (re-applied) after the backoff
@@ -211,11 +246,25 @@ describe("RouteAgent", () => {
     const dir = fleet();
     const applied: RouteDesired[] = [];
     const driver = { apply: async (d: RouteDesired) => (applied.push(d), ["changed"]), cleanup: async () => undefined };
-    const agent = new RouteAgent({ directory: dir, node: "a-node", domain: "edge-a", driver, link: { underlayMtu: 1500, vpnOverheadBytes: 65 }, clock, log: silentLogger(), retryMs: 200, resyncMs: 10_000 });
+    const agent = new RouteAgent({
+      directory: dir,
+      node: "a-node",
+      domain: "edge-a",
+      driver,
+      link: { underlayMtu: 1500, vpnOverheadBytes: 65 },
+      clock,
+      log: silentLogger(),
+      retryMs: 200,
+      resyncMs: 10_000,
+    });
     agent.start();
     await settle();
     expect(applied).toHaveLength(1);
-    expect(applied[0]!.routes.map((r) => `${r.dst} via ${r.via}`)).toEqual(["10.244.0.0/24 via 240.168.0.1", "10.244.32.0/24 via 240.168.0.1", "10.244.33.0/24 via 240.168.0.1"]);
+    expect(applied[0]!.routes.map((r) => `${r.dst} via ${r.via}`)).toEqual([
+      "10.244.0.0/24 via 240.168.0.1",
+      "10.244.32.0/24 via 240.168.0.1",
+      "10.244.33.0/24 via 240.168.0.1",
+    ]);
     dir.set(record("gw-c", ["c-gw"], ["c-gw"], "c-gw", 1)); // same content: nothing to apply
     await settle();
     expect(applied).toHaveLength(1);
@@ -238,7 +287,17 @@ describe("RouteAgent", () => {
       cleanup: async () => undefined,
       watch: (cb: () => void) => ((onChange = cb), (watching = true), () => void (watching = false)),
     };
-    const agent = new RouteAgent({ directory: dir, node: "a-node", domain: "edge-a", driver, link: { underlayMtu: 1500, vpnOverheadBytes: 65 }, clock, log: silentLogger(), retryMs: 200, resyncMs: 10_000 });
+    const agent = new RouteAgent({
+      directory: dir,
+      node: "a-node",
+      domain: "edge-a",
+      driver,
+      link: { underlayMtu: 1500, vpnOverheadBytes: 65 },
+      clock,
+      log: silentLogger(),
+      retryMs: 200,
+      resyncMs: 10_000,
+    });
     agent.start();
     await settle();
     expect([applies, watching]).toEqual([1, true]);
@@ -265,7 +324,17 @@ describe("RouteAgent", () => {
       },
       cleanup: async () => undefined,
     };
-    const agent = new RouteAgent({ directory: dir, node: "a-node", domain: "edge-a", driver, link: { underlayMtu: 1500, vpnOverheadBytes: 65 }, clock, log: silentLogger(), retryMs: 200, resyncMs: 10_000 });
+    const agent = new RouteAgent({
+      directory: dir,
+      node: "a-node",
+      domain: "edge-a",
+      driver,
+      link: { underlayMtu: 1500, vpnOverheadBytes: 65 },
+      clock,
+      log: silentLogger(),
+      retryMs: 200,
+      resyncMs: 10_000,
+    });
     agent.start();
     await settle();
     expect(agent.status().lastError).toMatch(/File exists/);

@@ -31,11 +31,24 @@ describe("RouteDriver", () => {
     const changes = await drv.apply(nodeRoutes("192.168.0.1"));
     expect(changes).toContain("fdb 0e:52:c0:a8:00:01 -> 192.168.0.1");
     const dev = raven0(net);
-    expect(dev).toMatchObject({ up: true, mtu: 1450, mac: "0e:52:c0:a8:00:03", kind: "vxlan", vxlan: { id: 200, port: 4472, local: "192.168.0.3", learning: false } });
-    expect(net.addrList.filter((a) => a.index === dev.index).map((a) => `${a.address}/${a.prefixLen}`)).toEqual(["240.168.0.3/32"]);
+    expect(dev).toMatchObject({
+      up: true,
+      mtu: 1450,
+      mac: "0e:52:c0:a8:00:03",
+      kind: "vxlan",
+      vxlan: { id: 200, port: 4472, local: "192.168.0.3", learning: false },
+    });
+    expect(net.addrList.filter((a) => a.index === dev.index).map((a) => `${a.address}/${a.prefixLen}`)).toEqual([
+      "240.168.0.3/32",
+    ]);
     expect(net.neighTable.get(`${dev.index} 240.168.0.1`)?.mac).toBe("0e:52:c0:a8:00:01");
     expect([...net.routeTable.keys()].sort()).toEqual(["10.244.32.0/24", "10.244.33.0/24", "10.244.34.0/24"]);
-    expect(net.routeTable.get("10.244.32.0/24")).toMatchObject({ oif: dev.index, gateway: "240.168.0.1", mtu: 1400, protocol: RAVEN_ROUTE_PROTO });
+    expect(net.routeTable.get("10.244.32.0/24")).toMatchObject({
+      oif: dev.index,
+      gateway: "240.168.0.1",
+      mtu: 1400,
+      protocol: RAVEN_ROUTE_PROTO,
+    });
     expect(drv.netns).toBe("n1");
   });
 
@@ -57,13 +70,22 @@ describe("RouteDriver", () => {
     await drv.apply(nodeRoutes("192.168.0.2"));
     expect(net.changes[0]).toBe("replace fdb 0e:52:c0:a8:00:02 dst 192.168.0.2");
     expect(net.changes[1]).toBe("replace neighbour 240.168.0.2 0e:52:c0:a8:00:02");
-    expect(net.changes.slice(2, 5).every((c) => /^replace route 10\.244\.3[234]\.0\/24 via 240\.168\.0\.2 mtu 1400$/.test(c))).toBe(true);
-    expect(net.changes.slice(5)).toEqual(["delete neighbour 240.168.0.1", "delete fdb 0e:52:c0:a8:00:01 dst 192.168.0.1"]);
+    expect(
+      net.changes
+        .slice(2, 5)
+        .every((c) => /^replace route 10\.244\.3[234]\.0\/24 via 240\.168\.0\.2 mtu 1400$/.test(c)),
+    ).toBe(true);
+    expect(net.changes.slice(5)).toEqual([
+      "delete neighbour 240.168.0.1",
+      "delete fdb 0e:52:c0:a8:00:01 dst 192.168.0.1",
+    ]);
     // No route was ever deleted: each was replaced while it pointed at the old gateway.
     expect(net.changes.some((c) => c.startsWith("delete route"))).toBe(false);
     const dev = raven0(net);
     expect([...net.fdbTable.values()].map((f) => `${f.mac} ${f.dst}`)).toEqual(["0e:52:c0:a8:00:02 192.168.0.2"]);
-    expect([...net.neighTable.values()].filter((n) => n.index === dev.index).map((n) => n.dst)).toEqual(["240.168.0.2"]);
+    expect([...net.neighTable.values()].filter((n) => n.index === dev.index).map((n) => n.dst)).toEqual([
+      "240.168.0.2",
+    ]);
   });
 
   it("puts the pinned neighbour back when the device's MAC had to change (the kernel flushed it)", async () => {
@@ -95,7 +117,10 @@ describe("RouteDriver", () => {
     net.failOn = { match: /^delete neighbour 240\.168\.0\.1$/, errno: "ENOENT" };
     await expect(drv.apply(nodeRoutes("192.168.0.2"))).rejects.toThrow(/^delete neighbour 240\.168\.0\.1: ENOENT/);
     net.failOn = null;
-    expect(await drv.apply(nodeRoutes("192.168.0.2"))).toEqual(["neigh 240.168.0.1 removed", "fdb 0e:52:c0:a8:00:01 -> 192.168.0.1 removed"]);
+    expect(await drv.apply(nodeRoutes("192.168.0.2"))).toEqual([
+      "neigh 240.168.0.1 removed",
+      "fdb 0e:52:c0:a8:00:01 -> 192.168.0.1 removed",
+    ]);
     expect([...net.fdbTable.values()].map((f) => f.mac)).toEqual(["0e:52:c0:a8:00:02"]);
   });
 

@@ -1,7 +1,14 @@
 // computeRoutes (node and gateway, failover, MTU arithmetic, validation) and checkPodCidrOverlap.
 import { describe, expect, it } from "vitest";
 import { TunnelError } from "../../../shared/errors";
-import { checkPodCidrOverlap, computeRoutes, VXLAN_OVERHEAD_BYTES, vxlanAddress, vxlanMac, type RouteInput } from "../../../lib/vxlan";
+import {
+  checkPodCidrOverlap,
+  computeRoutes,
+  VXLAN_OVERHEAD_BYTES,
+  vxlanAddress,
+  vxlanMac,
+  type RouteInput,
+} from "../../../lib/vxlan";
 import { IPSEC_OVERHEAD_BYTES, WIREGUARD_OVERHEAD_BYTES } from "../../../lib/vpn";
 import { parseCidr } from "../../../shared/cidr";
 
@@ -32,7 +39,13 @@ describe("computeRoutes", () => {
   it("on a node: one VXLAN peer (the active gateway) and the remote CIDRs through it at the path MTU", () => {
     const d = computeRoutes(base);
     expect(d.vxlan).toEqual({
-      name: "raven0", vni: 200, port: 4472, localIP: "192.168.1.2", mac: "0e:52:c0:a8:01:02", address: "240.168.1.2", mtu: 1450,
+      name: "raven0",
+      vni: 200,
+      port: 4472,
+      localIP: "192.168.1.2",
+      mac: "0e:52:c0:a8:01:02",
+      address: "240.168.1.2",
+      mtu: 1450,
       peers: [{ lanIP: "192.168.1.1", mac: "0e:52:c0:a8:01:01", address: "240.168.1.1" }],
     });
     expect(d.pathMtu).toBe(1500 - 65);
@@ -69,15 +82,22 @@ describe("computeRoutes", () => {
   it("on failover only the gateway peer and the next hops change", () => {
     const before = computeRoutes(base);
     const after = computeRoutes({ ...base, gatewayIP: "192.168.1.3" });
-    expect(after.vxlan).toEqual({ ...before.vxlan, peers: [{ lanIP: "192.168.1.3", mac: "0e:52:c0:a8:01:03", address: "240.168.1.3" }] });
+    expect(after.vxlan).toEqual({
+      ...before.vxlan,
+      peers: [{ lanIP: "192.168.1.3", mac: "0e:52:c0:a8:01:03", address: "240.168.1.3" }],
+    });
     expect(after.routes.map((r) => r.via)).toEqual(["240.168.1.3", "240.168.1.3"]);
     // the former gateway becomes a node, the node the gateway
-    expect(computeRoutes({ ...base, localIP: "192.168.1.1", gatewayIP: "192.168.1.3" }).vxlan.peers[0]!.lanIP).toBe("192.168.1.3");
+    expect(computeRoutes({ ...base, localIP: "192.168.1.1", gatewayIP: "192.168.1.3" }).vxlan.peers[0]!.lanIP).toBe(
+      "192.168.1.3",
+    );
   });
 
   it("is deterministic in the order of its inputs", () => {
     const gw = { ...base, role: "gateway" as const, localIP: "192.168.1.1" };
-    expect(computeRoutes({ ...gw, localNodes: [...nodes].reverse(), remotePodCidrs: ["10.246.0.0/24", "10.245.0.0/16"] })).toEqual(computeRoutes(gw));
+    expect(
+      computeRoutes({ ...gw, localNodes: [...nodes].reverse(), remotePodCidrs: ["10.246.0.0/24", "10.245.0.0/16"] }),
+    ).toEqual(computeRoutes(gw));
   });
 
   it("refuses inputs that cannot be routed, naming the field", () => {
@@ -85,7 +105,10 @@ describe("computeRoutes", () => {
       [{ role: "gateway" }, /not the active gateway/],
       [{ localIP: "192.168.1.1" }, /is the active gateway/],
       [{ remotePodCidrs: ["10.245.0.1/16"] }, /host bits set \(the network is 10\.245\.0\.0\/16\)/],
-      [{ remotePodCidrs: ["10.244.1.128/25"] }, /local node 192\.168\.1\.2 pod CIDR 10\.244\.1\.0\/24 overlaps remote pod CIDR 10\.244\.1\.128\/25/],
+      [
+        { remotePodCidrs: ["10.244.1.128/25"] },
+        /local node 192\.168\.1\.2 pod CIDR 10\.244\.1\.0\/24 overlaps remote pod CIDR 10\.244\.1\.128\/25/,
+      ],
       [{ underlayMtu: 600 }, /underlayMtu 600/],
       [{ vpnOverheadBytes: 1000 }, /vpnOverheadBytes 1000/],
       [{ tunnelDev: "wg0" }, /only for a gateway/],
@@ -108,19 +131,23 @@ describe("computeRoutes", () => {
 
 describe("checkPodCidrOverlap", () => {
   it("accepts disjoint domains and overlap inside one domain", () => {
-    expect(checkPodCidrOverlap([
-      { domain: "factory", podCidrs: ["10.244.0.0/24", "10.244.0.0/16"] },
-      { domain: "shop", podCidrs: ["10.245.0.0/16"] },
-    ])).toBeUndefined();
+    expect(
+      checkPodCidrOverlap([
+        { domain: "factory", podCidrs: ["10.244.0.0/24", "10.244.0.0/16"] },
+        { domain: "shop", podCidrs: ["10.245.0.0/16"] },
+      ]),
+    ).toBeUndefined();
     expect(checkPodCidrOverlap([])).toBeUndefined();
   });
 
   it("names both domains and both CIDRs of every overlapping pair", () => {
-    expect(checkPodCidrOverlap([
-      { domain: "factory", podCidrs: ["10.244.1.0/24"] },
-      { domain: "shop", podCidrs: ["10.244.0.0/16"] },
-      { domain: "truck", podCidrs: ["10.244.1.128/25", "10.250.0.0/24"] },
-    ])).toBe(
+    expect(
+      checkPodCidrOverlap([
+        { domain: "factory", podCidrs: ["10.244.1.0/24"] },
+        { domain: "shop", podCidrs: ["10.244.0.0/16"] },
+        { domain: "truck", podCidrs: ["10.244.1.128/25", "10.250.0.0/24"] },
+      ]),
+    ).toBe(
       "pod CIDR 10.244.1.0/24 of domain factory overlaps 10.244.0.0/16 of domain shop; " +
         "pod CIDR 10.244.1.0/24 of domain factory overlaps 10.244.1.128/25 of domain truck; " +
         "pod CIDR 10.244.0.0/16 of domain shop overlaps 10.244.1.128/25 of domain truck",
@@ -128,7 +155,9 @@ describe("checkPodCidrOverlap", () => {
   });
 
   it("reports a malformed CIDR with its domain", () => {
-    expect(checkPodCidrOverlap([{ domain: "shop", podCidrs: ["10.244.0.0/33"] }])).toMatch(/^domain shop: CIDR "10.244.0.0\/33" is not an IPv4/);
+    expect(checkPodCidrOverlap([{ domain: "shop", podCidrs: ["10.244.0.0/33"] }])).toMatch(
+      /^domain shop: CIDR "10.244.0.0\/33" is not an IPv4/,
+    );
   });
 });
 

@@ -3,7 +3,18 @@
 // ack/error with the kernel's own words, truncation, and the ICMP echo of the tunnel probe.
 import { describe, expect, it } from "vitest";
 import { NetlinkError, TunnelError } from "../../../shared/errors";
-import { echoRequest, NLM_F, NLMSG, parseEchoReply, parseLink, parseRoute, repliesOf, requests, RTM, splitMessages } from "../../../lib/kernel/rtnetlink";
+import {
+  echoRequest,
+  NLM_F,
+  NLMSG,
+  parseEchoReply,
+  parseLink,
+  parseRoute,
+  repliesOf,
+  requests,
+  RTM,
+  splitMessages,
+} from "../../../lib/kernel/rtnetlink";
 
 /** A reply message as the kernel lays it out: header (seq), then the body. */
 function reply(type: number, flags: number, seq: number, body: Buffer): Buffer {
@@ -24,12 +35,19 @@ const attr = (type: number, data: Buffer) => {
 const errorMsg = (seq: number, errno: number, text?: string) => {
   const body = Buffer.alloc(4 + 16);
   body.writeInt32LE(-errno, 0);
-  return reply(NLMSG.ERROR, text ? NLM_F.ACK_TLVS : 0, seq, Buffer.concat([body, text ? attr(1, Buffer.from(`${text}\0`)) : Buffer.alloc(0)]));
+  return reply(
+    NLMSG.ERROR,
+    text ? NLM_F.ACK_TLVS : 0,
+    seq,
+    Buffer.concat([body, text ? attr(1, Buffer.from(`${text}\0`)) : Buffer.alloc(0)]),
+  );
 };
 
 describe("rtnetlink requests", () => {
   it("lay out header, fixed part and aligned, nested attributes", () => {
-    const m = requests.addVxlan({ name: "raven0", mac: "0e:52:c0:a8:00:03", mtu: 1450, vni: 200, port: 4472, local: "192.168.0.3" }).build(7);
+    const m = requests
+      .addVxlan({ name: "raven0", mac: "0e:52:c0:a8:00:03", mtu: 1450, vni: 200, port: 4472, local: "192.168.0.3" })
+      .build(7);
     expect(m.readUInt32LE(0)).toBe(m.length);
     expect(m.readUInt16LE(4)).toBe(RTM.NEWLINK);
     expect(m.readUInt16LE(6)).toBe(NLM_F.REQUEST | NLM_F.ACK | NLM_F.CREATE | NLM_F.EXCL);
@@ -49,7 +67,9 @@ describe("rtnetlink requests", () => {
     expect(requests.routes().dump).toBe(true);
     expect(requests.routes().build(1).readUInt16LE(6)).toBe(NLM_F.REQUEST | NLM_F.DUMP);
     expect(requests.delRoute("10.0.0.0/24", 82).build(1).readUInt16LE(6) & NLM_F.ACK).toBe(NLM_F.ACK);
-    expect(() => requests.replaceRoute({ dst: "10.0.0.0/33", via: null, oif: 2, mtu: 1400, protocol: 82 })).toThrow(TunnelError);
+    expect(() => requests.replaceRoute({ dst: "10.0.0.0/33", via: null, oif: 2, mtu: 1400, protocol: 82 })).toThrow(
+      TunnelError,
+    );
     expect(() => requests.replaceNeighbour(2, "240.0.0.1", "zz:00:00:00:00:00")).toThrow(/not a MAC address/);
     expect(() => requests.replaceAddr(1, "10.0.0.256", 32)).toThrow(/not an IPv4 address/);
   });
@@ -60,14 +80,25 @@ describe("rtnetlink replies", () => {
     const link = Buffer.concat([Buffer.alloc(16), attr(3, Buffer.from("lo\0"))]);
     link.writeInt32LE(1, 4);
     link.writeUInt32LE(1, 8); // IFF_UP
-    const dump = Buffer.concat([reply(RTM.NEWLINK, NLM_F.MULTI, 5, link), reply(NLMSG.DONE, NLM_F.MULTI, 5, Buffer.alloc(4))]);
+    const dump = Buffer.concat([
+      reply(RTM.NEWLINK, NLM_F.MULTI, 5, link),
+      reply(NLMSG.DONE, NLM_F.MULTI, 5, Buffer.alloc(4)),
+    ]);
     const [m] = repliesOf("dump links", dump);
     expect(parseLink(m!)).toMatchObject({ index: 1, name: "lo", up: true, kind: null, vxlan: null });
     expect(repliesOf("set link", errorMsg(9, 0))).toEqual([]);
-    expect(() => repliesOf("replace address 10.0.0.1/32", errorMsg(9, 17, "Address already assigned"))).toThrow(NetlinkError);
-    expect(() => repliesOf("replace address 10.0.0.1/32", errorMsg(9, 17, "Address already assigned"))).toThrow("replace address 10.0.0.1/32: EEXIST (Address already assigned)");
-    expect(() => repliesOf("delete route 10.0.0.0/24", errorMsg(9, 3))).toThrow(/^delete route 10\.0\.0\.0\/24: ESRCH$/);
-    expect(() => repliesOf("dump routes", reply(RTM.NEWROUTE, NLM_F.MULTI | NLM_F.DUMP_INTR, 5, Buffer.alloc(12)))).toThrow(/EINTR \(the dump was interrupted/);
+    expect(() => repliesOf("replace address 10.0.0.1/32", errorMsg(9, 17, "Address already assigned"))).toThrow(
+      NetlinkError,
+    );
+    expect(() => repliesOf("replace address 10.0.0.1/32", errorMsg(9, 17, "Address already assigned"))).toThrow(
+      "replace address 10.0.0.1/32: EEXIST (Address already assigned)",
+    );
+    expect(() => repliesOf("delete route 10.0.0.0/24", errorMsg(9, 3))).toThrow(
+      /^delete route 10\.0\.0\.0\/24: ESRCH$/,
+    );
+    expect(() =>
+      repliesOf("dump routes", reply(RTM.NEWROUTE, NLM_F.MULTI | NLM_F.DUMP_INTR, 5, Buffer.alloc(12))),
+    ).toThrow(/EINTR \(the dump was interrupted/);
   });
 
   it("refuses a message that overruns the reply", () => {
@@ -83,8 +114,21 @@ describe("rtnetlink replies", () => {
     rt.writeUInt8(254, 4);
     rt.writeUInt8(82, 5);
     const metrics = attr(2, Buffer.from([0x78, 0x05, 0, 0])); // RTAX_MTU 1400
-    const body = Buffer.concat([rt, attr(1, Buffer.from([10, 244, 34, 0])), attr(4, Buffer.from([3, 0, 0, 0])), attr(5, Buffer.from([240, 168, 0, 1])), attr(8 | 0x8000, metrics)]);
-    expect(parseRoute(splitMessages(reply(RTM.NEWROUTE, 0, 1, body))[0]!)).toEqual({ dst: "10.244.34.0/24", table: 254, protocol: 82, oif: 3, gateway: "240.168.0.1", mtu: 1400 });
+    const body = Buffer.concat([
+      rt,
+      attr(1, Buffer.from([10, 244, 34, 0])),
+      attr(4, Buffer.from([3, 0, 0, 0])),
+      attr(5, Buffer.from([240, 168, 0, 1])),
+      attr(8 | 0x8000, metrics),
+    ]);
+    expect(parseRoute(splitMessages(reply(RTM.NEWROUTE, 0, 1, body))[0]!)).toEqual({
+      dst: "10.244.34.0/24",
+      table: 254,
+      protocol: 82,
+      oif: 3,
+      gateway: "240.168.0.1",
+      mtu: 1400,
+    });
   });
 });
 
@@ -105,5 +149,4 @@ describe("ICMP echo", () => {
     expect(parseEchoReply(Buffer.concat([ip, req]))).toBeNull(); // a request, not a reply
     expect(parseEchoReply(Buffer.alloc(10))).toBeNull();
   });
-
 });

@@ -11,8 +11,8 @@ import { ensurePskFile, StrongSwanDriver, viciCall, type CharonLauncher, type Vp
 import { FakeNet } from "../../../lib/kernel";
 
 const FAKE_CHARON = fileURLToPath(new URL("../../helpers/fake-charon.ts", import.meta.url));
-const launch: CharonLauncher = (_argv, env, outFd) => spawn(process.execPath, ["--import", "tsx", FAKE_CHARON], { stdio: ["ignore", outFd, outFd], env });
-
+const launch: CharonLauncher = (_argv, env, outFd) =>
+  spawn(process.execPath, ["--import", "tsx", FAKE_CHARON], { stdio: ["ignore", outFd, outFd], env });
 
 const dir = mkdtempSync(join(tmpdir(), "raven-strongswan-unit-"));
 const drivers: StrongSwanDriver[] = [];
@@ -22,21 +22,39 @@ afterAll(async () => {
 });
 
 const peer = (name: string, remoteAddr: string, remoteSubnets = ["10.245.0.0/24"]): VpnPeer => ({
-  name, localAddr: "198.18.0.1", remoteAddr, localSubnets: ["10.244.0.0/24"], remoteSubnets,
+  name,
+  localAddr: "198.18.0.1",
+  remoteAddr,
+  localSubnets: ["10.244.0.0/24"],
+  remoteSubnets,
 });
 const [B, C] = [peer("b", "198.18.0.2"), peer("c", "198.18.0.3")];
 
-function driver(name: string): { d: StrongSwanDriver; psk: string; fake(command: string, req?: Record<string, string>): Promise<FakeState> } {
+function driver(name: string): {
+  d: StrongSwanDriver;
+  psk: string;
+  fake(command: string, req?: Record<string, string>): Promise<FakeState>;
+} {
   const stateDir = join(dir, name);
   const psk = ensurePskFile(join(dir, `${name}.psk`));
-  const d = new StrongSwanDriver({ stateDir, pskFile: psk, esp: "kernel", charonPath: "/bin/true", viciPluginPath: "/bin/true", launch, net: new FakeNet() });
+  const d = new StrongSwanDriver({
+    stateDir,
+    pskFile: psk,
+    esp: "kernel",
+    charonPath: "/bin/true",
+    viciPluginPath: "/bin/true",
+    launch,
+    net: new FakeNet(),
+  });
   drivers.push(d);
-  const fake = async (command: string, req: Record<string, string> = {}) => (await viciCall(join(stateDir, "charon.vici"), command, req)).response as unknown as FakeState;
+  const fake = async (command: string, req: Record<string, string> = {}) =>
+    (await viciCall(join(stateDir, "charon.vici"), command, req)).response as unknown as FakeState;
   return { d, psk, fake };
 }
 type FakeState = { log: string[]; conns: string[]; shared: string[]; sas: string[] };
 
-const states = (s: { peers: readonly { name: string; state: string }[] }) => Object.fromEntries(s.peers.map((p) => [p.name, p.state]));
+const states = (s: { peers: readonly { name: string; state: string }[] }) =>
+  Object.fromEntries(s.peers.map((p) => [p.name, p.state]));
 
 describe("StrongSwanDriver over vici", () => {
   it("loads each peer's key then connection and initiates it once; the same desired state again sends nothing", async () => {
@@ -55,9 +73,17 @@ describe("StrongSwanDriver over vici", () => {
     await d.apply({ peers: [B, C] });
     const before = await fake("fake-state");
     const oldC = before.sas.find((s) => s.startsWith("c#"))!;
-    expect(states(await d.apply({ peers: [B, peer("c", "198.18.0.3", ["10.246.0.0/24"])] }))).toEqual({ b: "up", c: "up" });
+    expect(states(await d.apply({ peers: [B, peer("c", "198.18.0.3", ["10.246.0.0/24"])] }))).toEqual({
+      b: "up",
+      c: "up",
+    });
     const after = await fake("fake-state");
-    expect(after.log.slice(before.log.length)).toEqual(["load-shared ike-c", "load-conn c", `terminate ${oldC.split("#")[1]}`, "initiate c"]);
+    expect(after.log.slice(before.log.length)).toEqual([
+      "load-shared ike-c",
+      "load-conn c",
+      `terminate ${oldC.split("#")[1]}`,
+      "initiate c",
+    ]);
     expect(after.sas).toContain(before.sas.find((s) => s.startsWith("b#")));
     expect(after.sas).not.toContain(oldC);
   });
@@ -68,7 +94,11 @@ describe("StrongSwanDriver over vici", () => {
     await d.apply({ peers: [] }); // charon running, nothing loaded
     await fake("fake-set", { narrow: "b" }); // the other side still had an older view of our subnets
     const first = await d.apply({ peers: [wide] });
-    expect(first.peers[0]).toMatchObject({ name: "b", state: "down", lastError: "security association does not cover local 10.244.1.0/24" });
+    expect(first.peers[0]).toMatchObject({
+      name: "b",
+      state: "down",
+      lastError: "security association does not cover local 10.244.1.0/24",
+    });
     // The caller renegotiates (the same desired state, applied again): the narrow SA is ended by id and the
     // peer initiated anew, this time with both subnets.
     const before = await fake("fake-state");
@@ -98,7 +128,11 @@ describe("StrongSwanDriver over vici", () => {
     const before = await fake("fake-state");
     expect(states(await d.apply({ peers: [B] }))).toEqual({ b: "up" });
     const after = await fake("fake-state");
-    expect(after.log.slice(before.log.length)).toEqual(["unload-conn c", "unload-shared ike-c", `terminate ${before.sas.find((s) => s.startsWith("c#"))!.split("#")[1]}`]);
+    expect(after.log.slice(before.log.length)).toEqual([
+      "unload-conn c",
+      "unload-shared ike-c",
+      `terminate ${before.sas.find((s) => s.startsWith("c#"))!.split("#")[1]}`,
+    ]);
     expect([after.conns, after.shared, after.sas.map((s) => s.split("#")[0])]).toEqual([["b"], ["ike-b"], ["b"]]);
   });
 
@@ -124,7 +158,8 @@ describe("StrongSwanDriver over vici", () => {
     expect(s.peers[0]).toMatchObject({
       name: "b",
       state: "down",
-      lastError: "initiate failed: establishing CHILD_SA 'b' failed | [ENC] parsed IKE_SA_INIT response 0 [ N(NO_PROP) ] | [IKE] received NO_PROPOSAL_CHOSEN notify error",
+      lastError:
+        "initiate failed: establishing CHILD_SA 'b' failed | [ENC] parsed IKE_SA_INIT response 0 [ N(NO_PROP) ] | [IKE] received NO_PROPOSAL_CHOSEN notify error",
     });
   });
 
@@ -135,7 +170,12 @@ describe("StrongSwanDriver over vici", () => {
     writeFileSync(psk, `${"ab".repeat(32)}\n`, { mode: 0o600 });
     expect(states(await d.apply({ peers: [B, C] }))).toEqual({ b: "up", c: "up" });
     const after = await fake("fake-state");
-    expect(after.log.slice(before.log.length)).toEqual(["load-shared ike-b", "load-conn b", "load-shared ike-c", "load-conn c"]);
+    expect(after.log.slice(before.log.length)).toEqual([
+      "load-shared ike-b",
+      "load-conn b",
+      "load-shared ike-c",
+      "load-conn c",
+    ]);
     expect(after.sas).toEqual(before.sas);
   });
 });

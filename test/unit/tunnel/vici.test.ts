@@ -7,7 +7,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { TunnelError } from "../../../shared/errors";
-import { checkSuccess, decodeMessage, encodeMessage, encodePacket, Packet, viciCall, ViciClient, ViciError, type ViciMessage } from "../../../lib/vpn";
+import {
+  checkSuccess,
+  decodeMessage,
+  encodeMessage,
+  encodePacket,
+  Packet,
+  viciCall,
+  ViciClient,
+  ViciError,
+  type ViciMessage,
+} from "../../../lib/vpn";
 import { readClientPackets } from "../../helpers/vici-server";
 
 const dir = mkdtempSync(join(tmpdir(), "raven-vici-unit-"));
@@ -22,14 +32,36 @@ describe("vici message codec", () => {
     const msg = { key1: "value1", section1: { "sub-section": { key2: "value2" }, list1: ["item1", "item2"] } };
     const b = (s: string) => [...Buffer.from(s)];
     const expected = Buffer.from([
-      3, 4, ...b("key1"), 0, 6, ...b("value1"),
-      1, 8, ...b("section1"),
-      1, 11, ...b("sub-section"),
-      3, 4, ...b("key2"), 0, 6, ...b("value2"),
+      3,
+      4,
+      ...b("key1"),
+      0,
+      6,
+      ...b("value1"),
+      1,
+      8,
+      ...b("section1"),
+      1,
+      11,
+      ...b("sub-section"),
+      3,
+      4,
+      ...b("key2"),
+      0,
+      6,
+      ...b("value2"),
       2,
-      4, 5, ...b("list1"),
-      5, 0, 5, ...b("item1"),
-      5, 0, 5, ...b("item2"),
+      4,
+      5,
+      ...b("list1"),
+      5,
+      0,
+      5,
+      ...b("item1"),
+      5,
+      0,
+      5,
+      ...b("item2"),
       6,
       2,
     ]);
@@ -40,7 +72,9 @@ describe("vici message codec", () => {
   it("carries raw bytes (a PSK) and empty lists", () => {
     const key = Buffer.from([0, 255, 10, 32]);
     const bytes = encodeMessage({ data: key, owners: [] });
-    expect(bytes).toEqual(Buffer.from([3, 4, ...Buffer.from("data"), 0, 4, 0, 255, 10, 32, 4, 6, ...Buffer.from("owners"), 6]));
+    expect(bytes).toEqual(
+      Buffer.from([3, 4, ...Buffer.from("data"), 0, 4, 0, 255, 10, 32, 4, 6, ...Buffer.from("owners"), 6]),
+    );
     expect(decodeMessage(bytes)).toEqual({ data: key.toString("utf8"), owners: [] });
   });
 
@@ -61,7 +95,9 @@ describe("vici message codec", () => {
 });
 
 /** A vici server: `answer` gets each request (name, message) and writes packets back on the socket. */
-function fakeCharon(answer: (sock: Socket, name: string, msg: ViciMessage, registered: string | null) => void): Promise<string> {
+function fakeCharon(
+  answer: (sock: Socket, name: string, msg: ViciMessage, registered: string | null) => void,
+): Promise<string> {
   const path = join(dir, `vici-${servers.length}.sock`);
   const server = createServer((sock) => {
     let registered: string | null = null;
@@ -80,7 +116,9 @@ function fakeCharon(answer: (sock: Socket, name: string, msg: ViciMessage, regis
 
 describe("viciCall", () => {
   it("sends a command and returns its response", async () => {
-    const path = await fakeCharon((sock, name, msg) => sock.write(encodePacket(Packet.CmdResponse, undefined, { success: "yes", echo: name, got: msg.name as string })));
+    const path = await fakeCharon((sock, name, msg) =>
+      sock.write(encodePacket(Packet.CmdResponse, undefined, { success: "yes", echo: name, got: msg.name as string })),
+    );
     const reply = await viciCall(path, "unload-conn", { name: "edge-b" });
     expect(reply.response).toEqual({ success: "yes", echo: "unload-conn", got: "edge-b" });
     expect(reply.events).toEqual([]);
@@ -97,17 +135,26 @@ describe("viciCall", () => {
       for (let i = 0; i < out.length; i++) sock.write(out.subarray(i, i + 1));
     });
     const reply = await viciCall(path, "list-sas", { noblock: "yes" }, { stream: "list-sa" });
-    expect(reply.events).toEqual([{ "gw-b": { uniqueid: "1", state: "ESTABLISHED" } }, { "gw-c": { uniqueid: "2", state: "CONNECTING" } }]);
+    expect(reply.events).toEqual([
+      { "gw-b": { uniqueid: "1", state: "ESTABLISHED" } },
+      { "gw-c": { uniqueid: "2", state: "CONNECTING" } },
+    ]);
   });
 
   it("fails with the command's name on an unknown command or event, an early close, silence and a socket that is not there", async () => {
     const unknown = await fakeCharon((sock) => sock.write(encodePacket(Packet.CmdUnknown)));
-    await expect(viciCall(unknown, "frobnicate")).rejects.toThrow(/^vici frobnicate: charon does not know this command/);
-    await expect(viciCall(unknown, "list-sas", {}, { stream: "no-such-event" })).rejects.toThrow(/vici list-sas: charon has no event "no-such-event"/);
+    await expect(viciCall(unknown, "frobnicate")).rejects.toThrow(
+      /^vici frobnicate: charon does not know this command/,
+    );
+    await expect(viciCall(unknown, "list-sas", {}, { stream: "no-such-event" })).rejects.toThrow(
+      /vici list-sas: charon has no event "no-such-event"/,
+    );
     const closes = await fakeCharon((sock) => sock.end());
     await expect(viciCall(closes, "list-sas")).rejects.toThrow(/vici list-sas: connection closed before the response/);
     const silent = await fakeCharon(() => undefined);
-    await expect(viciCall(silent, "initiate", {}, { timeoutMs: 50 })).rejects.toThrow(/vici initiate: no answer within 50 ms/);
+    await expect(viciCall(silent, "initiate", {}, { timeoutMs: 50 })).rejects.toThrow(
+      /vici initiate: no answer within 50 ms/,
+    );
     await expect(viciCall(join(dir, "absent.sock"), "version")).rejects.toThrow(/vici version: .*ENOENT/);
     const garbage = await fakeCharon((sock) => sock.write(Buffer.from([0, 0, 0, 2, 1, 9])));
     await expect(viciCall(garbage, "version")).rejects.toThrow(/^vici version: unknown element type 9/);
@@ -126,8 +173,12 @@ describe("viciCall", () => {
   });
 
   it("turns success = no into a TunnelError with charon's errmsg", () => {
-    expect(() => checkSuccess("load-conn", { response: { success: "no", errmsg: "invalid value for: proposals" }, events: [] })).toThrow(/vici load-conn: invalid value for: proposals/);
-    expect(() => checkSuccess("initiate", { response: { success: "no" }, events: [] }, "[IKE] received NO_PROPOSAL_CHOSEN")).toThrow(/failed \| \[IKE\] received NO_PROPOSAL_CHOSEN/);
+    expect(() =>
+      checkSuccess("load-conn", { response: { success: "no", errmsg: "invalid value for: proposals" }, events: [] }),
+    ).toThrow(/vici load-conn: invalid value for: proposals/);
+    expect(() =>
+      checkSuccess("initiate", { response: { success: "no" }, events: [] }, "[IKE] received NO_PROPOSAL_CHOSEN"),
+    ).toThrow(/failed \| \[IKE\] received NO_PROPOSAL_CHOSEN/);
     expect(() => checkSuccess("load-conn", { response: { success: "yes" }, events: [] })).not.toThrow();
   });
 });
@@ -147,7 +198,11 @@ describe("ViciClient", () => {
       sock.on("data", (d: Buffer) => d[4] === Packet.EventRegister && registrations++);
     });
     const client = new ViciClient(path);
-    const replies = await Promise.all([1, 2, 3, 4, 5].map((n) => client.call(n % 2 ? "list-sas" : "load-conn", { n: String(n) }, n % 2 ? { stream: "list-sa" } : {})));
+    const replies = await Promise.all(
+      [1, 2, 3, 4, 5].map((n) =>
+        client.call(n % 2 ? "list-sas" : "load-conn", { n: String(n) }, n % 2 ? { stream: "list-sa" } : {}),
+      ),
+    );
     expect(replies.map((r) => r.response.n)).toEqual(["1", "2", "3", "4", "5"]);
     expect(replies[0]!.events).toEqual([{ n: "1" }]);
     expect(replies[1]!.events).toEqual([]);

@@ -5,10 +5,31 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { MissingDependencyError, PkiError, RavenError, TunnelError } from "../../../shared/errors";
-import { checkStrongSwanInstalled, ensurePskFile, FakeVpnDriver, connectionMessage, ikeSasOf, initiates, readPsk, renderStrongswanConf, sharedKeyMessage, STRONGSWAN_PACKAGES, StrongSwanDriver, uncoveredSubnets, validateVpnDesired, type ViciMessage, type VpnPeer, vpnOverheadFor } from "../../../lib/vpn";
+import {
+  checkStrongSwanInstalled,
+  ensurePskFile,
+  FakeVpnDriver,
+  connectionMessage,
+  ikeSasOf,
+  initiates,
+  readPsk,
+  renderStrongswanConf,
+  sharedKeyMessage,
+  STRONGSWAN_PACKAGES,
+  StrongSwanDriver,
+  uncoveredSubnets,
+  validateVpnDesired,
+  type ViciMessage,
+  type VpnPeer,
+  vpnOverheadFor,
+} from "../../../lib/vpn";
 
 const peer = (name: string, remoteAddr = "198.18.0.2"): VpnPeer => ({
-  name, localAddr: "198.18.0.1", remoteAddr, localSubnets: ["10.244.0.0/24"], remoteSubnets: ["10.245.0.0/24"],
+  name,
+  localAddr: "198.18.0.1",
+  remoteAddr,
+  localSubnets: ["10.244.0.0/24"],
+  remoteSubnets: ["10.245.0.0/24"],
 });
 const dir = mkdtempSync(join(tmpdir(), "raven-vpn-unit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -17,11 +38,16 @@ describe("FakeVpnDriver", () => {
   it("brings desired peers up, is a no-op on the same desired state, re-establishes changed peers and drops removed ones", async () => {
     const d = new FakeVpnDriver({ overheadBytes: 65 });
     const s1 = await d.apply({ peers: [peer("b"), peer("c", "198.18.0.3")] });
-    expect(s1.peers.map((p) => [p.name, p.state, p.saId])).toEqual([["b", "up", "fake-1"], ["c", "up", "fake-2"]]);
+    expect(s1.peers.map((p) => [p.name, p.state, p.saId])).toEqual([
+      ["b", "up", "fake-1"],
+      ["c", "up", "fake-2"],
+    ]);
     await d.apply({ peers: [peer("b"), peer("c", "198.18.0.3")] });
     expect(d.established).toEqual(["b", "c"]); // no churn
     const s3 = await d.apply({ peers: [{ ...peer("b"), remoteSubnets: ["10.246.0.0/24"] }] });
-    expect(s3.peers).toEqual([{ name: "b", state: "up", saId: "fake-3", bytesIn: null, bytesOut: null, lastError: null }]);
+    expect(s3.peers).toEqual([
+      { name: "b", state: "up", saId: "fake-3", bytesIn: null, bytesOut: null, lastError: null },
+    ]);
     expect(d.applied).toHaveLength(3);
   });
 
@@ -32,7 +58,11 @@ describe("FakeVpnDriver", () => {
     await expect(d.apply({ peers: [] })).rejects.toThrow("boom");
     expect((await d.status()).peers.map((p) => p.state)).toEqual(["up"]);
     d.failPeer("b", "no proposal chosen");
-    expect((await d.apply({ peers: [peer("b")] })).peers[0]).toMatchObject({ state: "down", saId: null, lastError: "no proposal chosen" });
+    expect((await d.apply({ peers: [peer("b")] })).peers[0]).toMatchObject({
+      state: "down",
+      saId: null,
+      lastError: "no proposal chosen",
+    });
     d.healPeer("b");
     expect((await d.apply({ peers: [peer("b")] })).peers[0]).toMatchObject({ state: "up", lastError: null });
     d.dropPeer("b");
@@ -58,7 +88,9 @@ describe("initiator choice", () => {
     expect(initiates({ ...peer("b"), localAddr: "198.18.0.9", remoteAddr: "198.18.0.10" })).toBe(true); // not string order
     expect(initiates({ ...peer("b"), localAddr: "198.18.0.10", remoteAddr: "198.18.0.9" })).toBe(false);
     expect(initiates({ ...peer("b"), initiate: false })).toBe(false);
-    expect(() => validateVpnDesired({ peers: [{ ...peer("b"), initiate: "yes" as unknown as boolean }] })).toThrow(/initiate must be a boolean/);
+    expect(() => validateVpnDesired({ peers: [{ ...peer("b"), initiate: "yes" as unknown as boolean }] })).toThrow(
+      /initiate must be a boolean/,
+    );
   });
 });
 
@@ -76,16 +108,38 @@ describe("strongSwan configuration", () => {
         keyingtries: "1",
         local: { auth: "psk", id: "198.18.0.1" },
         remote: { auth: "psk", id: "198.18.0.2" },
-        children: { "gw-b": { local_ts: ["10.244.0.0/24"], remote_ts: ["10.245.0.0/24"], esp_proposals: ["aes128gcm16"], start_action: "none", dpd_action: "clear", close_action: "none" } },
+        children: {
+          "gw-b": {
+            local_ts: ["10.244.0.0/24"],
+            remote_ts: ["10.245.0.0/24"],
+            esp_proposals: ["aes128gcm16"],
+            start_action: "none",
+            dpd_action: "clear",
+            close_action: "none",
+          },
+        },
       },
     });
-    expect(connectionMessage({ ...peer("gw-b"), initiate: false })).toEqual(connectionMessage({ ...peer("gw-b"), initiate: true }));
+    expect(connectionMessage({ ...peer("gw-b"), initiate: false })).toEqual(
+      connectionMessage({ ...peer("gw-b"), initiate: true }),
+    );
     const key = Buffer.from("s3cret=with}braces and spaces");
-    expect(sharedKeyMessage(peer("gw-b"), key)).toEqual({ id: "ike-gw-b", type: "IKE", data: key, owners: ["198.18.0.1", "198.18.0.2"] });
+    expect(sharedKeyMessage(peer("gw-b"), key)).toEqual({
+      id: "ike-gw-b",
+      type: "IKE",
+      data: key,
+      owners: ["198.18.0.1", "198.18.0.2"],
+    });
   });
 
   it("renders a charon that loads kernel-libipsec only when asked, on its own vici socket", () => {
-    const c = { viciSocket: "/var/lib/x/charon.vici", logFile: "/var/lib/x/charon.log", libipsec: true, ikePort: 500, natPort: 4500 };
+    const c = {
+      viciSocket: "/var/lib/x/charon.vici",
+      logFile: "/var/lib/x/charon.log",
+      libipsec: true,
+      ikePort: 500,
+      natPort: 4500,
+    };
     expect(renderStrongswanConf(c)).toMatch(/load = .* kernel-libipsec kernel-netlink socket-default vici/);
     expect(renderStrongswanConf(c)).toContain("socket = unix:///var/lib/x/charon.vici");
     expect(renderStrongswanConf({ ...c, libipsec: false })).not.toContain("libipsec");
@@ -100,7 +154,15 @@ describe("strongSwan configuration", () => {
           state: "ESTABLISHED",
           "local-host": "198.18.200.1",
           "child-sas": {
-            "gw-b-7": { name: "gw-b", uniqueid: "7", state: "INSTALLED", "bytes-in": "1652", "bytes-out": "840", "local-ts": ["10.244.0.0/24", "10.244.1.0/24"], "remote-ts": "10.245.0.0/24" },
+            "gw-b-7": {
+              name: "gw-b",
+              uniqueid: "7",
+              state: "INSTALLED",
+              "bytes-in": "1652",
+              "bytes-out": "840",
+              "local-ts": ["10.244.0.0/24", "10.244.1.0/24"],
+              "remote-ts": "10.245.0.0/24",
+            },
           },
         },
       },
@@ -111,7 +173,17 @@ describe("strongSwan configuration", () => {
         name: "gw-b",
         uniqueId: "3",
         state: "ESTABLISHED",
-        children: [{ name: "gw-b", uniqueId: "7", state: "INSTALLED", bytesIn: 1652, bytesOut: 840, localTs: ["10.244.0.0/24", "10.244.1.0/24"], remoteTs: ["10.245.0.0/24"] }],
+        children: [
+          {
+            name: "gw-b",
+            uniqueId: "7",
+            state: "INSTALLED",
+            bytesIn: 1652,
+            bytesOut: 840,
+            localTs: ["10.244.0.0/24", "10.244.1.0/24"],
+            remoteTs: ["10.245.0.0/24"],
+          },
+        ],
       },
       { name: "gw-c", uniqueId: "4", state: "CONNECTING", children: [] },
     ]);
@@ -120,10 +192,20 @@ describe("strongSwan configuration", () => {
 });
 
 describe("uncoveredSubnets", () => {
-  const child = { name: "gw-b", uniqueId: "7", state: "INSTALLED", bytesIn: 0, bytesOut: 0, localTs: ["10.244.0.0/24"], remoteTs: ["10.245.0.0/24", "10.245.1.0/24"] };
+  const child = {
+    name: "gw-b",
+    uniqueId: "7",
+    state: "INSTALLED",
+    bytesIn: 0,
+    bytesOut: 0,
+    localTs: ["10.244.0.0/24"],
+    remoteTs: ["10.245.0.0/24", "10.245.1.0/24"],
+  };
   it("names the configured subnets an SA does not carry, on either side", () => {
     expect(uncoveredSubnets(child, ["10.244.0.0/24"], ["10.245.0.0/24"])).toBe("");
-    expect(uncoveredSubnets(child, ["10.244.0.0/24", "10.244.2.0/24"], ["10.245.0.0/24", "10.245.1.0/24", "10.245.2.0/24"])).toBe("local 10.244.2.0/24, remote 10.245.2.0/24");
+    expect(
+      uncoveredSubnets(child, ["10.244.0.0/24", "10.244.2.0/24"], ["10.245.0.0/24", "10.245.1.0/24", "10.245.2.0/24"]),
+    ).toBe("local 10.244.2.0/24, remote 10.245.2.0/24");
     expect(uncoveredSubnets(child, ["10.244.0.0/24"], ["10.245.3.0/24"])).toBe("remote 10.245.3.0/24");
   });
 
@@ -160,8 +242,15 @@ describe("StrongSwanDriver guards", () => {
     const call = () => checkStrongSwanInstalled({ charon: "/nonexistent/charon" });
     expect(call).toThrow(MissingDependencyError);
     expect(call).toThrow(`install the Debian packages ${STRONGSWAN_PACKAGES.join(" ")}`);
-    expect(() => checkStrongSwanInstalled({ charon: "/bin/true", vici: "/nonexistent/libstrongswan-vici.so" })).toThrow(/vici plugin .*not installed/);
-    expect(STRONGSWAN_PACKAGES).toEqual(["strongswan-charon", "strongswan-swanctl", "libcharon-extra-plugins", "libstrongswan-standard-plugins"]);
+    expect(() => checkStrongSwanInstalled({ charon: "/bin/true", vici: "/nonexistent/libstrongswan-vici.so" })).toThrow(
+      /vici plugin .*not installed/,
+    );
+    expect(STRONGSWAN_PACKAGES).toEqual([
+      "strongswan-charon",
+      "strongswan-swanctl",
+      "libcharon-extra-plugins",
+      "libstrongswan-standard-plugins",
+    ]);
   });
 
   it("refuses a state directory under /run (charon's /run is private) or relative", () => {
@@ -170,7 +259,13 @@ describe("StrongSwanDriver guards", () => {
   });
 
   it("refuses bad desired state and a missing key before starting anything", async () => {
-    const d = new StrongSwanDriver({ stateDir: join(dir, "gw"), pskFile: join(dir, "none"), charonPath: "/bin/true", viciPluginPath: "/bin/true", esp: "kernel" });
+    const d = new StrongSwanDriver({
+      stateDir: join(dir, "gw"),
+      pskFile: join(dir, "none"),
+      charonPath: "/bin/true",
+      viciPluginPath: "/bin/true",
+      esp: "kernel",
+    });
     await expect(d.apply({ peers: [peer("b"), peer("b")] })).rejects.toThrow(TunnelError);
     await expect(d.apply({ peers: [peer("b")] })).rejects.toThrow(PkiError);
     expect(d.pid).toBeUndefined();
@@ -178,7 +273,8 @@ describe("StrongSwanDriver guards", () => {
   });
 
   it("reports the libipsec TUN's fixed 1400 bytes as overhead on a larger underlay", () => {
-    const mk = (underlayMtu: number) => new StrongSwanDriver({ stateDir: join(dir, "gw2"), pskFile: "/x", esp: "libipsec", underlayMtu }).overheadBytes;
+    const mk = (underlayMtu: number) =>
+      new StrongSwanDriver({ stateDir: join(dir, "gw2"), pskFile: "/x", esp: "libipsec", underlayMtu }).overheadBytes;
     expect(mk(1500)).toBe(100);
     expect(mk(1465)).toBe(65);
     expect(mk(1400)).toBe(65);

@@ -26,8 +26,18 @@ import {
 } from "../../../lib/vpn/wireguard-conf";
 
 const PSK = Buffer.from("0123456789abcdef0123");
-const peer = (name: string, remoteNode: string | undefined, remoteAddr = "198.18.0.2", remoteSubnets = ["10.245.0.0/24"]): VpnPeer => ({
-  name, localAddr: "198.18.0.1", remoteAddr, localSubnets: ["10.244.0.0/24"], remoteSubnets, ...(remoteNode === undefined ? {} : { remoteNode }),
+const peer = (
+  name: string,
+  remoteNode: string | undefined,
+  remoteAddr = "198.18.0.2",
+  remoteSubnets = ["10.245.0.0/24"],
+): VpnPeer => ({
+  name,
+  localAddr: "198.18.0.1",
+  remoteAddr,
+  localSubnets: ["10.244.0.0/24"],
+  remoteSubnets,
+  ...(remoteNode === undefined ? {} : { remoteNode }),
 });
 const dir = mkdtempSync(join(tmpdir(), "raven-wg-unit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -57,45 +67,94 @@ describe("WireGuard keys from the PSK and the node name", () => {
     expect(Buffer.from(wireguardPresharedKey(PSK), "base64")).toHaveLength(32);
   });
 
-  it.skipIf(!hasWg)(`give the public key \`wg pubkey\` computes from the private key${hasWg ? "" : " (skipped: wg not installed)"}`, () => {
-    for (const node of ["gw-a", "gw-b", "edge-1.factory.example"]) {
-      const k = wireguardKeyPair(PSK, node);
-      const r = spawnSync(WG, ["pubkey"], { input: `${k.privateKey}\n`, encoding: "utf8" });
-      expect(r.status).toBe(0);
-      expect(r.stdout.trim()).toBe(k.publicKey);
-    }
-  });
+  it.skipIf(!hasWg)(
+    `give the public key \`wg pubkey\` computes from the private key${hasWg ? "" : " (skipped: wg not installed)"}`,
+    () => {
+      for (const node of ["gw-a", "gw-b", "edge-1.factory.example"]) {
+        const k = wireguardKeyPair(PSK, node);
+        const r = spawnSync(WG, ["pubkey"], { input: `${k.privateKey}\n`, encoding: "utf8" });
+        expect(r.status).toBe(0);
+        expect(r.stdout.trim()).toBe(k.publicKey);
+      }
+    },
+  );
 });
 
 describe("the WireGuard peer plan", () => {
   it("derives each peer's key from remoteNode, its endpoint from remoteAddr and the listen port, sorted by name", () => {
-    const plan = planWireGuardPeers([peer("c", "gw-c", "198.18.0.3", ["10.247.0.0/24", "10.246.0.0/24"]), peer("b", "gw-b")], PSK, "gw-a", 51820);
+    const plan = planWireGuardPeers(
+      [peer("c", "gw-c", "198.18.0.3", ["10.247.0.0/24", "10.246.0.0/24"]), peer("b", "gw-b")],
+      PSK,
+      "gw-a",
+      51820,
+    );
     expect(plan).toEqual([
-      { name: "b", publicKey: wireguardKeyPair(PSK, "gw-b").publicKey, endpoint: "198.18.0.2:51820", allowedIps: ["10.245.0.0/24"], enforceEndpoint: true, keepaliveSec: PERSISTENT_KEEPALIVE_SEC },
-      { name: "c", publicKey: wireguardKeyPair(PSK, "gw-c").publicKey, endpoint: "198.18.0.3:51820", allowedIps: ["10.246.0.0/24", "10.247.0.0/24"], enforceEndpoint: true, keepaliveSec: PERSISTENT_KEEPALIVE_SEC },
+      {
+        name: "b",
+        publicKey: wireguardKeyPair(PSK, "gw-b").publicKey,
+        endpoint: "198.18.0.2:51820",
+        allowedIps: ["10.245.0.0/24"],
+        enforceEndpoint: true,
+        keepaliveSec: PERSISTENT_KEEPALIVE_SEC,
+      },
+      {
+        name: "c",
+        publicKey: wireguardKeyPair(PSK, "gw-c").publicKey,
+        endpoint: "198.18.0.3:51820",
+        allowedIps: ["10.246.0.0/24", "10.247.0.0/24"],
+        enforceEndpoint: true,
+        keepaliveSec: PERSISTENT_KEEPALIVE_SEC,
+      },
     ]);
-    expect(planWireGuardPeers([{ ...peer("b", "gw-b"), initiate: false }], PSK, "gw-a", 51820)[0]).toMatchObject({ enforceEndpoint: false, keepaliveSec: 0 });
+    expect(planWireGuardPeers([{ ...peer("b", "gw-b"), initiate: false }], PSK, "gw-a", 51820)[0]).toMatchObject({
+      enforceEndpoint: false,
+      keepaliveSec: 0,
+    });
   });
 
   it("gives the persistent keepalive, which starts handshakes on its own, to the initiating side only", () => {
     // Two gateways that configure each other at once must not both initiate (wireguard-conf.ts header).
-    const a = planWireGuardPeers([{ ...peer("b", "gw-b", "198.18.0.2"), localAddr: "198.18.0.1" }], PSK, "gw-a", 51820)[0]!;
-    const b = planWireGuardPeers([{ ...peer("a", "gw-a", "198.18.0.1"), localAddr: "198.18.0.2" }], PSK, "gw-b", 51820)[0]!;
+    const a = planWireGuardPeers(
+      [{ ...peer("b", "gw-b", "198.18.0.2"), localAddr: "198.18.0.1" }],
+      PSK,
+      "gw-a",
+      51820,
+    )[0]!;
+    const b = planWireGuardPeers(
+      [{ ...peer("a", "gw-a", "198.18.0.1"), localAddr: "198.18.0.2" }],
+      PSK,
+      "gw-b",
+      51820,
+    )[0]!;
     expect([a.keepaliveSec, b.keepaliveSec]).toEqual([PERSISTENT_KEEPALIVE_SEC, 0]);
     expect(uapiPeer(b, wireguardPresharedKey(PSK), true)).toContain("persistent_keepalive_interval=0");
   });
 
   it("refuses a peer without remoteNode, naming it; one naming this gateway; shared nodes; overlapping remote subnets", () => {
     expect(() => planWireGuardPeers([peer("b", undefined)], PSK, "gw-a", 51820)).toThrow(TunnelError);
-    expect(() => planWireGuardPeers([peer("b", undefined)], PSK, "gw-a", 51820)).toThrow(/vpn peer "b": remoteNode is required/);
-    expect(() => planWireGuardPeers([peer("b", "gw-a")], PSK, "gw-a", 51820)).toThrow(/"b": remoteNode gw-a is this gateway/);
-    expect(() => planWireGuardPeers([peer("b", "gw-b"), peer("c", "gw-b", "198.18.0.3", ["10.246.0.0/24"])], PSK, "gw-a", 51820)).toThrow(/"c": remoteNode gw-b is also .* "b"/);
-    expect(() => planWireGuardPeers([peer("b", "gw-b", "198.18.0.2", ["10.0.0.0/8"]), peer("c", "gw-c", "198.18.0.3", ["10.1.0.0/16"])], PSK, "gw-a", 51820))
-      .toThrow(/"c": remoteSubnets 10.1.0.0\/16 overlaps 10.0.0.0\/8 of peer "b"/);
+    expect(() => planWireGuardPeers([peer("b", undefined)], PSK, "gw-a", 51820)).toThrow(
+      /vpn peer "b": remoteNode is required/,
+    );
+    expect(() => planWireGuardPeers([peer("b", "gw-a")], PSK, "gw-a", 51820)).toThrow(
+      /"b": remoteNode gw-a is this gateway/,
+    );
+    expect(() =>
+      planWireGuardPeers([peer("b", "gw-b"), peer("c", "gw-b", "198.18.0.3", ["10.246.0.0/24"])], PSK, "gw-a", 51820),
+    ).toThrow(/"c": remoteNode gw-b is also .* "b"/);
+    expect(() =>
+      planWireGuardPeers(
+        [peer("b", "gw-b", "198.18.0.2", ["10.0.0.0/8"]), peer("c", "gw-c", "198.18.0.3", ["10.1.0.0/16"])],
+        PSK,
+        "gw-a",
+        51820,
+      ),
+    ).toThrow(/"c": remoteSubnets 10.1.0.0\/16 overlaps 10.0.0.0\/8 of peer "b"/);
   });
 
   it("validates remoteNode as a node name in the shared contract, and strongSwan ignores it", () => {
-    expect(() => validateVpnDesired({ peers: [peer("b", "Gw_B")] })).toThrow(/vpn peer "b": remoteNode "Gw_B" must be a node name/);
+    expect(() => validateVpnDesired({ peers: [peer("b", "Gw_B")] })).toThrow(
+      /vpn peer "b": remoteNode "Gw_B" must be a node name/,
+    );
     expect(() => validateVpnDesired({ peers: [peer("b", "")] })).toThrow(/remoteNode/);
     expect(() => validateVpnDesired({ peers: [peer("b", "gw-b.factory")] })).not.toThrow();
     expect(connectionMessage(peer("b", "gw-b"))).toEqual(connectionMessage(peer("b", undefined)));
@@ -140,11 +199,35 @@ describe("wireguard-go's UAPI", () => {
       listenPort: 51820,
       fwmark: null,
       peers: [
-        { publicKey: B, presharedKey: wireguardPresharedKey(PSK), endpoint: "198.18.0.2:51820", allowedIps: ["10.245.0.0/24"], latestHandshakeSec: 1700000000, rxBytes: 1652, txBytes: 840, persistentKeepaliveSec: 5 },
-        { publicKey: C, presharedKey: null, endpoint: null, allowedIps: ["10.246.0.0/24", "10.247.0.0/24"], latestHandshakeSec: 0, rxBytes: 0, txBytes: 0, persistentKeepaliveSec: null },
+        {
+          publicKey: B,
+          presharedKey: wireguardPresharedKey(PSK),
+          endpoint: "198.18.0.2:51820",
+          allowedIps: ["10.245.0.0/24"],
+          latestHandshakeSec: 1700000000,
+          rxBytes: 1652,
+          txBytes: 840,
+          persistentKeepaliveSec: 5,
+        },
+        {
+          publicKey: C,
+          presharedKey: null,
+          endpoint: null,
+          allowedIps: ["10.246.0.0/24", "10.247.0.0/24"],
+          latestHandshakeSec: 0,
+          rxBytes: 0,
+          txBytes: 0,
+          persistentKeepaliveSec: null,
+        },
       ],
     });
-    expect(parseUapiGet(`private_key=${"0".repeat(64)}\nlisten_port=40123\nfwmark=1\nerrno=0\n\n`)).toMatchObject({ privateKey: null, publicKey: null, listenPort: 40123, fwmark: 1, peers: [] });
+    expect(parseUapiGet(`private_key=${"0".repeat(64)}\nlisten_port=40123\nfwmark=1\nerrno=0\n\n`)).toMatchObject({
+      privateKey: null,
+      publicKey: null,
+      listenPort: 40123,
+      fwmark: 1,
+      peers: [],
+    });
   });
 
   it("refuses a malformed or failed reply, naming the field", () => {
@@ -157,7 +240,13 @@ describe("wireguard-go's UAPI", () => {
 
   it("writes set requests in hex, with exactly the wanted allowed IPs, and reads their errno", () => {
     const [b] = planWireGuardPeers([peer("b", "gw-b")], PSK, "gw-a", 51820);
-    expect(uapiSet([...uapiDevice(KEY.privateKey, 51820), ...uapiPeer(b!, wireguardPresharedKey(PSK), true), ...uapiRemovePeer(C)])).toBe(
+    expect(
+      uapiSet([
+        ...uapiDevice(KEY.privateKey, 51820),
+        ...uapiPeer(b!, wireguardPresharedKey(PSK), true),
+        ...uapiRemovePeer(C),
+      ]),
+    ).toBe(
       [
         "set=1",
         `private_key=${hex(KEY.privateKey)}`,
@@ -183,13 +272,22 @@ describe("wireguard-go's UAPI", () => {
 
 describe("the live/wanted diff", () => {
   const psk = wireguardPresharedKey(PSK);
-  const [b, c] = planWireGuardPeers([peer("b", "gw-b"), { ...peer("c", "gw-c", "198.18.0.3", ["10.246.0.0/24"]), initiate: false }], PSK, "gw-a", 51820) as [
-    ReturnType<typeof planWireGuardPeers>[number],
-    ReturnType<typeof planWireGuardPeers>[number],
-  ];
+  const [b, c] = planWireGuardPeers(
+    [peer("b", "gw-b"), { ...peer("c", "gw-c", "198.18.0.3", ["10.246.0.0/24"]), initiate: false }],
+    PSK,
+    "gw-a",
+    51820,
+  ) as [ReturnType<typeof planWireGuardPeers>[number], ReturnType<typeof planWireGuardPeers>[number]];
   const live = (w: typeof b, over: Partial<WgPeerDump> = {}): WgPeerDump => ({
-    publicKey: w.publicKey, presharedKey: psk, endpoint: w.endpoint, allowedIps: w.allowedIps, latestHandshakeSec: 1, rxBytes: 0, txBytes: 0,
-    persistentKeepaliveSec: w.keepaliveSec || null, ...over,
+    publicKey: w.publicKey,
+    presharedKey: psk,
+    endpoint: w.endpoint,
+    allowedIps: w.allowedIps,
+    latestHandshakeSec: 1,
+    rxBytes: 0,
+    txBytes: 0,
+    persistentKeepaliveSec: w.keepaliveSec || null,
+    ...over,
   });
 
   it("is empty when the device matches, whatever the handshake and counters", () => {
@@ -203,13 +301,23 @@ describe("the live/wanted diff", () => {
       { type: "set", peer: c, setEndpoint: false, added: false },
       { type: "remove", publicKey: "ZZZZ=" },
     ]);
-    expect(diffWireGuardPeers([live(b, { presharedKey: null }), live(c, { persistentKeepaliveSec: PERSISTENT_KEEPALIVE_SEC })], [b, c], psk)).toHaveLength(2);
+    expect(
+      diffWireGuardPeers(
+        [live(b, { presharedKey: null }), live(c, { persistentKeepaliveSec: PERSISTENT_KEEPALIVE_SEC })],
+        [b, c],
+        psk,
+      ),
+    ).toHaveLength(2);
   });
 
   it("enforces the endpoint where this side initiates, and leaves a roamed endpoint alone where it responds", () => {
-    expect(diffWireGuardPeers([live(b, { endpoint: "203.0.113.9:40000" })], [b], psk)).toEqual([{ type: "set", peer: b, setEndpoint: true, added: false }]);
+    expect(diffWireGuardPeers([live(b, { endpoint: "203.0.113.9:40000" })], [b], psk)).toEqual([
+      { type: "set", peer: b, setEndpoint: true, added: false },
+    ]);
     expect(diffWireGuardPeers([live(c, { endpoint: "203.0.113.9:40000" })], [c], psk)).toEqual([]);
-    expect(diffWireGuardPeers([live(c, { endpoint: null })], [c], psk)).toEqual([{ type: "set", peer: c, setEndpoint: true, added: false }]);
+    expect(diffWireGuardPeers([live(c, { endpoint: null })], [c], psk)).toEqual([
+      { type: "set", peer: c, setEndpoint: true, added: false },
+    ]);
   });
 });
 
@@ -220,14 +328,21 @@ describe("WireGuardDriver guards", () => {
     expect(() => new WireGuardDriver({ ...base, stateDir: "gw" })).toThrow(/wireguard: stateDir "gw" must be absolute/);
     expect(() => new WireGuardDriver({ ...base, stateDir: "/run/raven/wg" })).toThrow(/stateDir .* under \/run/);
     expect(() => new WireGuardDriver({ ...base, node: "GW A" })).toThrow(/wireguard: node "GW A" must be a node name/);
-    expect(() => new WireGuardDriver({ ...base, device: "raven-wireguard0" })).toThrow(/wireguard: device "raven-wireguard0" must be an interface name/);
+    expect(() => new WireGuardDriver({ ...base, device: "raven-wireguard0" })).toThrow(
+      /wireguard: device "raven-wireguard0" must be an interface name/,
+    );
     expect(() => new WireGuardDriver({ ...base, listenPort: 0 })).toThrow(/wireguard: listenPort 0/);
     expect(() => new WireGuardDriver({ ...base, underlayMtu: 600 })).toThrow(/wireguard: underlayMtu 600/);
   });
 
   it("reports its overhead and device, and the device MTU from the underlay", () => {
     const d = new WireGuardDriver({ ...base, underlayMtu: 1450 });
-    expect([d.name, d.overheadBytes, d.tunnelDev, d.deviceMtu]).toEqual(["wireguard", WIREGUARD_OVERHEAD_BYTES, "raven-wg0", 1370]);
+    expect([d.name, d.overheadBytes, d.tunnelDev, d.deviceMtu]).toEqual([
+      "wireguard",
+      WIREGUARD_OVERHEAD_BYTES,
+      "raven-wg0",
+      1370,
+    ]);
   });
 
   it("refuses a peer without remoteNode and names the Debian packages when a binary is missing, before starting anything", async () => {
@@ -235,8 +350,12 @@ describe("WireGuardDriver guards", () => {
     const d = new WireGuardDriver({ ...base, wireguardGoPath: "/nonexistent/wireguard-go" });
     await expect(d.apply({ peers: [peer("b", undefined)] })).rejects.toThrow(/vpn peer "b": remoteNode is required/);
     await expect(d.apply({ peers: [peer("b", "gw-b")] })).rejects.toThrow(MissingDependencyError);
-    await expect(d.apply({ peers: [peer("b", "gw-b")] })).rejects.toThrow(`install the Debian packages ${WIREGUARD_PACKAGES.join(" ")}`);
-    expect(() => checkWireGuardInstalled({ wireguardGo: "/nonexistent/wireguard-go" })).toThrow(/daemon is not installed: \/nonexistent\/wireguard-go not found/);
+    await expect(d.apply({ peers: [peer("b", "gw-b")] })).rejects.toThrow(
+      `install the Debian packages ${WIREGUARD_PACKAGES.join(" ")}`,
+    );
+    expect(() => checkWireGuardInstalled({ wireguardGo: "/nonexistent/wireguard-go" })).toThrow(
+      /daemon is not installed: \/nonexistent\/wireguard-go not found/,
+    );
     expect(d.pid).toBeUndefined();
     expect(await d.status()).toEqual({ driver: "wireguard", peers: [] });
     await d.cleanup();

@@ -5,7 +5,15 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { REPO_ROOT } from "../../../services/fleet/build";
-import { DIAGRAM_FORMATS, EXTENSION, MACHINES, describeMachine, diagramsReadme, render, type MachineName } from "../../../services/ui/diagrams";
+import {
+  DIAGRAM_FORMATS,
+  EXTENSION,
+  MACHINES,
+  describeMachine,
+  diagramsReadme,
+  render,
+  type MachineName,
+} from "../../../services/ui/diagrams";
 
 const DOCS = join(REPO_ROOT, "docs", "statecharts");
 const names = Object.keys(MACHINES) as MachineName[];
@@ -24,7 +32,9 @@ describe("statechart diagrams", () => {
   });
 
   it("the project README shows the gateway diagram as generated", async () => {
-    expect(readFileSync(join(REPO_ROOT, "README.md"), "utf8")).toContain("```mermaid\n" + (await render("gateway", "mermaid")));
+    expect(readFileSync(join(REPO_ROOT, "README.md"), "utf8")).toContain(
+      "```mermaid\n" + (await render("gateway", "mermaid")),
+    );
   });
 
   it("the SVG draws every state of the machine", async () => {
