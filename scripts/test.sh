@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Sets up and runs the whole test suite: type check, unit tests, integration tests against real nats-server
-# processes, and the chaos test against a real fleet. Ends with one "N passed, N failed" line.
+# Sets up and runs the whole test suite: type check, format check, unit tests (among them the layout's import
+# rules, test/unit/layout.test.ts), integration tests against real nats-server processes, and the chaos test
+# against a real fleet. Ends with one "N passed, N failed" line.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh || exit 1
 echo "== typecheck"
 npx tsc --noEmit || { echo "0 passed, 1 failed"; exit 1; }
+echo "== format (prettier, 120 columns; npm run format fixes it)"
+npx prettier --check --log-level warn "{statecharts,shared,lib,services,test,bench}/**/*.ts" vitest.config.ts || { echo "0 passed, 1 failed"; exit 1; }
 report=$(mktemp)
 echo "== vitest"
 npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"

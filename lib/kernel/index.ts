@@ -5,3 +5,5 @@ export { NetlinkNet, linkNamed } from "./kernel-net";
 export type { KernelNet, Addr, Link, Neighbour, Route, VxlanSpec, LinkChange, RouteSpec } from "./kernel-net";
 export { FakeNet } from "./fake-net";
 export { NetlinkSocket, NetnsFile, Pinger, watchNetlink } from "./netlink";
+export { NUD_PERMANENT } from "./rtnetlink";
+export { execInNs } from "./exec";

@@ -13,8 +13,8 @@
 import type { Endpoint, Gateway } from "../../shared/gateway";
 import type { NodeRecord } from "../../shared/node-record";
 import { parseCidr } from "../../shared/cidr";
-import type { RouteInput } from "../vxlan/routes";
-import type { VpnPeer } from "../vpn/vpn-driver";
+import type { RouteInput } from "../vxlan";
+import type { VpnPeer } from "../vpn";
 
 export type TunnelNode = Readonly<{ name: string; lanIP: string; podCidrs: readonly string[] }>;
 export type TunnelEndpoint = Readonly<{ node: string; addr: string; underNAT: boolean; lanIP: string | null }>;
@@ -47,7 +47,10 @@ export function tunnelDomains(records: Iterable<Gateway>, nodes: ReadonlyMap<str
       gateway: gw.metadata.name,
       term: gw.status.term,
       active: endpoint(gw.status.activeEndpoints.find((e) => e.type === "tunnel")),
-      candidates: gw.spec.endpoints.filter((e) => e.type === "tunnel").map(endpoint).filter((e): e is TunnelEndpoint => e !== null),
+      candidates: gw.spec.endpoints
+        .filter((e) => e.type === "tunnel")
+        .map(endpoint)
+        .filter((e): e is TunnelEndpoint => e !== null),
       nodes: members
         .filter((n) => n.domain === domain)
         .map((n) => ({ name: n.name, lanIP: n.internalIP, podCidrs: n.podCIDR ? [n.podCIDR] : [] }))
@@ -87,10 +90,19 @@ export type PeerPlan = Readonly<{ peer: VpnPeer; domain: string; node: string; t
  * With `standby`, a candidate that is not active gets the peers it would have if it were, none of them to
  * initiate: what it preloads so that taking over costs one initiation (strongswan-conf.ts connectionMessage).
  */
-export function vpnPeersOf(domains: readonly TunnelDomain[], self: Readonly<{ domain: string; node: string }>, opts: Readonly<{ standby?: boolean }> = {}): PeerPlan[] {
+export function vpnPeersOf(
+  domains: readonly TunnelDomain[],
+  self: Readonly<{ domain: string; node: string }>,
+  opts: Readonly<{ standby?: boolean }> = {},
+): PeerPlan[] {
   const mine = domains.find((d) => d.domain === self.domain);
   if (!mine || mine.problem !== null) return [];
-  const me = mine.active?.node === self.node ? mine.active : opts.standby ? mine.candidates.find((c) => c.node === self.node) : undefined;
+  const me =
+    mine.active?.node === self.node
+      ? mine.active
+      : opts.standby
+        ? mine.candidates.find((c) => c.node === self.node)
+        : undefined;
   if (!me) return [];
   const standby = me !== mine.active;
   const localSubnets = podCidrsOf(mine);
@@ -132,7 +144,10 @@ export function routeInputOf(
   const me = mine?.nodes.find((n) => n.name === self.node);
   if (!mine || !me || !mine.active?.lanIP) return null;
   const isGateway = mine.active.node === self.node;
-  const remote = mine.problem !== null ? [] : domains.filter((d) => d !== mine && d.problem === null && d.active !== null).flatMap(podCidrsOf);
+  const remote =
+    mine.problem !== null
+      ? []
+      : domains.filter((d) => d !== mine && d.problem === null && d.active !== null).flatMap(podCidrsOf);
   return {
     role: isGateway ? "gateway" : "node",
     localIP: me.lanIP,

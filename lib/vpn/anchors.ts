@@ -9,7 +9,7 @@
 // touches nothing else.
 import { TunnelError } from "../../shared/errors";
 import { intToIp, parseCidr } from "../../shared/cidr";
-import { linkNamed, type KernelNet } from "../kernel/kernel-net";
+import { linkNamed, type KernelNet } from "../kernel";
 
 export const ANCHOR_LABEL = "lo:raven";
 

@@ -27,16 +27,46 @@ import { isAbsolute, join, resolve } from "node:path";
 import { MissingDependencyError, TunnelError, describeError } from "../../shared/errors";
 import { readPsk } from "./psk";
 import { ensureAnchors } from "./anchors";
-import { execInNs } from "../kernel/exec";
-import { linkNamed, NetlinkNet, type KernelNet } from "../kernel/kernel-net";
+import { execInNs, linkNamed, NetlinkNet, type KernelNet } from "../kernel";
 import { writePrivate } from "./files";
 import { daemonNiceArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
 import { IPSEC_OVERHEAD_BYTES } from "./overhead";
-import { connectionMessage, ikeSasOf, renderStrongswanConf, sharedKeyId, sharedKeyMessage, uncoveredSubnets, type IkeSaInfo } from "./strongswan-conf";
-import { checkSuccess, viciCall, ViciClient, ViciError, type ViciCallOptions, type ViciMessage, type ViciReply, type ViciSection } from "./vici";
-import { PeerState, initiates, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeer, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
+import {
+  connectionMessage,
+  ikeSasOf,
+  renderStrongswanConf,
+  sharedKeyId,
+  sharedKeyMessage,
+  uncoveredSubnets,
+  type IkeSaInfo,
+} from "./strongswan-conf";
+import {
+  checkSuccess,
+  viciCall,
+  ViciClient,
+  ViciError,
+  type ViciCallOptions,
+  type ViciMessage,
+  type ViciReply,
+  type ViciSection,
+} from "./vici";
+import {
+  PeerState,
+  initiates,
+  validateVpnDesired,
+  type VpnDesired,
+  type VpnDriver,
+  type VpnPeer,
+  type VpnPeerStatus,
+  type VpnStatus,
+} from "./vpn-driver";
 
-export const STRONGSWAN_PACKAGES = ["strongswan-charon", "strongswan-swanctl", "libcharon-extra-plugins", "libstrongswan-standard-plugins"] as const;
+export const STRONGSWAN_PACKAGES = [
+  "strongswan-charon",
+  "strongswan-swanctl",
+  "libcharon-extra-plugins",
+  "libstrongswan-standard-plugins",
+] as const;
 export const DEFAULT_CHARON = "/usr/lib/ipsec/charon";
 /** charon's vici plugin (Debian ships it with strongswan-swanctl). */
 export const VICI_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-vici.so";
@@ -77,14 +107,17 @@ export type StrongSwanOptions = Readonly<{
 
 export type CharonLauncher = (argv: readonly string[], env: NodeJS.ProcessEnv, outFd: number) => ChildProcess;
 
-const spawnCharon: CharonLauncher = (argv, env, outFd) => spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", outFd, outFd], env });
+const spawnCharon: CharonLauncher = (argv, env, outFd) =>
+  spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", outFd, outFd], env });
 
 /**
  * The per-packet cost of strongSwan's tunnel on an underlay of `underlayMtu`: the ESP-in-UDP overhead with
  * kernel ESP; without it, kernel-libipsec's TUN (fixed at 1400) caps the path, whatever the underlay allows.
  */
 export function strongSwanOverheadBytes(underlayMtu: number, kernelEsp: boolean): number {
-  return kernelEsp ? IPSEC_OVERHEAD_BYTES : underlayMtu - Math.min(LIBIPSEC_TUN_MTU, underlayMtu - IPSEC_OVERHEAD_BYTES);
+  return kernelEsp
+    ? IPSEC_OVERHEAD_BYTES
+    : underlayMtu - Math.min(LIBIPSEC_TUN_MTU, underlayMtu - IPSEC_OVERHEAD_BYTES);
 }
 
 /** Whether this kernel has XFRM ESP for IPv4 (module loaded, built in, or installed). */
@@ -103,13 +136,25 @@ export function kernelHasEsp(): boolean {
 }
 
 /** Throws MissingDependencyError naming the Debian packages when charon, its vici plugin or (if needed) libipsec are missing. */
-export function checkStrongSwanInstalled(paths: Readonly<{ charon?: string; vici?: string; libipsec?: boolean }> = {}): void {
+export function checkStrongSwanInstalled(
+  paths: Readonly<{ charon?: string; vici?: string; libipsec?: boolean }> = {},
+): void {
   const charon = paths.charon ?? DEFAULT_CHARON;
   const vici = paths.vici ?? VICI_PLUGIN;
-  if (!existsSync(charon)) throw new MissingDependencyError(charon, STRONGSWAN_PACKAGES, "strongSwan's IKE daemon is not installed");
-  if (!existsSync(vici)) throw new MissingDependencyError(vici, STRONGSWAN_PACKAGES, "strongSwan's vici plugin (the driver's control socket) is not installed");
+  if (!existsSync(charon))
+    throw new MissingDependencyError(charon, STRONGSWAN_PACKAGES, "strongSwan's IKE daemon is not installed");
+  if (!existsSync(vici))
+    throw new MissingDependencyError(
+      vici,
+      STRONGSWAN_PACKAGES,
+      "strongSwan's vici plugin (the driver's control socket) is not installed",
+    );
   if (paths.libipsec && !existsSync(LIBIPSEC_PLUGIN)) {
-    throw new MissingDependencyError(LIBIPSEC_PLUGIN, STRONGSWAN_PACKAGES, "this kernel has no ESP, and strongSwan's kernel-libipsec plugin is not installed");
+    throw new MissingDependencyError(
+      LIBIPSEC_PLUGIN,
+      STRONGSWAN_PACKAGES,
+      "this kernel has no ESP, and strongSwan's kernel-libipsec plugin is not installed",
+    );
   }
 }
 
@@ -120,7 +165,9 @@ export function checkStrongSwanInstalled(paths: Readonly<{ charon?: string; vici
  */
 function narrowness(sa: IkeSaInfo, p: VpnPeer): string {
   if (!initiates(p)) return "";
-  const uncovered = sa.children.filter((c) => c.name === p.name && c.state === "INSTALLED").map((c) => uncoveredSubnets(c, p.localSubnets, p.remoteSubnets));
+  const uncovered = sa.children
+    .filter((c) => c.name === p.name && c.state === "INSTALLED")
+    .map((c) => uncoveredSubnets(c, p.localSubnets, p.remoteSubnets));
   return uncovered.length > 0 && uncovered.every((u) => u !== "") ? uncovered[0]! : "";
 }
 
@@ -140,7 +187,9 @@ export class StrongSwanDriver implements VpnDriver {
   initiations = 0;
   /** SAs apply terminated because they covered fewer subnets than configured. */
   narrowed = 0;
-  private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "net" | "launch">> & { netns: string | undefined };
+  private readonly o: Required<Omit<StrongSwanOptions, "netns" | "name" | "esp" | "net" | "launch">> & {
+    netns: string | undefined;
+  };
   private readonly launch: CharonLauncher;
   private readonly net: KernelNet;
   private viciClient: ViciClient | null = null;
@@ -153,10 +202,13 @@ export class StrongSwanDriver implements VpnDriver {
   private anchored = false;
 
   constructor(options: StrongSwanOptions) {
-    if (!isAbsolute(options.stateDir)) throw new TunnelError(`strongswan: stateDir ${JSON.stringify(options.stateDir)} must be absolute`);
+    if (!isAbsolute(options.stateDir))
+      throw new TunnelError(`strongswan: stateDir ${JSON.stringify(options.stateDir)} must be absolute`);
     const stateDir = resolve(options.stateDir);
     if (stateDir === "/run" || stateDir.startsWith("/run/") || stateDir.startsWith("/var/run/")) {
-      throw new TunnelError(`strongswan: stateDir ${stateDir} is under /run, which each charon replaces with a private tmpfs; pick another directory`);
+      throw new TunnelError(
+        `strongswan: stateDir ${stateDir} is under /run, which each charon replaces with a private tmpfs; pick another directory`,
+      );
     }
     this.name = options.name ?? "strongswan";
     const esp = options.esp ?? "auto";
@@ -200,7 +252,10 @@ export class StrongSwanDriver implements VpnDriver {
     const psk = readPsk(this.o.pskFile);
     await this.ensureCharon();
     this.anchored = true;
-    ensureAnchors(this.net, desired.peers.flatMap((p) => p.localSubnets));
+    ensureAnchors(
+      this.net,
+      desired.peers.flatMap((p) => p.localSubnets),
+    );
     const peers = [...desired.peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     this.desired = peers;
     const pskId = createHash("sha256").update(psk).digest("hex");
@@ -214,8 +269,12 @@ export class StrongSwanDriver implements VpnDriver {
       // termination by name could hit the new SA. (A new PSK reloads every peer but re-keys none: a
       // rotation applies from the next exchange.)
       const old = this.loaded?.peers;
-      const stale = new Set([...gone, ...toLoad.filter((p) => old?.has(p.name) && old.get(p.name) !== now.get(p.name)).map((p) => p.name)]);
-      const staleIds = stale.size > 0 ? (await this.listSas()).filter((s) => stale.has(s.name)).map((s) => s.uniqueId) : [];
+      const stale = new Set([
+        ...gone,
+        ...toLoad.filter((p) => old?.has(p.name) && old.get(p.name) !== now.get(p.name)).map((p) => p.name),
+      ]);
+      const staleIds =
+        stale.size > 0 ? (await this.listSas()).filter((s) => stale.has(s.name)).map((s) => s.uniqueId) : [];
       // Secrets first, so that a connection never meets a peer without its key. A peer charon refuses is that
       // peer's error (it is not loaded, so the next apply tries again); the others go on.
       for (const p of toLoad) {
@@ -225,7 +284,10 @@ export class StrongSwanDriver implements VpnDriver {
           this.peerErrors.delete(p.name);
         } catch (err) {
           failed.add(p.name);
-          this.peerErrors.set(p.name, `not loaded: ${err instanceof ViciError ? `${err.command}: ${err.detail}` : (err as Error).message}`);
+          this.peerErrors.set(
+            p.name,
+            `not loaded: ${err instanceof ViciError ? `${err.command}: ${err.detail}` : (err as Error).message}`,
+          );
         }
       }
       // Best effort: what charon no longer has (a restart, an earlier partial unload) is already gone.
@@ -285,7 +347,9 @@ export class StrongSwanDriver implements VpnDriver {
   private statusFrom(sas: readonly IkeSaInfo[]): VpnStatus {
     const peers = this.desired.map((p): VpnPeerStatus => {
       const mine = sas.filter((s) => s.name === p.name);
-      const up = mine.find((s) => s.state === "ESTABLISHED" && s.children.some((c) => c.name === p.name && c.state === "INSTALLED"));
+      const up = mine.find(
+        (s) => s.state === "ESTABLISHED" && s.children.some((c) => c.name === p.name && c.state === "INSTALLED"),
+      );
       const uncovered = up ? narrowness(up, p) : "";
       if (uncovered !== "") {
         // Up, but too narrow to carry every pod CIDR: down for the initiator, who renegotiates (apply ends it).
@@ -307,7 +371,12 @@ export class StrongSwanDriver implements VpnDriver {
       // An initiation that failed and left no SA behind is down (the caller retries), not still connecting;
       // a responder without SA is connecting: its peer is the one to start.
       if (err !== null && mine.length === 0) return peerStatus(p.name, PeerState.Down, null, err);
-      return peerStatus(p.name, PeerState.Connecting, null, mine.length > 0 || initiates(p) ? err : "waiting for the peer to initiate");
+      return peerStatus(
+        p.name,
+        PeerState.Connecting,
+        null,
+        mine.length > 0 || initiates(p) ? err : "waiting for the peer to initiate",
+      );
     });
     return { driver: this.name, peers };
   }
@@ -321,7 +390,12 @@ export class StrongSwanDriver implements VpnDriver {
     const timeoutMs = this.o.initiateTimeoutSec * 1000;
     try {
       // Its own connection: it waits for the peer, and status reads must not wait behind it.
-      const reply = await viciCall(this.files.vici, "initiate", { ike: name, child: name, timeout: String(timeoutMs), loglevel: "1" }, { stream: "control-log", timeoutMs: timeoutMs + 5_000 });
+      const reply = await viciCall(
+        this.files.vici,
+        "initiate",
+        { ike: name, child: name, timeout: String(timeoutMs), loglevel: "1" },
+        { stream: "control-log", timeoutMs: timeoutMs + 5_000 },
+      );
       checkSuccess("initiate", reply, controlLogTail(reply.events));
       this.peerErrors.delete(name);
     } catch (err) {
@@ -357,10 +431,18 @@ export class StrongSwanDriver implements VpnDriver {
     // exec chain, no fork: ip netns exec -> setpriv -> nice -> unshare -> sh -> charon keep one PID, so child.pid
     // is charon's.
     const argv = execInNs(this.o.netns, [
-      "setpriv", "--pdeathsig", "TERM",
+      "setpriv",
+      "--pdeathsig",
+      "TERM",
       ...daemonNiceArgv(),
-      "unshare", "--mount", "--propagation", "private",
-      "sh", "-c", 'mount -t tmpfs -o mode=0755,size=16m raven-charon /run && exec "$0"', this.o.charonPath,
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount -t tmpfs -o mode=0755,size=16m raven-charon /run && exec "$0"',
+      this.o.charonPath,
     ]);
     const out = openSync(join(this.o.stateDir, "charon.stdout"), "a", 0o600);
     const child = this.launch(argv, { ...process.env, STRONGSWAN_CONF: f.conf }, out);
@@ -376,7 +458,8 @@ export class StrongSwanDriver implements VpnDriver {
     const tunMtu = this.o.underlayMtu - this.overheadBytes;
     if (this.libipsec && tunMtu < LIBIPSEC_TUN_MTU) {
       const tun = linkNamed(this.net, LIBIPSEC_TUN);
-      if (!tun) throw new TunnelError(`strongswan: charon started without its ${LIBIPSEC_TUN} device; log: ${this.logTail()}`);
+      if (!tun)
+        throw new TunnelError(`strongswan: charon started without its ${LIBIPSEC_TUN} device; log: ${this.logTail()}`);
       this.net.setLink(tun.index, LIBIPSEC_TUN, { mtu: tunMtu });
     }
   }
@@ -416,6 +499,10 @@ function controlLogTail(events: readonly ViciMessage[], n = 3): string {
 }
 
 function lastLines(text: string, n = 3): string {
-  return text.trim().split("\n").filter((l) => !/^plugin '.*': failed to load/.test(l)).slice(-n).join(" | ");
+  return text
+    .trim()
+    .split("\n")
+    .filter((l) => !/^plugin '.*': failed to load/.test(l))
+    .slice(-n)
+    .join(" | ");
 }
-

@@ -38,8 +38,7 @@ import { MissingDependencyError, TunnelError, describeError } from "../../shared
 import { isObjectName } from "../../shared/protocol/subjects";
 import { WIREGUARD_DEVICE } from "./drivers";
 import { ensureAnchors } from "./anchors";
-import { execInNs } from "../kernel/exec";
-import { linkNamed, NetlinkNet, type KernelNet } from "../kernel/kernel-net";
+import { execInNs, linkNamed, NetlinkNet, type KernelNet } from "../kernel";
 import { daemonNiceArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
 import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./overhead";
 import { readPsk } from "./psk";
@@ -60,7 +59,14 @@ import {
   type WgDeviceDump,
   type WgWantedPeer,
 } from "./wireguard-conf";
-import { PeerState, validateVpnDesired, type VpnDesired, type VpnDriver, type VpnPeerStatus, type VpnStatus } from "./vpn-driver";
+import {
+  PeerState,
+  validateVpnDesired,
+  type VpnDesired,
+  type VpnDriver,
+  type VpnPeerStatus,
+  type VpnStatus,
+} from "./vpn-driver";
 
 export const WIREGUARD_PACKAGES = ["wireguard-go", "wireguard-tools"] as const;
 export const DEFAULT_WIREGUARD_GO = "/usr/bin/wireguard-go";
@@ -96,7 +102,8 @@ export type WireGuardOptions = Readonly<{
 /** Throws MissingDependencyError naming the Debian packages when wireguard-go is missing. */
 export function checkWireGuardInstalled(paths: Readonly<{ wireguardGo?: string }> = {}): void {
   const wgGo = paths.wireguardGo ?? DEFAULT_WIREGUARD_GO;
-  if (!existsSync(wgGo)) throw new MissingDependencyError(wgGo, WIREGUARD_PACKAGES, "the userspace WireGuard daemon is not installed");
+  if (!existsSync(wgGo))
+    throw new MissingDependencyError(wgGo, WIREGUARD_PACKAGES, "the userspace WireGuard daemon is not installed");
 }
 
 /** The daemon and its pid as spawned (kept after exit, for tests of the parent-death signal). */
@@ -112,7 +119,9 @@ export class WireGuardDriver implements VpnDriver {
   starts = 0;
   /** Times this side, responding, initiated itself because the initiator's handshake did not come (wireguard-conf.ts). */
   nudged = 0;
-  private readonly o: Required<Omit<WireGuardOptions, "netns" | "name" | "device" | "net" | "clock">> & { netns: string | undefined };
+  private readonly o: Required<Omit<WireGuardOptions, "netns" | "name" | "device" | "net" | "clock">> & {
+    netns: string | undefined;
+  };
   private readonly net: KernelNet;
   private readonly clock: Clock;
   private daemon: WgDaemon | null = null;
@@ -133,16 +142,29 @@ export class WireGuardDriver implements VpnDriver {
     if (!isAbsolute(options.stateDir)) throw bad("stateDir", `${JSON.stringify(options.stateDir)} must be absolute`);
     const stateDir = resolve(options.stateDir);
     if (stateDir === "/run" || stateDir.startsWith("/run/") || stateDir.startsWith("/var/run/")) {
-      throw bad("stateDir", `${stateDir} is under /run, which wireguard-go replaces with a private tmpfs; pick another directory`);
+      throw bad(
+        "stateDir",
+        `${stateDir} is under /run, which wireguard-go replaces with a private tmpfs; pick another directory`,
+      );
     }
-    if (!isObjectName(options.node)) throw bad("node", `${JSON.stringify(options.node)} must be a node name (a DNS subdomain name)`);
+    if (!isObjectName(options.node))
+      throw bad("node", `${JSON.stringify(options.node)} must be a node name (a DNS subdomain name)`);
     const device = options.device ?? WIREGUARD_DEVICE;
-    if (!IFNAME.test(device)) throw bad("device", `${JSON.stringify(device)} must be an interface name (1-15 of [a-zA-Z0-9_.-])`);
+    if (!IFNAME.test(device))
+      throw bad("device", `${JSON.stringify(device)} must be an interface name (1-15 of [a-zA-Z0-9_.-])`);
     const listenPort = options.listenPort ?? DEFAULT_WIREGUARD_PORT;
-    if (!Number.isInteger(listenPort) || listenPort < 1 || listenPort > 65535) throw bad("listenPort", `${JSON.stringify(listenPort)} must be an integer 1..65535`);
+    if (!Number.isInteger(listenPort) || listenPort < 1 || listenPort > 65535)
+      throw bad("listenPort", `${JSON.stringify(listenPort)} must be an integer 1..65535`);
     const underlayMtu = options.underlayMtu ?? 1500;
-    if (!Number.isInteger(underlayMtu) || underlayMtu - WIREGUARD_OVERHEAD_BYTES < MIN_IPV4_MTU || underlayMtu > 65535) {
-      throw bad("underlayMtu", `${JSON.stringify(underlayMtu)} must be an integer ${MIN_IPV4_MTU + WIREGUARD_OVERHEAD_BYTES}..65535`);
+    if (
+      !Number.isInteger(underlayMtu) ||
+      underlayMtu - WIREGUARD_OVERHEAD_BYTES < MIN_IPV4_MTU ||
+      underlayMtu > 65535
+    ) {
+      throw bad(
+        "underlayMtu",
+        `${JSON.stringify(underlayMtu)} must be an integer ${MIN_IPV4_MTU + WIREGUARD_OVERHEAD_BYTES}..65535`,
+      );
     }
     this.name = options.name ?? "wireguard";
     this.tunnelDev = device;
@@ -172,7 +194,11 @@ export class WireGuardDriver implements VpnDriver {
 
   private get files() {
     const d = this.o.stateDir;
-    return { privateKey: join(d, "private.key"), presharedKey: join(d, "preshared.key"), log: join(d, "wireguard-go.log") };
+    return {
+      privateKey: join(d, "private.key"),
+      presharedKey: join(d, "preshared.key"),
+      log: join(d, "wireguard-go.log"),
+    };
   }
 
   /** wireguard-go's UAPI socket, as seen through its own mount namespace. */
@@ -199,7 +225,10 @@ export class WireGuardDriver implements VpnDriver {
     }
     this.ensureLink();
     this.anchored = true;
-    ensureAnchors(this.net, desired.peers.flatMap((p) => p.localSubnets));
+    ensureAnchors(
+      this.net,
+      desired.peers.flatMap((p) => p.localSubnets),
+    );
     const ops = diffWireGuardPeers(dump.peers, wanted, presharedKey);
     // One request per peer, so that a peer wireguard-go refuses is that peer's error and the others go on.
     for (const op of ops) {
@@ -238,10 +267,19 @@ export class WireGuardDriver implements VpnDriver {
     const peers = this.wanted.map((w): VpnPeerStatus => {
       const l = live.get(w.publicKey);
       const err = this.peerErrors.get(w.name) ?? null;
-      if (!l) return { name: w.name, state: PeerState.Down, saId: null, bytesIn: null, bytesOut: null, lastError: err ?? "peer not configured on the device" };
+      if (!l)
+        return {
+          name: w.name,
+          state: PeerState.Down,
+          saId: null,
+          bytesIn: null,
+          bytesOut: null,
+          lastError: err ?? "peer not configured on the device",
+        };
       const ageSec = nowSec - l.latestHandshakeSec;
       const up = l.latestHandshakeSec > 0 && ageSec <= HANDSHAKE_FRESH_SEC;
-      const why = l.latestHandshakeSec === 0 ? "no handshake with the peer yet" : `last handshake ${Math.round(ageSec)} s ago`;
+      const why =
+        l.latestHandshakeSec === 0 ? "no handshake with the peer yet" : `last handshake ${Math.round(ageSec)} s ago`;
       return {
         name: w.name,
         state: up ? PeerState.Up : PeerState.Connecting,
@@ -314,7 +352,17 @@ export class WireGuardDriver implements VpnDriver {
   }
 
   private allDown(why: string): VpnStatus {
-    return { driver: this.name, peers: this.wanted.map((w) => ({ name: w.name, state: PeerState.Down, saId: null, bytesIn: null, bytesOut: null, lastError: this.peerErrors.get(w.name) ?? why })) };
+    return {
+      driver: this.name,
+      peers: this.wanted.map((w) => ({
+        name: w.name,
+        state: PeerState.Down,
+        saId: null,
+        bytesIn: null,
+        bytesOut: null,
+        lastError: this.peerErrors.get(w.name) ?? why,
+      })),
+    };
   }
 
   private async dump(pid: number): Promise<WgDeviceDump> {
@@ -323,7 +371,8 @@ export class WireGuardDriver implements VpnDriver {
 
   private async set(pid: number, lines: readonly string[]): Promise<void> {
     const errno = uapiErrno(await this.uapi(pid, uapiSet(lines)));
-    if (errno !== 0) throw new TunnelError(`wireguard: ${lines[0]?.split("=")[0] ?? "set"} refused by wireguard-go (errno ${errno})`);
+    if (errno !== 0)
+      throw new TunnelError(`wireguard: ${lines[0]?.split("=")[0] ?? "set"} refused by wireguard-go (errno ${errno})`);
   }
 
   /** One UAPI exchange: the request, then the reply up to the blank line that ends it. */
@@ -352,7 +401,10 @@ export class WireGuardDriver implements VpnDriver {
   /** The device's MTU is underlayMtu - overhead and it is up. */
   private ensureLink(): void {
     const link = linkNamed(this.net, this.tunnelDev);
-    if (!link) throw new TunnelError(`wireguard: wireguard-go runs but its device ${this.tunnelDev} is not there; log: ${this.logTail()}`);
+    if (!link)
+      throw new TunnelError(
+        `wireguard: wireguard-go runs but its device ${this.tunnelDev} is not there; log: ${this.logTail()}`,
+      );
     if (link.mtu === this.deviceMtu && link.up) return;
     this.net.setLink(link.index, this.tunnelDev, { mtu: this.deviceMtu, up: true });
     this.changes++;
@@ -366,10 +418,19 @@ export class WireGuardDriver implements VpnDriver {
     // exec chain, no fork: ip netns exec -> setpriv -> nice -> unshare -> sh -> wireguard-go keep one PID, so
     // child.pid is wireguard-go's (nsenter and the kill in cleanup rely on it).
     const argv = execInNs(this.o.netns, [
-      "setpriv", "--pdeathsig", "KILL",
+      "setpriv",
+      "--pdeathsig",
+      "KILL",
       ...daemonNiceArgv(),
-      "unshare", "--mount", "--propagation", "private",
-      "sh", "-c", 'mount -t tmpfs -o mode=0755,size=1m raven-wireguard /run && exec "$0" -f "$1"', this.o.wireguardGoPath, this.tunnelDev,
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount -t tmpfs -o mode=0755,size=1m raven-wireguard /run && exec "$0" -f "$1"',
+      this.o.wireguardGoPath,
+      this.tunnelDev,
     ]);
     const out = openSync(this.files.log, "a", 0o600);
     // WG_PROCESS_FOREGROUND also silences the banner telling Linux users to use the kernel module.
@@ -397,5 +458,3 @@ export class WireGuardDriver implements VpnDriver {
     await stopDaemon(d);
   }
 }
-
-

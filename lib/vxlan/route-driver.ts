@@ -18,8 +18,7 @@
 //   caller can repair drift at once: a VPN device that was recreated (wireguard-go restarted) has lost the
 //   routes into it.
 import { TunnelError } from "../../shared/errors";
-import { linkNamed, NetlinkNet, type KernelNet, type Link, type Route } from "../kernel/kernel-net";
-import { NUD_PERMANENT } from "../kernel/rtnetlink";
+import { linkNamed, NetlinkNet, NUD_PERMANENT, type KernelNet, type Link, type Route } from "../kernel";
 import { RAVEN_ROUTE_PROTO, type RouteDesired, type RouteEntry, type VxlanDesired } from "./routes";
 
 export type RouteDriverOptions = Readonly<{
@@ -57,7 +56,10 @@ export class RouteDriver {
     const actual = net.routes().filter((r) => r.protocol === RAVEN_ROUTE_PROTO);
     const indexOf = (name: string) => {
       const l = links.find((x) => x.name === name);
-      if (!l) throw new TunnelError(`route driver: device ${name} does not exist in ${net.netns ?? "this namespace"} (routes into it wait for it)`);
+      if (!l)
+        throw new TunnelError(
+          `route driver: device ${name} does not exist in ${net.netns ?? "this namespace"} (routes into it wait for it)`,
+        );
       return l.index;
     };
     const nameOf = (index: number | null) => links.find((l) => l.index === index)?.name;
@@ -117,7 +119,14 @@ export class RouteDriver {
     let links = net.links();
     let link = links.find((l) => l.name === v.name);
     const x = link?.vxlan;
-    if (link && (link.kind !== "vxlan" || x?.id !== v.vni || x?.port !== v.port || x?.local !== v.localIP || x?.learning !== false)) {
+    if (
+      link &&
+      (link.kind !== "vxlan" ||
+        x?.id !== v.vni ||
+        x?.port !== v.port ||
+        x?.local !== v.localIP ||
+        x?.learning !== false)
+    ) {
       net.delLink(link.index, v.name);
       changes.push(`link ${v.name} removed (kind/vni/port/local changed)`);
       link = undefined;
@@ -127,7 +136,10 @@ export class RouteDriver {
       changes.push(`link ${v.name} vxlan vni ${v.vni} port ${v.port} local ${v.localIP}`);
       links = net.links();
       link = links.find((l) => l.name === v.name);
-      if (!link) throw new TunnelError(`route driver: ${v.name} was created but is not listed in ${net.netns ?? "this namespace"}`);
+      if (!link)
+        throw new TunnelError(
+          `route driver: ${v.name} was created but is not listed in ${net.netns ?? "this namespace"}`,
+        );
     }
     if (link.mac !== v.mac) {
       net.setLink(link.index, v.name, { mac: v.mac });
@@ -174,7 +186,8 @@ export class RouteDriver {
   async cleanup(): Promise<void> {
     const changes: string[] = [];
     if (this.deviceName !== null) this.removeDevice(this.deviceName, changes);
-    for (const a of this.net.routes()) if (a.protocol === RAVEN_ROUTE_PROTO) this.net.delRoute(a.dst, RAVEN_ROUTE_PROTO);
+    for (const a of this.net.routes())
+      if (a.protocol === RAVEN_ROUTE_PROTO) this.net.delRoute(a.dst, RAVEN_ROUTE_PROTO);
     if (this.forwardingBefore === false) this.net.setForwarding(false);
     this.forwardingBefore = null;
     this.deviceName = null;
@@ -185,7 +198,6 @@ export class RouteDriver {
     this.net.close();
   }
 }
-
 
 function sameRoute(a: Route, dev: string | undefined, r: RouteEntry): boolean {
   return dev === r.dev && a.gateway === r.via && a.mtu === r.mtu;

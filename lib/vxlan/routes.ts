@@ -19,7 +19,7 @@
 import { TunnelError } from "../../shared/errors";
 import { isIPv4 } from "../../shared/topology";
 import { cidrsOverlap, parseCidr } from "../../shared/cidr";
-import { MIN_IPV4_MTU } from "../vpn/overhead";
+import { MIN_IPV4_MTU } from "../vpn";
 
 export const VXLAN_OVERHEAD_BYTES = 50;
 /** Raven upstream's VXLAN device, kept for familiarity: raven0, VNI 200, UDP 4472. */
@@ -95,32 +95,45 @@ const IFNAME = /^[a-zA-Z0-9_.-]{1,15}$/;
 
 export function computeRoutes(input: RouteInput): RouteDesired {
   const { role, localIP, gatewayIP, underlayMtu, vpnOverheadBytes } = input;
-  if (role !== RouteRole.Node && role !== RouteRole.Gateway) throw new TunnelError(`routes: role ${JSON.stringify(role)} must be node or gateway`);
+  if (role !== RouteRole.Node && role !== RouteRole.Gateway)
+    throw new TunnelError(`routes: role ${JSON.stringify(role)} must be node or gateway`);
   if (!isIPv4(localIP)) throw new TunnelError(`routes: localIP ${JSON.stringify(localIP)} is not an IPv4 address`);
-  if (!isIPv4(gatewayIP)) throw new TunnelError(`routes: gatewayIP ${JSON.stringify(gatewayIP)} is not an IPv4 address`);
-  if (role === RouteRole.Node && localIP === gatewayIP) throw new TunnelError(`routes: node ${localIP} is the active gateway; compute its routes with role gateway`);
-  if (role === RouteRole.Gateway && localIP !== gatewayIP) throw new TunnelError(`routes: gateway role, but localIP ${localIP} is not the active gateway ${gatewayIP}`);
+  if (!isIPv4(gatewayIP))
+    throw new TunnelError(`routes: gatewayIP ${JSON.stringify(gatewayIP)} is not an IPv4 address`);
+  if (role === RouteRole.Node && localIP === gatewayIP)
+    throw new TunnelError(`routes: node ${localIP} is the active gateway; compute its routes with role gateway`);
+  if (role === RouteRole.Gateway && localIP !== gatewayIP)
+    throw new TunnelError(`routes: gateway role, but localIP ${localIP} is not the active gateway ${gatewayIP}`);
   if (!Number.isInteger(underlayMtu) || underlayMtu < MIN_IPV4_MTU + VXLAN_OVERHEAD_BYTES || underlayMtu > 65535) {
-    throw new TunnelError(`routes: underlayMtu ${JSON.stringify(underlayMtu)} must be an integer ${MIN_IPV4_MTU + VXLAN_OVERHEAD_BYTES}..65535`);
+    throw new TunnelError(
+      `routes: underlayMtu ${JSON.stringify(underlayMtu)} must be an integer ${MIN_IPV4_MTU + VXLAN_OVERHEAD_BYTES}..65535`,
+    );
   }
   if (!Number.isInteger(vpnOverheadBytes) || vpnOverheadBytes < 0 || underlayMtu - vpnOverheadBytes < MIN_IPV4_MTU) {
-    throw new TunnelError(`routes: vpnOverheadBytes ${JSON.stringify(vpnOverheadBytes)} must be an integer >= 0 leaving at least ${MIN_IPV4_MTU} bytes of the ${underlayMtu}-byte underlay`);
+    throw new TunnelError(
+      `routes: vpnOverheadBytes ${JSON.stringify(vpnOverheadBytes)} must be an integer >= 0 leaving at least ${MIN_IPV4_MTU} bytes of the ${underlayMtu}-byte underlay`,
+    );
   }
   const name = input.vxlan?.name ?? DEFAULT_VXLAN.name;
   const vni = input.vxlan?.vni ?? DEFAULT_VXLAN.vni;
   const port = input.vxlan?.port ?? DEFAULT_VXLAN.port;
   if (!IFNAME.test(name)) throw new TunnelError(`routes: vxlan name ${JSON.stringify(name)} is not an interface name`);
-  if (!Number.isInteger(vni) || vni < 1 || vni > 0xffffff) throw new TunnelError(`routes: vxlan vni ${vni} must be 1..16777215`);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new TunnelError(`routes: vxlan port ${port} must be 1..65535`);
+  if (!Number.isInteger(vni) || vni < 1 || vni > 0xffffff)
+    throw new TunnelError(`routes: vxlan vni ${vni} must be 1..16777215`);
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new TunnelError(`routes: vxlan port ${port} must be 1..65535`);
   const tunnelDev = input.tunnelDev ?? undefined;
   if (tunnelDev !== undefined && (role !== RouteRole.Gateway || !IFNAME.test(tunnelDev))) {
-    throw new TunnelError(`routes: tunnelDev ${JSON.stringify(input.tunnelDev)} is only for a gateway and must be an interface name`);
+    throw new TunnelError(
+      `routes: tunnelDev ${JSON.stringify(input.tunnelDev)} is only for a gateway and must be an interface name`,
+    );
   }
 
   const remote = normalizeCidrs(input.remotePodCidrs, "remotePodCidrs");
   const nodes = new Map<string, string[]>();
   for (const n of input.localNodes) {
-    if (!isIPv4(n.lanIP)) throw new TunnelError(`routes: localNodes: lanIP ${JSON.stringify(n.lanIP)} is not an IPv4 address`);
+    if (!isIPv4(n.lanIP))
+      throw new TunnelError(`routes: localNodes: lanIP ${JSON.stringify(n.lanIP)} is not an IPv4 address`);
     if (nodes.has(n.lanIP)) throw new TunnelError(`routes: localNodes: ${n.lanIP} listed twice`);
     nodes.set(n.lanIP, normalizeCidrs(n.podCidrs, `localNodes ${n.lanIP} podCidrs`));
   }
@@ -141,14 +154,20 @@ export function computeRoutes(input: RouteInput): RouteDesired {
     peers = [gw];
     for (const dst of remote) routes.push({ dst, dev: name, via: gw.address, mtu: pathMtu });
   } else {
-    peers = [...nodes.keys()].filter((ip) => ip !== localIP).sort(byIp).map(member);
-    for (const p of peers) for (const dst of nodes.get(p.lanIP)!) routes.push({ dst, dev: name, via: p.address, mtu: vxlanMtu });
-    if (tunnelDev !== undefined) for (const dst of remote) routes.push({ dst, dev: tunnelDev, via: null, mtu: pathMtu });
+    peers = [...nodes.keys()]
+      .filter((ip) => ip !== localIP)
+      .sort(byIp)
+      .map(member);
+    for (const p of peers)
+      for (const dst of nodes.get(p.lanIP)!) routes.push({ dst, dev: name, via: p.address, mtu: vxlanMtu });
+    if (tunnelDev !== undefined)
+      for (const dst of remote) routes.push({ dst, dev: tunnelDev, via: null, mtu: pathMtu });
   }
   const byAddress = new Map<string, string>([[self.address, localIP]]);
   for (const p of peers) {
     const other = byAddress.get(p.address);
-    if (other !== undefined) throw new TunnelError(`routes: LAN IPs ${other} and ${p.lanIP} map to the same VXLAN address ${p.address}`);
+    if (other !== undefined)
+      throw new TunnelError(`routes: LAN IPs ${other} and ${p.lanIP} map to the same VXLAN address ${p.address}`);
     byAddress.set(p.address, p.lanIP);
   }
   routes.sort((a, b) => byIp(a.dst.split("/")[0]!, b.dst.split("/")[0]!) || a.dst.localeCompare(b.dst));

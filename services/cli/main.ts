@@ -9,11 +9,19 @@ import { applyGateway, listGateways } from "../../shared/gateway-store";
 import { bindBuckets, connectDaemon, connectOnce, requestStatus, type NatsConnection } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName, subjects, tryDecode, type GatewayTunnel } from "../../shared/protocol";
-import { DIAGRAM_FORMATS, EXTENSION, MACHINES, diagramsReadme, render, type DiagramFormat, type MachineName } from "../ui/diagrams";
+import {
+  DIAGRAM_FORMATS,
+  EXTENSION,
+  MACHINES,
+  diagramsReadme,
+  render,
+  type DiagramFormat,
+  type MachineName,
+  startUiServer,
+} from "../ui";
 import { renderStatus, renderTunnels, toYaml } from "../../shared/status-text";
 import { defaultProxyAddress, hostsFile } from "./hosts";
 import { isIP } from "node:net";
-import { startUiServer } from "../ui/server";
 
 const HELP = `usage: raven <command> [options]
 
@@ -69,35 +77,59 @@ runMain(async () => {
   const natsDefault = process.env.RAVEN_NATS ?? "nats://127.0.0.1:4222";
   switch (command) {
     case "status": {
-      const parsed = parseFlags(rest, "raven status [--domain D] [-o table|json]", "Fleet status from the active coordinator.", {
-        nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
-        domain: { type: "string", help: "only this domain" },
-        output: { type: "string", short: "o", default: "table", help: "table or json" },
-        "tunnel-wait-ms": { type: "string", default: "1100", help: "how long to listen for the gateways' tunnel reports (they come every second); 0 = skip tunnels" },
-      });
+      const parsed = parseFlags(
+        rest,
+        "raven status [--domain D] [-o table|json]",
+        "Fleet status from the active coordinator.",
+        {
+          nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
+          domain: { type: "string", help: "only this domain" },
+          output: { type: "string", short: "o", default: "table", help: "table or json" },
+          "tunnel-wait-ms": {
+            type: "string",
+            default: "1100",
+            help: "how long to listen for the gateways' tunnel reports (they come every second); 0 = skip tunnels",
+          },
+        },
+      );
       if (!parsed) return;
       const { flags } = parsed;
-      if (flags.output !== "table" && flags.output !== "json") throw new ConfigError("--output", `must be table or json, got ${flags.output}`);
-      if (flags.domain !== undefined && !isDomainName(flags.domain)) throw new ConfigError("--domain", `${JSON.stringify(flags.domain)} is not a domain name (DNS label)`);
+      if (flags.output !== "table" && flags.output !== "json")
+        throw new ConfigError("--output", `must be table or json, got ${flags.output}`);
+      if (flags.domain !== undefined && !isDomainName(flags.domain))
+        throw new ConfigError("--domain", `${JSON.stringify(flags.domain)} is not a domain name (DNS label)`);
       const waitMs = Number(flags["tunnel-wait-ms"]);
-      if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > 60_000) throw new ConfigError("--tunnel-wait-ms", `${JSON.stringify(flags["tunnel-wait-ms"])} must be an integer 0..60000`);
+      if (!Number.isInteger(waitMs) || waitMs < 0 || waitMs > 60_000)
+        throw new ConfigError(
+          "--tunnel-wait-ms",
+          `${JSON.stringify(flags["tunnel-wait-ms"])} must be an integer 0..60000`,
+        );
       const { st, tunnels } = await withMesh(flags.nats!, async (nc) => {
         const reports = waitMs > 0 ? collectTunnelReports(nc, waitMs, flags.domain) : Promise.resolve([]);
         const st = await requestStatus(nc, flags.domain ? { domain: flags.domain } : {});
         return { st, tunnels: await reports };
       });
-      if (flags.domain && st.domains.length === 0) throw new ConfigError("--domain", `no domain ${flags.domain} in this fleet`);
-      const text = flags.output === "json" ? JSON.stringify({ ...st, tunnels }, null, 2) : `${renderStatus(st)}\n\ntunnels\n${renderTunnels(tunnels, st)}`;
+      if (flags.domain && st.domains.length === 0)
+        throw new ConfigError("--domain", `no domain ${flags.domain} in this fleet`);
+      const text =
+        flags.output === "json"
+          ? JSON.stringify({ ...st, tunnels }, null, 2)
+          : `${renderStatus(st)}\n\ntunnels\n${renderTunnels(tunnels, st)}`;
       process.stdout.write(text + "\n");
       return;
     }
     case "gateways": {
       const apply = rest[0] === "apply";
-      const parsed = parseFlags(apply ? rest.slice(1) : rest, apply ? "raven gateways apply -f FILE" : "raven gateways [-o yaml|json]", "Gateway records in the hub's KV.", {
-        nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
-        output: { type: "string", short: "o", default: "yaml", help: "yaml or json" },
-        file: { type: "string", short: "f", help: "with apply: JSON file with a Gateway or a list of Gateways" },
-      });
+      const parsed = parseFlags(
+        apply ? rest.slice(1) : rest,
+        apply ? "raven gateways apply -f FILE" : "raven gateways [-o yaml|json]",
+        "Gateway records in the hub's KV.",
+        {
+          nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
+          output: { type: "string", short: "o", default: "yaml", help: "yaml or json" },
+          file: { type: "string", short: "f", help: "with apply: JSON file with a Gateway or a list of Gateways" },
+        },
+      );
       if (!parsed) return;
       const { flags } = parsed;
       if (apply) {
@@ -111,61 +143,95 @@ runMain(async () => {
         const list = (Array.isArray(raw) ? raw : [raw]).map((g, i) => parseGatewayManifest(g, `${flags.file}[${i}]`));
         await withMesh(flags.nats!, async (nc) => {
           const buckets = await bindBuckets(nc);
-          for (const gw of list) process.stdout.write(`gateway ${gw.metadata.name} ${await applyGateway(buckets.gateways, gw)}\n`);
+          for (const gw of list)
+            process.stdout.write(`gateway ${gw.metadata.name} ${await applyGateway(buckets.gateways, gw)}\n`);
         });
         return;
       }
-      if (flags.output !== "yaml" && flags.output !== "json") throw new ConfigError("--output", `must be yaml or json, got ${flags.output}`);
+      if (flags.output !== "yaml" && flags.output !== "json")
+        throw new ConfigError("--output", `must be yaml or json, got ${flags.output}`);
       const gws = await withMesh(flags.nats!, async (nc) => {
         const buckets = await bindBuckets(nc);
-        return listGateways(buckets.gateways, (key, err) => process.stderr.write(`warning: skipping record ${key}: ${describeError(err)}\n`));
+        return listGateways(buckets.gateways, (key, err) =>
+          process.stderr.write(`warning: skipping record ${key}: ${describeError(err)}\n`),
+        );
       });
-      if (flags.output === "json") process.stdout.write(JSON.stringify({ apiVersion: "v1", kind: "List", items: gws }, null, 2) + "\n");
+      if (flags.output === "json")
+        process.stdout.write(JSON.stringify({ apiVersion: "v1", kind: "List", items: gws }, null, 2) + "\n");
       else process.stdout.write(gws.map((g) => toYaml(g)).join("\n---\n") + "\n");
       return;
     }
     case "statecharts": {
-      if (rest[0] !== "export") throw new ConfigError("statecharts", `the subcommand is export, got ${JSON.stringify(rest[0] ?? "")}`);
-      const parsed = parseFlags(rest.slice(1), "raven statecharts export --format mermaid|dot|svg [--out DIR]", "Diagrams of every machine, drawn from the definitions in statecharts/.", {
-        format: { type: "string", default: "mermaid", help: "mermaid, dot or svg (laid out with elkjs)" },
-        out: { type: "string", help: "directory to write <machine>.<mmd|dot|svg> and README.md into (default: stdout)" },
-      });
+      if (rest[0] !== "export")
+        throw new ConfigError("statecharts", `the subcommand is export, got ${JSON.stringify(rest[0] ?? "")}`);
+      const parsed = parseFlags(
+        rest.slice(1),
+        "raven statecharts export --format mermaid|dot|svg [--out DIR]",
+        "Diagrams of every machine, drawn from the definitions in statecharts/.",
+        {
+          format: { type: "string", default: "mermaid", help: "mermaid, dot or svg (laid out with elkjs)" },
+          out: {
+            type: "string",
+            help: "directory to write <machine>.<mmd|dot|svg> and README.md into (default: stdout)",
+          },
+        },
+      );
       if (!parsed) return;
       const format = parsed.flags.format as DiagramFormat;
-      if (!DIAGRAM_FORMATS.includes(format)) throw new ConfigError("--format", `must be ${DIAGRAM_FORMATS.join(" or ")}, got ${parsed.flags.format}`);
+      if (!DIAGRAM_FORMATS.includes(format))
+        throw new ConfigError("--format", `must be ${DIAGRAM_FORMATS.join(" or ")}, got ${parsed.flags.format}`);
       const names = Object.keys(MACHINES) as MachineName[];
       if (!parsed.flags.out) {
         process.stdout.write((await Promise.all(names.map((n) => render(n, format)))).join("\n"));
         return;
       }
       mkdirSync(parsed.flags.out, { recursive: true });
-      for (const n of names) writeFileSync(join(parsed.flags.out, `${n}.${EXTENSION[format]}`), await render(n, format));
+      for (const n of names)
+        writeFileSync(join(parsed.flags.out, `${n}.${EXTENSION[format]}`), await render(n, format));
       writeFileSync(join(parsed.flags.out, "README.md"), diagramsReadme());
       process.stdout.write(`wrote ${names.length} ${format} diagrams and README.md to ${parsed.flags.out}\n`);
       return;
     }
     case "hosts": {
-      const parsed = parseFlags(rest, "raven hosts [--address IP]", "Hosts file for DNS mode: every edge node name -> the proxy.", {
-        nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
-        address: { type: "string", help: "the proxy address to map names to (default: the active cloud proxy endpoint's publicIP)" },
-      });
+      const parsed = parseFlags(
+        rest,
+        "raven hosts [--address IP]",
+        "Hosts file for DNS mode: every edge node name -> the proxy.",
+        {
+          nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
+          address: {
+            type: "string",
+            help: "the proxy address to map names to (default: the active cloud proxy endpoint's publicIP)",
+          },
+        },
+      );
       if (!parsed) return;
       const records = await withMesh(parsed.flags.nats!, async (nc) => listGateways((await bindBuckets(nc)).gateways));
       const address = parsed.flags.address ?? defaultProxyAddress(records);
-      if (!address) throw new ConfigError("--address", "no active cloud proxy endpoint with a publicIP in the Gateway records; pass --address");
+      if (!address)
+        throw new ConfigError(
+          "--address",
+          "no active cloud proxy endpoint with a publicIP in the Gateway records; pass --address",
+        );
       if (!isIP(address)) throw new ConfigError("--address", `${JSON.stringify(address)} is not an IP address`);
       process.stdout.write(hostsFile(records, address));
       return;
     }
     case "ui": {
-      const parsed = parseFlags(rest, "raven ui [--port 8080] [--host 127.0.0.1] [--nats URL]", "The live statechart debugger: watch every actor of the fleet in a browser (no CDN, works offline).", {
-        nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
-        port: { type: "string", default: "8080", help: "HTTP port (0 picks a free one)" },
-        host: { type: "string", default: "127.0.0.1", help: "address to listen on (0.0.0.0 for every interface)" },
-      });
+      const parsed = parseFlags(
+        rest,
+        "raven ui [--port 8080] [--host 127.0.0.1] [--nats URL]",
+        "The live statechart debugger: watch every actor of the fleet in a browser (no CDN, works offline).",
+        {
+          nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
+          port: { type: "string", default: "8080", help: "HTTP port (0 picks a free one)" },
+          host: { type: "string", default: "127.0.0.1", help: "address to listen on (0.0.0.0 for every interface)" },
+        },
+      );
       if (!parsed) return;
       const port = Number(parsed.flags.port);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError("--port", `${parsed.flags.port} is not a port`);
+      if (!Number.isInteger(port) || port < 0 || port > 65535)
+        throw new ConfigError("--port", `${parsed.flags.port} is not a port`);
       await (await connectOnce(parsed.flags.nats!, "raven-ui-probe")).close(); // a clear error when the mesh is not there
       const nc = await connectDaemon(parsed.flags.nats!, "raven-ui");
       const ui = await startUiServer({ nc, port, host: parsed.flags.host! });
