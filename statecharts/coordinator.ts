@@ -48,7 +48,7 @@ export const coordinatorMachine = setup({
     }),
   },
   actions: {
-    storeFailure: assign({ lastError: ({ event }) => errorMessage((event as { error?: unknown }).error) }),
+    storeFailure: assign((_, params: { error: unknown }) => ({ lastError: errorMessage(params.error) })),
     storeLoss: assign({ lastError: ({ event }) => (event.type === "LEASE_LOST" ? event.reason : null) }),
     /** Entering active.deciding: the service sends every unit its health. */
     warmed: () => {},
@@ -69,7 +69,10 @@ export const coordinatorMachine = setup({
         src: "campaign",
         input: ({ context }) => ({ id: context.id }),
         onDone: "active",
-        onError: { target: "retrying", actions: "storeFailure" },
+        onError: {
+          target: "retrying",
+          actions: { type: "storeFailure", params: ({ event }) => ({ error: event.error }) },
+        },
       },
       initial: "dormant",
       states: {

@@ -205,9 +205,10 @@ export const domainMachine = setup({
   },
   guards: {
     needsWrite: ({ context }) => plan(context) !== null,
-    wroteHandover: ({ event }) => (event as unknown as { output?: WriteOutput }).output?.handover === true,
+    wroteHandover: (_, params: WriteOutput) => params.handover,
     isNewer: ({ context, event }) => event.type === "RECORD" && event.revision > context.revision,
-    isConflict: ({ event }) => (event as { error?: { name?: string } }).error?.name === "CasConflictError",
+    isConflict: (_, params: { error: unknown }) =>
+      params.error instanceof Error && params.error.name === "CasConflictError",
     hasRecord: ({ context }) => context.record !== null,
   },
   actions: {
@@ -223,17 +224,22 @@ export const domainMachine = setup({
     storeMembers: assign(({ event }) =>
       event.type === "MEMBERS" ? { members: event.nodes, tunnelProblem: event.tunnelProblem ?? null } : {},
     ),
-    storeLoaded: assign(({ event }) => {
-      const out = (event as unknown as { output: LoadOutput }).output;
-      return { record: out.record, revision: out.revision, attempt: 0, lastError: null };
-    }),
-    storeWritten: assign(({ event }) => {
-      const out = (event as unknown as { output: WriteOutput }).output;
-      return { record: out.record, revision: out.revision, attempt: 0, lastError: null, stamped: true };
-    }),
-    storeFailure: assign(({ context, event }) => ({
+    storeLoaded: assign((_, out: LoadOutput) => ({
+      record: out.record,
+      revision: out.revision,
+      attempt: 0,
+      lastError: null,
+    })),
+    storeWritten: assign((_, out: WriteOutput) => ({
+      record: out.record,
+      revision: out.revision,
+      attempt: 0,
+      lastError: null,
+      stamped: true,
+    })),
+    storeFailure: assign(({ context }, params: { error: unknown }) => ({
       attempt: context.attempt + 1,
-      lastError: errorMessage((event as { error?: unknown }).error),
+      lastError: errorMessage(params.error),
     })),
     emitAssignment: emit(({ context }) => ({
       type: "assignment" as const,
@@ -277,8 +283,11 @@ export const domainMachine = setup({
       invoke: {
         src: "loadRecord",
         input: ({ context }) => ({ key: context.key }),
-        onDone: { target: "deciding", actions: "storeLoaded" },
-        onError: { target: "backoff", actions: "storeFailure" },
+        onDone: { target: "deciding", actions: { type: "storeLoaded", params: ({ event }) => event.output } },
+        onError: {
+          target: "backoff",
+          actions: { type: "storeFailure", params: ({ event }) => ({ error: event.error }) },
+        },
       },
     },
     deciding: {
@@ -300,12 +309,23 @@ export const domainMachine = setup({
           return { key: context.key, record: p.record, revision: context.revision, handover: p.handover };
         },
         onDone: [
-          { guard: "wroteHandover", target: "handover", actions: ["storeWritten", "emitAssignment"] },
-          { target: "deciding", actions: ["storeWritten", "emitAssignment"] },
+          {
+            guard: { type: "wroteHandover", params: ({ event }) => event.output },
+            target: "handover",
+            actions: [{ type: "storeWritten", params: ({ event }) => event.output }, "emitAssignment"],
+          },
+          {
+            target: "deciding",
+            actions: [{ type: "storeWritten", params: ({ event }) => event.output }, "emitAssignment"],
+          },
         ],
         onError: [
-          { guard: "isConflict", target: "loading", actions: "storeFailure" },
-          { target: "backoff", actions: "storeFailure" },
+          {
+            guard: { type: "isConflict", params: ({ event }) => ({ error: event.error }) },
+            target: "loading",
+            actions: { type: "storeFailure", params: ({ event }) => ({ error: event.error }) },
+          },
+          { target: "backoff", actions: { type: "storeFailure", params: ({ event }) => ({ error: event.error }) } },
         ],
       },
     },

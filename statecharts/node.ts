@@ -33,14 +33,10 @@ export const nodeMachine = setup({
     }),
   },
   actions: {
-    storeRegistration: assign(({ event }) => ({
-      registration: (event as unknown as { output: Registration }).output,
-      attempt: 0,
-      lastError: null,
-    })),
-    storeFailure: assign(({ context, event }) => ({
+    storeRegistration: assign((_, registration: Registration) => ({ registration, attempt: 0, lastError: null })),
+    storeFailure: assign(({ context }, params: { error: unknown }) => ({
       attempt: context.attempt + 1,
-      lastError: errorMessage((event as { error?: unknown }).error),
+      lastError: errorMessage(params.error),
     })),
   },
   delays: {
@@ -63,8 +59,11 @@ export const nodeMachine = setup({
       invoke: {
         src: "register",
         input: ({ context }) => ({ node: context.node, domain: context.domain }),
-        onDone: { target: "registered", actions: "storeRegistration" },
-        onError: { target: "backoff", actions: "storeFailure" },
+        onDone: { target: "registered", actions: { type: "storeRegistration", params: ({ event }) => event.output } },
+        onError: {
+          target: "backoff",
+          actions: { type: "storeFailure", params: ({ event }) => ({ error: event.error }) },
+        },
       },
     },
     registered: {
