@@ -21,7 +21,6 @@ import type { Timings } from "../../shared/config";
 import type { Logger } from "../../shared/log";
 import { RouteDriver } from "../../lib/vxlan";
 import { TUNNEL_DRIVERS, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "../../lib/vpn";
-import { startTargetServer } from "./target-server";
 
 function portList(value: string | undefined, key: string): number[] {
   const ports = (value ?? "").split(",").filter(Boolean).map(Number);
@@ -48,6 +47,8 @@ async function startDemoTarget(node: string, host: string, flags: Record<string,
       );
     }
   }
+  // Demo code, loaded only when asked for (lib/demo-kubelet).
+  const { startTargetServer } = await import("../../lib/demo-kubelet");
   return startTargetServer({ node, host, httpPorts, httpsPorts, ...(tls ? { tls } : {}) });
 }
 

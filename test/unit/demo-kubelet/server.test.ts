@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ConfigError } from "../../../shared/errors";
 import { ensurePki, type PkiFiles } from "../../../shared/pki";
-import { startTargetServer, type TargetServer } from "../../../services/node-actor/target-server";
-import { Opcode } from "../../../services/node-actor/websocket";
+import { startTargetServer, type TargetServer } from "../../../lib/demo-kubelet/server";
+import { Opcode } from "../../../lib/demo-kubelet/websocket";
 import { connectWebSocket } from "../../helpers/ws-client";
 
 const hasOpenssl = spawnSync("openssl", ["version"]).error === undefined;

@@ -7,7 +7,7 @@ import {
   Opcode,
   webSocketAccept,
   type WsReadResult,
-} from "../../../services/node-actor/websocket";
+} from "../../../lib/demo-kubelet/websocket";
 import { maskedFrame } from "../../helpers/ws-client";
 
 describe("websocket handshake", () => {
