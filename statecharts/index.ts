@@ -19,6 +19,8 @@ export type { GatewayContext, GatewayEvent, GatewayEmitted, GatewayInput, Gatewa
 export type { NodeContext, NodeEvent, NodeInput, Registration } from "./node";
 export type { CoordinatorContext, CoordinatorEvent, CoordinatorInput } from "./coordinator";
 export { proxyLinkMachine, wantsDials } from "./proxy-link";
+export { proxyEngineMachine } from "./proxy-engine";
+export type { ProxyEngineContext, ProxyEngineEvent, ProxySide } from "./proxy-engine";
 export type { ProxyLinkContext, ProxyLinkEvent, ProxyLinkEmitted, ProxyLinkInput, ProxyLinkState } from "./proxy-link";
 export { l3TunnelMachine, l3TunnelView, isTunnelUsable } from "./l3-tunnel";
 export type {

@@ -8,6 +8,7 @@ import {
   gatewayMachine,
   l3TunnelMachine,
   nodeMachine,
+  proxyEngineMachine,
   proxyLinkMachine,
 } from "../../statecharts";
 import { assertNever } from "../../shared/errors";
@@ -18,6 +19,7 @@ export const MACHINES = {
   node: nodeMachine,
   coordinator: coordinatorMachine,
   "proxy-link": proxyLinkMachine,
+  "proxy-engine": proxyEngineMachine,
   l3tunnel: l3TunnelMachine,
 } as const;
 export type MachineName = keyof typeof MACHINES;

@@ -2,8 +2,12 @@
 // Directory. A candidate of an exposed (cloud) Gateway runs CloudProxy — the edge-facing TLS listener always,
 // the front doors (HTTP proxy, name-routed ports) only while it acts active; any other candidate runs
 // EdgeProxy, which holds spares and serves channels only while it acts active. Which side a candidate is on
-// is read from its own Gateway record, so it follows `raven gateways apply`.
+// is read from its own Gateway record. The lifecycle (binding, waiting for the record, the side, the front
+// doors opening and closing with the role, stopped) is a statechart, statecharts/proxy-engine.ts; this class
+// provides its I/O.
 import { readFileSync } from "node:fs";
+import { createActor, fromPromise, type Actor } from "xstate";
+import { proxyEngineMachine } from "../../../statecharts";
 import { join } from "node:path";
 import type { Clock } from "../../../shared/clock";
 import { ConfigError, describeError } from "../../../shared/errors";
@@ -103,12 +107,46 @@ export class ProxyEngine {
   cloud: CloudProxy | null = null;
   edge: EdgeProxy | null = null;
   private doors: { front: ProxyFrontDoor; names: NameRoutedListener[] } | null = null;
-  private doorsPending = false;
-  private stopped = false;
   private isReady = false;
-  private cloudActive = false;
+  /** The lifecycle (statecharts/proxy-engine.ts): which side runs, whether the front doors are open. */
+  private readonly actor: Actor<typeof proxyEngineMachine>;
 
-  constructor(private readonly opts: ProxyEngineOptions) {}
+  constructor(private readonly opts: ProxyEngineOptions) {
+    this.actor = createActor(
+      proxyEngineMachine.provide({
+        actions: {
+          startCloud: () => this.startCloud(),
+          startEdge: () => this.startEdge(),
+          updateEdge: () => {
+            this.edge?.update();
+            this.ready();
+          },
+          stopEdge: () => {
+            this.edge?.stop();
+            this.edge = null;
+          },
+          stopCloud: () => {
+            this.closeDoors();
+            this.cloud?.stop();
+            this.cloud = null;
+          },
+          closeDoors: () => this.closeDoors(),
+          prune: () => this.cloud?.prune(),
+          stopAll: () => {
+            this.closeDoors();
+            this.edge?.stop();
+            this.cloud?.stop();
+            this.directory?.stop();
+          },
+        },
+        actors: { openDoors: fromPromise(({ signal }) => this.openDoors(signal)) },
+      }),
+    );
+    this.actor.subscribe({
+      error: (err) => opts.log.error({ err: describeError(err) }, "proxy engine statechart failed"),
+    });
+    this.actor.start();
+  }
 
   private ready(): void {
     if (this.isReady) return;
@@ -125,13 +163,14 @@ export class ProxyEngine {
         this.directory = new Directory(buckets, opts.clock, opts.log);
         break;
       } catch (err) {
-        if (this.stopped) return;
+        if (this.actor.getSnapshot().status !== "active") return;
         opts.log.warn({ err: describeError(err) }, "proxy: KV not reachable yet; retrying");
         await new Promise((r) => opts.clock.setTimeout(() => r(undefined), 500));
       }
     }
     this.directory.onChange(() => this.update());
     this.directory.start();
+    this.actor.send({ type: "BOUND" });
   }
 
   /** What the proxy is doing, for the gateway's `gw.proxy` report: its peer links and channel totals. */
@@ -154,75 +193,67 @@ export class ProxyEngine {
     );
   }
 
-  /** Level-triggered reconcile; cheap, called on every role change, heartbeat and directory change. */
+  /** Level-triggered: cheap, called on every role change, heartbeat and directory change. */
   update(): void {
-    if (this.stopped || !this.directory) return;
     const own = this.ownRecord();
-    if (!own) return;
+    const side = own ? (own.spec.exposeType !== "" ? "cloud" : "edge") : null;
     try {
-      if (own.spec.exposeType !== "") this.updateCloud();
-      else this.updateEdge();
+      this.actor.send({ type: "UPDATE", side, active: this.opts.role().proxy });
     } catch (err) {
       this.opts.log.error({ err: describeError(err) }, "proxy engine update failed");
     }
   }
 
-  private updateCloud(): void {
+  private startCloud(): void {
     const { opts } = this;
     const cfg = opts.config;
-    if (!this.cloud) {
-      this.cloud = new CloudProxy({
-        node: opts.node,
-        domain: opts.domain,
-        directory: this.directory!,
-        key: readPki(cfg.pkiDir, "proxy.key"),
-        cert: readPki(cfg.pkiDir, "proxy.crt"),
-        secret: readPki(cfg.pkiDir, "secret").toString("utf8").trim(),
-        transport: cfg.transport,
-        listen: { host: cfg.bindHost, port: cfg.dataPort },
-        openTimeoutMs: cfg.openTimeoutMs,
-        dialTimeoutMs: cfg.dialTimeoutMs,
-        clock: opts.clock,
-        log: opts.log.child({ part: "proxy-cloud" }),
-        role: opts.role,
-      });
-      this.cloud.start().then(
-        () => {
-          opts.log.info({ listen: this.cloud?.address }, "proxy: edge-facing listener up");
-          this.ready();
-        },
-        (err) => opts.log.error({ err: describeError(err) }, "proxy: edge-facing listener failed"),
-      );
-    }
-    const active = opts.role().proxy;
-    if (active && !this.doors && !this.doorsPending) void this.openDoors();
-    if (!active && this.doors) this.closeDoors();
-    // Spares and channels follow the role here and the records through the Directory's change events.
-    if (active !== this.cloudActive) this.cloud.prune();
-    this.cloudActive = active;
+    this.cloud = new CloudProxy({
+      node: opts.node,
+      domain: opts.domain,
+      directory: this.directory!,
+      key: readPki(cfg.pkiDir, "proxy.key"),
+      cert: readPki(cfg.pkiDir, "proxy.crt"),
+      secret: readPki(cfg.pkiDir, "secret").toString("utf8").trim(),
+      transport: cfg.transport,
+      listen: { host: cfg.bindHost, port: cfg.dataPort },
+      openTimeoutMs: cfg.openTimeoutMs,
+      dialTimeoutMs: cfg.dialTimeoutMs,
+      clock: opts.clock,
+      log: opts.log.child({ part: "proxy-cloud" }),
+      role: opts.role,
+    });
+    this.cloud.start().then(
+      () => {
+        opts.log.info({ listen: this.cloud?.address }, "proxy: edge-facing listener up");
+        this.ready();
+      },
+      (err) => opts.log.error({ err: describeError(err) }, "proxy: edge-facing listener failed"),
+    );
   }
 
-  private async openDoors(): Promise<void> {
+  /** The front doors' listeners; if the machine left `opening` meanwhile (stopped), they close again. */
+  private async openDoors(signal: AbortSignal): Promise<void> {
     const { opts } = this;
     const cfg = opts.config;
-    this.doorsPending = true;
     const front = new ProxyFrontDoor(this.cloud!, opts.log.child({ part: "proxy-front" }));
     const names = [...cfg.namePorts].map(
       ([target]) => new NameRoutedListener(this.cloud!, target, opts.log.child({ part: "proxy-names" })),
     );
+    const close = () => {
+      front.close();
+      for (const n of names) n.close();
+    };
     try {
       const frontPort = await front.listen(cfg.bindHost, cfg.frontPort);
       const ports = await Promise.all(names.map((n) => n.listen(cfg.bindHost, cfg.namePorts.get(n.targetPort)!)));
+      if (signal.aborted) return close();
       this.doors = { front, names };
       opts.log.info({ host: cfg.bindHost, frontPort, namePorts: ports }, "proxy: front doors open");
     } catch (err) {
-      front.close();
-      for (const n of names) n.close();
+      close();
       opts.log.error({ err: describeError(err) }, "proxy: front doors failed to open; retrying on the next update");
-    } finally {
-      this.doorsPending = false;
+      throw err;
     }
-    if (!opts.role().proxy || this.stopped) this.closeDoors();
   }
 
   private closeDoors(): void {
@@ -233,35 +264,27 @@ export class ProxyEngine {
     this.opts.log.info("proxy: front doors closed");
   }
 
-  private updateEdge(): void {
+  private startEdge(): void {
     const { opts } = this;
-    if (!this.edge) {
-      const cfg = opts.config;
-      this.edge = new EdgeProxy({
-        node: opts.node,
-        domain: opts.domain,
-        gateway: opts.gateway,
-        directory: this.directory!,
-        ca: readPki(cfg.pkiDir, "ca.crt"),
-        transport: cfg.transport,
-        token: readPki(cfg.pkiDir, "token").toString("utf8").trim(),
-        spares: cfg.spares,
-        dialTimeoutMs: cfg.dialTimeoutMs,
-        retryMs: cfg.retryMs,
-        clock: opts.clock,
-        log: opts.log.child({ part: "proxy-edge" }),
-        role: opts.role,
-      });
-    }
-    this.edge.update();
-    this.ready();
+    const cfg = opts.config;
+    this.edge = new EdgeProxy({
+      node: opts.node,
+      domain: opts.domain,
+      gateway: opts.gateway,
+      directory: this.directory!,
+      ca: readPki(cfg.pkiDir, "ca.crt"),
+      transport: cfg.transport,
+      token: readPki(cfg.pkiDir, "token").toString("utf8").trim(),
+      spares: cfg.spares,
+      dialTimeoutMs: cfg.dialTimeoutMs,
+      retryMs: cfg.retryMs,
+      clock: opts.clock,
+      log: opts.log.child({ part: "proxy-edge" }),
+      role: opts.role,
+    });
   }
 
   stop(): void {
-    this.stopped = true;
-    this.closeDoors();
-    this.edge?.stop();
-    this.cloud?.stop();
-    this.directory?.stop();
+    this.actor.send({ type: "STOP" });
   }
 }
