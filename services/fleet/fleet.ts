@@ -13,19 +13,18 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defaultTimings, parseTimings, type Timings } from "../../shared/config";
 import { domainOf } from "../../shared/domains";
-import { gatewayKey, parseGatewayRecord, proxyPortsOf, soloGateway, soloKey, type Gateway } from "../../shared/gateway";
-import { casPut, readJson } from "../../shared/kv";
-import type { KV } from "@nats-io/kv";
+import { gatewayKey, proxyPortsOf } from "../../shared/gateway";
 import { ensurePskFile, type TunnelDriverName } from "../../lib/vpn";
 import { ensurePki } from "../../shared/pki";
-import { pollUntil } from "../../shared/poll";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
-import { applyGateway } from "../../shared/gateway-store";
-import { connectOnce, openBuckets, requestStatus, type NatsConnection } from "../../shared/nats";
-import { subjects, type StatusReply } from "../../shared/protocol";
+import { connectOnce, openBuckets, type NatsConnection } from "../../shared/nats";
+import type { StatusReply } from "../../shared/protocol";
 import { partitionOf, type Topology } from "../../shared/topology";
 import { buildEntrypoints, REPO_ROOT, type Entrypoint } from "./build";
-import { DEMO_TLS_PORTS, planProxy, writeDomainPki, type ProxyListen, type ProxyPlan } from "./dataplane";
+import { FleetReadiness, type ActorInfo } from "./readiness";
+import { gatewayActorArgs, nodeActorArgs } from "./actor-args";
+import { seedGatewayRecords } from "./seed";
+import { planProxy, writeDomainPki, type ProxyListen, type ProxyPlan } from "./dataplane";
 import {
   createNetns,
   destroyNetns,
@@ -84,7 +83,7 @@ export const CONTROL_NICE = -5;
 /** Actor processes started together; the next ones start once these are on the mesh. */
 export const START_BATCH = 4;
 
-export type ActorInfo = Readonly<{ name: string; node: string; domain: string; gateway?: string }>;
+export type { ActorInfo } from "./readiness";
 
 export class Fleet {
   readonly procs = new Map<string, ManagedProc>();
@@ -96,7 +95,7 @@ export class Fleet {
   readonly nodeActors = new Map<string, ActorInfo>();
   private readonly runDir: string;
   private readonly pidFile: string;
-  private lastStatusError = "";
+  private readonly readiness: FleetReadiness;
   netns: NetnsPlan | null = null;
   proxyPlan: ProxyPlan | null = null;
 
@@ -106,6 +105,12 @@ export class Fleet {
   ) {
     this.runDir = resolve(options.runDir);
     this.pidFile = join(this.runDir, "pids.json");
+    this.readiness = new FleetReadiness({
+      connect: () => this.connect(),
+      topology,
+      runDir: this.runDir,
+      progress: (line) => this.progress(line),
+    });
   }
 
   private progress(line: string): void {
@@ -262,32 +267,14 @@ export class Fleet {
     for (const n of this.topology.nodes) {
       const domain = domainOf(n);
       const name = `node-${n.name}`;
-      const args = [
-        "--nats",
-        this.natsUrlFor(domain),
-        "--node",
-        n.name,
-        "--labels",
-        JSON.stringify(n.labels),
-        "--internal-ip",
-        n.internalIP,
-      ];
-      if (n.podCIDR) args.push("--pod-cidr", n.podCIDR);
       const host = this.hostOf(n.name);
-      if (host)
-        args.push("--tunnel", "--tunnel-netns", host.ns, "--tunnel-driver", options.tunnelDriver ?? "strongswan");
-      if (pkiDirs && options.demoTargets !== false) {
-        const ports = this.nodePorts(n.name);
-        const tls = ports.filter((p) => DEMO_TLS_PORTS.includes(p));
-        args.push(
-          "--target-http-ports",
-          ports.filter((p) => !tls.includes(p)).join(","),
-          "--target-https-ports",
-          tls.join(","),
-          "--target-tls-dir",
-          pkiDirs.get(domain)!,
-        );
-      }
+      const args = nodeActorArgs(n, {
+        natsUrl: this.natsUrlFor(domain),
+        ...(host ? { tunnel: { netns: host.ns, driver: options.tunnelDriver ?? "strongswan" } } : {}),
+        ...(pkiDirs && options.demoTargets !== false
+          ? { demoTarget: { ports: this.nodePorts(n.name), tlsDir: pkiDirs.get(domain)! } }
+          : {}),
+      });
       this.add({
         name,
         kind: "node",
@@ -303,40 +290,23 @@ export class Fleet {
         const facts = this.topology.nodes.find((n) => n.name === c)!;
         const domain = domainOf(facts);
         const name = `gateway-${c}`;
-        const args = ["--nats", this.natsUrlFor(domain), "--node", c, "--domain", domain, "--gateway", unit.name];
-        if (pkiDirs)
-          args.push("--proxy-pki", pkiDirs.get(domain)!, "--proxy-transport", options.proxyTransport ?? "tls");
         const host = this.hostOf(c);
-        if (host && pskFile) {
-          const stateDir = join(this.runDir, "tunnel", c);
-          args.push(
-            "--tunnel",
-            "--tunnel-driver",
-            options.tunnelDriver ?? "strongswan",
-            "--tunnel-psk",
-            pskFile,
-            "--tunnel-state-dir",
-            stateDir,
-            "--tunnel-netns",
-            host.ns,
-          );
-        }
         const listen = this.proxyListen(c);
-        if (listen) {
-          const names = [...listen.namePorts]
-            .map(([target, port]) => (target === port ? `${target}` : `${target}=${port}`))
-            .join(",");
-          args.push(
-            "--proxy-bind",
-            listen.host,
-            "--proxy-port",
-            `${listen.dataPort}`,
-            "--proxy-front-port",
-            `${listen.frontPort}`,
-            "--proxy-name-ports",
-            names,
-          );
-        }
+        const args = gatewayActorArgs(c, domain, unit.name, {
+          natsUrl: this.natsUrlFor(domain),
+          ...(pkiDirs ? { proxy: { pkiDir: pkiDirs.get(domain)!, transport: options.proxyTransport ?? "tls" } } : {}),
+          ...(host && pskFile
+            ? {
+                tunnel: {
+                  driver: options.tunnelDriver ?? "strongswan",
+                  pskFile,
+                  stateDir: join(this.runDir, "tunnel", c),
+                  netns: host.ns,
+                },
+              }
+            : {}),
+          ...(listen ? { listen } : {}),
+        });
         this.add({
           name,
           kind: "gateway",
@@ -356,15 +326,17 @@ export class Fleet {
       writePidFile(this.pidFile, this.procs.values());
     };
     startAll(ofKind("coordinator"));
-    await this.waitCoordinator(30_000);
+    await this.readiness.waitCoordinator(30_000);
     const gateways = ofKind("gateway");
     for (let i = 0; i < gateways.length; i += START_BATCH) {
       const batch = gateways.slice(i, i + START_BATCH);
       startAll(batch);
-      await this.waitHeartbeats(
-        batch.map((p) => this.gatewayActors.get(p.spec.name)!),
-        20_000,
-      ).catch((err) => this.progress(`      ${describeError(err)}; starting the next ones anyway`));
+      await this.readiness
+        .waitHeartbeats(
+          batch.map((p) => this.gatewayActors.get(p.spec.name)!),
+          20_000,
+        )
+        .catch((err) => this.progress(`      ${describeError(err)}; starting the next ones anyway`));
     }
     this.progress(`[4/5] coordinator active; started ${gateways.length} gateway candidates, ${START_BATCH} at a time`);
     const nodes = ofKind("node");
@@ -372,13 +344,13 @@ export class Fleet {
       const batch = nodes.slice(i, i + START_BATCH);
       startAll(batch);
       const names = batch.map((p) => this.nodeActors.get(p.spec.name)!.node);
-      await this.waitNodesReady(names, 20_000).catch((err) =>
-        this.progress(`      ${describeError(err)}; starting the next ones anyway`),
-      );
+      await this.readiness
+        .waitNodesReady(names, 20_000)
+        .catch((err) => this.progress(`      ${describeError(err)}; starting the next ones anyway`));
     }
     this.progress(`      started ${nodes.length} node actors, ${START_BATCH} at a time`);
 
-    await this.waitElected(60_000);
+    await this.readiness.waitElected(60_000);
     this.progress(`[5/5] every domain has its active gateways; logs in ${join(this.runDir, "logs")}`);
   }
 
@@ -461,41 +433,12 @@ export class Fleet {
   private async seedGateways(): Promise<void> {
     const nc = await this.connect();
     try {
-      const buckets = await openBuckets(nc);
-      const gateways = (this.proxyPlan?.topology ?? this.topology).gateways.map((g) => this.withTunnelAddresses(g));
-      const results = await Promise.all(gateways.map((g) => applyGateway(buckets.gateways, g)));
-      this.progress(`      Gateway records: ${gateways.map((g, i) => `${g.metadata.name} ${results[i]}`).join(", ")}`);
-      if (this.options.tunnel) await this.seedSoloRecords(buckets.gateways);
+      const gateways = (this.proxyPlan?.topology ?? this.topology).gateways;
+      const hostOf = this.options.tunnel ? (node: string) => this.hostOf(node) : null;
+      await seedGatewayRecords(await openBuckets(nc), this.topology, gateways, hostOf, (line) => this.progress(line));
     } finally {
       await nc.close();
     }
-  }
-
-  /**
-   * Tunnel mode: a solo node's record (which the coordinator would create without addresses) is created here
-   * with its tunnel endpoint's underlay address, so that peers can reach it. An existing record is kept.
-   */
-  private async seedSoloRecords(kv: KV): Promise<void> {
-    for (const unit of partitionOf(this.topology).units.values()) {
-      if (!unit.solo) continue;
-      const gw = this.withTunnelAddresses(soloGateway(unit.name));
-      const key = soloKey(unit.name);
-      const current = await readJson(kv, key, (raw) => parseGatewayRecord(raw, key));
-      if (current.value === null)
-        await casPut(kv, key, gw, current.revision).catch((err) =>
-          this.progress(`      solo record ${unit.name}: ${describeError(err)}`),
-        );
-    }
-  }
-
-  /** Tunnel mode: each tunnel endpoint's publicIP is its node's underlay address (what peers dial). */
-  private withTunnelAddresses(gw: Gateway): Gateway {
-    if (!this.options.tunnel) return gw;
-    const endpoints = gw.spec.endpoints.map((ep) => {
-      const ip = ep.type === "tunnel" ? this.hostOf(ep.nodeName)?.underlayIP : undefined;
-      return ip && ep.publicIP === undefined ? { ...ep, publicIP: ip } : ep;
-    });
-    return { ...gw, spec: { ...gw.spec, endpoints } };
   }
 
   connect(): Promise<NatsConnection> {
@@ -503,112 +446,13 @@ export class Fleet {
   }
 
   /** Asks the active coordinator for the fleet status (null when none answers in time). */
-  async status(nc: NatsConnection, timeoutMs = 1_000): Promise<StatusReply | null> {
-    try {
-      return await requestStatus(nc, { timeoutMs });
-    } catch (err) {
-      this.lastStatusError = describeError(err);
-      return null;
-    }
-  }
-
-  private async waitCoordinator(timeoutMs: number): Promise<void> {
-    const nc = await this.connect();
-    try {
-      await pollUntil("an active coordinator", timeoutMs, () => this.status(nc), {
-        everyMs: 50,
-        error: () =>
-          new MeshUnavailableError(
-            `no coordinator became active within ${timeoutMs} ms (${this.lastStatusError}); see ${join(this.runDir, "logs")}`,
-          ),
-      });
-    } finally {
-      await nc.close();
-    }
-  }
-
-  /** Resolves when every one of these gateway candidates has sent a heartbeat. */
-  private async waitHeartbeats(actors: ActorInfo[], timeoutMs: number): Promise<void> {
-    const nc = await this.connect();
-    const missing = new Set(actors.map((a) => subjects.gatewayHeartbeat(a.domain, a.node)));
-    const sub = nc.subscribe(subjects.allGatewayHeartbeats());
-    const timer = setTimeout(() => sub.unsubscribe(), timeoutMs);
-    try {
-      for await (const m of sub) {
-        missing.delete(m.subject);
-        if (missing.size === 0) return;
-      }
-      throw new MeshUnavailableError(
-        `no heartbeat from gateway candidate(s) ${actors
-          .filter((a) => missing.has(subjects.gatewayHeartbeat(a.domain, a.node)))
-          .map((a) => a.name)
-          .join(", ")} within ${timeoutMs} ms`,
-      );
-    } finally {
-      clearTimeout(timer);
-      sub.unsubscribe();
-      await nc.close();
-    }
-  }
-
-  /** Resolves when the coordinator reports every one of these nodes ready. */
-  private async waitNodesReady(nodes: string[], timeoutMs: number): Promise<void> {
-    const nc = await this.connect();
-    let missing = nodes;
-    try {
-      await pollUntil(
-        "the nodes to be ready",
-        timeoutMs,
-        async () => {
-          const st = await this.status(nc);
-          if (!st) return false;
-          const ready = new Set(st.domains.flatMap((d) => d.nodes.filter((n) => n.ready).map((n) => n.node)));
-          missing = nodes.filter((n) => !ready.has(n));
-          return missing.length === 0;
-        },
-        {
-          error: () => new MeshUnavailableError(`node actor(s) ${missing.join(", ")} not ready after ${timeoutMs} ms`),
-        },
-      );
-    } finally {
-      await nc.close();
-    }
+  status(nc: NatsConnection, timeoutMs = 1_000): Promise<StatusReply | null> {
+    return this.readiness.status(nc, timeoutMs);
   }
 
   /** Resolves when every unit with candidates has every wanted replica active and every node is ready. */
-  async waitElected(timeoutMs: number): Promise<StatusReply> {
-    const nc = await this.connect();
-    const expectedUnits = partitionOf(this.topology).units.size;
-    let last = "no coordinator answered yet";
-    let reported = Date.now();
-    try {
-      return await pollUntil(
-        "every unit elected and every node ready",
-        timeoutMs,
-        async () => {
-          if (Date.now() - reported > 2_000) {
-            this.progress(`      waiting: ${last} (${this.lastStatusError})`);
-            reported = Date.now();
-          }
-          const st = await this.status(nc);
-          if (!st) return false;
-          const missing = st.domains.filter((d) => d.active.length === 0 || d.nodes.some((n) => !n.ready));
-          const nodes = st.domains.reduce((sum, d) => sum + d.nodes.length, 0);
-          if (st.domains.length >= expectedUnits && nodes >= this.topology.nodes.length && missing.length === 0)
-            return st;
-          last = `${st.domains.length}/${expectedUnits} units known; waiting for ${missing.map((d) => d.gateway).join(", ") || "registrations"}`;
-          return false;
-        },
-        {
-          error: () =>
-            new MeshUnavailableError(
-              `fleet not ready after ${timeoutMs} ms: ${last}; see ${join(this.runDir, "logs")}`,
-            ),
-        },
-      );
-    } finally {
-      await nc.close();
-    }
+  waitElected(timeoutMs: number): Promise<StatusReply> {
+    return this.readiness.waitElected(timeoutMs);
   }
 
   kill(name: string, signal: NodeJS.Signals = "SIGKILL"): number | undefined {

@@ -1,0 +1,55 @@
+// The Gateway records the fleet launcher writes before any actor starts: the topology's manifests (applied
+// like `raven gateways apply`: a record that exists keeps its status), and in tunnel mode each tunnel
+// endpoint's publicIP set to its node's underlay address (what peers dial), plus a record for every solo
+// node, which the coordinator would otherwise create without one. Idempotent: a second run changes nothing.
+import type { KV } from "@nats-io/kv";
+import { describeError } from "../../shared/errors";
+import { parseGatewayRecord, soloGateway, soloKey, type Gateway } from "../../shared/gateway";
+import { applyGateway } from "../../shared/gateway-store";
+import { casPut, readJson } from "../../shared/kv";
+import type { HubBuckets } from "../../shared/nats";
+import { partitionOf, type Topology } from "../../shared/topology";
+import type { NodeHost } from "./netns";
+
+/** `hostOf`: where each node lives in tunnel mode (null: tunnel mode is off, no addresses are filled in). */
+export async function seedGatewayRecords(
+  buckets: HubBuckets,
+  topology: Topology,
+  gateways: readonly Gateway[],
+  hostOf: ((node: string) => NodeHost | undefined) | null,
+  progress: (line: string) => void,
+): Promise<void> {
+  const withAddresses = (gw: Gateway): Gateway => (hostOf ? withTunnelAddresses(gw, hostOf) : gw);
+  const records = gateways.map(withAddresses);
+  const results = await Promise.all(records.map((g) => applyGateway(buckets.gateways, g)));
+  progress(`      Gateway records: ${records.map((g, i) => `${g.metadata.name} ${results[i]}`).join(", ")}`);
+  if (hostOf) await seedSoloRecords(buckets.gateways, topology, withAddresses, progress);
+}
+
+/** A solo node's record with its tunnel endpoint's address; an existing record is kept. */
+async function seedSoloRecords(
+  kv: KV,
+  topology: Topology,
+  withAddresses: (gw: Gateway) => Gateway,
+  progress: (line: string) => void,
+) {
+  for (const unit of partitionOf(topology).units.values()) {
+    if (!unit.solo) continue;
+    const gw = withAddresses(soloGateway(unit.name));
+    const key = soloKey(unit.name);
+    const current = await readJson(kv, key, (raw) => parseGatewayRecord(raw, key));
+    if (current.value !== null) continue;
+    await casPut(kv, key, gw, current.revision).catch((err) =>
+      progress(`      solo record ${unit.name}: ${describeError(err)}`),
+    );
+  }
+}
+
+/** Each tunnel endpoint's publicIP is its node's underlay address, unless the manifest sets one. */
+export function withTunnelAddresses(gw: Gateway, hostOf: (node: string) => NodeHost | undefined): Gateway {
+  const endpoints = gw.spec.endpoints.map((ep) => {
+    const ip = ep.type === "tunnel" ? hostOf(ep.nodeName)?.underlayIP : undefined;
+    return ip && ep.publicIP === undefined ? { ...ep, publicIP: ip } : ep;
+  });
+  return { ...gw, spec: { ...gw.spec, endpoints } };
+}
