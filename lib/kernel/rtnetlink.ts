@@ -12,6 +12,8 @@
 //   rtattr    u16 len | u16 type | payload
 //   nlmsgerr  i32 error (negative errno, 0 = ack) | nlmsghdr of the request | TLVs when NLM_F_ACK_TLVS
 // Addresses inside attributes are network byte order, and so is IFLA_VXLAN_PORT.
+// One file on purpose (it passes 400 lines): one wire format, every builder beside its parser and the TLV code
+// they share, so a layout fact lives in one place; split by message type, each part would repeat the TLVs.
 import { endianness } from "node:os";
 import { getSystemErrorName } from "node:util";
 import { NetlinkError, TunnelError } from "../../shared/errors";

@@ -4,7 +4,7 @@
 // kernel-libipsec; the kernel's XFRM policies catch them otherwise).
 import { ConfigError } from "../../shared/errors";
 import { WIREGUARD_OVERHEAD_BYTES } from "./overhead";
-import { kernelHasEsp, strongSwanOverheadBytes } from "./strongswan";
+import { kernelHasEsp, strongSwanOverheadBytes } from "./strongswan-host";
 
 export const TunnelDriverName = { StrongSwan: "strongswan", WireGuard: "wireguard" } as const;
 export type TunnelDriverName = (typeof TunnelDriverName)[keyof typeof TunnelDriverName];

@@ -5,14 +5,14 @@ export { PeerState, initiates, validateVpnDesired } from "./vpn-driver";
 export { IPSEC_OVERHEAD_BYTES, WIREGUARD_OVERHEAD_BYTES, MIN_IPV4_MTU } from "./overhead";
 export type { VpnPeer, VpnDesired, VpnPeerStatus, VpnStatus, VpnDriver } from "./vpn-driver";
 export { FakeVpnDriver } from "./fake-vpn";
+export { StrongSwanDriver } from "./strongswan";
 export {
-  StrongSwanDriver,
   STRONGSWAN_PACKAGES,
   DEFAULT_CHARON,
   VICI_PLUGIN,
   kernelHasEsp,
   checkStrongSwanInstalled,
-} from "./strongswan";
+} from "./strongswan-host";
 export { MIN_PSK_BYTES, ensurePskFile, readPsk } from "./psk";
 export type { StrongSwanOptions, EspMode, CharonLauncher } from "./strongswan";
 export {

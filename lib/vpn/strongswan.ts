@@ -20,17 +20,28 @@
 // - The PSK is read from `pskFile` on every apply (a rotation is a change). The file must exist, be private
 //   (no group/other permissions) and hold at least 16 bytes; there is no built-in default.
 // - cleanup() stops charon by its PID (TERM, then KILL after a grace period) and removes stateDir.
+//
+// Over 400 lines, one concept: the driver against one charon. Its pure half (strongswan.conf, vici messages,
+// SA parsing) is strongswan-conf.ts, what the host offers (packages, kernel ESP) strongswan-host.ts.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, openSync, closeSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, openSync, closeSync, readFileSync, rmSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { MissingDependencyError, TunnelError, describeError } from "../../shared/errors";
+import { TunnelError, describeError } from "../../shared/errors";
 import { readPsk } from "./psk";
 import { ensureAnchors } from "./anchors";
 import { execInNs, linkNamed, NetlinkNet, type KernelNet } from "../kernel";
 import { writePrivate } from "./files";
 import { daemonNiceArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
-import { IPSEC_OVERHEAD_BYTES } from "./overhead";
+import {
+  DEFAULT_CHARON,
+  LIBIPSEC_TUN,
+  LIBIPSEC_TUN_MTU,
+  VICI_PLUGIN,
+  checkStrongSwanInstalled,
+  kernelHasEsp,
+  strongSwanOverheadBytes,
+} from "./strongswan-host";
 import {
   connectionMessage,
   ikeSasOf,
@@ -60,21 +71,6 @@ import {
   type VpnPeerStatus,
   type VpnStatus,
 } from "./vpn-driver";
-
-export const STRONGSWAN_PACKAGES = [
-  "strongswan-charon",
-  "strongswan-swanctl",
-  "libcharon-extra-plugins",
-  "libstrongswan-standard-plugins",
-] as const;
-export const DEFAULT_CHARON = "/usr/lib/ipsec/charon";
-/** charon's vici plugin (Debian ships it with strongswan-swanctl). */
-export const VICI_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-vici.so";
-export const LIBIPSEC_PLUGIN = "/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so";
-/** strongSwan 5.9's kernel-libipsec TUN MTU (TUN_DEFAULT_MTU), not configurable. */
-export const LIBIPSEC_TUN_MTU = 1400;
-/** kernel-libipsec's TUN device. */
-const LIBIPSEC_TUN = "ipsec0";
 
 export type EspMode = "kernel" | "libipsec" | "auto";
 
@@ -109,54 +105,6 @@ export type CharonLauncher = (argv: readonly string[], env: NodeJS.ProcessEnv, o
 
 const spawnCharon: CharonLauncher = (argv, env, outFd) =>
   spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", outFd, outFd], env });
-
-/**
- * The per-packet cost of strongSwan's tunnel on an underlay of `underlayMtu`: the ESP-in-UDP overhead with
- * kernel ESP; without it, kernel-libipsec's TUN (fixed at 1400) caps the path, whatever the underlay allows.
- */
-export function strongSwanOverheadBytes(underlayMtu: number, kernelEsp: boolean): number {
-  return kernelEsp
-    ? IPSEC_OVERHEAD_BYTES
-    : underlayMtu - Math.min(LIBIPSEC_TUN_MTU, underlayMtu - IPSEC_OVERHEAD_BYTES);
-}
-
-/** Whether this kernel has XFRM ESP for IPv4 (module loaded, built in, or installed). */
-export function kernelHasEsp(): boolean {
-  if (existsSync("/sys/module/esp4")) return true;
-  try {
-    const release = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
-    for (const f of ["modules.builtin", "modules.dep"]) {
-      const p = join("/lib/modules", release, f);
-      if (existsSync(p) && /(^|\/)esp4\.ko/m.test(readFileSync(p, "utf8"))) return true;
-    }
-  } catch {
-    // no module information: assume no kernel ESP
-  }
-  return false;
-}
-
-/** Throws MissingDependencyError naming the Debian packages when charon, its vici plugin or (if needed) libipsec are missing. */
-export function checkStrongSwanInstalled(
-  paths: Readonly<{ charon?: string; vici?: string; libipsec?: boolean }> = {},
-): void {
-  const charon = paths.charon ?? DEFAULT_CHARON;
-  const vici = paths.vici ?? VICI_PLUGIN;
-  if (!existsSync(charon))
-    throw new MissingDependencyError(charon, STRONGSWAN_PACKAGES, "strongSwan's IKE daemon is not installed");
-  if (!existsSync(vici))
-    throw new MissingDependencyError(
-      vici,
-      STRONGSWAN_PACKAGES,
-      "strongSwan's vici plugin (the driver's control socket) is not installed",
-    );
-  if (paths.libipsec && !existsSync(LIBIPSEC_PLUGIN)) {
-    throw new MissingDependencyError(
-      LIBIPSEC_PLUGIN,
-      STRONGSWAN_PACKAGES,
-      "this kernel has no ESP, and strongSwan's kernel-libipsec plugin is not installed",
-    );
-  }
-}
 
 /**
  * What an SA of `p` fails to cover when its initiator should end it, or "" (see apply): judged only on the

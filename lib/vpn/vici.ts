@@ -9,6 +9,9 @@
 //   message   elements: SECTION_START u8-name, SECTION_END, KEY_VALUE u8-name u16-value, LIST_START u8-name,
 //             LIST_ITEM u16-value, LIST_END; values are raw bytes (charon uses strings, numbers as text)
 //
+// One file on purpose (it passes 400 lines): the codec and the client of one protocol, each message type's
+// encoder beside its decoder; the client is the codec's only user.
+//
 // Guarantees:
 // - ViciClient keeps one connection for the quick commands, one call at a time (vici answers one command at a
 //   time per connection); viciCall opens a connection of its own, so that an initiation that waits for its

@@ -29,6 +29,9 @@
 //   anchors on `lo` (anchors.ts), which the latency probe pings between; cleanup removes them.
 // - cleanup() stops wireguard-go by its PID (TERM, then KILL after a grace period), deletes the device if it
 //   is still there, and removes stateDir; idempotent.
+//
+// Over 400 lines, one concept: the driver against one wireguard-go. Its pure half (keys, the peer plan, UAPI
+// messages, the diff) is wireguard-conf.ts.
 import { spawn } from "node:child_process";
 import { connect } from "node:net";
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from "node:fs";

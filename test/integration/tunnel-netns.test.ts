@@ -14,7 +14,7 @@ import { existsSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { destroyNetns, isPidAlive } from "../../services/fleet/netns";
 import { IPSEC_OVERHEAD_BYTES, StrongSwanDriver, type VpnPeer } from "../../lib/vpn";
-import { DEFAULT_CHARON, VICI_PLUGIN } from "../../lib/vpn/strongswan";
+import { DEFAULT_CHARON, VICI_PLUGIN } from "../../lib/vpn/strongswan-host";
 import { CIDR, DriverTopology, POD, waitUp } from "../helpers/driver-topology";
 import { countSpawns } from "../helpers/spawns";
 import { eventually } from "../helpers/fleet";
