@@ -5,6 +5,7 @@ import { getPriority } from "node:os";
 import { TunnelError, describeError } from "../../shared/errors";
 import { pollUntil } from "../../shared/poll";
 import { canConnect } from "./files";
+import { execInNs } from "../kernel";
 
 /**
  * The nice value the daemons run at: the machine's default, below the control path that starts them (the
@@ -19,6 +20,39 @@ export const DAEMON_NICE = 0;
 export function daemonNiceArgv(): string[] {
   const delta = DAEMON_NICE - getPriority();
   return delta > 0 ? ["nice", "-n", String(delta)] : [];
+}
+
+/**
+ * The command line of a VPN daemon in network namespace `netns` (the current one when undefined) with a
+ * private tmpfs on /run (its pid file and control socket live there, so two daemons never meet), a
+ * parent-death signal, and DAEMON_NICE. An exec chain with no fork (ip netns exec -> setpriv -> nice ->
+ * unshare -> sh -> the daemon), so the child's PID is the daemon's own.
+ */
+export function daemonArgv(o: {
+  netns: string | undefined;
+  deathSignal: "TERM" | "KILL";
+  /** tmpfs size and name, e.g. "16m" and "raven-charon". */
+  run: { size: string; name: string };
+  command: string;
+  args?: readonly string[];
+}): string[] {
+  const args = o.args ?? [];
+  const exec = `exec "$0"${args.map((_, i) => ` "$${i + 1}"`).join("")}`;
+  return execInNs(o.netns, [
+    "setpriv",
+    "--pdeathsig",
+    o.deathSignal,
+    ...daemonNiceArgv(),
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `mount -t tmpfs -o mode=0755,size=${o.run.size} ${o.run.name} /run && ${exec}`,
+    o.command,
+    ...args,
+  ]);
 }
 
 export type Daemon = {

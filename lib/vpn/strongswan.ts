@@ -30,9 +30,9 @@ import { isAbsolute, join, resolve } from "node:path";
 import { TunnelError, describeError } from "../../shared/errors";
 import { readPsk } from "./psk";
 import { ensureAnchors } from "./anchors";
-import { execInNs, linkNamed, NetlinkNet, type KernelNet } from "../kernel";
+import { linkNamed, NetlinkNet, type KernelNet } from "../kernel";
 import { writePrivate } from "./files";
-import { daemonNiceArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
+import { daemonArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
 import {
   DEFAULT_CHARON,
   LIBIPSEC_TUN,
@@ -376,22 +376,13 @@ export class StrongSwanDriver implements VpnDriver {
         natPort: this.o.natPort,
       }),
     );
-    // exec chain, no fork: ip netns exec -> setpriv -> nice -> unshare -> sh -> charon keep one PID, so child.pid
-    // is charon's.
-    const argv = execInNs(this.o.netns, [
-      "setpriv",
-      "--pdeathsig",
-      "TERM",
-      ...daemonNiceArgv(),
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      'mount -t tmpfs -o mode=0755,size=16m raven-charon /run && exec "$0"',
-      this.o.charonPath,
-    ]);
+    // The private /run holds charon's pid file (compiled in as /run/charon.pid); the vici socket is in stateDir.
+    const argv = daemonArgv({
+      netns: this.o.netns,
+      deathSignal: "TERM",
+      run: { size: "16m", name: "raven-charon" },
+      command: this.o.charonPath,
+    });
     const out = openSync(join(this.o.stateDir, "charon.stdout"), "a", 0o600);
     const child = this.launch(argv, { ...process.env, STRONGSWAN_CONF: f.conf }, out);
     closeSync(out);

@@ -41,8 +41,8 @@ import { MissingDependencyError, TunnelError, describeError } from "../../shared
 import { isObjectName } from "../../shared/protocol/subjects";
 import { WIREGUARD_DEVICE } from "./drivers";
 import { ensureAnchors } from "./anchors";
-import { execInNs, linkNamed, NetlinkNet, type KernelNet } from "../kernel";
-import { daemonNiceArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
+import { linkNamed, NetlinkNet, type KernelNet } from "../kernel";
+import { daemonArgv, stopDaemon, waitForSocket, watchDaemon, type Daemon } from "./daemon";
 import { MIN_IPV4_MTU, WIREGUARD_OVERHEAD_BYTES } from "./overhead";
 import { readPsk } from "./psk";
 import {
@@ -418,23 +418,14 @@ export class WireGuardDriver implements VpnDriver {
     if (this.daemon && this.daemon.exitInfo === null) return this.daemon.pid;
     mkdirSync(this.o.stateDir, { recursive: true, mode: 0o700 });
     chmodSync(this.o.stateDir, 0o700);
-    // exec chain, no fork: ip netns exec -> setpriv -> nice -> unshare -> sh -> wireguard-go keep one PID, so
-    // child.pid is wireguard-go's (nsenter and the kill in cleanup rely on it).
-    const argv = execInNs(this.o.netns, [
-      "setpriv",
-      "--pdeathsig",
-      "KILL",
-      ...daemonNiceArgv(),
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      'mount -t tmpfs -o mode=0755,size=1m raven-wireguard /run && exec "$0" -f "$1"',
-      this.o.wireguardGoPath,
-      this.tunnelDev,
-    ]);
+    // child.pid is wireguard-go's (nsenter and the kill in cleanup rely on it); its UAPI socket is in the private /run.
+    const argv = daemonArgv({
+      netns: this.o.netns,
+      deathSignal: "KILL",
+      run: { size: "1m", name: "raven-wireguard" },
+      command: this.o.wireguardGoPath,
+      args: ["-f", this.tunnelDev],
+    });
     const out = openSync(this.files.log, "a", 0o600);
     // WG_PROCESS_FOREGROUND also silences the banner telling Linux users to use the kernel module.
     const env = { ...process.env, WG_PROCESS_FOREGROUND: "1", LOG_LEVEL: "error" };
