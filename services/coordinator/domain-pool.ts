@@ -8,6 +8,8 @@
 // older facts than one sent directly meanwhile; health flips, which failover waits on, skip the queue.
 // Fencing: every write and every published assignment checks the coordinator's lease at the moment it acts,
 // and acknowledgements follow shared/fencing.ts.
+//
+// Just over 400 lines, one concept: the DomainActors' world (what they are told, what they cause).
 import { createActor, fromPromise, type Actor } from "xstate";
 import { domainMachine, type DomainEvent, type WriteInput } from "../../statecharts";
 import type { Clock } from "../../shared/clock";

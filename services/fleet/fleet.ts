@@ -9,6 +9,11 @@
 // once the previous one is on the mesh (candidates heartbeating, nodes ready). The control path (hub, leaves,
 // coordinators, gateway candidates) runs at CONTROL_NICE when the launcher is root: a busy node actor or an
 // outside job at the default priority cannot starve the heartbeats that leases hang on.
+//
+// Over 400 lines, one concept: the launch sequence and the process table it fills. What it uses lives apart:
+// the namespace plan (netns-plan.ts, netns.ts), the proxy plan and PKI (dataplane.ts), NATS configs
+// (nats-config.ts), the actors' command lines (actor-args.ts), the records it seeds (seed.ts), the waits
+// (readiness.ts), process supervision (procs.ts).
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defaultTimings, parseTimings, type Timings } from "../../shared/config";

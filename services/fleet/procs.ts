@@ -2,6 +2,7 @@
 // a delay when they die, backing off like a kubelet's CrashLoopBackOff), stopped by PID. A pid file lets the
 // next run reap what a crashed launcher left behind — only processes whose command line names this run
 // directory.
+import { pollUntil } from "../../shared/poll";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, openSync, readFileSync, writeFileSync, closeSync } from "node:fs";
 import { createConnection } from "node:net";
@@ -142,21 +143,21 @@ export class ManagedProc {
   }
 }
 
-export function waitForPort(port: number, timeoutMs: number, host = "127.0.0.1"): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
+export async function waitForPort(port: number, timeoutMs: number, host = "127.0.0.1"): Promise<void> {
+  const accepts = () =>
+    new Promise<boolean>((resolve) => {
       const sock = createConnection({ host, port }, () => {
         sock.destroy();
-        resolve();
+        resolve(true);
       });
       sock.once("error", () => {
         sock.destroy();
-        if (Date.now() > deadline) reject(new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`));
-        else setTimeout(attempt, 25);
+        resolve(false);
       });
-    };
-    attempt();
+    });
+  await pollUntil(`${host}:${port}`, timeoutMs, accepts, {
+    everyMs: 25,
+    error: () => new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`),
   });
 }
 
