@@ -164,13 +164,16 @@ export class CoordinatorService {
 
     const machine = coordinatorMachine.provide({
       actors: {
-        campaign: fromPromise(({ signal }) =>
-          this.lease.campaign(
-            signal,
-            (stale) => this.actor?.send({ type: stale ? "HOLDER_STALE" : "HOLDER_FRESH" }),
-            wakeAfterMs,
-          ),
-        ),
+        campaign: fromPromise(({ signal }) => {
+          // The verdict comes after every poll; the machine hears only its changes (an event is not free).
+          let told: boolean | null = null;
+          const tell = (stale: boolean) => {
+            if (stale === told) return;
+            told = stale;
+            this.actor?.send({ type: stale ? "HOLDER_STALE" : "HOLDER_FRESH" });
+          };
+          return this.lease.campaign(signal, tell, wakeAfterMs);
+        }),
         hold: fromCallback(({ sendBack }) => {
           let busy = false;
           const renew = clock.setInterval(() => {

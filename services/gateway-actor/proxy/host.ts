@@ -1,9 +1,10 @@
-// The main thread's handle on the proxy thread (worker.ts): starts it, forwards the gateway's role and lease
-// on every heartbeat while it holds the proxy role and on every role change (a few bytes, no waiting), and
-// stops it. The worker runs the bundle next to the gateway-actor bundle, or the TypeScript source under tsx.
+// The main thread's handle on the proxy thread (worker.ts): starts it, writes the gateway's lease into shared
+// memory on every heartbeat (lease-cell.ts: the proxy thread is not woken for it), sends the role when it
+// changes (held or not, the term), and stops it. The worker runs the bundle next to the gateway-actor bundle, or the TypeScript source under tsx.
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../../../shared/log";
 import type { ProxyConfig, ProxyStats } from "./engine";
+import { LeaseCell } from "./lease-cell";
 import type { FromWorker, ToWorker, WorkerInit } from "./worker";
 
 export type ProxyHostOptions = Readonly<{
@@ -27,6 +28,7 @@ export class ProxyHost {
    * as not ready, so the coordinator does not elect it while another candidate can serve. */
   ready = false;
   private lastRole: { proxy: boolean; term: number } | null = null;
+  private readonly lease = new LeaseCell();
 
   constructor(opts: ProxyHostOptions) {
     const data: WorkerInit = {
@@ -36,6 +38,7 @@ export class ProxyHost {
       gateway: opts.gateway,
       config: { ...opts.config, namePorts: [...opts.config.namePorts] },
       logBindings: opts.logBindings,
+      lease: this.lease.buffer,
     };
     const isTs = opts.workerUrl.pathname.endsWith(".ts");
     this.worker = new Worker(opts.workerUrl, { workerData: data, ...(isTs ? { execArgv: ["--import", "tsx"] } : {}) });
@@ -56,15 +59,15 @@ export class ProxyHost {
   }
 
   /**
-   * Forwards the role: while it holds the proxy role, on every call (each one carries the lease it may act
-   * for); otherwise only when something changed — a standby's ten "not the proxy" a second would wake the
-   * proxy thread for nothing.
+   * The lease the proxy thread may act for (`leaseLeftMs` from now), into shared memory on every call; the
+   * role itself (held or not, the term) as a message only when it changes.
    */
   role(proxy: boolean, term: number, leaseLeftMs: number): void {
     if (this.stopped) return;
-    if (!proxy && this.lastRole?.proxy === false && this.lastRole.term === term) return;
+    this.lease.set(proxy ? leaseLeftMs : 0);
+    if (this.lastRole?.proxy === proxy && this.lastRole.term === term) return;
     this.lastRole = { proxy, term };
-    this.worker.postMessage({ type: "role", proxy, term, leaseLeftMs } satisfies ToWorker);
+    this.worker.postMessage({ type: "role", proxy, term } satisfies ToWorker);
   }
 
   async stop(): Promise<void> {

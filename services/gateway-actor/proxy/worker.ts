@@ -2,20 +2,21 @@
 // event loop (and its own NATS connection for the Directory's KV watches), so that a burst of work on the
 // data plane — hundreds of handshakes, a saturated relay — never delays the gateway's heartbeats and lease
 // handling on the main thread: a stalled main loop would cost the gateway its lease and its role.
-// Fencing (shared/fencing.ts) crosses the thread boundary as a lease: the main thread sends how long it may still act
-// (`leaseLeftMs`, from its statechart); this thread stops serving when that runs out, even if no newer
-// message arrives, so a stuck main thread fences the data plane too. Before judging the lease, this thread
-// pulls any role message already queued for it (receiveMessageOnPort): when it is itself busy, its event loop
-// may not have dispatched the fresh lease yet, and it must not mistake its own lag for the main thread's.
+// Fencing (shared/fencing.ts) crosses the thread boundary as a lease: the main thread writes when it may
+// act until into shared memory on every heartbeat (lease-cell.ts), and this thread reads it whenever a channel
+// opens, so it stops serving when the lease runs out even if the main thread is stuck and writes nothing
+// more: a stuck main thread fences the data plane too. The role itself (held or not, the term) comes as a
+// message when it changes; before judging, this thread pulls any role message already queued for it
+// (receiveMessageOnPort): when it is itself busy, its event loop may not have dispatched it yet.
 import { setPriority } from "node:os";
 import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
 import { systemClock } from "../../../shared/clock";
 import { describeError } from "../../../shared/errors";
-import { leaseRunning } from "../../../shared/fencing";
 import { createLogger } from "../../../shared/log";
 import { connectDaemon } from "../../../shared/nats";
 import { ProxyEngine, type ProxyConfig, type ProxyStats } from "./engine";
 import { NativeRelay } from "./native-relay";
+import { LeaseCell } from "./lease-cell";
 
 export type WorkerInit = Readonly<{
   nats: string;
@@ -24,12 +25,14 @@ export type WorkerInit = Readonly<{
   gateway: string;
   config: Omit<ProxyConfig, "namePorts"> & { namePorts: [number, number][] };
   logBindings: Record<string, string>;
+  /** The lease, shared with the main thread (lease-cell.ts). */
+  lease: SharedArrayBuffer;
 }>;
 
 const STATS_EVERY_MS = 1_000;
 const DATA_PLANE_NICE = Number(process.env.RAVEN_NICE ?? 5);
 
-export type ToWorker = { type: "role"; proxy: boolean; term: number; leaseLeftMs: number } | { type: "stop" };
+export type ToWorker = { type: "role"; proxy: boolean; term: number } | { type: "stop" };
 export type FromWorker =
   | { type: "ready" }
   | { type: "stats"; stats: ProxyStats }
@@ -50,7 +53,8 @@ try {
 } catch {
   // Not permitted here (a container may forbid it): the thread split alone still isolates the event loops.
 }
-let role = { proxy: false, term: 0, until: 0 };
+let role = { proxy: false, term: 0 };
+const lease = new LeaseCell(init.lease);
 const log = createLogger({ ...init.logBindings, thread: "proxy" }, { term: () => role.term });
 
 async function main(): Promise<void> {
@@ -66,30 +70,27 @@ async function main(): Promise<void> {
     role: () => {
       for (let m = receiveMessageOnPort(parentPort!); m; m = receiveMessageOnPort(parentPort!))
         onMessage(m.message as ToWorker);
-      return { proxy: role.proxy, acting: role.proxy && leaseRunning(role.until, systemClock.now()), term: role.term };
+      return { proxy: role.proxy, acting: role.proxy && lease.running(), term: role.term };
     },
     onReady: () => parentPort!.postMessage({ type: "ready" } satisfies FromWorker),
   });
   let lastProxy = false;
-  let leaseEnd: NodeJS.Timeout | null = null;
   function onMessage(m: ToWorker): void {
     if (m.type === "stop") {
       engine.stop();
       void nc.close().finally(() => parentPort!.postMessage({ type: "stopped" } satisfies FromWorker));
       return;
     }
-    role = { proxy: m.proxy, term: m.term, until: systemClock.now() + m.leaseLeftMs };
+    role = { proxy: m.proxy, term: m.term };
     if (m.proxy !== lastProxy) queueMicrotask(() => engine.update());
     lastProxy = m.proxy;
-    // A lease running out here takes effect without a message: the engine re-checks just past its end (and
-    // channels ask `acting` themselves whenever they open).
-    if (leaseEnd) clearTimeout(leaseEnd);
-    leaseEnd = m.leaseLeftMs > 0 ? setTimeout(() => engine.update(), Math.ceil(m.leaseLeftMs) + 1).unref() : null;
+    // The lease needs no message: channels read it (`acting`) whenever they open, from shared memory.
   }
   parentPort!.on("message", onMessage);
-  // Level-triggered besides: a slow re-check catches whatever no message announced.
-  setInterval(() => engine.update(), 1_000).unref();
+  // Level-triggered besides: a slow re-check catches whatever no message announced. The same wake-up sends
+  // the stats (one timer, not two: an idle gateway's cost is its wake-ups).
   setInterval(() => {
+    engine.update();
     const stats = engine.stats();
     if (stats) parentPort!.postMessage({ type: "stats", stats } satisfies FromWorker);
   }, STATS_EVERY_MS).unref();
