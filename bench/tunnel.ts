@@ -39,6 +39,8 @@
 // and its path printed.
 // Last line (every throughput in MB/s): tunnel mbps=X ipsec_raw_mbps=Y ratio=R l3_failover_p50_ms=P
 // l3_failover_p99_ms=Q handbuilt_mbps=H ratio_vs_handbuilt=S
+// Over 400 lines, one concept: one benchmark's run from fleet to figures; its kit is bench/tunnel-lib.ts,
+// bench/tunnel-fleet.ts and the hand-built reference bench/tunnel-handbuilt.ts.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

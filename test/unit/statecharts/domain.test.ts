@@ -1,5 +1,7 @@
 // DomainActor: the pure `plan` (what to write), the machine's transitions (when to write, retry, reload,
 // hand over), the same on a SimulatedClock with fake KV actors, and a graph walk over every state.
+// Over 400 lines, one concept: one machine's cases, grouped as the header lists (plan, transitions, clock,
+// graph); splitting them would scatter the fixtures they share.
 import { beforeAll, describe, expect, it } from "vitest";
 import { fromPromise, getMicrosteps, initialTransition, transition, waitFor, type SnapshotFrom } from "xstate";
 import { getShortestPaths } from "xstate/graph";

@@ -1,6 +1,7 @@
 // L3TunnelActor: negotiation, rekeying, probing, backoff and the peer-term fences of one tunnel-mode peer
 // link, tested as pure transitions; plus a graph walk showing every declared state and transition is reachable
 // and that a report about another peer term never changes anything.
+// Over 400 lines, one concept: one machine's cases and the fixtures they share.
 import { describe, expect, it } from "vitest";
 import { initialTransition, transition, type SnapshotFrom } from "xstate";
 import { getShortestPaths } from "xstate/graph";
