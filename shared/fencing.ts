@@ -4,7 +4,8 @@
 // - ackDecision: which heartbeat earns its candidate a lease (the coordinator, services/coordinator/domain-pool.ts).
 // - gatewayLeaseEnd: the lease an acknowledgement gives (the gateway actor, services/gateway-actor/gateway.ts).
 // - leaseRunning, isStaleTerm: the GatewayActor acts only with a lease and obeys the newest term
-//   (statecharts/gateway.ts).
+//   (statecharts/gateway.ts); the proxy thread reads the same lease from shared memory
+//   (services/gateway-actor/proxy/lease-cell.ts).
 // - handoverMs: a live active leaves the record a term before its successor enters it (the DomainActor's
 //   `plan`, statecharts/domain.ts).
 // - isStaleTerm: the edge refuses proxy channels of an older term (services/gateway-actor/proxy/edge.ts); a
