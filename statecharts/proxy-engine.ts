@@ -56,6 +56,8 @@ export const proxyEngineMachine = setup({
     inactive: ({ context }) => !context.active,
     /** For a transition taken before the UPDATE's activity is stored. */
     activeNow: (_, params: { active: boolean }) => params.active,
+    /** Active again after an UPDATE that stored inactive. */
+    cameBack: ({ context }, params: { active: boolean }) => params.active && !context.active,
   },
   actors: {
     // The service provides the real one: it listens on the front-door ports and resolves once they are open.
@@ -131,11 +133,15 @@ export const proxyEngineMachine = setup({
         },
         failed: {
           on: {
-            UPDATE: {
-              guard: { type: "activeNow", params: ({ event }) => event },
-              target: "opening",
-              actions: [{ type: "storeActive", params: ({ event }) => event }, "prune"],
-            },
+            // The role came back while failed (an inactive UPDATE was stored here): prune as on any change.
+            UPDATE: [
+              {
+                guard: { type: "cameBack", params: ({ event }) => event },
+                target: "opening",
+                actions: [{ type: "storeActive", params: ({ event }) => event }, "prune"],
+              },
+              { guard: { type: "activeNow", params: ({ event }) => event }, target: "opening" },
+            ],
           },
         },
         open: {

@@ -98,7 +98,7 @@ export class CoordinatorService {
     );
     this.inventory = new Inventory(buckets, clock, log, (change) => {
       if (change.partition) {
-        this.pool.reconcile(this.acting);
+        this.pool.reconcile(this.matches("active"));
         this.pool.refreshCandidates();
       }
       this.pool.membersChanged(change.gatewaysChanged ? this.inventory.partition.units.keys() : change.membersOf);
@@ -133,11 +133,6 @@ export class CoordinatorService {
 
   get isActive(): boolean {
     return this.matches("active") && this.lease.valid();
-  }
-
-  /** The machine is active and this process is not stopping: the DomainActors run. */
-  private get acting(): boolean {
-    return this.matches("active");
   }
 
   private matches(state: "active" | { active: "warming" | "deciding" } | { standby: "following" }): boolean {
@@ -205,7 +200,7 @@ export class CoordinatorService {
           );
           lastValue = value;
         }
-        this.pool.reconcile(this.acting);
+        this.pool.reconcile(this.matches("active"));
         this.followHeartbeats();
         // A takeover from a standby that followed heartbeats long enough decides at once.
         if (snap.matches({ active: "warming" }) && this.tracker.warm(clock.now())) this.actor!.send({ type: "WARM" });

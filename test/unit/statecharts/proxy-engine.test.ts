@@ -69,6 +69,10 @@ describe("ProxyEngine transitions", () => {
     const [again, actions] = step(failed, update("cloud", true));
     expect(again.value).toEqual({ cloud: "opening" });
     expect(spawned(actions).map((x) => x.id)).toEqual(["openDoors"]);
+    expect(names(actions)).not.toContain("prune"); // the role did not change
+    const [back, a2] = step(step(failed, update("cloud", false))[0], update("cloud", true));
+    expect(back.value).toEqual({ cloud: "opening" });
+    expect(names(a2)).toContain("prune"); // it went and came back
   });
 
   it("switches side when its record does: the old proxy stops, the new one starts", () => {
