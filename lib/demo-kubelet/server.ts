@@ -8,6 +8,10 @@
 //                       is produced, ending after N lines (default: when the client goes); without follow,
 //                       N lines (default 10) at once
 //   Upgrade: websocket  RFC 6455 echo (websocket.ts);  Upgrade: SPDY/3.1  101, then raw bytes echoed both ways
+//   any /close-reused   answered (GET, HEAD) on a connection's first request; on a later one the connection is
+//                       closed with no answer, as when a server's idle close crosses a request in flight
+// With idleTimeoutMs, a keep-alive connection idle that long is closed unannounced (no Keep-Alive hint), as
+// servers written in Go and many others do; without it, Node's default (5 s, announced) applies.
 // Guarantees: malformed requests and bad query values get a 4xx, never a crash or a log line; a stalled log
 // reader is not buffered for (the next line waits for 'drain'); close() ends every stream and connection.
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
@@ -25,6 +29,8 @@ export type TargetServerOptions = Readonly<{
   httpPorts: readonly number[];
   httpsPorts: readonly number[];
   tls?: Readonly<{ key: string | Buffer; cert: string | Buffer }>;
+  /** Close a keep-alive connection after this long without a request, without announcing it. */
+  idleTimeoutMs?: number;
   clock?: Clock;
 }>;
 
@@ -40,7 +46,7 @@ const DEFAULT_LINES = 10;
 const DEFAULT_INTERVAL_MS = 100;
 const MAX_LINES = 1_000_000;
 const MAX_INTERVAL_MS = 60_000;
-const ROUTES = "/, /name, /healthz, /metrics, /logs, /containerLogs/...";
+const ROUTES = "/, /name, /healthz, /metrics, /logs, /containerLogs/..., /close-reused";
 
 type Stats = { requests: number; websocket: number; spdy: number; wsMessages: number };
 
@@ -117,6 +123,9 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
   }
   if (opts.httpPorts.length + opts.httpsPorts.length === 0) throw new ConfigError("httpPorts", "no ports to serve on");
   if (opts.httpsPorts.length > 0 && !opts.tls) throw new ConfigError("tls", "httpsPorts need a key and certificate");
+  const idleMs = opts.idleTimeoutMs;
+  if (idleMs !== undefined && !(Number.isInteger(idleMs) && idleMs > 0))
+    throw new ConfigError("idleTimeoutMs", `${JSON.stringify(idleMs)} is not a positive whole number of ms`);
 
   const stats: Stats = { requests: 0, websocket: 0, spdy: 0, wsMessages: 0 };
   const streams = new Set<() => void>();
@@ -166,8 +175,30 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
     tick();
   };
 
+  // Requests served per connection, and the close timer of each connection idle after a response (with
+  // idleTimeoutMs; a connection that never sent a request is not this stand-in's concern).
+  const served = new WeakMap<Duplex, number>();
+  const idleTimers = new WeakMap<Duplex, TimerHandle>();
+  const busy = (socket: Duplex) => {
+    const t = idleTimers.get(socket);
+    if (t) clock.clearTimeout(t);
+    idleTimers.delete(socket);
+  };
+  const idle = (socket: Duplex) => {
+    if (idleMs === undefined || socket.destroyed) return;
+    busy(socket);
+    idleTimers.set(
+      socket,
+      clock.setTimeout(() => socket.destroy(), idleMs),
+    );
+  };
+
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     stats.requests++;
+    const nth = (served.get(req.socket) ?? 0) + 1;
+    served.set(req.socket, nth);
+    busy(req.socket);
+    res.once("finish", () => idle(req.socket));
     res.setHeader("x-raven-node", node);
     let url: URL;
     try {
@@ -175,12 +206,13 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
     } catch {
       return text(res, 400, "malformed request target\n");
     }
+    if (url.pathname === "/close-reused" && nth > 1) return void req.socket.destroy();
     if (req.method !== "GET" && req.method !== "HEAD") {
       res.setHeader("allow", "GET, HEAD");
       return text(res, 405, `method ${req.method} not allowed; this target only serves GET\n`);
     }
     const path = url.pathname;
-    if (path === "/" || path === "/name") return text(res, 200, `${node}\n`);
+    if (path === "/" || path === "/name" || path === "/close-reused") return text(res, 200, `${node}\n`);
     if (path === "/healthz") return text(res, 200, "ok");
     if (path === "/metrics")
       return text(res, 200, metricsText(node, stats), "text/plain; version=0.0.4; charset=utf-8");
@@ -193,6 +225,7 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     stats.requests++;
+    busy(socket);
     socket.on("error", () => socket.destroy());
     const protocols = String(req.headers.upgrade ?? "")
       .toLowerCase()
@@ -266,6 +299,8 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
     });
     server.on("tlsClientError", () => {});
     server.on("connection", (s: Socket) => s.on("error", () => {}));
+    // Node's own idle close announces itself (Keep-Alive: timeout=5); idleTimeoutMs replaces it unannounced.
+    if (idleMs !== undefined) server.keepAliveTimeout = 0;
     servers.push(server);
     return server;
   };

@@ -9,7 +9,7 @@ export type NodeActorSetup = Readonly<{
   /** Tunnel mode: the node's host-network namespace and the VPN driver (for the MTU overhead). */
   tunnel?: Readonly<{ netns: string; driver: TunnelDriverName }>;
   /** The demo's kubelet stand-in: the node's ports (DEMO_TLS_PORTS among them over TLS) and its certificate. */
-  demoTarget?: Readonly<{ ports: readonly number[]; tlsDir: string }>;
+  demoTarget?: Readonly<{ ports: readonly number[]; tlsDir: string; idleTimeoutMs?: number }>;
 }>;
 
 export function nodeActorArgs(n: NodeFacts, o: NodeActorSetup): string[] {
@@ -30,6 +30,7 @@ export function nodeActorArgs(n: NodeFacts, o: NodeActorSetup): string[] {
     const plain = o.demoTarget.ports.filter((p) => !tls.includes(p));
     args.push("--target-http-ports", plain.join(","), "--target-https-ports", tls.join(","));
     args.push("--target-tls-dir", o.demoTarget.tlsDir);
+    if (o.demoTarget.idleTimeoutMs !== undefined) args.push("--target-idle-ms", `${o.demoTarget.idleTimeoutMs}`);
   }
   return args;
 }

@@ -74,6 +74,8 @@ export type FleetOptions = Readonly<{
   proxyTransport?: "tls" | "tcp";
   /** In proxy mode, run the demo target server (kubelet stand-in) on every node (default true). */
   demoTargets?: boolean;
+  /** The demo targets close keep-alive connections idle this long, unannounced (default: Node's 5 s). */
+  demoTargetIdleMs?: number;
   /**
    * Tunnel mode (root): every node gets a host-network namespace and a pod namespace (netns-hosts.ts), node
    * actors keep VXLAN and routes there, gateway candidates run the VPN driver. Implies netns.
@@ -277,7 +279,13 @@ export class Fleet {
         natsUrl: this.natsUrlFor(domain),
         ...(host ? { tunnel: { netns: host.ns, driver: options.tunnelDriver ?? "strongswan" } } : {}),
         ...(pkiDirs && options.demoTargets !== false
-          ? { demoTarget: { ports: this.nodePorts(n.name), tlsDir: pkiDirs.get(domain)! } }
+          ? {
+              demoTarget: {
+                ports: this.nodePorts(n.name),
+                tlsDir: pkiDirs.get(domain)!,
+                ...(options.demoTargetIdleMs !== undefined ? { idleTimeoutMs: options.demoTargetIdleMs } : {}),
+              },
+            }
           : {}),
       });
       this.add({

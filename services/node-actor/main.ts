@@ -47,9 +47,20 @@ async function startDemoTarget(node: string, host: string, flags: Record<string,
       );
     }
   }
+  const idle = flags["target-idle-ms"] as string | undefined;
+  const idleTimeoutMs = idle === undefined ? undefined : Number(idle);
+  if (idleTimeoutMs !== undefined && !(Number.isInteger(idleTimeoutMs) && idleTimeoutMs > 0))
+    throw new ConfigError("--target-idle-ms", `${JSON.stringify(idle)} is not a positive whole number of ms`);
   // Demo code, loaded only when asked for (lib/demo-kubelet).
   const { startTargetServer } = await import("../../lib/demo-kubelet");
-  return startTargetServer({ node, host, httpPorts, httpsPorts, ...(tls ? { tls } : {}) });
+  return startTargetServer({
+    node,
+    host,
+    httpPorts,
+    httpsPorts,
+    ...(tls ? { tls } : {}),
+    ...(idleTimeoutMs !== undefined ? { idleTimeoutMs } : {}),
+  });
 }
 
 async function startRouteAgent(
@@ -116,6 +127,10 @@ runMain(async () => {
         help: "demo: the same over TLS (kubelet.crt/kubelet.key from --target-tls-dir)",
       },
       "target-tls-dir": { type: "string", help: "demo: directory with kubelet.crt and kubelet.key" },
+      "target-idle-ms": {
+        type: "string",
+        help: "demo: close a keep-alive connection idle this long, unannounced (default: Node's 5 s, announced)",
+      },
       "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
       tunnel: {
         type: "boolean",

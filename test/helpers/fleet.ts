@@ -60,6 +60,7 @@ export async function startTestFleet(
     netns?: boolean;
     tunnel?: boolean;
     tunnelDriver?: "strongswan" | "wireguard";
+    demoTargetIdleMs?: number;
   } = {},
 ): Promise<TestFleet> {
   const runDir = mkdtempSync(join(tmpdir(), "raven-test-"));
@@ -71,6 +72,7 @@ export async function startTestFleet(
     ...(opts.proxy ? { proxy: true } : {}),
     ...(opts.netns ? { netns: true } : {}),
     ...(opts.tunnel ? { tunnel: true, tunnelDriver: opts.tunnelDriver ?? "strongswan" } : {}),
+    ...(opts.demoTargetIdleMs !== undefined ? { demoTargetIdleMs: opts.demoTargetIdleMs } : {}),
     progress: (l) => process.env.RAVEN_TEST_VERBOSE && console.log(l),
   });
   let observer: FleetObserver | null = null;

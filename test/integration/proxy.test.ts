@@ -4,9 +4,9 @@ import { afterAll, beforeAll, describe } from "vitest";
 import { expect, it } from "vitest";
 import { InspectRecorder } from "../../services/ui/recorder";
 import { systemClock } from "../../shared/clock";
-import { eventually, fleetStatus, smallTopology, startTestFleet, type TestFleet } from "../helpers/fleet";
+import { eventually, fleetStatus, sleep, smallTopology, startTestFleet, type TestFleet } from "../helpers/fleet";
 import { curl } from "../helpers/proxy";
-import { proxySuite } from "./proxy-suite";
+import { activeDoor, proxySuite } from "./proxy-suite";
 
 let t: TestFleet;
 // Pod CIDRs as the inventory would have them, with edge-a's a-node-1 overlapping the solo node's: tunnel
@@ -22,8 +22,12 @@ const POD_CIDRS: Record<string, string> = {
 const base = smallTopology(true);
 const topology = { ...base, nodes: base.nodes.map((n) => ({ ...n, podCIDR: POD_CIDRS[n.name]! })) };
 
+// The targets close a keep-alive connection idle for 1 s, unannounced (no Keep-Alive hint), as many servers
+// do: the forward proxy must notice, not learn it from a hung request.
+const TARGET_IDLE_MS = 1_000;
+
 beforeAll(async () => {
-  t = await startTestFleet(topology, { proxy: true });
+  t = await startTestFleet(topology, { proxy: true, demoTargetIdleMs: TARGET_IDLE_MS });
 }, 60_000);
 
 afterAll(async () => {
@@ -49,6 +53,33 @@ describe("proxy mode on loopback", () => {
         (await curl(["-p", "-x", `http://${door.host}:${door.frontPort}`, `http://${node}:10255/name`])).body.trim(),
       ).toBe(node);
     }
+  });
+
+  it("never reuses a channel whose target closed it: a request after the target's idle close is answered", async () => {
+    const door = await activeDoor(t, "gw-c");
+    const proxy = `http://${door.host}:${door.frontPort}`;
+    for (let i = 0; i < 3; i++) {
+      // Each request leaves its channel in the forward proxy's keep-alive pool; the target then closes it.
+      const r = await curl(["-x", proxy, "http://a-node-1:10255/name"], 5_000);
+      expect(r.status, `request ${i + 1}: ${r.stderr}`).toBe(200);
+      expect(r.body.trim()).toBe("a-node-1");
+      await sleep(TARGET_IDLE_MS + 500);
+    }
+  });
+
+  it("sends a bodiless GET again when its reused channel closes under it; a POST gets 502 at once", async () => {
+    const door = await activeDoor(t, "gw-c");
+    const proxy = `http://${door.host}:${door.frontPort}`;
+    const keepOne = async () => expect((await curl(["-x", proxy, "http://a-node-1:10255/name"])).status).toBe(200);
+    // /close-reused closes the connection unanswered when it is not the connection's first request: the
+    // request lands on a reused channel just as the target closes it.
+    await keepOne();
+    const post = await curl(["-x", proxy, "-d", "x", "http://a-node-1:10255/close-reused"], 5_000);
+    expect(post.status, "a POST is never sent twice (405 here would mean the channel was not reused)").toBe(502);
+    await keepOne();
+    const get = await curl(["-x", proxy, "http://a-node-1:10255/close-reused"], 5_000);
+    expect(get.status, get.stderr).toBe(200);
+    expect(get.body.trim()).toBe("a-node-1");
   });
 
   it("reports each active gateway's peer links and channels on the mesh (gw.proxy), as the debugger shows them", async () => {

@@ -35,6 +35,10 @@ export type ProxyConfig = Readonly<{
   transport: ChannelTransport;
   openTimeoutMs: number;
   dialTimeoutMs: number;
+  /** Forward proxy: how long a keep-alive channel may wait idle for its next request (below servers' idle timeouts). */
+  idleChannelMs: number;
+  /** Forward proxy: how long a request waits for the target's response head before it is answered 504. */
+  responseTimeoutMs: number;
   retryMs: number;
 }>;
 
@@ -48,6 +52,11 @@ export const defaultProxyConfig = (pkiDir: string): ProxyConfig => ({
   transport: "tls",
   openTimeoutMs: 2_000,
   dialTimeoutMs: 2_000,
+  // Node's servers close an idle connection after 5 s, many others later; Go's never unless told to. A
+  // server that closes sooner is still safe: the channel ends with it (front.ts), and a request that raced
+  // the close is retried or answered at once.
+  idleChannelMs: 4_000,
+  responseTimeoutMs: 30_000,
   retryMs: 200,
 });
 
@@ -235,7 +244,10 @@ export class ProxyEngine {
   private async openDoors(signal: AbortSignal): Promise<void> {
     const { opts } = this;
     const cfg = opts.config;
-    const front = new ProxyFrontDoor(this.cloud!, opts.log.child({ part: "proxy-front" }));
+    const front = new ProxyFrontDoor(this.cloud!, opts.log.child({ part: "proxy-front" }), {
+      idleChannelMs: cfg.idleChannelMs,
+      responseTimeoutMs: cfg.responseTimeoutMs,
+    });
     const names = [...cfg.namePorts].map(
       ([target]) => new NameRoutedListener(this.cloud!, target, opts.log.child({ part: "proxy-names" })),
     );

@@ -6,6 +6,15 @@
 //     listener port P goes to `<name>:P`, the name read from the TLS ClientHello's SNI (the TLS session
 //     passes through untouched, end to end) or from a plain request's Host header.
 // A refused target gets an HTTP error whose status and text say why (TLS connections can only be closed).
+//
+// The forward proxy keeps a channel per connection of its HTTP agent, reused across requests (keep-alive):
+// - A channel whose target closed is never reused: the target's close ends the channel at the edge, and the
+//   end closes it here at once, so the agent drops it; an idle channel is closed after idleChannelMs anyway.
+// - A request that lands on a reused channel as it closes is sent again, on another channel, when nothing of
+//   it can have mattered (an idempotent method, no body, no byte of an answer yet); once more at most, on a
+//   channel opened for it alone. Any other failure is answered at once (502), never left hanging.
+// - Every request has a deadline for the target's response head (responseTimeoutMs: 504); a stream that has
+//   begun flows as long as both ends keep it (logs -f).
 import http from "node:http";
 import net from "node:net";
 import type { Duplex } from "node:stream";
@@ -61,6 +70,32 @@ const HOP_BY_HOP = new Set([
   "transfer-encoding",
   "upgrade",
 ]);
+/** Methods a request may be sent again with when it carries no body (idempotent: RFC 9110, 9.2.2). */
+const REPEATABLE = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+/** How often a request that raced a channel's close is sent again: once through the agent, once fresh. */
+const MAX_REPEATS = 2;
+
+export type ForwardSettings = Readonly<{ idleChannelMs: number; responseTimeoutMs: number }>;
+
+function endToEnd(headers: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const out: http.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) if (!HOP_BY_HOP.has(k)) out[k] = v;
+  return out;
+}
+
+function hasBody(req: http.IncomingMessage): boolean {
+  const length = req.headers["content-length"];
+  return req.headers["transfer-encoding"] !== undefined || (length !== undefined && length !== "0");
+}
+
+/** The channel closed under a request before any answer came (the target had closed it meanwhile). */
+function lostChannel(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === "ECONNRESET" || code === "EPIPE";
+}
+
+type Forward = Readonly<{ node: string; port: number; path: string; headers: http.OutgoingHttpHeaders }>;
+
 /** The answer to a CONNECT that got its channel; written by the relay ahead of the target's first bytes. */
 const CONNECT_OK = Buffer.from("HTTP/1.1 200 Connection Established\r\n\r\n", "latin1");
 
@@ -71,6 +106,7 @@ export class ProxyFrontDoor {
   constructor(
     private readonly proxy: CloudProxy,
     private readonly log: Logger,
+    private readonly settings: ForwardSettings,
   ) {
     this.server = http.createServer({ keepAlive: true });
     this.server.on("connect", (req, socket, head) => void this.onConnect(req, socket as net.Socket, head));
@@ -121,27 +157,66 @@ export class ProxyFrontDoor {
         .end(`raven: ${url.protocol} targets go through CONNECT (curl -p), not as an absolute URL\n`);
       return;
     }
-    const node = url.hostname;
-    const port = Number(url.port || 80);
-    const headers: http.OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(req.headers)) if (!HOP_BY_HOP.has(k)) headers[k] = v;
+    const target: Forward = {
+      node: url.hostname,
+      port: Number(url.port || 80),
+      path: url.pathname + url.search,
+      headers: endToEnd(req.headers),
+    };
+    const repeats = REPEATABLE.has(req.method ?? "") && !hasBody(req) ? MAX_REPEATS : 0;
+    this.forward(req, res, target, 0, repeats);
+  }
+
+  /** Attempt `attempt` (from 0) of a forwarded request that may be sent `repeats` times more if it races a close. */
+  private forward(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    target: Forward,
+    attempt: number,
+    repeats: number,
+  ): void {
+    const { node, port } = target;
+    // The last repeat takes a channel of its own: whatever else the agent holds may be closing too.
+    const via =
+      attempt === MAX_REPEATS
+        ? { agent: false as const, createConnection: openStream(this.proxy, node, port) }
+        : { agent: this.agentFor(node, port) };
+    let answered = false;
     const upstream = http.request(
-      {
-        method: req.method,
-        path: url.pathname + url.search,
-        headers,
-        agent: this.agentFor(node, port),
-        host: node,
-        port,
-      },
+      { method: req.method, path: target.path, headers: target.headers, host: node, port, ...via },
       (up) => {
-        res.writeHead(up.statusCode ?? 502, up.statusMessage, up.headers);
+        answered = true;
+        clearTimeout(deadline);
+        res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.headers));
         up.pipe(res);
         // Stream as it flows: chunked responses (logs -f) go out chunk by chunk, nothing is buffered whole.
         res.flushHeaders();
       },
     );
+    const deadline = setTimeout(() => {
+      const ms = this.settings.responseTimeoutMs;
+      upstream.destroy(new ChannelError("TIMEOUT", `${node}:${port} sent no response within ${ms} ms`));
+    }, this.settings.responseTimeoutMs);
+    // A client that goes away takes its channel with it (and nothing is sent again for it).
+    let clientGone = false;
+    const onClientGone = () => {
+      if (res.writableFinished) return;
+      clientGone = true;
+      upstream.destroy();
+    };
+    res.once("close", onClientGone);
     upstream.on("error", (err) => {
+      clearTimeout(deadline);
+      res.off("close", onClientGone);
+      if (clientGone) return;
+      if (attempt < repeats && !answered && !res.headersSent && upstream.reusedSocket && lostChannel(err)) {
+        counters.inc("raven_proxy_requests_repeated_total");
+        this.log.debug(
+          { target: req.url, err: describeError(err) },
+          "request raced a closing channel; sending it again",
+        );
+        return this.forward(req, res, target, attempt + 1, repeats);
+      }
       this.refused(err, req.url);
       if (res.headersSent) return void res.destroy(err);
       const [status] = httpStatusOf(err);
@@ -151,7 +226,9 @@ export class ProxyFrontDoor {
       });
       res.end(`raven: ${describeError(err)}\n`);
     });
-    req.pipe(upstream);
+    // Only a request without a body is ever repeated, so only the first attempt has anything to pipe.
+    if (attempt > 0) upstream.end();
+    else req.pipe(upstream);
   }
 
   /** Absolute-URI upgrade (WebSocket/SPDY through the forward proxy): the head is re-sent in origin form,
@@ -179,7 +256,7 @@ export class ProxyFrontDoor {
     const key = `${node}:${port}`;
     let agent = this.agents.get(key);
     if (!agent) {
-      agent = new ChannelAgent(this.proxy, node, port);
+      agent = new ChannelAgent(this.proxy, node, port, this.settings.idleChannelMs);
       this.agents.set(key, agent);
     }
     return agent;
@@ -191,32 +268,48 @@ export class ProxyFrontDoor {
   }
 }
 
-/** An http.Agent whose connections are channels (keep-alive: one channel serves many requests). */
-class ChannelAgent extends http.Agent {
-  constructor(
-    private readonly proxy: CloudProxy,
-    private readonly node: string,
-    private readonly port: number,
-  ) {
-    super({ keepAlive: true, maxFreeSockets: 16 });
-  }
-
-  // The async form of createConnection: Agent calls back with (err, socket) when given a callback.
-  override createConnection(
-    _opts: http.ClientRequestArgs,
-    cb?: (err: Error | null, stream: Duplex) => void,
-  ): Duplex | null | undefined {
-    this.proxy.openChannel(this.node, this.port, "stream").then(
+/**
+ * Opens a `stream` channel as an HTTP client connection (the callback form of createConnection). The target
+ * ending the connection ends the channel: it is closed here too, so a keep-alive pool never keeps it.
+ */
+function openStream(
+  proxy: CloudProxy,
+  node: string,
+  port: number,
+): (opts: http.ClientRequestArgs, cb: (err: Error | null, stream: Duplex) => void) => undefined {
+  return (_opts, cb) => {
+    proxy.openChannel(node, port, "stream").then(
       (ch) => {
-        this.proxy.track(ch);
-        cb?.(null, ch.socket);
+        proxy.track(ch);
+        // The channel is half-open capable; an HTTP connection whose far end finished is finished.
+        ch.socket.once("end", () => ch.socket.end());
+        cb(null, ch.socket);
         // The channel socket was paused after its handshake; the HTTP client attaches its reader on the next
         // tick, and resume() flows on the tick after that, so no byte is emitted before anyone listens.
         ch.socket.resume();
       },
-      (err) => cb?.(err as Error, undefined as unknown as Duplex),
+      (err) => cb(err as Error, undefined as unknown as Duplex),
     );
     return undefined;
+  };
+}
+
+/** An http.Agent whose connections are channels (keep-alive: one channel serves many requests). */
+class ChannelAgent extends http.Agent {
+  private readonly open: ReturnType<typeof openStream>;
+
+  constructor(proxy: CloudProxy, node: string, port: number, idleChannelMs: number) {
+    // `timeout` closes a free channel idle that long (a server's Keep-Alive hint, less a second, if shorter).
+    super({ keepAlive: true, maxFreeSockets: 16, timeout: idleChannelMs });
+    this.open = openStream(proxy, node, port);
+  }
+
+  // The async form of createConnection: Agent calls back with (err, socket) when given a callback.
+  override createConnection(
+    opts: http.ClientRequestArgs,
+    cb?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    return this.open(opts, cb ?? (() => undefined));
   }
 }
 

@@ -284,6 +284,59 @@ describe.skipIf(!hasCurl)(`curl${hasCurl ? "" : " (skipped: curl not installed)"
   });
 });
 
+describe("keep-alive", () => {
+  /** Two requests on one connection, `gapMs` apart; resolves with both raw answers (the second "" if closed). */
+  function twoOnOne(p: number, path2: string, gapMs: number): Promise<[string, string]> {
+    return new Promise((resolve, reject) => {
+      const s = connect(p, HOST, () => s.write(`GET /name HTTP/1.1\r\nHost: t\r\n\r\n`));
+      const answers: string[] = [""];
+      s.setTimeout(5_000, () => s.destroy(new Error("timeout")));
+      s.on("data", (d) => {
+        answers[answers.length - 1] += d.toString("latin1");
+        if (answers.length === 1 && answers[0]!.endsWith("node-1\n")) {
+          answers.push("");
+          setTimeout(() => !s.destroyed && s.write(`GET ${path2} HTTP/1.1\r\nHost: t\r\n\r\n`), gapMs);
+        }
+      });
+      s.on("close", () => resolve([answers[0]!, answers[1] ?? ""]));
+      s.on("error", reject);
+    });
+  }
+
+  it("closes a connection idle for idleTimeoutMs, unannounced; a busy one stays", async () => {
+    const idle = await startTargetServer({
+      node: "node-1",
+      host: HOST,
+      httpPorts: [0],
+      httpsPorts: [],
+      idleTimeoutMs: 300,
+    });
+    try {
+      const [p] = idle.httpPorts as [number];
+      const [first, late] = await twoOnOne(p, "/name", 600);
+      expect(first).toMatch(/^HTTP\/1.1 200/);
+      expect(first.toLowerCase()).not.toContain("keep-alive: timeout");
+      expect(late).toBe("");
+      const [, soon] = await twoOnOne(p, "/name", 50);
+      expect(soon).toMatch(/^HTTP\/1.1 200/);
+    } finally {
+      await idle.close();
+    }
+    await expect(
+      startTargetServer({ node: "n", host: HOST, httpPorts: [0], httpsPorts: [], idleTimeoutMs: 0 }),
+    ).rejects.toThrow(/config idleTimeoutMs/);
+  });
+
+  it("answers /close-reused on a connection's first request and closes the connection on a later one", async () => {
+    expect(await raw(`GET /close-reused HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n`)).toMatch(
+      /200 OK[\s\S]*node-1/,
+    );
+    const [first, second] = await twoOnOne(port, "/close-reused", 0);
+    expect(first).toMatch(/^HTTP\/1.1 200/);
+    expect(second).toBe("");
+  });
+});
+
 describe("lifecycle", () => {
   it("rejects bad options with a ConfigError naming the key", async () => {
     await expect(startTargetServer({ node: "n", host: HOST, httpPorts: [], httpsPorts: [0] })).rejects.toThrow(
