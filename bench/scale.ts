@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseFlags } from "../shared/args";
 import { ConfigError } from "../shared/errors";
 import { defaultTimings } from "../shared/config";
-import { parseGatewayManifest } from "../shared/gateway";
+import { parseGatewayManifest } from "../shared/gateway-manifest";
 import { applyGateway } from "../shared/gateway-store";
 import { connectOnce, openBuckets } from "../shared/nats";
 import { runMain } from "../shared/process";

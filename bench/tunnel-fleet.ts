@@ -63,7 +63,8 @@ export function benchTopology(): Topology {
     spec: {
       exposeType,
       endpoints: nodes.flatMap((n) => [
-        { nodeName: n, type: "proxy" },
+        // Edges sit behind NAT, all of their endpoints alike (OpenYurt refuses a mix); the cloud's are exposed.
+        { nodeName: n, type: "proxy", underNAT: exposeType === "" },
         { nodeName: n, type: "tunnel", underNAT: exposeType === "" },
       ]),
     },

@@ -9,7 +9,8 @@
 import type { KvWatchEntry } from "@nats-io/kv";
 import type { Clock } from "./clock";
 import { describeError } from "./errors";
-import { keyOfGateway, parseGatewayRecord, proxyPortsOf, type Endpoint, type Gateway } from "./gateway";
+import { keyOfGateway, proxyPortsOf, type Endpoint, type Gateway } from "./gateway";
+import { parseGatewayRecord } from "./gateway-manifest";
 import { watchBucket } from "./kv";
 import type { Logger } from "./log";
 import { counters } from "./metrics";

@@ -1,13 +1,21 @@
-// The Gateway record, compatible in shape with OpenYurt Raven's raven.openyurt.io/v1beta1 Gateway so that
-// users' manifests carry over, plus `status.term`: the fencing term that only grows. Stored as JSON in the
-// hub's KV (readable with any NATS tool); in Kubernetes it would be the Gateway custom resource.
+// The Gateway record, OpenYurt Raven's raven.openyurt.io/v1beta1 Gateway field for field (deploy/ holds the
+// CRD; note the JSON key `Replicas`, capital R, as OpenYurt spells it) so that users' manifests carry over,
+// plus `status.term`: the fencing term that only grows. Stored as JSON in the hub's KV (readable with any
+// NATS tool); in Kubernetes it is the Gateway custom resource.
+//
+// Manifests are read strictly (parseGatewayManifest): an unknown or misspelled field is an error naming its
+// path, OpenYurt's defaulting applies (nodeSelector, ports) and so does its validation webhook's every rule
+// (tunnel Replicas <= 1, proxy Replicas <= proxy endpoints, one underNAT for all endpoints, an exposed
+// Gateway not under NAT, publicIP an IP address), besides Raven's own (names, ports, duplicates). A
+// v1alpha1 manifest is converted as OpenYurt converts it. The status of a manifest is the election's and is
+// ignored. Records read back from KV (parseGatewayRecord) keep their status.
 //
 // Solo nodes (a node whose pool has no Gateway is its own gateway) get a record of their own, labelled
 // `raven.openyurt.io/solo`, so that their gateway role is fenced by a term like every other.
-import { isObjectName } from "./protocol/subjects";
-import { TopologyError } from "./errors";
 
 export const GATEWAY_API_VERSION = "raven.openyurt.io/v1beta1";
+/** The older version OpenYurt still serves: tunnel endpoints only, one active endpoint. Converted on read. */
+export const GATEWAY_API_VERSION_ALPHA = "raven.openyurt.io/v1alpha1";
 export const LABEL_NODEPOOL = "apps.openyurt.io/nodepool";
 export const LABEL_GATEWAY = "raven.openyurt.io/gateway";
 export const LABEL_SOLO = "raven.openyurt.io/solo";
@@ -33,10 +41,18 @@ export type Endpoint = {
   config?: Record<string, string>;
 };
 
+export type LabelSelectorRequirement = {
+  key: string;
+  operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+  values?: string[];
+};
+/** A Kubernetes label selector (metav1.LabelSelector), as OpenYurt's nodeSelector is. */
+export type LabelSelector = { matchLabels?: Record<string, string>; matchExpressions?: LabelSelectorRequirement[] };
+
 export type GatewaySpec = {
-  nodeSelector?: { matchLabels?: Record<string, string> };
-  proxyConfig: { replicas: number; proxyHTTPPort?: string; proxyHTTPSPort?: string };
-  tunnelConfig: { replicas: number };
+  nodeSelector?: LabelSelector;
+  proxyConfig: { Replicas: number; proxyHTTPPort?: string; proxyHTTPSPort?: string };
+  tunnelConfig: { Replicas: number };
   endpoints: Endpoint[];
   exposeType: ExposeType;
 };
@@ -57,7 +73,7 @@ export type GatewayStatus = {
 export type Gateway = {
   apiVersion: typeof GATEWAY_API_VERSION;
   kind: "Gateway";
-  metadata: { name: string; labels?: Record<string, string> };
+  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
   spec: GatewaySpec;
   status: GatewayStatus;
 };
@@ -65,7 +81,7 @@ export type Gateway = {
 export const emptyStatus = (): GatewayStatus => ({ nodes: [], activeEndpoints: [], term: 0 });
 
 export function replicasOf(spec: GatewaySpec): Record<EndpointType, number> {
-  return { proxy: spec.proxyConfig.replicas, tunnel: spec.tunnelConfig.replicas };
+  return { proxy: spec.proxyConfig.Replicas, tunnel: spec.tunnelConfig.Replicas };
 }
 
 /** Raven's default proxy ports when a Gateway names none: kubelet read-only and 9445 over HTTP, kubelet and
@@ -97,147 +113,13 @@ export function soloGateway(nodeName: string): Gateway {
     kind: "Gateway",
     metadata: { name: nodeName, labels: { [LABEL_SOLO]: "true" } },
     spec: {
-      proxyConfig: { replicas: 1 },
-      tunnelConfig: { replicas: 1 },
+      proxyConfig: { Replicas: 1 },
+      tunnelConfig: { Replicas: 1 },
       endpoints: ENDPOINT_TYPES.map((type) => ({ nodeName, type, port: DEFAULT_PORT[type], underNAT: false })),
       exposeType: ExposeType.None,
+      // As OpenYurt defaults every Gateway's, so that the record reads back as a manifest unchanged.
+      nodeSelector: { matchLabels: { [LABEL_GATEWAY]: nodeName } },
     },
     status: emptyStatus(),
   };
-}
-
-// --- parsing user manifests ---------------------------------------------------------------------------------
-
-type Raw = Record<string, unknown>;
-const isObj = (v: unknown): v is Raw => typeof v === "object" && v !== null && !Array.isArray(v);
-
-function need(cond: boolean, where: string, what: string): asserts cond {
-  if (!cond) throw new TopologyError(`${where}: ${what}`);
-}
-
-function parseReplicas(raw: unknown, where: string, max: number, dflt: number): number {
-  if (raw === undefined) return dflt;
-  need(
-    typeof raw === "number" && Number.isInteger(raw) && raw >= 0 && raw <= max,
-    where,
-    `must be an integer 0..${max}`,
-  );
-  return raw;
-}
-
-function parsePortList(raw: unknown, where: string): string | undefined {
-  if (raw === undefined) return undefined;
-  need(
-    typeof raw === "string" && /^\d{1,5}(,\d{1,5})*$/.test(raw),
-    where,
-    'must be a comma-separated port list like "10250,9100"',
-  );
-  for (const port of raw.split(","))
-    need(Number(port) >= 1 && Number(port) <= 65535, where, `port ${port} is outside 1..65535`);
-  return raw;
-}
-
-function parseEndpoint(raw: unknown, where: string): Endpoint {
-  need(isObj(raw), where, "must be an object");
-  need(isObjectName(raw.nodeName), `${where}.nodeName`, `must be a node name, got ${JSON.stringify(raw.nodeName)}`);
-  need(raw.type === "proxy" || raw.type === "tunnel", `${where}.type`, 'must be "proxy" or "tunnel"');
-  const type = raw.type as EndpointType;
-  const port = raw.port ?? DEFAULT_PORT[type];
-  need(
-    typeof port === "number" && Number.isInteger(port) && port > 0 && port < 65536,
-    `${where}.port`,
-    "must be a port number",
-  );
-  const ep: Endpoint = { nodeName: raw.nodeName as string, type, port, underNAT: raw.underNAT === true };
-  if (raw.publicIP !== undefined) {
-    need(typeof raw.publicIP === "string", `${where}.publicIP`, "must be a string");
-    ep.publicIP = raw.publicIP;
-  }
-  if (raw.publicPort !== undefined) {
-    need(typeof raw.publicPort === "number", `${where}.publicPort`, "must be a number");
-    ep.publicPort = raw.publicPort;
-  }
-  if (raw.natType !== undefined) ep.natType = String(raw.natType);
-  if (raw.config !== undefined) {
-    need(
-      isObj(raw.config) && Object.values(raw.config).every((v) => typeof v === "string"),
-      `${where}.config`,
-      "must map strings to strings",
-    );
-    ep.config = raw.config as Record<string, string>;
-  }
-  return ep;
-}
-
-/** Parses a Gateway manifest (the Kubernetes object shape); `status` in the input is ignored. */
-export function parseGatewayManifest(raw: unknown, where = "gateway"): Gateway {
-  need(isObj(raw), where, "must be an object");
-  if (raw.apiVersion !== undefined) {
-    need(raw.apiVersion === GATEWAY_API_VERSION, `${where}.apiVersion`, `must be ${GATEWAY_API_VERSION}`);
-  }
-  if (raw.kind !== undefined) need(raw.kind === "Gateway", `${where}.kind`, "must be Gateway");
-  need(isObj(raw.metadata), `${where}.metadata`, "must be an object");
-  const name = raw.metadata.name;
-  need(isObjectName(name), `${where}.metadata.name`, `must be a DNS subdomain name, got ${JSON.stringify(name)}`);
-  const at = `gateway ${name}`;
-  const spec = raw.spec ?? {};
-  need(isObj(spec), `${at}.spec`, "must be an object");
-  const proxyConfig = isObj(spec.proxyConfig) ? spec.proxyConfig : {};
-  const tunnelConfig = isObj(spec.tunnelConfig) ? spec.tunnelConfig : {};
-  const endpointsRaw = spec.endpoints ?? [];
-  need(Array.isArray(endpointsRaw), `${at}.spec.endpoints`, "must be a list");
-  const endpoints = endpointsRaw.map((e, i) => parseEndpoint(e, `${at}.spec.endpoints[${i}]`));
-  const seen = new Set<string>();
-  for (const ep of endpoints) {
-    const k = `${ep.nodeName}/${ep.type}`;
-    need(!seen.has(k), `${at}.spec.endpoints`, `lists ${ep.type} endpoint ${ep.nodeName} twice`);
-    seen.add(k);
-  }
-  const exposeType = spec.exposeType ?? "";
-  need(
-    exposeType === "" || exposeType === "PublicIP" || exposeType === "LoadBalancer",
-    `${at}.spec.exposeType`,
-    'must be "", "PublicIP" or "LoadBalancer"',
-  );
-  const out: GatewaySpec = {
-    proxyConfig: { replicas: parseReplicas(proxyConfig.replicas, `${at}.spec.proxyConfig.replicas`, 16, 1) },
-    tunnelConfig: { replicas: parseReplicas(tunnelConfig.replicas, `${at}.spec.tunnelConfig.replicas`, 1, 1) },
-    endpoints,
-    exposeType: exposeType as ExposeType,
-  };
-  const httpPorts = parsePortList(proxyConfig.proxyHTTPPort, `${at}.spec.proxyConfig.proxyHTTPPort`);
-  const httpsPorts = parsePortList(proxyConfig.proxyHTTPSPort, `${at}.spec.proxyConfig.proxyHTTPSPort`);
-  if (httpPorts) out.proxyConfig.proxyHTTPPort = httpPorts;
-  if (httpsPorts) out.proxyConfig.proxyHTTPSPort = httpsPorts;
-  if (isObj(spec.nodeSelector)) out.nodeSelector = spec.nodeSelector as GatewaySpec["nodeSelector"];
-  const labels = isObj(raw.metadata.labels) ? (raw.metadata.labels as Record<string, string>) : undefined;
-  return {
-    apiVersion: GATEWAY_API_VERSION,
-    kind: "Gateway",
-    metadata: labels ? { name, labels } : { name },
-    spec: out,
-    status: emptyStatus(),
-  };
-}
-
-/** Validates a record read back from KV (written by us, but the bucket is open to any NATS client). */
-export function parseGatewayRecord(raw: unknown, where: string): Gateway {
-  const gw = parseGatewayManifest(raw, where);
-  const st = isObj(raw) && isObj(raw.status) ? raw.status : {};
-  const term = st.term ?? 0;
-  need(
-    typeof term === "number" && Number.isInteger(term) && term >= 0,
-    `${where}.status.term`,
-    "must be a non-negative integer",
-  );
-  const active = Array.isArray(st.activeEndpoints) ? st.activeEndpoints : [];
-  const nodes = Array.isArray(st.nodes) ? (st.nodes as NodeInfo[]) : [];
-  gw.status = {
-    term,
-    activeEndpoints: active.map((e, i) => parseEndpoint(e, `${where}.status.activeEndpoints[${i}]`)),
-    nodes,
-  };
-  if (typeof st.problem === "string") gw.status.problem = st.problem;
-  if (typeof st.tunnelProblem === "string") gw.status.tunnelProblem = st.tunnelProblem;
-  return gw;
 }

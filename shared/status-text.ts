@@ -1,5 +1,5 @@
 // Plain-text rendering of what the mesh reports, for the CLI and the fleet launcher: aligned tables, the status
-// view, tunnel reports, and a small YAML emitter for JSON data (enough for Gateway records; strings are JSON-quoted).
+// view and tunnel reports. (YAML is the `yaml` library's: services/cli/manifests.ts.)
 import type { GatewayTunnel, StatusReply } from "./protocol";
 
 export function table(header: string[], rows: string[][], indent = ""): string {
@@ -121,42 +121,4 @@ export function renderTunnels(reports: readonly GatewayTunnel[], st: StatusReply
   for (const d of st?.domains ?? [])
     if (d.tunnelProblem) out.push(`domain ${d.domain}: tunnel mode refused: ${d.tunnelProblem}`);
   return out.join("\n");
-}
-
-const PLAIN = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
-const RESERVED = /^(true|false|null|yes|no|on|off|~)$/i;
-
-function scalar(v: unknown): string {
-  if (v === null || v === undefined) return "null";
-  if (typeof v === "string") return PLAIN.test(v) && !RESERVED.test(v) ? v : JSON.stringify(v);
-  return String(v);
-}
-
-export function toYaml(value: unknown, indent = ""): string {
-  if (Array.isArray(value)) {
-    if (value.length === 0) return "[]";
-    return value
-      .map((item) => {
-        if (item !== null && typeof item === "object" && !Array.isArray(item) && Object.keys(item).length) {
-          const body = toYaml(item, indent + "  ");
-          return `${indent}- ${body.slice(indent.length + 2)}`;
-        }
-        return `${indent}- ${toYaml(item, indent + "  ").trimStart()}`;
-      })
-      .join("\n");
-  }
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-    if (entries.length === 0) return "{}";
-    return entries
-      .map(([k, v]) => {
-        const key = PLAIN.test(k) ? k : JSON.stringify(k);
-        if (v !== null && typeof v === "object" && (Array.isArray(v) ? v.length : Object.keys(v).length)) {
-          return `${indent}${key}:\n${toYaml(v, indent + "  ")}`;
-        }
-        return `${indent}${key}: ${toYaml(v, indent + "  ").trimStart()}`;
-      })
-      .join("\n");
-  }
-  return indent + scalar(value);
 }

@@ -3,7 +3,8 @@
 // labels exactly as they would in Kubernetes.
 import { readFileSync } from "node:fs";
 import { TopologyError, describeError } from "./errors";
-import { LABEL_GATEWAY, parseGatewayManifest, type Gateway } from "./gateway";
+import { LABEL_GATEWAY, type Gateway } from "./gateway";
+import { parseGatewayManifest } from "./gateway-manifest";
 import { computeUnits, domainProblem, type NodeFacts, type Partition } from "./domains";
 import { isObjectName } from "./protocol/subjects";
 

@@ -3,9 +3,9 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseFlags } from "../../shared/args";
-import { ConfigError, describeError } from "../../shared/errors";
-import { parseGatewayManifest } from "../../shared/gateway";
-import { applyGateway, listGateways } from "../../shared/gateway-store";
+import { ConfigError, TopologyError, describeError } from "../../shared/errors";
+import { parseGatewayManifest } from "../../shared/gateway-manifest";
+import { applyGateway, deleteGateway, listGateways } from "../../shared/gateway-store";
 import { bindBuckets, connectDaemon, connectOnce, requestStatus, type NatsConnection } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName, subjects, tryDecode, type GatewayTunnel } from "../../shared/protocol";
@@ -19,8 +19,9 @@ import {
   type MachineName,
   startUiServer,
 } from "../ui";
-import { renderStatus, renderTunnels, toYaml } from "../../shared/status-text";
+import { renderStatus, renderTunnels } from "../../shared/status-text";
 import { defaultProxyAddress, hostsFile } from "./hosts";
+import { gatewaysJson, gatewaysYaml, readManifests } from "./manifests";
 import { isIP } from "node:net";
 
 const HELP = `usage: raven <command> [options]
@@ -29,9 +30,12 @@ Commands:
   status [--domain D] [-o table|json]   domains, active endpoints, term and term changes in the last minute,
                                         candidates' health, tunnels and last heartbeat, nodes (asks the
                                         active coordinator)
-  gateways [-o yaml|json]               print the Gateway records (raven.openyurt.io/v1beta1 shape)
-  gateways apply -f FILE                create or update Gateways from a JSON file (one object or a list);
-                                        the coordinator elects for them at once
+  gateways [-o yaml|json]               print the Gateway records (raven.openyurt.io/v1beta1, as OpenYurt's
+                                        CRD has them); what it prints applies back unchanged
+  gateways apply -f FILE                create or update Gateways from YAML or JSON (one object, a List, or
+                                        --- separated documents; v1alpha1 is converted), checked as
+                                        OpenYurt's webhooks check them; the coordinator elects at once
+  gateways delete NAME                  delete a Gateway; its nodes fall back to solo or another Gateway
   statecharts export --format mermaid|dot|svg [--out DIR]
                                         every machine's diagram, drawn from the code (stdout, or one
                                         file per machine plus a Mermaid README in DIR)
@@ -119,33 +123,67 @@ runMain(async () => {
       return;
     }
     case "gateways": {
-      const apply = rest[0] === "apply";
+      const sub = rest[0] === "apply" || rest[0] === "delete" ? rest[0] : null;
       const parsed = parseFlags(
-        apply ? rest.slice(1) : rest,
-        apply ? "raven gateways apply -f FILE" : "raven gateways [-o yaml|json]",
-        "Gateway records in the hub's KV.",
+        sub ? rest.slice(1) : rest,
+        sub === "apply"
+          ? "raven gateways apply -f FILE"
+          : sub === "delete"
+            ? "raven gateways delete NAME"
+            : "raven gateways [-o yaml|json]",
+        sub === "apply"
+          ? "Creates or updates Gateway records from a YAML or JSON manifest (raven.openyurt.io/v1beta1 or v1alpha1): one object, a List, or --- separated documents. Every object is checked before any is applied."
+          : sub === "delete"
+            ? "Deletes a Gateway record; its nodes fall back to solo or to another Gateway. Solo records are the coordinator's."
+            : "Prints the Gateway records in the hub's KV; the output applies back unchanged.",
         {
           nats: { type: "string", default: natsDefault, help: "hub NATS URL" },
-          output: { type: "string", short: "o", default: "yaml", help: "yaml or json" },
-          file: { type: "string", short: "f", help: "with apply: JSON file with a Gateway or a list of Gateways" },
+          ...(sub === null
+            ? { output: { type: "string" as const, short: "o", default: "yaml", help: "yaml or json" } }
+            : {}),
+          ...(sub === "apply"
+            ? { file: { type: "string" as const, short: "f", help: "YAML or JSON file with Gateways" } }
+            : {}),
         },
+        sub === "delete",
       );
       if (!parsed) return;
-      const { flags } = parsed;
-      if (apply) {
+      const { flags, positionals } = parsed;
+      if (sub === "apply") {
         if (!flags.file) throw new ConfigError("-f", "a file is required");
-        let raw: unknown;
+        let bytes: Buffer;
         try {
-          raw = JSON.parse(readFileSync(flags.file, "utf8"));
+          bytes = readFileSync(flags.file);
         } catch (err) {
           throw new ConfigError("-f", `cannot read ${flags.file}: ${describeError(err)}`);
         }
-        const list = (Array.isArray(raw) ? raw : [raw]).map((g, i) => parseGatewayManifest(g, `${flags.file}[${i}]`));
+        // Every object is checked before any is applied: a bad one leaves the records as they were.
+        const list = readManifests(bytes, flags.file).map((o) => {
+          try {
+            return parseGatewayManifest(o.raw, o.where);
+          } catch (err) {
+            throw err instanceof TopologyError ? new ConfigError("-f", `${o.where}: ${err.message}`) : err;
+          }
+        });
+        const names = new Set<string>();
+        for (const gw of list) {
+          if (names.has(gw.metadata.name))
+            throw new ConfigError("-f", `${flags.file} defines gateway ${gw.metadata.name} twice`);
+          names.add(gw.metadata.name);
+        }
         await withMesh(flags.nats!, async (nc) => {
           const buckets = await bindBuckets(nc);
           for (const gw of list)
             process.stdout.write(`gateway ${gw.metadata.name} ${await applyGateway(buckets.gateways, gw)}\n`);
         });
+        return;
+      }
+      if (sub === "delete") {
+        const name = positionals[0];
+        if (!name || positionals.length > 1)
+          throw new ConfigError("delete", "name exactly one Gateway: raven gateways delete NAME");
+        await withMesh(flags.nats!, async (nc) => deleteGateway((await bindBuckets(nc)).gateways, name));
+        process.stdout.write(`gateway ${name} deleted\n`);
         return;
       }
       if (flags.output !== "yaml" && flags.output !== "json")
@@ -156,9 +194,7 @@ runMain(async () => {
           process.stderr.write(`warning: skipping record ${key}: ${describeError(err)}\n`),
         );
       });
-      if (flags.output === "json")
-        process.stdout.write(JSON.stringify({ apiVersion: "v1", kind: "List", items: gws }, null, 2) + "\n");
-      else process.stdout.write(gws.map((g) => toYaml(g)).join("\n---\n") + "\n");
+      process.stdout.write(flags.output === "json" ? gatewaysJson(gws) : gatewaysYaml(gws));
       return;
     }
     case "statecharts": {

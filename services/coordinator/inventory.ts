@@ -13,7 +13,8 @@ import {
   type Placement,
 } from "../../shared/domains";
 import { describeError } from "../../shared/errors";
-import { parseGatewayRecord, type Gateway } from "../../shared/gateway";
+import type { Gateway } from "../../shared/gateway";
+import { parseGatewayRecord } from "../../shared/gateway-manifest";
 import type { HubBuckets } from "../../shared/nats";
 import { encodeJson, textDecoder } from "../../shared/nats";
 import type { Logger } from "../../shared/log";

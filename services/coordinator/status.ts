@@ -42,7 +42,7 @@ export function buildStatus(input: StatusInput): StatusReply {
       solo: unit.solo,
       term: record?.status.term ?? 0,
       termChangesLastMinute: input.termChanges.count(unit.key, now),
-      replicas: { proxy: spec?.proxyConfig.replicas ?? 0, tunnel: spec?.tunnelConfig.replicas ?? 0 },
+      replicas: { proxy: spec?.proxyConfig.Replicas ?? 0, tunnel: spec?.tunnelConfig.Replicas ?? 0 },
       active: (record?.status.activeEndpoints ?? []).map((e) => ({ nodeName: e.nodeName, type: e.type })),
       candidates: unit.candidates.map((c) => {
         const h = tracker.candidates.get(c);

@@ -427,7 +427,7 @@ export class Fleet {
     const unit = units.get(unitOfNode.get(node) ?? "");
     const gw = this.topology.gateways.find((g) => unit && gatewayKey(g.metadata.name) === unit.key);
     return proxyPortsOf(
-      gw?.spec ?? { proxyConfig: { replicas: 1 }, tunnelConfig: { replicas: 1 }, endpoints: [], exposeType: "" },
+      gw?.spec ?? { proxyConfig: { Replicas: 1 }, tunnelConfig: { Replicas: 1 }, endpoints: [], exposeType: "" },
     );
   }
 

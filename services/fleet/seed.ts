@@ -4,7 +4,8 @@
 // node, which the coordinator would otherwise create without one. Idempotent: a second run changes nothing.
 import type { KV } from "@nats-io/kv";
 import { describeError } from "../../shared/errors";
-import { parseGatewayRecord, soloGateway, soloKey, type Gateway } from "../../shared/gateway";
+import { soloGateway, soloKey, type Gateway } from "../../shared/gateway";
+import { parseGatewayRecord } from "../../shared/gateway-manifest";
 import { applyGateway } from "../../shared/gateway-store";
 import { casPut, readJson } from "../../shared/kv";
 import type { HubBuckets } from "../../shared/nats";

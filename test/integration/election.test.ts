@@ -98,7 +98,7 @@ describe("election on a real mesh", () => {
       expect(
         await applyGateway((await openBuckets(nc)).gateways, {
           ...gw,
-          spec: { ...gw.spec, proxyConfig: { replicas: 2 } },
+          spec: { ...gw.spec, proxyConfig: { Replicas: 2 } },
         }),
       ).toBe("updated");
     } finally {

@@ -9,14 +9,8 @@ import {
   type NodeFacts,
   type Partition,
 } from "../../../shared/domains";
-import {
-  LABEL_GATEWAY,
-  LABEL_NODEPOOL,
-  gatewayKey,
-  parseGatewayManifest,
-  soloKey,
-  type Gateway,
-} from "../../../shared/gateway";
+import { LABEL_GATEWAY, LABEL_NODEPOOL, gatewayKey, soloKey, type Gateway } from "../../../shared/gateway";
+import { parseGatewayManifest } from "../../../shared/gateway-manifest";
 import { loadTopology } from "../../../shared/topology";
 
 const node = (name: string, pool?: string, gateway?: string): NodeFacts => ({

@@ -6,11 +6,10 @@ import {
   LABEL_SOLO,
   isSolo,
   keyOfGateway,
-  parseGatewayManifest,
-  parseGatewayRecord,
   replicasOf,
   soloGateway,
 } from "../../../shared/gateway";
+import { parseGatewayManifest, parseGatewayRecord } from "../../../shared/gateway-manifest";
 
 /** The shape of an OpenYurt Raven v1beta1 Gateway as `kubectl get gateway -o json` prints it. */
 const openYurtGateway = () => ({
@@ -27,8 +26,8 @@ const openYurtGateway = () => ({
   },
   spec: {
     nodeSelector: { matchLabels: { "apps.openyurt.io/nodepool": "hangzhou" } },
-    proxyConfig: { replicas: 2, proxyHTTPPort: "10255,9445", proxyHTTPSPort: "10250,9100" },
-    tunnelConfig: { replicas: 1 },
+    proxyConfig: { Replicas: 2, proxyHTTPPort: "10255,9445", proxyHTTPSPort: "10250,9100" },
+    tunnelConfig: { Replicas: 1 },
     endpoints: [
       {
         nodeName: "hz-node-1",
@@ -39,7 +38,7 @@ const openYurtGateway = () => ({
         config: { "raven.openyurt.io/proxy-server-exposed-ports": "10262" },
       },
       { nodeName: "hz-node-1", type: "tunnel", port: 4500, underNAT: false, publicIP: "47.98.1.10", config: {} },
-      { nodeName: "hz-node-2", type: "proxy", port: 10262, underNAT: true, natType: "Symmetric", publicPort: 31000 },
+      { nodeName: "hz-node-2", type: "proxy", port: 10262, underNAT: false, natType: "Symmetric", publicPort: 31000 },
     ],
     exposeType: "PublicIP",
   },
@@ -67,11 +66,15 @@ describe("parseGatewayManifest", () => {
     const gw = parseGatewayManifest(openYurtGateway());
     expect(gw.apiVersion).toBe(GATEWAY_API_VERSION);
     expect(gw.kind).toBe("Gateway");
-    expect(gw.metadata).toEqual({ name: "gw-hangzhou", labels: { "app.kubernetes.io/managed-by": "yurt-manager" } });
+    expect(gw.metadata).toEqual({
+      name: "gw-hangzhou",
+      labels: { "app.kubernetes.io/managed-by": "yurt-manager" },
+      annotations: { "kubectl.kubernetes.io/last-applied-configuration": "{}" },
+    });
     expect(gw.spec).toEqual({
       nodeSelector: { matchLabels: { "apps.openyurt.io/nodepool": "hangzhou" } },
-      proxyConfig: { replicas: 2, proxyHTTPPort: "10255,9445", proxyHTTPSPort: "10250,9100" },
-      tunnelConfig: { replicas: 1 },
+      proxyConfig: { Replicas: 2, proxyHTTPPort: "10255,9445", proxyHTTPSPort: "10250,9100" },
+      tunnelConfig: { Replicas: 1 },
       endpoints: [
         {
           nodeName: "hz-node-1",
@@ -82,7 +85,7 @@ describe("parseGatewayManifest", () => {
           config: { "raven.openyurt.io/proxy-server-exposed-ports": "10262" },
         },
         { nodeName: "hz-node-1", type: "tunnel", port: 4500, underNAT: false, publicIP: "47.98.1.10", config: {} },
-        { nodeName: "hz-node-2", type: "proxy", port: 10262, underNAT: true, natType: "Symmetric", publicPort: 31000 },
+        { nodeName: "hz-node-2", type: "proxy", port: 10262, underNAT: false, natType: "Symmetric", publicPort: 31000 },
       ],
       exposeType: "PublicIP",
     });
@@ -93,13 +96,13 @@ describe("parseGatewayManifest", () => {
     expect(parseGatewayManifest(openYurtGateway()).status).toEqual({ nodes: [], activeEndpoints: [], term: 0 });
   });
 
-  it("defaults ports, replicas and exposeType", () => {
+  it("defaults ports (none or 0), Replicas, exposeType and the nodeSelector as OpenYurt does", () => {
     const gw = parseGatewayManifest({
       metadata: { name: "gw-a" },
       spec: {
         endpoints: [
           { nodeName: "n1", type: "proxy" },
-          { nodeName: "n1", type: "tunnel" },
+          { nodeName: "n1", type: "tunnel", port: 0 },
         ],
       },
     });
@@ -108,9 +111,10 @@ describe("parseGatewayManifest", () => {
       { nodeName: "n1", type: "proxy", port: 10262, underNAT: false },
       { nodeName: "n1", type: "tunnel", port: 4500, underNAT: false },
     ]);
-    expect(gw.spec.proxyConfig).toEqual({ replicas: 1 });
-    expect(gw.spec.tunnelConfig).toEqual({ replicas: 1 });
+    expect(gw.spec.proxyConfig).toEqual({ Replicas: 1 });
+    expect(gw.spec.tunnelConfig).toEqual({ Replicas: 1 });
     expect(gw.spec.exposeType).toBe("");
+    expect(gw.spec.nodeSelector).toEqual({ matchLabels: { "raven.openyurt.io/gateway": "gw-a" } });
     expect(parseGatewayManifest({ metadata: { name: "bare" } }).spec.endpoints).toEqual([]);
   });
 
@@ -120,20 +124,23 @@ describe("parseGatewayManifest", () => {
     }
     // `exposeType:` left empty in YAML is null: the same as not set
     expect(parseGatewayManifest(withSpec({ exposeType: null })).spec.exposeType).toBe("");
-    const gw = parseGatewayManifest(withSpec({ proxyConfig: { replicas: 16 }, tunnelConfig: { replicas: 0 } }));
+    const endpoints = Array.from({ length: 16 }, (_, i) => ({ nodeName: `n${i}`, type: "proxy" }));
+    const gw = parseGatewayManifest(
+      withSpec({ proxyConfig: { Replicas: 16 }, tunnelConfig: { Replicas: 0 }, endpoints }),
+    );
     expect(replicasOf(gw.spec)).toEqual({ proxy: 16, tunnel: 0 });
   });
 
   it("rejects more than one tunnel replica", () => {
-    expect(topologyError(() => parseGatewayManifest(withSpec({ tunnelConfig: { replicas: 2 } })))).toBe(
-      "gateway gw-a.spec.tunnelConfig.replicas: must be an integer 0..1",
+    expect(topologyError(() => parseGatewayManifest(withSpec({ tunnelConfig: { Replicas: 2 } })))).toBe(
+      "gateway gw-a.spec.tunnelConfig.Replicas: must be an integer 0..1",
     );
   });
 
   it("rejects bad proxy replicas", () => {
-    for (const replicas of [17, -1, 1.5, "1", null]) {
-      expect(topologyError(() => parseGatewayManifest(withSpec({ proxyConfig: { replicas } })))).toBe(
-        "gateway gw-a.spec.proxyConfig.replicas: must be an integer 0..16",
+    for (const replicas of [17, -1, 1.5, "1", true]) {
+      expect(topologyError(() => parseGatewayManifest(withSpec({ proxyConfig: { Replicas: replicas } })))).toBe(
+        "gateway gw-a.spec.proxyConfig.Replicas: must be an integer 0..16",
       );
     }
   });
@@ -184,13 +191,21 @@ describe("parseGatewayManifest", () => {
       [{ nodeName: "n1", type: "vpn" }, 'gateway gw-a.spec.endpoints[0].type: must be "proxy" or "tunnel"'],
       [{ type: "proxy" }, "gateway gw-a.spec.endpoints[0].nodeName: must be a node name, got undefined"],
       [{ nodeName: "N1", type: "proxy" }, 'gateway gw-a.spec.endpoints[0].nodeName: must be a node name, got "N1"'],
-      [{ nodeName: "n1", type: "proxy", port: 0 }, "gateway gw-a.spec.endpoints[0].port: must be a port number"],
+      [{ nodeName: "n1", type: "proxy", port: -1 }, "gateway gw-a.spec.endpoints[0].port: must be a port number"],
       [{ nodeName: "n1", type: "proxy", port: 65536 }, "gateway gw-a.spec.endpoints[0].port: must be a port number"],
       [{ nodeName: "n1", type: "proxy", port: "10262" }, "gateway gw-a.spec.endpoints[0].port: must be a port number"],
       [{ nodeName: "n1", type: "proxy", publicIP: 1 }, "gateway gw-a.spec.endpoints[0].publicIP: must be a string"],
       [
+        { nodeName: "n1", type: "proxy", publicIP: "47.98.1" },
+        'gateway gw-a.spec.endpoints[0].publicIP: must be an IP address, got "47.98.1"',
+      ],
+      [
+        { nodeName: "n1", type: "proxy", underNAT: "yes" },
+        "gateway gw-a.spec.endpoints[0].underNAT: must be true or false",
+      ],
+      [
         { nodeName: "n1", type: "proxy", publicPort: "1" },
-        "gateway gw-a.spec.endpoints[0].publicPort: must be a number",
+        "gateway gw-a.spec.endpoints[0].publicPort: must be a port number",
       ],
       [
         { nodeName: "n1", type: "proxy", config: { a: 1 } },
@@ -209,8 +224,8 @@ describe("parseGatewayManifest", () => {
   it("rejects a wrong apiVersion, kind or name, naming where", () => {
     const ok = openYurtGateway();
     expect(
-      topologyError(() => parseGatewayManifest({ ...ok, apiVersion: "raven.openyurt.io/v1alpha1" }, "gateways[2]")),
-    ).toBe(`gateways[2].apiVersion: must be ${GATEWAY_API_VERSION}`);
+      topologyError(() => parseGatewayManifest({ ...ok, apiVersion: "raven.openyurt.io/v2" }, "gateways[2]")),
+    ).toBe(`gateways[2].apiVersion: must be ${GATEWAY_API_VERSION} or raven.openyurt.io/v1alpha1`);
     expect(topologyError(() => parseGatewayManifest({ ...ok, kind: "Pod" }))).toBe("gateway.kind: must be Gateway");
     expect(topologyError(() => parseGatewayManifest({ ...ok, metadata: {} }))).toBe(
       "gateway.metadata.name: must be a DNS subdomain name, got undefined",
@@ -219,6 +234,117 @@ describe("parseGatewayManifest", () => {
     expect(topologyError(() => parseGatewayManifest(null))).toBe("gateway: must be an object");
     expect(topologyError(() => parseGatewayManifest({ metadata: { name: "gw-a" }, spec: [] }))).toBe(
       "gateway gw-a.spec: must be an object",
+    );
+  });
+});
+
+describe("parseGatewayManifest is strict", () => {
+  it("names an unknown or misspelled field, and the field it likely meant", () => {
+    const cases: [Record<string, unknown>, string][] = [
+      [
+        withSpec({ proxyConfig: { replicas: 2 } }),
+        "gateway gw-a.spec.proxyConfig.replicas: unknown field (did you mean Replicas?); the fields here are Replicas, proxyHTTPPort, proxyHTTPSPort",
+      ],
+      [
+        withSpec({ exposeTyp: "PublicIP" }),
+        "gateway gw-a.spec.exposeTyp: unknown field (did you mean exposeType?); the fields here are nodeSelector, proxyConfig, tunnelConfig, endpoints, exposeType",
+      ],
+      [
+        withSpec({ endpoints: [{ nodeName: "n1", type: "proxy", publicIp: "1.2.3.4" }] }),
+        "gateway gw-a.spec.endpoints[0].publicIp: unknown field (did you mean publicIP?); the fields here are nodeName, type, port, underNAT, natType, publicIP, publicPort, config",
+      ],
+      [
+        { metadata: { name: "gw-a" }, spec: {}, extra: 1 },
+        "gateway.extra: unknown field; the fields here are apiVersion, kind, metadata, spec, status",
+      ],
+      [
+        { metadata: { name: "gw-a", labls: {} } },
+        "gateway gw-a.metadata.labls: unknown field (did you mean labels?); the fields here are name, labels, annotations",
+      ],
+    ];
+    for (const [raw, message] of cases) expect(topologyError(() => parseGatewayManifest(raw))).toBe(message);
+  });
+
+  it("refuses a namespace: Gateways are cluster-scoped", () => {
+    expect(topologyError(() => parseGatewayManifest({ metadata: { name: "gw-a", namespace: "default" } }))).toBe(
+      "gateway gw-a.metadata.namespace: must not be set: Gateways are cluster-scoped",
+    );
+  });
+
+  it("keeps a nodeSelector given, with matchExpressions checked", () => {
+    const nodeSelector = {
+      matchLabels: { "apps.openyurt.io/nodepool": "hz" },
+      matchExpressions: [
+        { key: "zone", operator: "In", values: ["a"] },
+        { key: "gpu", operator: "DoesNotExist" },
+      ],
+    };
+    expect(parseGatewayManifest(withSpec({ nodeSelector })).spec.nodeSelector).toEqual(nodeSelector);
+    const bad = { matchExpressions: [{ key: "zone", operator: "In", values: [] }] };
+    expect(topologyError(() => parseGatewayManifest(withSpec({ nodeSelector: bad })))).toBe(
+      "gateway gw-a.spec.nodeSelector.matchExpressions[0].values: must not be empty with In",
+    );
+  });
+});
+
+describe("parseGatewayManifest applies OpenYurt's validation", () => {
+  const ep = (nodeName: string, type: string, more: Record<string, unknown> = {}) => ({ nodeName, type, ...more });
+
+  it("one underNAT for every endpoint", () => {
+    const spec = { endpoints: [ep("n1", "proxy", { underNAT: true }), ep("n2", "proxy")] };
+    expect(topologyError(() => parseGatewayManifest(withSpec(spec)))).toBe(
+      "gateway gw-a.spec.endpoints[1].underNAT: must be the same for every endpoint (endpoints[0] says true)",
+    );
+  });
+
+  it("an exposed Gateway is not under NAT", () => {
+    const spec = { exposeType: "LoadBalancer", endpoints: [ep("n1", "proxy", { underNAT: true })] };
+    expect(topologyError(() => parseGatewayManifest(withSpec(spec)))).toBe(
+      "gateway gw-a.spec.endpoints[0].underNAT: must be false: the Gateway is exposed (exposeType LoadBalancer), so it cannot be under NAT",
+    );
+  });
+
+  it("no more proxy Replicas than proxy endpoints (above one)", () => {
+    const spec = {
+      proxyConfig: { Replicas: 3 },
+      endpoints: [ep("n1", "proxy"), ep("n2", "proxy"), ep("n3", "tunnel")],
+    };
+    expect(topologyError(() => parseGatewayManifest(withSpec(spec)))).toBe(
+      "gateway gw-a.spec.proxyConfig.Replicas: is 3, but the Gateway lists 2 proxy endpoints",
+    );
+    // One replica with no endpoint yet is allowed, as OpenYurt allows it.
+    expect(parseGatewayManifest(withSpec({ proxyConfig: { Replicas: 1 } })).spec.endpoints).toEqual([]);
+  });
+
+  it("converts a v1alpha1 Gateway as OpenYurt does: tunnel endpoints on 4500, both Replicas 1", () => {
+    const gw = parseGatewayManifest({
+      apiVersion: "raven.openyurt.io/v1alpha1",
+      kind: "Gateway",
+      metadata: { name: "gw-old" },
+      spec: {
+        endpoints: [
+          { nodeName: "n1", underNAT: true, publicIP: "1.2.3.4" },
+          { nodeName: "n2", underNAT: true },
+        ],
+      },
+      status: { activeEndpoint: { nodeName: "n1" } },
+    });
+    expect(gw.apiVersion).toBe(GATEWAY_API_VERSION);
+    expect(gw.spec.endpoints).toEqual([
+      { nodeName: "n1", type: "tunnel", port: 4500, underNAT: true, publicIP: "1.2.3.4" },
+      { nodeName: "n2", type: "tunnel", port: 4500, underNAT: true },
+    ]);
+    expect(replicasOf(gw.spec)).toEqual({ proxy: 1, tunnel: 1 });
+    expect(
+      topologyError(() =>
+        parseGatewayManifest({
+          apiVersion: "raven.openyurt.io/v1alpha1",
+          metadata: { name: "gw-old" },
+          spec: { endpoints: [{ nodeName: "n1", type: "proxy" }] },
+        }),
+      ),
+    ).toBe(
+      "gateway gw-old.spec.endpoints[0].type: unknown field; the fields here are nodeName, publicIP, underNAT, config",
     );
   });
 });

@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { soloGateway } from "../../../shared/gateway";
 import type { CandidateStatus, DomainStatus, StatusReply } from "../../../shared/protocol";
-import { renderStatus, table, toYaml } from "../../../shared/status-text";
+import { renderStatus, table } from "../../../shared/status-text";
 
 describe("table", () => {
   it("pads every column but the last to its widest cell, two spaces apart", () => {
@@ -152,125 +151,6 @@ describe("renderStatus", () => {
     const st: StatusReply = { coordinator: "c", activeSince: 0, truncated: false, domains: [] };
     expect(renderStatus(st)).toBe(
       "coordinator c (active since 1970-01-01T00:00:00.000Z)\n\nDOMAIN  GATEWAY  TERM  TERMS/1m  REPLICAS  ACTIVE  PROBLEM",
-    );
-  });
-});
-
-describe("toYaml", () => {
-  it("renders a solo Gateway record exactly", () => {
-    const gw = soloGateway("kiosk-1");
-    expect(toYaml(gw)).toBe(
-      [
-        "apiVersion: raven.openyurt.io/v1beta1",
-        "kind: Gateway",
-        "metadata:",
-        "  name: kiosk-1",
-        "  labels:",
-        '    raven.openyurt.io/solo: "true"',
-        "spec:",
-        "  proxyConfig:",
-        "    replicas: 1",
-        "  tunnelConfig:",
-        "    replicas: 1",
-        "  endpoints:",
-        "    - nodeName: kiosk-1",
-        "      type: proxy",
-        "      port: 10262",
-        "      underNAT: false",
-        "    - nodeName: kiosk-1",
-        "      type: tunnel",
-        "      port: 4500",
-        "      underNAT: false",
-        '  exposeType: ""',
-        "status:",
-        "  nodes: []",
-        "  activeEndpoints: []",
-        "  term: 0",
-      ].join("\n"),
-    );
-  });
-
-  it("quotes strings YAML would read as something else", () => {
-    const quoted: [string, string][] = [
-      ["10250,9100", '"10250,9100"'],
-      ["", '""'],
-      ["true", '"true"'],
-      ["False", '"False"'],
-      ["null", '"null"'],
-      ["yes", '"yes"'],
-      ["off", '"off"'],
-      ["~", '"~"'],
-      ["10262", '"10262"'],
-      ["192.168.1.11", '"192.168.1.11"'],
-      ["a: b", '"a: b"'],
-      ["- x", '"- x"'],
-      ["#comment", '"#comment"'],
-      ["two words", '"two words"'],
-      ['say "hi"', '"say \\"hi\\""'],
-      ["line1\nline2", '"line1\\nline2"'],
-    ];
-    for (const [value, yaml] of quoted) expect(toYaml({ k: value }), JSON.stringify(value)).toBe(`k: ${yaml}`);
-    for (const plain of ["proxy", "gw-factory-a", "raven.openyurt.io/v1beta1", "PublicIP", "_x", "truth"]) {
-      expect(toYaml({ k: plain }), plain).toBe(`k: ${plain}`);
-    }
-  });
-
-  it("renders scalars, nulls and dropped undefined fields", () => {
-    expect(toYaml({ n: 3, f: 1.5, neg: -2, b: true, z: null, gone: undefined })).toBe(
-      ["n: 3", "f: 1.5", "neg: -2", "b: true", "z: null"].join("\n"),
-    );
-    expect(toYaml("10250,9100")).toBe('"10250,9100"');
-    expect(toYaml(42)).toBe("42");
-    expect(toYaml(null)).toBe("null");
-    expect(toYaml([])).toBe("[]");
-    expect(toYaml({})).toBe("{}");
-  });
-
-  it("quotes keys that are not plain", () => {
-    expect(toYaml({ "has space": 1, "10250": 2, "a.b/c": 3 })).toBe(
-      ['"10250": 2', '"has space": 1', "a.b/c: 3"].join("\n"),
-    );
-  });
-
-  it("renders nested objects and arrays, including arrays of arrays and empty containers", () => {
-    const value = {
-      spec: {
-        proxyConfig: { replicas: 2, proxyHTTPSPort: "10250,9100" },
-        endpoints: [
-          { nodeName: "a", config: { k: "v" } },
-          { nodeName: "b", config: {} },
-        ],
-        ports: [[1, 2], [], ["x"]],
-        nested: [{ list: ["p", "q"] }],
-      },
-      tags: ["one", "", { x: 1 }],
-    };
-    expect(toYaml(value)).toBe(
-      [
-        "spec:",
-        "  proxyConfig:",
-        "    replicas: 2",
-        '    proxyHTTPSPort: "10250,9100"',
-        "  endpoints:",
-        "    - nodeName: a",
-        "      config:",
-        "        k: v",
-        "    - nodeName: b",
-        "      config: {}",
-        "  ports:",
-        "    - - 1",
-        "      - 2",
-        "    - []",
-        "    - - x",
-        "  nested:",
-        "    - list:",
-        "        - p",
-        "        - q",
-        "tags:",
-        "  - one",
-        '  - ""',
-        "  - x: 1",
-      ].join("\n"),
     );
   });
 });

@@ -107,7 +107,7 @@ describe("the demo topology.json", () => {
   it("keeps the Gateway spec of the file", () => {
     const cloud = topo.gateways[0]!;
     expect(cloud.spec.exposeType).toBe("PublicIP");
-    expect(cloud.spec.proxyConfig).toEqual({ replicas: 1, proxyHTTPPort: "10255,9445", proxyHTTPSPort: "10250,9100" });
+    expect(cloud.spec.proxyConfig).toEqual({ Replicas: 1, proxyHTTPPort: "10255,9445", proxyHTTPSPort: "10250,9100" });
     expect(topo.gateways[1]!.spec.endpoints.every((e) => e.underNAT)).toBe(true);
     expect(cloud.status).toEqual({ nodes: [], activeEndpoints: [], term: 0 });
   });

@@ -199,11 +199,11 @@ describe("plan", () => {
     // Two proxy actives went silent together after the spec went down to one replica, then to none.
     const two = record({ endpoints: [ep("a"), ep("b")], proxy: 2, active: [ep("a"), ep("b")], term: 2 });
     const one = plan(
-      ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, replicas: 1 } } } }),
+      ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, Replicas: 1 } } } }),
     )!;
     expect(one.record.status).toMatchObject({ activeEndpoints: [ep("a")], term: 3 });
     const none = plan(
-      ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, replicas: 0 } } } }),
+      ctx({ record: { ...two, spec: { ...two.spec, proxyConfig: { ...two.spec.proxyConfig, Replicas: 0 } } } }),
     )!;
     expect(none.record.status).toMatchObject({ activeEndpoints: [], term: 3 });
   });

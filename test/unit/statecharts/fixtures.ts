@@ -39,8 +39,8 @@ export function gateway(name: string, o: GatewayOpts): Gateway {
     kind: "Gateway",
     metadata: { name },
     spec: {
-      proxyConfig: { replicas: o.proxy ?? 1 },
-      tunnelConfig: { replicas: o.tunnel ?? 1 },
+      proxyConfig: { Replicas: o.proxy ?? 1 },
+      tunnelConfig: { Replicas: o.tunnel ?? 1 },
       endpoints: o.endpoints,
       exposeType: "",
     },
