@@ -9,8 +9,10 @@
 // trips on one kept-alive connection, and connections/s (dial, one round trip, close).
 // The ssh path uses OpenSSH's default cipher unless --ssh-cipher names one. Figures on stdout as they come,
 // progress on stderr.
-// Last line: proxy mbps=X ssh_mbps=Y ratio_vs_ssh=R rtt_p50_us=A ssh_rtt_p50_us=B conn_per_s=C
-// (X, A, C of the Raven path; "nan" when it was not measured).
+// Last lines: proxy mbps=X ssh_mbps=Y ratio_vs_ssh=R rtt_p50_us=A ssh_rtt_p50_us=B conn_per_s=C
+// (X, A, C of the Raven path; "nan" when it was not measured), then
+// proxy_floor ratio_mbps=A ratio_rtt_p99=B ratio_conn_per_s=C: the Raven path over the native two-hop floor
+// (e) of the same run. Goals: A >= 0.9, B <= 1.5, C >= 1.0; against ssh, rtt p99 <= 1.0x and conn/s >= 1.0x.
 import { parseFlags } from "../shared/args";
 import { ConfigError } from "../shared/errors";
 import { integerFlag, once, parseBytes, secondsFlag } from "./flags";
@@ -180,6 +182,11 @@ async function ravenPath(transport: "tls" | "tcp"): Promise<{ dial: PathDialers;
   }
 }
 
+/** A goal's verdict for the progress output; a ratio that could not be measured is "not measured". */
+function goal(what: string, met: boolean, value: number): string {
+  return `goal ${what}: ${Number.isNaN(value) ? "not measured" : `${met ? "met" : "missed"} (${fmt(value, 2)}x)`}`;
+}
+
 runMain(async () => {
   const parsed = parseFlags(
     process.argv.slice(2),
@@ -312,6 +319,23 @@ runMain(async () => {
     consoleReporter.figure(
       `proxy mbps=${fmt(raven.bulkMBps, 1)} ssh_mbps=${fmt(ssh.bulkMBps, 1)} ratio_vs_ssh=${fmt(ratio(raven.bulkMBps, ssh.bulkMBps), 2)}` +
         ` rtt_p50_us=${fmt(raven.rtt.p50_us)} ssh_rtt_p50_us=${fmt(ssh.rtt.p50_us)} conn_per_s=${fmt(raven.connPerS)}`,
+    );
+    const vsFloor = {
+      mbps: ratio(raven.bulkMBps, nativeFloor.bulkMBps),
+      rttP99: ratio(raven.rtt.p99_us, nativeFloor.rtt.p99_us),
+      connPerS: ratio(raven.connPerS, nativeFloor.connPerS),
+    };
+    consoleReporter.progress(
+      [
+        goal("bulk >= 0.9x the native floor", vsFloor.mbps >= 0.9, vsFloor.mbps),
+        goal("rtt p99 <= 1.5x the native floor", vsFloor.rttP99 <= 1.5, vsFloor.rttP99),
+        goal("conn/s >= 1.0x the native floor", vsFloor.connPerS >= 1, vsFloor.connPerS),
+        goal("rtt p99 <= 1.0x ssh", raven.rtt.p99_us <= ssh.rtt.p99_us, ratio(raven.rtt.p99_us, ssh.rtt.p99_us)),
+        goal("conn/s >= 1.0x ssh", raven.connPerS >= ssh.connPerS, ratio(raven.connPerS, ssh.connPerS)),
+      ].join("\n"),
+    );
+    consoleReporter.figure(
+      `proxy_floor ratio_mbps=${fmt(vsFloor.mbps, 2)} ratio_rtt_p99=${fmt(vsFloor.rttP99, 2)} ratio_conn_per_s=${fmt(vsFloor.connPerS, 2)}`,
     );
   } finally {
     await stopAll();
