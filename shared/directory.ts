@@ -35,7 +35,11 @@ export class Directory {
   private readonly recordOfNode = new Map<string, string>();
   private readonly watchers: { stop(): void }[] = [];
   private readonly listeners = new Set<() => void>();
-  private derived: { activeByDomain: Map<string, string[]>; cloudPeers: ProxyPeer[] } | null = null;
+  private derived: {
+    activeByDomain: Map<string, string[]>;
+    candidatesByDomain: Map<string, string[]>;
+    cloudPeers: ProxyPeer[];
+  } | null = null;
 
   constructor(
     private readonly buckets: Pick<HubBuckets, "gateways" | "nodes">,
@@ -90,6 +94,11 @@ export class Directory {
     return this.derive().activeByDomain.get(domain) ?? [];
   }
 
+  /** The proxy candidates (endpoints) of a domain's Gateway, active or not. */
+  proxyCandidatesOf(domain: string): readonly string[] {
+    return this.derive().candidatesByDomain.get(domain) ?? [];
+  }
+
   /** Active proxy endpoints of exposed (cloud) Gateways with the address edges dial: publicIP:publicPort,
    * else the node's InternalIP and the endpoint port. */
   cloudPeers(): readonly ProxyPeer[] {
@@ -99,10 +108,16 @@ export class Directory {
   private derive(): NonNullable<Directory["derived"]> {
     if (this.derived) return this.derived;
     const activeByDomain = new Map<string, string[]>();
+    const candidatesByDomain = new Map<string, string[]>();
     for (const [node, key] of this.recordOfNode) {
       const domain = this.nodes.get(node)?.domain;
       const gw = this.records.get(key)?.gw;
-      if (domain && gw && !activeByDomain.has(domain)) activeByDomain.set(domain, activeProxyNodes(gw));
+      if (!domain || !gw || activeByDomain.has(domain)) continue;
+      activeByDomain.set(domain, activeProxyNodes(gw));
+      candidatesByDomain.set(
+        domain,
+        gw.spec.endpoints.filter((e) => e.type === "proxy").map((e) => e.nodeName),
+      );
     }
     const cloudPeers: ProxyPeer[] = [];
     for (const { gw } of this.records.values()) {
@@ -120,7 +135,7 @@ export class Directory {
           });
       }
     }
-    this.derived = { activeByDomain, cloudPeers };
+    this.derived = { activeByDomain, candidatesByDomain, cloudPeers };
     return this.derived;
   }
 

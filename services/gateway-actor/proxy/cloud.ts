@@ -9,6 +9,7 @@
 // `chan.sealed` and the bytes travel as sealed frames under keys exported from the TLS session; only channels
 // that JavaScript reads itself (the forward proxy's keep-alive agent, `use: "stream"`) stay inside TLS.
 // Spares are accepted only while this candidate is active: an edge never parks connections on a standby.
+// Edge standbys park theirs here too (prune), so that the edge elected in a failover has its spares in place.
 import net, { isIP, type Socket } from "node:net";
 import tls from "node:tls";
 import type { Clock } from "../../../shared/clock";
@@ -107,7 +108,12 @@ export class CloudProxy {
     this.waiters.clear();
   }
 
-  /** Closes spares and channels of gateways that are no longer active for their domain, or all when we are not. */
+  /**
+   * Closes channels through gateways that are no longer active for their domain, and spares of gateways that
+   * are no longer candidates of it; everything when we are not active. A standby edge's spares stay: when it
+   * is elected they are in the pool already, and a failover costs no dial (which spare may carry a channel is
+   * decided when one is taken: an active's only, and the edge refuses any open outside its term and lease).
+   */
   prune(): void {
     const role = this.opts.role();
     const stillActive = (domain: string, via: string): boolean => {
@@ -115,7 +121,9 @@ export class CloudProxy {
       if (domain === this.opts.domain) return true;
       return this.activeOf(domain).includes(via);
     };
-    this.dropWhere((s) => !stillActive(s.domain, s.node));
+    const stillCandidate = (domain: string, via: string): boolean =>
+      stillActive(domain, via) || (role.proxy && this.opts.directory.proxyCandidatesOf(domain).includes(via));
+    this.dropWhere((s) => !stillCandidate(s.domain, s.node));
     const n = this.channels.closeWhere((c) => !stillActive(c.domain, c.via));
     if (n > 0) this.opts.log.info({ channels: n }, "closed channels through gateways that are no longer active");
     // Opens waiting for a failed-over domain's spares wait for the new active's instead, without losing time.

@@ -1,5 +1,6 @@
-// EdgeProxy: the edge side of proxy mode. While this candidate acts active for its Gateway's proxy endpoint,
-// it keeps `spares` TLS connections dialed out to every active cloud gateway (edges need no inbound port),
+// EdgeProxy: the edge side of proxy mode. Every proxy candidate of a Gateway, active or standby, keeps
+// `spares` TLS connections dialed out to every active cloud gateway (edges need no inbound port; a standby's
+// wait in the cloud's pool, unused, so that a failover costs no dial),
 // one ProxyLinkActor per cloud peer deciding when to dial and when to back off. The cloud turns a spare into a
 // channel with `chan.open`; the edge checks the term (fencing: an open carrying a term older than ours is
 // refused), that the target is a node of *this* domain and the port one of the Gateway's proxy ports, dials
@@ -7,8 +8,7 @@
 // and hands the two sockets to the native relay (native-relay.ts): for `chan.sealed` the bytes travel as sealed
 // frames outside TLS, so this side stops reading TLS as it answers and speaks only after the cloud's first
 // frame. A plain `chan.open` over TLS (the cloud's forward proxy reading the channel itself) is spliced here in
-// JavaScript. When the role goes (lease lost, term moved on, draining), every spare and every channel is
-// closed at once.
+// JavaScript. When the role goes (lease lost, term moved on, draining), every channel is closed at once.
 import net from "node:net";
 import tls from "node:tls";
 import { createActor, type Actor } from "xstate";
@@ -76,10 +76,10 @@ export class EdgeProxy {
   update(): void {
     if (this.stopped) return;
     const role = this.opts.role();
-    const wanted = role.proxy ? this.opts.directory.cloudPeers() : [];
+    // Standby or active, the spares are kept: elected, this edge serves at once, with no dial in between.
+    const wanted = this.opts.directory.cloudPeers();
     const wantedKeys = new Set(wanted.map(peerKey));
-    for (const [key, peer] of this.peers)
-      if (!wantedKeys.has(key)) this.dropPeer(peer, role.proxy ? "peer no longer active" : "not active");
+    for (const [key, peer] of this.peers) if (!wantedKeys.has(key)) this.dropPeer(peer, "peer no longer active");
     if (!role.proxy) {
       const n = this.channels.closeWhere(() => true);
       if (n > 0) this.opts.log.info({ channels: n }, "closed channels: this gateway is no longer active");
