@@ -20,6 +20,7 @@ export const ErrorCode = {
   Tunnel: "TUNNEL",
   Command: "COMMAND",
   MissingDependency: "MISSING_DEPENDENCY",
+  KubeApi: "KUBE_API",
   Internal: "INTERNAL",
   // Proxy channels (ChannelError).
   BadTarget: "BAD_TARGET",

@@ -33,6 +33,10 @@ export interface KubeApi {
   close(): Promise<void>;
   /** Ends every open watch stream abruptly (no clean chunked end), as an API server crash would. */
   dropWatches(): void;
+  /** Ends every open watch stream cleanly, as the API server does when a watch's time is up. */
+  endWatches(): void;
+  /** Watch streams open right now. */
+  openWatches(): number;
   /** Closes the listener and all connections, then listens again on the same port; the store is kept. */
   restart(): Promise<void>;
 }
@@ -244,6 +248,11 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
     watches.clear();
   };
 
+  const endWatches = (): void => {
+    for (const res of [...watches]) res.end();
+    watches.clear();
+  };
+
   const closeServer = (): Promise<void> =>
     new Promise((resolve) => {
       dropWatches();
@@ -261,6 +270,8 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
     registry: reg,
     close: closeServer,
     dropWatches,
+    endWatches,
+    openWatches: () => watches.size,
     restart: async () => {
       await closeServer();
       await listen(port);
@@ -278,6 +289,8 @@ export async function writeKubeconfig(dir: string, url: string): Promise<string>
     "- name: d",
     "  cluster:",
     `    server: ${JSON.stringify(url)}`,
+    // Plain HTTP: client-node refuses an http: server unless this is set; kubectl accepts it.
+    "    insecure-skip-tls-verify: true",
     "users:",
     "- name: u",
     "  user: {}",
