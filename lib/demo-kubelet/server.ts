@@ -10,6 +10,7 @@
 //   Upgrade: websocket  RFC 6455 echo (websocket.ts);  Upgrade: SPDY/3.1  101, then raw bytes echoed both ways
 //   any /close-reused   answered (GET, HEAD) on a connection's first request; on a later one the connection is
 //                       closed with no answer, as when a server's idle close crosses a request in flight
+//   GET /stall          never answered: the connection stays open until the client goes (for deadlines)
 // With idleTimeoutMs, a keep-alive connection idle that long is closed unannounced (no Keep-Alive hint), as
 // servers written in Go and many others do; without it, Node's default (5 s, announced) applies.
 // Guarantees: malformed requests and bad query values get a 4xx, never a crash or a log line; a stalled log
@@ -46,7 +47,7 @@ const DEFAULT_LINES = 10;
 const DEFAULT_INTERVAL_MS = 100;
 const MAX_LINES = 1_000_000;
 const MAX_INTERVAL_MS = 60_000;
-const ROUTES = "/, /name, /healthz, /metrics, /logs, /containerLogs/..., /close-reused";
+const ROUTES = "/, /name, /healthz, /metrics, /logs, /containerLogs/..., /close-reused, /stall";
 
 type Stats = { requests: number; websocket: number; spdy: number; wsMessages: number };
 
@@ -212,6 +213,7 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
       return text(res, 405, `method ${req.method} not allowed; this target only serves GET\n`);
     }
     const path = url.pathname;
+    if (path === "/stall") return; // no answer, ever: the client's (or a proxy's) deadline ends it
     if (path === "/" || path === "/name" || path === "/close-reused") return text(res, 200, `${node}\n`);
     if (path === "/healthz") return text(res, 200, "ok");
     if (path === "/metrics")

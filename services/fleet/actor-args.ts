@@ -37,7 +37,7 @@ export function nodeActorArgs(n: NodeFacts, o: NodeActorSetup): string[] {
 
 export type GatewayActorSetup = Readonly<{
   natsUrl: string;
-  proxy?: Readonly<{ pkiDir: string; transport: string }>;
+  proxy?: Readonly<{ pkiDir: string; transport: string; responseTimeoutMs?: number }>;
   tunnel?: Readonly<{ driver: TunnelDriverName; pskFile: string; stateDir: string; netns: string }>;
   /** A cloud candidate's proxy listeners. */
   listen?: ProxyListen;
@@ -46,6 +46,8 @@ export type GatewayActorSetup = Readonly<{
 export function gatewayActorArgs(node: string, domain: string, gateway: string, o: GatewayActorSetup): string[] {
   const args = ["--nats", o.natsUrl, "--node", node, "--domain", domain, "--gateway", gateway];
   if (o.proxy) args.push("--proxy-pki", o.proxy.pkiDir, "--proxy-transport", o.proxy.transport);
+  if (o.proxy?.responseTimeoutMs !== undefined)
+    args.push("--proxy-response-timeout-ms", `${o.proxy.responseTimeoutMs}`);
   if (o.tunnel) {
     const t = o.tunnel;
     args.push("--tunnel", "--tunnel-driver", t.driver, "--tunnel-psk", t.pskFile, "--tunnel-state-dir", t.stateDir);

@@ -80,6 +80,8 @@ export type FleetOptions = Readonly<{
   netns?: boolean;
   /** Channel transport between gateways (default "tls"). */
   proxyTransport?: "tls" | "tcp";
+  /** The forward proxy's deadline for a target's response head (default: the gateway's, 30 s). */
+  proxyResponseTimeoutMs?: number;
   /** In proxy mode, run the demo target server (kubelet stand-in) on every node (default true). */
   demoTargets?: boolean;
   /** The demo targets close keep-alive connections idle this long, unannounced (default: Node's 5 s). */
@@ -323,7 +325,17 @@ export class Fleet {
         const listen = this.proxyListen(c);
         const args = gatewayActorArgs(c, domain, unit.name, {
           natsUrl: this.natsUrlFor(domain),
-          ...(pkiDirs ? { proxy: { pkiDir: pkiDirs.get(domain)!, transport: options.proxyTransport ?? "tls" } } : {}),
+          ...(pkiDirs
+            ? {
+                proxy: {
+                  pkiDir: pkiDirs.get(domain)!,
+                  transport: options.proxyTransport ?? "tls",
+                  ...(options.proxyResponseTimeoutMs !== undefined
+                    ? { responseTimeoutMs: options.proxyResponseTimeoutMs }
+                    : {}),
+                },
+              }
+            : {}),
           ...(host && pskFile
             ? {
                 tunnel: {

@@ -43,7 +43,17 @@ function parseProxyFlags(flags: Record<string, string | boolean | undefined>): P
     frontPort: portFlag(flags["proxy-front-port"] as string, "proxy-front-port"),
     namePorts,
     transport: parseTransport(flags["proxy-transport"]),
+    ...(flags["proxy-response-timeout-ms"] !== undefined
+      ? { responseTimeoutMs: msFlag(flags["proxy-response-timeout-ms"], "proxy-response-timeout-ms") }
+      : {}),
   };
+}
+
+function msFlag(value: unknown, key: string): number {
+  const n = Number(value);
+  if (typeof value !== "string" || !/^\d{1,9}$/.test(value) || n < 1)
+    throw new ConfigError(`--${key}`, `${JSON.stringify(value)} is not a positive whole number of ms`);
+  return n;
 }
 
 function parseTransport(value: unknown): ChannelTransport {
@@ -117,6 +127,10 @@ runMain(async () => {
         type: "string",
         default: "10264",
         help: "cloud: HTTP proxy port (CONNECT and absolute URLs)",
+      },
+      "proxy-response-timeout-ms": {
+        type: "string",
+        help: "cloud: how long the forward proxy waits for a target's response head before a 504 (default 30000)",
       },
       "proxy-transport": {
         type: "string",

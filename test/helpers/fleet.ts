@@ -61,6 +61,7 @@ export async function startTestFleet(
     tunnel?: boolean;
     tunnelDriver?: "strongswan" | "wireguard";
     demoTargetIdleMs?: number;
+    proxyResponseTimeoutMs?: number;
   } = {},
 ): Promise<TestFleet> {
   const runDir = mkdtempSync(join(tmpdir(), "raven-test-"));
@@ -73,6 +74,7 @@ export async function startTestFleet(
     ...(opts.netns ? { netns: true } : {}),
     ...(opts.tunnel ? { tunnel: true, tunnelDriver: opts.tunnelDriver ?? "strongswan" } : {}),
     ...(opts.demoTargetIdleMs !== undefined ? { demoTargetIdleMs: opts.demoTargetIdleMs } : {}),
+    ...(opts.proxyResponseTimeoutMs !== undefined ? { proxyResponseTimeoutMs: opts.proxyResponseTimeoutMs } : {}),
     progress: (l) => process.env.RAVEN_TEST_VERBOSE && console.log(l),
   });
   let observer: FleetObserver | null = null;

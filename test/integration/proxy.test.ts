@@ -25,9 +25,15 @@ const topology = { ...base, nodes: base.nodes.map((n) => ({ ...n, podCIDR: POD_C
 // The targets close a keep-alive connection idle for 1 s, unannounced (no Keep-Alive hint), as many servers
 // do: the forward proxy must notice, not learn it from a hung request.
 const TARGET_IDLE_MS = 1_000;
+/** The forward proxy's deadline for a response head, short here so that the test can wait for it. */
+const RESPONSE_TIMEOUT_MS = 1_500;
 
 beforeAll(async () => {
-  t = await startTestFleet(topology, { proxy: true, demoTargetIdleMs: TARGET_IDLE_MS });
+  t = await startTestFleet(topology, {
+    proxy: true,
+    demoTargetIdleMs: TARGET_IDLE_MS,
+    proxyResponseTimeoutMs: RESPONSE_TIMEOUT_MS,
+  });
 }, 60_000);
 
 afterAll(async () => {
@@ -80,6 +86,15 @@ describe("proxy mode on loopback", () => {
     const get = await curl(["-x", proxy, "http://a-node-1:10255/close-reused"], 5_000);
     expect(get.status, get.stderr).toBe(200);
     expect(get.body.trim()).toBe("a-node-1");
+  });
+
+  it("answers 504 when a target sends no response head within the deadline, and serves the next request", async () => {
+    const door = await activeDoor(t, "gw-c");
+    const proxy = `http://${door.host}:${door.frontPort}`;
+    const stalled = await curl(["-x", proxy, "http://a-node-1:10255/stall"], 10_000);
+    expect(stalled.status).toBe(504);
+    expect(stalled.body).toContain(`a-node-1:10255 sent no response within ${RESPONSE_TIMEOUT_MS} ms`);
+    expect((await curl(["-x", proxy, "http://a-node-1:10255/name"], 5_000)).body.trim()).toBe("a-node-1");
   });
 
   it("reports each active gateway's peer links and channels on the mesh (gw.proxy), as the debugger shows them", async () => {

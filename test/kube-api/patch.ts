@@ -36,26 +36,10 @@ function arrayIndex(arr: Json[], token: string, forAdd: boolean): number {
   return i;
 }
 
-/** The parent container of `tokens` and the last token. */
-function parentOf(doc: Json, tokens: string[], path: string): { parent: Json; last: string } {
+/** The value at the end of `tokens` (every one of them must exist). */
+function walk(doc: Json, tokens: string[], path: string): Json {
   let cur: Json = doc;
-  for (const t of tokens.slice(0, -1)) {
-    const next: Json | undefined = Array.isArray(cur)
-      ? cur[arrayIndex(cur, t, false)]
-      : isObject(cur)
-        ? cur[t]
-        : undefined;
-    if (next === undefined) throw unprocessable(`doc is missing path: "${path}": missing value`);
-    cur = next;
-  }
-  const last = tokens[tokens.length - 1];
-  if (last === undefined) throw unprocessable(`cannot operate on the document root: "${path}"`);
-  return { parent: cur, last };
-}
-
-function getAt(doc: Json, path: string): Json {
-  let cur: Json = doc;
-  for (const t of pointer(path)) {
+  for (const t of tokens) {
     const next: Json | undefined = Array.isArray(cur)
       ? cur[arrayIndex(cur, t, false)]
       : isObject(cur)
@@ -65,6 +49,17 @@ function getAt(doc: Json, path: string): Json {
     cur = next;
   }
   return cur;
+}
+
+/** The parent container of `tokens` and the last token. */
+function parentOf(doc: Json, tokens: string[], path: string): { parent: Json; last: string } {
+  const last = tokens[tokens.length - 1];
+  if (last === undefined) throw unprocessable(`cannot operate on the document root: "${path}"`);
+  return { parent: walk(doc, tokens.slice(0, -1), path), last };
+}
+
+function getAt(doc: Json, path: string): Json {
+  return walk(doc, pointer(path), path);
 }
 
 function removeAt(doc: Json, path: string): Json {
