@@ -86,6 +86,14 @@ describe("proxy mode on loopback", () => {
     const get = await curl(["-x", proxy, "http://a-node-1:10255/close-reused"], 5_000);
     expect(get.status, get.stderr).toBe(200);
     expect(get.body.trim()).toBe("a-node-1");
+    // Two pooled channels, both closing under it: the last repeat takes a channel of its own (through the
+    // edge, as every channel: the cloud cannot even resolve a-node-1 itself).
+    const slow = "http://a-node-1:10255/logs?follow=true&lines=3&intervalMs=200";
+    const both = await Promise.all([curl(["-x", proxy, slow]), curl(["-x", proxy, slow])]);
+    expect(both.map((r) => r.status)).toEqual([200, 200]);
+    const third = await curl(["-x", proxy, "http://a-node-1:10255/close-reused"], 5_000);
+    expect(third.status, `${third.body} ${third.stderr}`).toBe(200);
+    expect(third.body.trim()).toBe("a-node-1");
   });
 
   it("answers 504 when a target sends no response head within the deadline, and serves the next request", async () => {

@@ -17,7 +17,7 @@
 //   begun flows as long as both ends keep it (logs -f).
 import http from "node:http";
 import net from "node:net";
-import type { Duplex } from "node:stream";
+import { pipeline, type Duplex } from "node:stream";
 import { ChannelError, ErrorCode, describeError, type RavenError } from "../../../shared/errors";
 import type { Logger } from "../../../shared/log";
 import { counters } from "../../../shared/metrics";
@@ -164,22 +164,27 @@ export class ProxyFrontDoor {
       headers: endToEnd(req.headers),
     };
     const repeats = REPEATABLE.has(req.method ?? "") && !hasBody(req) ? MAX_REPEATS : 0;
-    this.forward(req, res, target, 0, repeats);
+    this.forward(req, res, target, 0, repeats, Date.now() + this.settings.responseTimeoutMs);
   }
 
-  /** Attempt `attempt` (from 0) of a forwarded request that may be sent `repeats` times more if it races a close. */
+  /**
+   * Attempt `attempt` (from 0) of a forwarded request that may be sent `repeats` times more if it races a
+   * close; the response head is due by `dueAt`, whichever attempt brings it.
+   */
   private forward(
     req: http.IncomingMessage,
     res: http.ServerResponse,
     target: Forward,
     attempt: number,
     repeats: number,
+    dueAt: number,
   ): void {
     const { node, port } = target;
-    // The last repeat takes a channel of its own: whatever else the agent holds may be closing too.
+    // The last repeat takes a channel of its own, outside the pool: whatever else the pool holds may be
+    // closing too. (No `agent` at all: with `agent: false` Node would dial the name itself, past the channel.)
     const via =
       attempt === MAX_REPEATS
-        ? { agent: false as const, createConnection: openStream(this.proxy, node, port) }
+        ? { createConnection: openStream(this.proxy, node, port) }
         : { agent: this.agentFor(node, port) };
     let answered = false;
     const upstream = http.request(
@@ -188,15 +193,20 @@ export class ProxyFrontDoor {
         answered = true;
         clearTimeout(deadline);
         res.writeHead(up.statusCode ?? 502, up.statusMessage, endToEnd(up.headers));
-        up.pipe(res);
+        // A stream that breaks midway (its channel reset in a failover) ends the client's response too,
+        // rather than leaving a half-sent body open.
+        pipeline(up, res, (err) => err && res.destroy(err));
         // Stream as it flows: chunked responses (logs -f) go out chunk by chunk, nothing is buffered whole.
         res.flushHeaders();
       },
     );
-    const deadline = setTimeout(() => {
-      const ms = this.settings.responseTimeoutMs;
-      upstream.destroy(new ChannelError("TIMEOUT", `${node}:${port} sent no response within ${ms} ms`));
-    }, this.settings.responseTimeoutMs);
+    const deadline = setTimeout(
+      () => {
+        const ms = this.settings.responseTimeoutMs;
+        upstream.destroy(new ChannelError("TIMEOUT", `${node}:${port} sent no response within ${ms} ms`));
+      },
+      Math.max(0, dueAt - Date.now()),
+    );
     // A client that goes away takes its channel with it (and nothing is sent again for it).
     let clientGone = false;
     const onClientGone = () => {
@@ -215,7 +225,7 @@ export class ProxyFrontDoor {
           { target: req.url, err: describeError(err) },
           "request raced a closing channel; sending it again",
         );
-        return this.forward(req, res, target, attempt + 1, repeats);
+        return this.forward(req, res, target, attempt + 1, repeats, dueAt);
       }
       this.refused(err, req.url);
       if (res.headersSent) return void res.destroy(err);
