@@ -66,7 +66,8 @@ export class KubeInformer {
   private readonly cache = new Map<string, KubeObject>();
   private resourceVersion = "";
   private stopped = false;
-  private abortWatch: (() => void) | null = null;
+  /** Ends the current watch from here (stop, resync), also while its request is still being answered. */
+  private endWatch: ((end: WatchEnd) => void) | null = null;
   private resyncDue = false;
   private resyncTimer: TimerHandle | null = null;
   private wake: (() => void) | null = null;
@@ -80,7 +81,7 @@ export class KubeInformer {
     const { clock } = this.opts;
     this.resyncTimer = clock.setInterval(() => {
       this.resyncDue = true;
-      this.abortWatch?.();
+      this.endWatch?.("relist");
     }, this.opts.resyncMs ?? 300_000);
     this.done = this.run();
   }
@@ -88,7 +89,7 @@ export class KubeInformer {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.resyncTimer) this.opts.clock.clearInterval(this.resyncTimer);
-    this.abortWatch?.();
+    this.endWatch?.("stopped");
     this.wake?.();
     await this.done;
   }
@@ -159,6 +160,7 @@ export class KubeInformer {
     const q = new URLSearchParams(this.query({}));
     const path = q.size > 0 ? `${this.opts.path}?${q}` : this.opts.path;
     const list = await this.opts.client.request("GET", path);
+    if (this.stopped) return; // stopped meanwhile: nothing more is reported
     const items = isRecord(list) && Array.isArray(list.items) ? list.items.filter(isKubeObject) : [];
     const seen = new Set<string>();
     for (const o of items) {
@@ -181,20 +183,43 @@ export class KubeInformer {
     this.opts.onSynced?.();
   }
 
+  /**
+   * One watch from the current resourceVersion. It settles once: by the stream's end or failure, or by
+   * `endWatch` (stop, resync), which also aborts the request, answered or not.
+   */
   private watchOnce(onEvent: () => void): Promise<WatchEnd> {
     return new Promise((resolve, reject) => {
+      let settled = false;
+      let abort: (() => void) | null = null;
       let expired = false;
+      const settle = (outcome: WatchEnd | Error) => {
+        if (settled) return;
+        settled = true;
+        this.endWatch = null;
+        abort?.();
+        if (outcome instanceof Error) reject(outcome);
+        else resolve(outcome);
+      };
+      this.endWatch = settle;
       const handle = (e: WatchEvent) => {
+        if (settled) return;
         const o = e.object;
         if (e.type === "ERROR") {
-          const code = typeof o === "object" && o !== null && "code" in o ? o.code : undefined;
+          const code = isRecord(o) ? o.code : undefined;
           if (code === 410) expired = true;
           else this.opts.log.warn({ path: this.opts.path, status: o }, "kube informer: watch error event");
           return;
         }
+        // A BOOKMARK carries nothing but the resourceVersion to resume from: taken, so that a quiet
+        // collection resumes after a watch timeout instead of re-listing on 410.
+        const rv = isRecord(o) && isRecord(o.metadata) ? o.metadata.resourceVersion : undefined;
+        if (e.type === "BOOKMARK") {
+          if (typeof rv === "string" && rv !== "") this.resourceVersion = rv;
+          return;
+        }
         if (!isKubeObject(o)) return;
         onEvent();
-        if (o.metadata.resourceVersion) this.resourceVersion = o.metadata.resourceVersion;
+        if (typeof rv === "string" && rv !== "") this.resourceVersion = rv;
         const key = keyOf(o);
         if (e.type === "ADDED" || e.type === "MODIFIED") {
           const existed = this.cache.has(key);
@@ -205,13 +230,11 @@ export class KubeInformer {
         }
       };
       const done = (err: unknown) => {
-        this.abortWatch = null;
-        if (this.stopped) return resolve("stopped");
-        if (expired || this.resyncDue) return resolve("relist");
-        if (err === null || err === undefined) return resolve("resume");
-        const status = typeof err === "object" && "statusCode" in err ? err.statusCode : undefined;
-        if (status === 410) return resolve("relist");
-        reject(err instanceof Error ? err : new Error(String(err)));
+        if (expired) return settle("relist");
+        if (err === null || err === undefined) return settle("resume");
+        const status = isRecord(err) ? err.statusCode : undefined;
+        if (status === 410) return settle("relist");
+        settle(err instanceof Error ? err : new Error(String(err)));
       };
       this.stats.watches++;
       this.opts.client
@@ -221,10 +244,13 @@ export class KubeInformer {
           handle,
           done,
         )
-        .then((abort) => {
-          this.abortWatch = abort;
-          if (this.stopped || this.resyncDue) abort();
-        }, reject);
+        .then(
+          (a) => {
+            abort = a;
+            if (settled) a();
+          },
+          (err: unknown) => settle(err instanceof Error ? err : new Error(String(err))),
+        );
     });
   }
 }

@@ -162,6 +162,38 @@ describe("KubeInformer", () => {
     expect(i.informer.stats.lists).toBeGreaterThanOrEqual(2);
   });
 
+  it("resumes a quiet watch from its last bookmark, without re-listing, after the history moved on", async () => {
+    const i = startInformer();
+    await eventually("synced", 5_000, () => sameAsStore(i));
+    // Writes elsewhere move the resourceVersion on; only bookmarks (every 200 ms here) tell this watch so.
+    for (let n = 0; n < 3; n++)
+      await call("POST", "/api/v1/namespaces/default/configmaps", { metadata: { name: `moved-on-${n}` }, data: {} });
+    const movedTo = Number(api.store.resourceVersion);
+    await new Promise((r) => setTimeout(r, 600)); // a bookmark or two
+    api.store.compact(); // nothing before movedTo can be resumed from any more
+    api.endWatches(); // the watch's time is up, as the API server ends watches
+    await createNode("after-bookmark");
+    await eventually("the node made after the watch ended", 5_000, () => sameAsStore(i));
+    expect(Number(api.store.resourceVersion)).toBeGreaterThan(movedTo);
+    expect(i.informer.stats.lists).toBe(1);
+  });
+
+  it("stops while the API server is down, not waiting on its retries", async () => {
+    const i = startInformer();
+    await eventually("synced", 5_000, async () => (i.synced() > 0 ? true : undefined));
+    await api.close(); // requests now fail, over and over
+    await new Promise((r) => setTimeout(r, 300));
+    const stopped = await Promise.race([
+      i.informer.stop().then(() => "stopped"),
+      new Promise((r) => setTimeout(() => r("still running after 5 s"), 5_000)),
+    ]);
+    expect(stopped).toBe("stopped");
+    const watches = i.informer.stats.watches;
+    await api.restart();
+    await new Promise((r) => setTimeout(r, 500));
+    expect(i.informer.stats.watches).toBe(watches); // nothing after stop()
+  });
+
   it("re-lists every resyncMs even with a healthy watch", async () => {
     const i = startInformer({ resyncMs: 300 });
     await eventually("three lists", 5_000, async () => (i.informer.stats.lists >= 3 ? true : undefined));
