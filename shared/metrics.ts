@@ -14,10 +14,13 @@ function keyOf(name: string, labels?: CounterLabels): string {
   return `${name}{${parts.join(",")}}`;
 }
 
-type Entry = { name: string; labels: CounterLabels; value: number };
+export type CounterEntry = { name: string; labels: CounterLabels; value: number };
+type Entry = CounterEntry;
 
 export class Counters {
   private values = new Map<string, Entry>();
+  /** Other threads' counters (the gateway's proxy thread has a module instance of its own), by thread. */
+  private threads = new Map<string, readonly Entry[]>();
 
   inc(name: string, labels?: CounterLabels, by = 1): void {
     const key = keyOf(name, labels);
@@ -41,9 +44,28 @@ export class Counters {
     return Object.fromEntries([...this.values].map(([k, e]) => [k, e.value]));
   }
 
-  /** Every label set of every counter, for the Prometheus export. */
+  /** This thread's counters, for another thread to export (see `setThread`). */
+  own(): Entry[] {
+    return [...this.values.values()].map((e) => ({ ...e }));
+  }
+
+  /** Takes another thread's counters as of now (replacing what it sent before), to export with these. */
+  setThread(thread: string, entries: readonly Entry[]): void {
+    this.threads.set(thread, entries);
+  }
+
+  /** Every label set of every counter, this thread's and the others' summed, for the Prometheus export. */
   entries(): Iterable<Entry> {
-    return this.values.values();
+    if (this.threads.size === 0) return this.values.values();
+    const sum = new Map<string, Entry>();
+    for (const list of [[...this.values.values()], ...this.threads.values()])
+      for (const e of list) {
+        const key = keyOf(e.name, e.labels);
+        const have = sum.get(key);
+        if (have) have.value += e.value;
+        else sum.set(key, { ...e });
+      }
+    return sum.values();
   }
 }
 

@@ -1,6 +1,7 @@
 // The proxy thread's report, handled on the main thread every second: published on the mesh as `gw.proxy`
 // (the statechart debugger shows each gateway's peer links and channels) and mirrored into this process's
-// Prometheus metrics, whose registry lives on the main thread (the proxy thread's counters are its own).
+// Prometheus metrics, whose registry lives on the main thread (the proxy thread's counters come with the
+// report and are exported beside the main thread's: see host.ts).
 import { describeError } from "../../shared/errors";
 import type { Logger } from "../../shared/log";
 import { metrics } from "../../shared/metrics";

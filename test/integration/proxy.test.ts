@@ -7,6 +7,8 @@ import { systemClock } from "../../shared/clock";
 import { eventually, fleetStatus, sleep, smallTopology, startTestFleet, type TestFleet } from "../helpers/fleet";
 import { curl } from "../helpers/proxy";
 import { activeDoor, proxySuite } from "./proxy-suite";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 
 let t: TestFleet;
 // Pod CIDRs as the inventory would have them, with edge-a's a-node-1 overlapping the solo node's: tunnel
@@ -27,6 +29,15 @@ const topology = { ...base, nodes: base.nodes.map((n) => ({ ...n, podCIDR: POD_C
 const TARGET_IDLE_MS = 1_000;
 /** The forward proxy's deadline for a response head, short here so that the test can wait for it. */
 const RESPONSE_TIMEOUT_MS = 1_500;
+
+/** A gateway's raven_proxy_requests_repeated_total, from its /metrics (the URL its log names). */
+async function repeatedRequests(node: string): Promise<number> {
+  const log = readFileSync(join(t.runDir, "logs", `gateway-${node}.log`), "utf8");
+  const url = [...log.matchAll(/"metrics":"([^"]+)"/g)].at(-1)?.[1];
+  if (!url) throw new Error(`no metrics URL in gateway-${node}.log`);
+  const text = await (await fetch(url)).text();
+  return Number(/^raven_proxy_requests_repeated_total (\d+)/m.exec(text)?.[1] ?? 0);
+}
 
 beforeAll(async () => {
   t = await startTestFleet(topology, {
@@ -64,6 +75,7 @@ describe("proxy mode on loopback", () => {
   it("never reuses a channel whose target closed it: a request after the target's idle close is answered", async () => {
     const door = await activeDoor(t, "gw-c");
     const proxy = `http://${door.host}:${door.frontPort}`;
+    const repeatedBefore = await repeatedRequests(door.node);
     for (let i = 0; i < 3; i++) {
       // Each request leaves its channel in the forward proxy's keep-alive pool; the target then closes it.
       const r = await curl(["-x", proxy, "http://a-node-1:10255/name"], 5_000);
@@ -71,6 +83,9 @@ describe("proxy mode on loopback", () => {
       expect(r.body.trim()).toBe("a-node-1");
       await sleep(TARGET_IDLE_MS + 500);
     }
+    // Answered, and not by a repeat: the closed channel had left the pool before the next request came.
+    // (The proxy thread reports its counters every second; the last sleep outlasts one report.)
+    expect(await repeatedRequests(door.node)).toBe(repeatedBefore);
   });
 
   it("sends a bodiless GET again when its reused channel closes under it; a POST gets 502 at once", async () => {
@@ -83,9 +98,13 @@ describe("proxy mode on loopback", () => {
     const post = await curl(["-x", proxy, "-d", "x", "http://a-node-1:10255/close-reused"], 5_000);
     expect(post.status, "a POST is never sent twice (405 here would mean the channel was not reused)").toBe(502);
     await keepOne();
+    const repeatedBefore = await repeatedRequests(door.node);
     const get = await curl(["-x", proxy, "http://a-node-1:10255/close-reused"], 5_000);
     expect(get.status, get.stderr).toBe(200);
     expect(get.body.trim()).toBe("a-node-1");
+    await eventually("the repeat counted", 3_000, async () =>
+      (await repeatedRequests(door.node)) > repeatedBefore ? true : undefined,
+    );
     // Two pooled channels, both closing under it: the last repeat takes a channel of its own (through the
     // edge, as every channel: the cloud cannot even resolve a-node-1 itself).
     const slow = "http://a-node-1:10255/logs?follow=true&lines=3&intervalMs=200";

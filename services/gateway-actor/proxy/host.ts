@@ -3,6 +3,7 @@
 // changes (held or not, the term), and stops it. The worker runs the bundle next to the gateway-actor bundle, or the TypeScript source under tsx.
 import { Worker } from "node:worker_threads";
 import type { Logger } from "../../../shared/log";
+import { counters } from "../../../shared/metrics";
 import type { ProxyConfig, ProxyStats } from "./engine";
 import { LeaseCell } from "./lease-cell";
 import type { FromWorker, ToWorker, WorkerInit } from "./worker";
@@ -44,7 +45,10 @@ export class ProxyHost {
     this.worker = new Worker(opts.workerUrl, { workerData: data, ...(isTs ? { execArgv: ["--import", "tsx"] } : {}) });
     this.worker.on("message", (m: FromWorker) => {
       if (m.type === "ready") this.ready = true;
-      if (m.type === "stats") opts.onStats?.(m.stats);
+      if (m.type === "stats") {
+        counters.setThread("proxy", m.counters);
+        opts.onStats?.(m.stats);
+      }
       if (m.type === "fatal") opts.onFatal(new Error(`proxy thread: ${m.error}`));
     });
     this.worker.on("error", (err) => opts.onFatal(err));

@@ -13,6 +13,7 @@ import { parentPort, receiveMessageOnPort, workerData } from "node:worker_thread
 import { systemClock } from "../../../shared/clock";
 import { describeError } from "../../../shared/errors";
 import { createLogger } from "../../../shared/log";
+import { counters, type CounterEntry } from "../../../shared/metrics";
 import { connectDaemon } from "../../../shared/nats";
 import { ProxyEngine, type ProxyConfig, type ProxyStats } from "./engine";
 import { NativeRelay } from "./native-relay";
@@ -35,7 +36,8 @@ const DATA_PLANE_NICE = Number(process.env.RAVEN_NICE ?? 5);
 export type ToWorker = { type: "role"; proxy: boolean; term: number } | { type: "stop" };
 export type FromWorker =
   | { type: "ready" }
-  | { type: "stats"; stats: ProxyStats }
+  /** `counters`: this thread's, for the main thread's /metrics (a registry is per thread). */
+  | { type: "stats"; stats: ProxyStats; counters: CounterEntry[] }
   | { type: "stopped" }
   | { type: "fatal"; error: string };
 
@@ -92,7 +94,7 @@ async function main(): Promise<void> {
   setInterval(() => {
     engine.update();
     const stats = engine.stats();
-    if (stats) parentPort!.postMessage({ type: "stats", stats } satisfies FromWorker);
+    if (stats) parentPort!.postMessage({ type: "stats", stats, counters: counters.own() } satisfies FromWorker);
   }, STATS_EVERY_MS).unref();
   await engine.start();
 }
