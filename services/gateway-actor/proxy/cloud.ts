@@ -8,8 +8,9 @@
 // A channel's bytes are relayed natively (native-relay.ts): with TLS between the gateways the open is
 // `chan.sealed` and the bytes travel as sealed frames under keys exported from the TLS session; only channels
 // that JavaScript reads itself (the forward proxy's keep-alive agent, `use: "stream"`) stay inside TLS.
-// Spares are accepted only while this candidate is active: an edge never parks connections on a standby.
-// Edge standbys park theirs here too (prune), so that the edge elected in a failover has its spares in place.
+// Spares are accepted only while this cloud candidate is active (an edge never parks connections on a cloud
+// standby), and only from proxy candidates of the edge's Gateway: its active and its standbys, whose spares
+// wait here unused so that the edge elected in a failover has its spares in place.
 import net, { isIP, type Socket } from "node:net";
 import tls from "node:tls";
 import type { Clock } from "../../../shared/clock";
@@ -351,6 +352,10 @@ export class CloudProxy {
     }
     if (!opts.role().proxy)
       return refuse(new ChannelError("STALE_TERM", `${opts.node} is not the active cloud proxy gateway`));
+    if (!opts.directory.proxyCandidatesOf(hello.domain).includes(hello.node))
+      return refuse(
+        new ChannelError("FORBIDDEN", `${hello.node} is not a proxy candidate of domain ${hello.domain}'s Gateway`),
+      );
     // An idle spare says nothing until we open it; a close (or stray bytes) drops it from the pool. Taking
     // it from the pool calls `retire`, which removes these listeners.
     const drop = () => this.dropWhere((s) => s === spare);

@@ -76,10 +76,13 @@ export class EdgeProxy {
   update(): void {
     if (this.stopped) return;
     const role = this.opts.role();
-    // Standby or active, the spares are kept: elected, this edge serves at once, with no dial in between.
-    const wanted = this.opts.directory.cloudPeers();
+    // Standby or active, a proxy candidate of its Gateway keeps its spares: elected, it serves at once, with no
+    // dial in between. A node that is no longer a candidate keeps none (the cloud would only drop them).
+    const candidate = this.opts.directory.proxyCandidatesOf(this.opts.domain).includes(this.opts.node);
+    const wanted = candidate ? this.opts.directory.cloudPeers() : [];
     const wantedKeys = new Set(wanted.map(peerKey));
-    for (const [key, peer] of this.peers) if (!wantedKeys.has(key)) this.dropPeer(peer, "peer no longer active");
+    for (const [key, peer] of this.peers)
+      if (!wantedKeys.has(key)) this.dropPeer(peer, candidate ? "peer no longer active" : "not a proxy candidate");
     if (!role.proxy) {
       const n = this.channels.closeWhere(() => true);
       if (n > 0) this.opts.log.info({ channels: n }, "closed channels: this gateway is no longer active");

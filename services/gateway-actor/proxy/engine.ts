@@ -1,10 +1,10 @@
 // ProxyEngine: proxy mode for one gateway candidate, level-triggered from the GatewayActor's role and the
 // Directory. A candidate of an exposed (cloud) Gateway runs CloudProxy — the edge-facing TLS listener always,
 // the front doors (HTTP proxy, name-routed ports) only while it acts active; any other candidate runs
-// EdgeProxy, which holds spares and serves channels only while it acts active. Which side a candidate is on
-// is read from its own Gateway record. The lifecycle (binding, waiting for the record, the side, the front
-// doors opening and closing with the role, stopped) is a statechart, statecharts/proxy-engine.ts; this class
-// provides its I/O.
+// EdgeProxy, which keeps spares parked in the cloud, active or standby, and serves channels only while it acts
+// active. Which side a candidate is on is read from its own Gateway record. The lifecycle (binding, waiting
+// for the record, the side, the front doors opening and closing with the role, stopped) is a statechart,
+// statecharts/proxy-engine.ts; this class provides its I/O.
 import { readFileSync } from "node:fs";
 import { createActor, fromPromise, type Actor } from "xstate";
 import { proxyEngineMachine } from "../../../statecharts";
