@@ -315,6 +315,19 @@ function parseGateway(raw: unknown, where: string, mode: Mode): Gateway {
   };
 }
 
+function parseNodeInfo(raw: unknown, where: string): NodeInfo {
+  need(isObj(raw), where, "must be an object");
+  need(isObjectName(raw.nodeName), `${where}.nodeName`, "must be a node name");
+  need(typeof raw.privateIP === "string", `${where}.privateIP`, "must be a string");
+  const subnets = raw.subnets ?? [];
+  need(
+    Array.isArray(subnets) && subnets.every((x) => typeof x === "string"),
+    `${where}.subnets`,
+    "must be a list of strings",
+  );
+  return { nodeName: raw.nodeName as string, privateIP: raw.privateIP, subnets };
+}
+
 /** Parses a user's Gateway manifest (v1beta1, or v1alpha1 converted); its `status` is ignored. */
 export function parseGatewayManifest(raw: unknown, where = "gateway"): Gateway {
   return parseGateway(raw, where, "manifest");
@@ -331,7 +344,7 @@ export function parseGatewayRecord(raw: unknown, where: string): Gateway {
     "must be a non-negative integer",
   );
   const active = Array.isArray(st.activeEndpoints) ? st.activeEndpoints : [];
-  const nodes = Array.isArray(st.nodes) ? (st.nodes as NodeInfo[]) : [];
+  const nodes = Array.isArray(st.nodes) ? st.nodes.map((n, i) => parseNodeInfo(n, `${where}.status.nodes[${i}]`)) : [];
   gw.status = {
     term,
     activeEndpoints: active.map((e, i) => parseEndpoint(e, `${where}.status.activeEndpoints[${i}]`, "record")),

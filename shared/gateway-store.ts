@@ -6,7 +6,8 @@
 //   never turned into a user Gateway (a second unit for the same node) by accident.
 // - Terms only grow, also across a delete: a Gateway created where one was deleted starts at the deleted
 //   key's revision, which no term it ever had can exceed (each term change was a write of that key), so
-//   gateways still holding the old term obey the new record's first election.
+//   gateways still holding the old term obey the new record's first election. This holds while the delete
+//   marker does (Raven never purges it; a purge or a lost bucket would start the name at term 0 again).
 import type { KV } from "@nats-io/kv";
 import { CasConflictError, TopologyError } from "./errors";
 import { LABEL_SOLO, gatewayKey, isSolo, soloKey, type Gateway } from "./gateway";
@@ -25,13 +26,23 @@ function soloRefused(name: string, what: string): TopologyError {
   );
 }
 
+/**
+ * Throws what applyGateway would refuse without writing (a solo record changed or made by hand), so that a
+ * file's objects can all be checked before the first is written.
+ */
+export async function checkApplicable(kv: KV, gw: Gateway): Promise<void> {
+  if (!isSolo(gw)) return;
+  const key = soloKey(gw.metadata.name);
+  const current = await readJson(kv, key, (raw) => parseGatewayRecord(raw, key));
+  if (current.value && sameDefinition(current.value, gw)) return;
+  throw soloRefused(gw.metadata.name, current.value ? "changed" : "created by hand");
+}
+
 export async function applyGateway(kv: KV, gw: Gateway, attempts = 10): Promise<ApplyResult> {
   const name = gw.metadata.name;
   if (isSolo(gw)) {
-    const key = soloKey(name);
-    const current = await readJson(kv, key, (raw) => parseGatewayRecord(raw, key));
-    if (current.value && sameDefinition(current.value, gw)) return "unchanged";
-    throw soloRefused(name, current.value ? "changed" : "created by hand");
+    await checkApplicable(kv, gw);
+    return "unchanged";
   }
   const key = gatewayKey(name);
   for (let i = 0; i < attempts; i++) {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { parseFlags } from "../../shared/args";
 import { ConfigError, TopologyError, describeError } from "../../shared/errors";
 import { parseGatewayManifest } from "../../shared/gateway-manifest";
-import { applyGateway, deleteGateway, listGateways } from "../../shared/gateway-store";
+import { applyGateway, checkApplicable, deleteGateway, listGateways } from "../../shared/gateway-store";
 import { bindBuckets, connectDaemon, connectOnce, requestStatus, type NatsConnection } from "../../shared/nats";
 import { onShutdown, runMain } from "../../shared/process";
 import { isDomainName, subjects, tryDecode, type GatewayTunnel } from "../../shared/protocol";
@@ -173,6 +173,7 @@ runMain(async () => {
         }
         await withMesh(flags.nats!, async (nc) => {
           const buckets = await bindBuckets(nc);
+          for (const gw of list) await checkApplicable(buckets.gateways, gw);
           for (const gw of list)
             process.stdout.write(`gateway ${gw.metadata.name} ${await applyGateway(buckets.gateways, gw)}\n`);
         });

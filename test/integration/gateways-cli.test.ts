@@ -121,7 +121,7 @@ describe("raven gateways", () => {
     );
   });
 
-  it("refuses to change, create or delete a solo record", async () => {
+  it("refuses to change or delete a solo record, and applies nothing of a file that changes one", async () => {
     const solo = `apiVersion: raven.openyurt.io/v1beta1
 kind: Gateway
 metadata:
@@ -133,9 +133,16 @@ spec:
     - nodeName: solo-1
       type: proxy
 `;
-    const changed = await raven("gateways", "apply", "-f", file("solo.yaml", solo));
+    // A good Gateway first, the changed solo record after it: neither is written.
+    const changed = await raven(
+      "gateways",
+      "apply",
+      "-f",
+      file("solo.yaml", `${gwA(1).replace("gw-a", "gw-e")}---\n${solo}`),
+    );
     expect(changed.code).not.toBe(0);
     expect(changed.stderr).toContain("gateway solo-1 is node solo-1's solo record (label raven.openyurt.io/solo)");
+    expect((await raven("gateways", "-o", "json")).stdout).not.toContain('"name": "gw-e"');
     const deleted = await raven("gateways", "delete", "solo-1");
     expect(deleted.code).not.toBe(0);
     expect(deleted.stderr).toContain("cannot be deleted");

@@ -384,6 +384,13 @@ describe("parseGatewayRecord", () => {
     expect(topologyError(() => parseGatewayRecord(badActive, "kv gw.x"))).toBe(
       'kv gw.x.status.activeEndpoints[0].type: must be "proxy" or "tunnel"',
     );
+    const badNodes = {
+      ...record(),
+      status: { term: 1, nodes: [{ nodeName: "hz-node-1", privateIP: 7, subnets: [] }] },
+    };
+    expect(topologyError(() => parseGatewayRecord(badNodes, "kv gw.x"))).toBe(
+      "kv gw.x.status.nodes[0].privateIP: must be a string",
+    );
   });
 
   it("round-trips a solo record, which stays solo", () => {
