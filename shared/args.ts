@@ -68,6 +68,14 @@ export function requireFlag(value: string | undefined, name: string): string {
   return value;
 }
 
+/** An optional flag holding a duration in ms: a positive whole number (undefined when the flag is absent). */
+export function msFlag(value: string | boolean | undefined, name: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || !/^\d{1,9}$/.test(value) || Number(value) < 1)
+    throw new ConfigError(`--${name}`, `${JSON.stringify(value)} is not a positive whole number of ms`);
+  return Number(value);
+}
+
 export function parseJsonFlag(value: string | undefined, name: string): unknown {
   if (value === undefined) return undefined;
   try {

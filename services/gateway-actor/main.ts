@@ -1,5 +1,5 @@
 // Gateway-actor process: one gateway candidate, connected only to its own domain's NATS server.
-import { parseFlags, requireFlag } from "../../shared/args";
+import { msFlag, parseFlags, requireFlag } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
 import { ConfigError, describeError } from "../../shared/errors";
@@ -36,6 +36,7 @@ function parseProxyFlags(flags: Record<string, string | boolean | undefined>): P
     const [target, listen = target] = item.split("=");
     namePorts.set(portFlag(target, "proxy-name-ports"), portFlag(listen, "proxy-name-ports"));
   }
+  const responseTimeoutMs = msFlag(flags["proxy-response-timeout-ms"], "proxy-response-timeout-ms");
   return {
     ...defaultProxyConfig(String(flags["proxy-pki"])),
     bindHost: String(flags["proxy-bind"]),
@@ -43,17 +44,8 @@ function parseProxyFlags(flags: Record<string, string | boolean | undefined>): P
     frontPort: portFlag(flags["proxy-front-port"] as string, "proxy-front-port"),
     namePorts,
     transport: parseTransport(flags["proxy-transport"]),
-    ...(flags["proxy-response-timeout-ms"] !== undefined
-      ? { responseTimeoutMs: msFlag(flags["proxy-response-timeout-ms"], "proxy-response-timeout-ms") }
-      : {}),
+    ...(responseTimeoutMs !== undefined ? { responseTimeoutMs } : {}),
   };
-}
-
-function msFlag(value: unknown, key: string): number {
-  const n = Number(value);
-  if (typeof value !== "string" || !/^\d{1,9}$/.test(value) || n < 1)
-    throw new ConfigError(`--${key}`, `${JSON.stringify(value)} is not a positive whole number of ms`);
-  return n;
 }
 
 function parseTransport(value: unknown): ChannelTransport {

@@ -1,7 +1,7 @@
 // Node-actor process: registers the node and heartbeats, connected only to its own domain's NATS server.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseFlags, parseJsonFlag, requireFlag } from "../../shared/args";
+import { msFlag, parseFlags, parseJsonFlag, requireFlag } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
 import { domainOf, domainProblem } from "../../shared/domains";
@@ -47,10 +47,7 @@ async function startDemoTarget(node: string, host: string, flags: Record<string,
       );
     }
   }
-  const idle = flags["target-idle-ms"] as string | undefined;
-  const idleTimeoutMs = idle === undefined ? undefined : Number(idle);
-  if (idleTimeoutMs !== undefined && !(Number.isInteger(idleTimeoutMs) && idleTimeoutMs > 0))
-    throw new ConfigError("--target-idle-ms", `${JSON.stringify(idle)} is not a positive whole number of ms`);
+  const idleTimeoutMs = msFlag(flags["target-idle-ms"], "target-idle-ms");
   // Demo code, loaded only when asked for (lib/demo-kubelet).
   const { startTargetServer } = await import("../../lib/demo-kubelet");
   return startTargetServer({
