@@ -24,7 +24,6 @@ import {
   destroyNetns,
   findFreeSubnetIndex,
   newNetnsPrefix,
-  nsExec,
   planNetns,
   type NetnsPlan,
   type NodeHost,
@@ -41,6 +40,7 @@ import {
   renderStrongswanConf,
   sharedKeyMessage,
   TUNNEL_DRIVERS,
+  daemonArgv,
   viciCall,
   vpnOverheadFor,
   type VpnPeer,
@@ -249,20 +249,13 @@ export class HandbuiltTunnel {
       }),
       { mode: 0o600 },
     );
-    // exec chain, no fork: ip netns exec -> setpriv -> unshare -> sh -> charon keep one PID, so child.pid is charon's.
-    const argv = nsExec(gw.ns, [
-      "setpriv",
-      "--pdeathsig",
-      "TERM",
-      "unshare",
-      "--mount",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      'mount -t tmpfs -o mode=0755,size=16m raven-charon /run && exec "$0"',
-      DEFAULT_CHARON,
-    ]);
+    // Started as the driver starts it (one exec chain, a private /run, so child.pid is charon's).
+    const argv = daemonArgv({
+      netns: gw.ns,
+      deathSignal: "TERM",
+      run: { size: "16m", name: "raven-charon" },
+      command: DEFAULT_CHARON,
+    });
     const outFd = openSync(join(stateDir, "charon.stdout"), "a", 0o600);
     const child = spawn(argv[0]!, argv.slice(1), {
       stdio: ["ignore", outFd, outFd],

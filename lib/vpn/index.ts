@@ -14,6 +14,7 @@ export {
   checkStrongSwanInstalled,
 } from "./strongswan-host";
 export { MIN_PSK_BYTES, ensurePskFile, readPsk } from "./psk";
+export { daemonArgv } from "./daemon";
 export type { StrongSwanOptions, EspMode, CharonLauncher } from "./strongswan";
 export {
   renderStrongswanConf,
