@@ -16,7 +16,8 @@ import { casPut, readAll, readJson } from "./kv";
 
 export type ApplyResult = "created" | "updated" | "unchanged";
 
-const sameDefinition = (a: Gateway, b: Gateway) =>
+/** Same metadata and spec: applying one over the other changes nothing. */
+export const sameDefinition = (a: Gateway, b: Gateway) =>
   JSON.stringify(a.spec) === JSON.stringify(b.spec) && JSON.stringify(a.metadata) === JSON.stringify(b.metadata);
 
 function soloRefused(name: string, what: string): TopologyError {

@@ -123,3 +123,14 @@ export function soloGateway(nodeName: string): Gateway {
     status: emptyStatus(),
   };
 }
+
+/** The address of an active cloud (exposed) proxy endpoint (its publicIP), if the records name one: where the
+ * cloud reaches edge nodes by name (`raven hosts`, the edge-tunnel-nodes ConfigMap). */
+export function activeProxyAddress(records: readonly Gateway[]): string | undefined {
+  for (const gw of records) {
+    if (gw.spec.exposeType === "") continue;
+    const ep = gw.status.activeEndpoints.find((e) => e.type === "proxy" && e.publicIP);
+    if (ep) return ep.publicIP;
+  }
+  return undefined;
+}

@@ -4,16 +4,6 @@
 // exposed (cloud) Gateways are left out: the cloud reaches them directly.
 import { isSolo, type Gateway } from "../../shared/gateway";
 
-/** The active cloud proxy endpoint's address (publicIP), if the records name one. */
-export function defaultProxyAddress(records: readonly Gateway[]): string | undefined {
-  for (const gw of records) {
-    if (gw.spec.exposeType === "") continue;
-    const ep = gw.status.activeEndpoints.find((e) => e.type === "proxy" && e.publicIP);
-    if (ep) return ep.publicIP;
-  }
-  return undefined;
-}
-
 export function hostsFile(records: readonly Gateway[], address: string): string {
   const names = new Set<string>();
   for (const gw of records) {

@@ -4,6 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseFlags } from "../../shared/args";
 import { ConfigError, TopologyError, describeError } from "../../shared/errors";
+import { activeProxyAddress } from "../../shared/gateway";
 import { parseGatewayManifest } from "../../shared/gateway-manifest";
 import { applyGateway, checkApplicable, deleteGateway, listGateways } from "../../shared/gateway-store";
 import { bindBuckets, connectDaemon, connectOnce, requestStatus, type NatsConnection } from "../../shared/nats";
@@ -20,7 +21,7 @@ import {
   startUiServer,
 } from "../ui";
 import { renderStatus, renderTunnels } from "../../shared/status-text";
-import { defaultProxyAddress, hostsFile } from "./hosts";
+import { hostsFile } from "./hosts";
 import { gatewaysJson, gatewaysYaml, readManifests } from "./manifests";
 import { isIP } from "node:net";
 
@@ -244,7 +245,7 @@ runMain(async () => {
       );
       if (!parsed) return;
       const records = await withMesh(parsed.flags.nats!, async (nc) => listGateways((await bindBuckets(nc)).gateways));
-      const address = parsed.flags.address ?? defaultProxyAddress(records);
+      const address = parsed.flags.address ?? activeProxyAddress(records);
       if (!address)
         throw new ConfigError(
           "--address",

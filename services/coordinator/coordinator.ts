@@ -40,9 +40,11 @@ import {
   type MessageType,
   type StatusReply,
 } from "../../shared/protocol";
+import type { KubeClient } from "../../lib/kube";
 import { DomainPool } from "./domain-pool";
 import { HealthTracker } from "./health";
 import { Inventory } from "./inventory";
+import { KubeSync } from "./kube";
 import { CoordinatorLease } from "./lease";
 import { buildStatus } from "./status";
 import { Sweeper } from "./sweeper";
@@ -58,6 +60,8 @@ export type CoordinatorOptions = Readonly<{
   onFatal: (err: unknown) => void;
   /** Inspection for `raven ui`: the coordinator statechart as itself, each DomainActor as domain/<unit name>. */
   inspector?: ActorInspector;
+  /** Kubernetes as the source of truth (kube/kube-sync.ts); without it, the KV records are. */
+  kube?: Readonly<{ client: KubeClient; proxyAddress?: string; resyncMs?: number }>;
 }>;
 
 const MAX_CONCURRENT_REGISTRATIONS = 64;
@@ -70,6 +74,7 @@ export class CoordinatorService {
   readonly lease: CoordinatorLease;
   private readonly pool: DomainPool;
   private readonly sweeper: Sweeper;
+  readonly kube: KubeSync | null;
   private actor: Actor<typeof coordinatorMachine> | null = null;
   private readonly subs: Subscription[] = [];
   private readonly timers: TimerHandle[] = [];
@@ -103,7 +108,20 @@ export class CoordinatorService {
       }
       this.pool.membersChanged(change.gatewaysChanged ? this.inventory.partition.units.keys() : change.membersOf);
       for (const key of change.records) this.pool.recordChanged(key);
+      this.kube?.recordsChanged(change.records);
     });
+    this.kube = opts.kube
+      ? new KubeSync({
+          ...opts.kube,
+          clock,
+          log: log.child({ part: "kube" }),
+          gateways: buckets.gateways,
+          records: () => this.inventory.gateways,
+          nodes: () => this.inventory.nodes,
+          putNode: (rec) => this.inventory.putNode(rec),
+          isActive: () => this.isActive,
+        })
+      : null;
     this.pool = new DomainPool({
       ...opts,
       tracker: this.tracker,
@@ -142,6 +160,7 @@ export class CoordinatorService {
   async start(): Promise<void> {
     const { clock, timings } = this.opts;
     this.inventory.start();
+    this.kube?.start();
     this.subs.push(
       this.listen(subjects.allNodeRegisters(), (m) => this.onRegister(m.subject, m.data, (d) => m.respond(d))),
     );
@@ -199,6 +218,7 @@ export class CoordinatorService {
             "coordinator role",
           );
           lastValue = value;
+          if (value === "active") this.kube?.activated();
         }
         this.pool.reconcile(this.matches("active"));
         this.followHeartbeats();
@@ -230,6 +250,7 @@ export class CoordinatorService {
     this.actor?.send({ type: "STOP" }); // the subscription stops the DomainActors and the heartbeats
     await quickly(this.lease.release());
     this.inventory.stop();
+    await this.kube?.stop();
     for (const s of this.subs) s.unsubscribe();
   }
 
@@ -358,12 +379,22 @@ export class CoordinatorService {
     if (!reg) return reply(new InvalidMessageError("malformed node.register"));
     if (!subjectMatches(subject, reg.domain, reg.node))
       return reply(new InvalidMessageError("subject does not match the node and domain in the body"));
-    const problem = domainProblem({ name: reg.node, labels: reg.labels });
+    // With Kubernetes, the Node's labels place the node, not the ones its agent was started with.
+    const kubeLabels = this.kube?.labelsOf(reg.node);
+    if (kubeLabels?.kind === "not-synced") {
+      counters.inc("raven_registrations_shed_total");
+      return; // the node retries once the informers have listed
+    }
+    if (kubeLabels?.kind === "unknown")
+      return reply(new InvalidMessageError(`node ${reg.node} is not a Node in Kubernetes; it cannot register`));
+    const labels = kubeLabels?.kind === "labels" ? { ...kubeLabels.labels } : reg.labels;
+    const problem = domainProblem({ name: reg.node, labels });
     if (problem) return reply(new InvalidMessageError(problem));
-    if (domainOf({ name: reg.node, labels: reg.labels }) !== reg.domain) {
+    if (domainOf({ name: reg.node, labels }) !== reg.domain) {
+      counters.inc(REJECTED_COUNTER, { reason: "WRONG_DOMAIN" });
       return reply(
         new InvalidMessageError(
-          `node ${reg.node} registers in domain ${reg.domain} but its labels place it in ${domainOf({ name: reg.node, labels: reg.labels })}`,
+          `node ${reg.node} registers in domain ${reg.domain} but its labels${kubeLabels ? " in Kubernetes" : ""} place it in ${domainOf({ name: reg.node, labels })}`,
         ),
       );
     }
@@ -380,11 +411,11 @@ export class CoordinatorService {
       return; // the node retries with backoff
     }
     this.registrationsInFlight++;
-    const place = this.inventory.place({ name: reg.node, labels: reg.labels });
+    const place = this.inventory.place({ name: reg.node, labels });
     this.inventory
       .putNode({
         name: reg.node,
-        labels: reg.labels,
+        labels,
         internalIP: reg.internalIP,
         ...(reg.podCIDR ? { podCIDR: reg.podCIDR } : {}),
         domain: reg.domain,

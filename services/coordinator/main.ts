@@ -1,14 +1,16 @@
 // Coordinator process: connects to the hub, opens the KV buckets, runs CoordinatorService until signalled.
+import { isIP } from "node:net";
 import { parseFlags } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
-import { describeError } from "../../shared/errors";
+import { ConfigError, describeError } from "../../shared/errors";
 import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
 import { metricsPortOf } from "../../shared/metrics-server";
 import { serveActorProcess } from "../../shared/actor-process";
 import { connectDaemon, openBuckets } from "../../shared/nats";
 import { instanceId, runMain } from "../../shared/process";
+import { KubeClient } from "../../lib/kube";
 import { CoordinatorService } from "./coordinator";
 
 runMain(async () => {
@@ -21,6 +23,15 @@ runMain(async () => {
       name: { type: "string", default: "coordinator", help: "replica name (an instance suffix is added)" },
       config: { type: "string", help: "Raven config JSON (timings)" },
       "metrics-port": { type: "string", help: "serve Prometheus /metrics on this port (0 or absent = off)" },
+      kubeconfig: {
+        type: "string",
+        help: "take Nodes, NodePools, Gateways and raven-cfg from this cluster and write status back (default: KV only)",
+      },
+      "kube-in-cluster": { type: "boolean", help: "as --kubeconfig, with the pod's service account" },
+      "proxy-address": {
+        type: "string",
+        help: "edge nodes' address in the edge-tunnel-nodes hosts map (default: the active cloud proxy endpoint's publicIP)",
+      },
     },
   );
   if (!parsed) return;
@@ -28,6 +39,16 @@ runMain(async () => {
   const config = loadConfigFile(flags.config);
   const id = instanceId(flags.name ?? "coordinator");
   const log = createLogger({ service: "coordinator", actor: id });
+  const proxyAddress = flags["proxy-address"];
+  if (proxyAddress !== undefined && isIP(proxyAddress) === 0)
+    throw new ConfigError("--proxy-address", `${JSON.stringify(proxyAddress)} is not an IP address`);
+  const kube =
+    flags.kubeconfig || flags["kube-in-cluster"]
+      ? {
+          client: KubeClient.load(flags.kubeconfig),
+          ...(proxyAddress ? { proxyAddress } : {}),
+        }
+      : undefined;
   const nc = await connectDaemon(flags.nats!, id);
   // KV traffic (lease renewals, record writes) on a connection of its own, so it never queues behind the
   // heartbeat firehose in either direction.
@@ -52,9 +73,10 @@ runMain(async () => {
     log,
     onFatal: () => process.exit(1),
     inspector,
+    ...(kube ? { kube } : {}),
   });
   await service.start();
-  log.info({ nats: flags.nats }, "coordinator started");
+  log.info({ nats: flags.nats, kube: kube?.client.server }, "coordinator started");
   await serveActorProcess({
     log,
     metricsPort: metricsPortOf(flags["metrics-port"]),

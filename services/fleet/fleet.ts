@@ -19,6 +19,7 @@ import { join, resolve } from "node:path";
 import { defaultTimings, parseTimings, type Timings } from "../../shared/config";
 import { domainOf } from "../../shared/domains";
 import { gatewayKey, proxyPortsOf } from "../../shared/gateway";
+import { KubeClient } from "../../lib/kube";
 import { ensurePskFile, type TunnelDriverName } from "../../lib/vpn";
 import { ensurePki } from "../../shared/pki";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
@@ -93,6 +94,11 @@ export type FleetOptions = Readonly<{
   tunnel?: boolean;
   /** The VPN between gateways in tunnel mode (default "strongswan"). */
   tunnelDriver?: TunnelDriverName;
+  /**
+   * Kubernetes as the source of truth: the topology is written to this cluster (Nodes, NodePools, Gateways,
+   * raven-cfg) and the coordinators run with --kubeconfig, mirroring it into KV and writing status back.
+   */
+  kubeconfig?: string;
 }>;
 
 /** The nice value of the control path's processes (root only). */
@@ -282,7 +288,13 @@ export class Fleet {
       this.add({
         name,
         kind: "coordinator",
-        ...node("coordinator", ["--nats", this.hubUrl, "--name", name]),
+        ...node("coordinator", [
+          "--nats",
+          this.hubUrl,
+          "--name",
+          name,
+          ...(options.kubeconfig ? ["--kubeconfig", options.kubeconfig] : []),
+        ]),
         logFile: this.logFile(name),
         env,
         ...(restartDelayMs !== undefined ? { restartDelayMs } : {}),
@@ -473,11 +485,23 @@ export class Fleet {
 
   private async seedGateways(): Promise<void> {
     const nc = await this.connect();
+    const { kubeconfig } = this.options;
+    const client = kubeconfig ? KubeClient.load(kubeconfig) : null;
     try {
       const gateways = (this.proxyPlan?.topology ?? this.topology).gateways;
       const hostOf = this.options.tunnel ? (node: string) => this.hostOf(node) : null;
-      await seedGatewayRecords(await openBuckets(nc), this.topology, gateways, hostOf, (line) => this.progress(line));
+      // Both modes on: without namespaces the proxy's endpoints are still elected (there is no data path).
+      const kube = client ? { client, modes: { l7: true, l3: true } } : undefined;
+      await seedGatewayRecords(
+        await openBuckets(nc),
+        this.topology,
+        gateways,
+        hostOf,
+        (line) => this.progress(line),
+        kube,
+      );
     } finally {
+      client?.close();
       await nc.close();
     }
   }

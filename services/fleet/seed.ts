@@ -1,7 +1,8 @@
 // The Gateway records the fleet launcher writes before any actor starts: the topology's manifests (applied
-// like `raven gateways apply`: a record that exists keeps its status), and in tunnel mode each tunnel
-// endpoint's publicIP set to its node's underlay address (what peers dial), plus a record for every solo
-// node, which the coordinator would otherwise create without one. Idempotent: a second run changes nothing.
+// like `raven gateways apply`: a record that exists keeps its status; with Kubernetes, written there as
+// objects instead, for the coordinator to mirror), and in tunnel mode each tunnel endpoint's publicIP set to
+// its node's underlay address (what peers dial), plus a record for every solo node, which the coordinator
+// would otherwise create without one. Idempotent: a second run changes nothing.
 import type { KV } from "@nats-io/kv";
 import { describeError } from "../../shared/errors";
 import { soloGateway, soloKey, type Gateway } from "../../shared/gateway";
@@ -10,20 +11,30 @@ import { applyGateway } from "../../shared/gateway-store";
 import { casPut, readJson } from "../../shared/kv";
 import type { HubBuckets } from "../../shared/nats";
 import { partitionOf, type Topology } from "../../shared/topology";
+import type { KubeClient } from "../../lib/kube";
+import { seedKubeObjects } from "./kube-seed";
 import type { NodeHost } from "./netns";
 
-/** `hostOf`: where each node lives in tunnel mode (null: tunnel mode is off, no addresses are filled in). */
+/**
+ * `hostOf`: where each node lives in tunnel mode (null: tunnel mode is off, no addresses are filled in).
+ * `kube`: the Gateways go to this cluster (with the Nodes, NodePools and raven-cfg) rather than to KV.
+ */
 export async function seedGatewayRecords(
   buckets: HubBuckets,
   topology: Topology,
   gateways: readonly Gateway[],
   hostOf: ((node: string) => NodeHost | undefined) | null,
   progress: (line: string) => void,
+  kube?: Readonly<{ client: KubeClient; modes: { l7: boolean; l3: boolean } }>,
 ): Promise<void> {
   const withAddresses = (gw: Gateway): Gateway => (hostOf ? withTunnelAddresses(gw, hostOf) : gw);
   const records = gateways.map(withAddresses);
-  const results = await Promise.all(records.map((g) => applyGateway(buckets.gateways, g)));
-  progress(`      Gateway records: ${records.map((g, i) => `${g.metadata.name} ${results[i]}`).join(", ")}`);
+  if (kube) {
+    await seedKubeObjects(kube.client, topology, records, kube.modes, progress);
+  } else {
+    const results = await Promise.all(records.map((g) => applyGateway(buckets.gateways, g)));
+    progress(`      Gateway records: ${records.map((g, i) => `${g.metadata.name} ${results[i]}`).join(", ")}`);
+  }
   if (hostOf) await seedSoloRecords(buckets.gateways, topology, withAddresses, progress);
 }
 

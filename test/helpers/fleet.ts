@@ -62,6 +62,7 @@ export async function startTestFleet(
     tunnelDriver?: "strongswan" | "wireguard";
     demoTargetIdleMs?: number;
     proxyResponseTimeoutMs?: number;
+    kubeconfig?: string;
   } = {},
 ): Promise<TestFleet> {
   const runDir = mkdtempSync(join(tmpdir(), "raven-test-"));
@@ -75,6 +76,7 @@ export async function startTestFleet(
     ...(opts.tunnel ? { tunnel: true, tunnelDriver: opts.tunnelDriver ?? "strongswan" } : {}),
     ...(opts.demoTargetIdleMs !== undefined ? { demoTargetIdleMs: opts.demoTargetIdleMs } : {}),
     ...(opts.proxyResponseTimeoutMs !== undefined ? { proxyResponseTimeoutMs: opts.proxyResponseTimeoutMs } : {}),
+    ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
     progress: (l) => process.env.RAVEN_TEST_VERBOSE && console.log(l),
   });
   let observer: FleetObserver | null = null;

@@ -23,6 +23,8 @@ export interface KubeApiOptions {
   historyLimit?: number;
   /** Quiet time before a BOOKMARK on watches that allow them (default 1000 ms). */
   bookmarkIntervalMs?: number;
+  /** The port to listen on (default: a free one). */
+  port?: number;
 }
 
 export interface KubeApi {
@@ -260,7 +262,7 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
       server.closeAllConnections();
     });
 
-  await listen(0);
+  await listen(opts.port ?? 0);
   const address = server.address();
   port = address !== null && typeof address === "object" ? (address satisfies AddressInfo).port : 0;
   return {

@@ -1,7 +1,7 @@
 // `raven hosts`: edge node names (solo nodes included, cloud nodes left out) mapped to the proxy address.
 import { describe, expect, it } from "vitest";
-import { defaultProxyAddress, hostsFile } from "../../../services/cli/hosts";
-import { soloGateway, type Gateway } from "../../../shared/gateway";
+import { hostsFile } from "../../../services/cli/hosts";
+import { activeProxyAddress, soloGateway, type Gateway } from "../../../shared/gateway";
 import { both, gateway } from "../statecharts/fixtures";
 
 const node = (nodeName: string) => ({ nodeName, privateIP: "192.168.1.11", subnets: [] });
@@ -32,7 +32,7 @@ describe("raven hosts", () => {
   });
 
   it("defaults to the active cloud proxy endpoint's publicIP, and has none without one", () => {
-    expect(defaultProxyAddress(records())).toBe("198.18.7.10");
-    expect(defaultProxyAddress(records().slice(1))).toBeUndefined();
+    expect(activeProxyAddress(records())).toBe("198.18.7.10");
+    expect(activeProxyAddress(records().slice(1))).toBeUndefined();
   });
 });
