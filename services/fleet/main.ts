@@ -1,5 +1,6 @@
 // `npm run fleet`: starts the demo fleet from a topology file and keeps it running until Ctrl-C, which stops
 // everything it started. Shows progress while starting, then the status table, then process events.
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseFlags, parseJsonFlag } from "../../shared/args";
 import { parseTimings } from "../../shared/config";
@@ -10,6 +11,13 @@ import { renderStatus } from "../../shared/status-text";
 import { REPO_ROOT } from "./build";
 import { Fleet } from "./fleet";
 import { tunnelDriverFlag } from "../../lib/vpn";
+
+/** The API double with the CRDs installed, listening on a free port, its kubeconfig in the run dir. */
+async function startDemoCluster(runDir: string) {
+  const { startRavenCluster } = await import("../../test/kube-api/cluster");
+  mkdirSync(runDir, { recursive: true });
+  return startRavenCluster(runDir);
+}
 
 runMain(async () => {
   const parsed = parseFlags(
@@ -45,6 +53,11 @@ runMain(async () => {
         default: false,
         help: "as root, proxy mode only: no tunnel mode (host and pod namespaces per node, VXLAN to the gateways, IPsec between them)",
       },
+      kube: {
+        type: "boolean",
+        default: false,
+        help: "Kubernetes as the source of truth: start the API double (test/kube-api) with the topology as Nodes, NodePools and Gateways; the coordinators mirror them and write status back (kubectl works against it)",
+      },
       "tunnel-driver": {
         type: "string",
         default: "strongswan",
@@ -67,6 +80,9 @@ runMain(async () => {
   const tunnelDriver = tunnelDriverFlag(flags["tunnel-driver"]);
   const t0 = Date.now();
   const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s`;
+  // No kube-apiserver can be had here: the demo's cluster is the test double, which speaks its protocol.
+  const cluster = flags.kube ? await startDemoCluster(flags["run-dir"]!) : null;
+  if (cluster) process.stdout.write(`${stamp()} Kubernetes API (double) on ${cluster.api.url}\n`);
   const fleet = new Fleet(topology, {
     runDir: flags["run-dir"]!,
     hubPort: port,
@@ -76,6 +92,7 @@ runMain(async () => {
     // As root, every domain gets its own network namespace (InternalIPs really collide) and proxy mode runs.
     ...(netns ? { netns: true } : {}),
     ...(tunnel ? { tunnel: true, tunnelDriver } : {}),
+    ...(cluster ? { kubeconfig: cluster.kubeconfig } : {}),
     progress: (line) => process.stdout.write(`${stamp()} ${line}\n`),
     onProcEvent: (e) => {
       if (e.type === "exit")
@@ -88,6 +105,7 @@ runMain(async () => {
     stopping = true;
     process.stdout.write(`\n${stamp()} stopping the fleet...\n`);
     await fleet.stop();
+    await cluster?.api.close();
     process.stdout.write(`${stamp()} stopped.\n`);
     process.exit(0);
   };
@@ -97,6 +115,7 @@ runMain(async () => {
     await fleet.start();
   } catch (err) {
     await fleet.stop();
+    await cluster?.api.close();
     throw err;
   }
   const nc = await fleet.connect();
@@ -129,6 +148,15 @@ runMain(async () => {
         `  RAVEN_NATS=${fleet.hubUrl} bin/raven status             the tunnels table at the end\n`,
     );
   }
+  if (cluster)
+    process.stdout.write(
+      `\nKubernetes (the API double, ${cluster.api.url}): the coordinators take Nodes and Gateways from it and write status back. Try:\n` +
+        `  export KUBECONFIG=${cluster.kubeconfig}\n` +
+        `  kubectl get gw -o yaml                                  status.activeEndpoints and status.nodes\n` +
+        `  kubectl get events                                      ActiveEndpointElected / ActiveEndpointLost\n` +
+        `  kubectl get cm -n kube-system edge-tunnel-nodes -o yaml  the hosts map (DNS mode)\n` +
+        `  kubectl label node factory-a-node-1 raven.openyurt.io/gateway-   and watch raven status follow\n`,
+    );
   process.stdout.write(
     `\nFleet running. Try:\n  RAVEN_NATS=${fleet.hubUrl} bin/raven status\n  RAVEN_NATS=${fleet.hubUrl} bin/raven gateways -o yaml\n` +
       `  RAVEN_NATS=${fleet.hubUrl} bin/raven ui --port 8080     then open http://127.0.0.1:8080/ (the live statechart debugger)\n` +
