@@ -2,6 +2,8 @@
 // connection. Registers every node (bounded concurrency, retried), then publishes node heartbeats at
 // nodeHeartbeatMs and gateway heartbeats at gatewayHeartbeatMs, spread evenly over each period; a candidate
 // reports itself active while the newest assignment for its Gateway names it. Prints JSON progress lines.
+// A line `failovers R` on stdin starts forced failovers: R times a second an active candidate of another
+// domain falls silent for gatewayDeadAfterMs + 1 s (its standby takes over; it comes back as the standby).
 import { connect } from "@nats-io/transport-node";
 import { parseFlags } from "../shared/args";
 import { loadConfigFile } from "../shared/config";
@@ -58,6 +60,33 @@ runMain(async () => {
   let nodeDue = 0;
   let lastTick = performance.now();
   const registered = new Uint8Array(D * N);
+  /** Candidate index -> silent until (performance.now()). */
+  const silentUntil = new Float64Array(D * 2);
+  let failoverTimer: NodeJS.Timeout | null = null;
+  let failoverDomain = 0;
+  const startFailovers = (perS: number) => {
+    if (failoverTimer) clearInterval(failoverTimer);
+    if (perS <= 0) return;
+    failoverTimer = setInterval(() => {
+      // The next domain with an active candidate that is heard: silence it.
+      for (let tries = 0; tries < D; tries++) {
+        const d = failoverDomain++ % D;
+        const a = active.get(gatewayName(d));
+        const idx = [0, 1].map((n) => d * 2 + n).find((i) => a?.nodes.has(nodeName(d, i % 2)));
+        if (idx === undefined || silentUntil[idx]! > performance.now()) continue;
+        silentUntil[idx] = performance.now() + timings.gatewayDeadAfterMs + 1_000;
+        say({ silenced: nodeName(d, idx % 2) });
+        return;
+      }
+    }, 1000 / perS);
+  };
+  process.stdin.setEncoding("utf8");
+  process.stdin.on("data", (chunk: string) => {
+    for (const line of chunk.split("\n")) {
+      const m = /^failovers (\d+(?:\.\d+)?)$/.exec(line.trim());
+      if (m) startFailovers(Number(m[1]));
+    }
+  });
   setTimeout(() => say({ heartbeating: true }), 0);
   setInterval(() => {
     const now = Date.now();
@@ -71,6 +100,7 @@ runMain(async () => {
     nodeDue -= nodeCount;
     for (let i = 0; i < gwCount; i++) {
       const idx = gwCursor++ % (D * 2);
+      if (silentUntil[idx]! > tick) continue;
       const d = Math.floor(idx / 2);
       const node = nodeName(d, idx % 2);
       const assignment = active.get(gatewayName(d));

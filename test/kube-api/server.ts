@@ -25,6 +25,8 @@ export interface KubeApiOptions {
   bookmarkIntervalMs?: number;
   /** The port to listen on (default: a free one). */
   port?: number;
+  /** Told of every request (benchmarks count writes with it). */
+  onRequest?: (method: string, path: string) => void;
 }
 
 export interface KubeApi {
@@ -117,6 +119,7 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    opts.onRequest?.(req.method ?? "GET", url.pathname);
     const segs = url.pathname
       .split("/")
       .filter((s) => s !== "")

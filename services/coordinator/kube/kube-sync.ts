@@ -55,6 +55,7 @@ const EVENTS_NAMESPACE = "default";
 const COMPONENT = "raven-coordinator";
 const MERGE_PATCH = "application/merge-patch+json";
 const HOSTS_KEY = "configmap/edge-tunnel-nodes";
+const RECORD_WRITES_AT_ONCE = 32;
 
 export type KubeSyncOptions = Readonly<{
   client: KubeClient;
@@ -81,6 +82,9 @@ export type KubeSyncOptions = Readonly<{
 }>;
 
 type Dirty = "nodes" | "pools" | "gateways" | "cfg" | "all";
+/** A Gateway object's version, read: the record it makes, or why it makes none. */
+type Parsed = { rv: string } & ({ gw: Gateway } | { error: string });
+const definitionOf = (p: Parsed) => ("gw" in p ? JSON.stringify([p.gw.metadata, p.gw.spec]) : `invalid: ${p.error}`);
 
 export type RegisteredLabels =
   | { kind: "labels"; labels: Readonly<Record<string, string>> }
@@ -94,7 +98,7 @@ export class KubeSync {
   private readonly queue: WriteQueue;
   private readonly nodes = new Map<string, KubeNode>();
   /** Gateway name -> the record its object's version makes, or the error that version fails with. */
-  private readonly parsed = new Map<string, { rv: string } & ({ gw: Gateway } | { error: string })>();
+  private readonly parsed = new Map<string, Parsed>();
   private readonly dirty = new Set<Dirty>();
   /** Derived from Nodes, NodePools and Gateways; rebuilt on first use after any of them changed. */
   private placement: { byGateway: Map<string, KubeNode[]>; isCloud: (n: KubeNode) => boolean } | null = null;
@@ -106,6 +110,7 @@ export class KubeSync {
   private resyncTimer: TimerHandle | null = null;
   private debounce: TimerHandle | null = null;
   private eventSeq = 0;
+  private stopped = false;
 
   constructor(private readonly opts: KubeSyncOptions) {
     const { client, clock, log } = opts;
@@ -166,6 +171,7 @@ export class KubeSync {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     if (this.resyncTimer) this.opts.clock.clearInterval(this.resyncTimer);
     if (this.debounce) this.opts.clock.clearTimeout(this.debounce);
     this.queue.stop();
@@ -195,8 +201,17 @@ export class KubeSync {
     if (!this.ready) return;
     for (const key of keys) if (key.startsWith("gw.")) this.markStatus(key.slice(3));
     this.queue.mark(HOSTS_KEY);
-    // A record written by anyone else (`raven gateways apply`) is put back the way its object says.
-    if (keys.some((k) => k.startsWith("gw."))) this.syncRecords();
+    // A record written by anyone else (`raven gateways apply`) is put back the way its object says; an
+    // election's write (status only) needs nothing.
+    const records = this.opts.records();
+    const strayed = keys.some((key) => {
+      if (!key.startsWith("gw.")) return false;
+      const record = records.get(key)?.value;
+      const p = this.parsed.get(key.slice(3));
+      if (!p || !("gw" in p)) return !!record && !isSolo(record);
+      return !record || !sameDefinition(record, p.gw);
+    });
+    if (strayed) this.syncRecords();
   }
 
   /** This coordinator became the lease holder: bring KV and Kubernetes in line with each other. */
@@ -234,31 +249,42 @@ export class KubeSync {
       if (cfg.l7 !== this.cfg.l7 || cfg.l3 !== this.cfg.l3) this.parsed.clear();
       this.cfg = cfg;
     }
+    // touched: the object changed (its status may need repair); redefined: what it makes changed (its record,
+    // placement and the hosts map may). A status patch touches one Gateway and redefines none.
     const touched = new Set<string>();
+    const redefined = new Set<string>();
     if (dirty.has("gateways") || dirty.has("cfg")) {
       const seen = new Set<string>();
       for (const o of this.informers.gateways.list()) {
         const name = o.metadata.name;
         const rv = o.metadata.resourceVersion ?? "";
         seen.add(name);
-        if (this.parsed.get(name)?.rv === rv) continue;
+        const before = this.parsed.get(name);
+        if (before?.rv === rv) continue;
         touched.add(name);
+        let next: Parsed;
         try {
-          this.parsed.set(name, { rv, gw: gatewayFromObject(o, this.cfg) });
+          next = { rv, gw: gatewayFromObject(o, this.cfg) };
         } catch (err) {
-          this.parsed.set(name, { rv, error: describeError(err) });
+          next = { rv, error: describeError(err) };
         }
+        if (!before || definitionOf(before) !== definitionOf(next)) redefined.add(name);
+        this.parsed.set(name, next);
       }
-      for (const name of this.parsed.keys()) if (!seen.has(name)) this.parsed.delete(name);
+      for (const name of this.parsed.keys())
+        if (!seen.has(name)) {
+          this.parsed.delete(name);
+          redefined.add(name);
+        }
     }
-    if (dirty.has("nodes") || dirty.has("gateways") || dirty.has("pools") || dirty.has("cfg")) this.placement = null;
+    const facts = dirty.has("nodes") || dirty.has("pools") || dirty.has("cfg") || dirty.has("all");
+    if (facts || redefined.size > 0) this.placement = null;
     if (!this.ready) return;
     this.reportInvalid();
-    if (touched.size > 0 || dirty.has("cfg") || dirty.has("all")) this.syncRecords();
+    if (redefined.size > 0 || dirty.has("cfg") || dirty.has("all")) this.syncRecords();
     if (dirty.has("nodes")) this.syncNodeLabels();
-    const all = dirty.has("nodes") || dirty.has("pools") || dirty.has("cfg") || dirty.has("all");
-    for (const name of all ? this.parsed.keys() : touched) this.markStatus(name);
-    this.queue.mark(HOSTS_KEY);
+    for (const name of facts ? this.parsed.keys() : touched) this.markStatus(name);
+    if (facts || redefined.size > 0) this.queue.mark(HOSTS_KEY);
   }
 
   private markStatus(name: string): void {
@@ -284,7 +310,7 @@ export class KubeSync {
 
   /** KV follows the Gateway objects (one pass at a time; a change during a pass runs another). */
   private syncRecords(): void {
-    if (!this.opts.isActive()) return;
+    if (!this.opts.isActive() || this.stopped) return;
     if (this.recordsTask) {
       this.recordsAgain = true;
       return;
@@ -307,31 +333,41 @@ export class KubeSync {
         "raven-cfg turns neither enable-l7-proxy nor enable-l3-tunnel on: no endpoint is elected",
       );
     const records = this.opts.records();
-    const work: Promise<void>[] = [];
+    // Thunks, run RECORD_WRITES_AT_ONCE at a time: a first sync of a large cluster writes every record.
+    const work: (() => Promise<string>)[] = [];
     for (const [name, d] of this.parsed) {
       if (!("gw" in d)) continue;
       const current = records.get(gatewayKey(name))?.value;
       if (current && sameDefinition(current, d.gw)) continue;
-      work.push(
-        applyGateway(this.opts.gateways, d.gw).then((result) => {
-          counters.inc("raven_kube_records_applied_total", { result });
-          this.opts.log.info({ gateway: name, result }, "Gateway record follows its object");
-        }),
-      );
+      work.push(() => applyGateway(this.opts.gateways, d.gw).then((result) => `${name} ${result}`));
     }
     for (const [key, r] of records) {
       if (!key.startsWith("gw.") || !r.value || isSolo(r.value)) continue;
       const name = key.slice(3);
       if (this.parsed.has(name)) continue;
-      work.push(
-        deleteGateway(this.opts.gateways, name).then(() => {
-          counters.inc("raven_kube_records_deleted_total");
-          this.opts.log.info({ gateway: name }, "Gateway record deleted: its object is gone");
-        }),
-      );
+      work.push(() => deleteGateway(this.opts.gateways, name).then(() => `${name} deleted (its object is gone)`));
     }
-    const failed = (await Promise.allSettled(work)).filter((r) => r.status === "rejected");
-    for (const f of failed) this.opts.log.warn({ err: describeError(f.reason) }, "Gateway record write failed");
+    if (work.length === 0) return;
+    const done: string[] = [];
+    let failed = 0;
+    const run = async () => {
+      for (let task = work.pop(); task; task = work.pop()) {
+        try {
+          done.push(await task());
+        } catch (err) {
+          failed++;
+          this.opts.log.warn({ err: describeError(err) }, "Gateway record write failed");
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: RECORD_WRITES_AT_ONCE }, run));
+    counters.inc("raven_kube_record_writes_total", {}, done.length);
+    this.opts.log.info(
+      { written: done.length, failed, first: done.slice(0, 5) },
+      "Gateway records follow their objects",
+    );
+    // A write that failed (the hub busy or restarting) is tried again soon, not at the next resync.
+    if (failed > 0 && !this.stopped) this.opts.clock.setTimeout(() => this.syncRecords(), 1000);
   }
 
   /** A registered node relabelled in Kubernetes: its record takes the new labels, within its own domain. */
