@@ -58,7 +58,10 @@ export function placeNode(
   return placement;
 }
 
-export function endpointOwners(gateways: readonly Gateway[]): Map<string, string> {
+/** Endpoint node -> the Gateway listing it (the last one, if several do). */
+export function endpointOwners(
+  gateways: readonly { metadata: { name: string }; spec: { endpoints: readonly { nodeName: string }[] } }[],
+): Map<string, string> {
   const owner = new Map<string, string>();
   for (const gw of gateways) for (const ep of gw.spec.endpoints) owner.set(ep.nodeName, gw.metadata.name);
   return owner;

@@ -3,3 +3,5 @@ export { KubeApiError, KubeClient } from "./client";
 export type { WatchEvent } from "./client";
 export { KubeInformer } from "./informer";
 export type { InformerChange, InformerOptions, InformerStats, KubeObject } from "./informer";
+export { EXTRA_CIDRS_ANNOTATION, GATEWAYS_PATH, NODES_PATH, candidacyOf, fetchNode, readNode, stringMap } from "./node";
+export type { KubeNode } from "./node";

@@ -45,7 +45,7 @@ runMain(async () => {
   const kube =
     flags.kubeconfig || flags["kube-in-cluster"]
       ? {
-          client: KubeClient.load(flags.kubeconfig),
+          client: await KubeClient.load(flags.kubeconfig),
           ...(proxyAddress ? { proxyAddress } : {}),
         }
       : undefined;

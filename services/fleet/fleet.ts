@@ -486,7 +486,7 @@ export class Fleet {
   private async seedGateways(): Promise<void> {
     const nc = await this.connect();
     const { kubeconfig } = this.options;
-    const client = kubeconfig ? KubeClient.load(kubeconfig) : null;
+    const client = kubeconfig ? await KubeClient.load(kubeconfig) : null;
     try {
       const gateways = (this.proxyPlan?.topology ?? this.topology).gateways;
       const hostOf = this.options.tunnel ? (node: string) => this.hostOf(node) : null;

@@ -12,7 +12,9 @@ import { resolve } from "node:path";
 import { Directory } from "../../shared/directory";
 import type { ActorInspector } from "../../shared/inspect";
 import type { Logger } from "../../shared/log";
+import { GATEWAYS_PATH, KubeClient, KubeInformer, candidacyOf, fetchNode } from "../../lib/kube";
 import { StrongSwanDriver, WireGuardDriver, tunnelDriverFlag, underlayMtuFlag } from "../../lib/vpn";
+import { domainOf, domainProblem } from "../../shared/domains";
 import { TunnelManager } from "./tunnel/manager";
 import { pingProbe } from "./tunnel/probe";
 import { runMain } from "../../shared/process";
@@ -98,16 +100,72 @@ async function startTunnel(
   };
 }
 
+/**
+ * The domain and Gateway of this node as the cluster says. While no Gateway lists the node as an endpoint
+ * (it is a member, not a candidate), it waits on a watch of the Gateways (as OpenYurt's agent watches them on
+ * every node) and starts once one does. A node that stops being listed later keeps running: its heartbeats
+ * are counted and ignored until it is restarted.
+ */
+async function candidacyFromKube(
+  node: string,
+  flags: { domain?: string; gateway?: string; kubeconfig?: string },
+): Promise<{ domain: string; gateway: string }> {
+  for (const f of ["domain", "gateway"] as const)
+    if (flags[f] !== undefined) throw new ConfigError(`--${f}`, "comes from the cluster with --from-kube");
+  const client = await KubeClient.load(flags.kubeconfig);
+  const log = createLogger({ service: "gateway-actor", actor: `gateway/${node}`, node });
+  const facts = await fetchNode(client, node);
+  const problem = domainProblem(facts);
+  if (problem) throw new ConfigError("--from-kube", problem);
+  let informer: KubeInformer | null = null;
+  try {
+    return await new Promise((resolve) => {
+      let told = false;
+      let due = false;
+      // Once the first list is in, after every batch of changes: a Gateway naming this node may have come.
+      const check = () => {
+        due = false;
+        const candidacy = candidacyOf(facts, informer!.list());
+        if (candidacy) return resolve({ domain: domainOf(facts), gateway: candidacy.gateway });
+        if (!told) log.info("no Gateway lists this node as an endpoint: waiting until one does");
+        told = true;
+      };
+      const soon = () => {
+        if (due || informer!.stats.lists === 0) return;
+        due = true;
+        setImmediate(check);
+      };
+      informer = new KubeInformer({
+        client,
+        path: GATEWAYS_PATH,
+        clock: systemClock,
+        log,
+        onChange: soon,
+        onSynced: soon,
+      });
+      informer.start();
+    });
+  } finally {
+    await (informer as KubeInformer | null)?.stop();
+    client.close();
+  }
+}
+
 runMain(async () => {
   const parsed = parseFlags(
     process.argv.slice(2),
-    "gateway-actor --node NAME --domain POOL --gateway GW [options]",
+    "gateway-actor --node NAME (--domain POOL --gateway GW | --from-kube) [options]",
     "Raven gateway candidate: heartbeats, fenced standby/active role.",
     {
       nats: { type: "string", default: "nats://127.0.0.1:4222", help: "this domain's NATS server URL(s)" },
       node: { type: "string", help: "node name" },
       domain: { type: "string", help: "network domain (node pool)" },
       gateway: { type: "string", help: "Gateway record this candidate serves (the node name when solo)" },
+      "from-kube": {
+        type: "boolean",
+        help: "take the domain and Gateway from the cluster (this node's Node and the Gateway listing it as an endpoint); wait while none does",
+      },
+      kubeconfig: { type: "string", help: "with --from-kube: the cluster's kubeconfig (default: in-cluster)" },
       config: { type: "string", help: "Raven config JSON (timings)" },
       "proxy-pki": {
         type: "string",
@@ -166,8 +224,9 @@ runMain(async () => {
   if (!parsed) return;
   const { flags } = parsed;
   const node = requireFlag(flags.node, "node");
-  const domain = requireFlag(flags.domain, "domain");
-  const gateway = requireFlag(flags.gateway, "gateway");
+  const { domain, gateway } = flags["from-kube"]
+    ? await candidacyFromKube(node, flags)
+    : { domain: requireFlag(flags.domain, "domain"), gateway: requireFlag(flags.gateway, "gateway") };
   if (!isObjectName(node)) throw new ConfigError("--node", `${JSON.stringify(node)} is not a valid node name`);
   if (!isDomainName(domain)) throw new ConfigError("--domain", `${JSON.stringify(domain)} is not a DNS label`);
   if (!isObjectName(gateway)) throw new ConfigError("--gateway", `${JSON.stringify(gateway)} is not a valid name`);

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { msFlag, parseFlags, parseJsonFlag, requireFlag } from "../../shared/args";
 import { systemClock } from "../../shared/clock";
 import { loadConfigFile } from "../../shared/config";
-import { domainOf, domainProblem } from "../../shared/domains";
+import { domainOf, domainProblem, type NodeFacts } from "../../shared/domains";
 import { ConfigError } from "../../shared/errors";
 import { createMeshInspector } from "../../shared/inspect";
 import { createLogger } from "../../shared/log";
@@ -19,6 +19,7 @@ import { RouteAgent } from "./route-agent";
 import { Directory } from "../../shared/directory";
 import type { Timings } from "../../shared/config";
 import type { Logger } from "../../shared/log";
+import { KubeClient, fetchNode } from "../../lib/kube";
 import { RouteDriver } from "../../lib/vxlan";
 import { TUNNEL_DRIVERS, tunnelDriverFlag, underlayMtuFlag, vpnOverheadFor } from "../../lib/vpn";
 
@@ -97,19 +98,64 @@ async function startRouteAgent(
   };
 }
 
+type FactFlags = { labels?: string; "internal-ip"?: string; "pod-cidr"?: string; kubeconfig?: string };
+
+function factsFromFlags(name: string, flags: FactFlags): NodeFacts {
+  const internalIP = requireFlag(flags["internal-ip"], "internal-ip");
+  if (!isIPv4(internalIP))
+    throw new ConfigError("--internal-ip", `${JSON.stringify(internalIP)} is not an IPv4 address`);
+  const labels = parseJsonFlag(flags.labels ?? "{}", "labels");
+  if (typeof labels !== "object" || labels === null || !Object.values(labels).every((v) => typeof v === "string")) {
+    throw new ConfigError("--labels", "must be a JSON object of string values");
+  }
+  return {
+    name,
+    labels: labels as Record<string, string>,
+    internalIP,
+    ...(flags["pod-cidr"] ? { podCIDR: flags["pod-cidr"] } : {}),
+  };
+}
+
+/** The facts as the node's Node object says (the coordinator places it by the same labels). */
+async function factsFromKube(name: string, flags: FactFlags): Promise<NodeFacts> {
+  for (const f of ["labels", "internal-ip", "pod-cidr"] as const)
+    if (flags[f] !== undefined) throw new ConfigError(`--${f}`, "comes from the Node object with --from-kube");
+  const client = await KubeClient.load(flags.kubeconfig);
+  try {
+    const node = await fetchNode(client, name);
+    if (!isIPv4(node.internalIP))
+      throw new ConfigError(
+        "--from-kube",
+        `Node ${name} reports no IPv4 InternalIP (${JSON.stringify(node.internalIP)})`,
+      );
+    return {
+      name,
+      labels: { ...node.labels },
+      internalIP: node.internalIP,
+      ...(node.subnets[0] ? { podCIDR: node.subnets[0] } : {}),
+    };
+  } finally {
+    client.close();
+  }
+}
+
 runMain(async () => {
   const parsed = parseFlags(
     process.argv.slice(2),
-    "node-actor --node NAME --internal-ip IP [options]",
+    "node-actor --node NAME (--internal-ip IP [--labels JSON] | --from-kube) [options]",
     "Raven node actor: registration and heartbeat.",
     {
       nats: { type: "string", default: "nats://127.0.0.1:4222", help: "this domain's NATS server URL(s)" },
       node: { type: "string", help: "node name" },
       labels: {
         type: "string",
-        default: "{}",
-        help: 'node labels as JSON, e.g. {"apps.openyurt.io/nodepool":"factory-a"}',
+        help: 'node labels as JSON, e.g. {"apps.openyurt.io/nodepool":"factory-a"} (default {})',
       },
+      "from-kube": {
+        type: "boolean",
+        help: "take labels, InternalIP and podCIDR from this node's Node object (in-cluster, or --kubeconfig)",
+      },
+      kubeconfig: { type: "string", help: "with --from-kube: the cluster's kubeconfig (default: in-cluster)" },
       "internal-ip": { type: "string", help: "the node's InternalIP" },
       "pod-cidr": { type: "string", help: "the node's podCIDR" },
       config: { type: "string", help: "Raven config JSON (timings)" },
@@ -153,19 +199,7 @@ runMain(async () => {
   const { flags } = parsed;
   const name = requireFlag(flags.node, "node");
   if (!isObjectName(name)) throw new ConfigError("--node", `${JSON.stringify(name)} is not a valid node name`);
-  const internalIP = requireFlag(flags["internal-ip"], "internal-ip");
-  if (!isIPv4(internalIP))
-    throw new ConfigError("--internal-ip", `${JSON.stringify(internalIP)} is not an IPv4 address`);
-  const labels = parseJsonFlag(flags.labels, "labels");
-  if (typeof labels !== "object" || labels === null || !Object.values(labels).every((v) => typeof v === "string")) {
-    throw new ConfigError("--labels", "must be a JSON object of string values");
-  }
-  const facts = {
-    name,
-    labels: labels as Record<string, string>,
-    internalIP,
-    ...(flags["pod-cidr"] ? { podCIDR: flags["pod-cidr"] } : {}),
-  };
+  const facts = flags["from-kube"] ? await factsFromKube(name, flags) : factsFromFlags(name, flags);
   const problem = domainProblem(facts);
   if (problem) throw new ConfigError("--labels", problem);
   const domain = domainOf(facts);
@@ -186,7 +220,7 @@ runMain(async () => {
   });
   service.start();
   const routes = flags.tunnel ? await startRouteAgent(nc, name, domain, flags, config.timings, log) : undefined;
-  const target = await startDemoTarget(name, internalIP, flags);
+  const target = await startDemoTarget(name, facts.internalIP, flags);
   if (target) log.info({ ports: target.ports }, "demo target serving");
   await serveActorProcess({
     log,

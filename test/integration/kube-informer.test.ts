@@ -57,8 +57,8 @@ const labelNode = (name: string, labels: Record<string, string>) =>
   call("PATCH", `/api/v1/nodes/${name}`, { metadata: { labels } });
 const deleteNode = (name: string) => call("DELETE", `/api/v1/nodes/${name}`);
 
-function startInformer(opts: { resyncMs?: number; labelSelector?: string } = {}) {
-  const client = KubeClient.load(kubeconfig);
+async function startInformer(opts: { resyncMs?: number; labelSelector?: string } = {}) {
+  const client = await KubeClient.load(kubeconfig);
   const changes: string[] = [];
   let synced = 0;
   const informer = new KubeInformer({
@@ -89,7 +89,7 @@ async function storeNames(selector = ""): Promise<string[]> {
   return list.items.map((i) => i.metadata.name).sort();
 }
 
-const sameAsStore = async (i: ReturnType<typeof startInformer>, selector = "") => {
+const sameAsStore = async (i: Awaited<ReturnType<typeof startInformer>>, selector = "") => {
   const want = await storeNames(selector);
   return JSON.stringify(i.names()) === JSON.stringify(want) ? want : undefined;
 };
@@ -97,7 +97,7 @@ const sameAsStore = async (i: ReturnType<typeof startInformer>, selector = "") =
 describe("KubeInformer", () => {
   it("lists, then follows creates, updates and deletes in order", async () => {
     await createNode("a-1", { pool: "a" });
-    const i = startInformer();
+    const i = await startInformer();
     await eventually("synced", 5_000, async () => (i.synced() > 0 ? true : undefined));
     expect(i.names()).toContain("a-1");
     await createNode("a-2");
@@ -112,13 +112,13 @@ describe("KubeInformer", () => {
   it("keeps a label selector", async () => {
     await createNode("sel-1", { zone: "x" });
     await createNode("sel-2", { zone: "y" });
-    const i = startInformer({ labelSelector: "zone=x" });
+    const i = await startInformer({ labelSelector: "zone=x" });
     await eventually("only zone x", 5_000, () => sameAsStore(i, "zone=x"));
     expect(i.names()).not.toContain("sel-2");
   });
 
   it("resumes after ended and dropped watches and misses nothing made meanwhile", async () => {
-    const i = startInformer();
+    const i = await startInformer();
     await eventually("synced", 5_000, async () => (i.synced() > 0 ? true : undefined));
     for (let n = 0; n < 12; n++) {
       await eventually(`watch ${n + 1} open`, 5_000, async () => (api.openWatches() > 0 ? true : undefined));
@@ -134,7 +134,7 @@ describe("KubeInformer", () => {
   });
 
   it("survives an API server restart, retrying with backoff until it answers", async () => {
-    const i = startInformer();
+    const i = await startInformer();
     await eventually("synced", 5_000, async () => (i.synced() > 0 ? true : undefined));
     const failuresBefore = i.informer.stats.failures;
     await api.close();
@@ -148,7 +148,7 @@ describe("KubeInformer", () => {
   it("re-lists on 410 Expired and reports what was deleted while it could not watch", async () => {
     await createNode("gone-1");
     await createNode("kept-1");
-    const i = startInformer();
+    const i = await startInformer();
     await eventually("synced", 5_000, () => sameAsStore(i));
     await api.close(); // no watch while the history moves on and is compacted
     await api.restart();
@@ -163,7 +163,7 @@ describe("KubeInformer", () => {
   });
 
   it("resumes a quiet watch from its last bookmark, without re-listing, after the history moved on", async () => {
-    const i = startInformer();
+    const i = await startInformer();
     await eventually("synced", 5_000, () => sameAsStore(i));
     // Writes elsewhere move the resourceVersion on; only bookmarks (every 200 ms here) tell this watch so.
     for (let n = 0; n < 3; n++)
@@ -179,7 +179,7 @@ describe("KubeInformer", () => {
   });
 
   it("stops while the API server is down, not waiting on its retries", async () => {
-    const i = startInformer();
+    const i = await startInformer();
     await eventually("synced", 5_000, async () => (i.synced() > 0 ? true : undefined));
     await api.close(); // requests now fail, over and over
     await new Promise((r) => setTimeout(r, 300));
@@ -195,7 +195,7 @@ describe("KubeInformer", () => {
   });
 
   it("re-lists every resyncMs even with a healthy watch", async () => {
-    const i = startInformer({ resyncMs: 300 });
+    const i = await startInformer({ resyncMs: 300 });
     await eventually("three lists", 5_000, async () => (i.informer.stats.lists >= 3 ? true : undefined));
     expect(await sameAsStore(i)).toBeDefined();
     expect(i.informer.stats.failures).toBe(0);

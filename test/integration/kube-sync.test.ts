@@ -4,7 +4,7 @@
 // edge-tunnel-nodes hosts map lists every Node; a node registers only as its Node's labels allow; an invalid
 // Gateway gets a Warning Event and nothing else changes; KV follows the objects; drift and an API server
 // restart are repaired.
-import { execFile } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,6 +19,7 @@ import { eventually, fleetStatus, sleep, smallTopology, startTestFleet, type Tes
 let dir: string;
 let cluster: RavenCluster;
 let t: TestFleet;
+const agents: ChildProcess[] = [];
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "kube-sync-"));
@@ -28,6 +29,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
+  for (const a of agents) a.kill("SIGKILL");
   await t?.stop();
   await cluster?.api.close();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -93,6 +95,25 @@ async function register(node: string, domain: string, labels: Record<string, str
   } finally {
     await nc.close();
   }
+}
+
+/** An actor process from source, its output kept for the test to read. */
+function startAgent(entry: string, args: string[]): { proc: ChildProcess; output: () => string } {
+  let out = "";
+  const proc = spawn(process.execPath, ["--import", "tsx", entry, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  proc.stdout!.on("data", (b: Buffer) => (out += b.toString()));
+  proc.stderr!.on("data", (b: Buffer) => (out += b.toString()));
+  agents.push(proc);
+  return { proc, output: () => out };
+}
+
+async function api(method: string, path: string, body: unknown, contentType = "application/json"): Promise<void> {
+  const res = await fetch(cluster.api.url + path, {
+    method,
+    headers: { "Content-Type": contentType },
+    body: JSON.stringify(body),
+  });
+  expect(res.status, `${method} ${path}: ${await res.clone().text()}`).toBeLessThan(300);
 }
 
 describe("Kubernetes as the source of truth", () => {
@@ -281,6 +302,45 @@ describe("Kubernetes as the source of truth", () => {
     await eventually("gw-c's status to follow the failover after the restart", 20_000, async () => {
       const now = activeNodes(await getGateway("gw-c"));
       return now.length === 1 && now[0] !== victim;
+    });
+  });
+
+  it("starts agents from their Node: facts from Kubernetes, a gateway candidate once a Gateway lists it", async () => {
+    await api("POST", "/api/v1/nodes", {
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: {
+        name: "a-gw-3",
+        labels: { "apps.openyurt.io/nodepool": "edge-a", "raven.openyurt.io/gateway": "gw-a" },
+      },
+      spec: { podCIDR: "10.244.7.0/24" },
+    });
+    const status = { addresses: [{ type: "InternalIP", address: "127.0.2.7" }], conditions: [] };
+    await api("PATCH", "/api/v1/nodes/a-gw-3/status", { status }, "application/merge-patch+json");
+    const leaf = t.fleet.natsUrlFor("edge-a");
+    const common = ["--node", "a-gw-3", "--from-kube", "--kubeconfig", cluster.kubeconfig, "--nats", leaf];
+    startAgent("services/node-actor/main.ts", common);
+    await eventually("a-gw-3 registered with its Node's facts", 20_000, async () => {
+      const st = await fleetStatus(t.fleet);
+      const n = st?.domains.find((d) => d.gateway === "gw-a")?.nodes.find((x) => x.node === "a-gw-3");
+      return n?.ready && n.internalIP === "127.0.2.7";
+    });
+    const gateway = startAgent("services/gateway-actor/main.ts", common);
+    await eventually("the gateway actor to wait: no Gateway lists a-gw-3", 20_000, () =>
+      gateway.output().includes("waiting until one does"),
+    );
+    expect(gateway.proc.exitCode).toBeNull();
+    await ok(
+      "patch",
+      "gw",
+      "gw-a",
+      "--type=json",
+      "-p",
+      JSON.stringify([{ op: "add", path: "/spec/endpoints/-", value: { nodeName: "a-gw-3", type: "proxy" } }]),
+    );
+    await eventually("a-gw-3 to be a healthy candidate of gw-a", 20_000, async () => {
+      const st = await fleetStatus(t.fleet);
+      return st?.domains.find((d) => d.gateway === "gw-a")?.candidates.find((c) => c.node === "a-gw-3")?.healthy;
     });
   });
 });

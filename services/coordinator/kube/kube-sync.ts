@@ -17,7 +17,15 @@
 // level-triggered: changes only mark what to look at, and a periodic resync looks at everything, so drift
 // (an edited status, a deleted ConfigMap, a missed event) is repaired within resyncMs.
 import type { KV } from "@nats-io/kv";
-import { KubeApiError, KubeInformer, type KubeClient } from "../../../lib/kube";
+import {
+  GATEWAYS_PATH,
+  KubeApiError,
+  KubeInformer,
+  NODES_PATH,
+  readNode,
+  type KubeClient,
+  type KubeNode,
+} from "../../../lib/kube";
 import type { Clock, TimerHandle } from "../../../shared/clock";
 import { domainOf } from "../../../shared/domains";
 import { describeError } from "../../../shared/errors";
@@ -36,19 +44,15 @@ import {
   mirroredStatus,
   nodesByGateway,
   objectActives,
-  readNode,
   readNodePoolType,
   poolOf,
   readRavenCfg,
   sameStatus,
-  type KubeNode,
   type RavenCfg,
 } from "./objects";
 import { WriteQueue } from "./write-queue";
 
-export const GATEWAYS_PATH = "/apis/raven.openyurt.io/v1beta1/gateways";
 export const NODEPOOLS_PATH = "/apis/apps.openyurt.io/v1beta1/nodepools";
-const NODES_PATH = "/api/v1/nodes";
 const configMapsPath = (ns: string) => `/api/v1/namespaces/${ns}/configmaps`;
 /** Events about cluster-scoped objects live in `default`, as kubectl describe looks for them. */
 const EVENTS_NAMESPACE = "default";

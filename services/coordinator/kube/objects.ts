@@ -13,25 +13,13 @@ import {
   type NodeInfo,
 } from "../../../shared/gateway";
 import { parseGatewayManifest } from "../../../shared/gateway-manifest";
-import type { KubeObject } from "../../../lib/kube";
+import { stringMap, type KubeNode, type KubeObject } from "../../../lib/kube";
 
 /** ConfigMap kube-system/raven-cfg: which modes are on. Missing (or not "true"): off, as in OpenYurt. */
 export type RavenCfg = Readonly<{ l7: boolean; l3: boolean }>;
 
-export type KubeNode = Readonly<{
-  name: string;
-  labels: Readonly<Record<string, string>>;
-  /** The first InternalIP address ("" when the Node reports none). */
-  internalIP: string;
-  /** spec.podCIDR, then the annotation raven.openyurt.io/extra-allowed-source-cidrs. */
-  subnets: readonly string[];
-  /** Condition Ready is True. Informational: the election goes by heartbeats, never by NodeReady. */
-  ready: boolean;
-}>;
-
 export const RAVEN_CFG = { namespace: "kube-system", name: "raven-cfg" } as const;
 export const HOSTS_CONFIGMAP = { namespace: "kube-system", name: "edge-tunnel-nodes", key: "tunnel-nodes" } as const;
-export const EXTRA_CIDRS_ANNOTATION = "raven.openyurt.io/extra-allowed-source-cidrs";
 export const EventReason = {
   Elected: "ActiveEndpointElected",
   Lost: "ActiveEndpointLost",
@@ -40,38 +28,10 @@ export const EventReason = {
 export type EventReason = (typeof EventReason)[keyof typeof EventReason];
 
 const isRecord = (o: unknown): o is Record<string, unknown> => typeof o === "object" && o !== null && !Array.isArray(o);
-const stringMap = (o: unknown): Record<string, string> => {
-  const out: Record<string, string> = {};
-  if (isRecord(o)) for (const [k, v] of Object.entries(o)) if (typeof v === "string") out[k] = v;
-  return out;
-};
 
 export function readRavenCfg(cm: KubeObject | undefined): RavenCfg {
   const data = stringMap(cm?.data);
   return { l7: data["enable-l7-proxy"] === "true", l3: data["enable-l3-tunnel"] === "true" };
-}
-
-export function readNode(o: KubeObject): KubeNode {
-  const spec = isRecord(o.spec) ? o.spec : {};
-  const status = isRecord(o.status) ? o.status : {};
-  const addresses = Array.isArray(status.addresses) ? status.addresses.filter(isRecord) : [];
-  const internal = addresses.find((a) => a.type === "InternalIP" && typeof a.address === "string");
-  const conditions = Array.isArray(status.conditions) ? status.conditions.filter(isRecord) : [];
-  const extra = stringMap(o.metadata.annotations)[EXTRA_CIDRS_ANNOTATION] ?? "";
-  const subnets = [
-    ...(typeof spec.podCIDR === "string" && spec.podCIDR !== "" ? [spec.podCIDR] : []),
-    ...extra
-      .split(",")
-      .map((s) => s.trim())
-      .filter((s) => s !== ""),
-  ];
-  return {
-    name: o.metadata.name,
-    labels: stringMap(o.metadata.labels),
-    internalIP: (internal?.address as string | undefined) ?? "",
-    subnets,
-    ready: conditions.some((c) => c.type === "Ready" && c.status === "True"),
-  };
 }
 
 /** NodePool spec.type, lower-cased ("cloud", "edge"), or "" when it sets none. */

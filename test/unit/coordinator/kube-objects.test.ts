@@ -1,17 +1,15 @@
 // The pure half of Kubernetes sync: Node/raven-cfg reading, a Gateway object as its record (validation,
 // raven-cfg's modes), the mirrored status, Event changes and the edge-tunnel-nodes hosts map.
 import { describe, expect, it } from "vitest";
-import type { KubeObject } from "../../../lib/kube";
+import { readNode, type KubeNode, type KubeObject } from "../../../lib/kube";
 import {
   activeChanges,
   gatewayFromObject,
   hostsMap,
   mirroredStatus,
   nodesByGateway,
-  readNode,
   readRavenCfg,
   sameStatus,
-  type KubeNode,
 } from "../../../services/coordinator/kube/objects";
 
 const node = (
