@@ -15,7 +15,7 @@ export async function startScaleCluster(
   const cluster = await startRavenCluster(dir, {
     // Every write of the run is kept, so that no informer re-lists because history ran out.
     historyLimit: 1_000_000,
-    onRequest: (method, path) => {
+    onRequest: ({ method, path }) => {
       if (method === "PATCH" && path.startsWith("/apis/raven.openyurt.io/") && path.endsWith("/status"))
         writes.statusPatches++;
       if (method === "POST" && path.endsWith("/events")) writes.events++;

@@ -22,6 +22,7 @@ import {
 } from "../ui";
 import { renderStatus, renderTunnels } from "../../shared/status-text";
 import { hostsFile } from "./hosts";
+import { makeSecrets } from "./secrets";
 import { gatewaysJson, gatewaysYaml, readManifests } from "./manifests";
 import { isIP } from "node:net";
 
@@ -43,6 +44,8 @@ Commands:
   hosts [--address IP]                  hosts file mapping every edge node name to the proxy (DNS mode,
                                         OpenYurt's edge-tunnel-nodes); default address: the active cloud
                                         proxy endpoint's publicIP
+  secrets --dir DIR --domains A,B       the credentials deploy/ mounts (fleet CA, proxy certificate, edge
+                                        domains' tokens, tunnel PSK), and the kubectl commands for them
   ui [--port 8080] [--host 127.0.0.1]   the live statechart debugger: topology, statecharts, event logs,
                                         timeline, in a browser (served by Raven itself, works offline)
 
@@ -253,6 +256,29 @@ runMain(async () => {
         );
       if (!isIP(address)) throw new ConfigError("--address", `${JSON.stringify(address)} is not an IP address`);
       process.stdout.write(hostsFile(records, address));
+      return;
+    }
+    case "secrets": {
+      const parsed = parseFlags(
+        rest,
+        "raven secrets --dir DIR --domains A,B,...",
+        "Makes (or reuses) the credentials a Kubernetes deployment mounts and prints the kubectl commands that store them as Secrets in kube-system.",
+        {
+          dir: { type: "string", help: "where to keep them (mode 0700; keep it, a second run reuses it)" },
+          domains: { type: "string", help: "the edge domains (node pools) that get a proxy token, comma-separated" },
+        },
+      );
+      if (!parsed) return;
+      const dir = parsed.flags.dir;
+      if (!dir) throw new ConfigError("--dir", "is required: the directory to keep the credentials in");
+      const domains = (parsed.flags.domains ?? "").split(",").filter((d) => d !== "");
+      if (domains.length === 0) throw new ConfigError("--domains", "name at least one edge domain (node pool)");
+      for (const d of domains)
+        if (!isDomainName(d)) throw new ConfigError("--domains", `${JSON.stringify(d)} is not a DNS label`);
+      const plan = await makeSecrets(dir, domains);
+      process.stdout.write(
+        `credentials in ${plan.dir} (keys, the secret, tokens and the PSK are 0600; none is printed).\nStore them in the cluster:\n${plan.commands.map((c) => `  ${c}`).join("\n")}\n`,
+      );
       return;
     }
     case "ui": {

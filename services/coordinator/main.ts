@@ -39,7 +39,8 @@ runMain(async () => {
   const config = loadConfigFile(flags.config);
   const id = instanceId(flags.name ?? "coordinator");
   const log = createLogger({ service: "coordinator", actor: id });
-  const proxyAddress = flags["proxy-address"];
+  // Empty means unset: a Deployment passes the flag from a ConfigMap key that may be empty.
+  const proxyAddress = flags["proxy-address"] || undefined;
   if (proxyAddress !== undefined && isIP(proxyAddress) === 0)
     throw new ConfigError("--proxy-address", `${JSON.stringify(proxyAddress)} is not an IP address`);
   const kube =

@@ -99,6 +99,8 @@ export type FleetOptions = Readonly<{
    * raven-cfg) and the coordinators run with --kubeconfig, mirroring it into KV and writing status back.
    */
   kubeconfig?: string;
+  /** Who writes the topology into the cluster (default: kubeconfig); the coordinators may not create Nodes. */
+  kubeAdminConfig?: string;
 }>;
 
 /** The nice value of the control path's processes (root only). */
@@ -485,8 +487,8 @@ export class Fleet {
 
   private async seedGateways(): Promise<void> {
     const nc = await this.connect();
-    const { kubeconfig } = this.options;
-    const client = kubeconfig ? await KubeClient.load(kubeconfig) : null;
+    const { kubeconfig, kubeAdminConfig } = this.options;
+    const client = kubeconfig ? await KubeClient.load(kubeAdminConfig ?? kubeconfig) : null;
     try {
       const gateways = (this.proxyPlan?.topology ?? this.topology).gateways;
       const hostOf = this.options.tunnel ? (node: string) => this.hostOf(node) : null;

@@ -63,6 +63,7 @@ export async function startTestFleet(
     demoTargetIdleMs?: number;
     proxyResponseTimeoutMs?: number;
     kubeconfig?: string;
+    kubeAdminConfig?: string;
   } = {},
 ): Promise<TestFleet> {
   const runDir = mkdtempSync(join(tmpdir(), "raven-test-"));
@@ -77,6 +78,7 @@ export async function startTestFleet(
     ...(opts.demoTargetIdleMs !== undefined ? { demoTargetIdleMs: opts.demoTargetIdleMs } : {}),
     ...(opts.proxyResponseTimeoutMs !== undefined ? { proxyResponseTimeoutMs: opts.proxyResponseTimeoutMs } : {}),
     ...(opts.kubeconfig ? { kubeconfig: opts.kubeconfig } : {}),
+    ...(opts.kubeAdminConfig ? { kubeAdminConfig: opts.kubeAdminConfig } : {}),
     progress: (l) => process.env.RAVEN_TEST_VERBOSE && console.log(l),
   });
   let observer: FleetObserver | null = null;

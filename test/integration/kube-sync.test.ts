@@ -3,7 +3,8 @@
 // written with the real kubectl. The Gateway status and Events follow an election and a failover; the
 // edge-tunnel-nodes hosts map lists every Node; a node registers only as its Node's labels allow; an invalid
 // Gateway gets a Warning Event and nothing else changes; KV follows the objects; drift and an API server
-// restart are repaired.
+// restart are repaired. The coordinator and the agents each use a kubeconfig of their own, and every request
+// they make is checked against deploy/rbac.yaml, which must grant nothing they did not use.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -14,18 +15,30 @@ import { parseGatewayManifest } from "../../shared/gateway-manifest";
 import { connectOnce, openBuckets } from "../../shared/nats";
 import { decode, encode, subjects, type NodeRegister } from "../../shared/protocol";
 import { startRavenCluster, type RavenCluster } from "../kube-api/cluster";
+import { writeKubeconfig, type ApiRequest } from "../kube-api/server";
+import { allowedBy, attributesOf, grants, loadManifests } from "../helpers/rbac";
+import { REPO_ROOT } from "../../services/fleet/build";
 import { eventually, fleetStatus, sleep, smallTopology, startTestFleet, type TestFleet } from "../helpers/fleet";
 
 let dir: string;
 let cluster: RavenCluster;
 let t: TestFleet;
 const agents: ChildProcess[] = [];
+const requests: ApiRequest[] = [];
+let coordinatorConfig: string;
+let agentConfig: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "kube-sync-"));
-  cluster = await startRavenCluster(dir, { bookmarkIntervalMs: 500 });
+  cluster = await startRavenCluster(dir, { bookmarkIntervalMs: 500, onRequest: (r) => requests.push(r) });
+  coordinatorConfig = await writeKubeconfig(dir, cluster.api.url, "raven-coordinator");
+  agentConfig = await writeKubeconfig(dir, cluster.api.url, "raven-agent");
   // Proxy on loopback: the cloud's proxy endpoints get an address (127.0.0.1), the hosts map's edge address.
-  t = await startTestFleet(smallTopology(true), { proxy: true, kubeconfig: cluster.kubeconfig });
+  t = await startTestFleet(smallTopology(true), {
+    proxy: true,
+    kubeconfig: coordinatorConfig,
+    kubeAdminConfig: cluster.kubeconfig,
+  });
 }, 90_000);
 
 afterAll(async () => {
@@ -318,7 +331,7 @@ describe("Kubernetes as the source of truth", () => {
     const status = { addresses: [{ type: "InternalIP", address: "127.0.2.7" }], conditions: [] };
     await api("PATCH", "/api/v1/nodes/a-gw-3/status", { status }, "application/merge-patch+json");
     const leaf = t.fleet.natsUrlFor("edge-a");
-    const common = ["--node", "a-gw-3", "--from-kube", "--kubeconfig", cluster.kubeconfig, "--nats", leaf];
+    const common = ["--node", "a-gw-3", "--from-kube", "--kubeconfig", agentConfig, "--nats", leaf];
     startAgent("services/node-actor/main.ts", common);
     await eventually("a-gw-3 registered with its Node's facts", 20_000, async () => {
       const st = await fleetStatus(t.fleet);
@@ -342,5 +355,22 @@ describe("Kubernetes as the source of truth", () => {
       const st = await fleetStatus(t.fleet);
       return st?.domains.find((d) => d.gateway === "gw-a")?.candidates.find((c) => c.node === "a-gw-3")?.healthy;
     });
+  });
+
+  it("asks only what deploy/rbac.yaml allows, and uses every grant it has", () => {
+    const manifests = loadManifests(join(REPO_ROOT, "deploy"));
+    for (const [token, sa] of [
+      ["raven-coordinator", "kube-system/raven-coordinator"],
+      ["raven-agent", "kube-system/raven-agent"],
+    ] as const) {
+      const asked = requests.filter((r) => r.token === token).flatMap((r) => attributesOf(r) ?? []);
+      expect(asked.length, `${token} made no request`).toBeGreaterThan(0);
+      const refused = asked.filter((a) => !allowedBy(manifests, sa, a));
+      expect(refused, `${sa}: requests deploy/rbac.yaml would refuse`).toEqual([]);
+      const unused = grants(manifests, sa)
+        .filter((g) => !asked.some(g.covers))
+        .map((g) => g.grant);
+      expect(unused, `${sa}: grants never used`).toEqual([]);
+    }
   });
 });

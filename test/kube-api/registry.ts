@@ -1,4 +1,5 @@
-// The resource types the test double serves: built-in core/v1 namespaces, nodes, configmaps, events and
+// The resource types the test double serves: built-in core/v1 namespaces, nodes, configmaps, events (and
+// the kinds deploy/ creates: secrets, serviceaccounts, services, apps/v1 workloads, RBAC) and
 // apiextensions.k8s.io/v1 customresourcedefinitions, plus whatever the stored CRDs declare (every `served`
 // version, scope, names, status subresource, schema). `applyCrd` validates a CRD, registers its resource and
 // fills in `status` (acceptedNames, Established and NamesAccepted conditions) the way kubectl expects.
@@ -63,6 +64,18 @@ export class Registry {
       builtin("", "v1", "nodes", "Node", false, ["no"], true),
       builtin("", "v1", "configmaps", "ConfigMap", true, ["cm"], false),
       builtin("", "v1", "events", "Event", true, ["ev"], false),
+      // What a deployment of Raven creates (deploy/): kept, listed and watched like any object, without the
+      // controllers that would act on them.
+      builtin("", "v1", "secrets", "Secret", true, [], false),
+      builtin("", "v1", "serviceaccounts", "ServiceAccount", true, ["sa"], false),
+      builtin("", "v1", "services", "Service", true, ["svc"], true),
+      builtin("apps", "v1", "deployments", "Deployment", true, ["deploy"], true),
+      builtin("apps", "v1", "daemonsets", "DaemonSet", true, ["ds"], true),
+      builtin("apps", "v1", "statefulsets", "StatefulSet", true, ["sts"], true),
+      builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", false, [], false),
+      builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", false, [], false),
+      builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true, [], false),
+      builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", true, [], false),
       builtin(
         "apiextensions.k8s.io",
         "v1",

@@ -25,9 +25,12 @@ export interface KubeApiOptions {
   bookmarkIntervalMs?: number;
   /** The port to listen on (default: a free one). */
   port?: number;
-  /** Told of every request (benchmarks count writes with it). */
-  onRequest?: (method: string, path: string) => void;
+  /** Told of every request (benchmarks count writes with it; tests check who may do what). */
+  onRequest?: (r: ApiRequest) => void;
 }
+
+/** A request as `onRequest` sees it: `token` is the bearer token sent, if any. */
+export type ApiRequest = { method: string; path: string; query: URLSearchParams; token: string | undefined };
 
 export interface KubeApi {
   url: string;
@@ -119,7 +122,13 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
-    opts.onRequest?.(req.method ?? "GET", url.pathname);
+    const auth = req.headers.authorization;
+    opts.onRequest?.({
+      method: req.method ?? "GET",
+      path: url.pathname,
+      query: url.searchParams,
+      token: auth?.startsWith("Bearer ") ? auth.slice(7) : undefined,
+    });
     const segs = url.pathname
       .split("/")
       .filter((s) => s !== "")
@@ -284,9 +293,13 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
   };
 }
 
-/** Writes `<dir>/kubeconfig` (cluster d, user u, context c) pointing at `url`; returns its path. */
-export async function writeKubeconfig(dir: string, url: string): Promise<string> {
-  const file = join(dir, "kubeconfig");
+/**
+ * Writes a kubeconfig (cluster d, user u, context c) pointing at `url`; returns its path. With `token`, the
+ * user sends it as a bearer token (the double authorizes nothing, but `onRequest` sees who asked), and the
+ * file is `<dir>/kubeconfig-<token>`; without, `<dir>/kubeconfig`.
+ */
+export async function writeKubeconfig(dir: string, url: string, token?: string): Promise<string> {
+  const file = join(dir, token ? `kubeconfig-${token}` : "kubeconfig");
   const text = [
     "apiVersion: v1",
     "kind: Config",
@@ -298,7 +311,7 @@ export async function writeKubeconfig(dir: string, url: string): Promise<string>
     "    insecure-skip-tls-verify: true",
     "users:",
     "- name: u",
-    "  user: {}",
+    token ? `  user: {token: ${JSON.stringify(token)}}` : "  user: {}",
     "contexts:",
     "- name: c",
     "  context: {cluster: d, user: u}",

@@ -107,8 +107,25 @@ function readPki(dir: string, file: string): Buffer {
   try {
     return readFileSync(join(dir, file));
   } catch (err) {
-    throw new ConfigError("--proxy-pki", `cannot read ${join(dir, file)}: ${describeError(err)}`, { cause: err });
+    throw readPkiError(dir, file, err);
   }
+}
+
+/** The domain's token: `token` (a directory made for one domain, as the fleet's), or `token-<domain>` (a
+ * Secret holding several, as deploy/'s edge agents mount). */
+function readToken(dir: string, domain: string): string {
+  for (const file of ["token", `token-${domain}`]) {
+    try {
+      return readFileSync(join(dir, file), "utf8").trim();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw readPkiError(dir, file, err);
+    }
+  }
+  throw new ConfigError("--proxy-pki", `${dir} holds neither token nor token-${domain}`);
+}
+
+function readPkiError(dir: string, file: string, err: unknown): ConfigError {
+  return new ConfigError("--proxy-pki", `cannot read ${join(dir, file)}: ${describeError(err)}`, { cause: err });
 }
 
 export class ProxyEngine {
@@ -286,7 +303,7 @@ export class ProxyEngine {
       directory: this.directory!,
       ca: readPki(cfg.pkiDir, "ca.crt"),
       transport: cfg.transport,
-      token: readPki(cfg.pkiDir, "token").toString("utf8").trim(),
+      token: readToken(cfg.pkiDir, opts.domain),
       spares: cfg.spares,
       dialTimeoutMs: cfg.dialTimeoutMs,
       retryMs: cfg.retryMs,
