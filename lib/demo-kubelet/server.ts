@@ -3,10 +3,13 @@
 //   GET /, /name        node name + "\n" (every response carries `x-raven-node`)
 //   GET /healthz        "ok"
 //   GET /metrics        Prometheus text: node_info{node} 1, requests served, upgrades
-//   GET /logs, /containerLogs/...   ?lines=N&follow=true&intervalMs=M: with follow, a chunked stream of
+//   GET /logs, /containerLogs/...   ?lines=N (or tailLines=N)&follow=true&intervalMs=M: with follow, a chunked stream of
 //                       "<node> line <i>\n", the first at once, then one every intervalMs, each written as it
 //                       is produced, ending after N lines (default: when the client goes); without follow,
 //                       N lines (default 10) at once
+//   GET /metrics/resource  the kubelet's resource metrics (node_cpu_usage_seconds_total,
+//                       node_memory_working_set_bytes: this process's), what metrics-server scrapes
+//   /exec/<ns>/<pod>/<container>?command=...  Upgrade: websocket, v5/v4.channel.k8s.io: kubectl exec (exec.ts)
 //   Upgrade: websocket  RFC 6455 echo (websocket.ts);  Upgrade: SPDY/3.1  101, then raw bytes echoed both ways
 //   any /close-reused   answered (GET, HEAD) on a connection's first request; on a later one the connection is
 //                       closed with no answer, as when a server's idle close crosses a request in flight
@@ -21,6 +24,7 @@ import type { AddressInfo, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { systemClock, type Clock, type TimerHandle } from "../../shared/clock";
 import { ConfigError } from "../../shared/errors";
+import { EXEC_PROTOCOLS, pickExecProtocol, serveExec } from "./exec";
 import { isWebSocketKey, serveWebSocketEcho, webSocketAccept } from "./websocket";
 
 export type TargetServerOptions = Readonly<{
@@ -47,7 +51,8 @@ const DEFAULT_LINES = 10;
 const DEFAULT_INTERVAL_MS = 100;
 const MAX_LINES = 1_000_000;
 const MAX_INTERVAL_MS = 60_000;
-const ROUTES = "/, /name, /healthz, /metrics, /logs, /containerLogs/..., /close-reused, /stall";
+const ROUTES =
+  "/, /name, /healthz, /metrics, /metrics/resource, /logs, /containerLogs/..., /exec/..., /close-reused, /stall";
 
 type Stats = { requests: number; websocket: number; spdy: number; wsMessages: number };
 
@@ -75,6 +80,20 @@ function metricsText(node: string, s: Stats): string {
   ].join("\n");
 }
 
+/** The kubelet's /metrics/resource, for this process (the node stand-in has no cgroup of its own). */
+function resourceMetricsText(nowMs: number): string {
+  const cpu = process.cpuUsage();
+  return [
+    "# HELP node_cpu_usage_seconds_total [STABLE] Cumulative cpu time consumed by the node in core-seconds",
+    "# TYPE node_cpu_usage_seconds_total counter",
+    `node_cpu_usage_seconds_total ${((cpu.user + cpu.system) / 1e6).toFixed(6)} ${nowMs}`,
+    "# HELP node_memory_working_set_bytes [STABLE] Current working set of the node in bytes",
+    "# TYPE node_memory_working_set_bytes gauge",
+    `node_memory_working_set_bytes ${process.memoryUsage().rss} ${nowMs}`,
+    "",
+  ].join("\n");
+}
+
 type LogQuery = { follow: boolean; lines: number; intervalMs: number };
 
 /** The /logs query, or the name of the bad parameter. */
@@ -88,7 +107,10 @@ function parseLogQuery(q: URLSearchParams): LogQuery | string {
     const v = Number(raw);
     return /^\d+$/.test(raw) && v >= min && v <= max ? v : `${key} must be an integer ${min}..${max}`;
   };
-  const lines = int("lines", 0, MAX_LINES, isFollow ? Infinity : DEFAULT_LINES);
+  // tailLines is the kubelet's name (kubectl logs --tail): without follow, the log is that long.
+  const tail = isFollow ? Infinity : int("tailLines", 0, MAX_LINES, DEFAULT_LINES);
+  if (typeof tail === "string") return tail;
+  const lines = int("lines", 0, MAX_LINES, tail);
   if (typeof lines === "string") return lines;
   const intervalMs = int("intervalMs", 1, MAX_INTERVAL_MS, DEFAULT_INTERVAL_MS);
   if (typeof intervalMs === "string") return intervalMs;
@@ -218,6 +240,8 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
     if (path === "/healthz") return text(res, 200, "ok");
     if (path === "/metrics")
       return text(res, 200, metricsText(node, stats), "text/plain; version=0.0.4; charset=utf-8");
+    if (path === "/metrics/resource")
+      return text(res, 200, resourceMetricsText(clock.wallMs()), "text/plain; version=0.0.4; charset=utf-8");
     if (path === "/logs" || path.startsWith("/containerLogs/")) {
       const q = parseLogQuery(url.searchParams);
       return typeof q === "string" ? text(res, 400, `bad /logs query: ${q}\n`) : streamLogs(req, res, q);
@@ -234,6 +258,36 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
       .split(",")
       .map((p) => p.trim());
     const nodeHeader = `x-raven-node: ${node}`;
+    const url = new URL(req.url ?? "/", "http://target.invalid");
+    if (protocols.includes("websocket") && url.pathname.startsWith("/exec/")) {
+      const key = req.headers["sec-websocket-key"];
+      const protocol = pickExecProtocol(req.headers["sec-websocket-protocol"]);
+      const command = url.searchParams.getAll("command");
+      if (!isWebSocketKey(key) || !protocol || command.length === 0) {
+        return rawResponse(
+          socket,
+          "400 Bad Request",
+          `exec needs a WebSocket handshake offering ${EXEC_PROTOCOLS.join(" or ")} and a command\n`,
+          [nodeHeader],
+        );
+      }
+      stats.websocket++;
+      upgraded.add(socket);
+      socket.once("close", () => upgraded.delete(socket));
+      socket.write(
+        [
+          "HTTP/1.1 101 Switching Protocols",
+          "Upgrade: websocket",
+          "Connection: Upgrade",
+          `Sec-WebSocket-Accept: ${webSocketAccept(key)}`,
+          `Sec-WebSocket-Protocol: ${protocol}`,
+          nodeHeader,
+          "",
+          "",
+        ].join("\r\n"),
+      );
+      return serveExec(socket, head, node, command, protocol === "v5.channel.k8s.io");
+    }
     if (protocols.includes("websocket")) {
       const key = req.headers["sec-websocket-key"];
       if (req.method !== "GET" || req.headers["sec-websocket-version"] !== "13" || !isWebSocketKey(key)) {

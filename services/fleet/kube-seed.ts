@@ -1,14 +1,17 @@
 // The fleet's topology written into a Kubernetes API (`npm run fleet -- --kube`), the way a cluster would
 // hold it: a Node per topology node (labels, InternalIP, podCIDR, Ready, as a kubelet reports them), a
 // NodePool per pool (type Cloud for the pools of exposed Gateways, Edge otherwise), the Gateways (with the
-// addresses the fleet planned) and ConfigMap kube-system/raven-cfg. Idempotent: an object that exists is
-// patched to what the topology says.
+// addresses the fleet planned), ConfigMap kube-system/raven-cfg, and a Pod `demo-<node>` bound to each node
+// (its logs and exec are the node's kubelet stand-in's, reached through Raven). Idempotent: an object that
+// exists is patched to what the topology says.
 import { KubeApiError, type KubeClient } from "../../lib/kube";
 import { domainOf } from "../../shared/domains";
 import { GATEWAY_API_VERSION, LABEL_NODEPOOL, type Gateway } from "../../shared/gateway";
 import type { Topology } from "../../shared/topology";
 
 const MERGE_PATCH = "application/merge-patch+json";
+/** What each demo node reports as its capacity (kubectl top node shows usage against it). */
+const NODE_RESOURCES = { cpu: "2", memory: "4Gi", pods: "110" };
 
 type Obj = {
   apiVersion: string;
@@ -76,8 +79,22 @@ export async function seedKubeObjects(
             conditions: [
               { type: "Ready", status: "True", reason: "KubeletReady", message: "the fleet's node actor runs here" },
             ],
+            capacity: NODE_RESOURCES,
+            allocatable: NODE_RESOURCES,
           },
         },
+        MERGE_PATCH,
+      );
+      await put(client, "/api/v1/namespaces/default/pods", {
+        apiVersion: "v1",
+        kind: "Pod",
+        metadata: { name: `demo-${n.name}`, namespace: "default" },
+        spec: { nodeName: n.name, containers: [{ name: "app", image: "raven-demo" }] },
+      });
+      await client.request(
+        "PATCH",
+        `/api/v1/namespaces/default/pods/demo-${n.name}/status`,
+        { status: { phase: "Running" } },
         MERGE_PATCH,
       );
     }),
@@ -93,7 +110,7 @@ export async function seedKubeObjects(
     ),
   );
   progress(
-    `      Kubernetes: ${topology.nodes.length} Nodes, ${pools.length} NodePools, raven-cfg; Gateways ${gateways
+    `      Kubernetes: ${topology.nodes.length} Nodes (a Pod demo-<node> on each), ${pools.length} NodePools, raven-cfg; Gateways ${gateways
       .map((g, i) => `${g.metadata.name} ${results[i]}`)
       .join(", ")}`,
   );

@@ -12,11 +12,16 @@ import { REPO_ROOT } from "./build";
 import { Fleet } from "./fleet";
 import { tunnelDriverFlag } from "../../lib/vpn";
 
-/** The API double with the CRDs installed, listening on a free port, its kubeconfig in the run dir. */
-async function startDemoCluster(runDir: string) {
+/**
+ * The API double with the CRDs installed, listening on a free port, its kubeconfig in the run dir. It reaches
+ * kubelets (kubectl logs, exec, top) through the cloud gateways' HTTP proxy, as kube-apiserver does with an
+ * egress selector: `doors` are the cloud candidates' front doors, tried in turn.
+ */
+async function startDemoCluster(runDir: string, doors: () => { host: string; port: number }[]) {
   const { startRavenCluster } = await import("../../test/kube-api/cluster");
+  const { proxyDialer } = await import("../../test/kube-api/node-proxy");
   mkdirSync(runDir, { recursive: true });
-  return startRavenCluster(runDir);
+  return startRavenCluster(runDir, { nodeDialer: proxyDialer(doors) });
 }
 
 runMain(async () => {
@@ -81,9 +86,11 @@ runMain(async () => {
   const t0 = Date.now();
   const stamp = () => `${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s`;
   // No kube-apiserver can be had here: the demo's cluster is the test double, which speaks its protocol.
-  const cluster = flags.kube ? await startDemoCluster(flags["run-dir"]!) : null;
+  let fleet: Fleet | null = null;
+  const doors = () => [...(fleet?.proxyPlan?.cloud.values() ?? [])].map((l) => ({ host: l.host, port: l.frontPort }));
+  const cluster = flags.kube ? await startDemoCluster(flags["run-dir"]!, doors) : null;
   if (cluster) process.stdout.write(`${stamp()} Kubernetes API (double) on ${cluster.api.url}\n`);
-  const fleet = new Fleet(topology, {
+  fleet = new Fleet(topology, {
     runDir: flags["run-dir"]!,
     hubPort: port,
     timings,
@@ -155,7 +162,12 @@ runMain(async () => {
         `  kubectl get gw -o yaml                                  status.activeEndpoints and status.nodes\n` +
         `  kubectl get events                                      ActiveEndpointElected / ActiveEndpointLost\n` +
         `  kubectl get cm -n kube-system edge-tunnel-nodes -o yaml  the hosts map (DNS mode)\n` +
-        `  kubectl label node factory-a-node-1 raven.openyurt.io/gateway-   and watch raven status follow\n`,
+        `  kubectl label node factory-a-node-1 raven.openyurt.io/gateway-   and watch raven status follow\n` +
+        (netns
+          ? `  kubectl logs -f demo-factory-a-node-1                    the node's log, through Raven's proxy\n` +
+            `  kubectl exec demo-shop-b-gw-1 -- hostname               nodes sharing 192.168.1.11 each answer as themselves\n` +
+            `  kubectl top node                                        from the kubelets' /metrics/resource\n`
+          : ""),
     );
   process.stdout.write(
     `\nFleet running. Try:\n  RAVEN_NATS=${fleet.hubUrl} bin/raven status\n  RAVEN_NATS=${fleet.hubUrl} bin/raven gateways -o yaml\n` +

@@ -1,9 +1,16 @@
 // Proxy mode end to end in network namespaces (root): the demo fleet with every domain in its own namespace,
 // factory-a, shop-b and the solo kiosk-1 reusing the same InternalIPs. Asked by name through the cloud
-// gateway, every node answers with its own name; the solo node is reached through its own gateway role.
-import { execFileSync } from "node:child_process";
+// gateway, every node answers with its own name; the solo node is reached through its own gateway role. The
+// real kubectl, against the Kubernetes API double that reaches kubelets through Raven's proxy as kube-apiserver
+// does with an egress selector, shows each node's own logs and runs exec and top on the right node.
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { defaultTopology, startTestFleet, type TestFleet } from "../helpers/fleet";
+import { defaultTopology, eventually, fleetStatus, sleep, startTestFleet, type TestFleet } from "../helpers/fleet";
+import { proxyDialer } from "../kube-api/node-proxy";
+import { startKubeApi, writeKubeconfig, type KubeApi } from "../kube-api/server";
 import { curl } from "../helpers/proxy";
 import { activeDoor, proxySuite } from "./proxy-suite";
 
@@ -55,5 +62,120 @@ describe.skipIf(!isRoot || !hasIp)(
     });
 
     proxySuite({ t: () => t, topology, cloudGateway: "gw-cloud", edgeGateway: "gw-shop-b", edgeNode: "shop-b-node-1" });
+
+    describe("kubectl logs, exec and top through Raven (the API double dials kubelets via the proxy)", () => {
+      let api: KubeApi;
+      let dir: string;
+      let kubeconfig: string;
+      const sharing = ["factory-a-gw-1", "shop-b-gw-1", "kiosk-1"]; // all at 192.168.1.11
+      const kubectl = (...args: string[]) => run("kubectl", ["--kubeconfig", kubeconfig, ...args]);
+
+      beforeAll(async () => {
+        dir = mkdtempSync(join(tmpdir(), "kubectl-raven-"));
+        const doors = () => [...t.fleet.proxyPlan!.cloud.values()].map((l) => ({ host: l.host, port: l.frontPort }));
+        api = await startKubeApi({ nodeDialer: proxyDialer(doors) });
+        kubeconfig = await writeKubeconfig(dir, api.url);
+        for (const node of [...sharing, "factory-a-node-1"]) {
+          api.store.create(
+            { group: "", resource: "nodes" },
+            {
+              apiVersion: "v1",
+              kind: "Node",
+              metadata: { name: node },
+              status: { allocatable: { cpu: "2", memory: "4Gi" }, capacity: { cpu: "2", memory: "4Gi" } },
+            },
+          );
+          api.store.create(
+            { group: "", resource: "pods" },
+            {
+              apiVersion: "v1",
+              kind: "Pod",
+              metadata: { name: `pod-${node}`, namespace: "default" },
+              spec: { nodeName: node, containers: [{ name: "app", image: "demo" }] },
+              status: { phase: "Running" },
+            },
+          );
+        }
+      });
+
+      afterAll(async () => {
+        await api?.close();
+        if (dir) rmSync(dir, { recursive: true, force: true });
+      });
+
+      it("shows each node's own log lines and runs exec on the right node, for nodes sharing an InternalIP", async () => {
+        for (const node of sharing) {
+          const logs = await kubectl("logs", `pod-${node}`, "--tail=2");
+          expect(logs.stderr).toBe("");
+          expect(logs.stdout).toBe(`${node} line 1\n${node} line 2\n`);
+          const exec = await kubectl("exec", `pod-${node}`, "--", "hostname");
+          expect(exec.stderr).toBe("");
+          expect(exec.stdout).toBe(`${node}\n`);
+        }
+        const failed = await kubectl("exec", `pod-${sharing[0]}`, "--", "no-such-command");
+        expect(failed.code).toBe(127);
+      });
+
+      it("passes stdin through exec, and answers kubectl top node from the kubelets' resource metrics", async () => {
+        const cat = await run(
+          "kubectl",
+          ["--kubeconfig", kubeconfig, "exec", "-i", "pod-kiosk-1", "--", "cat"],
+          "hello through raven\n",
+        );
+        expect(cat.stdout).toBe("hello through raven\n");
+        const top = await kubectl("top", "node");
+        expect(top.code).toBe(0);
+        for (const node of sharing)
+          expect(top.stdout).toMatch(new RegExp(`^${node}\\s+\\d+m\\s+\\d+%\\s+\\d+Mi\\s+\\d+%`, "m"));
+      });
+
+      it("says clearly that kubectl logs -f broke when its edge gateway fails over, and the next one works", async () => {
+        const before = await fleetStatus(t.fleet);
+        const active = before!.domains
+          .find((d) => d.gateway === "gw-factory-a")!
+          .active.find((a) => a.type === "proxy")!;
+        let out = "";
+        let err = "";
+        const follow = spawn("kubectl", ["--kubeconfig", kubeconfig, "logs", "-f", "pod-factory-a-node-1"]);
+        follow.stdout.on("data", (b: Buffer) => (out += b.toString()));
+        follow.stderr.on("data", (b: Buffer) => (err += b.toString()));
+        const exited = new Promise<number | null>((resolve) => follow.on("exit", (code) => resolve(code)));
+        try {
+          await eventually("followed lines", 10_000, () => out.split("\n").length > 5);
+          t.fleet.kill(`gateway-${active.nodeName}`);
+          const code = await Promise.race([exited, sleep(15_000).then(() => "still running" as const)]);
+          expect(code).not.toBe("still running");
+          expect(code).not.toBe(0);
+          expect(err).toMatch(/error|unexpected EOF|broken|reset/i);
+        } finally {
+          follow.kill("SIGKILL");
+        }
+        const again = await eventually("kubectl logs through the new gateway", 15_000, async () => {
+          const r = await kubectl("logs", "pod-factory-a-node-1", "--tail=1");
+          return r.code === 0 ? r.stdout : undefined;
+        });
+        expect(again).toBe("factory-a-node-1 line 1\n");
+      });
+    });
   },
 );
+
+function run(
+  cmd: string,
+  args: string[],
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
+    p.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    p.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    p.stdin.end(input ?? "");
+  });
+}

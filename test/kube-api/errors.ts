@@ -14,6 +14,7 @@ export type Reason =
   | "Gone"
   | "UnsupportedMediaType"
   | "NotAcceptable"
+  | "ServiceUnavailable"
   | "InternalError";
 
 /** Names the resource an error is about, as in Status.details: group and plural resource (kind). */

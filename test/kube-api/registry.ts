@@ -66,7 +66,11 @@ export class Registry {
       builtin("", "v1", "events", "Event", true, ["ev"], false),
       // What a deployment of Raven creates (deploy/): kept, listed and watched like any object, without the
       // controllers that would act on them.
+      builtin("", "v1", "pods", "Pod", true, ["po"], true),
       builtin("", "v1", "secrets", "Secret", true, [], false),
+      // Served from the kubelets by node-proxy.ts (as metrics-server serves them), listed for discovery.
+      builtin("metrics.k8s.io", "v1beta1", "nodes", "NodeMetrics", false, [], false),
+      builtin("metrics.k8s.io", "v1beta1", "pods", "PodMetrics", true, [], false),
       builtin("", "v1", "serviceaccounts", "ServiceAccount", true, ["sa"], false),
       builtin("", "v1", "services", "Service", true, ["svc"], true),
       builtin("apps", "v1", "deployments", "Deployment", true, ["deploy"], true),

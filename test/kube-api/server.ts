@@ -7,6 +7,7 @@
 import { writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { join } from "node:path";
 import { apiVersions, group, groupList, resourceList, VERSION_INFO } from "./discovery";
 import { ApiError, errorStatus, statusBody } from "./errors";
@@ -16,6 +17,7 @@ import { NAMESPACE_REF, Registry } from "./registry";
 import { present, Resources, type Target, type WriteParams } from "./resources";
 import { parseFieldSelector, parseLabelSelector } from "./selectors";
 import { Store } from "./store";
+import { NodeProxy, type NodeDialer } from "./node-proxy";
 import { serveWatch } from "./watch";
 
 export interface KubeApiOptions {
@@ -25,6 +27,9 @@ export interface KubeApiOptions {
   bookmarkIntervalMs?: number;
   /** The port to listen on (default: a free one). */
   port?: number;
+  /** How this API server reaches <node>:<port> for logs, exec, node proxy and metrics (node-proxy.ts);
+   * without one those answer 503, as an API server that cannot reach its nodes does. */
+  nodeDialer?: NodeDialer;
   /** Told of every request (benchmarks count writes with it; tests check who may do what). */
   onRequest?: (r: ApiRequest) => void;
 }
@@ -111,6 +116,7 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
   const resources = new Resources(reg, store);
   const watches = new Set<ServerResponse>();
   const bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
+  const nodeProxy = new NodeProxy(store, opts.nodeDialer);
   for (const ns of ["default", "kube-system", "kube-public", "kube-node-lease"]) {
     store.create(NAMESPACE_REF, {
       metadata: { name: ns },
@@ -163,6 +169,7 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
         if (list) return send(res, 200, list);
       }
     }
+    if (await nodeProxy.handle(req, res, segs, q)) return;
     if (!((segs[0] === "api" && segs.length >= 3) || (segs[0] === "apis" && segs.length >= 4))) throw notFoundPath();
     const t = parseTarget(reg, segs);
     if (!t) throw notFoundPath();
@@ -248,6 +255,17 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
     });
   });
 
+  server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on("error", () => socket.destroy());
+    const url = new URL(req.url ?? "/", "http://127.0.0.1");
+    const segs = url.pathname
+      .split("/")
+      .filter((s) => s !== "")
+      .map(decodeURIComponent);
+    opts.onRequest?.({ method: req.method ?? "GET", path: url.pathname, query: url.searchParams, token: undefined });
+    void nodeProxy.upgrade(req, socket, head, segs, url.searchParams);
+  });
+
   const listen = (p: number): Promise<void> =>
     new Promise((resolve, reject) => {
       server.once("error", reject);
@@ -270,6 +288,7 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
   const closeServer = (): Promise<void> =>
     new Promise((resolve) => {
       dropWatches();
+      for (const s of nodeProxy.upgraded) s.destroy();
       server.close(() => resolve());
       server.closeAllConnections();
     });
