@@ -21,7 +21,8 @@ export function pickExecProtocol(offered: string | undefined): ExecProtocol | un
   return EXEC_PROTOCOLS.find((p) => list.includes(p));
 }
 
-function status(exitCode: number, message: string): string {
+/** The command's final metav1.Status, as the error stream carries it. */
+export function statusJson(exitCode: number, message = ""): string {
   if (exitCode === 0) return JSON.stringify({ metadata: {}, status: "Success" });
   return JSON.stringify({
     metadata: {},
@@ -32,6 +33,20 @@ function status(exitCode: number, message: string): string {
   });
 }
 
+export type CommandResult = { stdout: string; stderr: string; status: string };
+
+/** A command that reads no stdin (not `cat`), run at once. */
+export function runCommand(node: string, command: readonly string[]): CommandResult {
+  const [cmd, ...args] = command;
+  if (cmd === "hostname") return { stdout: `${node}\n`, stderr: "", status: statusJson(0) };
+  if (cmd === "echo") return { stdout: `${args.join(" ")}\n`, stderr: "", status: statusJson(0) };
+  return {
+    stdout: "",
+    stderr: `${cmd ?? ""}: command not found\n`,
+    status: statusJson(127, "command terminated with non-zero exit code: exit status 127"),
+  };
+}
+
 /** Runs one command over an upgraded socket (`head`: bytes read past the handshake). */
 export function serveExec(socket: Duplex, head: Buffer, node: string, command: readonly string[], v5: boolean): void {
   const reader = new FrameReader();
@@ -40,20 +55,19 @@ export function serveExec(socket: Duplex, head: Buffer, node: string, command: r
     if (!socket.writable) return;
     socket.write(encodeFrame(Opcode.Binary, Buffer.concat([Buffer.from([stream]), Buffer.from(data)])));
   };
-  const finish = (exitCode: number, message = "") => {
+  const finish = (status: string) => {
     if (done) return;
     done = true;
-    send(Stream.Error, status(exitCode, message));
+    send(Stream.Error, status);
     if (socket.writable) socket.write(encodeFrame(Opcode.Close, Buffer.from([0x03, 0xe8])));
     socket.end();
   };
-  const [cmd, ...args] = command;
-  const interactive = cmd === "cat";
+  const interactive = command[0] === "cat";
   socket.on("data", (chunk: Buffer) => {
     for (const r of reader.push(chunk)) {
       if (r.type === "error") return void socket.destroy();
       const { opcode, payload } = r.frame;
-      if (opcode === Opcode.Close) return finish(0);
+      if (opcode === Opcode.Close) return finish(statusJson(0));
       if (opcode === Opcode.Ping) {
         if (socket.writable) socket.write(encodeFrame(Opcode.Pong, payload));
         continue;
@@ -62,21 +76,14 @@ export function serveExec(socket: Duplex, head: Buffer, node: string, command: r
       const stream = payload[0]!;
       if (interactive && stream === Stream.Stdin) send(Stream.Stdout, payload.subarray(1));
       // v5: stdin closed by the client; cat ends as it would at EOF.
-      if (v5 && stream === Stream.Close && payload[1] === Stream.Stdin && interactive) finish(0);
+      if (v5 && stream === Stream.Close && payload[1] === Stream.Stdin && interactive) finish(statusJson(0));
     }
   });
   socket.on("error", () => socket.destroy());
   if (head.length > 0) socket.emit("data", head);
   if (interactive) return;
-  if (cmd === "hostname") {
-    send(Stream.Stdout, `${node}\n`);
-    return finish(0);
-  }
-  if (cmd === "echo") {
-    send(Stream.Stdout, `${args.join(" ")}\n`);
-    return finish(0);
-  }
-  const name = cmd ?? "";
-  send(Stream.Stderr, `${name}: command not found\n`);
-  finish(127, `command terminated with non-zero exit code: exit status 127`);
+  const { stdout, stderr, status } = runCommand(node, command);
+  if (stdout) send(Stream.Stdout, stdout);
+  if (stderr) send(Stream.Stderr, stderr);
+  finish(status);
 }

@@ -9,7 +9,8 @@
 //                       N lines (default 10) at once
 //   GET /metrics/resource  the kubelet's resource metrics (node_cpu_usage_seconds_total,
 //                       node_memory_working_set_bytes: this process's), what metrics-server scrapes
-//   /exec/<ns>/<pod>/<container>?command=...  Upgrade: websocket, v5/v4.channel.k8s.io: kubectl exec (exec.ts)
+//   /exec/<ns>/<pod>/<container>?command=...  Upgrade: websocket, v5/v4.channel.k8s.io: kubectl exec (exec.ts),
+//                       or Upgrade: SPDY/3.1, kubectl's fallback (spdy.ts)
 //   Upgrade: websocket  RFC 6455 echo (websocket.ts);  Upgrade: SPDY/3.1  101, then raw bytes echoed both ways
 //   any /close-reused   answered (GET, HEAD) on a connection's first request; on a later one the connection is
 //                       closed with no answer, as when a server's idle close crosses a request in flight
@@ -25,6 +26,7 @@ import type { Duplex } from "node:stream";
 import { systemClock, type Clock, type TimerHandle } from "../../shared/clock";
 import { ConfigError } from "../../shared/errors";
 import { EXEC_PROTOCOLS, pickExecProtocol, serveExec } from "./exec";
+import { SPDY_EXEC_PROTOCOLS, pickSpdyProtocol, serveSpdyExec } from "./spdy";
 import { isWebSocketKey, serveWebSocketEcho, webSocketAccept } from "./websocket";
 
 export type TargetServerOptions = Readonly<{
@@ -313,6 +315,35 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
         ].join("\r\n"),
       );
       return serveWebSocketEcho(socket, head, () => stats.wsMessages++);
+    }
+    if (protocols.includes("spdy/3.1") && url.pathname.startsWith("/exec/")) {
+      const protocol = pickSpdyProtocol(req.headers["x-stream-protocol-version"]);
+      const command = url.searchParams.getAll("command");
+      if (!protocol || command.length === 0) {
+        return rawResponse(
+          socket,
+          "400 Bad Request",
+          `exec over SPDY needs X-Stream-Protocol-Version ${SPDY_EXEC_PROTOCOLS.join(" or ")} and a command\n`,
+          [nodeHeader],
+        );
+      }
+      stats.spdy++;
+      upgraded.add(socket);
+      socket.once("close", () => upgraded.delete(socket));
+      socket.write(
+        [
+          "HTTP/1.1 101 Switching Protocols",
+          "Connection: Upgrade",
+          "Upgrade: SPDY/3.1",
+          `X-Stream-Protocol-Version: ${protocol}`,
+          nodeHeader,
+          "",
+          "",
+        ].join("\r\n"),
+      );
+      const on = (k: string) => ["1", "true"].includes(url.searchParams.get(k) ?? "");
+      const expect = new Set((["stdin", "stdout", "stderr"] as const).filter(on));
+      return serveSpdyExec(socket, head, node, command, expect);
     }
     if (protocols.includes("spdy/3.1")) {
       stats.spdy++;

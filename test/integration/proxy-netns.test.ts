@@ -116,6 +116,23 @@ describe.skipIf(!isRoot || !hasIp)(
         expect(failed.code).toBe(127);
       });
 
+      it("runs exec over SPDY/3.1 too, the protocol kubectl falls back to", async () => {
+        for (const node of sharing) {
+          const exec = await run("kubectl", ["--kubeconfig", kubeconfig, "exec", `pod-${node}`, "--", "hostname"], "", {
+            KUBECTL_REMOTE_COMMAND_WEBSOCKETS: "false",
+          });
+          expect(exec.stderr).toBe("");
+          expect(exec.stdout).toBe(`${node}\n`);
+        }
+        const cat = await run(
+          "kubectl",
+          ["--kubeconfig", kubeconfig, "exec", "-i", "pod-shop-b-gw-1", "--", "cat"],
+          "over spdy\n",
+          { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: "false" },
+        );
+        expect(cat.stdout).toBe("over spdy\n");
+      });
+
       it("passes stdin through exec, and answers kubectl top node from the kubelets' resource metrics", async () => {
         const cat = await run(
           "kubectl",
@@ -164,9 +181,10 @@ function run(
   cmd: string,
   args: string[],
   input?: string,
+  env: Record<string, string> = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    const p = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ...env } });
     let stdout = "";
     let stderr = "";
     p.stdout.on("data", (b: Buffer) => (stdout += b.toString()));

@@ -117,7 +117,7 @@ export function proxySuite(ctx: SuiteContext): void {
     const door = await activeDoor(ctx.t(), ctx.cloudGateway);
     const sock = net.connect(door.frontPort, door.host);
     sock.write(
-      `POST http://${ctx.edgeNode}:10255/exec/default/pod/c?command=sh HTTP/1.1\r\nHost: ${ctx.edgeNode}:10255\r\n` +
+      `POST http://${ctx.edgeNode}:10255/portForward/default/pod HTTP/1.1\r\nHost: ${ctx.edgeNode}:10255\r\n` +
         `Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n`,
     );
     let got = "";

@@ -199,9 +199,9 @@ describe("upgrades", () => {
     expect(await raw(head("h2c"))).toMatch(/^HTTP\/1\.1 400[\s\S]*unsupported upgrade "h2c"/);
   });
 
-  it("switches to SPDY/3.1 and echoes raw bytes both ways, including bytes sent with the request", async () => {
+  it("switches to SPDY/3.1 off /exec/ and echoes raw bytes both ways, including bytes sent with the request", async () => {
     const request =
-      "POST /exec/default/pod/c?command=sh HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io, v3.channel.k8s.io\r\n\r\n";
+      "POST /portForward/default/pod HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io, v3.channel.k8s.io\r\n\r\n";
     const payload = Buffer.from([0x80, 0x03, 0x00, 0x01, 0x00, 0xff, 0x41]);
     const sock = connect(port, HOST, () => sock.write(Buffer.concat([Buffer.from(request), payload])));
     let got = Buffer.alloc(0);
