@@ -4,7 +4,8 @@
 // adds 255, a control message whose next byte names a stream the client closed (its stdin: EOF).
 // Commands, answered in the stand-in's own process (there is no container):
 //   hostname        the node's name            echo ARGS...   ARGS joined by spaces
-//   cat             stdin back on stdout until the client closes stdin (v5) or the connection
+//   cat             stdin back on stdout until the client closes stdin (v5) or the connection; nothing
+//                   without stdin
 //   anything else   "<cmd>: command not found" on stderr, exit code 127
 // The final Status goes on stream 3, then a close frame; the connection then ends.
 import type { Duplex } from "node:stream";
@@ -38,6 +39,7 @@ export type CommandResult = { stdout: string; stderr: string; status: string };
 /** A command that reads no stdin (not `cat`), run at once. */
 export function runCommand(node: string, command: readonly string[]): CommandResult {
   const [cmd, ...args] = command;
+  if (cmd === "cat") return { stdout: "", stderr: "", status: statusJson(0) };
   if (cmd === "hostname") return { stdout: `${node}\n`, stderr: "", status: statusJson(0) };
   if (cmd === "echo") return { stdout: `${args.join(" ")}\n`, stderr: "", status: statusJson(0) };
   return {
@@ -48,7 +50,14 @@ export function runCommand(node: string, command: readonly string[]): CommandRes
 }
 
 /** Runs one command over an upgraded socket (`head`: bytes read past the handshake). */
-export function serveExec(socket: Duplex, head: Buffer, node: string, command: readonly string[], v5: boolean): void {
+export function serveExec(
+  socket: Duplex,
+  head: Buffer,
+  node: string,
+  command: readonly string[],
+  opts: { v5: boolean; stdin: boolean },
+): void {
+  const { v5 } = opts;
   const reader = new FrameReader();
   let done = false;
   const send = (stream: number, data: string | Buffer) => {
@@ -62,7 +71,8 @@ export function serveExec(socket: Duplex, head: Buffer, node: string, command: r
     if (socket.writable) socket.write(encodeFrame(Opcode.Close, Buffer.from([0x03, 0xe8])));
     socket.end();
   };
-  const interactive = command[0] === "cat";
+  // cat with no stdin asked for (exec without -i) reads EOF at once: it runs like any other command.
+  const interactive = command[0] === "cat" && opts.stdin;
   socket.on("data", (chunk: Buffer) => {
     for (const r of reader.push(chunk)) {
       if (r.type === "error") return void socket.destroy();

@@ -260,7 +260,12 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
       .split(",")
       .map((p) => p.trim());
     const nodeHeader = `x-raven-node: ${node}`;
-    const url = new URL(req.url ?? "/", "http://target.invalid");
+    let url: URL;
+    try {
+      url = new URL(req.url ?? "/", "http://target.invalid");
+    } catch {
+      return rawResponse(socket, "400 Bad Request", "malformed request target\n", [nodeHeader]);
+    }
     if (protocols.includes("websocket") && url.pathname.startsWith("/exec/")) {
       const key = req.headers["sec-websocket-key"];
       const protocol = pickExecProtocol(req.headers["sec-websocket-protocol"]);
@@ -288,7 +293,8 @@ export async function startTargetServer(opts: TargetServerOptions): Promise<Targ
           "",
         ].join("\r\n"),
       );
-      return serveExec(socket, head, node, command, protocol === "v5.channel.k8s.io");
+      const stdin = ["1", "true"].includes(url.searchParams.get("stdin") ?? "");
+      return serveExec(socket, head, node, command, { v5: protocol === "v5.channel.k8s.io", stdin });
     }
     if (protocols.includes("websocket")) {
       const key = req.headers["sec-websocket-key"];

@@ -191,6 +191,8 @@ export function serveSpdyExec(
       stdinClosed = true;
       return finishIfDone();
     }
+    // cat with no stdin asked for (exec without -i) reads EOF at once.
+    if (!expect.has("stdin")) onStdinEnd();
   };
   const onStdinEnd = () => {
     stdinClosed = true;

@@ -46,9 +46,12 @@ export type InformerOptions = Readonly<{
 
 export type InformerStats = { lists: number; watches: number; failures: number };
 
-const isRecord = (o: unknown): o is Record<string, unknown> => typeof o === "object" && o !== null && !Array.isArray(o);
+/** A JSON object (not null, not an array). */
+export const isRecord = (o: unknown): o is Record<string, unknown> =>
+  typeof o === "object" && o !== null && !Array.isArray(o);
 
-const isKubeObject = (o: unknown): o is KubeObject =>
+/** An object with metadata.name: what every API object is. */
+export const isKubeObject = (o: unknown): o is KubeObject =>
   typeof o === "object" &&
   o !== null &&
   "metadata" in o &&

@@ -2,15 +2,17 @@
 // CIDRs, Ready), and what an agent on that node learns from the cluster at start: its facts, and whether it is
 // a gateway candidate (which Gateway lists it as an endpoint, or none: a node with no Gateway is its own).
 import { endpointOwners, placeNode } from "../../shared/domains";
-import type { KubeClient } from "./client";
-import type { KubeObject } from "./informer";
+import { KubeApiError, type KubeClient } from "./client";
+import { isKubeObject, isRecord, type KubeObject } from "./informer";
 
 export type KubeNode = Readonly<{
   name: string;
   labels: Readonly<Record<string, string>>;
   /** The first InternalIP address ("" when the Node reports none). */
   internalIP: string;
-  /** spec.podCIDR, then the annotation raven.openyurt.io/extra-allowed-source-cidrs. */
+  /** spec.podCIDR ("" when unset). */
+  podCIDR: string;
+  /** spec.podCIDR, then the annotation raven.openyurt.io/extra-allowed-source-cidrs (Gateway status.nodes). */
   subnets: readonly string[];
   /** Condition Ready is True. Informational: the election goes by heartbeats, never by NodeReady. */
   ready: boolean;
@@ -19,8 +21,6 @@ export type KubeNode = Readonly<{
 export const EXTRA_CIDRS_ANNOTATION = "raven.openyurt.io/extra-allowed-source-cidrs";
 export const NODES_PATH = "/api/v1/nodes";
 export const GATEWAYS_PATH = "/apis/raven.openyurt.io/v1beta1/gateways";
-
-const isRecord = (o: unknown): o is Record<string, unknown> => typeof o === "object" && o !== null && !Array.isArray(o);
 
 export function stringMap(o: unknown): Record<string, string> {
   const out: Record<string, string> = {};
@@ -32,11 +32,12 @@ export function readNode(o: KubeObject): KubeNode {
   const spec = isRecord(o.spec) ? o.spec : {};
   const status = isRecord(o.status) ? o.status : {};
   const addresses = Array.isArray(status.addresses) ? status.addresses.filter(isRecord) : [];
-  const internal = addresses.find((a) => a.type === "InternalIP" && typeof a.address === "string");
+  const internal = addresses.find((a) => a.type === "InternalIP" && typeof a.address === "string")?.address;
   const conditions = Array.isArray(status.conditions) ? status.conditions.filter(isRecord) : [];
   const extra = stringMap(o.metadata.annotations)[EXTRA_CIDRS_ANNOTATION] ?? "";
+  const podCIDR = typeof spec.podCIDR === "string" ? spec.podCIDR : "";
   const subnets = [
-    ...(typeof spec.podCIDR === "string" && spec.podCIDR !== "" ? [spec.podCIDR] : []),
+    ...(podCIDR !== "" ? [podCIDR] : []),
     ...extra
       .split(",")
       .map((s) => s.trim())
@@ -45,7 +46,8 @@ export function readNode(o: KubeObject): KubeNode {
   return {
     name: o.metadata.name,
     labels: stringMap(o.metadata.labels),
-    internalIP: (internal?.address as string | undefined) ?? "",
+    internalIP: typeof internal === "string" ? internal : "",
+    podCIDR,
     subnets,
     ready: conditions.some((c) => c.type === "Ready" && c.status === "True"),
   };
@@ -53,7 +55,10 @@ export function readNode(o: KubeObject): KubeNode {
 
 /** This node as its Node object says. */
 export async function fetchNode(client: KubeClient, name: string): Promise<KubeNode> {
-  return readNode((await client.request("GET", `${NODES_PATH}/${encodeURIComponent(name)}`)) as KubeObject);
+  const path = `${NODES_PATH}/${encodeURIComponent(name)}`;
+  const o = await client.request("GET", path);
+  if (!isKubeObject(o)) throw new KubeApiError(200, "BadResponse", `GET ${path}: the answer is not a Node object`);
+  return readNode(o);
 }
 
 /**

@@ -250,8 +250,9 @@ export class CoordinatorService {
     this.actor?.send({ type: "STOP" }); // the subscription stops the DomainActors and the heartbeats
     await quickly(this.lease.release());
     this.inventory.stop();
-    await this.kube?.stop();
     for (const s of this.subs) s.unsubscribe();
+    // Bounded like the KV writes above: an API server that is gone must not hold the stop up.
+    if (this.kube) await quickly(this.kube.stop());
   }
 
   /** A standby's poll, then what its tracker needs to be warm (warmUpMs). */

@@ -13,23 +13,25 @@
 // Over 400 lines, one concept: the launch sequence and the process table it fills. What it uses lives apart:
 // the namespace plan (netns-plan.ts, netns.ts), the proxy plan and PKI (dataplane.ts), NATS configs
 // (nats-config.ts), the actors' command lines (actor-args.ts), the records it seeds (seed.ts), the waits
-// (readiness.ts), process supervision (procs.ts).
+// (readiness.ts), process supervision (procs.ts), its options (options.ts).
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { defaultTimings, parseTimings, type Timings } from "../../shared/config";
 import { domainOf } from "../../shared/domains";
 import { gatewayKey, proxyPortsOf } from "../../shared/gateway";
-import { KubeClient } from "../../lib/kube";
-import { ensurePskFile, type TunnelDriverName } from "../../lib/vpn";
+import { ensurePskFile } from "../../lib/vpn";
 import { ensurePki } from "../../shared/pki";
 import { MeshUnavailableError, describeError } from "../../shared/errors";
-import { connectOnce, openBuckets, type NatsConnection } from "../../shared/nats";
+import { connectOnce, type NatsConnection } from "../../shared/nats";
 import type { StatusReply } from "../../shared/protocol";
 import { partitionOf, type Topology } from "../../shared/topology";
 import { buildEntrypoints, REPO_ROOT, type Entrypoint } from "./build";
+import type { FleetOptions } from "./options";
+
+export type { FleetOptions } from "./options";
 import { FleetReadiness, type ActorInfo } from "./readiness";
 import { gatewayActorArgs, nodeActorArgs } from "./actor-args";
-import { seedGatewayRecords } from "./seed";
+import { seedFleet } from "./seed";
 import { planProxy, writeDomainPki, type ProxyListen, type ProxyPlan } from "./dataplane";
 import {
   createNetns,
@@ -43,16 +45,7 @@ import {
   type NodeHost,
 } from "./netns";
 import { hubConfig, leafConfig } from "./nats-config";
-import {
-  assertPortsFree,
-  freePorts,
-  ManagedProc,
-  reapStale,
-  waitForPort,
-  writePidFile,
-  type ProcEvent,
-  type ProcSpec,
-} from "./procs";
+import { assertPortsFree, freePorts, ManagedProc, reapStale, waitForPort, writePidFile, type ProcSpec } from "./procs";
 
 /**
  * The fleet's nats-servers run on one Go scheduler thread unless GOMAXPROCS says otherwise: they route tens to
@@ -61,47 +54,6 @@ import {
  * core; failover under load unchanged).
  */
 const NATS_ENV: Record<string, string> = { GOMAXPROCS: process.env.GOMAXPROCS ?? "1" };
-
-export type FleetOptions = Readonly<{
-  runDir: string;
-  /** Hub client port; 0 picks free ports for everything (tests). */
-  hubPort?: number;
-  timings?: Partial<Timings>;
-  coordinators?: number;
-  /** Delay before a dead actor process is restarted; undefined disables restarts. */
-  restartDelayMs?: number;
-  /** Leave the hub's JetStream store from an earlier run in place (default: start empty). */
-  keepState?: boolean;
-  logLevel?: string;
-  progress?: (line: string) => void;
-  onProcEvent?: (e: ProcEvent) => void;
-  /** Proxy mode: PKI, cloud front doors, edge channels, and a demo target server (kubelet stand-in) per node. */
-  proxy?: boolean;
-  /** Put every domain in its own network namespace (root only), so InternalIPs really collide. Implies proxy. */
-  netns?: boolean;
-  /** Channel transport between gateways (default "tls"). */
-  proxyTransport?: "tls" | "tcp";
-  /** The forward proxy's deadline for a target's response head (default: the gateway's, 30 s). */
-  proxyResponseTimeoutMs?: number;
-  /** In proxy mode, run the demo target server (kubelet stand-in) on every node (default true). */
-  demoTargets?: boolean;
-  /** The demo targets close keep-alive connections idle this long, unannounced (default: Node's 5 s). */
-  demoTargetIdleMs?: number;
-  /**
-   * Tunnel mode (root): every node gets a host-network namespace and a pod namespace (netns-hosts.ts), node
-   * actors keep VXLAN and routes there, gateway candidates run the VPN driver. Implies netns.
-   */
-  tunnel?: boolean;
-  /** The VPN between gateways in tunnel mode (default "strongswan"). */
-  tunnelDriver?: TunnelDriverName;
-  /**
-   * Kubernetes as the source of truth: the topology is written to this cluster (Nodes, NodePools, Gateways,
-   * raven-cfg) and the coordinators run with --kubeconfig, mirroring it into KV and writing status back.
-   */
-  kubeconfig?: string;
-  /** Who writes the topology into the cluster (default: kubeconfig); the coordinators may not create Nodes. */
-  kubeAdminConfig?: string;
-}>;
 
 /** The nice value of the control path's processes (root only). */
 export const CONTROL_NICE = -5;
@@ -485,27 +437,16 @@ export class Fleet {
     return join(this.runDir, "logs", `${name}.log`);
   }
 
-  private async seedGateways(): Promise<void> {
-    const nc = await this.connect();
-    const { kubeconfig, kubeAdminConfig } = this.options;
-    const client = kubeconfig ? await KubeClient.load(kubeAdminConfig ?? kubeconfig) : null;
-    try {
-      const gateways = (this.proxyPlan?.topology ?? this.topology).gateways;
-      const hostOf = this.options.tunnel ? (node: string) => this.hostOf(node) : null;
-      // Both modes on: without namespaces the proxy's endpoints are still elected (there is no data path).
-      const kube = client ? { client, modes: { l7: true, l3: true } } : undefined;
-      await seedGatewayRecords(
-        await openBuckets(nc),
-        this.topology,
-        gateways,
-        hostOf,
-        (line) => this.progress(line),
-        kube,
-      );
-    } finally {
-      client?.close();
-      await nc.close();
-    }
+  private seedGateways(): Promise<void> {
+    const { kubeconfig, kubeAdminConfig, tunnel } = this.options;
+    return seedFleet({
+      connect: () => this.connect(),
+      topology: this.topology,
+      gateways: (this.proxyPlan?.topology ?? this.topology).gateways,
+      hostOf: tunnel ? (node: string) => this.hostOf(node) : null,
+      ...(kubeconfig ? { kubeconfig: kubeAdminConfig ?? kubeconfig } : {}),
+      progress: (line) => this.progress(line),
+    });
   }
 
   connect(): Promise<NatsConnection> {

@@ -9,9 +9,9 @@ import { soloGateway, soloKey, type Gateway } from "../../shared/gateway";
 import { parseGatewayRecord } from "../../shared/gateway-manifest";
 import { applyGateway } from "../../shared/gateway-store";
 import { casPut, readJson } from "../../shared/kv";
-import type { HubBuckets } from "../../shared/nats";
+import { openBuckets, type HubBuckets, type NatsConnection } from "../../shared/nats";
 import { partitionOf, type Topology } from "../../shared/topology";
-import type { KubeClient } from "../../lib/kube";
+import { KubeClient } from "../../lib/kube";
 import { seedKubeObjects } from "./kube-seed";
 import type { NodeHost } from "./netns";
 
@@ -54,6 +54,31 @@ async function seedSoloRecords(
     await casPut(kv, key, gw, current.revision).catch((err) =>
       progress(`      solo record ${unit.name}: ${describeError(err)}`),
     );
+  }
+}
+
+/** What the launcher seeds from: where the hub is, and the cluster (`kubeconfig`) if Kubernetes holds them. */
+export type SeedOptions = Readonly<{
+  connect: () => Promise<NatsConnection>;
+  topology: Topology;
+  gateways: readonly Gateway[];
+  hostOf: ((node: string) => NodeHost | undefined) | null;
+  kubeconfig?: string;
+  progress: (line: string) => void;
+}>;
+
+/** Connects to the hub (and the cluster), seeds, and lets go of both. */
+export async function seedFleet(o: SeedOptions): Promise<void> {
+  const nc = await o.connect();
+  let client: KubeClient | null = null;
+  try {
+    if (o.kubeconfig) client = await KubeClient.load(o.kubeconfig);
+    // Both modes on: without namespaces the proxy's endpoints are still elected (there is no data path).
+    const kube = client ? { client, modes: { l7: true, l3: true } } : undefined;
+    await seedGatewayRecords(await openBuckets(nc), o.topology, o.gateways, o.hostOf, o.progress, kube);
+  } finally {
+    client?.close();
+    await nc.close();
   }
 }
 

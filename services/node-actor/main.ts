@@ -132,7 +132,7 @@ async function factsFromKube(name: string, flags: FactFlags): Promise<NodeFacts>
       name,
       labels: { ...node.labels },
       internalIP: node.internalIP,
-      ...(node.subnets[0] ? { podCIDR: node.subnets[0] } : {}),
+      ...(node.podCIDR ? { podCIDR: node.podCIDR } : {}),
     };
   } finally {
     client.close();

@@ -126,7 +126,7 @@ describe("deploy/", () => {
           const flag = /^(--[a-z-]+)/.exec(arg)?.[1];
           expect(flag, `${w.metadata.name}/${c.name}: ${arg} is not a flag`).toBeDefined();
           expect(helps.get(bundle), `${w.metadata.name}/${c.name}: ${bundle} has no ${flag}`).toMatch(
-            new RegExp(`${flag}\\b`),
+            new RegExp(`${flag}(?![\\w-])`),
           );
           checked++;
         }

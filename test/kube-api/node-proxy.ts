@@ -54,6 +54,11 @@ export function connectThrough(
       clearTimeout(timer);
       reject(err);
     });
+    // Closed before answering (a rejected settle after a resolve is a no-op).
+    socket.once("close", () => {
+      clearTimeout(timer);
+      reject(new Error(`CONNECT ${target} via ${proxy.host}:${proxy.port}: closed without an answer`));
+    });
     socket.once("connect", () => socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
   });
 }
@@ -242,6 +247,8 @@ export class NodeProxy {
       query.delete("container");
       path = `/exec/${segs[3]}/${segs[5]}/${container}?${query.toString()}`;
       upstream = await this.kubelet(node);
+      // The client may have gone while the kubelet was dialled.
+      if (client.destroyed) return void upstream.destroy();
     } catch (err) {
       const e = err instanceof ApiError ? err : unavailable(String(err));
       return fail(e.code, e.reason, e.message);
@@ -349,6 +356,10 @@ export class NodeProxy {
             socket.destroy();
             if (res.statusCode === 200) resolve(text);
             else reject(new Error(`${path}: ${res.statusCode}`));
+          });
+          res.on("close", () => {
+            socket.destroy();
+            if (!res.complete) reject(new Error(`${path}: the connection broke mid-answer`));
           });
         },
       );

@@ -257,12 +257,20 @@ export async function startKubeApi(opts: KubeApiOptions = {}): Promise<KubeApi> 
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", () => socket.destroy());
-    const url = new URL(req.url ?? "/", "http://127.0.0.1");
-    const segs = url.pathname
-      .split("/")
-      .filter((s) => s !== "")
-      .map(decodeURIComponent);
-    opts.onRequest?.({ method: req.method ?? "GET", path: url.pathname, query: url.searchParams, token: undefined });
+    let url: URL;
+    let segs: string[];
+    try {
+      url = new URL(req.url ?? "/", "http://127.0.0.1");
+      segs = url.pathname
+        .split("/")
+        .filter((s) => s !== "")
+        .map(decodeURIComponent);
+    } catch {
+      return void socket.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+    const auth = req.headers.authorization;
+    const token = auth?.startsWith("Bearer ") ? auth.slice(7) : undefined;
+    opts.onRequest?.({ method: req.method ?? "GET", path: url.pathname, query: url.searchParams, token });
     void nodeProxy.upgrade(req, socket, head, segs, url.searchParams);
   });
 

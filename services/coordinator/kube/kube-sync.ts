@@ -29,7 +29,7 @@ import {
 import type { Clock, TimerHandle } from "../../../shared/clock";
 import { domainOf } from "../../../shared/domains";
 import { describeError } from "../../../shared/errors";
-import { GATEWAY_API_VERSION, activeProxyAddress, gatewayKey, isSolo, type Gateway } from "../../../shared/gateway";
+import { activeProxyAddress, gatewayKey, isSolo, type Gateway } from "../../../shared/gateway";
 import { applyGateway, deleteGateway, sameDefinition } from "../../../shared/gateway-store";
 import type { Logger } from "../../../shared/log";
 import { counters } from "../../../shared/metrics";
@@ -38,26 +38,19 @@ import {
   EventReason,
   HOSTS_CONFIGMAP,
   RAVEN_CFG,
-  activeChanges,
   gatewayFromObject,
   hostsMap,
   mirroredStatus,
   nodesByGateway,
-  objectActives,
   readNodePoolType,
   poolOf,
   readRavenCfg,
-  sameStatus,
   type RavenCfg,
 } from "./objects";
+import { GatewayEvents, configMapsPath, writeGatewayStatus, writeHostsMap } from "./writes";
 import { WriteQueue } from "./write-queue";
 
 export const NODEPOOLS_PATH = "/apis/apps.openyurt.io/v1beta1/nodepools";
-const configMapsPath = (ns: string) => `/api/v1/namespaces/${ns}/configmaps`;
-/** Events about cluster-scoped objects live in `default`, as kubectl describe looks for them. */
-const EVENTS_NAMESPACE = "default";
-const COMPONENT = "raven-coordinator";
-const MERGE_PATCH = "application/merge-patch+json";
 const HOSTS_KEY = "configmap/edge-tunnel-nodes";
 const RECORD_WRITES_AT_ONCE = 32;
 
@@ -113,19 +106,23 @@ export class KubeSync {
   private recordsAgain = false;
   private resyncTimer: TimerHandle | null = null;
   private debounce: TimerHandle | null = null;
-  private eventSeq = 0;
+  private readonly events: GatewayEvents;
+  private retryTimer: TimerHandle | null = null;
   private stopped = false;
 
   constructor(private readonly opts: KubeSyncOptions) {
     const { client, clock, log } = opts;
-    const resyncMs = opts.resyncMs ?? 60_000;
+    // The informers re-list less often than the sync looks at everything: a re-list of 10k Nodes by both
+    // replicas is the costly part, and the sync's own resync already repairs what Raven wrote.
+    const relistMs = 5 * (opts.resyncMs ?? 60_000);
+    this.events = new GatewayEvents(client, clock);
     const informer = (what: string, path: string, onChange: () => void, fieldSelector?: string) =>
       new KubeInformer({
         client,
         clock,
         log: log.child({ informer: what }),
         path,
-        resyncMs,
+        resyncMs: relistMs,
         ...(fieldSelector ? { fieldSelector } : {}),
         onChange,
         onSynced: () => {
@@ -178,6 +175,7 @@ export class KubeSync {
     this.stopped = true;
     if (this.resyncTimer) this.opts.clock.clearInterval(this.resyncTimer);
     if (this.debounce) this.opts.clock.clearTimeout(this.debounce);
+    if (this.retryTimer) this.opts.clock.clearTimeout(this.retryTimer);
     this.queue.stop();
     await Promise.all([...Object.values(this.informers), this.hosts].map((i) => i.stop()));
     await this.recordsTask;
@@ -189,11 +187,12 @@ export class KubeSync {
     return ["nodes", "gateways", "raven-cfg"].every((w) => this.synced.has(w));
   }
 
-  /** The labels a registering node must be placed by: its Node's. */
+  /** The labels a registering node must be placed by: its Node's (from the informer's cache, which is current
+   * as soon as it has listed, ahead of the debounced recompute). */
   labelsOf(node: string): RegisteredLabels {
     if (!this.ready) return { kind: "not-synced" };
-    const n = this.nodes.get(node);
-    return n ? { kind: "labels", labels: n.labels } : { kind: "unknown" };
+    const o = this.informers.nodes.get(node);
+    return o ? { kind: "labels", labels: readNode(o).labels } : { kind: "unknown" };
   }
 
   get pendingWrites(): number {
@@ -227,6 +226,7 @@ export class KubeSync {
 
   /** Something an informer holds changed: recompute after a short debounce (a list delivers many at once). */
   private changed(what: Dirty): void {
+    if (this.stopped) return;
     if (what === "all") for (const d of ["nodes", "pools", "gateways", "cfg", "all"] as const) this.dirty.add(d);
     else this.dirty.add(what);
     if (this.debounce) return;
@@ -306,9 +306,9 @@ export class KubeSync {
       this.reported.set(name, d.rv);
       counters.inc("raven_kube_gateways_invalid_total");
       this.opts.log.warn({ gateway: name, problem: d.error }, "Gateway is invalid; its last valid version is kept");
-      void this.event(name, EventReason.Invalid, "Warning", d.error).catch((err) =>
-        this.opts.log.warn({ gateway: name, err: describeError(err) }, "could not record an Event"),
-      );
+      void this.events
+        .record(name, EventReason.Invalid, "Warning", d.error, this.informers.gateways.get(name))
+        .catch((err) => this.opts.log.warn({ gateway: name, err: describeError(err) }, "could not record an Event"));
     }
   }
 
@@ -355,7 +355,9 @@ export class KubeSync {
     const done: string[] = [];
     let failed = 0;
     const run = async () => {
-      for (let task = work.pop(); task; task = work.pop()) {
+      // The lease is checked before each write, not once per pass: a pass over thousands of records must not
+      // go on writing after another coordinator took over.
+      for (let task = work.pop(); task && this.opts.isActive(); task = work.pop()) {
         try {
           done.push(await task());
         } catch (err) {
@@ -371,7 +373,11 @@ export class KubeSync {
       "Gateway records follow their objects",
     );
     // A write that failed (the hub busy or restarting) is tried again soon, not at the next resync.
-    if (failed > 0 && !this.stopped) this.opts.clock.setTimeout(() => this.syncRecords(), 1000);
+    if (failed > 0 && !this.stopped && !this.retryTimer)
+      this.retryTimer = this.opts.clock.setTimeout(() => {
+        this.retryTimer = null;
+        this.syncRecords();
+      }, 1000);
   }
 
   /** A registered node relabelled in Kubernetes: its record takes the new labels, within its own domain. */
@@ -404,22 +410,7 @@ export class KubeSync {
     if (!obj || !record) return;
     const served = this.placed().byGateway.get(name) ?? [];
     const status = mirroredStatus(name, record, served, this.cfg);
-    const current = (obj.status ?? {}) as { nodes?: unknown; activeEndpoints?: unknown };
-    if (sameStatus({ nodes: current.nodes ?? [], activeEndpoints: current.activeEndpoints ?? [] }, status)) return;
-    await this.opts.client.request("PATCH", `${GATEWAYS_PATH}/${name}/status`, { status }, MERGE_PATCH);
-    counters.inc("raven_kube_status_patches_total");
-    const { elected, lost } = activeChanges(objectActives(obj), status.activeEndpoints);
-    const term = record.status.term;
-    // An Event that cannot be recorded is logged, not retried: the status it reports is written already.
-    const events = [
-      ...elected.map((ep) => this.event(name, EventReason.Elected, "Normal", `${ep} is active (term ${term})`, obj)),
-      ...lost.map((ep) =>
-        this.event(name, EventReason.Lost, "Normal", `${ep} is no longer active (term ${term})`, obj),
-      ),
-    ];
-    for (const r of await Promise.allSettled(events))
-      if (r.status === "rejected")
-        this.opts.log.warn({ gateway: name, err: describeError(r.reason) }, "could not record an Event");
+    await writeGatewayStatus(this.opts.client, this.events, this.opts.log, obj, status, record.status.term);
   }
 
   private validGateways(): Gateway[] {
@@ -446,62 +437,12 @@ export class KubeSync {
   }
 
   private async writeHosts(): Promise<void> {
-    if (!this.opts.isActive() || !this.ready) return;
+    // Until the ConfigMap's own informer has listed, "absent" is not known to be true: wait for it.
+    if (!this.opts.isActive() || !this.ready || !this.synced.has("edge-tunnel-nodes")) return;
     const records = [...this.opts.records().values()].flatMap((r) => (r.value ? [r.value] : []));
     const address = this.opts.proxyAddress ?? activeProxyAddress(records);
     const text = hostsMap([...this.nodes.values()], this.placed().isCloud, this.cfg, address);
     if (text === null) return;
-    const { namespace, name, key } = HOSTS_CONFIGMAP;
-    const current = this.hosts.get(name, namespace);
-    const data = (current?.data ?? {}) as Record<string, unknown>;
-    if (current && data[key] === text) return;
-    if (current) {
-      await this.opts.client.request(
-        "PATCH",
-        `${configMapsPath(namespace)}/${name}`,
-        { data: { [key]: text } },
-        MERGE_PATCH,
-      );
-    } else {
-      await this.opts.client.request("POST", configMapsPath(namespace), {
-        apiVersion: "v1",
-        kind: "ConfigMap",
-        metadata: { name, namespace },
-        data: { [key]: text },
-      });
-    }
-    counters.inc("raven_kube_hosts_writes_total");
-  }
-
-  private async event(
-    gateway: string,
-    reason: EventReason,
-    type: "Normal" | "Warning",
-    message: string,
-    obj = this.informers.gateways.get(gateway),
-  ): Promise<void> {
-    const now = new Date(this.opts.clock.wallMs()).toISOString().replace(/\.\d+Z$/, "Z");
-    const name = `${gateway}.${this.opts.clock.wallMs().toString(16)}${(this.eventSeq++ % 4096).toString(16)}`;
-    await this.opts.client.request("POST", `/api/v1/namespaces/${EVENTS_NAMESPACE}/events`, {
-      apiVersion: "v1",
-      kind: "Event",
-      metadata: { name, namespace: EVENTS_NAMESPACE },
-      involvedObject: {
-        apiVersion: GATEWAY_API_VERSION,
-        kind: "Gateway",
-        name: gateway,
-        ...(obj?.metadata.uid ? { uid: obj.metadata.uid } : {}),
-        ...(obj?.metadata.resourceVersion ? { resourceVersion: obj.metadata.resourceVersion } : {}),
-      },
-      reason,
-      message,
-      type,
-      source: { component: COMPONENT },
-      reportingComponent: COMPONENT,
-      firstTimestamp: now,
-      lastTimestamp: now,
-      count: 1,
-    });
-    counters.inc("raven_kube_events_total", { reason });
+    await writeHostsMap(this.opts.client, this.hosts.get(HOSTS_CONFIGMAP.name, HOSTS_CONFIGMAP.namespace), text);
   }
 }

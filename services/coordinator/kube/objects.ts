@@ -3,6 +3,7 @@
 // (OpenYurt's validation and defaulting, raven-cfg applied); the Gateway status, Events and the
 // edge-tunnel-nodes hosts map computed from those facts and the KV records. No I/O here (kube-sync.ts does it).
 import { placeNode, endpointOwners } from "../../../shared/domains";
+export { hostsMap } from "../../../shared/hosts-map";
 import {
   GATEWAY_API_VERSION,
   LABEL_GATEWAY,
@@ -13,7 +14,7 @@ import {
   type NodeInfo,
 } from "../../../shared/gateway";
 import { parseGatewayManifest } from "../../../shared/gateway-manifest";
-import { stringMap, type KubeNode, type KubeObject } from "../../../lib/kube";
+import { isRecord, stringMap, type KubeNode, type KubeObject } from "../../../lib/kube";
 
 /** ConfigMap kube-system/raven-cfg: which modes are on. Missing (or not "true"): off, as in OpenYurt. */
 export type RavenCfg = Readonly<{ l7: boolean; l3: boolean }>;
@@ -26,8 +27,6 @@ export const EventReason = {
   Invalid: "InvalidGateway",
 } as const;
 export type EventReason = (typeof EventReason)[keyof typeof EventReason];
-
-const isRecord = (o: unknown): o is Record<string, unknown> => typeof o === "object" && o !== null && !Array.isArray(o);
 
 export function readRavenCfg(cm: KubeObject | undefined): RavenCfg {
   const data = stringMap(cm?.data);
@@ -140,34 +139,11 @@ export function activeChanges(
 export function objectActives(o: KubeObject | undefined): Pick<Endpoint, "nodeName" | "type">[] {
   const st = isRecord(o?.status) ? o.status : {};
   const list = Array.isArray(st.activeEndpoints) ? st.activeEndpoints.filter(isRecord) : [];
-  return list
-    .filter((e) => typeof e.nodeName === "string" && (e.type === "proxy" || e.type === "tunnel"))
-    .map((e) => ({ nodeName: e.nodeName as string, type: e.type as Endpoint["type"] }));
-}
-
-/** Is this node in the cloud: its pool is a Cloud NodePool, or its Gateway is exposed. */
-export type CloudTest = (node: KubeNode) => boolean;
-
-/**
- * The edge-tunnel-nodes hosts map, as OpenYurt's gateway-dns controller writes it: a line `<ip>\t<name>` for
- * every Node, the lines sorted, joined by newlines; with the proxy on, edge nodes map to the proxy's address
- * (the cloud reaches them through it, by name), cloud nodes to their InternalIP. Null while the proxy is on
- * but its address is not known yet: OpenYurt then writes InternalIPs, which for edge nodes are addresses in
- * other networks (and may collide); keeping the last map written is the safer choice.
- */
-export function hostsMap(
-  nodes: readonly KubeNode[],
-  isCloud: CloudTest,
-  cfg: RavenCfg,
-  proxyAddress: string | undefined,
-): string | null {
-  if (cfg.l7 && !proxyAddress && nodes.some((n) => !isCloud(n))) return null;
-  const lines: string[] = [];
-  for (const n of nodes) {
-    const ip = cfg.l7 && !isCloud(n) ? proxyAddress! : n.internalIP;
-    if (ip) lines.push(`${ip}\t${n.name}`);
-  }
-  return lines.sort().join("\n");
+  return list.flatMap((e) =>
+    typeof e.nodeName === "string" && (e.type === "proxy" || e.type === "tunnel")
+      ? [{ nodeName: e.nodeName, type: e.type }]
+      : [],
+  );
 }
 
 /** The node pool a Node's labels place it in ("" for none). */

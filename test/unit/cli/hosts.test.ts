@@ -1,4 +1,5 @@
-// `raven hosts`: edge node names (solo nodes included, cloud nodes left out) mapped to the proxy address.
+// `raven hosts`: edge node names (solo nodes included) mapped to the proxy address, cloud nodes to their own,
+// in the edge-tunnel-nodes format.
 import { describe, expect, it } from "vitest";
 import { hostsFile } from "../../../services/cli/hosts";
 import { activeProxyAddress, soloGateway, type Gateway } from "../../../shared/gateway";
@@ -19,13 +20,15 @@ function records(): Gateway[] {
 }
 
 describe("raven hosts", () => {
-  it("maps every edge node, solo ones included, to the proxy, sorted; cloud nodes are left out", () => {
+  it("maps every edge node, solo ones included, to the proxy and cloud nodes to their own address, sorted", () => {
     expect(hostsFile(records(), "198.18.7.10")).toBe(
       [
-        "# Raven edge nodes -> proxy 198.18.7.10 (raven hosts; 3 nodes)",
-        "198.18.7.10 a-gw-1",
-        "198.18.7.10 a-node-1",
-        "198.18.7.10 kiosk-1",
+        "# Raven: 3 edge nodes -> proxy 198.18.7.10, 2 cloud nodes at their own address (raven hosts)",
+        "192.168.1.11\tc-1",
+        "192.168.1.11\tc-2",
+        "198.18.7.10\ta-gw-1",
+        "198.18.7.10\ta-node-1",
+        "198.18.7.10\tkiosk-1",
         "",
       ].join("\n"),
     );

@@ -64,10 +64,21 @@ describe("reading objects", () => {
       name: "a-1",
       labels: { "apps.openyurt.io/nodepool": "a" },
       internalIP: "10.0.0.5",
+      podCIDR: "10.244.1.0/24",
       subnets: ["10.244.1.0/24", "10.9.0.0/16", "10.8.0.0/16"],
       ready: true,
     });
-    expect(readNode({ metadata: { name: "bare" } })).toMatchObject({ internalIP: "", subnets: [], ready: false });
+    expect(readNode({ metadata: { name: "bare" } })).toMatchObject({
+      internalIP: "",
+      podCIDR: "",
+      subnets: [],
+      ready: false,
+    });
+    // Extra CIDRs without a podCIDR: subnets for the Gateway status, never the node's podCIDR.
+    expect(readNode(node("x", {}, "10.0.0.6", undefined, "10.9.0.0/16"))).toMatchObject({
+      podCIDR: "",
+      subnets: ["10.9.0.0/16"],
+    });
   });
 
   it("turns a mode on only for the string true, and both off without raven-cfg", () => {
@@ -174,10 +185,10 @@ describe("what is written back", () => {
 
   it("maps edge nodes to the proxy and cloud nodes to their InternalIP, lines sorted, as gateway-dns does", () => {
     const isCloud = (n: KubeNode) => n.name.startsWith("c-");
-    expect(hostsMap(nodes, isCloud, both, "10.0.0.11")).toBe(
-      ["10.0.0.11\ta-1", "10.0.0.11\ta-2", "10.0.0.11\tc-1", "10.0.0.11\tlone"].join("\n"),
+    expect(hostsMap(nodes, isCloud, both, "10.0.0.99")).toBe(
+      ["10.0.0.11\tc-1", "10.0.0.99\ta-1", "10.0.0.99\ta-2", "10.0.0.99\tlone"].join("\n"),
     );
-    expect(hostsMap(nodes, isCloud, { l7: false, l3: true }, undefined)).toBe(
+    expect(hostsMap(nodes, isCloud, { l7: false }, undefined)).toBe(
       ["10.0.0.11\tc-1", "192.168.1.11\ta-1", "192.168.1.11\tlone", "192.168.1.12\ta-2"].join("\n"),
     );
     // Proxy on, address unknown: nothing rather than edge names pointing into other networks.
