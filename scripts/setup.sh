@@ -26,6 +26,9 @@ command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 need_apt_norec=()
 command -v wireguard-go >/dev/null 2>&1 || need_apt_norec+=(wireguard-go)
 command -v wg >/dev/null 2>&1 || need_apt_norec+=(wireguard-tools)
+# bench:scrape's (and its test's) real monitoring client: Debian's Prometheus, without recommends (it would
+# pull in node-exporter and more); in a container without systemd no daemon of its own starts.
+[ -x /usr/bin/prometheus ] || need_apt_norec+=(prometheus)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 # curl: the proxy and tunnel tests use it as the real HTTP client (CONNECT, proxy URL, a scrape from a pod).
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
