@@ -39,20 +39,28 @@ function sh(cmd: string, args: string[]): Promise<string> {
   );
 }
 
-/** One GET through the forward proxy (a fresh connection, as metrics-server's bursts open many at once). */
-function fetchVia(door: Door, target: string, path: string, timeoutMs: number): Promise<{ ok: boolean; ms: number }> {
+/** One GET through the forward proxy (a fresh connection, as metrics-server's bursts open many at once);
+ * `why` names a failure: the status code, or the error. */
+function fetchVia(
+  door: Door,
+  target: string,
+  path: string,
+  timeoutMs: number,
+): Promise<{ ok: boolean; ms: number; why?: string }> {
   const t0 = performance.now();
   return new Promise((resolve) => {
+    const done = (why?: string) =>
+      resolve({ ok: why === undefined, ms: performance.now() - t0, ...(why ? { why } : {}) });
     const req = http.request(
       { host: door.host, port: door.port, path: `http://${target}${path}`, headers: { host: target }, agent: false },
       (res) => {
         res.resume();
-        res.on("end", () => resolve({ ok: res.statusCode === 200, ms: performance.now() - t0 }));
-        res.on("error", () => resolve({ ok: false, ms: performance.now() - t0 }));
+        res.on("end", () => done(res.statusCode === 200 ? undefined : `HTTP ${res.statusCode}`));
+        res.on("error", (err) => done(err.message));
       },
     );
     req.setTimeout(timeoutMs, () => req.destroy(new Error("timeout")));
-    req.on("error", () => resolve({ ok: false, ms: performance.now() - t0 }));
+    req.on("error", (err) => done((err as NodeJS.ErrnoException).code ?? err.message));
     req.end();
   });
 }
@@ -245,8 +253,10 @@ runMain(async () => {
           failed: results.filter((r) => !r.ok).length,
           p99: percentile(ms, 99),
         });
+        const why = new Map<string, number>();
+        for (const r of results) if (r.why) why.set(r.why, (why.get(r.why) ?? 0) + 1);
         console.log(
-          `  burst ${bursts.length}: ${bursts.at(-1)!.ok}/${targets} answered, p99 ${bursts.at(-1)!.p99.toFixed(0)} ms`,
+          `  burst ${bursts.length}: ${bursts.at(-1)!.ok}/${targets} answered, p99 ${bursts.at(-1)!.p99.toFixed(0)} ms${why.size ? `; failed: ${[...why].map(([w, n]) => `${w} ${n}`).join(", ")}` : ""}`,
         );
       }
       if (failover && failoverAt < 0 && elapsed >= windowS / 2) {

@@ -50,7 +50,7 @@ export const defaultProxyConfig = (pkiDir: string): ProxyConfig => ({
   namePorts: new Map(),
   spares: 4,
   transport: "tls",
-  openTimeoutMs: 2_000,
+  openTimeoutMs: 5_000,
   dialTimeoutMs: 2_000,
   // Node's servers close an idle connection after 5 s, many others later; Go's never unless told to. A
   // server that closes sooner is still safe: the channel ends with it (front.ts), and a request that raced
